@@ -1,0 +1,5 @@
+import sys
+
+from igcore.cli import main
+
+sys.exit(main())

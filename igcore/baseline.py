@@ -1,0 +1,294 @@
+"""Image classifiers built from transformers configs (no download), and their trainer.
+
+One estimator, :class:`ImageClassifier`, trains every image model of the project: the ERM baseline,
+the oracle, the IG student (soft targets) and the concept model (multi-label targets). Architectures
+come from a small registry of transformers configs (:data:`ARCHITECTURES`) or a local checkpoint
+directory saved with ``save_pretrained``. Model selection uses a held-out split from the *training*
+distribution only (``val``), never D′.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import (
+    AutoConfig,
+    AutoModelForImageClassification,
+    PreTrainedModel,
+    ResNetConfig,
+    ResNetForImageClassification,
+    ViTConfig,
+    ViTForImageClassification,
+)
+
+from igcore.errors import InputError
+
+# Per-channel statistics of the procedural worlds (close to ImageNet's; fixed so models are portable).
+PIXEL_MEAN = (0.5, 0.5, 0.5)
+PIXEL_STD = (0.25, 0.25, 0.25)
+
+ARCHITECTURES: dict[str, Callable[[int, int], PreTrainedModel]] = {}
+
+
+def register_architecture(name: str) -> Callable[[Callable[[int, int], PreTrainedModel]], Callable[[int, int], PreTrainedModel]]:
+    def decorate(factory: Callable[[int, int], PreTrainedModel]) -> Callable[[int, int], PreTrainedModel]:
+        ARCHITECTURES[name] = factory
+        return factory
+
+    return decorate
+
+
+@register_architecture("resnet-tiny")
+def resnet_tiny(num_labels: int, image_size: int) -> PreTrainedModel:
+    """A 4-stage basic-block ResNet (He et al., 2016) with 0.3 M parameters; ~2,400 img/s training on 2 CPU cores."""
+    config = ResNetConfig(
+        num_channels=3,
+        embedding_size=16,
+        hidden_sizes=[16, 32, 64, 128],
+        depths=[1, 1, 1, 1],
+        layer_type="basic",
+        downsample_in_first_stage=False,
+        num_labels=num_labels,
+    )
+    return ResNetForImageClassification(config)
+
+
+@register_architecture("vit-tiny")
+def vit_tiny(num_labels: int, image_size: int) -> PreTrainedModel:
+    """A 4-layer ViT (Dosovitskiy et al., 2021) with 8×8 patches and width 96."""
+    config = ViTConfig(
+        image_size=image_size,
+        patch_size=8,
+        hidden_size=96,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=192,
+        num_labels=num_labels,
+    )
+    return ViTForImageClassification(config)
+
+
+def build_model(arch: str, num_labels: int, image_size: int) -> PreTrainedModel:
+    """Model for ``arch``: a registered name, or a local directory written by ``save_pretrained``."""
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch](num_labels, image_size)
+    path = Path(arch)
+    if path.is_dir() and (path / "config.json").is_file():
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        if config.num_labels != num_labels:
+            return AutoModelForImageClassification.from_pretrained(
+                path, local_files_only=True, num_labels=num_labels, ignore_mismatched_sizes=True
+            )
+        return AutoModelForImageClassification.from_pretrained(path, local_files_only=True)
+    raise InputError(
+        f"unknown architecture {arch!r}: use one of {', '.join(sorted(ARCHITECTURES))} "
+        "or a local checkpoint directory containing config.json"
+    )
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' requested but no CUDA GPU is available; use --set device=auto")
+    return torch.device(device)
+
+
+class PixelClassifier(nn.Module):
+    """``[0, 1]`` float images (N, 3, H, W) → logits. The module captum attributes through."""
+
+    def __init__(self, model: PreTrainedModel):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=(pixels - self.mean) / self.std).logits
+
+
+def to_pixels(images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 (N, H, W, 3) → float (N, 3, H, W) in [0, 1] on ``device``."""
+    t = torch.as_tensor(images).to(device)
+    return t.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class ImageClassifier:
+    """Estimator for image models: ``fit(images, targets)`` returns self; learned attributes end in ``_``.
+
+    Targets may be hard labels (N,) int, soft labels (N, C) float (the IG student imitates L_M's
+    probabilities), or multi-label 0/1 (N, K) with ``multi_label=True`` (the concept model). The epoch
+    with the best score on ``val`` (accuracy, or mean per-label accuracy when multi-label) is kept.
+
+    Args:
+        arch: registered architecture name or local checkpoint directory.
+        num_labels: number of classes (or concepts when ``multi_label``).
+        epochs, batch_size, lr, weight_decay: AdamW with a one-cycle schedule.
+        augment: random horizontal flips (the class never depends on the facing direction).
+        device: ``auto`` | ``cpu`` | ``cuda``.
+        seed: seeds initialisation and batch order.
+        progress: show a tqdm bar (one tick per batch).
+        name: label for the progress bar.
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet-tiny",
+        num_labels: int = 2,
+        *,
+        image_size: int = 64,
+        epochs: int = 6,
+        batch_size: int = 128,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        multi_label: bool = False,
+        augment: bool = True,
+        device: str = "auto",
+        seed: int = 0,
+        progress: bool = True,
+        name: str = "model",
+    ):
+        self.arch = arch
+        self.num_labels = num_labels
+        self.image_size = image_size
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.multi_label = multi_label
+        self.augment = augment
+        self.device = device
+        self.seed = seed
+        self.progress = progress
+        self.name = name
+
+    # -- training ---------------------------------------------------------------------------------
+    def batch_loss(self, logits: torch.Tensor, targets: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Per-batch objective; ``index`` are the rows of the training set (for reweighting methods)."""
+        if self.multi_label:
+            return nn.functional.binary_cross_entropy_with_logits(logits, targets.float())
+        losses = nn.functional.cross_entropy(logits, targets, reduction="none")
+        if self.sample_weight_ is not None:
+            w = self.sample_weight_[index]
+            return (losses * w).sum() / w.sum()
+        return losses.mean()
+
+    def fit(
+        self,
+        images: np.ndarray,
+        targets: np.ndarray,
+        val: tuple[np.ndarray, np.ndarray] | None = None,
+        sample_weight: np.ndarray | None = None,
+    ) -> ImageClassifier:
+        device = resolve_device(self.device)
+        self.device_ = device
+        torch.manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)
+        self.module_ = PixelClassifier(build_model(self.arch, self.num_labels, self.image_size)).to(device)
+        x_all = torch.as_tensor(images).to(device)  # uint8, converted per batch
+        t = torch.as_tensor(targets)
+        t = t.float() if (self.multi_label or t.ndim == 2) else t.long()
+        t_all = t.to(device)
+        self.sample_weight_ = None if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32, device=device)
+        n = len(x_all)
+        steps_per_epoch = max(1, (n + self.batch_size - 1) // self.batch_size)
+        optimizer = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.lr, total_steps=self.epochs * steps_per_epoch, pct_start=0.2
+        )
+        self.history_: list[dict[str, float]] = []
+        best_score, best_state = -1.0, None
+        bar = tqdm(total=self.epochs * steps_per_epoch, desc=f"train {self.name}", disable=not self.progress, leave=False)
+        for epoch in range(self.epochs):
+            self.module_.train()
+            order = torch.randperm(n, generator=generator).to(device)
+            total = 0.0
+            for start in range(0, n, self.batch_size):
+                idx = order[start : start + self.batch_size]
+                x = to_pixels(x_all[idx], device)
+                if self.augment:
+                    flip = torch.rand(len(idx), generator=generator).to(device) < 0.5
+                    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+                loss = self.batch_loss(self.module_(x), t_all[idx], idx)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += float(loss) * len(idx)
+                bar.update(1)
+            record = {"epoch": epoch + 1, "train_loss": total / n}
+            if val is not None:
+                record["val_score"] = self.score(*val)
+                if record["val_score"] > best_score:
+                    best_score = record["val_score"]
+                    best_state = copy.deepcopy(self.module_.state_dict())
+            self.history_.append(record)
+            bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
+        bar.close()
+        if best_state is not None:
+            self.module_.load_state_dict(best_state)
+        self.best_epoch_ = (
+            max(self.history_, key=lambda r: r.get("val_score", 0.0))["epoch"] if val is not None else self.epochs
+        )
+        self.module_.eval()
+        return self
+
+    # -- inference --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        self.module_.eval()
+        out = []
+        for start in range(0, len(images), batch_size):
+            out.append(self.module_(to_pixels(images[start : start + batch_size], self.device_)).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.num_labels), np.float32)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        z = torch.from_numpy(self.logits(images))
+        return (torch.sigmoid(z) if self.multi_label else torch.softmax(z, 1)).numpy()
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        proba = self.predict_proba(images)
+        return (proba > 0.5).astype(np.int64) if self.multi_label else proba.argmax(1)
+
+    def score(self, images: np.ndarray, targets: np.ndarray) -> float:
+        """Accuracy (mean per-label accuracy when multi-label; argmax of soft targets otherwise)."""
+        pred = self.predict(images)
+        targets = np.asarray(targets)
+        if not self.multi_label and targets.ndim == 2:
+            targets = targets.argmax(1)
+        return float((pred == targets).mean())
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """``save_pretrained`` (config.json + model.safetensors) plus the estimator's parameters."""
+        directory = Path(directory)
+        self.module_.model.save_pretrained(directory, safe_serialization=True)
+        params = {k: v for k, v in vars(self).items() if not k.endswith("_")}
+        (directory / "estimator.json").write_text(
+            json.dumps({"params": params, "history": self.history_, "best_epoch": self.best_epoch_}, indent=2)
+        )
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "auto") -> ImageClassifier:
+        directory = Path(directory)
+        meta_path = directory / "estimator.json"
+        if not meta_path.is_file():
+            raise InputError(f"{str(directory)!r} is not a saved model (no estimator.json)")
+        meta: dict[str, Any] = json.loads(meta_path.read_text())
+        params = {**meta["params"], "device": device}
+        est = cls(**params)
+        est.device_ = resolve_device(device)
+        model = AutoModelForImageClassification.from_pretrained(directory, local_files_only=True)
+        est.module_ = PixelClassifier(model).to(est.device_).eval()
+        est.history_, est.best_epoch_ = meta["history"], meta["best_epoch"]
+        est.sample_weight_ = None
+        return est

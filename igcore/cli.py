@@ -1,0 +1,138 @@
+"""``python -m igcore world|baseline|run|list|microscope``.
+
+Bad input (config, paths, ids) ends with exit code 2 and one line ``error: ...``; the last line of
+``run`` and ``baseline`` is the run directory so scripts can capture it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from igcore.errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage otherwise)
+        print(f"error: {message} (see `python -m igcore {self.prog.split()[-1]} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML or JSON file of config keys (see README 'Config keys')")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+
+
+def _stage_printer(name: str, i: int, total: int) -> None:
+    if name != "done":
+        print(f"[{i + 1}/{total}] {name}", file=sys.stderr, flush=True)
+
+
+def cmd_world(args: argparse.Namespace) -> int:
+    from igcore.config import load_config
+    from igcore.pipeline import make_world_from_config
+    from igcore.worlds import SPLITS
+
+    config = load_config(args.config, args.set)
+    world = make_world_from_config(config)
+    if args.preview:
+        from igcore.worlds.preview import contact_sheet
+
+        out = Path(args.preview)
+        if not out.parent.exists():
+            raise InputError(f"directory {str(out.parent)!r} does not exist; create it or choose another --preview path")
+        contact_sheet(world, out)
+        print(out)
+        return 0
+    import numpy as np
+
+    names = world.group_names()
+    for split in SPLITS:
+        s = world.split(split)
+        counts = np.bincount(s.groups[s.groups >= 0], minlength=len(names))
+        print(f"{split:13s} n={len(s):6d}  " + "  ".join(f"{n}={c}" for n, c in zip(names, counts, strict=True)))
+    return 0
+
+
+def _run(args: argparse.Namespace, stages: list[str] | None) -> int:
+    from igcore.config import load_config
+    from igcore.pipeline import run_pipeline
+
+    config = load_config(args.config, args.set)
+    if args.quiet:
+        config["_progress"] = False
+    run_dir = run_pipeline(config, args.out, on_stage=_stage_printer, stages=stages)
+    from igcore.store import load_run_dir
+
+    metrics = load_run_dir(run_dir).metrics
+    for method, m in metrics.get("methods", {}).items():
+        print(f"{method:14s} avg={m['avg_acc']:.3f}  worst-group={m['worst_group_acc']:.3f}", file=sys.stderr)
+    print(run_dir)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run(args, None)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    return _run(args, ["world", "erm"])
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from igcore.store import RunStore
+
+    runs = RunStore(args.out).list()
+    if not runs:
+        print(f"no runs in {args.out!r}")
+        return 0
+    for run in runs:
+        try:
+            status = run.manifest.get("status", "?")
+            erm = run.metrics.get("methods", {}).get("erm", {}).get("worst_group_acc")
+            ig = run.metrics.get("methods", {}).get("ig_student", {}).get("worst_group_acc")
+        except (OSError, ValueError):
+            status, erm, ig = "unreadable", None, None
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"{run.run_id}  {status:10s}  erm_wga={fmt(erm)}  ig_student_wga={fmt(ig)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="igcore", description="Imitative Generalization engine and baseline microscope")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("world", help="summarise the world's splits or write a contact sheet")
+    _config_args(p)
+    p.add_argument("--preview", metavar="OUT.png", help="write a contact sheet of every split")
+    p.set_defaults(fn=cmd_world)
+
+    for name, fn, text in (
+        ("run", cmd_run, "run the whole pipeline into a new run directory"),
+        ("baseline", cmd_baseline, "generate the world and train the ERM baseline only"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _config_args(p)
+        p.add_argument("--out", default="runs", help="runs directory (default: runs)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.set_defaults(fn=fn)
+
+    p = sub.add_parser("list", help="list the runs in a runs directory")
+    p.add_argument("--out", default="runs", help="runs directory (default: runs)")
+    p.set_defaults(fn=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -10,6 +10,7 @@ distribution only (``val``), never D′.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -222,7 +223,7 @@ class ImageClassifier:
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
                 bar.update(1)
             record = {"epoch": epoch + 1, "train_loss": total / n}
             if val is not None:
@@ -271,7 +272,8 @@ class ImageClassifier:
         """``save_pretrained`` (config.json + model.safetensors) plus the estimator's parameters."""
         directory = Path(directory)
         self.module_.model.save_pretrained(directory, safe_serialization=True)
-        params = {k: v for k, v in vars(self).items() if not k.endswith("_")}
+        init_params = inspect.signature(ImageClassifier.__init__).parameters
+        params = {k: v for k, v in vars(self).items() if k in init_params}
         (directory / "estimator.json").write_text(
             json.dumps({"params": params, "history": self.history_, "best_epoch": self.best_epoch_}, indent=2)
         )

@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
         "n_test_train": 3000,
         "n_test_eval": 1500,
         "n_concept_bank": 3000,
+        "feature_p": 0.9,  # P(attribute takes its class's typical value)
+        "background_salience": 1.0,  # 0 = all backgrounds share one mean colour (texture only)
+        "animal_scale": 1.0,  # 0.6-1.2
+        "noise_std": 0.03,  # per-pixel noise
     },
     "baseline": {
         "arch": "resnet-tiny",  # resnet-tiny | vit-tiny | path to a local checkpoint directory
@@ -37,6 +41,41 @@ DEFAULTS: dict[str, Any] = {
         "weight_decay": 1e-4,
     },
     "true_concepts": {"C": 1.0},
+    # baseline microscope (igcore/microscope/): attributions, relevance mass, TCAV, surrogates, swaps, sanity
+    "microscope": {
+        "models": ["erm", "ig_student", "oracle"],  # those present in the run are examined
+        "methods": [  # each runs on the architectures it applies to
+            "integrated_gradients", "saliency", "gradient_shap", "occlusion", "grad_cam", "layer_integrated_gradients",
+        ],
+        "per_group": 8,  # test_eval images per group that get attribution maps
+        "batch_size": 32,  # images per attribution call
+        "params": {  # per-method parameters (igcore/microscope/<method>.py)
+            "integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black"},
+            "saliency": {"abs": True},
+            "gradient_shap": {"n_samples": 8, "stdevs": 0.05, "n_noise_baselines": 3},
+            "occlusion": {"window": 16, "stride": 8, "baseline": "gray", "forward_batch": 256},
+            "grad_cam": {"relu": True, "interpolate_mode": "bilinear"},
+            "layer_integrated_gradients": {
+                "n_steps": 32, "internal_batch_size": 512, "baseline": "black", "interpolate_mode": "nearest",
+            },
+        },
+        "tcav": {
+            "models": ["erm"],
+            "layers": ["penultimate", "middle"],  # aliases or dotted module paths
+            "n_random": 5,  # random sets (>= 2) for the t-test
+            "n_concept_images": 40,  # concept-bank images per concept / random set
+            "n_inputs": 40,  # test_eval images per class whose predictions are tested
+            "alpha": 0.05,
+            "correction": "holm",  # holm | bonferroni | bh | none, over all concept x class x layer tests
+        },
+        "swaps": {"max_images": None, "keep_per_group": 2},  # None = every test_eval image
+        "sanity": {"models": ["erm"], "n_images": 8, "threshold": 0.5},
+        "surrogates": True,  # z_baseline / z_student (needs concept scores and igcore.search)
+    },
+    # peer methods (igcore/peers.py), off by default to keep the demo run short; the benchmark enables them
+    "peers": [],
+    "jtt": {"id_epochs": 1, "upweight": 20.0},
+    "dfr": {"C": 1.0},
 }
 
 
@@ -123,6 +162,14 @@ def validate(config: dict[str, Any]) -> None:
     for key in ("lr", "weight_decay"):
         if not isinstance(b[key], (int, float)) or b[key] < 0:
             raise InputError(f"baseline.{key} must be a non-negative number, got {b[key]!r}")
+    peers = config["peers"]
+    from_peers = ("groupdro", "jtt", "dfr")
+    if not isinstance(peers, list) or any(p not in from_peers for p in peers):
+        raise InputError(f"peers must be a list drawn from {list(from_peers)}, got {peers!r}")
+    if "microscope" in config:
+        from igcore.microscope.options import validate_microscope
+
+        validate_microscope(config["microscope"])
     run_id = config["run_id"]
     if run_id is not None:
         check_run_id(str(run_id))

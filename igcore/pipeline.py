@@ -238,3 +238,7 @@ def run_pipeline(
         if on_stage:
             on_stage("done", len(selected), len(selected))
     return store.root / run_id
+
+
+# Stages defined in other modules register themselves on import, in this order.
+from igcore import peers  # noqa: E402,F401

@@ -1,0 +1,98 @@
+"""Benchmark: how fast the default procedural world renders images (images per second, best of N).
+
+Each repeat builds a fresh world (so texture generation and latent sampling are included) and times
+``world.split("train")`` for ``--n`` images. Prints the result and writes ``docs/bench_world.md``.
+
+    python bench/bench_world.py [--n 20000] [--repeats 3] [--image-size 64] [--out docs/bench_world.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from igcore.worlds import make_world  # noqa: E402
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run(n: int, repeats: int, image_size: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process-CPU seconds per repeat to generate ``n`` training images with a fresh world.
+
+    CPU time is reported too because the benchmark machine may be shared: it is less sensitive to other
+    processes than wall-clock time (numpy runs this single-threaded, so the two agree on an idle machine).
+    """
+    wall, cpu = [], []
+    for rep in range(repeats):
+        world = make_world("snowwolf", seed=rep, image_size=image_size, n_train=n)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        split = world.split("train")
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+        assert len(split) == n
+    return wall, cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000, help="images per repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_world.md")
+    args = parser.parse_args(argv)
+
+    times, cpu = run(args.n, args.repeats, args.image_size)
+    rate, cpu_rate = args.n / min(times), args.n / min(cpu)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    command = "python bench/bench_world.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"snowwolf {args.image_size}x{args.image_size}: {rate:,.0f} images/s wall-clock, {cpu_rate:,.0f} images/s "
+        f"per CPU second (best of {args.repeats}, {args.n} images, load average {load:.1f})"
+    )
+    lines = [
+        "# World rendering benchmark",
+        "",
+        f"Procedural world `snowwolf`, default parameters, {args.image_size}×{args.image_size} RGB, "
+        f"{args.n:,} training images per repeat, a fresh world per repeat (textures and latent sampling included).",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| images/s, wall-clock (best of {args.repeats}) | **{rate:,.0f}** |",
+        f"| images/s per CPU second (best of {args.repeats}) | {cpu_rate:,.0f} |",
+        f"| wall-clock seconds per repeat | {', '.join(f'{t:.2f}' for t in times)} |",
+        f"| CPU | {cpu_name()}, {cores} cores available, load average {load:.1f} at the end of the run |",
+        f"| Python / numpy | {platform.python_version()} / {np.__version__} |",
+        "",
+        "The renderer is single-threaded numpy; the machine may be shared, hence the CPU-time column.",
+        "",
+        "Command (from the repository root):",
+        "",
+        f"    {command.strip()}",
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

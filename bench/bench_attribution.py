@@ -1,0 +1,159 @@
+"""Benchmark: Integrated Gradients throughput against the model's own forward+backward throughput.
+
+IG with ``n_steps`` path points costs ``n_steps`` forward+backward passes per image, so its ideal
+throughput is (forward+backward images/s) / n_steps. The ratio
+
+    efficiency = IG images/s × n_steps / (forward+backward images/s at the same batch size)
+
+measures captum's overhead (scaling the inputs along the path, batching, summing the gradients):
+1.0 = no overhead; the target is >= 0.7. The forward+backward reference computes what IG needs, the
+gradient of the target logits with respect to the input (``torch.autograd.grad``); the full
+``loss.backward()`` with weight gradients is reported as well. Best of ``--repeats``, wall-clock and
+process-CPU time (the machine may be shared). Writes ``docs/bench_attribution.md``.
+
+    python bench/bench_attribution.py [--arch resnet-tiny] [--n-steps 32] [--batch 512] [--images 64]
+                                      [--repeats 3] [--threads 2] [--out docs/bench_attribution.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from igcore.baseline import PixelClassifier, build_model  # noqa: E402
+from igcore.microscope.integrated_gradients import integrated_gradients  # noqa: E402
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def best_of(fn: Callable[[], None], repeats: int) -> tuple[float, float]:
+    """(best wall-clock seconds, best process-CPU seconds) of ``repeats`` calls after one warm-up."""
+    fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return min(wall), min(cpu)
+
+
+def measure(arch: str, n_steps: int, batch: int, images: int, repeats: int, image_size: int = 64) -> dict[str, float]:
+    torch.manual_seed(0)
+    module = PixelClassifier(build_model(arch, 2, image_size)).eval()
+    x = torch.rand(images, 3, image_size, image_size)
+    target = torch.randint(0, 2, (images,))
+    # forward+backward at the same batch size IG uses internally (``batch`` path points per pass)
+    xb = torch.rand(batch, 3, image_size, image_size)
+    tb = torch.randint(0, 2, (batch,))
+
+    def input_grad() -> None:
+        inp = xb.clone().requires_grad_()
+        out = module(inp).gather(1, tb[:, None]).sum()
+        torch.autograd.grad(out, inp)
+
+    def full_backward() -> None:
+        module.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(module(xb), tb).backward()
+
+    def ig() -> None:
+        integrated_gradients(module, x, target, n_steps=n_steps, internal_batch_size=batch)
+
+    fb_wall, fb_cpu = best_of(input_grad, repeats)
+    full_wall, full_cpu = best_of(full_backward, repeats)
+    ig_wall, ig_cpu = best_of(ig, repeats)
+    return {
+        "fb_ips": batch / fb_wall,
+        "fb_ips_cpu": batch / fb_cpu,
+        "full_ips": batch / full_wall,
+        "ig_ips": images / ig_wall,
+        "ig_ips_cpu": images / ig_cpu,
+        "ratio": images / ig_wall * n_steps / (batch / fb_wall),
+        "ratio_cpu": images / ig_cpu * n_steps / (batch / fb_cpu),
+        "ratio_full": images / ig_wall * n_steps / (batch / full_wall),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="resnet-tiny")
+    parser.add_argument("--n-steps", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=512, help="path points per forward/backward (IG internal_batch_size)")
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_attribution.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    r = measure(args.arch, args.n_steps, args.batch, args.images, args.repeats, args.image_size)
+    command = "python bench/bench_attribution.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    verdict = "meets" if r["ratio"] >= 0.7 else "MISSES"
+    print(
+        f"{args.arch}: IG(n_steps={args.n_steps}) {r['ig_ips']:.1f} images/s; forward+backward {r['fb_ips']:.0f} images/s "
+        f"at batch {args.batch}; efficiency {r['ratio']:.2f} ({verdict} >= 0.7), per CPU second {r['ratio_cpu']:.2f}"
+    )
+    lines = [
+        "# Attribution benchmark: Integrated Gradients vs forward+backward",
+        "",
+        f"Model `{args.arch}` ({args.image_size}×{args.image_size}, untrained weights: speed does not depend on them), "
+        f"captum `IntegratedGradients` through `igcore.microscope.integrated_gradients` with n_steps={args.n_steps}, "
+        f"internal_batch_size={args.batch}, {args.images} images per call, black baseline.",
+        "",
+        "efficiency = IG images/s × n_steps / (forward+backward images/s at the same batch size); 1.0 = no overhead,",
+        "target ≥ 0.7. The forward+backward reference computes the input gradient of the target logits",
+        "(what IG needs); the full `loss.backward()` (weight gradients too) is shown for context.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| IG images/s, wall-clock (best of {args.repeats}) | {r['ig_ips']:,.1f} |",
+        f"| forward+backward (input gradient) images/s at batch {args.batch} | {r['fb_ips']:,.0f} |",
+        f"| forward+backward (full backward) images/s at batch {args.batch} | {r['full_ips']:,.0f} |",
+        f"| **efficiency** (wall-clock) | **{r['ratio']:.2f}** ({verdict} ≥ 0.7) |",
+        f"| efficiency per CPU second | {r['ratio_cpu']:.2f} |",
+        f"| efficiency vs full backward | {r['ratio_full']:.2f} |",
+        f"| CPU | {cpu_name()}, {cores} cores available, torch threads {args.threads} |",
+        f"| load average at the end | {load:.1f} (the machine is shared; CPU-time figures are less sensitive to it) |",
+        f"| Python / torch / captum | {platform.python_version()} / {torch.__version__} / {_captum_version()} |",
+        "",
+        "Command (from the repository root):",
+        "",
+        f"    {command.strip()}",
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    print(f"wrote {args.out}")
+    return 0 if np.isfinite(r["ratio"]) else 1
+
+
+def _captum_version() -> str:
+    import captum
+
+    return captum.__version__
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

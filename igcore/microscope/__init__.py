@@ -1,0 +1,84 @@
+"""The baseline microscope: what did a trained classifier actually learn?
+
+Pixel attributions with captum (one method per file, registered with :func:`register_attribution`),
+relevance mass inside the animal mask (Arras et al., 2022), TCAV over the concept vocabulary of z*
+(Kim et al., 2018), surrogate hypotheses ``z_baseline`` / ``z_student`` in the language of z*,
+background swaps (counterfactuals) and sanity checks by cascading randomisation (Adebayo et al., 2018).
+
+Public API::
+
+    attribution_maps(run, model, method, indices)   # load or compute (cached in the run)
+    compute_maps(module, images, targets, method)    # uncached, any PixelClassifier
+    ATTRIBUTIONS, register_attribution, available_methods, get_method
+    relevance_mass, mask_area_share
+    tcav_scores
+    fit_surrogate, behaves_as_if
+    background_swaps
+    sanity_check, rank_correlation
+    recompute(run_dir, overrides)                    # python -m igcore microscope RUN_DIR
+
+The pipeline stage (``microscope``) lives in :mod:`igcore.microscope.stage`; importing that module
+registers it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Registering the methods (one per file, captum style); importing them is cheap (captum loads lazily).
+from igcore.microscope import (  # noqa: F401
+    grad_cam,
+    gradient_shap,
+    integrated_gradients,
+    layer_integrated_gradients,
+    occlusion,
+    saliency,
+)
+from igcore.microscope.attribution import AttributionCache, AttributionMaps, attribution_maps, compute_maps, maps_for
+from igcore.microscope.registry import (
+    ATTRIBUTIONS,
+    AttributionMethod,
+    architecture_of,
+    available_methods,
+    get_method,
+    register_attribution,
+)
+from igcore.microscope.relevance import mask_area_share, relevance_mass, summarise_relevance
+from igcore.microscope.sanity import rank_correlation, sanity_check
+from igcore.microscope.surrogate import Surrogate, behaves_as_if, fit_surrogate
+from igcore.microscope.swaps import SwapResult, background_swaps
+from igcore.microscope.tcav import tcav_scores
+
+
+def recompute(run_dir: Any, overrides: Any = (), device: str | None = None) -> Any:
+    """Recompute the microscope of a stored run (see :func:`igcore.microscope.stage.recompute`)."""
+    from igcore.microscope.stage import recompute as _recompute
+
+    return _recompute(run_dir, overrides, device)
+
+
+__all__ = [
+    "ATTRIBUTIONS",
+    "AttributionCache",
+    "AttributionMaps",
+    "AttributionMethod",
+    "Surrogate",
+    "SwapResult",
+    "architecture_of",
+    "attribution_maps",
+    "available_methods",
+    "background_swaps",
+    "behaves_as_if",
+    "compute_maps",
+    "fit_surrogate",
+    "get_method",
+    "mask_area_share",
+    "maps_for",
+    "rank_correlation",
+    "recompute",
+    "register_attribution",
+    "relevance_mass",
+    "sanity_check",
+    "summarise_relevance",
+    "tcav_scores",
+]

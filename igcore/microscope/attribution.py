@@ -1,0 +1,242 @@
+"""Computing attribution maps in batches, and caching them in the run.
+
+Maps are cached under ``<run>/microscope/attributions/<model>/<method>-<key>/part-*.safetensors``
+where ``key`` hashes the method's resolved parameters (and the target rule). Each part holds the
+test_eval indices it covers (``indices``), the target classes (``targets``) and the (N, H, W) float32
+``maps``; new work is written as a new part (temporary file + ``os.replace``), so existing files are
+never rewritten and nothing already computed is computed again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+from igcore.baseline import ImageClassifier, to_pixels
+from igcore.errors import InputError
+from igcore.microscope.registry import architecture_of, get_method, params_key
+
+#: What the maps explain: the model's own predicted class (the question "why did it say that?").
+TARGET_RULE = "predicted"
+
+
+@dataclass(frozen=True)
+class AttributionMaps:
+    """Maps for some test_eval images.
+
+    Attributes:
+        indices: test_eval row of each map (N,).
+        targets: class each map explains (N,), the model's prediction.
+        maps: float32 (N, H, W), attributions summed over colour channels.
+        computed: how many of the maps were computed by this call (the rest came from the cache).
+    """
+
+    indices: np.ndarray
+    targets: np.ndarray
+    maps: np.ndarray
+    computed: int = 0
+
+
+def compute_maps(
+    module: torch.nn.Module,
+    images: np.ndarray,
+    targets: np.ndarray,
+    method: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> np.ndarray:
+    """Attribution maps of ``module`` for uint8 images (N, H, W, 3), explaining ``targets``.
+
+    Args:
+        module: a :class:`~igcore.baseline.PixelClassifier` ([0, 1] images → logits).
+        images: uint8 (N, H, W, 3).
+        targets: class per image (N,).
+        method: a registered attribution method that applies to the module's architecture.
+        params: method parameters (defaults from the registry for the rest).
+        batch_size: images per call of the method.
+        device: where to compute.
+        seed: seeds the random draws of stochastic methods (GradientSHAP), per batch.
+
+    Returns:
+        float32 (N, H, W) maps.
+    """
+    spec = get_method(method)
+    arch = architecture_of(module)
+    if not spec.applies_to(arch):
+        raise InputError(f"attribution method {method!r} does not apply to {arch} models (it needs {', '.join(spec.architectures)})")
+    resolved = spec.resolve(params)
+    module.eval()
+    out = []
+    for b, start in enumerate(range(0, len(images), batch_size)):
+        x = to_pixels(images[start : start + batch_size], device).requires_grad_()
+        t = torch.as_tensor(np.asarray(targets[start : start + batch_size]), dtype=torch.long, device=x.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 100_003 + b)
+            maps = spec.fn(module, x, t, **resolved)
+        out.append(maps.detach().float().cpu().numpy())
+    h, w = images.shape[1:3]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, h, w), np.float32)
+
+
+class AttributionCache:
+    """Append-only store of attribution maps keyed by (model, method, parameters)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def entry(self, model: str, method: str, params: Mapping[str, Any]) -> Path:
+        return self.root / model / f"{method}-{params_key(method, {**params, '_target': TARGET_RULE})}"
+
+    def load(self, model: str, method: str, params: Mapping[str, Any]) -> dict[int, tuple[int, np.ndarray]]:
+        """{test_eval index: (target, map)} of everything cached for this key."""
+        found: dict[int, tuple[int, np.ndarray]] = {}
+        entry = self.entry(model, method, params)
+        if not entry.is_dir():
+            return found
+        for part in sorted(entry.glob("part-*.safetensors")):
+            data = load_file(str(part))
+            for i, t, m in zip(data["indices"].tolist(), data["targets"].tolist(), data["maps"], strict=True):
+                found.setdefault(int(i), (int(t), m))
+        return found
+
+    def add(
+        self, model: str, method: str, params: Mapping[str, Any], indices: np.ndarray, targets: np.ndarray, maps: np.ndarray
+    ) -> Path:
+        entry = self.entry(model, method, params)
+        entry.mkdir(parents=True, exist_ok=True)
+        meta = {"model": model, "method": method, "params": json.dumps(dict(params), sort_keys=True), "target": TARGET_RULE}
+        final = entry / f"part-{uuid.uuid4().hex[:12]}.safetensors"
+        tmp = entry / f".{final.name}.tmp"
+        save_file(
+            {
+                "indices": np.ascontiguousarray(indices, dtype=np.int64),
+                "targets": np.ascontiguousarray(targets, dtype=np.int64),
+                "maps": np.ascontiguousarray(maps, dtype=np.float32),
+            },
+            str(tmp),
+            metadata=meta,
+        )
+        os.replace(tmp, final)
+        return final
+
+    def keys(self) -> list[dict[str, str]]:
+        """Metadata of every cached (model, method, parameters) entry."""
+        out = []
+        for part in sorted(self.root.glob("*/*/part-*.safetensors")):
+            with safe_open(str(part), "np") as f:
+                meta = dict(f.metadata() or {})
+            meta["entry"] = str(part.parent.relative_to(self.root))
+            if meta not in out:
+                out.append(meta)
+        return out
+
+
+def maps_for(
+    cache: AttributionCache,
+    model_name: str,
+    classifier: ImageClassifier,
+    images: np.ndarray,
+    indices: Sequence[int] | np.ndarray,
+    method: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> AttributionMaps:
+    """Maps of ``classifier`` (called ``model_name`` in the run) for ``images[indices]``, cached.
+
+    ``images`` is the whole test_eval array; only indices missing from the cache are computed.
+    """
+    resolved = get_method(method).resolve(params)
+    indices = np.asarray(indices, dtype=np.int64)
+    if len(indices) and (indices.min() < 0 or indices.max() >= len(images)):
+        raise InputError(f"image indices must be in [0, {len(images) - 1}]")
+    cached = cache.load(model_name, method, resolved)
+    missing = np.array(sorted({int(i) for i in indices} - set(cached)), dtype=np.int64)
+    if len(missing):
+        targets = classifier.predict(images[missing])
+        maps = compute_maps(
+            classifier.module_, images[missing], targets, method, resolved,
+            batch_size=batch_size, device=classifier.device_, seed=seed,
+        )
+        cache.add(model_name, method, resolved, missing, targets, maps)
+        for i, t, m in zip(missing.tolist(), targets.tolist(), maps, strict=True):
+            cached[i] = (int(t), m)
+    h, w = images.shape[1:3]
+    maps_out = np.stack([cached[int(i)][1] for i in indices]) if len(indices) else np.zeros((0, h, w), np.float32)
+    targets_out = np.array([cached[int(i)][0] for i in indices], dtype=np.int64)
+    return AttributionMaps(indices, targets_out, maps_out.astype(np.float32), int(len(missing)))
+
+
+def attribution_maps(
+    run: Any,
+    model: str,
+    method: str,
+    indices: Sequence[int] | np.ndarray,
+    params: Mapping[str, Any] | None = None,
+    *,
+    device: str = "auto",
+    batch_size: int = 32,
+) -> AttributionMaps:
+    """Load (or compute and cache) maps of run model ``model`` for test_eval ``indices``.
+
+    The dashboard's entry point. ``run`` is a :class:`~igcore.store.Run` or a run directory. Parameters
+    default to the settings the run's microscope last used for that method (``microscope/info.json``,
+    else the run's config, else the registry defaults), so the dashboard hits the maps already computed.
+
+    Raises:
+        InputError: unknown run, model or method, a method that does not apply to the model, or
+            indices outside test_eval.
+    """
+    from igcore.store import Run, load_run_dir
+
+    run = run if isinstance(run, Run) else load_run_dir(run)
+    model_dir = run.path / "models" / model
+    if not model_dir.is_dir():
+        have = sorted(p.name for p in (run.path / "models").glob("*") if p.is_dir()) if run.has("models") else []
+        raise InputError(f"run {run.run_id!r} has no model {model!r}; it has: {', '.join(have) or '(none)'}")
+    get_method(method)
+    if params is None:
+        params = run_method_params(_latest_settings(run), method)
+    cache = AttributionCache(run.path / "microscope" / "attributions")
+    resolved = get_method(method).resolve(params)
+    cached = cache.load(model, method, resolved)
+    idx = np.asarray(indices, dtype=np.int64)
+    if all(int(i) in cached for i in idx):  # no model, no images needed
+        h, w = next(iter(cached.values()))[1].shape if cached else (0, 0)
+        maps = np.stack([cached[int(i)][1] for i in idx]) if len(idx) else np.zeros((0, h, w), np.float32)
+        return AttributionMaps(idx, np.array([cached[int(i)][0] for i in idx], dtype=np.int64), maps, 0)
+    classifier = ImageClassifier.load(model_dir, device=device)
+    images = run.tensors("test_eval")["images"]
+    seed = int(run.config.get("seed", 0) or 0)
+    return maps_for(cache, model, classifier, images, idx, method, resolved, batch_size=batch_size, seed=seed)
+
+
+def _latest_settings(run: Any) -> Mapping[str, Any]:
+    """The microscope settings last used for the run (``microscope/info.json`` after a recompute), else its config."""
+    info = run.path / "microscope" / "info.json"
+    if info.is_file():
+        try:
+            return {"microscope": json.loads(info.read_text())["settings"]}
+        except (OSError, ValueError, KeyError):
+            pass
+    return run.config
+
+
+def run_method_params(config: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """The parameters of ``method`` in a run's config (``microscope.params.<method>``), if any."""
+    section = config.get("microscope", {}) if isinstance(config, Mapping) else {}
+    return dict(section.get("params", {}).get(method, {}))

@@ -1,0 +1,139 @@
+"""Registry of attribution methods (zennit/timm style).
+
+Each method is a function ``fn(module, inputs, target, **params) -> maps`` that takes a
+:class:`~igcore.baseline.PixelClassifier` (images in ``[0, 1]`` → logits), a float batch
+(N, 3, H, W) and the target classes (N,), and returns one (N, H, W) float map per image (attributions
+summed over the colour channels, or a layer attribution upsampled to the image size). A method
+declares which architectures it applies to and its parameters with their defaults, so the config, the
+dashboard and the tests discover it the moment it is registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from igcore.errors import InputError
+
+AttributionFn = Callable[..., torch.Tensor]
+
+#: Architecture families the microscope knows how to open (see :func:`architecture_of`).
+ARCHITECTURE_FAMILIES = ("resnet", "vit")
+
+
+@dataclass(frozen=True)
+class AttributionMethod:
+    """A registered attribution method.
+
+    Attributes:
+        name: registry key (``integrated_gradients`` ...), also the config name.
+        fn: ``fn(module, inputs, target, **params) -> (N, H, W)`` maps.
+        architectures: families it applies to (``resnet``, ``vit``).
+        defaults: parameters and their default values (every accepted parameter is listed).
+        description: one line for the dashboard.
+        signed: whether maps carry a sign (IG, GradientSHAP, occlusion) or are non-negative.
+    """
+
+    name: str
+    fn: AttributionFn
+    architectures: tuple[str, ...]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    signed: bool = True
+
+    def applies_to(self, architecture: str) -> bool:
+        return architecture in self.architectures
+
+    def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overridden by ``params``; unknown parameter names raise :class:`InputError`."""
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(self.defaults))
+        if unknown:
+            raise InputError(
+                f"attribution method {self.name!r} has no parameter(s) {', '.join(unknown)}; "
+                f"its parameters are: {', '.join(self.defaults) or '(none)'}"
+            )
+        return {**self.defaults, **params}
+
+
+ATTRIBUTIONS: dict[str, AttributionMethod] = {}
+
+
+def register_attribution(
+    name: str,
+    *,
+    architectures: tuple[str, ...] = ARCHITECTURE_FAMILIES,
+    defaults: Mapping[str, Any] | None = None,
+    description: str = "",
+    signed: bool = True,
+) -> Callable[[AttributionFn], AttributionFn]:
+    """Decorator adding an attribution function to :data:`ATTRIBUTIONS` under ``name``."""
+
+    def decorate(fn: AttributionFn) -> AttributionFn:
+        ATTRIBUTIONS[name] = AttributionMethod(
+            name, fn, tuple(architectures), dict(defaults or {}), description or (fn.__doc__ or "").strip().split("\n")[0], signed
+        )
+        return fn
+
+    return decorate
+
+
+def get_method(name: str) -> AttributionMethod:
+    if name not in ATTRIBUTIONS:
+        raise InputError(f"unknown attribution method {name!r}; valid methods: {', '.join(ATTRIBUTIONS)}")
+    return ATTRIBUTIONS[name]
+
+
+def available_methods(architecture: str | None = None) -> list[str]:
+    """Registered method names, optionally only those that apply to ``architecture``."""
+    return [n for n, m in ATTRIBUTIONS.items() if architecture is None or m.applies_to(architecture)]
+
+
+def params_key(method: str, params: Mapping[str, Any]) -> str:
+    """Stable short key of (method, parameters) for the attribution cache."""
+    text = json.dumps({"method": method, "params": dict(params)}, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+# -- architecture helpers ---------------------------------------------------------------------------
+
+
+def architecture_of(module: nn.Module) -> str:
+    """``resnet`` or ``vit`` for a :class:`~igcore.baseline.PixelClassifier` (or its HF model)."""
+    model = getattr(module, "model", module)
+    if hasattr(model, "resnet"):
+        return "resnet"
+    if hasattr(model, "vit"):
+        return "vit"
+    raise InputError(
+        f"the microscope supports {', '.join(ARCHITECTURE_FAMILIES)} models; got {type(model).__name__}"
+    )
+
+
+def last_conv_stage(module: nn.Module) -> nn.Module:
+    """The last ResNet stage (the usual Grad-CAM layer)."""
+    return module.model.resnet.encoder.stages[-1]
+
+
+def patch_embedding(module: nn.Module) -> nn.Module:
+    """The ViT patch embedding (the usual layer for layer integrated gradients)."""
+    return module.model.vit.embeddings.patch_embeddings
+
+
+def vit_layers(module: nn.Module) -> nn.ModuleList:
+    vit = module.model.vit
+    return vit.layers if hasattr(vit, "layers") else vit.encoder.layer
+
+
+def to_image_maps(layer_attr: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """(N, C, h, w) layer attribution → (N, H, W), summed over channels and upsampled with captum."""
+    from captum.attr import LayerAttribution
+
+    summed = layer_attr.sum(1, keepdim=True)
+    return LayerAttribution.interpolate(summed, size, mode).squeeze(1)

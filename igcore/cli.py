@@ -101,6 +101,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_microscope(args: argparse.Namespace) -> int:
+    from igcore.microscope.stage import recompute
+
+    out = recompute(args.run_dir, args.set)
+    print(out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="igcore", description="Imitative Generalization engine and baseline microscope")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -119,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default="runs", help="runs directory (default: runs)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.set_defaults(fn=fn)
+
+    p = sub.add_parser("microscope", help="recompute the baseline microscope of a finished run")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (the last line printed by `run`)")
+    p.add_argument("--set", action="append", default=[], metavar="microscope.KEY=VALUE", help="override a microscope key (repeatable)")
+    p.set_defaults(fn=cmd_microscope)
 
     p = sub.add_parser("list", help="list the runs in a runs directory")
     p.add_argument("--out", default="runs", help="runs directory (default: runs)")

@@ -241,4 +241,5 @@ def run_pipeline(
 
 
 # Stages defined in other modules register themselves on import, in this order.
-from igcore import peers  # noqa: E402,F401
+from igcore import ig, peers  # noqa: E402,F401
+from igcore.microscope import stage as _microscope_stage  # noqa: E402,F401

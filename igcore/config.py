@@ -66,7 +66,8 @@ DEFAULTS: dict[str, Any] = {
         "beam_width": 4,  # clause sets kept per round
         "n_ranked": 12,  # ranked alternatives reported (the metrics contract wants >= 10)
         "max_clauses": None,  # largest |z| in the ranked list; None = no cap
-        "max_depth": 6,  # rounds of the structure search
+        "max_depth": 10,  # rounds of the structure search
+        "patience": 1,  # extra rounds after one that found nothing better (0 = stop at the first local optimum)
         "max_moves": 16,  # removals / additions tried per beam state; None = all
         "max_iter": 500,  # projected L-BFGS iterations per MAP problem
         "tol": 1e-8,  # projected-gradient tolerance, times N
@@ -259,6 +260,7 @@ def _validate_prior_search(config: dict[str, Any]) -> None:
     number("search", "beam_width", 1, integer=True)
     number("search", "n_ranked", 1, integer=True)
     number("search", "max_depth", 0, integer=True)
+    number("search", "patience", 0, integer=True)
     for key in ("max_iter", "history", "max_batch"):
         number("search", key, 1, integer=True)
     for key in ("max_clauses", "max_moves", "num_threads", "presolve_rows"):

@@ -35,7 +35,8 @@ convex; a beam search over allowed sets handles them: start from the MAP with ev
 weighted L1 already selects), then repeatedly toggle one clause (remove a clause of the support - the
 others may take over - or add a clause whose KKT condition is violated), solve every child warm-started
 from its parent in one batch, keep the ``beam_width`` best children, and collect every distinct support
-seen; stop at a local optimum (no child beats the best so far) or after ``max_depth`` rounds. The
+seen; stop at a local optimum (``patience`` + 1 rounds in a row without a child that beats the best
+so far) or after ``max_depth`` rounds. The
 ``n_ranked`` best form the ranked list, with ``posterior`` = softmax of the log posteriors over that list
 (a normalised posterior restricted to the hypotheses found).
 """
@@ -349,6 +350,8 @@ class HypothesisSearch:
         max_depth: rounds of the structure search.
         max_moves: toggles tried per beam state and kind (removals of the weakest clauses, additions of the
             most KKT-violating ones); ``None`` = all.
+        patience: extra rounds explored after a round that found nothing better than the best so far
+            (0 = stop at the first local optimum).
         max_iter, tol, history: solver settings (:func:`solve_map`).
         bias_l2: tiny Gaussian term on the biases (part of the reported log prior).
         flat_weight_l2: weight term of the flat prior when ``prior`` is ``None``.
@@ -378,8 +381,9 @@ class HypothesisSearch:
         beam_width: int = 4,
         n_ranked: int = 12,
         max_clauses: int | None = None,
-        max_depth: int = 6,
+        max_depth: int = 10,
         max_moves: int | None = 16,
+        patience: int = 1,
         max_iter: int = 500,
         tol: float = 1e-8,
         history: int = 10,
@@ -398,6 +402,7 @@ class HypothesisSearch:
         self.max_clauses = max_clauses
         self.max_depth = max_depth
         self.max_moves = max_moves
+        self.patience = patience
         self.max_iter = max_iter
         self.tol = tol
         self.history = history
@@ -415,7 +420,7 @@ class HypothesisSearch:
         return FlatPrior(self.flat_weight_l2) if self.prior is None else self.prior
 
     def _check_params(self) -> None:
-        ints = {"beam_width": 1, "n_ranked": 1, "max_depth": 0, "max_iter": 1, "history": 1, "max_batch": 1}
+        ints = {"beam_width": 1, "n_ranked": 1, "max_depth": 0, "patience": 0, "max_iter": 1, "history": 1, "max_batch": 1}
         for key, lo in ints.items():
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -558,6 +563,7 @@ class HypothesisSearch:
             register([capped])
             beam = [capped] + seeded[2:]
 
+        stale = 0
         for _depth in range(self.max_depth):
             best_so_far = max(e.log_posterior for e in found.values())
             children: dict[frozenset[int], tuple[np.ndarray, np.ndarray]] = {}
@@ -591,10 +597,11 @@ class HypothesisSearch:
                 if len(beam) >= self.beam_width:
                     break
             # a local optimum of the structure search: no child beats the best hypothesis so far
-            if entries[0].log_posterior <= best_so_far and len(found) >= self.n_ranked:
+            stale = stale + 1 if entries[0].log_posterior <= best_so_far else 0
+            if stale > self.patience and len(found) >= self.n_ranked:
                 break
 
-        self._finish(found, prior, vocabulary, classes, s_t, labels)
+        self._finish(found, prior, vocabulary, classes, len(labels))
         best = max(found.values(), key=lambda e: e.log_posterior)
         self._warm = {"root": (root.weights, root.bias), "best": (best.allowed, (best.weights, best.bias))}
         self.fit_seconds_ = time.perf_counter() - t_start
@@ -606,22 +613,29 @@ class HypothesisSearch:
         prior: HypothesisPrior,
         vocabulary: Vocabulary,
         classes: list[str],
-        s_t: torch.Tensor,
-        labels: np.ndarray,
+        n_train: int,
     ) -> None:
-        best = sorted(found.values(), key=lambda e: -e.log_posterior)[: self.n_ranked]
-        lps = np.array([e.log_posterior for e in best])
+        # the log prior is recomputed from the hypothesis itself (same value as in the objective up to
+        # rounding); candidates are re-sorted on it so the reported list is exactly ordered
+        candidates = sorted(found.values(), key=lambda e: -e.log_posterior)[: 2 * self.n_ranked]
+        scored = []
+        for e in candidates:
+            h = Hypothesis.from_matrix(e.weights, e.bias, vocabulary, classes)
+            log_prior = float(prior.log_prior(h) - self.bias_l2 * float((e.bias**2).sum()))
+            scored.append((log_prior - e.nll, log_prior, e, h))
+        scored.sort(key=lambda item: -item[0])
+        scored = scored[: self.n_ranked]
+        lps = np.array([item[0] for item in scored])
         post = np.exp(lps - lps.max())
         post /= post.sum()
-        ranked = []
-        for e, pz in zip(best, post, strict=True):
-            h = Hypothesis.from_matrix(e.weights, e.bias, vocabulary, classes)
-            log_prior = prior.log_prior(h) - self.bias_l2 * float((e.bias**2).sum())
-            ranked.append(RankedHypothesis(h, float(log_prior), -e.nll, float(log_prior - e.nll), float(pz)))
+        ranked = [
+            RankedHypothesis(h, log_prior, -e.nll, float(lp), float(pz))
+            for (lp, log_prior, e, h), pz in zip(scored, post, strict=True)
+        ]
         self.vocabulary_, self.classes_ = vocabulary, classes
         self.ranked_ = ranked
         self.z_star_ = ranked[0].hypothesis
-        self.n_train_ = int(len(labels))
+        self.n_train_ = int(n_train)
         self.n_found_ = len(found)
 
     # ------------------------------------------------------------------ predictions
@@ -672,6 +686,6 @@ class HypothesisSearch:
 
 def search_from_config(search_config: dict[str, Any], prior: HypothesisPrior | None, device: str = "auto") -> HypothesisSearch:
     """A :class:`HypothesisSearch` with the ``search`` section's parameters (``prior=None``: no_prior)."""
-    keys = ("beam_width", "n_ranked", "max_clauses", "max_depth", "max_moves", "max_iter", "tol", "history",
+    keys = ("beam_width", "n_ranked", "max_clauses", "max_depth", "max_moves", "patience", "max_iter", "tol", "history",
             "bias_l2", "flat_weight_l2", "dtype", "max_batch", "num_threads", "presolve_rows")
     return HypothesisSearch(prior=prior, device=device, **{k: search_config[k] for k in keys if k in search_config})

@@ -1,0 +1,242 @@
+"""L_M and the z* search on a synthetic stand-in for the Snow-and-Wolves concept scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from igcore import prior as P
+from igcore.errors import InputError
+from igcore.hypothesis import from_pairs
+from igcore.likelihood import ClauseLikelihood, log_likelihood, predict_proba
+from igcore.search import HypothesisSearch, _Problem, search_from_config, solve_map
+from igcore.worlds.base import Vocabulary
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["husky", "wolf"]
+# (wolf-typical, husky-typical) values of the six binary attributes
+PAIRS = [("amber_eyes", "blue_eyes"), ("straight_tail", "curled_tail"), ("plain_face", "facial_mask"),
+         ("grizzled_coat", "black_white_coat"), ("long_snout", "short_snout"), ("rounded_ears", "pointed_ears")]
+BACKGROUNDS = ("snowy_ground", "grassy_ground", "forest_floor")
+NON_CORE = {"snowy_ground", "grassy_ground", "forest_floor", "bright_light", "dim_light", "animal_left", "animal_right"}
+
+
+def world_scores(vocab: Vocabulary, n: int, rho: float, seed: int, balanced: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Concept scores like a concept model's on the default world: true annotations (attributes agree
+    with the class w.p. 0.9; background typical for the class w.p. rho, else one of the other two;
+    lighting and position independent of the class) plus logit noise, squashed to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)  # 0 husky, 1 wolf
+    ann = np.zeros((n, len(vocab)))
+    for wolf_id, husky_id in PAIRS:
+        wolfish = np.where(rng.random(n) < 0.9, y == 1, y == 0)
+        ann[:, vocab.index(wolf_id)], ann[:, vocab.index(husky_id)] = wolfish, ~wolfish
+    typical = np.where(y == 1, 0, 1)  # wolf -> snow, husky -> grass
+    other = (typical + rng.integers(1, 3, n)) % 3
+    bg = np.where(rng.random(n) < (1 / 3 if balanced else rho), typical, other)
+    for b, cid in enumerate(BACKGROUNDS):
+        ann[:, vocab.index(cid)] = bg == b
+    for a, b in (("bright_light", "dim_light"), ("animal_left", "animal_right")):
+        on = rng.random(n) < 0.5
+        ann[:, vocab.index(a)], ann[:, vocab.index(b)] = on, ~on
+    logits = (2 * ann - 1) * 2.5 + rng.standard_normal(ann.shape)
+    return (1 / (1 + np.exp(-logits))).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Vocabulary:
+    return Vocabulary.from_csv(ROOT / "assets" / "snowwolf_vocabulary.csv")
+
+
+@pytest.fixture(scope="module")
+def ratings(vocab: Vocabulary) -> pd.DataFrame:
+    return P.load_judgments_csv(P.SHIPPED_RATINGS, vocab, CLASSES)
+
+
+@pytest.fixture(scope="module")
+def prior(vocab: Vocabulary, ratings: pd.DataFrame) -> P.PriorModel:
+    """The default Prior_M: shipped judgments, the configured encoder (MiniLM; hashing if unavailable)."""
+    from igcore.config import DEFAULTS
+
+    pairwise = P.load_pairwise_csv(P.SHIPPED_PAIRWISE, vocab, CLASSES)
+    return P.prior_from_config(DEFAULTS["prior"]).fit(ratings, vocab, CLASSES, pairwise)
+
+
+@pytest.fixture(scope="module")
+def data(vocab: Vocabulary) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    return {rho: world_scores(vocab, 1000, rho, seed=1) for rho in (0.95, 1.0)}
+
+
+@pytest.fixture(scope="module")
+def fitted(prior: P.PriorModel, data: dict, vocab: Vocabulary) -> HypothesisSearch:
+    s, y = data[0.95]
+    return HypothesisSearch(prior=prior).fit(s, y, vocab, CLASSES)
+
+
+def _concepts(search: HypothesisSearch) -> set[str]:
+    return {c.concept for c in search.z_star_.clauses}
+
+
+# ---------------------------------------------------------------------------------- L_M
+def test_likelihood_is_softmax_of_clause_sums(vocab: Vocabulary) -> None:
+    z = from_pairs([("amber_eyes", "wolf", 2.0), ("blue_eyes", "husky", 1.0)], bias={"wolf": 0.5})
+    s = np.zeros((2, len(vocab)))
+    s[0, vocab.index("amber_eyes")] = 1.0
+    s[1, vocab.index("blue_eyes")] = 0.5
+    p = predict_proba(s, z, vocab, CLASSES)
+    logits = np.array([[0.0, 2.5], [0.5, 0.5]])
+    expect = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert np.allclose(p, expect)
+    ll = log_likelihood(s, np.array([1, 0]), z, vocab, CLASSES)
+    assert ll == pytest.approx(np.log(expect[0, 1]) + np.log(expect[1, 0]))
+
+
+@pytest.mark.parametrize(
+    ("scores", "labels", "fragment"),
+    [
+        (np.zeros((3, 5)), np.zeros(3, int), "shape"),
+        (np.full((3, 19), 1.5), np.zeros(3, int), "[0, 1]"),
+        (np.full((3, 19), np.nan), np.zeros(3, int), "NaN"),
+        (np.zeros((3, 19)), np.array([0, 1, 2]), "class indices"),
+        (np.zeros((3, 19)), np.zeros(2, int), "length 3"),
+    ],
+)
+def test_bad_scores_or_labels(vocab: Vocabulary, scores: np.ndarray, labels: np.ndarray, fragment: str) -> None:
+    with pytest.raises(InputError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        ClauseLikelihood(vocab, CLASSES).log_likelihood(scores, labels, from_pairs([]))
+    with pytest.raises(InputError):
+        HypothesisSearch(prior=None, max_depth=0).fit(scores, labels, vocab, CLASSES)
+
+
+# ---------------------------------------------------------------------------------- the MAP solver
+def test_binary_fast_path_matches_the_general_softmax() -> None:
+    gen = torch.Generator().manual_seed(0)
+    s = torch.rand(50, 4, dtype=torch.float64, generator=gen)
+    y = torch.randint(0, 2, (50,), generator=gen)
+    l1 = torch.rand(4, 2, dtype=torch.float64, generator=gen)
+    x = torch.rand(3, 10, dtype=torch.float64, generator=gen)
+    fast = _Problem(s, y, 2, l1, 0.3, 0.01)
+    slow = _Problem(s, y, 2, l1, 0.3, 0.01)
+    slow.sign = None
+    f1, n1, g1 = fast.fg(x)
+    f2, n2, g2 = slow.fg(x)
+    assert torch.allclose(f1, f2) and torch.allclose(n1, n2) and torch.allclose(g1, g2)
+    # and the hand-written gradient is the true one
+    xr = x.clone().requires_grad_(True)
+    f3, _, _ = slow.fg(xr, want_grad=False)
+    (auto,) = torch.autograd.grad(f3.sum(), xr)
+    assert torch.allclose(auto, g2)
+
+
+def test_map_is_exact_against_scipy(vocab: Vocabulary) -> None:
+    from scipy.optimize import minimize
+
+    s, y = world_scores(vocab, 300, 0.95, seed=3)
+    st = torch.as_tensor(s, dtype=torch.float64)
+    l1 = torch.rand(len(vocab), 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 20
+    problem = _Problem(st, torch.as_tensor(y), 2, l1, 0.5, 1e-4)
+    allowed = torch.ones(1, len(vocab), 2, dtype=torch.bool)
+    res = solve_map(problem, allowed, torch.zeros(1, len(vocab), 2), torch.zeros(1, 2), tol=1e-10)
+
+    def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
+        x = torch.as_tensor(v[None], dtype=torch.float64)
+        f, _, g = problem.fg(x)
+        return float(f[0]), g[0].numpy()
+
+    kc = len(vocab) * 2
+    ref = minimize(fun, np.zeros(kc + 2), jac=True, method="L-BFGS-B", bounds=[(0, None)] * kc + [(None, None)] * 2,
+                   options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 5000})
+    assert float(res.objective[0]) == pytest.approx(ref.fun, abs=1e-6)
+    assert float(res.objective[0]) <= ref.fun + 1e-6
+    assert (res.weights >= 0).all() and (res.weights == 0).any()  # exact zeros: the weighted L1 selects
+
+
+# ---------------------------------------------------------------------------------- z*
+@pytest.mark.parametrize("rho", [0.95, 1.0])
+def test_z_star_uses_animal_features_not_the_background(prior: P.PriorModel, data: dict, vocab: Vocabulary, rho: float) -> None:
+    s, y = data[rho]
+    search = HypothesisSearch(prior=prior).fit(s, y, vocab, CLASSES)
+    kinds = {c.concept: vocab[c.concept].kind for c in search.z_star_.clauses}
+    assert set(kinds.values()) == {"core"}, search.z_star_.render(vocab, CLASSES)
+    for cls in CLASSES:
+        assert any(c.cls == cls for c in search.z_star_.clauses), search.z_star_.render(vocab, CLASSES)
+    s_test, y_test = world_scores(vocab, 2000, rho, seed=7, balanced=True)
+    assert (search.predict(s_test) == y_test).mean() > 0.95
+
+
+def test_no_prior_learns_the_background_at_rho_1(data: dict, vocab: Vocabulary) -> None:
+    s, y = data[1.0]
+    search = HypothesisSearch(prior=None).fit(s, y, vocab, CLASSES)
+    assert _concepts(search) & {"snowy_ground", "grassy_ground"}, search.z_star_.render(vocab, CLASSES)
+
+
+def test_reversed_judgments_make_z_star_use_the_background(ratings: pd.DataFrame, data: dict, vocab: Vocabulary, tmp_path: Path) -> None:
+    path = P.write_ratings_csv(ratings.assign(rating=6 - ratings["rating"]), tmp_path / "reversed.csv")
+    reversed_prior = P.PriorModel(encoder="hashing").fit(P.load_judgments_csv(path, vocab, CLASSES), vocab, CLASSES)
+    s, y = data[0.95]
+    search = HypothesisSearch(prior=reversed_prior).fit(s, y, vocab, CLASSES)
+    assert _concepts(search) & {"snowy_ground", "grassy_ground"}, search.z_star_.render(vocab, CLASSES)
+
+
+def test_ranked_list(fitted: HypothesisSearch, vocab: Vocabulary) -> None:
+    ranked = fitted.ranked_
+    assert len(ranked) >= 10
+    post = np.array([r.posterior for r in ranked])
+    assert post.sum() == pytest.approx(1.0)
+    lps = [r.log_posterior for r in ranked]
+    assert lps == sorted(lps, reverse=True)
+    assert np.all(np.diff(post) <= 1e-12)
+    assert len({r.hypothesis.structure for r in ranked}) == len(ranked)
+    assert ranked[0].hypothesis == fitted.z_star_
+    lik = ClauseLikelihood(vocab, CLASSES)
+    s, y = world_scores(vocab, 1000, 0.95, seed=1)
+    for r in ranked[:3]:
+        assert r.log_posterior == pytest.approx(r.log_prior + r.log_likelihood)
+        assert r.log_likelihood == pytest.approx(lik.log_likelihood(s, y, r.hypothesis), rel=1e-6)
+    records = fitted.ranked_records()
+    assert set(records[0]) >= {"clauses", "log_prior", "log_likelihood", "log_posterior", "posterior"}
+    assert set(records[0]["clauses"][0]) == {"concept", "kind", "class", "weight", "text"}
+
+
+def test_predictions(fitted: HypothesisSearch, vocab: Vocabulary) -> None:
+    s, _ = world_scores(vocab, 50, 0.5, seed=9, balanced=True)
+    for p in (fitted.predict_proba(s), fitted.posterior_predictive(s)):
+        assert p.shape == (50, 2)
+        assert np.allclose(p.sum(1), 1.0)
+    assert np.allclose(fitted.predict_proba(s), predict_proba(s, fitted.z_star_, vocab, CLASSES))
+
+
+def test_warm_start_and_float32_agree(prior: P.PriorModel, data: dict, vocab: Vocabulary, fitted: HypothesisSearch) -> None:
+    s, y = data[0.95]
+    warm = HypothesisSearch(prior=prior, warm_start=True).fit(s, y, vocab, CLASSES)
+    first = warm.n_solved_
+    warm.fit(s, y, vocab, CLASSES)
+    assert warm.z_star_.structure == fitted.z_star_.structure
+    assert warm.n_solved_ < first
+    f32 = HypothesisSearch(prior=prior, dtype="float32").fit(torch.as_tensor(s), y, vocab, CLASSES)
+    assert f32.z_star_.structure == fitted.z_star_.structure
+
+
+def test_three_classes_and_config(vocab: Vocabulary) -> None:
+    from igcore.config import DEFAULTS
+
+    rng = np.random.default_rng(0)
+    s = rng.random((300, len(vocab))).astype(np.float32)
+    y = np.argmax(s[:, :3] * 3 + rng.normal(size=(300, 3)), axis=1)
+    search = search_from_config(dict(DEFAULTS["search"]), None, device="cpu")
+    search.max_depth = 1
+    search.fit(s, y, vocab, ["a", "b", "c"])
+    assert search.predict_proba(s).shape == (300, 3)
+    assert {c.concept for c in search.z_star_.clauses} & set(vocab.ids[:3])
+
+
+def test_search_parameter_errors(data: dict, vocab: Vocabulary) -> None:
+    s, y = data[0.95]
+    with pytest.raises(InputError, match="beam_width"):
+        HypothesisSearch(beam_width=0).fit(s, y, vocab, CLASSES)
+    with pytest.raises(InputError, match="dtype"):
+        HypothesisSearch(dtype="half").fit(s, y, vocab, CLASSES)

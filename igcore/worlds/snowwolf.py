@@ -246,14 +246,14 @@ class SnowWolfWorld:
         rho: float = 0.95,
         image_size: int = 64,
         n_classes: int = 2,
-        n_train: int = 4000,
+        n_train: int = 2000,
         n_val: int = 1000,
         n_test_train: int = 3000,
         n_test_eval: int = 1500,
         n_concept_bank: int = 3000,
         feature_p: float = 0.9,
         background_salience: float = 1.0,
-        animal_scale: float = 1.0,
+        animal_scale: float = 1.2,
         noise_std: float = 0.03,
         **unknown: object,
     ) -> None:
@@ -395,6 +395,11 @@ class SnowWolfWorld:
             chunk = slice(start, start + _CHUNK)
             self._render({k: v[chunk] for k, v in latents.items()}, images[chunk], masks[chunk])
         groups = np.where(labels >= 0, labels * len(self.backgrounds) + background, -1)
+        # The left/right annotation says where the animal's body actually is (mask centroid), which at
+        # large animal scales can differ from the half its canvas was placed in.
+        area = np.maximum(masks.sum((1, 2)), 1)
+        centroid_x = (masks.sum(1) * np.arange(masks.shape[2])).sum(1) / area
+        latents["position"] = (centroid_x > masks.shape[2] / 2).astype(np.uint8)
         return Split(name, images, labels, self._concepts(latents), background, masks, groups, latents)
 
     def _concepts(self, latents: dict[str, np.ndarray]) -> np.ndarray:

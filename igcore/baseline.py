@@ -77,22 +77,23 @@ def vit_tiny(num_labels: int, image_size: int) -> PreTrainedModel:
     return ViTForImageClassification(config)
 
 
-def build_model(arch: str, num_labels: int, image_size: int) -> PreTrainedModel:
-    """Model for ``arch``: a registered name, or a local directory written by ``save_pretrained``."""
-    if arch in ARCHITECTURES:
-        return ARCHITECTURES[arch](num_labels, image_size)
-    path = Path(arch)
-    if path.is_dir() and (path / "config.json").is_file():
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
-        if config.num_labels != num_labels:
-            return AutoModelForImageClassification.from_pretrained(
-                path, local_files_only=True, num_labels=num_labels, ignore_mismatched_sizes=True
-            )
-        return AutoModelForImageClassification.from_pretrained(path, local_files_only=True)
+def check_architecture(arch: str) -> str:
+    """``arch`` if it names a registered architecture or a local checkpoint directory, else InputError."""
+    if arch in ARCHITECTURES or (Path(arch).is_dir() and (Path(arch) / "config.json").is_file()):
+        return arch
     raise InputError(
         f"unknown architecture {arch!r}: use one of {', '.join(sorted(ARCHITECTURES))} "
         "or a local checkpoint directory containing config.json"
     )
+
+
+def build_model(arch: str, num_labels: int, image_size: int) -> PreTrainedModel:
+    """Model for ``arch``: a registered name, or a local directory written by ``save_pretrained``."""
+    if check_architecture(arch) in ARCHITECTURES:
+        return ARCHITECTURES[arch](num_labels, image_size)
+    config = AutoConfig.from_pretrained(arch, local_files_only=True)
+    resize = {"num_labels": num_labels, "ignore_mismatched_sizes": True} if config.num_labels != num_labels else {}
+    return AutoModelForImageClassification.from_pretrained(arch, local_files_only=True, **resize)
 
 
 def resolve_device(device: str) -> torch.device:

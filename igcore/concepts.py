@@ -52,8 +52,9 @@ class ConceptModel:
         order = rng.permutation(len(bank))
         n_hold = max(1, int(round(self.holdout * len(bank))))
         held, fit_idx = order[:n_hold], order[n_hold:]
+        # No flip augmentation: "the animal stands on the left/right" is itself a concept.
         self.classifier_ = ImageClassifier(
-            num_labels=len(self.vocabulary), multi_label=True, seed=self.seed, name="concepts", **self.train
+            num_labels=len(self.vocabulary), multi_label=True, augment=False, seed=self.seed, name="concepts", **self.train
         ).fit(
             bank.images[fit_idx],
             bank.concepts[fit_idx],

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from igcore.baseline import ImageClassifier, resolve_device
+from igcore.baseline import ImageClassifier, check_architecture, resolve_device
 from igcore.errors import InputError
 from igcore.evaluate import group_metrics
 from igcore.store import RunStore, RunWriter
@@ -218,6 +218,7 @@ def run_pipeline(
             raise InputError(f"unknown stage(s) {', '.join(unknown)}; stages are: {', '.join(names)}")
     selected = [(n, fn) for n, fn in STAGES if stages is None or n in stages]
     torch.manual_seed(config["seed"])
+    check_architecture(config["baseline"]["arch"])
     device = resolve_device(config["device"])
     world = make_world_from_config(config)
     store = RunStore(out)

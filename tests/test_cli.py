@@ -1,0 +1,101 @@
+"""CLI contract: one-line errors with exit code 2 for bad input; runs are reproducible and never overwritten."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from igcore.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--set", "world.n_train=120", "--set", "world.n_val=60", "--set", "world.n_test_train=90",
+    "--set", "world.n_test_eval=90", "--set", "world.n_concept_bank=120", "--set", "world.image_size=32",
+    "--set", "baseline.epochs=1", "--set", "concepts.epochs=1", "--set", "microscope.per_group=1",
+    "--set", "search.n_ranked=10", "--quiet",
+]
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--set", "world.name=mars"], "unknown world"),
+        (["run", "--set", "world.rho=0.2"], "world.rho"),
+        (["run", "--set", "world.rho=1.01"], "world.rho"),
+        (["run", "--set", "world.n_train=0"], "world.n_train"),
+        (["run", "--set", "world.n_test_eval=-3"], "world.n_test_eval"),
+        (["run", "--set", "world.size=3"], "unknown config key"),
+        (["run", "--config", "/nonexistent.toml"], "does not exist"),
+        (["world", "--set", "world.name=mars"], "unknown world"),
+        (["run", "--set", "baseline.arch=resnet-9000"], "unknown architecture"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, message, capsys, tmp_path):
+    code, out, err = run_cli(args + ["--out", str(tmp_path)] if args[0] == "run" else args, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert "Traceback" not in err
+
+
+def test_unknown_subcommand_exits_2_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["fly"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_unwritable_out(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, err = run_cli(["run", "--out", str(blocker / "runs"), *TINY], capsys)
+    assert code == 2 and "cannot write runs" in err
+
+
+@pytest.mark.slow
+def test_run_end_to_end_reproducible_and_never_overwritten(capsys, tmp_path):
+    """A tiny full run twice with the same seed gives identical metrics; reusing its id is refused."""
+    code, out, _ = run_cli(["run", "--out", str(tmp_path), "--set", "run_id=a", *TINY], capsys)
+    assert code == 0 and out.strip().splitlines()[-1] == str(tmp_path / "a")
+    code, _, _ = run_cli(["run", "--out", str(tmp_path), "--set", "run_id=b", *TINY], capsys)
+    assert code == 0
+    a = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert a["methods"] == b["methods"]
+    assert a["hypotheses"]["z_star"] == b["hypotheses"]["z_star"]
+    for method in ("erm", "oracle", "true_concepts", "ig_direct", "no_prior", "ig_student"):
+        assert 0.0 <= a["methods"][method]["worst_group_acc"] <= 1.0
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and "erm" in manifest["stages"]
+    ranked = a["hypotheses"]["ranked"]
+    assert ranked and {"clauses", "log_prior", "log_likelihood", "log_posterior", "posterior"} <= set(ranked[0])
+
+    before = (tmp_path / "a" / "metrics.json").read_text()
+    code, _, err = run_cli(["run", "--out", str(tmp_path), "--set", "run_id=a", *TINY], capsys)
+    assert code == 2 and "already exists" in err
+    assert (tmp_path / "a" / "metrics.json").read_text() == before
+
+    code, out, _ = run_cli(["list", "--out", str(tmp_path)], capsys)
+    assert code == 0 and "a  complete" in out
+
+
+def test_world_preview_writes_png(tmp_path):
+    out = tmp_path / "sheet.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "igcore", "world", "--set", "world.n_train=20", "--set", "world.n_val=20",
+         "--set", "world.n_test_train=20", "--set", "world.n_test_eval=20", "--set", "world.n_concept_bank=20",
+         "--preview", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert proc.stdout.strip().splitlines()[-1] == str(out)

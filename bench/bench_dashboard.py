@@ -184,6 +184,12 @@ def main() -> None:
         raise SystemExit(f"no complete run in {runs_dir}")
     run_id = runs[0].run_id
     sizes = json.loads((runs_dir / run_id / "metrics.json").read_text()).get("world", {}).get("sizes", {})
+    from igcore.config import load_config
+
+    stored = json.loads((runs_dir / run_id / "manifest.json").read_text()).get("config", {})
+    defaults = load_config(None, [])
+    differs = sorted(k for k in set(defaults) | set(stored) if k not in ("run_id",) and not k.startswith("_") and defaults.get(k) != stored.get(k))
+    config_note = "default config" if not differs else f"config differs from the defaults in: {', '.join(differs)}"
 
     reruns = apptest_timings(args.reruns)
     resolve = resolve_timing(runs_dir, run_id, 3)
@@ -204,7 +210,7 @@ def main() -> None:
         f"Command: `.venv/bin/python bench/bench_dashboard.py{' --runs-dir ' + args.runs_dir if args.runs_dir else ''}` "
         f"· {time.strftime('%Y-%m-%d %H:%M')} · {platform.platform()} · {os.cpu_count()} CPUs · Python {platform.python_version()}",
         "",
-        f"Run `{run_id}` (D′_eval {sizes.get('test_eval', '?')} images, concept bank {sizes.get('concept_bank', '?')}). "
+        f"Run `{run_id}` ({config_note}; D′_eval {sizes.get('test_eval', '?')} images, concept bank {sizes.get('concept_bank', '?')}). "
         f"The machine was shared with other jobs while measuring (load average {load} on {os.cpu_count()} CPUs), so the numbers are upper bounds.",
         "",
         "| metric | measured | target | ok |",

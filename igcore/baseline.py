@@ -29,8 +29,11 @@ from transformers import (
     ViTConfig,
     ViTForImageClassification,
 )
+from transformers.utils import logging as hf_logging
 
 from igcore.errors import InputError
+
+hf_logging.disable_progress_bar()  # our own tqdm bars report training; no per-save shard bars
 
 # Per-channel statistics of the procedural worlds (close to ImageNet's; fixed so models are portable).
 PIXEL_MEAN = (0.5, 0.5, 0.5)

@@ -109,6 +109,7 @@ DEFAULTS: dict[str, Any] = {
         "swaps": {"max_images": None, "keep_per_group": 2},  # None = every test_eval image
         "sanity": {"models": ["erm"], "n_images": 8, "threshold": 0.5},
         "surrogates": True,  # z_baseline / z_student (needs concept scores and igcore.search)
+        "surrogate_l1": 20.0,  # same sparsity cost on every surrogate clause (readable, concept-agnostic)
     },
     # concept model (igcore/concepts.py): trained on the concept bank only
     "concepts": {"epochs": 8, "lr": 3e-3, "holdout": 0.2},

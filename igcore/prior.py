@@ -468,20 +468,23 @@ class FlatPrior:
     """The likelihood-only ablation (``no_prior``): every clause equally plausible, no length cost.
 
     A vanishing Gaussian weight term ``-weight_l2 * sum w^2`` remains so the MAP exists when D is
-    separable (rho = 1); it is reported as this prior's log prior.
+    separable (rho = 1); it is reported as this prior's log prior. ``l1`` adds the same sparsity cost
+    ``-l1 * sum w`` to *every* clause: still indifferent between concepts (no human knowledge), but it
+    keeps a surrogate description short enough to read (used for ``z_baseline``).
     """
 
-    def __init__(self, weight_l2: float = 1e-2) -> None:
+    def __init__(self, weight_l2: float = 1e-2, l1: float = 0.0) -> None:
         self.weight_l2 = float(weight_l2)
+        self.l1 = float(l1)
 
     def clause_penalties(self, vocabulary: Vocabulary, classes: Sequence[str]) -> tuple[np.ndarray, float]:
-        return np.zeros((len(vocabulary), len(classes))), self.weight_l2
+        return np.full((len(vocabulary), len(classes)), self.l1), self.weight_l2
 
     def structure_log_prior(self, active: np.ndarray) -> float:
         return 0.0
 
     def log_prior(self, hypothesis: Hypothesis) -> float:
-        return -self.weight_l2 * float(sum(c.weight**2 for c in hypothesis.clauses))
+        return -float(sum(self.l1 * c.weight + self.weight_l2 * c.weight**2 for c in hypothesis.clauses))
 
 
 class PriorModel:

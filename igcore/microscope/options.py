@@ -81,3 +81,4 @@ def validate_microscope(section: Mapping[str, Any]) -> None:
     _number(sc, "threshold", -1.0, 1.0, p + "sanity.")
     if not isinstance(section["surrogates"], bool):
         raise InputError(f"microscope.surrogates must be true or false, got {section['surrogates']!r}")
+    _number(section, "surrogate_l1", 0.0, 1e6, p)

@@ -240,7 +240,7 @@ def run_microscope(inputs: MicroscopeInputs, settings: Mapping[str, Any], out_di
                 s = fit_surrogate(
                     key, m, scores["test_train"], inputs.models[m].predict(inputs.test_train_images),
                     scores["test_eval"], _predictions(inputs, m), world.vocabulary, classes, eval_labels=test.labels,
-                    search_config=inputs.search_config, device=inputs.device,
+                    search_config=inputs.search_config, device=inputs.device, l1=settings["surrogate_l1"],
                 )
                 hypotheses[key] = s.records
                 hypotheses[f"{key}_text"] = s.text

@@ -95,6 +95,7 @@ def fit_surrogate(
     search_config: Mapping[str, Any] | None = None,
     device: str = "auto",
     who: str | None = None,
+    l1: float = 0.0,
 ) -> Surrogate:
     """Fit the IG hypothesis language (flat prior) to a model's predictions and measure fidelity.
 
@@ -109,13 +110,14 @@ def fit_surrogate(
             :class:`igcore.search.HypothesisSearch` defaults. The prior is always flat.
         device: where the search runs (``auto`` | ``cpu`` | ``cuda``).
         who: the noun in the English rendering (default: ``baseline`` for erm, else the model name).
+        l1: the same sparsity cost on every clause (:class:`igcore.prior.FlatPrior`), so the description
+            stays short enough to read; it prefers no concept over another.
     """
+    from igcore.prior import FlatPrior
     from igcore.search import HypothesisSearch, search_from_config
 
-    if search_config:
-        search = search_from_config(dict(search_config), None, device=device)
-    else:
-        search = HypothesisSearch(prior=None, device=device)
+    search = search_from_config(dict(search_config), None, device=device) if search_config else HypothesisSearch(device=device)
+    search.prior = FlatPrior(search.flat_weight_l2, l1) if l1 > 0 else None
     search.fit(np.asarray(fit_scores), np.asarray(fit_predictions, dtype=np.int64), vocabulary, list(classes))
     z = search.z_star_
     fidelity = float((search.predict_proba(np.asarray(eval_scores)).argmax(1) == np.asarray(eval_predictions)).mean())

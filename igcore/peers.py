@@ -108,7 +108,7 @@ class DFR:
         coefs, intercepts = [], []
         for _ in range(self.n_subsets):
             idx = np.concatenate([rng.choice(np.flatnonzero(groups == g), n_min, replace=False) for g in present])
-            clf = LogisticRegression(penalty="l1", C=self.C, solver="liblinear").fit(x[idx], labels[idx])
+            clf = LogisticRegression(l1_ratio=1.0, C=self.C, solver="liblinear").fit(x[idx], labels[idx])
             coefs.append(clf.coef_)
             intercepts.append(clf.intercept_)
         self.classes_ = clf.classes_

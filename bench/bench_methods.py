@@ -160,6 +160,9 @@ def write_report(df: pd.DataFrame, checks: pd.DataFrame, timings: pd.DataFrame, 
         "which comes from D's distribution; D′ is never used for selection). Numbers are accuracy on D′_eval "
         "(balanced groups), mean ± std over seeds, in %.",
         "",
+        "The default run with the microscope (attributions, TCAV, swaps, sanity checks, surrogate z_baseline) is "
+        "reported in [DEFAULT_RUN.md](DEFAULT_RUN.md); stage timings and scaling in [PERFORMANCE.md](PERFORMANCE.md).",
+        "",
         "## Worst-group accuracy",
         "",
         table("wga_mean", "wga_std"),

@@ -81,14 +81,14 @@ def resolve_timing(runs_dir: Path, run_id: str, repeats: int) -> dict[str, objec
     try:
         store = engine.judgments_store(str(runs_dir), ref.metrics)
         ratings, pairwise = store.ratings(), store.pairwise()
-        times = []
-        for _ in range(repeats):
+        times, warm = [], None
+        for _ in range(repeats):  # as on the page: each re-solve starts from the previous solution
             start = time.perf_counter()
-            engine.resolve_z_star(ref, ratings, pairwise)
+            warm = engine.resolve_z_star(ref, ratings, pairwise, warm=warm)["search"]
             times.append(time.perf_counter() - start)
     except NotComputed as e:
         return {"available": False, "why": str(e)}
-    return {"available": True, "median": statistics.median(times), "max": max(times), "first": times[0]}
+    return {"available": True, "median": statistics.median(times[1:]), "max": max(times), "first": times[0]}
 
 
 def free_port() -> int:
@@ -192,7 +192,7 @@ def main() -> None:
     config_note = "default config" if not differs else f"config differs from the defaults in: {', '.join(differs)}"
 
     reruns = apptest_timings(args.reruns)
-    resolve = resolve_timing(runs_dir, run_id, 3)
+    resolve = resolve_timing(runs_dir, run_id, 4)
     print("resolve", resolve, flush=True)
     first_chart, peak_gb = ({}, None) if args.no_browser or not Path(CHROMIUM).exists() else browser_timings(runs_dir)
 
@@ -223,7 +223,8 @@ def main() -> None:
     else:
         lines.append(f"| first chart visible after navigation | not measured (no chromium or --no-browser) | ≤ {TARGETS['first_chart']} s | – |")
     if resolve.get("available"):
-        lines.append(f"| Prior page re-solve (median of 3; first {resolve['first']:.2f} s) | {resolve['median']:.3f} s | ≤ {TARGETS['resolve']} s | {ok(resolve['median'], TARGETS['resolve'])} |")
+        lines.append(f"| Prior page re-solve (median of 3 in a session; each starts from the previous solution) | {resolve['median']:.3f} s | ≤ {TARGETS['resolve']} s | {ok(resolve['median'], TARGETS['resolve'])} |")
+        lines.append(f"| … the first re-solve of a session (no previous solution) | {resolve['first']:.3f} s | ≤ {TARGETS['resolve']} s | {ok(resolve['first'], TARGETS['resolve'])} |")
     else:
         lines.append(f"| Prior page re-solve | not available: {resolve.get('why')} | ≤ {TARGETS['resolve']} s | – |")
     if peak_gb is not None:

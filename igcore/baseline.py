@@ -206,8 +206,11 @@ class ImageClassifier:
         n = len(x_all)
         steps_per_epoch = max(1, (n + self.batch_size - 1) // self.batch_size)
         optimizer = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.lr, total_steps=self.epochs * steps_per_epoch, pct_start=0.2
+        total_steps = self.epochs * steps_per_epoch
+        schedule = (  # one-cycle needs a few steps of warm-up; tiny runs train at a constant rate
+            torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=total_steps, pct_start=0.2)
+            if total_steps >= 10
+            else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
         )
         self.history_: list[dict[str, float]] = []
         best_score, best_state = -1.0, None

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from safetensors.numpy import load_file as _load_np
 from safetensors.numpy import save_file as _save_np
 
@@ -253,11 +252,3 @@ def add_files(run: Run, subdir: str) -> Iterator[Path]:
             n += 1
         os.rename(target, run.path / f"{subdir}.v{n}")
     os.rename(tmp, target)
-
-
-def save_state_dict(model: torch.nn.Module, directory: Path) -> None:
-    from safetensors.torch import save_file
-
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / "model.safetensors"))

@@ -1,0 +1,111 @@
+"""IG Microscope dashboard: router (st.navigation), shared sidebar (run picker), first-launch demo run.
+
+Run from the repository root::
+
+    streamlit run dashboard/app.py
+
+Runs are read from ``$IG_RUNS_DIR`` (default ``runs/``). With no run there, the app computes the demo
+run with the default config, showing the pipeline's progress stage by stage. Two knobs for quick
+trials and tests: ``IG_DEMO_SET="world.n_train=400;baseline.epochs=1"`` (config overrides, ``;``
+separated) and ``IG_DEMO_STAGES="world;erm"`` (a subset of the pipeline's stages).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import data, session  # noqa: E402
+from dashboard import state as codec  # noqa: E402
+from dashboard.first_launch import first_launch  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+PAGES = [
+    st.Page(HERE / "app_pages" / "overview.py", title="Overview", icon=":material/insights:", url_path="overview", default=True),
+    st.Page(HERE / "app_pages" / "hypotheses.py", title="Hypotheses", icon=":material/lightbulb:", url_path="hypotheses"),
+    st.Page(HERE / "app_pages" / "microscope.py", title="Baseline microscope", icon=":material/biotech:", url_path="microscope"),
+    st.Page(HERE / "app_pages" / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page(HERE / "app_pages" / "prior.py", title="Prior", icon=":material/tune:", url_path="prior"),
+    st.Page(HERE / "app_pages" / "share.py", title="Share & export", icon=":material/share:", url_path="share"),
+]
+
+
+def _run_label(info: data.RunInfo) -> str:
+    return info.run_id if info.complete else f"⚠ {info.run_id} ({info.status})"
+
+
+def _pick_run(root: str, runs: list[data.RunInfo], wanted: str | None, notes: list[str]) -> data.RunRef | None:
+    """The run named in the URL if it is usable, else the newest complete run (with a note)."""
+    from igcore.errors import InputError
+
+    fallback = next((r for r in runs if r.complete), runs[0] if runs else None)
+    if wanted:
+        try:
+            return data.open_run(root, wanted)
+        except InputError:
+            shown = codec.shorten(wanted)
+            if "/" in wanted or "\\" in wanted or ".." in wanted or not codec.TOKEN.fullmatch(wanted):
+                notes.append(f"`{shown}` is not a valid run id (run ids are plain names, without '/' or '..'); showing the newest run instead.")
+            elif any(r.run_id == wanted for r in runs):
+                notes.append(f"The folder `{shown}` in the runs folder cannot be opened as a run (it has no manifest); showing the newest run instead.")
+            else:
+                notes.append(f"There is no run `{shown}` in this dashboard's runs folder; showing the newest run instead.")
+    if fallback is None:
+        return None
+    try:
+        return data.open_run(root, fallback.run_id)
+    except InputError:
+        return None
+
+
+def _on_run_change() -> None:
+    # A new run resets the selections that only make sense within one run.
+    session.set_view(run=st.session_state["w_run"], hyp=0, img=None, method=None, group="all", correct="all")
+
+
+def sidebar(ctx: session.PageContext) -> None:
+    with st.sidebar:
+        st.markdown("### 🔬 IG Microscope")
+        st.caption("What the model *should* have learned (z*) vs what it *did* learn (the baseline).")
+        if not ctx.runs or ctx.ref is None:
+            return
+        ids = [r.run_id for r in ctx.runs]
+        labels = {r.run_id: _run_label(r) for r in ctx.runs}
+        session.bind("w_run", ctx.ref.run_id)
+        st.selectbox("Run", ids, key="w_run", format_func=labels.get, on_change=_on_run_change, help="Runs in the runs folder, newest first. ⚠ marks runs that did not finish.")
+        info = next((r for r in ctx.runs if r.run_id == ctx.ref.run_id), None)
+        if info is not None and not info.complete:
+            st.warning(f"This run is **{info.status}**: some parts may be missing.", icon="⚠️")
+        cfg = ctx.ref.manifest.get("config", {})
+        world = cfg.get("world", {})
+        if world:
+            st.caption(f"World **{world.get('name', '?')}** · ρ = {world.get('rho', '?')} · seed {cfg.get('seed', '?')}")
+
+
+def main() -> None:
+    st.set_page_config(page_title="IG Microscope", page_icon="🔬", layout="wide")
+    page = st.navigation(PAGES)
+    root = str(data.runs_dir())
+    runs = data.list_runs(root)
+    if not runs:
+        first_launch(root)  # computes the demo run, then reruns; stops here otherwise
+        return
+    decoded = codec.decode(session.read_params())
+    notes = list(decoded.notes)
+    ref = _pick_run(root, runs, decoded.state.run, notes)
+    view = decoded.state if ref is None else replace(decoded.state, run=ref.run_id)
+    ctx = session.PageContext(root=root, runs=runs, ref=ref, view=view, notes=notes)
+    session.store_context(ctx)
+    sidebar(ctx)
+    page.run()
+
+
+main()

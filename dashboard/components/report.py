@@ -1,0 +1,100 @@
+"""A self-contained HTML report of one run: plotly figures embedded (plotly.js inline, once), images
+inline as data URIs, every string that comes from a run or a user HTML-escaped. Pure: inputs in,
+one HTML string out; opens offline in any browser."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from dashboard.components.images import data_uri
+
+
+@dataclass
+class ReportInput:
+    run_id: str
+    title: str = "IG Microscope report"
+    link: str | None = None  # URL of the view the report was exported from
+    z_star_sentence: str | None = None
+    z_baseline_sentence: str | None = None
+    z_star_text: str | None = None  # the engine's rendering of z* (Hypothesis.render)
+    z_baseline_text: str | None = None
+    z_star_clauses: list[dict] = field(default_factory=list)
+    figures: list[tuple[str, go.Figure, str]] = field(default_factory=list)  # (title, figure, caption)
+    images: list[tuple[bytes, str]] = field(default_factory=list)  # (png, caption)
+    table_html: str | None = None  # already-escaped HTML table (pandas to_html escapes by default)
+    notes: list[str] = field(default_factory=list)
+    user_ratings: list[dict] = field(default_factory=list)  # ratings added in the dashboard (rater names!)
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+CSS = """
+body{font-family:Inter,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;color:#222;line-height:1.45}
+h1{margin-bottom:.2rem} .meta{color:#666;font-size:.9rem}
+.cards{display:grid;grid-template-columns:1fr 1fr;gap:1rem;margin:1.5rem 0}
+.card{border:1px solid #ddd;border-radius:8px;padding:1rem} .card h3{margin-top:0}
+.ig{border-top:5px solid #2e7d5b} .base{border-top:5px solid #d1495b}
+figure{margin:1.2rem 0} figcaption{color:#555;font-size:.9rem}
+.gallery{display:flex;flex-wrap:wrap;gap:.8rem} .gallery figure{width:200px;margin:0} .gallery img{width:200px;image-rendering:pixelated}
+table{border-collapse:collapse;font-size:.9rem} td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left}
+.note{background:#f5f7fa;border-left:4px solid #8d99ae;padding:.5rem .8rem}
+"""
+
+
+def build_report(data: ReportInput) -> str:
+    """The report as one HTML document (UTF-8)."""
+    from plotly.offline import get_plotlyjs
+
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{_e(data.title)} · {_e(data.run_id)}</title><style>{CSS}</style>",
+        f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>",
+        f"<h1>{_e(data.title)}</h1>",
+        f"<p class='meta'>Run <code>{_e(data.run_id)}</code> · exported {_e(now)}"
+        + (f" · <a href='{_e(data.link)}'>open this view in the dashboard</a>" if data.link else "")
+        + "</p>",
+        "<div class='cards'>",
+        "<div class='card ig'><h3>What the model should have learned (z*)</h3>",
+        f"<p><strong>{_e(data.z_star_sentence or 'Not computed in this run.')}</strong></p>",
+        f"<p>{_e(data.z_star_text)}</p>" if data.z_star_text else "",
+        "</div><div class='card base'><h3>What the baseline did learn</h3>",
+        f"<p><strong>{_e(data.z_baseline_sentence or 'Not computed in this run.')}</strong></p>",
+        f"<p>{_e(data.z_baseline_text)}</p>" if data.z_baseline_text else "",
+        "</div></div>",
+    ]
+    for note in data.notes:
+        parts.append(f"<p class='note'>{_e(note)}</p>")
+    if data.z_star_clauses:
+        parts.append("<h2>z*, clause by clause</h2><table><tr><th>concept</th><th>is evidence for</th><th>weight</th><th>kind</th></tr>")
+        for c in data.z_star_clauses:
+            parts.append(
+                f"<tr><td>{_e(c.get('text') or c.get('concept'))}</td><td>{_e(c.get('class'))}</td>"
+                f"<td>{float(c.get('weight', 0)):.2f}</td><td>{_e(c.get('kind', ''))}</td></tr>"
+            )
+        parts.append("</table>")
+    if data.table_html:
+        parts.append(f"<h2>Accuracy on D′</h2>{data.table_html}")
+    for i, (title, fig, caption) in enumerate(data.figures):
+        body = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"fig{i}", config={"displaylogo": False})
+        parts.append(f"<figure><h2>{_e(title)}</h2>{body}<figcaption>{_e(caption)}</figcaption></figure>")
+    if data.images:
+        parts.append("<h2>Images</h2><div class='gallery'>")
+        for png, caption in data.images:
+            parts.append(f"<figure><img alt='{_e(caption)}' src='{data_uri(png)}'><figcaption>{_e(caption)}</figcaption></figure>")
+        parts.append("</div>")
+    if data.user_ratings:
+        parts.append("<h2>Ratings added in the dashboard</h2><table><tr><th>rater</th><th>concept</th><th>class</th><th>rating</th></tr>")
+        for r in data.user_ratings:
+            parts.append(f"<tr><td>{_e(r.get('rater'))}</td><td>{_e(r.get('concept'))}</td><td>{_e(r.get('class'))}</td><td>{_e(r.get('rating'))}</td></tr>")
+        parts.append("</table>")
+    parts.append("<p class='meta'>Every number and figure here was computed by igcore for this run; nothing was typed in.</p></body></html>")
+    return "".join(parts)
+

@@ -1,0 +1,122 @@
+"""Shared fixtures: one tiny real run (the real pipeline, tiny config), built once per test session."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The tiny config used by dashboard tests and the dashboard bench (keys that this engine version
+#: does not have yet are dropped, so the fixture keeps working while the engine grows).
+TINY = {
+    "world.n_train": 400,
+    "world.n_val": 200,
+    "world.n_test_train": 300,
+    "world.n_test_eval": 300,
+    "world.n_concept_bank": 400,
+    "baseline.epochs": 2,  # 1 epoch of a tiny set trips OneCycleLR (total_steps * pct_start < 2)
+    "microscope.per_group": 2,
+    "microscope.methods": ["integrated_gradients", "saliency", "grad_cam"],
+    "microscope.params.integrated_gradients.n_steps": 8,
+    "microscope.tcav.n_random": 2,
+    "microscope.tcav.n_concept_images": 8,
+    "microscope.tcav.n_inputs": 8,
+    "microscope.tcav.layers": ["penultimate"],
+    "microscope.swaps.max_images": 60,
+    "microscope.sanity.n_images": 2,
+    "search.beam_width": 4,
+    "search.n_ranked": 8,
+    "concepts.epochs": 2,
+}
+
+
+def tiny_sets() -> list[str]:
+    """``--set`` strings of :data:`TINY` restricted to keys the installed engine knows."""
+    from igcore.config import DEFAULTS
+
+    out = []
+    for key, value in TINY.items():
+        node = DEFAULTS
+        ok = True
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                ok = False
+                break
+            node = node[part]
+        if ok:
+            out.append(f"{key}={json.dumps(value)}")
+    return out
+
+
+def build_tiny_run(root: Path, run_id: str) -> Path:
+    """The real pipeline with :data:`TINY` into ``root/run_id`` (used by the fixture and the dashboard bench)."""
+    from igcore.config import load_config
+    from igcore.pipeline import run_pipeline
+
+    config = load_config(None, tiny_sets())
+    config["_progress"] = False
+    config["run_id"] = run_id
+    run_dir = run_pipeline(config, root)
+    _add_microscope_if_not_a_stage(run_dir)
+    return run_dir
+
+
+def _add_microscope_if_not_a_stage(run_dir: Path) -> None:
+    """While the microscope is not yet a pipeline stage, add it with its public recompute (tiny settings)."""
+    from igcore.pipeline import STAGES
+
+    if any(name == "microscope" for name, _ in STAGES):
+        return
+    try:
+        from igcore.microscope.stage import recompute
+    except ImportError:
+        return
+    recompute(run_dir, [s for s in tiny_sets() if s.startswith("microscope.")])
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A RUNS_DIR holding one complete tiny run, one incomplete run and one junk folder.
+
+    ``IG_RUNS_DIR`` points at it for the whole session (the dashboard reads it at each script run).
+    With ``IG_TEST_RUN=/path/to/a/run`` a copy of that finished run stands in for the tiny one (id ``tiny``).
+    """
+    root = tmp_path_factory.mktemp("runs")
+    existing = os.environ.get("IG_TEST_RUN")
+    if existing:  # e.g. the default demo run, to take the documentation screenshots from it
+        shutil.copytree(existing, root / "tiny")
+    else:
+        build_tiny_run(root, "tiny")
+    # An incomplete run (a pipeline that stopped after the world stage) and a folder that is not a run.
+    broken = root / "tiny-incomplete"
+    broken.mkdir()
+    manifest = json.loads((root / "tiny" / "manifest.json").read_text())
+    manifest["status"] = "running"
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    metrics = json.loads((root / "tiny" / "metrics.json").read_text())
+    (broken / "metrics.json").write_text(json.dumps({"world": metrics.get("world", {})}))
+    (root / "junk").mkdir()
+    # the complete run must stay the newest one (the default view)
+    os.utime(root / "tiny")
+    previous = os.environ.get("IG_RUNS_DIR")
+    os.environ["IG_RUNS_DIR"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("IG_RUNS_DIR", None)
+    else:
+        os.environ["IG_RUNS_DIR"] = previous
+
+
+@pytest.fixture
+def fresh_runs_dir(runs_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the session RUNS_DIR (for tests that write, e.g. ratings)."""
+    dst = tmp_path / "runs"
+    shutil.copytree(runs_dir, dst)
+    os.environ["IG_RUNS_DIR"] = str(dst)
+    yield dst
+    os.environ["IG_RUNS_DIR"] = str(runs_dir)

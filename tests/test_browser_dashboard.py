@@ -128,6 +128,21 @@ def _ranked(runs_dir: Path) -> list:
     return json.loads((runs_dir / "tiny" / "metrics.json").read_text()).get("hypotheses", {}).get("ranked") or []
 
 
+def _isolated_point(ranked: list[dict]) -> int:
+    """A non-z* hypothesis whose point lies farthest from every other point (overlapping markers would
+    take the click)."""
+    xy = [(r["log_prior"], r["log_likelihood"]) for r in ranked]
+    span = [max(v) - min(v) or 1.0 for v in zip(*xy, strict=True)]
+
+    def gap(i: int) -> float:
+        return min(
+            ((xy[i][0] - xy[j][0]) / span[0]) ** 2 + ((xy[i][1] - xy[j][1]) / span[1]) ** 2
+            for j in range(len(xy)) if j != i
+        )
+
+    return max(range(1, len(xy)), key=gap)
+
+
 def test_select_hypothesis_and_share_url(browser: object, server: str, runs_dir: Path) -> None:
     ranked = _ranked(runs_dir)
     if len(ranked) < 2:
@@ -136,7 +151,7 @@ def test_select_hypothesis_and_share_url(browser: object, server: str, runs_dir:
     page = ctx.new_page()
     page.goto(f"{server}/hypotheses")
     wait_idle(page)
-    target = 1
+    target = _isolated_point(ranked)
     points = page.locator("[data-testid=stPlotlyChart] .scatterlayer .trace").first.locator("path.point")
     points.nth(target).wait_for(timeout=30_000)
     for attempt in range(2):  # hover first: plotly picks the clicked point from its hover state

@@ -101,8 +101,8 @@ DEFAULTS: dict[str, Any] = {
             "models": ["erm"],
             "layers": ["penultimate", "middle"],  # aliases or dotted module paths
             "n_random": 10,  # random sets (>= 2) for the t-test
-            "n_concept_images": 40,  # concept-bank images per concept / random set
-            "n_inputs": 40,  # test_eval images per class whose predictions are tested
+            "n_concept_images": 80,  # concept-bank images per concept / random set
+            "n_inputs": 100,  # test_eval images per class whose predictions are tested
             "alpha": 0.05,
             "correction": "bh",  # bh (Benjamini-Hochberg) | holm | bonferroni | none, over all concept x class x layer tests
         },

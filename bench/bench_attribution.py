@@ -31,18 +31,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import cpu_name  # noqa: E402
+
 from igcore.baseline import PixelClassifier, build_model  # noqa: E402
 from igcore.microscope.integrated_gradients import integrated_gradients  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def best_of(fn: Callable[[], None], repeats: int) -> tuple[float, float]:

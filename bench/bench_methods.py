@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import cpu_name  # noqa: E402
 
 from igcore.config import load_config  # noqa: E402
 from igcore.pipeline import STAGES, run_pipeline  # noqa: E402
@@ -151,7 +152,7 @@ def write_report(df: pd.DataFrame, checks: pd.DataFrame, timings: pd.DataFrame, 
         "",
         "Produced end to end by `python bench/bench_methods.py "
         + " ".join(f"--set {s}" for s in extra) + f"` (ρ ∈ {rhos}, seeds {seeds}).",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, device "
+        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, device "
         f"{timings.get('device', pd.Series(['cpu'])).iloc[0] if 'device' in timings else 'cpu'}; "
         f"total wall time {total / 60:.1f} min ({timings['wall_s'].mean():.0f} s per run).",
         "",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import cpu_name  # noqa: E402
 
 from igcore.config import DEFAULTS, load_config  # noqa: E402
 from igcore.pipeline import run_pipeline  # noqa: E402
@@ -67,7 +68,7 @@ def write_report(results: list) -> None:
     lines = [
         "# Performance",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
         f"device `{results[0][4]}`. Produced by `python bench/bench_pipeline.py --scales "
         + ",".join(str(r[0]) for r in results) + "`.",
         "No GPU was lent to the session that produced these numbers, so the CUDA path (`--set device=cuda`) "

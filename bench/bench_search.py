@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +37,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import cpu_name  # noqa: E402
+
 from igcore import prior as P  # noqa: E402
 from igcore.search import HypothesisSearch  # noqa: E402
 from igcore.worlds.base import Concept, Vocabulary  # noqa: E402
@@ -48,14 +49,6 @@ PAIRS = [("amber_eyes", "blue_eyes"), ("straight_tail", "curled_tail"), ("plain_
 BACKGROUNDS = ("snowy_ground", "grassy_ground", "forest_floor")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load() -> str:

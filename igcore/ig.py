@@ -26,13 +26,22 @@ import pandas as pd
 from igcore.concepts import ConceptModel
 from igcore.hypothesis import Hypothesis
 from igcore.imitate import imitate, pseudo_label_summary
-from igcore.pipeline import RunContext, register_stage
-from igcore.prior import build_prior, prior_from_config
+from igcore.pipeline import PREFLIGHT, RunContext, register_stage
+from igcore.prior import build_prior, load_ratings_for_config, prior_from_config
 from igcore.search import HypothesisSearch, search_from_config
 from igcore.store import Run
 from igcore.worlds.base import Concept, Vocabulary
 
 SCORED_SPLITS = ("train", "val", "test_train", "test_eval")
+
+
+def check_judgments(config: dict[str, Any], world: Any) -> None:
+    """Read and validate the configured judgments (ratings 1–5, known concepts, required columns, valid
+    hypothesis JSON in the pairwise file) before any training."""
+    load_ratings_for_config(config["prior"], world.vocabulary, list(world.classes))
+
+
+PREFLIGHT.append(check_judgments)
 
 
 @register_stage("concepts")

@@ -89,6 +89,8 @@ class RunContext:
 
 
 STAGES: list[tuple[str, Callable[[RunContext], dict[str, Any]]]] = []
+#: Cheap input checks run before any stage, so bad input fails in a second, not after training.
+PREFLIGHT: list[Callable[[dict[str, Any], World], None]] = []
 
 
 def register_stage(name: str) -> Callable[[Callable[[RunContext], dict[str, Any]]], Callable[[RunContext], dict[str, Any]]]:
@@ -221,6 +223,8 @@ def run_pipeline(
     check_architecture(config["baseline"]["arch"])
     device = resolve_device(config["device"])
     world = make_world_from_config(config)
+    for check in PREFLIGHT:
+        check(config, world)
     store = RunStore(out)
     run_id = config["run_id"] or default_run_id(config)
     public_config = {k: v for k, v in config.items() if not k.startswith("_")}

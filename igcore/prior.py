@@ -831,15 +831,16 @@ def load_ratings_for_config(
     if prior_config.get("database"):
         store = JudgmentsStore(prior_config["database"], vocabulary, classes)
         return store.ratings(), store.pairwise()
-    rpath = prior_config.get("judgments") or SHIPPED_RATINGS
-    ppath = prior_config.get("pairwise") or SHIPPED_PAIRWISE
-    try:
-        return load_judgments_csv(rpath, vocabulary, classes), load_pairwise_csv(ppath, vocabulary, classes)
-    except InputError as e:
-        if prior_config.get("judgments") and prior_config.get("pairwise"):
-            raise
-        raise InputError(f"{e} (the shipped judgments are for the snowwolf world; set prior.judgments and "
-                         "prior.pairwise to judgments for this vocabulary)") from None
+    def load(loader: Any, key: str, shipped: Path) -> pd.DataFrame:
+        if prior_config.get(key):
+            return loader(prior_config[key], vocabulary, classes)
+        try:
+            return loader(shipped, vocabulary, classes)
+        except InputError as e:  # only the shipped files can mismatch another world's vocabulary
+            raise InputError(f"{e} (the shipped judgments are for the snowwolf world; set prior.judgments and "
+                             "prior.pairwise to judgments for this vocabulary)") from None
+
+    return load(load_judgments_csv, "judgments", SHIPPED_RATINGS), load(load_pairwise_csv, "pairwise", SHIPPED_PAIRWISE)
 
 
 def prior_from_config(prior_config: dict[str, Any]) -> PriorModel:

@@ -99,3 +99,21 @@ def test_world_preview_writes_png(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert proc.stdout.strip().splitlines()[-1] == str(out)
+
+
+@pytest.mark.parametrize(
+    "kind, content, message",
+    [
+        ("judgments", "rater,concept,rating\nr1,amber_eyes,5\n", "class"),
+        ("judgments", "rater,concept,class,rating\nr1,amber_eyes,wolf,7\n", "rating must be an integer 1-5"),
+        ("judgments", "rater,concept,class,rating\nr1,glowing_horns,wolf,5\n", "glowing_horns"),
+        ("pairwise", "rater,hypothesis_a,hypothesis_b,preferred\nr1,{not json,[],a\n", "JSON"),
+    ],
+)
+def test_bad_judgments_exit_2_before_training(kind, content, message, capsys, tmp_path):
+    bad = tmp_path / f"{kind}.csv"
+    bad.write_text(content)
+    code, _, err = run_cli(["run", "--out", str(tmp_path / "runs"), "--set", f"prior.{kind}={bad}", *TINY], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing was written

@@ -180,7 +180,8 @@ def resolve(
     if warm is None:
         search = search_from_config(config["search"], prior, "cpu")
     else:  # same estimator, new prior: starts from the previous solution
-        search, search.prior, search.warm_start = warm, prior, True
+        search = warm
+        search.prior, search.warm_start = prior, True
     search.fit(scores["train"], y, vocabulary, classes)
     z = search.z_star_
     return Resolution(

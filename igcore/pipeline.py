@@ -137,12 +137,9 @@ def stage_world(ctx: RunContext) -> dict[str, Any]:
             zip(ctx.world.group_names(), np.bincount(ctx.splits["train"].groups, minlength=len(ctx.world.group_names())).tolist(), strict=True)
         ),
     }
-    try:
-        from igcore.worlds.preview import contact_sheet
+    from igcore.worlds.preview import contact_sheet  # works on any world through the World contract
 
-        contact_sheet(ctx.world, ctx.writer.path / "contact_sheet.png")
-    except ImportError:  # preview is optional for worlds without a renderer of their own
-        pass
+    contact_sheet(ctx.world, ctx.writer.path / "contact_sheet.png")
     return {"images": int(sum(len(s) for s in ctx.splits.values()))}
 
 

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import cpu_name  # noqa: E402
 
 from igcore.config import load_config  # noqa: E402
-from igcore.pipeline import STAGES, run_pipeline  # noqa: E402
+from igcore.pipeline import run_pipeline  # noqa: E402
+from igcore.stages import STAGE_NAMES  # noqa: E402
 from igcore.store import load_run_dir  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -57,7 +58,7 @@ def main() -> None:
     args = ap.parse_args()
     rhos = [float(r) for r in args.rhos.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    stages = [name for name, _ in STAGES if name != "microscope"]
+    stages = [name for name in STAGE_NAMES if name != "microscope"]
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
 
@@ -68,9 +69,8 @@ def main() -> None:
         for seed in seeds:
             sets = [f"world.rho={rho}", f"seed={seed}", 'peers=["groupdro","jtt","dfr"]', f"run_id=bench-{stamp}-rho{rho}-s{seed}"]
             config = load_config(None, sets + args.set)
-            config["_progress"] = False
             t0 = time.perf_counter()
-            run = load_run_dir(run_pipeline(config, args.out, stages=stages))
+            run = load_run_dir(run_pipeline(config, args.out, stages=stages, progress=False))
             wall = time.perf_counter() - t0
             m = run.metrics
             for method, r in m["methods"].items():

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import cpu_name  # noqa: E402
 
-from igcore.config import DEFAULTS, load_config  # noqa: E402
+from igcore.config import default_config, load_config  # noqa: E402
 from igcore.pipeline import run_pipeline  # noqa: E402
 from igcore.store import load_run_dir  # noqa: E402
 
@@ -44,14 +44,14 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     results = []
+    world = default_config().world
     for scale in [int(s) for s in args.scales.split(",")]:
-        sets = [f"world.{k}={DEFAULTS['world'][k] * scale}" for k in SIZE_KEYS]
+        sets = [f"world.{k}={getattr(world, k) * scale}" for k in SIZE_KEYS]
         sets += [f"device={args.device}", f"run_id=perf-{time.strftime('%Y%m%d-%H%M%S')}-x{scale}"]
         config = load_config(None, sets)
-        config["_progress"] = False
         marks: dict[str, float] = {}
         t0 = time.perf_counter()
-        run_dir = run_pipeline(config, args.out, on_stage=lambda name, i, n, marks=marks: marks.__setitem__(name, peak_rss_mb()))
+        run_dir = run_pipeline(config, args.out, on_stage=lambda name, i, n, marks=marks: marks.__setitem__(name, peak_rss_mb()), progress=False)
         total = time.perf_counter() - t0
         run = load_run_dir(run_dir)
         stages = run.manifest["stages"]
@@ -76,7 +76,7 @@ def write_report(results: list) -> None:
         "",
         "## Per-stage wall time and peak memory",
         "",
-        "Scale = multiple of the default split sizes (" + ", ".join(f"{k}={DEFAULTS['world'][k]}" for k in SIZE_KEYS)
+        "Scale = multiple of the default split sizes (" + ", ".join(f"{k}={getattr(default_config().world, k)}" for k in SIZE_KEYS)
         + "); the training budget in epochs is unchanged, so training cost grows with the data.",
         "",
         "| stage | " + " | ".join(f"×{r[0]} s | ×{r[0]} peak RSS MB" for r in results) + " | growth ×last / ×1 |",

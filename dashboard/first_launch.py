@@ -21,23 +21,6 @@ from dashboard import data
 
 LOG = logging.getLogger("dashboard")
 
-STAGE_TEXT = {
-    "world": "drawing the Snow-and-Wolves world (train, val, D′ and the concept bank)",
-    "erm": "training the baseline classifier on D",
-    "oracle": "training the oracle reference on the labels of D′",
-    "true_concepts": "fitting the true-concepts reference",
-    "concepts": "training the concept model on the concept bank",
-    "concept_model": "training the concept model on the concept bank",
-    "prior": "fitting the human prior from the judgments",
-    "search": "searching hypotheses: z* = argmax prior + likelihood",
-    "ig": "searching hypotheses: z* = argmax prior + likelihood",
-    "student": "training the IG student on D′ labelled by z*",
-    "imitate": "training the IG student on D′ labelled by z*",
-    "microscope": "putting the baseline under the microscope (attributions, TCAV, swaps)",
-    "groupdro": "training the GroupDRO peer (if enabled)",
-    "jtt": "training the JTT peer (if enabled)",
-    "dfr": "training the DFR peer (if enabled)",
-}
 
 
 @dataclass
@@ -62,8 +45,7 @@ class DemoJob:
 
         try:
             config = load_config(None, _overrides())
-            config["_progress"] = False
-            self.run_dir = str(run_pipeline(config, self.root, on_stage=self.on_stage, stages=_stages()))
+            self.run_dir = str(run_pipeline(config, self.root, on_stage=self.on_stage, stages=_stages(), progress=False))
         except InputError as e:
             self.error = f"The demo run's settings are not valid: {e}"
         except Exception as e:  # noqa: BLE001  (shown to the visitor; the traceback goes to the log)
@@ -101,6 +83,12 @@ def _job(root: str, restart: bool = False) -> DemoJob:
         return job
 
 
+def _stage_text(name: str) -> str:
+    from igcore.stages import stage_named
+
+    return stage_named(name).doc
+
+
 def first_launch(root: str) -> None:
     st.title("🔬 IG Microscope")
     st.markdown(
@@ -120,9 +108,9 @@ def first_launch(root: str) -> None:
                 name, i, total, t = events[k]
                 if k > 0:
                     prev = events[k - 1]
-                    status.write(f"✓ {STAGE_TEXT.get(prev[0], prev[0])} ({t - prev[3]:.1f} s)")
+                    status.write(f"✓ {_stage_text(prev[0])} ({t - prev[3]:.1f} s)")
                 if name != "done":
-                    text = f"Stage {i + 1} of {total}: {STAGE_TEXT.get(name, name)}"
+                    text = f"Stage {i + 1} of {total}: {_stage_text(name)}"
                     status.update(label=text, expanded=True)
                     bar.progress(min(i / max(total, 1), 1.0), text=text)
             shown = len(events)

@@ -1,4 +1,4 @@
-"""``python -m igcore world|baseline|run|list|microscope``.
+"""``python -m igcore run|baseline|world|microscope|list|config|stages``.
 
 Bad input (config, paths, ids) ends with exit code 2 and one line ``error: ...``; the last line of
 ``run`` and ``baseline`` is the run directory so scripts can capture it.
@@ -33,11 +33,10 @@ def _stage_printer(name: str, i: int, total: int) -> None:
 
 def cmd_world(args: argparse.Namespace) -> int:
     from igcore.config import load_config
-    from igcore.pipeline import make_world_from_config
-    from igcore.worlds import SPLITS
+    from igcore.worlds import SPLITS, build_world
 
     config = load_config(args.config, args.set)
-    world = make_world_from_config(config)
+    world = build_world(config.world, config.seed)
     if args.preview:
         from igcore.worlds.preview import contact_sheet
 
@@ -60,22 +59,27 @@ def cmd_world(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, stages: list[str] | None) -> int:
     from igcore.config import load_config
     from igcore.pipeline import run_pipeline
-
-    config = load_config(args.config, args.set)
-    if args.quiet:
-        config["_progress"] = False
-    run_dir = run_pipeline(config, args.out, on_stage=_stage_printer, stages=stages)
     from igcore.store import load_run_dir
 
-    metrics = load_run_dir(run_dir).metrics
-    for method, m in metrics.get("methods", {}).items():
-        print(f"{method:14s} avg={m['avg_acc']:.3f}  worst-group={m['worst_group_acc']:.3f}", file=sys.stderr)
+    config = load_config(args.config, args.set)
+    run_dir = run_pipeline(config, args.out, on_stage=_stage_printer, stages=stages, progress=not args.quiet)
+    for method, m in load_run_dir(run_dir).results().methods.items():
+        print(f"{method:14s} avg={m.avg_acc:.3f}  worst-group={m.worst_group_acc:.3f}", file=sys.stderr)
     print(run_dir)
     return 0
 
 
+def _stage_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise InputError("--stages expects a comma-separated list of stage names (see `python -m igcore stages`)")
+    return names
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(args, None)
+    return _run(args, _stage_list(args.stages))
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -90,22 +94,47 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no runs in {args.out!r}")
         return 0
     for run in runs:
-        try:
-            status = run.manifest.get("status", "?")
-            erm = run.metrics.get("methods", {}).get("erm", {}).get("worst_group_acc")
-            ig = run.metrics.get("methods", {}).get("ig_student", {}).get("worst_group_acc")
-        except (OSError, ValueError):
-            status, erm, ig = "unreadable", None, None
+        status, erm, ig = run.status, None, None
+        if status != "unreadable":
+            try:
+                methods = run.results().methods
+                erm = methods["erm"].worst_group_acc if "erm" in methods else None
+                ig = methods["ig_student"].worst_group_acc if "ig_student" in methods else None
+            except (InputError, ValueError):
+                status = "unreadable"
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"{run.run_id}  {status:10s}  erm_wga={fmt(erm)}  ig_student_wga={fmt(ig)}")
     return 0
 
 
 def cmd_microscope(args: argparse.Namespace) -> int:
-    from igcore.microscope.stage import recompute
+    from igcore.microscope.recompute import recompute
 
     out = recompute(args.run_dir, args.set)
     print(out)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from igcore.config import config_markdown, config_text, load_config
+
+    config = load_config(args.config, args.set)
+    print(config_markdown(config) if args.markdown else config_text(config))
+    return 0
+
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    from igcore.config import load_config
+    from igcore.stages import STAGES, select_stages
+
+    config = load_config(args.config, args.set)
+    default = {s.name for s in select_stages(config)}
+    for stage in STAGES:
+        mark = "*" if stage.name in default else " "
+        needs = ", ".join(stage.requirements(config)) or "-"
+        print(f"{mark} {stage.name:14s} requires {needs:40s} provides {', '.join(stage.provides)}")
+        print(f"  {'':14s} {stage.doc}")
+    print("(* = run by default with this config)")
     return 0
 
 
@@ -126,7 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
         _config_args(p)
         p.add_argument("--out", default="runs", help="runs directory (default: runs)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if name == "run":
+            p.add_argument("--stages", metavar="A,B,...", help="run only these stages (requirements are checked first; see `igcore stages`)")
         p.set_defaults(fn=fn)
+
+    p = sub.add_parser("config", help="print the effective config, every key with its meaning")
+    _config_args(p)
+    p.add_argument("--markdown", action="store_true", help="as README's table of keys")
+    p.set_defaults(fn=cmd_config)
+
+    p = sub.add_parser("stages", help="list the pipeline's stages with what each requires and provides")
+    _config_args(p)
+    p.set_defaults(fn=cmd_stages)
 
     p = sub.add_parser("microscope", help="recompute the baseline microscope of a finished run")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory (the last line printed by `run`)")
@@ -144,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.fn(args)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        message = " ".join(str(e).splitlines())  # always one line, whatever the data held
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

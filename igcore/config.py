@@ -1,125 +1,321 @@
-"""Run configuration: one nested dict of defaults, overridden by a TOML/JSON file and ``--set k=v``.
+"""Run configuration: one declarative schema (pydantic), overridden by a TOML/JSON file and ``--set k=v``.
 
-Every key the pipeline reads is listed in :data:`DEFAULTS` (and documented in README.md); an unknown
-key is an input error, so a typo never silently runs the defaults.
+Every key the pipeline reads is declared here once, with its type, default, bounds and one line of
+documentation; ``python -m igcore config`` prints the effective config with each key's meaning, and
+README's table of keys is generated from this schema. The world's keys are declared by the world
+itself (:class:`~igcore.worlds.base.WorldParams` subclasses), so ``world.*`` accepts exactly the
+parameters of the chosen ``world.name``. Names in lists (models, attribution methods, peers, the text
+encoder, the architecture) are checked against their registries. Everything is validated before any
+work; a problem is one line (:class:`~igcore.errors.InputError`) naming the key.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, SerializeAsAny, ValidationInfo, field_validator, model_validator
 
 from igcore.errors import InputError
+from igcore.settings import Settings, describe, validated
+from igcore.worlds.base import WorldParams
 
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "device": "auto",  # auto | cpu | cuda
-    "run_id": None,  # None -> generated; an existing id is refused
-    "world": {
-        "name": "snowwolf",
-        "rho": 0.95,  # P(typical background | class) in train/val
-        "image_size": 64,
-        "n_classes": 2,
-        "n_train": 2000,
-        "n_val": 1000,
-        "n_test_train": 3000,
-        "n_test_eval": 1500,
-        "n_concept_bank": 3000,
-        "feature_p": 0.9,  # P(attribute takes its class's typical value)
-        "background_salience": 1.0,  # 0 = all backgrounds share one mean colour (texture only)
-        "animal_scale": 1.2,  # 0.6-1.2 (1.2: features legible at 64 px)
-        "noise_std": 0.03,  # per-pixel noise
-    },
-    "baseline": {
-        "arch": "resnet-tiny",  # resnet-tiny | vit-tiny | path to a local checkpoint directory
-        "epochs": 8,
-        "batch_size": 64,
-        "lr": 3e-3,
-        "weight_decay": 1e-4,
-    },
-    "true_concepts": {"C": 1.0},
-    # Prior_M (igcore/prior.py): log Prior(z) = strength * (sum w log p - coef_weight sum w^2
-    #   - coef_length |z| - coef_class_length sum_c n_c^2 - coef_empty_class #empty classes)
-    "prior": {
-        "judgments": None,  # ratings CSV rater,concept,class,rating (1-5) replacing assets/judgments/ratings.csv
-        "pairwise": None,  # pairwise CSV rater,hypothesis_a,hypothesis_b,preferred replacing the shipped one
-        "database": None,  # SQLite judgments store (dashboard edits); when set it replaces both CSVs
-        "encoder": "minilm",  # minilm (all-MiniLM-L6-v2, local files) | hashing (char n-grams)
-        "features": "concept",  # text features of a clause: concept | clause | concept+clause
-        "ridge_alpha": 0.1,  # ridge penalty of the text -> mean rating regression
-        "shrinkage": 1.0,  # pseudo-raters given to the text model when combining with rated means
-        "endorse_threshold": 4,  # a rating >= this endorses a clause (plausibility = P(endorse))
-        "min_plausibility": 0.001,  # plausibilities clipped to [min, 1 - min]
-        "strength": 100.0,  # nats of data log-likelihood one unit of the prior bracket is worth
-        "fit_pairwise": True,  # fit the coef_* below by Bradley-Terry on the pairwise judgments
-        "coef_length": 0.4,  # per clause (used when not fitted)
-        "coef_weight": 0.025,  # per unit w^2 (used when not fitted)
-        "coef_class_length": 0.0,  # per unit sum_c n_c^2 (used when not fitted)
-        "coef_empty_class": 7.0,  # per class without a clause (used when not fitted)
-        "bt_l2": 0.1,  # L2 on the Bradley-Terry parameters
-    },
-    # z* search (igcore/search.py): exact MAP of the weights + beam search over clause sets
-    "search": {
-        "beam_width": 4,  # clause sets kept per round
-        "n_ranked": 12,  # ranked alternatives reported (the metrics contract wants >= 10)
-        "max_clauses": None,  # largest |z| in the ranked list; None = no cap
-        "max_depth": 10,  # rounds of the structure search
-        "patience": 1,  # extra rounds after one that found nothing better (0 = stop at the first local optimum)
-        "max_moves": 16,  # removals / additions tried per beam state; None = all
-        "max_iter": 500,  # projected L-BFGS iterations per MAP problem
-        "tol": 1e-8,  # projected-gradient tolerance, times N
-        "history": 10,  # L-BFGS memory
-        "bias_l2": 0.0001,  # tiny Gaussian prior on the class biases
-        "flat_weight_l2": 0.01,  # no_prior ablation: vanishing Gaussian weight prior (keeps the MLE finite)
-        "dtype": "float64",  # float64 | float32 (float32 GEMMs, float64 reductions)
-        "max_batch": 128,  # MAP problems solved together
-        "num_threads": None,  # torch CPU threads during the search; None = 1 if N*K < 4e6, else min(default, CPUs - 1)
-        "presolve_rows": 50000,  # N > 2x this: warm-start each solve on a subsample of this many rows; None = off
-    },
-    # baseline microscope (igcore/microscope/): attributions, relevance mass, TCAV, surrogates, swaps, sanity
-    "microscope": {
-        "models": ["erm", "ig_student", "oracle"],  # those present in the run are examined
-        "methods": [  # each runs on the architectures it applies to
-            "integrated_gradients", "saliency", "gradient_shap", "occlusion", "grad_cam", "layer_integrated_gradients",
-        ],
-        "per_group": 8,  # test_eval images per group that get attribution maps
-        "batch_size": 32,  # images per attribution call
-        "params": {  # per-method parameters (igcore/microscope/<method>.py)
+RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
+def check_run_id(run_id: str) -> str:
+    """Run ids are single path components of safe characters (no separators, no ``..``)."""
+    if not isinstance(run_id, str) or not re.fullmatch(RUN_ID_PATTERN, run_id) or ".." in run_id:
+        raise InputError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' only (no '/', no '..')")
+    return run_id
+
+
+def _unknown(kind: str, names: Sequence[str], valid: Sequence[str]) -> str | None:
+    bad = [n for n in names if n not in valid]
+    return f"unknown {kind} {', '.join(map(repr, bad))}; valid: {', '.join(valid)}" if bad else None
+
+
+def _stored(info: ValidationInfo) -> bool:
+    """Validating a stored run's config: files it named may be gone since, and that is not an error."""
+    return bool(info.context and info.context.get("stored"))
+
+
+def _unique(names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise ValueError(f"names must not repeat, got {names!r}")
+    return names
+
+
+class BaselineConfig(Settings):
+    """The image classifier every method trains with the same budget (ERM, oracle, student, peers)."""
+
+    arch: str = Field("resnet-tiny", description="resnet-tiny | vit-tiny | a local save_pretrained checkpoint directory")
+    epochs: int = Field(8, ge=1, le=1000, description="training epochs (the epoch with the best val accuracy is kept)")
+    batch_size: int = Field(64, ge=1, le=65536, description="images per optimisation step")
+    lr: float = Field(3e-3, gt=0, le=10, description="peak learning rate of the one-cycle AdamW schedule")
+    weight_decay: float = Field(1e-4, ge=0, le=10, description="AdamW weight decay")
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str, info: ValidationInfo) -> str:
+        from igcore.baseline import check_architecture
+
+        return arch if _stored(info) else check_architecture(arch)
+
+
+class TrueConceptsConfig(Settings):
+    C: float = Field(1.0, gt=0, description="inverse L2 strength of the true-concepts logistic regression (a reference)")
+
+
+class PriorConfig(Settings):
+    """Prior_M (igcore/prior): log Prior(z) = strength * (sum w log p - coef_weight sum w^2 - coef_length |z|
+    - coef_class_length sum_c n_c^2 - coef_empty_class #empty classes)."""
+
+    judgments: str | None = Field(None, description="ratings CSV rater,concept,class,rating (1-5) replacing assets/judgments/ratings.csv")
+    pairwise: str | None = Field(None, description="pairwise CSV rater,hypothesis_a,hypothesis_b,preferred replacing the shipped one")
+    database: str | None = Field(None, description="SQLite judgments store (the dashboard's); when set it replaces both CSVs")
+    encoder: str = Field("minilm", description="clause text encoder: minilm (all-MiniLM-L6-v2 from local files) | hashing (char n-grams)")
+    features: Literal["concept", "clause", "concept+clause"] = Field("concept", description="text features of a clause")
+    ridge_alpha: float = Field(0.1, ge=0, description="ridge penalty of the text -> mean rating regression")
+    shrinkage: float = Field(1.0, ge=0, description="pseudo-raters given to the text model when combining with rated means")
+    endorse_threshold: int = Field(4, ge=2, le=5, description="a rating >= this endorses a clause (plausibility = P(endorse))")
+    min_plausibility: float = Field(1e-3, gt=0, lt=0.5, description="plausibilities clipped to [min, 1 - min]")
+    strength: float = Field(100.0, ge=0, description="nats of data log-likelihood one unit of the prior bracket is worth")
+    fit_pairwise: bool = Field(True, description="fit the coef_* terms by Bradley-Terry on the pairwise judgments")
+    coef_length: float = Field(0.4, ge=0, description="cost per clause (used when not fitted)")
+    coef_weight: float = Field(0.025, ge=0, description="cost per unit w^2 (used when not fitted)")
+    coef_class_length: float = Field(0.0, ge=0, description="cost per unit sum_c n_c^2 (used when not fitted)")
+    coef_empty_class: float = Field(7.0, ge=0, description="cost per class without a clause (used when not fitted)")
+    bt_l2: float = Field(0.1, ge=0, description="L2 on the Bradley-Terry parameters")
+
+    @field_validator("judgments", "pairwise")
+    @classmethod
+    def _readable_file(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if path is None or _stored(info):
+            return path
+        p = Path(path)
+        if not path.strip() or not p.is_file():
+            raise ValueError(f"file {path!r} does not exist")
+        try:
+            with p.open("rb"):
+                pass
+        except OSError as e:
+            raise ValueError(f"file {path!r} cannot be read ({e.strerror})") from None
+        return path
+
+    @field_validator("database")
+    @classmethod
+    def _database_path(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if path is not None and not _stored(info) and (not path.strip() or not Path(path).parent.is_dir()):
+            raise ValueError(f"{path!r} is not a file path in an existing folder")
+        return path
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, name: str) -> str:
+        from igcore.prior import ENCODERS
+
+        if problem := _unknown("text encoder", [name], ENCODERS):
+            raise ValueError(problem)
+        return name
+
+
+class SearchConfig(Settings):
+    """z* search (igcore/search.py): exact MAP of the weights + beam search over clause sets."""
+
+    beam_width: int = Field(4, ge=1, description="clause sets kept per round")
+    n_ranked: int = Field(12, ge=1, description="ranked alternatives reported (the metrics contract wants >= 10)")
+    max_clauses: int | None = Field(None, ge=1, description="largest |z| in the ranked list; null = no cap")
+    max_depth: int = Field(10, ge=0, description="rounds of the structure search")
+    patience: int = Field(1, ge=0, description="extra rounds after one that found nothing better (0 = stop at the first local optimum)")
+    max_moves: int | None = Field(16, ge=1, description="removals / additions tried per beam state; null = all")
+    max_iter: int = Field(500, ge=1, description="projected L-BFGS iterations per MAP problem")
+    tol: float = Field(1e-8, ge=0, description="projected-gradient tolerance, times N")
+    history: int = Field(10, ge=1, description="L-BFGS memory")
+    bias_l2: float = Field(1e-4, ge=0, description="tiny Gaussian prior on the class biases")
+    flat_weight_l2: float = Field(1e-2, ge=0, description="no_prior ablation: vanishing Gaussian weight prior (keeps the MLE finite)")
+    dtype: Literal["float64", "float32"] = Field("float64", description="float64 | float32 (float32 GEMMs, float64 reductions)")
+    max_batch: int = Field(128, ge=1, description="MAP problems solved together")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads during the search; null = 1 if N*K < 4e6, else min(default, CPUs - 1)")
+    presolve_rows: int | None = Field(50000, ge=1, description="N > 2x this: warm-start each solve on a subsample of this many rows; null = off")
+
+
+class TCAVConfig(Settings):
+    models: list[str] = Field(["erm"], description="models whose layers are tested (a subset of microscope.models)")
+    layers: list[str] = Field(["penultimate", "middle"], min_length=1, description="aliases (penultimate, middle) or dotted module paths")
+    n_random: int = Field(10, ge=2, description="random concept sets (>= 2) for the t-test")
+    n_concept_images: int = Field(80, ge=4, description="concept-bank images per concept / random set")
+    n_inputs: int = Field(100, ge=1, description="test_eval images per class whose predictions are tested")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level")
+    correction: str = Field("bh", description="multiple-testing correction over all concept x class x layer tests: bh | holm | bonferroni | none")
+
+    @field_validator("correction")
+    @classmethod
+    def _known_correction(cls, name: str) -> str:
+        from igcore.microscope.tcav import CORRECTIONS
+
+        if problem := _unknown("correction", [name], list(CORRECTIONS)):
+            raise ValueError(problem)
+        return name
+
+
+class SwapsConfig(Settings):
+    max_images: int | None = Field(None, ge=1, description="test_eval images swapped; null = every image")
+    keep_per_group: int = Field(2, ge=0, description="swapped images per group kept for the dashboard")
+
+
+class SanityConfig(Settings):
+    models: list[str] = Field(["erm"], description="models whose maps get the cascading-randomisation check")
+    n_images: int = Field(8, ge=1, description="images per check")
+    threshold: float = Field(0.5, ge=-1, le=1, description="a method is trustworthy when |Spearman| to the trained maps falls below this")
+
+
+_POSITIVE_PARAMS = ("n_steps", "n_samples", "window", "stride", "internal_batch_size", "forward_batch")
+
+
+class MicroscopeConfig(Settings):
+    """The baseline microscope (igcore/microscope/): attributions, relevance mass, TCAV, surrogates, swaps, sanity."""
+
+    models: list[str] = Field(["erm", "ig_student", "oracle"], description="models examined (each needs the stage that trains it)")
+    methods: list[str] = Field(
+        ["integrated_gradients", "saliency", "gradient_shap", "occlusion", "grad_cam", "layer_integrated_gradients"],
+        description="attribution methods; each runs on the architectures it applies to",
+    )
+    per_group: int = Field(8, ge=1, description="test_eval images per group that get attribution maps")
+    batch_size: int = Field(32, ge=1, description="images per attribution call")
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {
             "integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black"},
             "saliency": {"abs": True},
             "gradient_shap": {"n_samples": 8, "stdevs": 0.05, "n_noise_baselines": 3},
             "occlusion": {"window": 16, "stride": 8, "baseline": "gray", "forward_batch": 256},
             "grad_cam": {"relu": True, "interpolate_mode": "bilinear"},
-            "layer_integrated_gradients": {
-                "n_steps": 32, "internal_batch_size": 512, "baseline": "black", "interpolate_mode": "nearest",
-            },
+            "layer_integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black", "interpolate_mode": "nearest"},
         },
-        "tcav": {
-            "models": ["erm"],
-            "layers": ["penultimate", "middle"],  # aliases or dotted module paths
-            "n_random": 10,  # random sets (>= 2) for the t-test
-            "n_concept_images": 80,  # concept-bank images per concept / random set
-            "n_inputs": 100,  # test_eval images per class whose predictions are tested
-            "alpha": 0.05,
-            "correction": "bh",  # bh (Benjamini-Hochberg) | holm | bonferroni | none, over all concept x class x layer tests
-        },
-        "swaps": {"max_images": None, "keep_per_group": 2},  # None = every test_eval image
-        "sanity": {"models": ["erm"], "n_images": 8, "threshold": 0.5},
-        "surrogates": True,  # z_baseline / z_student (needs concept scores and igcore.search)
-        "surrogate_l1": 20.0,  # same sparsity cost on every surrogate clause (readable, concept-agnostic)
-    },
-    # concept model (igcore/concepts.py): trained on the concept bank only
-    "concepts": {"epochs": 8, "lr": 3e-3, "holdout": 0.2},
-    # IG labelling of D′: L_M(·|x′, z*) or the posterior predictive over the ranked list
-    "ig": {"posterior_predictive": False},
-    # peer methods (igcore/peers.py), off by default to keep the demo run short; the benchmark enables them
-    "peers": [],
-    "jtt": {"id_epochs": 1, "upweight": 20.0},
-    "dfr": {"C": 1.0},
-}
+        description="per-method parameters {method: {parameter: value}} (igcore/microscope/<method>.py)",
+    )
+    tcav: TCAVConfig = Field(default_factory=TCAVConfig)
+    swaps: SwapsConfig = Field(default_factory=SwapsConfig)
+    sanity: SanityConfig = Field(default_factory=SanityConfig)
+    surrogates: bool = Field(True, description="fit z_baseline / z_student (surrogate hypotheses in the language of z*)")
+    surrogate_l1: float = Field(20.0, ge=0, le=1e6, description="sparsity cost on every surrogate clause (readable, concept-agnostic)")
+
+    @field_validator("models", "tcav", "sanity", mode="after")
+    @classmethod
+    def _unique_models(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            _unique(value)
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: list[str]) -> list[str]:
+        from igcore.microscope.registry import ATTRIBUTIONS
+
+        if problem := _unknown("attribution method", methods, list(ATTRIBUTIONS)):
+            raise ValueError(problem)
+        return _unique(methods)
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from igcore.microscope.registry import ATTRIBUTIONS
+
+        for method, values in params.items():
+            if problem := _unknown("attribution method", [method], list(ATTRIBUTIONS)):
+                raise ValueError(problem)
+            ATTRIBUTIONS[method].resolve(values)  # unknown parameter names -> InputError (a ValueError)
+            for key, value in values.items():
+                if key in _POSITIVE_PARAMS and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                    raise ValueError(f"{method}.{key} must be a positive integer, got {value!r}")
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"{method}.{key} must be a finite number, got {value!r}")
+        return params
+
+    @model_validator(mode="after")
+    def _models_known(self) -> MicroscopeConfig:
+        from igcore.stages import MODEL_NAMES
+
+        for key, names in (("models", self.models), ("tcav.models", self.tcav.models), ("sanity.models", self.sanity.models)):
+            if problem := _unknown(f"model(s) in microscope.{key}", names, MODEL_NAMES):
+                raise ValueError(problem)
+        for key, names in (("tcav.models", self.tcav.models), ("sanity.models", self.sanity.models)):
+            if outside := [n for n in names if n not in self.models]:
+                raise ValueError(f"microscope.{key} names {', '.join(outside)}, which microscope.models does not examine")
+        return self
+
+
+class ConceptsConfig(Settings):
+    """The concept model (igcore/concepts.py), trained on the concept bank only."""
+
+    epochs: int = Field(8, ge=1, le=1000, description="training epochs")
+    lr: float = Field(3e-3, gt=0, le=10, description="peak learning rate")
+    holdout: float = Field(0.2, gt=0, lt=1, description="fraction of the concept bank held out for model selection and AUC")
+
+
+class IGConfig(Settings):
+    posterior_predictive: bool = Field(False, description="label D' with the posterior predictive over the ranked list instead of L_M(.|x', z*)")
+
+
+class JTTConfig(Settings):
+    id_epochs: int = Field(1, ge=1, description="epochs of the identification model whose errors are upweighted")
+    upweight: float = Field(20.0, ge=1, description="weight of the identification model's training errors")
+
+
+class DFRConfig(Settings):
+    C: float = Field(1.0, gt=0, description="inverse L1 strength of the last-layer logistic regression")
+
+
+def _default_world() -> WorldParams:
+    from igcore.worlds import world_params_class
+
+    return world_params_class("snowwolf")()
+
+
+class Config(Settings):
+    """A whole run's configuration."""
+
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds the world, training and search (same seed => same metrics)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (CUDA when present) | cpu | cuda")
+    run_id: str | None = Field(None, description="name of the run directory; null = generated; an existing id is refused")
+    world: SerializeAsAny[WorldParams] = Field(default_factory=_default_world)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    true_concepts: TrueConceptsConfig = Field(default_factory=TrueConceptsConfig)
+    prior: PriorConfig = Field(default_factory=PriorConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    microscope: MicroscopeConfig = Field(default_factory=MicroscopeConfig)
+    concepts: ConceptsConfig = Field(default_factory=ConceptsConfig)
+    ig: IGConfig = Field(default_factory=IGConfig)
+    peers: list[str] = Field([], description="peer methods to run: groupdro, jtt, dfr")
+    jtt: JTTConfig = Field(default_factory=JTTConfig)
+    dfr: DFRConfig = Field(default_factory=DFRConfig)
+
+    @field_validator("run_id")
+    @classmethod
+    def _safe_run_id(cls, run_id: str | None) -> str | None:
+        return None if run_id is None else check_run_id(run_id)
+
+    @field_validator("peers")
+    @classmethod
+    def _known_peers(cls, peers: list[str]) -> list[str]:
+        from igcore.peers import PEERS
+
+        if problem := _unknown("peer method(s)", peers, PEERS):
+            raise ValueError(problem)
+        return _unique(peers)
+
+    def public(self) -> dict[str, Any]:
+        """JSON-ready dict (what the manifest stores)."""
+        return self.model_dump(mode="json")
+
+
+# ------------------------------------------------------------------------------------------------ loading
 
 
 def _parse_value(text: str) -> Any:
@@ -130,154 +326,127 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any], prefix: str = "") -> None:
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``override`` merged into a copy of ``base``, recursively through sections (dicts)."""
+    out = copy.deepcopy(base)
     for key, value in override.items():
         path = f"{prefix}{key}"
-        if key not in base:
-            raise InputError(f"unknown config key {path!r}; see README.md 'Config keys' for the valid keys")
-        if isinstance(base[key], dict):
-            if not isinstance(value, dict):
+        if isinstance(out.get(key), dict):
+            if not isinstance(value, Mapping):
                 raise InputError(f"config key {path!r} is a section; set one of its keys, e.g. {path}.<key>=...")
-            _merge(base[key], value, path + ".")
+            out[key] = _deep_merge(out[key], value, path + ".")
         else:
-            base[key] = value
+            out[key] = copy.deepcopy(value)
+    return out
 
 
-def load_config(path: str | Path | None = None, sets: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Defaults <- file (``.toml`` or ``.json``) <- ``key=value`` overrides, then validated."""
-    config = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"config file {str(path)!r} does not exist")
-        try:
-            text = path.read_text()
-            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"config file {str(path)!r} is not valid TOML/JSON: {e}") from None
-        if not isinstance(data, dict):
-            raise InputError(f"config file {str(path)!r} must hold a table of keys")
-        _merge(config, data)
+def parse_sets(sets: Sequence[str], only_prefix: str | None = None) -> dict[str, Any]:
+    """``["a.b=1", ...]`` as a nested dict (later keys win). ``only_prefix`` restricts the keys allowed."""
+    nested: dict[str, Any] = {}
     for item in sets:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
             raise InputError(f"--set expects key=value, got {item!r}")
-        nested: dict[str, Any] = {}
+        if only_prefix is not None and not key.startswith(only_prefix + "."):
+            raise InputError(f"only {only_prefix}.* keys can be set here, got {key!r}")
+        parts = key.split(".")
         node = nested
-        parts = key.strip().split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
         node[parts[-1]] = _parse_value(raw.strip())
-        _merge(config, nested)
-    validate(config)
-    return config
+    return nested
 
 
-def get(config: dict[str, Any], dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        node = node[part]
-    return node
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A TOML (``.toml``) or JSON config file as a dict; unreadable or malformed files are one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"config file {str(p)!r} does not exist")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise InputError(f"config file {str(p)!r} cannot be read ({e.strerror}); check its permissions") from None
+    except UnicodeDecodeError:
+        raise InputError(f"config file {str(p)!r} is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"config file {str(p)!r} is not valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'}: {e}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"config file {str(p)!r} must hold a table of keys")
+    return data
 
 
-def validate(config: dict[str, Any]) -> None:
-    """Range and type checks with one-line messages."""
-    w = config["world"]
-    if not isinstance(config["seed"], int) or isinstance(config["seed"], bool):
-        raise InputError(f"seed must be an integer, got {config['seed']!r}")
-    if config["device"] not in ("auto", "cpu", "cuda"):
-        raise InputError(f"device must be auto, cpu or cuda, got {config['device']!r}")
-    rho = w["rho"]
-    if not isinstance(rho, (int, float)) or isinstance(rho, bool) or not 0.5 <= rho <= 1.0:
-        raise InputError(f"world.rho must be a number in [0.5, 1.0], got {rho!r}")
-    for key in ("image_size", "n_classes", "n_train", "n_val", "n_test_train", "n_test_eval", "n_concept_bank"):
-        v = w[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise InputError(f"world.{key} must be a positive integer, got {v!r}")
-    if w["image_size"] < 32:
-        raise InputError(f"world.image_size must be at least 32 pixels, got {w['image_size']}")
-    if w["n_classes"] < 2:
-        raise InputError(f"world.n_classes must be at least 2, got {w['n_classes']}")
-    b = config["baseline"]
-    for key in ("epochs", "batch_size"):
-        if not isinstance(b[key], int) or isinstance(b[key], bool) or b[key] <= 0:
-            raise InputError(f"baseline.{key} must be a positive integer, got {b[key]!r}")
-    for key in ("lr", "weight_decay"):
-        if not isinstance(b[key], (int, float)) or b[key] < 0:
-            raise InputError(f"baseline.{key} must be a non-negative number, got {b[key]!r}")
-    c = config["concepts"]
-    if not isinstance(c["epochs"], int) or isinstance(c["epochs"], bool) or c["epochs"] <= 0:
-        raise InputError(f"concepts.epochs must be a positive integer, got {c['epochs']!r}")
-    if not isinstance(c["holdout"], (int, float)) or not 0 < c["holdout"] < 1:
-        raise InputError(f"concepts.holdout must be a fraction in (0, 1), got {c['holdout']!r}")
-    if not isinstance(config["ig"]["posterior_predictive"], bool):
-        raise InputError("ig.posterior_predictive must be true or false")
-    peers = config["peers"]
-    from_peers = ("groupdro", "jtt", "dfr")
-    if not isinstance(peers, list) or any(p not in from_peers for p in peers):
-        raise InputError(f"peers must be a list drawn from {list(from_peers)}, got {peers!r}")
-    if "microscope" in config:
-        from igcore.microscope.options import validate_microscope
+def build_config(data: Mapping[str, Any], stored: bool = False) -> Config:
+    """Validate a nested dict of config keys (a file, overrides or a stored run's config) into a :class:`Config`.
 
-        validate_microscope(config["microscope"])
-    _validate_prior_search(config)
-    run_id = config["run_id"]
-    if run_id is not None:
-        check_run_id(str(run_id))
+    The ``world`` section is validated by the parameters class of the world it names; other sections
+    start from their defaults (free-form dicts such as ``microscope.params`` are merged key by key).
+    ``stored=True`` (a finished run's config) skips the checks that files it names still exist.
+    """
+    from igcore.worlds import world_params_class
+
+    data = dict(data)
+    world = data.pop("world", {})
+    if isinstance(world, WorldParams):
+        world_params = world
+    else:
+        if not isinstance(world, Mapping):
+            raise InputError("config key 'world' is a section; set one of its keys, e.g. world.<key>=...")
+        name = world.get("name", "snowwolf")
+        if not isinstance(name, str):
+            raise InputError(f"world.name must be a world's name, got {name!r}")
+        world_params = validated(world_params_class(name), world, "world", stored=stored)
+    defaults = Config.model_construct().model_dump(exclude={"world"})
+    return validated(Config, {**_deep_merge(defaults, data), "world": world_params}, stored=stored)
 
 
-def _validate_prior_search(config: dict[str, Any]) -> None:
-    """Checks of the ``prior`` and ``search`` sections (igcore/prior.py, igcore/search.py)."""
-
-    def number(section: str, key: str, lo: float, hi: float = float("inf"), integer: bool = False, none_ok: bool = False) -> None:
-        v = config[section][key]
-        if v is None and none_ok:
-            return
-        ok_type = isinstance(v, int) if integer else isinstance(v, (int, float))
-        if isinstance(v, bool) or not ok_type or not lo <= v <= hi:
-            kind = "an integer" if integer else "a number"
-            rng = f">= {lo}" if hi == float("inf") else f"in [{lo}, {hi}]"
-            raise InputError(f"{section}.{key} must be {kind} {rng}{' or null' if none_ok else ''}, got {v!r}")
-
-    p = config["prior"]
-    for key in ("judgments", "pairwise", "database"):
-        if p[key] is not None and (not isinstance(p[key], str) or not p[key].strip()):
-            raise InputError(f"prior.{key} must be a file path or null, got {p[key]!r}")
-    for key in ("judgments", "pairwise"):
-        if p[key] is not None and not Path(p[key]).is_file():
-            raise InputError(f"prior.{key} file {p[key]!r} does not exist")
-    if p["encoder"] not in ("minilm", "hashing"):
-        raise InputError(f"prior.encoder must be minilm or hashing, got {p['encoder']!r}")
-    if p["features"] not in ("concept", "clause", "concept+clause"):
-        raise InputError(f"prior.features must be concept, clause or concept+clause, got {p['features']!r}")
-    for key in ("ridge_alpha", "shrinkage", "strength", "coef_length", "coef_weight", "coef_class_length",
-                "coef_empty_class", "bt_l2"):
-        number("prior", key, 0.0)
-    number("prior", "endorse_threshold", 2, 5, integer=True)
-    number("prior", "min_plausibility", 1e-12, 0.49)
-    if not isinstance(p["fit_pairwise"], bool):
-        raise InputError(f"prior.fit_pairwise must be true or false, got {p['fit_pairwise']!r}")
-    s = config["search"]
-    number("search", "beam_width", 1, integer=True)
-    number("search", "n_ranked", 1, integer=True)
-    number("search", "max_depth", 0, integer=True)
-    number("search", "patience", 0, integer=True)
-    for key in ("max_iter", "history", "max_batch"):
-        number("search", key, 1, integer=True)
-    for key in ("max_clauses", "max_moves", "num_threads", "presolve_rows"):
-        number("search", key, 1, integer=True, none_ok=True)
-    for key in ("tol", "bias_l2", "flat_weight_l2"):
-        number("search", key, 0.0)
-    if s["dtype"] not in ("float64", "float32"):
-        raise InputError(f"search.dtype must be float64 or float32, got {s['dtype']!r}")
+def load_config(path: str | Path | None = None, sets: Sequence[str] = ()) -> Config:
+    """Defaults <- file (``.toml`` or ``.json``) <- ``key=value`` overrides, validated (one-line errors)."""
+    data: dict[str, Any] = read_config_file(path) if path is not None else {}
+    data = _deep_merge(data, parse_sets(sets)) if sets else data
+    return build_config(data)
 
 
-def check_run_id(run_id: str) -> str:
-    """Run ids are single path components of safe characters (no separators, no ``..``)."""
-    import re
+def default_config() -> Config:
+    return build_config({})
 
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_id) or ".." in run_id:
-        raise InputError(
-            f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' only (no '/', no '..')"
-        )
-    return run_id
+
+# --------------------------------------------------------------------------------------------- describing
+
+
+def _toml_value(value: Any) -> str:
+    return "null" if value is None else json.dumps(value)
+
+
+def describe_config(config: Config) -> list[tuple[str, Any, Any, str]]:
+    """``(key, value, default, meaning)`` for every key of ``config``."""
+    return describe(config)
+
+
+def config_text(config: Config) -> str:
+    """The effective config, one ``key = value  # meaning`` line per key (what ``igcore config`` prints)."""
+    rows = describe_config(config)
+    width = min(48, max(len(f"{k} = {_toml_value(v)}") for k, v, _, _ in rows))
+    lines = []
+    for key, value, default, doc in rows:
+        left = f"{key} = {_toml_value(value)}"
+        changed = "" if value == default else f" (default {_toml_value(default)})"
+        lines.append(f"{left:<{width}}  # {doc}{changed}")
+    return "\n".join(lines)
+
+
+def config_markdown(config: Config | None = None) -> str:
+    """README's table of keys (generated; ``python -m igcore config --markdown``)."""
+    config = config or default_config()
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for key, _value, default, doc in describe_config(config):
+        shown = _toml_value(default)
+        if len(shown) > 40:
+            shown = "see `python -m igcore config`"
+        lines.append(f"| `{key}` | `{shown}` | {doc.replace('|', '&#124;')} |")
+    return "\n".join(lines)

@@ -25,7 +25,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from igcore.baseline import ImageClassifier, to_pixels
-from igcore.pipeline import RunContext, register_stage
 
 PEERS = ("groupdro", "jtt", "dfr")
 
@@ -124,57 +123,3 @@ class DFR:
         z = z - z.max(1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(1, keepdims=True)
-
-
-def _enabled(ctx: RunContext, name: str) -> bool:
-    return name in ctx.config["peers"]
-
-
-@register_stage("groupdro")
-def stage_groupdro(ctx: RunContext) -> dict[str, Any]:
-    if not _enabled(ctx, "groupdro"):
-        return {"skipped": True}
-    train, val = ctx.splits["train"], ctx.splits["val"]
-    base = ctx.classifier("groupdro")
-    model = GroupDROClassifier(**vars(base)).set_groups(train.groups)
-    model.fit(train.images, train.labels, val=(val.images, val.labels))
-    ctx.save_model("groupdro", model)
-    ctx.evaluate("groupdro", model.predict_proba(ctx.splits["test_eval"].images), uses="D group labels")
-    return {"best_epoch": model.best_epoch_}
-
-
-@register_stage("jtt")
-def stage_jtt(ctx: RunContext) -> dict[str, Any]:
-    """Just Train Twice (Liu et al., 2021): ERM for ``jtt.id_epochs``, then upweight its training errors
-    by ``jtt.upweight`` and train again from scratch with the full budget."""
-    if not _enabled(ctx, "jtt"):
-        return {"skipped": True}
-    train, val = ctx.splits["train"], ctx.splits["val"]
-    params = ctx.config["jtt"]
-    identifier = ctx.classifier("jtt-id", epochs=params["id_epochs"]).fit(train.images, train.labels)
-    errors = identifier.predict(train.images) != train.labels
-    weights = np.where(errors, float(params["upweight"]), 1.0)
-    model = ctx.classifier("jtt").fit(train.images, train.labels, val=(val.images, val.labels), sample_weight=weights)
-    ctx.save_model("jtt", model)
-    ctx.evaluate("jtt", model.predict_proba(ctx.splits["test_eval"].images), uses="none beyond D labels")
-    return {"error_set": int(errors.sum()), "best_epoch": model.best_epoch_}
-
-
-@register_stage("dfr")
-def stage_dfr(ctx: RunContext) -> dict[str, Any]:
-    """DFR on the ERM model; the balanced set is drawn from ``val`` (D's distribution, group labels)."""
-    if not _enabled(ctx, "dfr"):
-        return {"skipped": True}
-    erm, val = ctx.models["erm"], ctx.splits["val"]
-    dfr = DFR(C=ctx.config["dfr"]["C"], seed=ctx.config["seed"]).fit(
-        penultimate_features(erm, val.images), val.labels, val.groups
-    )
-    proba = dfr.predict_proba(penultimate_features(erm, ctx.splits["test_eval"].images))
-    names = ctx.world.group_names()
-    ctx.evaluate(
-        "dfr",
-        proba,
-        uses=f"group labels of {dfr.n_per_group_} val images per group "
-        f"({', '.join(names[g] for g in dfr.groups_used_)})",
-    )
-    return {"per_group": dfr.n_per_group_, "groups": len(dfr.groups_used_)}

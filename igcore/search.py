@@ -46,17 +46,19 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from igcore.config import SearchConfig
 from igcore.errors import InputError
 from igcore.hypothesis import Hypothesis
 from igcore.likelihood import check_labels, check_scores, softmax
 from igcore.prior import FlatPrior, HypothesisPrior
+from igcore.settings import validated
 from igcore.worlds.base import Vocabulary
 
 
@@ -420,21 +422,8 @@ class HypothesisSearch:
         return FlatPrior(self.flat_weight_l2) if self.prior is None else self.prior
 
     def _check_params(self) -> None:
-        ints = {"beam_width": 1, "n_ranked": 1, "max_depth": 0, "patience": 0, "max_iter": 1, "history": 1, "max_batch": 1}
-        for key, lo in ints.items():
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise InputError(f"search.{key} must be an integer >= {lo}, got {v!r}")
-        for key in ("max_clauses", "max_moves", "num_threads", "presolve_rows"):
-            v = getattr(self, key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise InputError(f"search.{key} must be a positive integer or null, got {v!r}")
-        for key in ("tol", "bias_l2", "flat_weight_l2"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise InputError(f"search.{key} must be a finite number >= 0, got {v!r}")
-        if self.dtype not in ("float64", "float32"):
-            raise InputError(f"search.dtype must be float64 or float32, got {self.dtype!r}")
+        """The parameters against the same schema as the config's ``search`` section (one set of bounds)."""
+        validated(SearchConfig, {k: getattr(self, k) for k in SearchConfig.model_fields}, "search")
 
     def _solve(self, problem: _Problem, allowed_sets: list[frozenset[int]], starts: list[tuple[np.ndarray, np.ndarray]]) -> list[_Entry]:
         k, c = problem.k, problem.c
@@ -684,8 +673,7 @@ class HypothesisSearch:
         }
 
 
-def search_from_config(search_config: dict[str, Any], prior: HypothesisPrior | None, device: str = "auto") -> HypothesisSearch:
-    """A :class:`HypothesisSearch` with the ``search`` section's parameters (``prior=None``: no_prior)."""
-    keys = ("beam_width", "n_ranked", "max_clauses", "max_depth", "max_moves", "patience", "max_iter", "tol", "history",
-            "bias_l2", "flat_weight_l2", "dtype", "max_batch", "num_threads", "presolve_rows")
-    return HypothesisSearch(prior=prior, device=device, **{k: search_config[k] for k in keys if k in search_config})
+def search_from_config(search: SearchConfig | Mapping[str, Any], prior: HypothesisPrior | None, device: str = "auto") -> HypothesisSearch:
+    """A :class:`HypothesisSearch` with a run's ``search`` settings (``prior=None``: the no_prior ablation)."""
+    settings = validated(SearchConfig, search.model_dump() if isinstance(search, SearchConfig) else search, "search")
+    return HypothesisSearch(prior=prior, device=device, **settings.model_dump())

@@ -11,8 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The tiny config used by dashboard tests and the dashboard bench (keys that this engine version
-#: does not have yet are dropped, so the fixture keeps working while the engine grows).
+#: The tiny config used by dashboard tests and the dashboard bench.
 TINY = {
     "world.n_train": 400,
     "world.n_val": 200,
@@ -36,21 +35,8 @@ TINY = {
 
 
 def tiny_sets() -> list[str]:
-    """``--set`` strings of :data:`TINY` restricted to keys the installed engine knows."""
-    from igcore.config import DEFAULTS
-
-    out = []
-    for key, value in TINY.items():
-        node = DEFAULTS
-        ok = True
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                ok = False
-                break
-            node = node[part]
-        if ok:
-            out.append(f"{key}={json.dumps(value)}")
-    return out
+    """:data:`TINY` as ``--set`` strings."""
+    return [f"{key}={json.dumps(value)}" for key, value in TINY.items()]
 
 
 def build_tiny_run(root: Path, run_id: str) -> Path:
@@ -58,25 +44,8 @@ def build_tiny_run(root: Path, run_id: str) -> Path:
     from igcore.config import load_config
     from igcore.pipeline import run_pipeline
 
-    config = load_config(None, tiny_sets())
-    config["_progress"] = False
-    config["run_id"] = run_id
-    run_dir = run_pipeline(config, root)
-    _add_microscope_if_not_a_stage(run_dir)
-    return run_dir
-
-
-def _add_microscope_if_not_a_stage(run_dir: Path) -> None:
-    """While the microscope is not yet a pipeline stage, add it with its public recompute (tiny settings)."""
-    from igcore.pipeline import STAGES
-
-    if any(name == "microscope" for name, _ in STAGES):
-        return
-    try:
-        from igcore.microscope.stage import recompute
-    except ImportError:
-        return
-    recompute(run_dir, [s for s in tiny_sets() if s.startswith("microscope.")])
+    config = load_config(None, [*tiny_sets(), f"run_id={run_id}"])
+    return run_pipeline(config, root, progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from igcore.baseline import ImageClassifier
 from igcore.cli import main
-from igcore.config import DEFAULTS, load_config
+from igcore.config import MicroscopeConfig, load_config
 from igcore.errors import InputError
 from igcore.microscope import (
     ATTRIBUTIONS,
@@ -99,11 +100,11 @@ def test_methods_refuse_architectures_they_do_not_apply_to(method, classifiers):
 
 
 def test_config_defaults_list_every_method_with_its_registry_defaults():
-    section = DEFAULTS["microscope"]
-    assert set(section["params"]) == set(ATTRIBUTIONS)
+    section = MicroscopeConfig()
+    assert set(section.params) == set(ATTRIBUTIONS)
     for name, spec in ATTRIBUTIONS.items():
-        assert section["params"][name] == dict(spec.defaults), name
-    assert set(section["methods"]) <= set(ATTRIBUTIONS)
+        assert section.params[name] == dict(spec.defaults), name
+    assert set(section.methods) <= set(ATTRIBUTIONS)
 
 
 def test_unknown_method_or_parameter_is_an_input_error():
@@ -285,12 +286,10 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    import igcore.microscope.stage  # noqa: F401  (registers the stage)
     from igcore.pipeline import run_pipeline
 
-    config = load_config(None, [*TINY, "run_id=tiny"])
-    config["_progress"] = False
-    return run_pipeline(config, tmp_path_factory.mktemp("runs"), stages=["world", "erm", "microscope"])
+    config = load_config(None, [*TINY, "run_id=tiny", "microscope.surrogates=false"])
+    return run_pipeline(config, tmp_path_factory.mktemp("runs"), stages=["world", "erm", "microscope"], progress=False)
 
 
 def test_stage_writes_tables_tensors_and_metrics(tiny_run):
@@ -299,11 +298,19 @@ def test_stage_writes_tables_tensors_and_metrics(tiny_run):
     run = load_run_dir(tiny_run)
     erm = run.metrics["microscope"]["erm"]
     assert set(erm["relevance_on_animal"]) == {"integrated_gradients", "saliency", "gradient_shap", "occlusion", "grad_cam"}
-    assert all(v is None or 0.0 <= v <= 1.0 for v in erm["relevance_on_animal"].values())
+    relevance = pd.read_parquet(run.path / "microscope" / "tables" / "relevance.parquet")
+    for method, share in erm["relevance_on_animal"].items():  # the metric is the mean of the per-image shares
+        rows = relevance[(relevance["model"] == "erm") & (relevance["method"] == method)]
+        assert share == pytest.approx(rows["relevance_mass"].mean()), method
     assert 0.0 < erm["mask_area_share"] < 1.0
-    assert 0.0 <= erm["swap_flip_rate"] <= 1.0 and 0.0 <= erm["swap_acc"] <= 1.0
+    swaps = pd.read_parquet(run.path / "microscope" / "tables" / "swaps.parquet")
+    mine = swaps[swaps["model"] == "erm"]
+    assert erm["swap_n"] == int(mine["n"].sum()) > 0
+    assert erm["swap_flip_rate"] == pytest.approx((mine["flip_rate"] * mine["n"]).sum() / mine["n"].sum())
     assert set(erm["sanity"]) == set(erm["relevance_on_animal"])
-    assert all(v["trustworthy"] in (True, False, None) for v in erm["sanity"].values())
+    for record in erm["sanity"].values():  # the verdict is the threshold applied to the last cascade stage
+        final = record["final_spearman_abs"]
+        assert record["trustworthy"] == (None if final is None else final <= record["threshold"])
     assert erm["tcav"] and {"concept", "class", "layer", "score", "p_value", "significant"} <= set(erm["tcav"][0])
     for table in ("relevance", "relevance_summary", "tcav", "swaps", "sanity"):
         assert (run.path / "microscope" / "tables" / f"{table}.parquet").is_file()
@@ -327,7 +334,7 @@ def test_attribution_maps_loads_from_the_run_cache(tiny_run):
 
 
 def test_recompute_keeps_history_reuses_cache_and_updates_metrics(tiny_run):
-    from igcore.microscope.stage import recompute
+    from igcore.microscope.recompute import recompute
 
     before = json.loads((tiny_run / "metrics.json").read_text())
     out = recompute(tiny_run, ['microscope.methods=["saliency","grad_cam"]', "microscope.per_group=3"])
@@ -379,7 +386,8 @@ def test_cache_keys_list_metadata(tmp_path):
 
 
 def test_run_microscope_on_a_vit_baseline(world, classifiers, tmp_path):
-    from igcore.microscope.stage import MicroscopeInputs, microscope_settings, run_microscope
+    from igcore.microscope.recompute import microscope_settings
+    from igcore.microscope.runner import MicroscopeInputs, run_microscope
 
     settings = microscope_settings(
         {},
@@ -387,17 +395,16 @@ def test_run_microscope_on_a_vit_baseline(world, classifiers, tmp_path):
             "microscope.per_group=1", "microscope.params.integrated_gradients.n_steps=4",
             "microscope.params.layer_integrated_gradients.n_steps=4", "microscope.tcav.n_random=2",
             "microscope.tcav.n_concept_images=6", "microscope.tcav.n_inputs=4", "microscope.sanity.n_images=2",
-            "microscope.swaps.max_images=12",
+            "microscope.swaps.max_images=12", 'microscope.models=["erm","ig_student"]', "microscope.surrogates=false",
         ],
     )
     bank, test = world.split("concept_bank"), world.split("test_eval")
     inputs = MicroscopeInputs(world, test, bank.images, bank.concepts, {"erm": classifiers["vit"], "ig_student": classifiers["resnet"]})
     result = run_microscope(inputs, settings, tmp_path / "microscope")
-    erm, student = result["microscope"]["erm"], result["microscope"]["ig_student"]
+    erm, student = result.per_model["erm"], result.per_model["ig_student"]
     assert "layer_integrated_gradients" in erm["relevance_on_animal"] and "grad_cam" not in erm["relevance_on_animal"]
     assert "grad_cam" in student["relevance_on_animal"] and "layer_integrated_gradients" not in student["relevance_on_animal"]
     assert erm["sanity"]["layer_integrated_gradients"]["stages"][-1] == "embeddings"
     assert {r["layer_module"] for r in erm["tcav"]} == {"model.vit.layers.3", "model.vit.layers.1"}
     assert "sanity" not in student and "tcav" not in student
-    assert any(s.startswith("surrogates:") for s in result["info"]["skipped"])  # no concept scores given
-    assert result["hypotheses"] == {} and (tmp_path / "microscope" / "info.json").is_file()
+    assert result.hypotheses == {} and (tmp_path / "microscope" / "info.json").is_file()

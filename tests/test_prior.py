@@ -213,13 +213,11 @@ def test_changing_the_judgments_changes_the_prior(ratings: pd.DataFrame, fitted:
 
 
 def test_build_prior_from_config(tmp_path: Path, ratings: pd.DataFrame, vocab: Vocabulary) -> None:
-    from igcore.config import DEFAULTS, _validate_prior_search
+    from igcore.config import load_config
 
     path = P.write_ratings_csv(ratings.assign(rating=6 - ratings["rating"]), tmp_path / "rev.csv")
-    cfg = {"prior": {**DEFAULTS["prior"], "judgments": str(path), "encoder": "hashing", "strength": 50.0},
-           "search": dict(DEFAULTS["search"])}
-    _validate_prior_search(cfg)
-    m = P.build_prior(cfg, vocab, CLASSES)
+    cfg = load_config(None, [f"prior.judgments={path}", "prior.encoder=hashing", "prior.strength=50.0"])
+    m = P.build_prior({"prior": cfg.prior.model_dump()}, vocab, CLASSES)
     assert m.strength == 50.0
     assert m.predicted_rating("snowy_ground", "wolf") > 4
 
@@ -237,12 +235,10 @@ def test_build_prior_from_config(tmp_path: Path, ratings: pd.DataFrame, vocab: V
     ],
 )
 def test_config_sections_are_validated(section: str, key: str, value: object, fragment: str) -> None:
-    from igcore.config import DEFAULTS, _validate_prior_search
+    from igcore.config import build_config
 
-    cfg = {"prior": dict(DEFAULTS["prior"]), "search": dict(DEFAULTS["search"])}
-    cfg[section][key] = value
     with pytest.raises(InputError, match=fragment):
-        _validate_prior_search(cfg)
+        build_config({section: {key: value}})
 
 
 def test_hashing_fallback_when_minilm_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

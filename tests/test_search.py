@@ -60,10 +60,10 @@ def ratings(vocab: Vocabulary) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def prior(vocab: Vocabulary, ratings: pd.DataFrame) -> P.PriorModel:
     """The default Prior_M: shipped judgments, the configured encoder (MiniLM; hashing if unavailable)."""
-    from igcore.config import DEFAULTS
+    from igcore.config import PriorConfig
 
     pairwise = P.load_pairwise_csv(P.SHIPPED_PAIRWISE, vocab, CLASSES)
-    return P.prior_from_config(DEFAULTS["prior"]).fit(ratings, vocab, CLASSES, pairwise)
+    return P.prior_from_config(PriorConfig().model_dump()).fit(ratings, vocab, CLASSES, pairwise)
 
 
 @pytest.fixture(scope="module")
@@ -222,12 +222,12 @@ def test_warm_start_and_float32_agree(prior: P.PriorModel, data: dict, vocab: Vo
 
 
 def test_three_classes_and_config(vocab: Vocabulary) -> None:
-    from igcore.config import DEFAULTS
+    from igcore.config import SearchConfig
 
     rng = np.random.default_rng(0)
     s = rng.random((300, len(vocab))).astype(np.float32)
     y = np.argmax(s[:, :3] * 3 + rng.normal(size=(300, 3)), axis=1)
-    search = search_from_config(dict(DEFAULTS["search"]), None, device="cpu")
+    search = search_from_config(SearchConfig(), None, device="cpu")
     search.max_depth = 1
     search.fit(s, y, vocab, ["a", "b", "c"])
     assert search.predict_proba(s).shape == (300, 3)

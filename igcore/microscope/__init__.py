@@ -17,8 +17,8 @@ Public API::
     sanity_check, rank_correlation
     recompute(run_dir, overrides)                    # python -m igcore microscope RUN_DIR
 
-The pipeline stage (``microscope``) lives in :mod:`igcore.microscope.stage`; importing that module
-registers it.
+:mod:`igcore.microscope.runner` runs every part on in-memory inputs (the ``microscope`` stage of
+:mod:`igcore.stages` feeds it); :mod:`igcore.microscope.recompute` reruns it for a stored run.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ from igcore.microscope.tcav import tcav_scores
 
 
 def recompute(run_dir: Any, overrides: Any = (), device: str | None = None) -> Any:
-    """Recompute the microscope of a stored run (see :func:`igcore.microscope.stage.recompute`)."""
-    from igcore.microscope.stage import recompute as _recompute
+    """Recompute the microscope of a stored run (see :func:`igcore.microscope.recompute.recompute`)."""
+    from igcore.microscope.recompute import recompute as _recompute
 
     return _recompute(run_dir, overrides, device)
 

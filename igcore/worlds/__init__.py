@@ -1,33 +1,78 @@
-"""World registry: ``make_world(name, **params)`` builds any registered data source."""
+"""World registry: each data source registers a factory and the parameters class of its ``world.*`` keys.
+
+Registration is explicit (:func:`register_world` on the world's class); this package imports the
+built-in worlds so the registry is complete whichever module is imported first.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from igcore.errors import InputError
-from igcore.worlds.base import SPLITS, Concept, Split, Vocabulary, World
+from igcore.settings import validated
+from igcore.worlds.base import SPLITS, Concept, Split, Vocabulary, World, WorldParams
 
-WORLDS: dict[str, Callable[..., World]] = {}
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """A registered world: ``factory(params, seed) -> World`` and the settings class of its parameters."""
+
+    name: str
+    factory: Callable[[Any, int], World]
+    params: type[WorldParams]
 
 
-def register_world(name: str) -> Callable[[Callable[..., World]], Callable[..., World]]:
-    """Class decorator adding a world factory to :data:`WORLDS` under ``name``."""
+WORLDS: dict[str, WorldSpec] = {}
 
-    def decorate(factory: Callable[..., World]) -> Callable[..., World]:
-        WORLDS[name] = factory
+
+def register_world(name: str, params: type[WorldParams]) -> Callable[[Callable[[Any, int], World]], Callable[[Any, int], World]]:
+    """Class decorator adding a world to :data:`WORLDS`; the class is built as ``cls(params, seed)``."""
+
+    def decorate(factory: Callable[[Any, int], World]) -> Callable[[Any, int], World]:
+        WORLDS[name] = WorldSpec(name, factory, params)
         return factory
 
     return decorate
 
 
-def make_world(name: str, **params: Any) -> World:
-    """Build world ``name``; unknown names raise :class:`InputError` listing the known ones."""
+def world_spec(name: str) -> WorldSpec:
     if name not in WORLDS:
         raise InputError(f"unknown world {name!r}; known worlds: {', '.join(sorted(WORLDS))}")
-    return WORLDS[name](**params)
+    return WORLDS[name]
 
 
-from igcore.worlds import snowwolf  # noqa: E402,F401  (registers "snowwolf")
+def world_params_class(name: str) -> type[WorldParams]:
+    """The parameters class of world ``name`` (unknown names raise :class:`InputError` listing the known ones)."""
+    return world_spec(name).params
 
-__all__ = ["SPLITS", "WORLDS", "Concept", "Split", "Vocabulary", "World", "make_world", "register_world"]
+
+def build_world(params: WorldParams, seed: int = 0) -> World:
+    """The world described by validated ``params`` (a run config's ``world`` section)."""
+    return world_spec(params.name).factory(params, seed)
+
+
+def make_world(name: str, seed: int = 0, **params: Any) -> World:
+    """Build world ``name`` from keyword parameters (validated by its parameters class)."""
+    spec = world_spec(name)
+    return spec.factory(validated(spec.params, {"name": name, **params}, "world"), seed)
+
+
+from igcore.worlds import snowwolf  # noqa: E402,F401  (the built-in worlds)
+
+__all__ = [
+    "SPLITS",
+    "WORLDS",
+    "Concept",
+    "Split",
+    "Vocabulary",
+    "World",
+    "WorldParams",
+    "WorldSpec",
+    "build_world",
+    "make_world",
+    "register_world",
+    "world_params_class",
+    "world_spec",
+]

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
+from pydantic import Field
 
 from igcore.errors import InputError
+from igcore.settings import Settings
 
 ConceptKind = Literal["core", "context", "distractor"]
 SPLITS = ("train", "val", "test_train", "test_eval", "concept_bank")
@@ -104,6 +106,13 @@ class Split:
             self.groups[index],
             {k: v[index] for k, v in self.latents.items()},
         )
+
+
+class WorldParams(Settings):
+    """A world's parameters: the ``world.*`` config keys. Each world declares a subclass with its own keys
+    (bounds and one line of documentation each), so ``world.*`` accepts exactly what the chosen world reads."""
+
+    name: str = Field(description="the registered world (igcore/worlds/)")
 
 
 class World(Protocol):

@@ -17,14 +17,15 @@ the same latents on another background (a counterfactual) reproduces the animal'
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from igcore.errors import InputError
 from igcore.worlds import register_world
-from igcore.worlds.base import SPLITS, Split, Vocabulary
+from igcore.worlds.base import SPLITS, Split, Vocabulary, WorldParams
 
 VOCABULARY_PATH = Path(__file__).resolve().parents[2] / "assets" / "snowwolf_vocabulary.csv"
 
@@ -89,24 +90,6 @@ def _codewords(n_classes: int) -> np.ndarray:
         score[chosen] = -1
         chosen.append(int(np.argmax(score)))
     return words[chosen[:n_classes]]
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise InputError(f"snowwolf: {name} must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InputError(f"snowwolf: {name} must be {bound}, got {value}")
-    return int(value)
-
-
-def _check_float(name: str, value: object, low: float, high: float, why: str, low_open: bool = False) -> float:
-    if not isinstance(value, (int, float, np.floating)) or isinstance(value, bool):
-        raise InputError(f"snowwolf: {name} must be a number, got {value!r}")
-    if not (low < value <= high if low_open else low <= value <= high):
-        interval = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
-        raise InputError(f"snowwolf: {name} must be in {interval} ({why}), got {value}")
-    return float(value)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -220,67 +203,54 @@ def _union(*covers: np.ndarray) -> np.ndarray:
     return out
 
 
-@register_world("snowwolf")
+class SnowWolfParams(WorldParams):
+    """The ``world.*`` keys of the Snow-and-Wolves world."""
+
+    name: Literal["snowwolf"] = Field("snowwolf", description="the data source: snowwolf (procedural) or a loader of your own data (see docs/BYOD.md)")
+    rho: float = Field(0.95, ge=0.5, le=1.0, description="P(typical background | class) in train/val, in [0.5, 1]")
+    image_size: int = Field(64, ge=32, le=512, description="side of the square RGB images in pixels")
+    n_classes: int = Field(2, ge=2, le=len(CLASS_NAMES), description="2 (husky, wolf) up to 6 (adds fox, coyote, jackal, dingo)")
+    n_train: int = Field(2000, ge=1, description="images in train (D)")
+    n_val: int = Field(1000, ge=1, description="images in val (D's distribution, model selection)")
+    n_test_train: int = Field(3000, ge=1, description="images in test_train (D', unlabelled for the engine)")
+    n_test_eval: int = Field(1500, ge=1, description="images in test_eval (D' labels, evaluation only)")
+    n_concept_bank: int = Field(3000, ge=1, description="images in the concept bank (concepts decorrelated from class and background)")
+    feature_p: float = Field(0.9, gt=0.5, le=1.0, description="P(an attribute takes its class's typical value); 0.5 carries no signal")
+    background_salience: float = Field(
+        1.0, ge=0.0, le=1.0, description="1 keeps the backgrounds' own colours, 0 gives every background the same mean colour"
+    )
+    animal_scale: float = Field(1.2, ge=0.6, le=1.2, description="animal size relative to the default (1.2: features legible at 64 px)")
+    noise_std: float = Field(0.03, ge=0.0, le=0.2, description="per-pixel Gaussian noise baked into the textures")
+
+
+@register_world("snowwolf", SnowWolfParams)
 class SnowWolfWorld:
     """Huskies and wolves (and optionally more canids) on snow, grass and forest floor.
 
     Args:
+        params: the validated ``world.*`` keys (:class:`SnowWolfParams`).
         seed: every split and texture is a deterministic function of it.
-        rho: P(typical background | class) in ``train``/``val``, in [0.5, 1].
-        image_size: side of the square RGB images in pixels (>= 32).
-        n_classes: 2 (husky, wolf) up to 6 (adds fox, coyote, jackal, dingo).
-        n_train, n_val, n_test_train, n_test_eval, n_concept_bank: split sizes.
-        feature_p: P(an attribute takes its class's codeword value), in (0.5, 1].
-        background_salience: salience knob; 1 keeps the backgrounds' own colours, 0 shifts every
-            background to the same mean colour (texture only), values in between interpolate.
-        animal_scale: salience knob; size of the animal relative to the default (0.6 to 1.2; larger
-            animals leave no room to stand left or right).
-        noise_std: per-pixel Gaussian noise (std in [0, 1] intensity units) baked into the textures.
     """
 
     name = "snowwolf"
+    can_render = True  # re-renders the same animal on another background (counterfactuals)
 
-    def __init__(
-        self,
-        seed: int = 0,
-        rho: float = 0.95,
-        image_size: int = 64,
-        n_classes: int = 2,
-        n_train: int = 2000,
-        n_val: int = 1000,
-        n_test_train: int = 3000,
-        n_test_eval: int = 1500,
-        n_concept_bank: int = 3000,
-        feature_p: float = 0.9,
-        background_salience: float = 1.0,
-        animal_scale: float = 1.2,
-        noise_std: float = 0.03,
-        **unknown: object,
-    ) -> None:
-        if unknown:
-            valid = [p for p in inspect.signature(SnowWolfWorld).parameters if p != "unknown"]
-            raise InputError(f"snowwolf: unknown parameter(s) {', '.join(sorted(unknown))}; valid: {', '.join(valid)}")
-        self.seed = _check_int("seed", seed, 0)
-        self.rho = _check_float("rho", rho, 0.5, 1.0, "P(typical background | class) in train/val")
-        self.image_size = _check_int("image_size", image_size, 32, 512)
-        self.n_classes = _check_int("n_classes", n_classes, 2, len(CLASS_NAMES))
+    def __init__(self, params: SnowWolfParams, seed: int = 0) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+        self.params = params
+        self.seed = int(seed)
+        self.rho = params.rho
+        self.image_size = params.image_size
+        self.n_classes = params.n_classes
         self.sizes = {
-            split: _check_int(arg, value, 1)
-            for split, arg, value in zip(
-                SPLITS,
-                ("n_train", "n_val", "n_test_train", "n_test_eval", "n_concept_bank"),
-                (n_train, n_val, n_test_train, n_test_eval, n_concept_bank),
-                strict=True,
-            )
+            split: getattr(params, key)
+            for split, key in zip(SPLITS, ("n_train", "n_val", "n_test_train", "n_test_eval", "n_concept_bank"), strict=True)
         }
-        self.feature_p = _check_float(
-            "feature_p", feature_p, 0.5, 1.0, "P(attribute = class codeword value); 0.5 carries no signal", True
-        )
-        self.background_salience = _check_float(
-            "background_salience", background_salience, 0.0, 1.0, "1 = natural background colours"
-        )
-        self.animal_scale = _check_float("animal_scale", animal_scale, 0.6, 1.2, "animal size relative to default")
-        self.noise_std = _check_float("noise_std", noise_std, 0.0, 0.2, "pixel noise std")
+        self.feature_p = params.feature_p
+        self.background_salience = params.background_salience
+        self.animal_scale = params.animal_scale
+        self.noise_std = params.noise_std
 
         self.classes = list(CLASS_NAMES[: self.n_classes])
         self.backgrounds = [b for b, _ in BACKGROUNDS]

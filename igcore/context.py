@@ -1,0 +1,173 @@
+"""What stages share during a run: the config, the world, the writer, and typed stage results.
+
+Every stage reads the results of the stages it declared it requires (typed fields below, filled by
+the stage that provides them) and fills its own. The stage graph (:mod:`igcore.stages`) checks before
+any work that every requirement has a provider earlier in the run, so a missing result here is a bug,
+reported by :meth:`RunContext.need` with the stage that should have provided it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import torch
+
+from igcore.config import Config
+from igcore.evaluate import group_metrics
+from igcore.store import RunWriter
+from igcore.worlds.base import Split, World
+
+if TYPE_CHECKING:
+    from igcore.baseline import ImageClassifier
+    from igcore.concepts import ConceptModel
+    from igcore.microscope.runner import MicroscopeResult
+    from igcore.prior import PriorModel
+    from igcore.search import HypothesisSearch
+
+T = TypeVar("T")
+
+ProgressFn = Callable[[str, int, int], None]  # (stage name, index, total)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The five splits of a world (SPLITS order)."""
+
+    train: Split
+    val: Split
+    test_train: Split
+    test_eval: Split
+    concept_bank: Split
+
+    def items(self) -> Iterator[tuple[str, Split]]:
+        for f in fields(self):
+            yield f.name, getattr(self, f.name)
+
+
+@dataclass(frozen=True)
+class ConceptScores:
+    """Concept model probabilities (N, K) on every split the engine scores."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test_train: np.ndarray
+    test_eval: np.ndarray
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class TrainedClassifier:
+    """An image classifier a stage trained (or loaded), under its model name (``erm``, ``ig_student``...)."""
+
+    name: str
+    model: ImageClassifier
+
+
+@dataclass(frozen=True)
+class ConceptResult:
+    model: ConceptModel
+    scores: ConceptScores
+
+
+@dataclass(frozen=True)
+class IGResult:
+    """Prior_M, the search that found z* under it, and the same search under a flat prior (``no_prior``)."""
+
+    prior: PriorModel
+    search: HypothesisSearch
+    no_prior: HypothesisSearch
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One method's answers on D′_eval and their group metrics (``metrics.json`` ``methods.<method>``)."""
+
+    method: str
+    metrics: dict[str, Any]
+    predictions: np.ndarray
+    probabilities: np.ndarray | None
+
+
+@dataclass
+class RunContext:
+    """Config, world, writer and the typed results of the stages run so far."""
+
+    config: Config
+    world: World
+    writer: RunWriter
+    device: torch.device
+    progress: bool = True
+    stage: str = ""  # the stage running now: the owner of what it writes
+    writes: frozenset[str] = frozenset()  # the metrics keys that stage declared
+    splits: Splits | None = None
+    classifiers: dict[str, TrainedClassifier] = field(default_factory=dict)
+    concepts: ConceptResult | None = None
+    ig: IGResult | None = None
+    pseudo_labels: np.ndarray | None = None
+    microscope: MicroscopeResult | None = None
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+
+    # -- typed access ------------------------------------------------------------------------------
+    @staticmethod
+    def need(value: T | None, what: str) -> T:
+        """``value``, or an error naming the missing result (the stage graph should have caught it)."""
+        if value is None:
+            raise RuntimeError(f"stage result {what!r} is missing: the stage graph should have scheduled its provider first")
+        return value
+
+    @property
+    def data(self) -> Splits:
+        return self.need(self.splits, "splits")
+
+    def classifier(self, name: str) -> ImageClassifier:
+        return self.need(self.classifiers.get(name), f"model:{name}").model
+
+    # -- helpers shared by stages --------------------------------------------------------------------
+    def new_classifier(self, name: str, **overrides: Any) -> ImageClassifier:
+        """An :class:`ImageClassifier` with the run's baseline budget (every method gets the same)."""
+        from igcore.baseline import ImageClassifier
+
+        b = self.config.baseline
+        params: dict[str, Any] = {
+            "arch": b.arch,
+            "num_labels": len(self.world.classes),
+            "image_size": self.world.image_size,
+            "epochs": b.epochs,
+            "batch_size": b.batch_size,
+            "lr": b.lr,
+            "weight_decay": b.weight_decay,
+            "device": str(self.device),
+            "seed": self.config.seed,
+            "progress": self.progress,
+            "name": name,
+        }
+        params.update(overrides)
+        return ImageClassifier(**params)
+
+    def add_classifier(self, name: str, model: ImageClassifier) -> None:
+        """Save a trained model into the run (``models/<name>``) and make it available to later stages."""
+        model.save(self.writer.subdir(f"models/{name}"))
+        self.classifiers[name] = TrainedClassifier(name, model)
+
+    def evaluate(self, method: str, proba_or_pred: np.ndarray, **extra: Any) -> dict[str, Any]:
+        """Score a method's answers on D′_eval; written to ``methods.<method>`` and the predictions table."""
+        test = self.data.test_eval
+        result = group_metrics(test.labels, proba_or_pred, test.groups, self.world.group_names(), self.data.train.groups)
+        result.update(extra)
+        proba = np.asarray(proba_or_pred, dtype=np.float32) if np.ndim(proba_or_pred) == 2 else None
+        pred = proba.argmax(1) if proba is not None else np.asarray(proba_or_pred)
+        self.evaluations[method] = Evaluation(method, result, pred, proba)
+        self.write_metrics({f"methods.{method}": result})
+        return result
+
+    def write_metrics(self, values: dict[str, Any]) -> None:
+        """Write ``metrics.json`` keys the running stage declared (``Stage.writes``); anything else is a bug."""
+        undeclared = sorted(set(values) - self.writes)
+        if undeclared:
+            raise RuntimeError(f"stage {self.stage!r} wrote undeclared metrics key(s) {', '.join(undeclared)}; declare them in igcore/stages")
+        self.writer.write_metrics(self.stage, values)

@@ -1,0 +1,304 @@
+"""Running the whole microscope on in-memory inputs, one part per function.
+
+:func:`run_microscope` runs the parts in order and writes ``microscope/`` (tables, tensors, the
+attribution cache) into a directory; the pipeline stage (:mod:`igcore.stages.microscope`) feeds it
+from a live run, :func:`igcore.microscope.recompute.recompute` from a stored run.
+
+Layout of ``microscope/``::
+
+    attributions/<model>/<method>-<key>/part-*.safetensors   cached maps (see attribution.py)
+    tables/relevance.parquet           per image: model, method, index, group, relevance_mass, mask_area
+    tables/relevance_summary.parquet   mean per (model, method, group) and over all groups
+    tables/tcav.parquet                TCAV records (all TCAV models)
+    tables/swaps.parquet               flip rate / accuracy per (model, from, to background)
+    tables/sanity.parquet              Spearman per (model, method, cascade stage)
+    tensors/sample.safetensors         test_eval indices that have maps
+    tensors/swaps.safetensors          a few swapped images + predictions
+    tensors/sanity_<model>.safetensors maps through the randomisation cascade (float16)
+    info.json                          settings, timings, what was skipped and why
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from safetensors.numpy import save_file
+
+from igcore.config import MicroscopeConfig, SearchConfig
+from igcore.microscope.attribution import AttributionCache, maps_for
+from igcore.microscope.registry import architecture_of, get_method
+from igcore.microscope.relevance import relevance_rows, summarise_relevance
+from igcore.microscope.swaps import background_swaps, sample_per_group
+from igcore.store import write_table
+from igcore.worlds.base import Split, World
+
+#: Models that get a surrogate hypothesis, and the metrics key it is stored under.
+SURROGATE_NAMES = {"erm": "z_baseline", "ig_student": "z_student"}
+
+
+@dataclass
+class MicroscopeInputs:
+    """Everything the microscope reads (from a live pipeline run or a stored run)."""
+
+    world: World
+    test_eval: Split
+    concept_bank_images: np.ndarray
+    concept_bank_concepts: np.ndarray
+    models: dict[str, Any]  # name -> ImageClassifier
+    test_train_images: np.ndarray | None = None
+    concept_scores: dict[str, np.ndarray] | None = None  # {"test_train", "test_eval"} (N, K)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # model -> test_eval predictions
+    seed: int = 0
+    search: SearchConfig | None = None  # the run's search settings (surrogates use the same search)
+    device: str = "auto"
+
+    def predictions_of(self, name: str) -> np.ndarray:
+        if name not in self.predictions:
+            self.predictions[name] = self.models[name].predict(self.test_eval.images)
+        return self.predictions[name]
+
+
+@dataclass
+class MicroscopeResult:
+    """What the microscope found, as the metrics keys it owns (``microscope``, ``surrogates``, surrogate hypotheses)."""
+
+    per_model: dict[str, dict[str, Any]]
+    hypotheses: dict[str, Any]
+    surrogates: dict[str, Any]
+    info: dict[str, Any]
+
+    def metrics_values(self) -> dict[str, Any]:
+        """``{metrics key: value}`` for :meth:`igcore.context.RunContext.write_metrics`."""
+        values: dict[str, Any] = {"microscope": self.per_model, "surrogates": self.surrogates}
+        values.update({f"hypotheses.{k}": v for k, v in self.hypotheses.items()})
+        return values
+
+
+class _Clock:
+    """Wall-clock and process-CPU seconds per part (CPU time is robust on shared machines)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._last = (time.perf_counter(), time.process_time())
+
+    def lap(self, name: str) -> None:
+        now = (time.perf_counter(), time.process_time())
+        self.wall[name], self.cpu[name] = now[0] - self._last[0], now[1] - self._last[1]
+        self._last = now
+
+
+def write_tensors(out_dir: Path, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+    path = out_dir / "tensors" / f"{name}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path))
+
+
+def _num(x: Any) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _applicable_methods(settings: MicroscopeConfig, classifier: Any) -> list[str]:
+    arch = architecture_of(classifier.module_)
+    return [m for m in settings.methods if get_method(m).applies_to(arch)]
+
+
+# ------------------------------------------------------------------------------------------------ parts
+
+
+def attributions(
+    inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], sample: np.ndarray, out_dir: Path,
+    per_model: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, np.ndarray]]:
+    """Attribution maps on a per-group sample and the share of relevance inside the object mask.
+
+    Returns the maps per model and method (reused by the sanity checks).
+    """
+    test, group_names = inputs.test_eval, inputs.world.group_names()
+    cache = AttributionCache(out_dir / "attributions")
+    rows = []
+    maps: dict[str, dict[str, np.ndarray]] = {m: {} for m in models}
+    for m in models:
+        clf = inputs.models[m]
+        for method in _applicable_methods(settings, clf):
+            result = maps_for(
+                cache, m, clf, test.images, sample, method, settings.params.get(method, {}),
+                batch_size=settings.batch_size, seed=inputs.seed,
+            )
+            maps[m][method] = result.maps
+            rows.append(relevance_rows(m, method, sample, result.maps, test.masks[sample], test.groups[sample], group_names, result.targets))
+    empty = relevance_rows("", "", sample[:0], np.zeros((0, 1, 1)), np.zeros((0, 1, 1), bool), sample[:0], group_names)
+    per_image = pd.concat(rows, ignore_index=True) if rows else empty
+    summary = summarise_relevance(per_image)
+    write_table(out_dir, "relevance", per_image)
+    write_table(out_dir, "relevance_summary", summary)
+    mask_share = float(test.masks[sample].mean()) if len(sample) else float("nan")
+    for m in models:
+        mine = summary[summary["model"] == m]
+        overall = mine[mine["group"] == "all"]
+        per_model[m]["relevance_on_animal"] = {r.method: _num(r.relevance_mass) for r in overall.itertuples()}
+        per_model[m]["relevance_on_animal_by_group"] = {
+            method: {r.group: _num(r.relevance_mass) for r in g.itertuples() if r.group != "all"}
+            for method, g in mine.groupby("method", sort=False)
+        }
+        per_model[m]["mask_area_share"] = mask_share
+    return maps
+
+
+def swaps(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]]) -> None:
+    """Background swaps: flip rate and accuracy when every object is moved to every other background."""
+    test, n_groups = inputs.test_eval, len(inputs.world.group_names())
+    max_images = settings.swaps.max_images
+    indices = None
+    if max_images is not None and max_images < len(test):
+        indices = sample_per_group(test.groups, max(1, max_images // max(1, n_groups)), inputs.seed + 1)
+    result = background_swaps(
+        inputs.world, test, {m: inputs.models[m] for m in models},
+        original_predictions={m: inputs.predictions_of(m) for m in models},
+        indices=indices, keep_per_group=settings.swaps.keep_per_group, seed=inputs.seed,
+    )
+    write_table(out_dir, "swaps", result.table)
+    if result.sample:
+        write_tensors(out_dir, "swaps", result.sample)
+    for m in models:
+        per_model[m].update({k: result.metrics[m][k] for k in ("swap_flip_rate", "swap_acc")})
+        per_model[m]["swap_n"] = result.metrics[m]["n_swaps"]
+
+
+def sanity(
+    inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], sample: np.ndarray,
+    trained_maps: dict[str, dict[str, np.ndarray]], out_dir: Path, per_model: dict[str, dict[str, Any]],
+) -> None:
+    """Cascading-randomisation sanity checks (Adebayo et al., 2018) of every method's maps, per model."""
+    from igcore.microscope.sanity import sanity_check
+
+    test, n_groups = inputs.test_eval, len(inputs.world.group_names())
+    rows = []
+    for m in [m for m in settings.sanity.models if m in models]:
+        clf = inputs.models[m]
+        methods = {k: settings.params.get(k, {}) for k in _applicable_methods(settings, clf)}
+        n = settings.sanity.n_images
+        # a subset of the attribution sample (spread over the groups), so the trained maps are reused
+        pos = sample_per_group(test.groups[sample], max(1, -(-n // n_groups)), inputs.seed + 2)[:n]
+        pick = sample[pos]
+        targets = clf.predict(test.images[pick])
+        results, maps = sanity_check(
+            clf.module_, test.images[pick], targets, methods, threshold=settings.sanity.threshold,
+            batch_size=settings.batch_size, device=clf.device_, seed=inputs.seed,
+            trained_maps={k: v[pos] for k, v in trained_maps[m].items()},
+        )
+        per_model[m]["sanity"] = results
+        for method, r in results.items():
+            for stage_name, rho, rho_raw in zip(r["stages"], r["spearman_abs"], r["spearman"], strict=True):
+                rows.append({"model": m, "method": method, "stage": stage_name, "spearman_abs": rho, "spearman": rho_raw,
+                             "trustworthy": r["trustworthy"]})
+        write_tensors(
+            out_dir, f"sanity_{m}",
+            {"indices": pick.astype(np.int64), "targets": targets.astype(np.int64),
+             **{f"maps_{k}": v.astype(np.float16) for k, v in maps.items()}},
+        )
+    columns = ["model", "method", "stage", "spearman_abs", "spearman", "trustworthy"]
+    write_table(out_dir, "sanity", pd.DataFrame.from_records(rows, columns=columns))
+
+
+def tcav(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]]) -> None:
+    """TCAV (Kim et al., 2018) of every concept of the vocabulary, per class and layer, with significance."""
+    from igcore.microscope.tcav import tcav_scores
+
+    t, test, classes = settings.tcav, inputs.test_eval, list(inputs.world.classes)
+    rows = []
+    for m in [m for m in t.models if m in models]:
+        clf = inputs.models[m]
+        rng = np.random.default_rng(inputs.seed + 3)
+        by_class = {}
+        for c, name in enumerate(classes):
+            rows_c = np.flatnonzero(test.labels == c)
+            by_class[name] = test.images[np.sort(rng.choice(rows_c, size=min(t.n_inputs, len(rows_c)), replace=False))]
+        records = tcav_scores(
+            clf.module_, inputs.concept_bank_images, inputs.concept_bank_concepts, inputs.world.vocabulary.ids, by_class,
+            t.layers, classes=classes, n_random=t.n_random, n_concept_images=t.n_concept_images,
+            alpha=t.alpha, correction=t.correction, seed=inputs.seed, device=clf.device_, model_id=m,
+        )
+        per_model[m]["tcav"] = records
+        rows += [{"model": m, **r} for r in records]
+    write_table(out_dir, "tcav", pd.DataFrame.from_records(rows))
+
+
+def surrogates(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Surrogate hypotheses (``z_baseline``, ``z_student``) fitted to each model's own answers on D′."""
+    from igcore.microscope.surrogate import fit_surrogate
+
+    scores = inputs.concept_scores
+    if scores is None or inputs.test_train_images is None:
+        raise ValueError("surrogates need the concept scores and the test_train images")
+    hypotheses: dict[str, Any] = {}
+    summaries: dict[str, Any] = {}
+    for m, key in SURROGATE_NAMES.items():
+        if m not in models:
+            continue
+        s = fit_surrogate(
+            key, m, scores["test_train"], inputs.models[m].predict(inputs.test_train_images),
+            scores["test_eval"], inputs.predictions_of(m), inputs.world.vocabulary, list(inputs.world.classes),
+            eval_labels=inputs.test_eval.labels, search_config=inputs.search, device=inputs.device, l1=settings.surrogate_l1,
+        )
+        hypotheses[key] = s.records
+        hypotheses[f"{key}_text"] = s.text
+        summaries[key] = s.summary()
+    return hypotheses, summaries
+
+
+# --------------------------------------------------------------------------------------------- the run
+
+
+def check_layers(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> None:
+    """Fail fast on a TCAV layer name that does not exist in a model."""
+    from igcore.microscope.tcav import resolve_layer
+
+    for m in [m for m in settings.tcav.models if m in inputs.models]:
+        for layer in settings.tcav.layers:
+            resolve_layer(inputs.models[m].module_, layer)
+
+
+def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir: str | Path) -> MicroscopeResult:
+    """Run every microscope part on ``settings.models`` and write ``out_dir`` (the run's ``microscope/``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    missing = [m for m in settings.models if m not in inputs.models]
+    if missing:
+        raise ValueError(f"the microscope was given no model {', '.join(missing)}")
+    models = list(settings.models)
+    check_layers(inputs, settings)
+    clock = _Clock()
+    per_model: dict[str, dict[str, Any]] = {m: {} for m in models}
+
+    sample = sample_per_group(inputs.test_eval.groups, settings.per_group, inputs.seed)
+    write_tensors(out_dir, "sample", {"indices": sample.astype(np.int64)})
+    trained_maps = attributions(inputs, settings, models, sample, out_dir, per_model)
+    clock.lap("attributions")
+    swaps(inputs, settings, models, out_dir, per_model)
+    clock.lap("swaps")
+    sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model)
+    clock.lap("sanity")
+    tcav(inputs, settings, models, out_dir, per_model)
+    clock.lap("tcav")
+    hypotheses, summaries = surrogates(inputs, settings, models) if settings.surrogates else ({}, {})
+    clock.lap("surrogates")
+
+    info = {
+        "settings": settings.model_dump(mode="json"),
+        "seed": inputs.seed,
+        "sample_size": int(len(sample)),
+        "models": models,
+        "timings": {k: round(v, 3) for k, v in clock.wall.items()},
+        "cpu_timings": {k: round(v, 3) for k, v in clock.cpu.items()},
+    }
+    (out_dir / "info.json").write_text(json.dumps(info, indent=2))
+    return MicroscopeResult(per_model, hypotheses, summaries, info)

@@ -1,0 +1,119 @@
+"""Imitative Generalization stages (Barnes, 2021, "Imitative Generalisation (AKA 'Learning the Prior')").
+
+``concepts``  the perception half of L_M, trained on the concept bank only; scores every split
+``ig``        Prior_M fitted on human judgments; z* = argmax log Prior_M(z) + Σ_D log L_M(y|x,z) with ranked
+              alternatives; the ``no_prior`` ablation (same search, flat prior); ``ig_direct`` = L_M(·|x′, z*)
+``student``   D′_train labelled by L_M(·|x′, z*) (soft labels); a student with ERM's architecture and budget
+              imitates them (:mod:`igcore.imitate`)
+
+The concept scores are stored in the run (``tensors/concept_scores``), so :func:`igcore.ig.resolve` can
+re-fit the prior from edited judgments and re-solve z* for a finished run without touching images.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from igcore.concepts import ConceptModel
+from igcore.config import Config
+from igcore.context import ConceptResult, ConceptScores, IGResult, RunContext
+from igcore.imitate import imitate, pseudo_label_summary
+from igcore.prior import load_ratings_for_config, prior_from_config
+from igcore.search import search_from_config
+from igcore.worlds.base import World
+
+
+def check_judgments(config: Config, world: World) -> None:
+    """Read and validate the configured judgments (ratings 1–5, known concepts and classes, required columns,
+    valid hypothesis JSON in the pairwise file) before any training."""
+    load_ratings_for_config(config.prior.model_dump(), world.vocabulary, list(world.classes))
+
+
+def stage_concepts(ctx: RunContext) -> dict[str, Any]:
+    """Train the concept model on the concept bank; score every split; report per-concept ROC AUC."""
+    c, b = ctx.config.concepts, ctx.config.baseline
+    data = ctx.data
+    model = ConceptModel(
+        ctx.world.vocabulary,
+        holdout=c.holdout,
+        seed=ctx.config.seed,
+        arch=b.arch,
+        image_size=ctx.world.image_size,
+        epochs=c.epochs,
+        batch_size=b.batch_size,
+        lr=c.lr,
+        weight_decay=b.weight_decay,
+        device=str(ctx.device),
+        progress=ctx.progress,
+    ).fit(data.concept_bank)
+    model.classifier_.save(ctx.writer.subdir("models/concepts"))
+    scores = ConceptScores(**{name: model.scores(getattr(data, name).images) for name in ("train", "val", "test_train", "test_eval")})
+    ctx.writer.tensors("concept_scores", scores.as_dict())
+    ctx.concepts = ConceptResult(model, scores)
+    test_auc = model.auc(data.test_eval, scores.test_eval)
+    ctx.write_metrics({"concepts": {"heldout_auc": model.heldout_auc_, "test_eval_auc": test_auc}})
+    valid = [v for v in model.heldout_auc_.values() if v is not None]
+    return {
+        "mean_heldout_auc": round(float(np.mean(valid)), 4),
+        "min_heldout_auc": round(float(np.min(valid)), 4),
+        "mean_test_eval_auc": round(float(np.mean([v for v in test_auc.values() if v is not None])), 4),
+    }
+
+
+def stage_ig(ctx: RunContext) -> dict[str, Any]:
+    """Fit Prior_M, search z* (and the flat-prior ablation) on D's concept scores, evaluate on D′_eval."""
+    vocabulary, classes = ctx.world.vocabulary, list(ctx.world.classes)
+    scores = ctx.need(ctx.concepts, "concepts").scores
+    y = ctx.data.train.labels
+    start = time.perf_counter()
+    section = ctx.config.prior.model_dump()
+    ratings, pairwise = load_ratings_for_config(section, vocabulary, classes)
+    prior = prior_from_config(section).fit(ratings, vocabulary, classes, pairwise)
+    prior_seconds = time.perf_counter() - start
+    device = str(ctx.device)
+    search = search_from_config(ctx.config.search, prior, device).fit(scores.train, y, vocabulary, classes)
+    flat = search_from_config(ctx.config.search, None, device).fit(scores.train, y, vocabulary, classes)
+    ctx.ig = IGResult(prior, search, flat)
+
+    ctx.write_metrics(
+        {
+            "hypotheses.z_star": search.z_star_.to_records(vocabulary),
+            "hypotheses.z_star_text": search.z_star_.render(vocabulary, classes),
+            "hypotheses.z_star_json": search.z_star_.to_dict(),
+            "hypotheses.no_prior": flat.z_star_.to_records(vocabulary),
+            "hypotheses.no_prior_text": flat.z_star_.render(vocabulary, classes),
+            "hypotheses.no_prior_json": flat.z_star_.to_dict(),
+            "hypotheses.ranked": search.ranked_records(),
+            "hypotheses.no_prior_ranked": flat.ranked_records(),
+            "prior": prior.summary(),
+        }
+    )
+    ctx.evaluate("ig_direct", search.predict_proba(scores.test_eval))
+    ctx.evaluate("no_prior", flat.predict_proba(scores.test_eval))
+    if ctx.config.ig.posterior_predictive:
+        ctx.evaluate("ig_posterior", search.posterior_predictive(scores.test_eval))
+    return {
+        "prior_fit_seconds": round(prior_seconds, 3),
+        "search_seconds": round(search.fit_seconds_, 3),
+        "no_prior_seconds": round(flat.fit_seconds_, 3),
+        "encoder": prior.encoder_name_,
+        "z_star_size": len(search.z_star_),
+    }
+
+
+def stage_student(ctx: RunContext) -> dict[str, Any]:
+    """Label D′_train with L_M(·|x′, z*) (or the posterior predictive) and train the student on it."""
+    search = ctx.need(ctx.ig, "ig").search
+    scores = ctx.need(ctx.concepts, "concepts").scores.test_train
+    soft = search.posterior_predictive(scores) if ctx.config.ig.posterior_predictive else search.predict_proba(scores)
+    val = ctx.data.val
+    student = imitate(ctx.new_classifier("ig_student"), ctx.data.test_train, soft, val=(val.images, val.labels))
+    ctx.add_classifier("ig_student", student)
+    ctx.pseudo_labels = soft.astype(np.float32)
+    ctx.writer.tensors("pseudo_labels", {"test_train": ctx.pseudo_labels})
+    summary = pseudo_label_summary(soft)
+    ctx.evaluate("ig_student", student.predict_proba(ctx.data.test_eval.images), best_epoch=student.best_epoch_, **summary)
+    return {"best_epoch": student.best_epoch_, **{k: round(v, 4) for k, v in summary.items()}}

@@ -1,0 +1,155 @@
+"""The stage graph: one explicit order whatever is imported first, requirements checked before any work,
+one writer per metrics section."""
+
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import igcore
+from igcore.cli import main
+from igcore.config import load_config
+from igcore.errors import InputError
+from igcore.stages import MODEL_NAMES, STAGE_NAMES, STAGES, select_stages
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPECTED = ["world", "erm", "oracle", "true_concepts", "concepts", "ig", "student", "groupdro", "jtt", "dfr", "microscope"]
+
+
+def _modules() -> list[str]:
+    names = [m.name for m in pkgutil.walk_packages(igcore.__path__, "igcore.") if not m.name.endswith("__main__")]
+    dashboard = [f"dashboard.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "dashboard")])
+                 if m.name not in ("app",) and not m.ispkg]
+    dashboard += [f"dashboard.components.{m.name}" for m in pkgutil.iter_modules([str(ROOT / "dashboard" / "components")])]
+    return sorted(names) + sorted(dashboard)
+
+
+#: Forks one child per module from a parent that has imported the third-party libraries (and nothing
+#: of igcore or the dashboard): each child imports the module under test first, then reads the stage
+#: order. A first child reports which third-party modules the project loads, so the parent preloads
+#: them and each child only runs the project's own module code.
+_DRIVER = """
+import importlib, json, os, sys
+
+def in_child(fn):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            out = fn()
+        except BaseException as e:
+            out = {"error": repr(e)}
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+def ours(name):
+    return name.split(".")[0] in ("igcore", "dashboard")
+
+def third_party():
+    for name in sys.argv[1:]:
+        importlib.import_module(name)
+    return sorted(m for m in sys.modules if not ours(m))
+
+def first(name):
+    def run():
+        importlib.import_module(name)
+        from igcore.stages import STAGES
+        return [s.name for s in STAGES]
+    return run
+
+for module in in_child(third_party):
+    try:
+        importlib.import_module(module)
+    except Exception:
+        pass
+assert not [m for m in sys.modules if ours(m)]
+print(json.dumps({name: in_child(first(name)) for name in sys.argv[1:]}))
+"""
+
+
+def test_stage_order_is_the_same_whichever_module_is_imported_first():
+    """For every igcore and dashboard module: a fresh interpreter state that imports it first sees the same order."""
+    modules = _modules()
+    assert "igcore.ig" in modules and "igcore.microscope.runner" in modules and "dashboard.state" in modules
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, *modules], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(results) == sorted(modules)
+    wrong = {name: order for name, order in results.items() if order != EXPECTED}
+    assert wrong == {}
+
+
+def test_stage_graph_is_consistent():
+    assert list(STAGE_NAMES) == EXPECTED
+    config = load_config(None, ['peers=["groupdro","jtt","dfr"]'])
+    provided: set[str] = set()
+    for stage in STAGES:  # every requirement is provided by an earlier stage, in the full order
+        assert set(stage.requirements(config)) <= provided, stage.name
+        provided |= set(stage.provides)
+    assert MODEL_NAMES == ("erm", "oracle", "ig_student", "groupdro", "jtt")
+
+
+def test_one_writer_per_metrics_section():
+    seen: dict[str, str] = {}
+    for stage in STAGES:
+        for key in stage.writes:
+            assert key not in seen, f"{key} is written by {seen.get(key)} and {stage.name}"
+            seen[key] = stage.name
+        # no stage writes a section and a key inside it
+        for key in stage.writes:
+            assert not any(other.startswith(key + ".") for other in seen if other != key)
+
+
+def test_default_selection_follows_peers():
+    names = [s.name for s in select_stages(load_config())]
+    assert names == [n for n in EXPECTED if n not in ("groupdro", "jtt", "dfr")]
+    names = [s.name for s in select_stages(load_config(None, ['peers=["dfr"]']))]
+    assert "dfr" in names and "jtt" not in names
+
+
+@pytest.mark.parametrize(
+    "stages, sets, message",
+    [
+        (["world", "student"], [], "stage 'student' needs 'ig'"),
+        (["world", "concepts", "ig", "student"], [], None),
+        (["erm"], [], "stage 'erm' needs 'splits'"),
+        (["world", "erm", "microscope"], [], "needs 'model:ig_student'"),
+        (["world", "erm", "microscope"], ['microscope.models=["erm"]'], "needs 'concepts'"),
+        (["world", "erm", "microscope"], ['microscope.models=["erm"]', "microscope.surrogates=false"], None),
+        (["world", "dfr"], [], "stage 'dfr' needs 'model:erm'"),
+        (["world", "fly"], [], "unknown stage 'fly'"),
+    ],
+)
+def test_subset_requirements(stages, sets, message):
+    config = load_config(None, sets)
+    if message is None:
+        assert [s.name for s in select_stages(config, stages)] == [n for n in EXPECTED if n in stages]
+    else:
+        with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            select_stages(config, stages)
+
+
+def test_cli_subset_with_a_missing_requirement_exits_2_before_any_work(tmp_path, capsys):
+    code = main(["run", "--out", str(tmp_path / "runs"), "--stages", "world,student"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0] == "error: stage 'student' needs 'ig', which no earlier selected stage provides; add stage 'ig'"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_stages_command_lists_requirements(capsys):
+    assert main(["stages"]) == 0
+    out = capsys.readouterr().out
+    for stage in STAGES:
+        assert stage.name in out and stage.doc in out

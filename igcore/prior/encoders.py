@@ -20,6 +20,7 @@ from igcore.errors import InputError
 
 ENCODERS = ("minilm", "hashing")
 
+
 class TextEncoder(Protocol):
     """Embeds texts into L2-normalised float64 vectors. Deterministic; implementations cache."""
 

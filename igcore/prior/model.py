@@ -18,6 +18,7 @@ from igcore.worlds.base import Vocabulary
 
 FEATURES = ("concept", "clause", "concept+clause")
 
+
 class HypothesisPrior(Protocol):
     """What :class:`igcore.search.HypothesisSearch` needs from a prior."""
 

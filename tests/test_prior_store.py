@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,14 +69,26 @@ def _write_after_barrier(path: str, barrier: Any, tag: str, n: int) -> None:
         store.add_rating(f"{tag}-{i}", "amber_eyes", "wolf", 1 + i % 5)
 
 
+def _in_child(target: Callable[..., None], errors: Any, *args: Any) -> None:
+    """Run ``target`` in a worker process; its traceback goes back to the test (a child's stderr does not)."""
+    try:
+        target(*args)
+    except BaseException:
+        errors.put(traceback.format_exc())
+        raise
+
+
 def _run_processes(target: Callable[..., None], args: list[tuple[Any, ...]]) -> None:
-    barrier = PROCESSES.Barrier(len(args))
-    procs = [PROCESSES.Process(target=target, args=(a[0], barrier, *a[1:])) for a in args]
+    barrier, errors = PROCESSES.Barrier(len(args)), PROCESSES.SimpleQueue()
+    procs = [PROCESSES.Process(target=_in_child, args=(target, errors, a[0], barrier, *a[1:])) for a in args]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=120)
-    assert [p.exitcode for p in procs] == [0] * len(procs)
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    assert failures == [] and [p.exitcode for p in procs] == [0] * len(procs)
 
 
 def _run_threads(target: Callable[..., None], args: list[tuple[Any, ...]]) -> None:
@@ -275,6 +288,24 @@ def test_reset_of_a_store_for_another_world_backs_up_and_stays_empty(tmp_path: P
 def test_database_is_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "judgments.sqlite"
     _open(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_opening_a_new_file_waits_for_a_lock_instead_of_failing(tmp_path: Path, n_shipped: tuple[int, int]) -> None:
+    path = tmp_path / "judgments.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")  # a file still in rollback-journal mode...
+    holder.execute("BEGIN IMMEDIATE")  # ...where another connection (e.g. a second store) is about to write
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        # the switch to WAL gets SQLITE_BUSY at once here (SQLite skips the busy handler), until the commit
+        store = _open(path)
+    finally:
+        release.join()
+        holder.close()
+    assert len(store.ratings()) == n_shipped[0]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 

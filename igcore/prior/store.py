@@ -18,6 +18,7 @@ import contextlib
 import operator
 import sqlite3
 import threading
+import time
 import unicodedata
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -154,10 +155,30 @@ class JudgmentsStore:
                 raise
             conn.execute("COMMIT")
 
+    def _enable_wal(self) -> None:
+        """Put the file in WAL mode (persistent, so a no-op once done).
+
+        SQLite answers a journal-mode change that meets another connection's lock with SQLITE_BUSY at once,
+        without calling the busy handler; two stores opening a new file together hit that. So wait here,
+        as the busy timeout would: retry with a growing pause until :data:`BUSY_TIMEOUT_S` has passed.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        pause = 0.005
+        while True:
+            try:
+                with self._connection() as conn:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                busy = getattr(e, "sqlite_errorcode", None) is not None and e.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(2 * pause, 0.2)
+
     def _initialise(self) -> None:
         if self._memory is None:
-            with self._connection() as conn:  # persistent: a no-op once the file is in WAL mode
-                conn.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal()
         with self._write() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -245,8 +246,10 @@ def test_hashing_fallback_when_minilm_is_missing(monkeypatch: pytest.MonkeyPatch
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("no model files")
 
-    monkeypatch.setattr(P, "_ENCODERS", {})
-    monkeypatch.setattr(P, "MiniLMTextEncoder", broken)
+    from igcore.prior import encoders
+
+    monkeypatch.setattr(encoders, "_load_encoder", functools.cache(encoders._load_encoder.__wrapped__))
+    monkeypatch.setattr(encoders, "MiniLMTextEncoder", broken)
     with pytest.warns(UserWarning, match="hashing"):
         enc = P.make_encoder("minilm")
     assert "fallback" in enc.name and "hashing" in enc.name

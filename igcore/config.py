@@ -81,7 +81,7 @@ class PriorConfig(Settings):
     pairwise: str | None = Field(None, description="pairwise CSV rater,hypothesis_a,hypothesis_b,preferred replacing the shipped one")
     database: str | None = Field(None, description="SQLite judgments store (the dashboard's); when set it replaces both CSVs")
     encoder: str = Field("minilm", description="clause text encoder: minilm (all-MiniLM-L6-v2 from local files) | hashing (char n-grams)")
-    features: Literal["concept", "clause", "concept+clause"] = Field("concept", description="text features of a clause")
+    features: str = Field("concept", description="text features of a clause: concept | clause | concept+clause")
     ridge_alpha: float = Field(0.1, ge=0, description="ridge penalty of the text -> mean rating regression")
     shrinkage: float = Field(1.0, ge=0, description="pseudo-raters given to the text model when combining with rated means")
     endorse_threshold: int = Field(4, ge=2, le=5, description="a rating >= this endorses a clause (plausibility = P(endorse))")
@@ -119,9 +119,18 @@ class PriorConfig(Settings):
     @field_validator("encoder")
     @classmethod
     def _known_encoder(cls, name: str) -> str:
-        from igcore.prior import ENCODERS
+        from igcore.prior.encoders import ENCODERS
 
         if problem := _unknown("text encoder", [name], ENCODERS):
+            raise ValueError(problem)
+        return name
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, name: str) -> str:
+        from igcore.prior.model import FEATURES
+
+        if problem := _unknown("clause features", [name], FEATURES):
             raise ValueError(problem)
         return name
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from igcore.hypothesis import Hypothesis
-from igcore.prior import load_ratings_for_config, prior_from_config
+from igcore.prior import build_prior, prior_from_config
 from igcore.search import HypothesisSearch, search_from_config
 from igcore.store import Run
 
@@ -47,10 +47,10 @@ def resolve(
     vocabulary, classes = run.vocabulary()
     scores = run.tensors("concept_scores")
     y = run.table("split_train")["label"].to_numpy()
-    section = config.prior.model_dump()
     if ratings is None:
-        ratings, pairwise = load_ratings_for_config(section, vocabulary, classes)
-    prior = prior_from_config(section).fit(ratings, vocabulary, classes, pairwise)
+        prior = build_prior(config.prior, vocabulary, classes)
+    else:
+        prior = prior_from_config(config.prior).fit(ratings, vocabulary, classes, pairwise)
     if warm is None:
         search = search_from_config(config.search, prior, "cpu")
     else:  # same estimator, new prior: starts from the previous solution

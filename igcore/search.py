@@ -43,7 +43,6 @@ so far) or after ``max_depth`` rounds. The
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence

@@ -32,6 +32,7 @@ from safetensors.numpy import save_file as _save_np
 from igcore.config import check_run_id
 from igcore.errors import InputError
 from igcore.schema import SCHEMA_VERSION, Manifest, Metrics, check_table, check_version
+
 PACKAGES = ("torch", "transformers", "captum", "numpy", "pandas", "pyarrow", "safetensors", "streamlit", "plotly")
 
 

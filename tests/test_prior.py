@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from igcore import prior as P
+from igcore.config import PriorConfig
 from igcore.errors import InputError
 from igcore.hypothesis import from_pairs
 from igcore.worlds.base import Vocabulary
@@ -140,7 +141,7 @@ def test_store_for_another_world_starts_empty(tmp_path: Path) -> None:
     store.add_rating("x", "fins", "fish", 5)
     assert len(store.ratings()) == 1
     with pytest.raises(InputError, match="snowwolf world"):
-        P.load_ratings_for_config({"judgments": None, "pairwise": None, "database": None}, other, ["fish", "crab"])
+        P.load_ratings_for_config(PriorConfig(), other, ["fish", "crab"])
 
 
 def test_memory_store(vocab: Vocabulary) -> None:
@@ -218,7 +219,7 @@ def test_build_prior_from_config(tmp_path: Path, ratings: pd.DataFrame, vocab: V
 
     path = P.write_ratings_csv(ratings.assign(rating=6 - ratings["rating"]), tmp_path / "rev.csv")
     cfg = load_config(None, [f"prior.judgments={path}", "prior.encoder=hashing", "prior.strength=50.0"])
-    m = P.build_prior({"prior": cfg.prior.model_dump()}, vocab, CLASSES)
+    m = P.build_prior(cfg.prior, vocab, CLASSES)
     assert m.strength == 50.0
     assert m.predicted_rating("snowy_ground", "wolf") > 4
 

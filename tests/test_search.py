@@ -63,7 +63,7 @@ def prior(vocab: Vocabulary, ratings: pd.DataFrame) -> P.PriorModel:
     from igcore.config import PriorConfig
 
     pairwise = P.load_pairwise_csv(P.SHIPPED_PAIRWISE, vocab, CLASSES)
-    return P.prior_from_config(PriorConfig().model_dump()).fit(ratings, vocab, CLASSES, pairwise)
+    return P.prior_from_config(PriorConfig()).fit(ratings, vocab, CLASSES, pairwise)
 
 
 @pytest.fixture(scope="module")

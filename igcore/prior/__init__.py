@@ -47,10 +47,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from igcore.config import PriorConfig
 from igcore.errors import InputError
 from igcore.prior.encoders import (
     ENCODERS,
@@ -75,7 +75,7 @@ from igcore.prior.judgments import (
     validate_ratings,
     write_ratings_csv,
 )
-from igcore.prior.model import FEATURES, FlatPrior, HypothesisPrior, PriorModel
+from igcore.prior.model import FEATURES, MODEL_PARAMS, FlatPrior, HypothesisPrior, PriorModel
 from igcore.prior.store import JudgmentsStore
 from igcore.worlds.base import Vocabulary
 
@@ -109,39 +109,33 @@ __all__ = [
     "write_ratings_csv",
 ]
 
-#: ``prior`` config keys that are :class:`PriorModel` parameters.
-_MODEL_KEYS = ("encoder", "features", "ridge_alpha", "shrinkage", "endorse_threshold", "strength", "coef_length",
-               "coef_weight", "coef_class_length", "coef_empty_class", "fit_pairwise", "min_plausibility", "bt_l2")
-
-
 def load_ratings_for_config(
-    prior_config: dict[str, Any], vocabulary: Vocabulary, classes: Sequence[str]
+    prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The ratings and pairwise tables a config asks for: ``prior.database`` (SQLite store) if set, else
     ``prior.judgments`` / ``prior.pairwise`` CSVs if set, else the shipped ones."""
-    if prior_config.get("database"):
-        store = JudgmentsStore(prior_config["database"], vocabulary, classes)
+    if prior.database:
+        store = JudgmentsStore(prior.database, vocabulary, classes)
         return store.ratings(), store.pairwise()
 
-    def load(loader: Callable[..., pd.DataFrame], key: str, shipped: Path) -> pd.DataFrame:
-        if prior_config.get(key):
-            return loader(prior_config[key], vocabulary, classes)
+    def load(loader: Callable[..., pd.DataFrame], path: str | None, shipped: Path) -> pd.DataFrame:
+        if path:
+            return loader(path, vocabulary, classes)
         try:
             return loader(shipped, vocabulary, classes)
         except InputError as e:  # only the shipped files can mismatch another world's vocabulary
             raise InputError(f"{e} (the shipped judgments are for the snowwolf world; set prior.judgments and "
                              "prior.pairwise to judgments for this vocabulary)") from None
 
-    return load(load_judgments_csv, "judgments", SHIPPED_RATINGS), load(load_pairwise_csv, "pairwise", SHIPPED_PAIRWISE)
+    return load(load_judgments_csv, prior.judgments, SHIPPED_RATINGS), load(load_pairwise_csv, prior.pairwise, SHIPPED_PAIRWISE)
 
 
-def prior_from_config(prior_config: dict[str, Any]) -> PriorModel:
+def prior_from_config(prior: PriorConfig) -> PriorModel:
     """An unfitted :class:`PriorModel` with the ``prior`` section's parameters."""
-    return PriorModel(**{k: prior_config[k] for k in _MODEL_KEYS if k in prior_config})
+    return PriorModel(**prior.model_dump(include=set(MODEL_PARAMS)))
 
 
-def build_prior(config: dict[str, Any], vocabulary: Vocabulary, classes: Sequence[str]) -> PriorModel:
-    """Fit the prior a run config describes (``config["prior"]``)."""
-    section = config["prior"]
-    ratings, pairwise = load_ratings_for_config(section, vocabulary, classes)
-    return prior_from_config(section).fit(ratings, vocabulary, classes, pairwise)
+def build_prior(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence[str]) -> PriorModel:
+    """Fit the prior a run's ``prior`` section describes, on the judgments it names."""
+    ratings, pairwise = load_ratings_for_config(prior, vocabulary, classes)
+    return prior_from_config(prior).fit(ratings, vocabulary, classes, pairwise)

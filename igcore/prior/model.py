@@ -3,20 +3,24 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from igcore.config import PriorConfig
 from igcore.errors import InputError
 from igcore.hypothesis import Hypothesis, clause_sentence
 from igcore.prior.encoders import TextEncoder, make_encoder
 from igcore.prior.judgments import validate_pairwise, validate_ratings
+from igcore.settings import validated
 from igcore.worlds.base import Vocabulary
 
 FEATURES = ("concept", "clause", "concept+clause")
+#: ``prior`` config keys that are :class:`PriorModel` parameters (the rest name the judgments to read).
+MODEL_PARAMS = ("encoder", "features", "ridge_alpha", "shrinkage", "endorse_threshold", "strength", "coef_length",
+                "coef_weight", "coef_class_length", "coef_empty_class", "fit_pairwise", "min_plausibility", "bt_l2")
 
 
 class HypothesisPrior(Protocol):
@@ -128,17 +132,9 @@ class PriorModel:
 
     # ------------------------------------------------------------------ fitting
     def _check_params(self) -> None:
-        if self.features not in FEATURES:
-            raise InputError(f"prior.features must be one of {', '.join(FEATURES)}, got {self.features!r}")
-        for key in ("ridge_alpha", "shrinkage", "strength", "coef_length", "coef_weight", "coef_class_length", "coef_empty_class",
-                    "bt_l2"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise InputError(f"prior.{key} must be a finite number >= 0, got {v!r}")
-        if not 0 < self.min_plausibility < 0.5:
-            raise InputError(f"prior.min_plausibility must be in (0, 0.5), got {self.min_plausibility!r}")
-        if self.endorse_threshold not in (2, 3, 4, 5):
-            raise InputError(f"prior.endorse_threshold must be 2, 3, 4 or 5, got {self.endorse_threshold!r}")
+        """The parameters against the config's ``prior`` schema (one set of bounds for both)."""
+        params = {k: getattr(self, k) for k in MODEL_PARAMS if k != "encoder" or isinstance(self.encoder, str)}
+        validated(PriorConfig, params, "prior")
 
     def _encoder(self) -> TextEncoder:
         if isinstance(self.encoder, str):

@@ -21,7 +21,7 @@ from igcore.concepts import ConceptModel
 from igcore.config import Config
 from igcore.context import ConceptResult, ConceptScores, IGResult, RunContext
 from igcore.imitate import imitate, pseudo_label_summary
-from igcore.prior import load_ratings_for_config, prior_from_config
+from igcore.prior import build_prior, load_ratings_for_config
 from igcore.search import search_from_config
 from igcore.worlds.base import World
 
@@ -29,7 +29,7 @@ from igcore.worlds.base import World
 def check_judgments(config: Config, world: World) -> None:
     """Read and validate the configured judgments (ratings 1–5, known concepts and classes, required columns,
     valid hypothesis JSON in the pairwise file) before any training."""
-    load_ratings_for_config(config.prior.model_dump(), world.vocabulary, list(world.classes))
+    load_ratings_for_config(config.prior, world.vocabulary, list(world.classes))
 
 
 def stage_concepts(ctx: RunContext) -> dict[str, Any]:
@@ -69,9 +69,7 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
     scores = ctx.need(ctx.concepts, "concepts").scores
     y = ctx.data.train.labels
     start = time.perf_counter()
-    section = ctx.config.prior.model_dump()
-    ratings, pairwise = load_ratings_for_config(section, vocabulary, classes)
-    prior = prior_from_config(section).fit(ratings, vocabulary, classes, pairwise)
+    prior = build_prior(ctx.config.prior, vocabulary, classes)
     prior_seconds = time.perf_counter() - start
     device = str(ctx.device)
     search = search_from_config(ctx.config.search, prior, device).fit(scores.train, y, vocabulary, classes)

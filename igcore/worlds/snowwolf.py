@@ -239,6 +239,7 @@ class SnowWolfWorld:
     """
 
     name = "snowwolf"
+    can_render = True  # procedural: any animal can be re-drawn on any background
 
     def __init__(
         self,
@@ -301,6 +302,7 @@ class SnowWolfWorld:
         self._tiles: np.ndarray | None = None
         self._fur: np.ndarray | None = None
         self._cache: dict[str, Split] = {}
+        self.notes: list[str] = []
 
     # -- public API ---------------------------------------------------------------------------------
 

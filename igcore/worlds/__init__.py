@@ -28,6 +28,7 @@ def make_world(name: str, **params: Any) -> World:
     return WORLDS[name](**params)
 
 
-from igcore.worlds import snowwolf  # noqa: E402,F401  (registers "snowwolf")
+# Registration imports: numpy, PIL and tqdm only (pandas is imported when a CSV is read; no torch).
+from igcore.worlds import folder, snowwolf, waterbirds  # noqa: E402,F401  (register "folder", "snowwolf", "waterbirds")
 
 __all__ = ["SPLITS", "WORLDS", "Concept", "Split", "Vocabulary", "World", "make_world", "register_world"]

@@ -131,7 +131,7 @@ def apply_vocabulary(concepts: list[Concept], path: str | Path | None, source: s
     """
     if path is None:
         return concepts
-    override = {c.id: c for c in Vocabulary.from_csv(_existing(Path(path), "vocabulary CSV", source))}
+    override = {c.id: c for c in Vocabulary.from_csv(_existing(Path(path), "vocabulary CSV", source)).concepts}
     known = {c.id for c in concepts}
     unknown = [cid for cid in override if cid not in known]
     if unknown:

@@ -559,3 +559,48 @@ def test_folder_bad_input(case: str, folder_manifest: Path, tmp_path: Path) -> N
     assert "\n" not in message
     for part in expected:
         assert part in message, (part, message)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The benchmark generator writes what the loader reads
+
+
+def test_bench_generator_round_trip(tmp_path: Path) -> None:
+    from bench.byod_data import CLASSES, attribute_names, write_dataset
+    from igcore.prior import load_judgments_csv
+
+    stats = write_dataset(tmp_path / "a", n=120, size=48, seed=3, workers=2)
+    assert 0.15 <= stats["mean_object_fraction"] <= 0.30
+    write_dataset(tmp_path / "b", n=120, size=48, seed=3, workers=1)
+    for rel in ("metadata.csv", "CUB_200_2011/attributes/image_attribute_labels.txt", "judgments_bench.csv"):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    first = (tmp_path / "a" / "metadata.csv").read_text().splitlines()[1].split(",")[1]
+    assert (tmp_path / "a" / first).read_bytes() == (tmp_path / "b" / first).read_bytes()  # same pixels
+
+    root = tmp_path / "a"
+    w = make_world(
+        "waterbirds",
+        root=root,
+        cub_root=root / "CUB_200_2011",
+        vocabulary=root / "vocabulary_bench.csv",
+        concept_bank="train+val",
+        image_size=SIZE,
+        cache_dir=tmp_path / "cache",
+    )
+    assert w.classes == list(CLASSES) and w.split("train").masks is not None
+    assert set(attribute_names()) <= set(w.vocabulary.ids)
+    assert {c.id for c in w.vocabulary.concepts if c.kind == "distractor"} == {
+        "has_size::small_(5_-_9_in)",
+        "has_size::medium_(9_-_16_in)",
+        "has_pose::facing_left",
+        "has_pose::facing_right",
+    }
+    assert "place::forest/broadleaf" in w.vocabulary.ids and "place::ocean" in w.vocabulary.ids
+    train = w.split("train")
+    typical = np.mean(train.labels == train.background)  # rho = 0.95 in train, balanced in test
+    assert typical > 0.9 and abs(np.mean(w.split("test_eval").labels == w.split("test_eval").background) - 0.5) < 0.1
+    ratings = load_judgments_csv(root / "judgments_bench.csv", w.vocabulary, w.classes)
+    assert set(ratings["rater"]) == {"dev-1", "dev-2", "dev-3"}
+    mean = ratings.groupby(["concept", "class"])["rating"].mean()
+    assert mean[("has_wing_color::blue", "waterbird")] >= 4 and mean[("has_wing_color::blue", "landbird")] <= 2
+    assert mean[("place::ocean", "waterbird")] <= 2

@@ -70,7 +70,7 @@ LEGS = 6  # index of the leg-colour feature
 NOT_VISIBLE = 1
 
 _TILE_VARIANTS = 4
-_SCALE = (0.98, 1.14)  # bird unit as a fraction of the image side: small, medium
+_SCALE = (1.0, 1.14)  # bird unit as a fraction of the image side: small, medium
 _EXTENT = ((-0.36, 0.44), (-0.245, 0.30))  # the bird's x and y range in bird units (facing right)
 _COLOURS = {  # BGR (OpenCV order) of feature values: index 0 landbird-typical, 1 waterbird-typical
     "wing": ((45, 85, 135), (175, 115, 60)),
@@ -504,6 +504,43 @@ def write_dataset(
     }
 
 
+_MEASURE = """
+import json, resource, sys, time
+sys.path.insert(0, {repo!r})
+from igcore.worlds import make_world
+start = time.perf_counter()
+w = make_world("waterbirds", root={root!r}, cub_root={cub!r}, image_size={size}, cache_dir={cache!r})
+splits = [w.split(name) for name in ("train", "val", "test_train", "test_eval", "concept_bank")]  # held, as a run does
+print(json.dumps({{"seconds": time.perf_counter() - start, "decode_seconds": w.load_info.seconds,
+    "cache": w.load_info.cache, "n": w.load_info.n,
+    "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}}))
+"""
+
+
+def measure_load(root: str | Path, image_size: int, cache_dir: str | Path) -> list[dict[str, float]]:
+    """Construct the ``waterbirds`` world on ``root`` twice, each in a fresh process (decode, then cache hit).
+
+    Returns per construction: seconds, decode seconds, cache outcome and peak RSS (GB, ``getrusage``)
+    of the process, which holds every split the way a run does.
+    """
+    import json
+    import subprocess
+
+    root = Path(root).resolve()
+    code = _MEASURE.format(
+        repo=str(Path(__file__).resolve().parents[1]),
+        root=str(root),
+        cub=str(root / "CUB_200_2011"),
+        size=image_size,
+        cache=str(Path(cache_dir).resolve()),
+    )
+    out = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="output folder (the waterbirds world.root)")
@@ -512,6 +549,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rho", type=float, default=0.95, help="P(typical place | class) in train")
     parser.add_argument("--workers", type=int, default=None, help="rendering threads")
+    parser.add_argument(
+        "--measure-load",
+        type=int,
+        metavar="IMAGE_SIZE",
+        help="afterwards, load the data set with the waterbirds world at this size twice (decode, then cache) "
+        "and report time and peak memory; the cache goes to OUT_DIR/.cache",
+    )
     args = parser.parse_args(argv)
     stats = write_dataset(args.out, n=args.n, size=args.size, seed=args.seed, rho=args.rho, workers=args.workers)
     print(
@@ -519,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{100 * stats['mean_object_fraction']:.1f} % of the image on average "
         f"({100 * stats['min_object_fraction']:.1f}-{100 * stats['max_object_fraction']:.1f} %)"
     )
+    if args.measure_load:
+        for run in measure_load(args.out, args.measure_load, args.out / ".cache"):
+            print(
+                f"load at {args.measure_load} px ({run['cache']}): {run['seconds']:.1f} s, "
+                f"{run['n'] / run['seconds']:.0f} img/s, peak RSS {run['peak_rss_gb']:.2f} GB"
+            )
     return 0
 
 

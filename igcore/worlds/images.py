@@ -126,7 +126,8 @@ def _open(path: Path, size: int) -> tuple[Image.Image, tuple[int, int], float]:
             if drafted is not None:
                 scale = drafted[1][2] / full[0]
     else:
-        img = ImageOps.exif_transpose(img)
+        with img:  # the transposed copy is independent of the file
+            img = ImageOps.exif_transpose(img)
         full = img.size
     return img, full, scale
 

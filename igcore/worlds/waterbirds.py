@@ -20,6 +20,8 @@
   place concepts and ``Split.masks`` is None.
 - ``vocabulary`` (CSV ``id,text,kind``) overrides the derived text and kind of any concept it lists.
 
+Unlike the ``folder`` world, image paths may lead outside ``root`` (a Waterbirds copy often links its
+species folders to a shared CUB download): ``root`` is a folder the user chose, not a file from elsewhere.
 Photographs cannot be re-drawn on another background: ``can_render`` is False.
 """
 

@@ -90,6 +90,8 @@ def _read_table(path: Path, names: tuple[str, ...], what: str, fix: str):  # -> 
 def _ints(df, column: str, path: Path, fix: str) -> np.ndarray:
     import pandas as pd
 
+    if pd.api.types.is_integer_dtype(df[column].dtype):  # the common case: the parser already read integers
+        return df[column].to_numpy(dtype=np.int64)
     values = pd.to_numeric(df[column], errors="coerce")
     bad = values.isna() | (values != values.round())
     if bad.any():

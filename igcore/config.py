@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, SerializeAsAny, ValidationInfo, field_validator, model_validator
 
 from igcore.errors import InputError
-from igcore.settings import Settings, describe, validated
+from igcore.settings import PathText, Settings, describe, validated
 from igcore.worlds.base import WorldParams
 
 RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
@@ -77,9 +77,9 @@ class PriorConfig(Settings):
     """Prior_M (igcore/prior): log Prior(z) = strength * (sum w log p - coef_weight sum w^2 - coef_length |z|
     - coef_class_length sum_c n_c^2 - coef_empty_class #empty classes)."""
 
-    judgments: str | None = Field(None, description="ratings CSV rater,concept,class,rating (1-5) replacing assets/judgments/ratings.csv")
-    pairwise: str | None = Field(None, description="pairwise CSV rater,hypothesis_a,hypothesis_b,preferred replacing the shipped one")
-    database: str | None = Field(None, description="SQLite judgments store (the dashboard's); when set it replaces both CSVs")
+    judgments: PathText | None = Field(None, description="ratings CSV rater,concept,class,rating (1-5) replacing assets/judgments/ratings.csv")
+    pairwise: PathText | None = Field(None, description="pairwise CSV rater,hypothesis_a,hypothesis_b,preferred replacing the shipped one")
+    database: PathText | None = Field(None, description="SQLite judgments store (the dashboard's); when set it replaces both CSVs")
     encoder: str = Field("minilm", description="clause text encoder: minilm (all-MiniLM-L6-v2 from local files) | hashing (char n-grams)")
     features: str = Field("concept", description="text features of a clause: concept | clause | concept+clause")
     ridge_alpha: float = Field(0.1, ge=0, description="ridge penalty of the text -> mean rating regression")

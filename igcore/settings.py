@@ -11,14 +11,23 @@ so a bound is written once and the config, the estimators and the docs cannot di
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from igcore.errors import InputError
 
 S = TypeVar("S", bound=BaseModel)
+
+
+def _fspath(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+#: A file or folder path: text in a config file, a ``pathlib.Path`` from Python code.
+PathText = Annotated[str, BeforeValidator(_fspath)]
 
 
 class Settings(BaseModel):
@@ -42,7 +51,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def one_line(error: ValidationError, prefix: str = "") -> str:
+def one_line(error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None) -> str:
     """The first problem of a validation error as one line naming the key (``world.rho: must be ...``)."""
     problems = error.errors()
     first = problems[0]
@@ -50,6 +59,8 @@ def one_line(error: ValidationError, prefix: str = "") -> str:
     kind = first["type"]
     if kind == "extra_forbidden":
         line = f"unknown config key {loc!r}; `python -m igcore config` lists every key with its meaning"
+        if model is not None and len(first["loc"]) == 1:
+            line = f"unknown config key {loc!r}; valid keys here: {', '.join(model.model_fields)}"
     elif kind == "model_type" or (kind == "dict_type" and isinstance(first.get("input"), (str, int, float, bool))):
         line = f"config key {loc!r} is a section; set one of its keys, e.g. {loc}.<key>=..."
     elif kind == "missing":
@@ -75,7 +86,7 @@ def validated(model: type[S], data: Mapping[str, Any] | S, prefix: str = "", sto
     try:
         return model.model_validate(dict(data), context={"stored": stored})
     except ValidationError as e:
-        raise InputError(one_line(e, prefix)) from None
+        raise InputError(one_line(e, prefix, model)) from None
 
 
 def describe(settings: BaseModel, prefix: str = "") -> list[tuple[str, Any, Any, str]]:

@@ -13,24 +13,28 @@ from typing import Any
 from igcore.errors import InputError
 from igcore.settings import validated
 from igcore.worlds.base import SPLITS, Concept, Split, Vocabulary, World, WorldParams
+from igcore.worlds.images import ProgressFn
 
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """A registered world: ``factory(params, seed) -> World`` and the settings class of its parameters."""
+    """A registered world: ``factory(params, seed, progress) -> World`` and the settings class of its parameters."""
 
     name: str
-    factory: Callable[[Any, int], World]
+    factory: Callable[[Any, int, ProgressFn | None], World]
     params: type[WorldParams]
 
 
 WORLDS: dict[str, WorldSpec] = {}
 
 
-def register_world(name: str, params: type[WorldParams]) -> Callable[[Callable[[Any, int], World]], Callable[[Any, int], World]]:
-    """Class decorator adding a world to :data:`WORLDS`; the class is built as ``cls(params, seed)``."""
+Factory = Callable[[Any, int, "ProgressFn | None"], World]
 
-    def decorate(factory: Callable[[Any, int], World]) -> Callable[[Any, int], World]:
+
+def register_world(name: str, params: type[WorldParams]) -> Callable[[Factory], Factory]:
+    """Class decorator adding a world to :data:`WORLDS`; the class is built as ``cls(params, seed, progress)``."""
+
+    def decorate(factory: Factory) -> Factory:
         WORLDS[name] = WorldSpec(name, factory, params)
         return factory
 
@@ -48,18 +52,22 @@ def world_params_class(name: str) -> type[WorldParams]:
     return world_spec(name).params
 
 
-def build_world(params: WorldParams, seed: int = 0) -> World:
-    """The world described by validated ``params`` (a run config's ``world`` section)."""
-    return world_spec(params.name).factory(params, seed)
+def build_world(params: WorldParams, seed: int = 0, progress: ProgressFn | None = None) -> World:
+    """The world described by validated ``params`` (a run config's ``world`` section).
+
+    ``progress(done, total)`` is called while a loader decodes images (the dashboard's progress bar).
+    """
+    return world_spec(params.name).factory(params, seed, progress)
 
 
-def make_world(name: str, seed: int = 0, **params: Any) -> World:
+def make_world(name: str, seed: int = 0, progress: ProgressFn | None = None, **params: Any) -> World:
     """Build world ``name`` from keyword parameters (validated by its parameters class)."""
     spec = world_spec(name)
-    return spec.factory(validated(spec.params, {"name": name, **params}, "world"), seed)
+    return spec.factory(validated(spec.params, {"name": name, **params}, "world"), seed, progress)
 
 
-from igcore.worlds import snowwolf  # noqa: E402,F401  (the built-in worlds)
+# The built-in worlds. Their imports are light: numpy, PIL, pydantic, tqdm (pandas when a CSV is read; no torch).
+from igcore.worlds import folder, snowwolf, waterbirds  # noqa: E402,F401
 
 __all__ = [
     "SPLITS",

@@ -77,7 +77,8 @@ class Split:
     labels:     int64 (N,) index into ``World.classes``
     concepts:   uint8 (N, K) 0/1 annotation of every vocabulary concept (core, context, distractor)
     background: int64 (N,) index into ``World.backgrounds``
-    masks:      bool  (N, H, W) True on the animal
+    masks:      bool  (N, H, W) True on the animal, or ``None`` when the data has no object masks (a
+                user's data set without segmentations); code that needs masks must check for ``None``
     groups:     int64 (N,) ``label * n_backgrounds + background``
     latents:    per-image generator parameters (world specific) that let the world re-render the same
                 animal on another background (counterfactuals)
@@ -88,7 +89,7 @@ class Split:
     labels: np.ndarray
     concepts: np.ndarray
     background: np.ndarray
-    masks: np.ndarray
+    masks: np.ndarray | None
     groups: np.ndarray
     latents: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -102,7 +103,7 @@ class Split:
             self.labels[index],
             self.concepts[index],
             self.background[index],
-            self.masks[index],
+            None if self.masks is None else self.masks[index],
             self.groups[index],
             {k: v[index] for k, v in self.latents.items()},
         )
@@ -116,20 +117,32 @@ class WorldParams(Settings):
 
 
 class World(Protocol):
-    """What the pipeline needs from a data source."""
+    """What the pipeline needs from a data source.
+
+    ``can_render`` says whether the world can draw the same object on another background
+    (:meth:`render_on_background`): True for procedural worlds, False for loaders of photographs, which
+    do not have the method at all; callers check the flag before asking for counterfactuals.
+    ``notes`` are one-line remarks about what the world did with the data (concepts dropped, groups
+    missing from a split...), for the run manifest and the dashboard; empty when there is nothing to say.
+    """
 
     name: str
     classes: list[str]
     backgrounds: list[str]
     vocabulary: Vocabulary
     image_size: int
+    can_render: bool
+    notes: list[str]
 
     def split(self, name: str) -> Split:
         """Return split ``name`` (one of :data:`SPLITS`), generated deterministically from the seed."""
         ...
 
     def render_on_background(self, split: Split, background: np.ndarray) -> Split:
-        """Counterfactual: the same animals (same latents) drawn on ``background`` (one index per image)."""
+        """Counterfactual: the same animals (same latents) drawn on ``background`` (one index per image).
+
+        Only worlds with ``can_render`` True implement it.
+        """
         ...
 
     def group_names(self) -> list[str]:

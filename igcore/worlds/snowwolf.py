@@ -26,6 +26,7 @@ from pydantic import Field
 from igcore.errors import InputError
 from igcore.worlds import register_world
 from igcore.worlds.base import SPLITS, Split, Vocabulary, WorldParams
+from igcore.worlds.images import ProgressFn
 
 VOCABULARY_PATH = Path(__file__).resolve().parents[2] / "assets" / "snowwolf_vocabulary.csv"
 
@@ -230,12 +231,13 @@ class SnowWolfWorld:
     Args:
         params: the validated ``world.*`` keys (:class:`SnowWolfParams`).
         seed: every split and texture is a deterministic function of it.
+        progress: unused: rendering happens split by split, when a split is first asked for.
     """
 
     name = "snowwolf"
-    can_render = True  # re-renders the same animal on another background (counterfactuals)
+    can_render = True  # procedural: the same animal can be re-drawn on any background (counterfactuals)
 
-    def __init__(self, params: SnowWolfParams, seed: int = 0) -> None:
+    def __init__(self, params: SnowWolfParams, seed: int = 0, progress: ProgressFn | None = None) -> None:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {seed!r}")
         self.params = params
@@ -271,6 +273,7 @@ class SnowWolfWorld:
         self._tiles: np.ndarray | None = None
         self._fur: np.ndarray | None = None
         self._cache: dict[str, Split] = {}
+        self.notes: list[str] = []
 
     # -- public API ---------------------------------------------------------------------------------
 

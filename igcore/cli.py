@@ -63,8 +63,11 @@ def _run(args: argparse.Namespace, stages: list[str] | None) -> int:
 
     config = load_config(args.config, args.set)
     run_dir = run_pipeline(config, args.out, on_stage=_stage_printer, stages=stages, progress=not args.quiet)
-    for method, m in load_run_dir(run_dir).results().methods.items():
+    run = load_run_dir(run_dir)
+    for method, m in run.results().methods.items():
         print(f"{method:14s} avg={m.avg_acc:.3f}  worst-group={m.worst_group_acc:.3f}", file=sys.stderr)
+    for note in run.info().notes:
+        print(f"note ({note.stage}): {note.note}", file=sys.stderr)
     print(run_dir)
     return 0
 

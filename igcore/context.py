@@ -165,6 +165,10 @@ class RunContext:
         self.write_metrics({f"methods.{method}": result})
         return result
 
+    def note(self, text: str) -> None:
+        """A remark people should read about this run (``manifest.json`` ``notes``; the CLI prints them)."""
+        self.writer.manifest.setdefault("notes", []).append({"stage": self.stage, "note": text})
+
     def write_metrics(self, values: dict[str, Any]) -> None:
         """Write ``metrics.json`` keys the running stage declared (``Stage.writes``); anything else is a bug."""
         undeclared = sorted(set(values) - self.writes)

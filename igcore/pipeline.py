@@ -26,6 +26,7 @@ from igcore.schema import pred_column, proba_column
 from igcore.stages import Stage, select_stages
 from igcore.store import RunStore
 from igcore.worlds import World, build_world
+from igcore.worlds.images import ProgressFn as LoadProgressFn
 
 
 def default_run_id(config: Config) -> str:
@@ -47,11 +48,17 @@ def predictions_table(ctx: RunContext) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-def prepare(config: Config, stages: Sequence[str] | None = None) -> tuple[list[Stage], torch.device, World]:
-    """Everything checked before any work: the stage selection, the device, the world, each stage's preflight."""
+def prepare(
+    config: Config, stages: Sequence[str] | None = None, on_load: LoadProgressFn | None = None
+) -> tuple[list[Stage], torch.device, World]:
+    """Everything checked before any work: the stage selection, the device, the world, each stage's preflight.
+
+    Building the world reads a user's data set (every table checked, images decoded or read from the
+    cache; ``on_load(done, total)`` reports the decoding), so a bad data set fails here, before training.
+    """
     selected = select_stages(config, stages)
     device = resolve_device(config.device)
-    world = build_world(config.world, config.seed)
+    world = build_world(config.world, config.seed, on_load)
     for stage in selected:
         if stage.preflight is not None:
             stage.preflight(config, world)
@@ -64,6 +71,7 @@ def run_pipeline(
     on_stage: ProgressFn | None = None,
     stages: Sequence[str] | None = None,
     progress: bool = True,
+    on_load: LoadProgressFn | None = None,
 ) -> Path:
     """Run the selected stages (default: :func:`igcore.stages.select_stages`) into a new run directory.
 
@@ -71,13 +79,18 @@ def run_pipeline(
     heavy work.
     """
     torch.manual_seed(config.seed)
-    selected, device, world = prepare(config, stages)
+    start = time.perf_counter()
+    selected, device, world = prepare(config, stages, on_load)
+    prepare_seconds = time.perf_counter() - start
     store = RunStore(out)
     run_id = config.run_id or default_run_id(config)
     with store.create(run_id, config.public()) as writer:
         writer.manifest["device"] = str(device)
         writer.manifest["stages_selected"] = [s.name for s in selected]
-        ctx = RunContext(config, world, writer, device, progress=progress)
+        writer.manifest["prepare_seconds"] = round(prepare_seconds, 3)  # checks + building (loading) the world
+        ctx = RunContext(config, world, writer, device, progress=progress, stage="world")
+        for text in world.notes:
+            ctx.note(text)
         total_start = time.perf_counter()
         for i, stage in enumerate(selected):
             if on_stage:

@@ -62,6 +62,11 @@ class StageRecord(_Open):
     provides: list[str] = []
 
 
+class RunNote(_Open):
+    stage: str
+    note: str
+
+
 class Manifest(_Open):
     schema_version: int
     run_id: str
@@ -74,7 +79,9 @@ class Manifest(_Open):
     device: str | None = None
     stages: dict[str, StageRecord] = {}
     stages_selected: list[str] = []
+    prepare_seconds: float | None = None
     total_seconds: float | None = None
+    notes: list[RunNote] = []
 
 
 # -------------------------------------------------------------------------------------------- metrics

@@ -134,7 +134,10 @@ def attributions(
                 batch_size=settings.batch_size, seed=inputs.seed,
             )
             maps[m][method] = result.maps
-            rows.append(relevance_rows(m, method, sample, result.maps, test.masks[sample], test.groups[sample], group_names, result.targets))
+            if test.masks is not None:
+                rows.append(relevance_rows(m, method, sample, result.maps, test.masks[sample], test.groups[sample], group_names, result.targets))
+    if test.masks is None:
+        return maps
     empty = relevance_rows("", "", sample[:0], np.zeros((0, 1, 1)), np.zeros((0, 1, 1), bool), sample[:0], group_names)
     per_image = pd.concat(rows, ignore_index=True) if rows else empty
     summary = summarise_relevance(per_image)
@@ -258,6 +261,22 @@ def surrogates(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: lis
 # --------------------------------------------------------------------------------------------- the run
 
 
+def unavailable_parts(inputs: MicroscopeInputs) -> dict[str, str]:
+    """Parts of the microscope this data cannot support, each with the reason shown to people."""
+    skipped: dict[str, str] = {}
+    if inputs.test_eval.masks is None:
+        skipped["relevance_on_animal"] = (
+            "this data set has no object masks, so relevance inside the object cannot be measured "
+            "(give masks: CUB segmentations for waterbirds, a mask column for folder)"
+        )
+    if not inputs.world.can_render:
+        skipped["swaps"] = (
+            "background swaps need a world that re-draws objects on other backgrounds, and this data set "
+            "consists of photographs"
+        )
+    return skipped
+
+
 def check_layers(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> None:
     """Fail fast on a TCAV layer name that does not exist in a model."""
     from igcore.microscope.tcav import resolve_layer
@@ -278,12 +297,14 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     check_layers(inputs, settings)
     clock = _Clock()
     per_model: dict[str, dict[str, Any]] = {m: {} for m in models}
+    skipped = unavailable_parts(inputs)
 
     sample = sample_per_group(inputs.test_eval.groups, settings.per_group, inputs.seed)
     write_tensors(out_dir, "sample", {"indices": sample.astype(np.int64)})
     trained_maps = attributions(inputs, settings, models, sample, out_dir, per_model)
     clock.lap("attributions")
-    swaps(inputs, settings, models, out_dir, per_model)
+    if "swaps" not in skipped:
+        swaps(inputs, settings, models, out_dir, per_model)
     clock.lap("swaps")
     sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model)
     clock.lap("sanity")
@@ -299,6 +320,9 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
         "models": models,
         "timings": {k: round(v, 3) for k, v in clock.wall.items()},
         "cpu_timings": {k: round(v, 3) for k, v in clock.cpu.items()},
+        "skipped": skipped,
     }
+    for m in models:
+        per_model[m]["unavailable"] = dict(skipped)
     (out_dir / "info.json").write_text(json.dumps(info, indent=2))
     return MicroscopeResult(per_model, hypotheses, summaries, info)

@@ -26,6 +26,9 @@ ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 JUDGMENTS_DIR = ASSETS_DIR / "judgments"
 SHIPPED_RATINGS = JUDGMENTS_DIR / "ratings.csv"
 SHIPPED_PAIRWISE = JUDGMENTS_DIR / "pairwise.csv"
+#: The vocabulary and classes the shipped judgments speak about (the Snow-and-Wolves world).
+SHIPPED_VOCABULARY = ASSETS_DIR / "snowwolf_vocabulary.csv"
+SHIPPED_CLASSES = ("husky", "wolf")
 RATING_COLUMNS = ("rater", "concept", "class", "rating")
 PAIRWISE_COLUMNS = ("rater", "hypothesis_a", "hypothesis_b", "preferred")
 

@@ -70,6 +70,8 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
     y = ctx.data.train.labels
     start = time.perf_counter()
     prior = build_prior(ctx.config.prior, vocabulary, classes)
+    for text in prior.notes_:
+        ctx.note(text)
     prior_seconds = time.perf_counter() - start
     device = str(ctx.device)
     search = search_from_config(ctx.config.search, prior, device).fit(scores.train, y, vocabulary, classes)

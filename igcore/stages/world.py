@@ -28,7 +28,8 @@ def stage_world(ctx: RunContext) -> dict[str, Any]:
     for name, split in splits.items():
         ctx.writer.table(f"split_{name}", split_table(split, world))
     test, bank = splits.test_eval, splits.concept_bank
-    ctx.writer.tensors("test_eval", {"images": test.images, "masks": test.masks.astype(np.uint8)})
+    masks = {} if test.masks is None else {"masks": test.masks.astype(np.uint8)}
+    ctx.writer.tensors("test_eval", {"images": test.images, **masks})
     ctx.writer.tensors("concept_bank", {"images": bank.images, "concepts": bank.concepts})
     names = world.group_names()
     ctx.write_metrics(
@@ -43,9 +44,16 @@ def stage_world(ctx: RunContext) -> dict[str, Any]:
                 "train_group_counts": dict(
                     zip(names, np.bincount(splits.train.groups, minlength=len(names)).tolist(), strict=True)
                 ),
+                "has_masks": test.masks is not None,
+                "can_render": bool(world.can_render),
+                "notes": list(world.notes),
             }
         }
     )
     ctx.splits = splits
     contact_sheet(world, ctx.writer.path / "contact_sheet.png")
-    return {"images": int(sum(len(s) for _, s in splits.items()))}
+    info: dict[str, Any] = {"images": int(sum(len(s) for _, s in splits.items()))}
+    load = getattr(world, "load_info", None)
+    if load is not None:  # loaders of photographs: how the images were decoded (or read from the cache)
+        info["load"] = {"cache": load.cache, "seconds": round(load.seconds, 3), "images_per_second": round(load.n / max(load.seconds, 1e-9), 1)}
+    return info

@@ -27,8 +27,22 @@ def _caption(world: World, label: int, background: int) -> str:
     return f"{cls}/{world.backgrounds[background]}"
 
 
+#: Thumbnails larger than this (photographs at 224 px) are shrunk to it, so sheets stay a few MB at most.
+MAX_TILE = 128
+
+
+def _tile(img: np.ndarray, scale: int) -> Image.Image:
+    """``img`` upscaled ``scale``× with nearest neighbour (pixels stay visible), or shrunk to :data:`MAX_TILE`."""
+    tile = Image.fromarray(img)
+    side = max(img.shape[0], img.shape[1]) * scale
+    if side > MAX_TILE:
+        factor = MAX_TILE / max(img.shape[0], img.shape[1])
+        return tile.resize((max(1, round(img.shape[1] * factor)), max(1, round(img.shape[0] * factor))), Image.LANCZOS)
+    return tile.resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST)
+
+
 def _sheet(blocks: list[tuple[str, list[tuple[np.ndarray, str]]]], scale: int) -> Image.Image:
-    """Draw titled rows of captioned images (each image upscaled ``scale``× with nearest neighbour)."""
+    """Draw titled rows of captioned images (see :func:`_tile`)."""
     font, title_font = _font(11), _font(14)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
 
@@ -36,7 +50,7 @@ def _sheet(blocks: list[tuple[str, list[tuple[np.ndarray, str]]]], scale: int) -
         left, top, right, bottom = probe.textbbox((0, 0), text, font=f)
         return int(right - left), int(bottom - top)
 
-    side = max(img.shape[0] for _, items in blocks for img, _ in items) * scale
+    side = max((_tile(img, scale).height for _, items in blocks for img, _ in items), default=1)
     cell_w = max([side] + [text_size(c, font)[0] + 4 for _, items in blocks for _, c in items])
     caption_h = max(text_size("Ag/", font)[1], 1) + 4
     title_h = text_size("Ag", title_font)[1] + 8
@@ -51,7 +65,7 @@ def _sheet(blocks: list[tuple[str, list[tuple[np.ndarray, str]]]], scale: int) -
         y += title_h
         for k, (img, caption) in enumerate(items):
             x = _PAD + k * (cell_w + _PAD)
-            tile = Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST)
+            tile = _tile(img, scale)
             sheet.paste(tile, (x + (cell_w - tile.width) // 2, y))
             tw = text_size(caption, font)[0]
             draw.text((x + (cell_w - tw) // 2, y + side + 2), caption, fill=_INK, font=font)
@@ -59,8 +73,20 @@ def _sheet(blocks: list[tuple[str, list[tuple[np.ndarray, str]]]], scale: int) -
     return sheet
 
 
+def spread_over_groups(groups: np.ndarray, k: int) -> np.ndarray:
+    """Up to ``k`` row indices taking each group's rows in turn (first rows first), so every group shows."""
+    by_group = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    picks: list[int] = []
+    depth = 0
+    while len(picks) < k and any(depth < len(rows) for rows in by_group):
+        picks += [int(rows[depth]) for rows in by_group if depth < len(rows)][: k - len(picks)]
+        depth += 1
+    return np.array(picks, dtype=np.int64)
+
+
 def contact_sheet(world: World, out_path: str | Path, per_split: int = 12, scale: int = 2) -> Path:
-    """Write one PNG with a block per split: its first ``per_split`` images captioned ``class/background``.
+    """Write one PNG with a block per split: ``per_split`` of its images, spread over its groups, captioned
+    ``class/background`` (real images for a user's data set, rendered ones for a procedural world).
 
     Args:
         world: any world; its splits are generated (or taken from its cache).
@@ -76,8 +102,8 @@ def contact_sheet(world: World, out_path: str | Path, per_split: int = 12, scale
     blocks = []
     for name in SPLITS:
         split = world.split(name)
-        k = min(per_split, len(split))
-        items = [(split.images[i], _caption(world, int(split.labels[i]), int(split.background[i]))) for i in range(k)]
+        rows = spread_over_groups(split.groups, per_split)
+        items = [(split.images[i], _caption(world, int(split.labels[i]), int(split.background[i]))) for i in rows]
         blocks.append((f"{name}  ({len(split)} images)", items))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

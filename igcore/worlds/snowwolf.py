@@ -28,7 +28,7 @@ from igcore.worlds import register_world
 from igcore.worlds.base import SPLITS, Split, Vocabulary, WorldParams
 from igcore.worlds.images import ProgressFn
 
-VOCABULARY_PATH = Path(__file__).resolve().parents[2] / "assets" / "snowwolf_vocabulary.csv"
+VOCABULARY_PATH = Path(__file__).resolve().parents[2] / "assets" / "snowwolf_vocabulary.csv"  # the shipped judgments' too
 
 # (attribute, wolf-typical concept id, husky-typical concept id); latent value 1 = wolf-typical.
 ATTRIBUTES: tuple[tuple[str, str, str], ...] = (

@@ -128,9 +128,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_stages(args: argparse.Namespace) -> int:
     from igcore.config import load_config
-    from igcore.stages import STAGES, select_stages
+    from igcore.stages import STAGES, select_stages, stages_markdown
 
     config = load_config(args.config, args.set)
+    if args.markdown:
+        print(stages_markdown(config))
+        return 0
     default = {s.name for s in select_stages(config)}
     for stage in STAGES:
         mark = "*" if stage.name in default else " "
@@ -169,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stages", help="list the pipeline's stages with what each requires and provides")
     _config_args(p)
+    p.add_argument("--markdown", action="store_true", help="as the table in docs/ARCHITECTURE.md")
     p.set_defaults(fn=cmd_stages)
 
     p = sub.add_parser("microscope", help="recompute the baseline microscope of a finished run")

@@ -449,13 +449,24 @@ def config_text(config: Config) -> str:
     return "\n".join(lines)
 
 
+def _markdown_cell(value: Any) -> str:
+    shown = _toml_value(value)
+    return "see `python -m igcore config`" if len(shown) > 40 else f"`{shown}`"
+
+
 def config_markdown(config: Config | None = None) -> str:
-    """README's table of keys (generated; ``python -m igcore config --markdown``)."""
+    """README's tables of keys (generated; ``python -m igcore config --markdown``): the run's keys, then the
+    ``world.*`` keys of every registered world."""
+    from igcore.worlds import WORLDS
+
     config = config or default_config()
     lines = ["| key | default | meaning |", "|---|---|---|"]
     for key, _value, default, doc in describe_config(config):
-        shown = _toml_value(default)
-        if len(shown) > 40:
-            shown = "see `python -m igcore config`"
-        lines.append(f"| `{key}` | `{shown}` | {doc.replace('|', '&#124;')} |")
+        if not key.startswith("world."):
+            lines.append(f"| `{key}` | {_markdown_cell(default)} | {doc.replace('|', '&#124;')} |")
+    lines += ["", "| world | key | default | meaning |", "|---|---|---|---|"]
+    for name, spec in sorted(WORLDS.items(), key=lambda item: item[0] != "snowwolf"):
+        for key, field in spec.params.model_fields.items():
+            default = "(required)" if field.is_required() else _markdown_cell(field.get_default(call_default_factory=True))
+            lines.append(f"| {name} | `world.{key}` | {default} | {(field.description or '').replace('|', '&#124;')} |")
     return "\n".join(lines)

@@ -153,3 +153,14 @@ def test_stages_command_lists_requirements(capsys):
     out = capsys.readouterr().out
     for stage in STAGES:
         assert stage.name in out and stage.doc in out
+
+
+def test_architecture_doc_lists_the_stages_as_the_code_does():
+    """docs/ARCHITECTURE.md's stage table is exactly `python -m igcore stages --markdown`."""
+    import re
+
+    from igcore.stages import stages_markdown
+
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    block = re.search(r"<!-- stages-table:start -->\n(.*?)\n<!-- stages-table:end -->", doc, re.S)
+    assert block and block.group(1).strip() == stages_markdown(load_config()).strip()

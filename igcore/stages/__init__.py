@@ -158,4 +158,20 @@ def select_stages(config: Config, names: Sequence[str] | None = None) -> list[St
     return selected
 
 
-__all__ = ["MODEL_NAMES", "STAGES", "STAGE_NAMES", "Stage", "provider_of", "select_stages", "stage_named"]
+def stages_markdown(config: Config) -> str:
+    """The stage table of docs/ARCHITECTURE.md (``python -m igcore stages --markdown``)."""
+    default = {s.name for s in select_stages(config)}
+    lines = ["| # | stage | runs by default | requires | provides | writes (metrics.json) | what |", "|---|---|---|---|---|---|---|"]
+    for i, stage in enumerate(STAGES, 1):
+        cells = [
+            str(i), f"`{stage.name}`", "yes" if stage.name in default else "when named in `peers`",
+            ", ".join(f"`{r}`" for r in stage.requirements(config)) or "–",
+            ", ".join(f"`{p}`" for p in stage.provides),
+            ", ".join(f"`{w}`" for w in sorted(stage.writes)),
+            stage.doc,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+__all__ = ["MODEL_NAMES", "STAGES", "STAGE_NAMES", "Stage", "provider_of", "select_stages", "stage_named", "stages_markdown"]

@@ -1,9 +1,25 @@
-"""Helpers shared by the benchmark scripts (run as ``python bench/<name>.py``)."""
+"""Helpers shared by the benchmark scripts (run as ``python bench/<name>.py`` from the repository root).
+
+Reports written to docs/ are portable: they name the command with paths relative to the repository (a
+path outside it is shown by its last component only), the machine by its CPU model and count, and the
+software by package names and versions, never by where this machine keeps them.
+"""
 
 from __future__ import annotations
 
+import os
 import platform
+import shlex
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+#: Packages whose versions a report names.
+REPORT_PACKAGES = ("torch", "transformers", "captum", "numpy", "pandas", "scikit-learn", "pydantic", "streamlit", "plotly")
 
 
 def cpu_name() -> str:
@@ -15,3 +31,50 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def portable_path(text: str) -> str:
+    """``text`` with an absolute path made relative to the repository, or cut to ``…/<name>`` outside it."""
+    if not os.path.isabs(text):
+        return text
+    path = Path(text).resolve()
+    try:
+        return str(path.relative_to(ROOT)) or "."
+    except ValueError:
+        return f"…/{path.name}"
+
+
+def portable_arg(arg: str) -> str:
+    """One command-line argument made portable (``--set key=/abs/path`` included)."""
+    key, sep, value = arg.partition("=")
+    if sep and not os.path.isabs(arg):
+        return f"{key}={portable_path(value)}"
+    return portable_path(arg)
+
+
+def command_line(script: str, argv: Sequence[str] | None = None) -> str:
+    """``python bench/<script> args…`` as run from the repository root, with portable paths."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return shlex.join(["python", f"bench/{Path(script).name}", *(portable_arg(a) for a in args)])
+
+
+def package_versions() -> str:
+    """``torch 2.13.0, transformers 5.x, …`` for the packages a report depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in REPORT_PACKAGES:
+        try:
+            out.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            continue
+    return ", ".join(out)
+
+
+def provenance(script: str, argv: Sequence[str] | None = None) -> list[str]:
+    """Markdown lines naming the command, the machine and the software that produced a report."""
+    return [
+        f"Produced by `{command_line(script, argv)}` (from the repository root).",
+        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. "
+        f"Packages: {package_versions()}.",
+    ]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import cpu_name  # noqa: E402
+from _common import provenance  # noqa: E402
 
 from igcore.baseline import PixelClassifier, build_model  # noqa: E402
 from igcore.microscope.integrated_gradients import integrated_gradients  # noqa: E402
@@ -99,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     r = measure(args.arch, args.n_steps, args.batch, args.images, args.repeats, args.image_size)
-    command = "python bench/bench_attribution.py " + " ".join(argv if argv is not None else sys.argv[1:])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     verdict = "meets" if r["ratio"] >= 0.7 else "MISSES"
@@ -126,13 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         f"| **efficiency** (wall-clock) | **{r['ratio']:.2f}** ({verdict} ≥ 0.7) |",
         f"| efficiency per CPU second | {r['ratio_cpu']:.2f} |",
         f"| efficiency vs full backward | {r['ratio_full']:.2f} |",
-        f"| CPU | {cpu_name()}, {cores} cores available, torch threads {args.threads} |",
+        f"| cores available / torch threads | {cores} / {args.threads} |",
         f"| load average at the end | {load:.1f} (the machine is shared; CPU-time figures are less sensitive to it) |",
-        f"| Python / torch / captum | {platform.python_version()} / {torch.__version__} / {_captum_version()} |",
         "",
-        "Command (from the repository root):",
-        "",
-        f"    {command.strip()}",
+        *provenance(__file__, argv),
         "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)

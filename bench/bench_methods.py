@@ -13,7 +13,6 @@ numbers), ``docs/results_methods.html`` / ``.png`` (plotly figure) and ``docs/re
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import cpu_name  # noqa: E402
+from _common import provenance  # noqa: E402
 
 from igcore.config import load_config  # noqa: E402
 from igcore.pipeline import run_pipeline  # noqa: E402
@@ -150,11 +149,8 @@ def write_report(df: pd.DataFrame, checks: pd.DataFrame, timings: pd.DataFrame, 
     lines = [
         "# Results: IG against the field's methods",
         "",
-        "Produced end to end by `python bench/bench_methods.py "
-        + " ".join(f"--set {s}" for s in extra) + f"` (ρ ∈ {rhos}, seeds {seeds}).",
-        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, device "
-        f"{timings.get('device', pd.Series(['cpu'])).iloc[0] if 'device' in timings else 'cpu'}; "
-        f"total wall time {total / 60:.1f} min ({timings['wall_s'].mean():.0f} s per run).",
+        *provenance(__file__),
+        f"ρ ∈ {rhos}, seeds {seeds}; device cpu; total wall time {total / 60:.1f} min ({timings['wall_s'].mean():.0f} s per run).",
         "",
         "All methods share the world, the architecture (`resnet-tiny`, transformers ResNet built from config), the training "
         "budget (epochs, batch size, learning rate) and the model-selection rule (best *average* accuracy on `val`, "

@@ -13,17 +13,14 @@ linked from the report.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import cpu_name  # noqa: E402
+from _common import provenance  # noqa: E402
 
 from igcore.config import default_config, load_config  # noqa: E402
 from igcore.pipeline import run_pipeline  # noqa: E402
@@ -68,9 +65,8 @@ def write_report(results: list) -> None:
     lines = [
         "# Performance",
         "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"device `{results[0][4]}`. Produced by `python bench/bench_pipeline.py --scales "
-        + ",".join(str(r[0]) for r in results) + "`.",
+        *provenance(__file__),
+        f"Device `{results[0][4]}`.",
         "No GPU was lent to the session that produced these numbers, so the CUDA path (`--set device=cuda`) "
         "has no measured speed-up here.",
         "",

@@ -37,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import cpu_name  # noqa: E402
+from _common import provenance  # noqa: E402
 
 from igcore import prior as P  # noqa: E402
 from igcore.search import HypothesisSearch  # noqa: E402
@@ -263,15 +263,9 @@ def main() -> None:
     lines = [
         "# Benchmark: z* search (`igcore/search.py`)",
         "",
-        "Command:",
+        *provenance(__file__),
         "",
-        "```",
-        f"python bench/bench_search.py --ns {args.ns} --ks {args.ks} --dtype {args.dtype} --encoder {args.encoder}"
-        + (f" --threads {args.threads}" if args.threads else "") + (f" --skip {args.skip}" if args.skip else ""),
-        "```",
-        "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-        f"search threads: {str(args.threads) if args.threads else 'the search default (1 if N*K < 4e6, else min(torch default, CPUs - 1))'}. "
+        f"Search threads: {str(args.threads) if args.threads else 'the search default (1 if N*K < 4e6, else min(torch default, CPUs - 1))'}. "
         f"Load average (1/5/15 min) at start: {load_start}; at end: {load()} - the machine is shared with other "
         "jobs, so times are upper bounds and vary run to run.",
         "",

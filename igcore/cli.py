@@ -92,7 +92,10 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from igcore.store import RunStore
 
-    runs = RunStore(args.out).list()
+    store = RunStore(args.out)
+    runs, leftovers = store.list(), store.leftovers()
+    for leftover in leftovers:  # not runs: being written, interrupted (writer died) or failed
+        print(f"{leftover.path.name}  {leftover.state:10s}  (not a run; `python -m igcore clean` removes interrupted and failed ones)")
     if not runs:
         print(f"no runs in {args.out!r}")
         return 0
@@ -107,6 +110,16 @@ def cmd_list(args: argparse.Namespace) -> int:
                 status = "unreadable"
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"{run.run_id}  {status:10s}  erm_wga={fmt(erm)}  ig_student_wga={fmt(ig)}")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from igcore.store import RunStore
+
+    removed = RunStore(args.out).clean()
+    for leftover in removed:
+        print(f"removed {leftover.path.name} ({leftover.state})")
+    print(f"{len(removed)} leftover folder(s) removed from {args.out!r}; runs and runs being written are untouched")
     return 0
 
 
@@ -180,9 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="microscope.KEY=VALUE", help="override a microscope key (repeatable)")
     p.set_defaults(fn=cmd_microscope)
 
-    p = sub.add_parser("list", help="list the runs in a runs directory")
+    p = sub.add_parser("list", help="list the runs in a runs directory (and leftovers that are not runs)")
     p.add_argument("--out", default="runs", help="runs directory (default: runs)")
     p.set_defaults(fn=cmd_list)
+
+    p = sub.add_parser("clean", help="remove failed and interrupted leftovers (never a run, never one being written)")
+    p.add_argument("--out", default="runs", help="runs directory (default: runs)")
+    p.set_defaults(fn=cmd_clean)
     return parser
 
 

@@ -3,14 +3,18 @@
 The files of a run and their keys and columns are described once, in :mod:`igcore.schema`. A run is
 assembled in ``RUNS_DIR/.tmp-<run_id>-<random>/`` and renamed into place in one step, so a reader never
 sees half a run; an existing run id is refused. Additions to a finished run (a recomputed microscope)
-go through :func:`add_files`, which writes a temporary sibling and renames it in, so existing files are
+go through :func:`recompute_output`, which writes a temporary sibling and publishes it with a journal, so existing files are
 never rewritten in place. :class:`Run` reads a stored run through typed accessors and checks its schema
 version; the CLI, the bench scripts and the dashboard read runs only through it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime as _dt
+import errno
+import functools
 import importlib.metadata as _md
 import json
 import os
@@ -33,6 +37,7 @@ from igcore.config import check_run_id
 from igcore.errors import InputError
 from igcore.schema import SCHEMA_VERSION, Manifest, Metrics, check_table, check_version
 
+WRITER_FILE = "writer.pid"  # in a run being written: which process writes it
 PACKAGES = ("torch", "transformers", "captum", "numpy", "pandas", "pyarrow", "safetensors", "streamlit", "plotly")
 
 
@@ -47,9 +52,34 @@ def package_versions() -> dict[str, str]:
 
 
 def _write_json(path: Path, data: Any) -> None:
+    """Replace ``path`` atomically with ``data`` as JSON, durably (file and folder fsynced)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default))
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data, indent=2, sort_keys=False, default=_json_default))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and folder under ``root`` to disk, so a rename that publishes it publishes data."""
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(folder))
 
 
 def _json_default(obj: Any) -> Any:
@@ -257,6 +287,67 @@ class Run:
         return ImageClassifier.load(self.model_dir(name), device=device)
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """A folder in the runs directory that is not a run (see :meth:`RunStore.leftovers`)."""
+
+    path: Path
+    state: str  # writing | interrupted | failed
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process that writes ``tmp`` (its ``writer.pid``) still runs on this machine."""
+    try:
+        info = json.loads((tmp / WRITER_FILE).read_text())
+    except (OSError, ValueError):
+        # No writer file: killed while publishing (the manifest says complete), or written by an engine
+        # older than the writer file, which may still run: only the first is known to be dead.
+        try:
+            return json.loads((tmp / "manifest.json").read_text()).get("status") != "complete"
+        except (OSError, ValueError):
+            return False
+    if info.get("host") != platform.node():
+        return True  # another machine's writer: cannot tell, so never remove it
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return True
+    return True
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst`` atomically, raising FileExistsError if ``dst`` exists (even an empty folder).
+
+    Linux's ``renameat2(RENAME_NOREPLACE)`` makes the check and the rename one step; elsewhere (or on a
+    file system without it) a check precedes ``os.rename``, which replaces at most an empty folder.
+    """
+    libc = _libc()
+    if libc is not None:
+        if libc.renameat2(-100, os.fsencode(src), -100, os.fsencode(dst), 1) == 0:  # AT_FDCWD, RENAME_NOREPLACE
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(dst)
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), str(src))
+    if dst.exists():
+        raise FileExistsError(dst)
+    os.rename(src, dst)
+
+
+@functools.cache
+def _libc() -> Any:
+    """glibc with ``renameat2``, or None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.renameat2  # noqa: B018
+        return libc
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
 class RunStore:
     """A directory of runs: ``create`` (atomic), ``list``, ``load``."""
 
@@ -273,10 +364,14 @@ class RunStore:
 
     @contextmanager
     def create(self, run_id: str, config: dict[str, Any]) -> Iterator[RunWriter]:
-        """Yield a writer on a temporary directory; on success rename it to ``root/run_id``.
+        """Yield a writer on a temporary directory; on success publish it as ``root/run_id``.
 
-        On failure the temporary directory is kept as ``.failed-<run_id>-*`` with status ``failed``
-        (for debugging) and never appears in :meth:`list`.
+        The temporary directory ``.tmp-<run_id>-*`` records the writing process (``writer.pid``), so a
+        directory left by a killed process is told apart from one being written (:meth:`leftovers`). On
+        an exception it is kept as ``.failed-<run_id>-*`` with status ``failed``. Everything is fsynced
+        before the rename that publishes the run. If a run with the same id appeared while this one was
+        computed, this one is published under ``<run_id>-<random>`` (``writer.final_path``; a note in
+        the manifest says so) rather than lost.
         """
         check_run_id(run_id)
         self._ensure_root()
@@ -284,6 +379,7 @@ class RunStore:
         if final.exists():
             raise InputError(f"run {run_id!r} already exists in {str(self.root)!r}; runs are never overwritten")
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{run_id}-"))
+        (tmp / WRITER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": platform.node()}))
         writer = RunWriter(tmp, run_id, config)
         writer.final_path = final
         writer.flush()
@@ -296,11 +392,47 @@ class RunStore:
             raise
         writer.manifest["status"] = "complete"
         writer.flush()
-        try:
-            os.rename(tmp, final)  # atomic; fails if a run with this id appeared meanwhile
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise InputError(f"run {run_id!r} already exists in {str(self.root)!r}; runs are never overwritten") from None
+        (tmp / WRITER_FILE).unlink()
+        fsync_tree(tmp)
+        while True:
+            try:
+                _rename_noreplace(tmp, writer.final_path)
+                break
+            except FileExistsError:  # another process took the id meanwhile: keep this run under a new one
+                writer.final_path = self.root / f"{run_id}-{uuid.uuid4().hex[:6]}"
+                writer.manifest["run_id"] = writer.final_path.name
+                writer.manifest.setdefault("notes", []).append(
+                    {"stage": "store", "note": f"run id {run_id!r} was taken by another run while this one was computed; "
+                                               f"stored as {writer.final_path.name!r}"}
+                )
+                writer.flush()
+        _fsync_dir(self.root)
+
+    def leftovers(self) -> list[Leftover]:
+        """Folders that are not runs: runs being written, written by a process that died, or that failed."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for p in sorted(self.root.iterdir()):
+            try:
+                if not p.is_dir():
+                    continue
+                if p.name.startswith(".failed-"):
+                    out.append(Leftover(p, "failed"))
+                elif p.name.startswith(".tmp-"):
+                    out.append(Leftover(p, "writing" if _writer_alive(p) else "interrupted"))
+            except OSError:
+                continue
+        return out
+
+    def clean(self) -> list[Leftover]:
+        """Remove failed and interrupted leftovers (never a run being written); returns what was removed."""
+        removed = []
+        for leftover in self.leftovers():
+            if leftover.state != "writing":
+                shutil.rmtree(leftover.path, ignore_errors=True)
+                removed.append(leftover)
+        return removed
 
     def list(self) -> list[Run]:
         """All runs (complete or not), newest first. Temporary and failed directories are skipped."""
@@ -320,6 +452,7 @@ class RunStore:
         path = self.root / run_id
         if not (path / "manifest.json").is_file():
             raise InputError(f"no run {run_id!r} in {str(self.root)!r}; `python -m igcore list` shows the runs")
+        recover(path)
         run = Run(path)
         run.manifest  # noqa: B018  (schema version checked on opening)
         return run
@@ -330,30 +463,84 @@ def load_run_dir(path: str | Path) -> Run:
     p = Path(path)
     if not (p / "manifest.json").is_file():
         raise InputError(f"{str(p)!r} is not a run directory (no manifest.json)")
+    recover(p)
     run = Run(p)
     run.manifest  # noqa: B018  (schema version checked on opening)
     return run
 
 
-@contextmanager
-def add_files(run: Run, subdir: str) -> Iterator[Path]:
-    """Add a new sub-directory ``subdir`` to a finished run atomically (temp sibling + rename).
+@dataclass
+class StageOutput:
+    """What a recomputed stage writes: files under ``path`` (its new folder) and its metrics keys."""
 
-    An existing ``subdir`` is kept as ``subdir.v<N>`` history rather than overwritten.
+    path: Path
+    metrics: dict[str, Any]
+
+
+JOURNAL = ".commit.json"  # in a run: a recomputed stage's outputs being published (replayed if interrupted)
+
+
+@contextmanager
+def recompute_output(run: Run, subdir: str, owned: Collection[str]) -> Iterator[StageOutput]:
+    """Publish a recomputed stage of a finished run: a new ``subdir/`` and the metrics keys it ``owned``.
+
+    The block writes into ``output.path`` (a temporary folder in the run) and fills ``output.metrics``.
+    Then, under an exclusive lock on the run, a journal names the steps — keep the old ``subdir`` as
+    ``subdir.v<N>``, move the new one in, replace the owned metrics keys — and the steps run. A process
+    killed at any point leaves either the old outputs (the journal was not written yet; the temporary
+    folder is a leftover) or a journal that the next opening of the run replays (:func:`recover`), so a
+    run never lacks its ``subdir`` or holds metrics of one version beside files of another. Two
+    recomputes at once are serialised by the lock; neither loses the other's keys.
     """
     tmp = Path(tempfile.mkdtemp(dir=run.path, prefix=f".tmp-{subdir}-"))
+    output = StageOutput(tmp, {})
     try:
-        yield tmp
+        yield output
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    target = run.path / subdir
-    if target.exists():
+    stray = sorted(set(output.metrics) - set(owned))
+    if stray:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"metrics key(s) {', '.join(stray)} are not owned by the recomputed stage")
+    fsync_tree(tmp)
+    with _locked(run.path / ".metrics.lock"):
         n = 1
         while (run.path / f"{subdir}.v{n}").exists():
             n += 1
-        os.rename(target, run.path / f"{subdir}.v{n}")
-    os.rename(tmp, target)
+        journal = {"subdir": subdir, "tmp": tmp.name, "backup": f"{subdir}.v{n}", "owned": sorted(owned), "values": output.metrics}
+        _write_json(run.path / JOURNAL, journal)
+        _replay(run.path, journal)
+
+
+def recover(path: Path) -> None:
+    """Finish a recomputed stage's publication that a killed process left half done (see :func:`recompute_output`)."""
+    if not (path / JOURNAL).is_file():
+        return
+    with _locked(path / ".metrics.lock"):
+        try:
+            journal = json.loads((path / JOURNAL).read_text())
+        except FileNotFoundError:
+            return  # another process finished it meanwhile
+        _replay(path, journal)
+
+
+def _replay(path: Path, journal: dict[str, Any]) -> None:
+    """The journal's steps; each is skipped when already done, so replaying twice changes nothing."""
+    target, tmp, backup = path / journal["subdir"], path / journal["tmp"], path / journal["backup"]
+    if tmp.exists():
+        if target.exists():
+            os.rename(target, backup)
+        os.rename(tmp, target)
+        _fsync_dir(path)
+    metrics = json.loads((path / "metrics.json").read_text())
+    for key in journal["owned"]:
+        _pop_dotted(metrics, key)
+    for key, value in journal["values"].items():
+        _set_dotted(metrics, key, value)
+    _write_json(path / "metrics.json", metrics)
+    (path / JOURNAL).unlink()
+    _fsync_dir(path)
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -371,24 +558,6 @@ def _pop_dotted(data: dict[str, Any], key: str) -> None:
         node = node.get(part) if isinstance(node, dict) else None
     if isinstance(node, dict):
         node.pop(leaf, None)
-
-
-def replace_metrics(run: Run, owned: Collection[str], values: dict[str, Any]) -> None:
-    """Replace the ``metrics.json`` keys ``owned`` by one stage with ``values`` (a recomputed stage).
-
-    Keys the stage owns but no longer produces are removed. Read, change and atomic replace happen under
-    an exclusive lock on the run, so two recomputes at once cannot lose one another's keys.
-    """
-    stray = sorted(set(values) - set(owned))
-    if stray:
-        raise RuntimeError(f"metrics key(s) {', '.join(stray)} are not owned by the recomputed stage")
-    with _locked(run.path / ".metrics.lock"):
-        metrics = run.metrics
-        for key in owned:
-            _pop_dotted(metrics, key)
-        for key, value in values.items():
-            _set_dotted(metrics, key, value)
-        _write_json(run.path / "metrics.json", metrics)
 
 
 @contextmanager

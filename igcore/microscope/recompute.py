@@ -1,7 +1,7 @@
 """Recomputing the microscope of a stored run with new settings (``python -m igcore microscope RUN_DIR``).
 
 The world is regenerated from the run's config and checked against the stored test_eval images; the
-new ``microscope/`` is written through :func:`igcore.store.add_files` (the previous one is kept as
+new ``microscope/`` is published through :func:`igcore.store.recompute_output` (the previous one is kept as
 ``microscope.v<N>``), and the metrics keys the microscope owns are replaced atomically.
 """
 
@@ -43,7 +43,8 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
         InputError: not a run directory, an incomplete run, missing models or tensors, bad overrides,
             or a world that no longer reproduces the run's test_eval images.
     """
-    from igcore.store import add_files, load_run_dir, replace_metrics
+    from igcore.stages import stage_named
+    from igcore.store import load_run_dir, recompute_output
     from igcore.worlds import build_world
 
     run = load_run_dir(run_dir)
@@ -86,21 +87,19 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
         search=config.search,
         device=str(dev),
     )
-    with add_files(run, "microscope") as tmp:
+    with recompute_output(run, "microscope", stage_named("microscope").writes) as output:
         old = run.path / "microscope" / "attributions"
         if old.is_dir():
-            shutil.copytree(old, tmp / "attributions", copy_function=_link_or_copy)
+            shutil.copytree(old, output.path / "attributions", copy_function=_link_or_copy)
         start = time.perf_counter()
         try:
-            result = run_microscope(inputs, settings, tmp)
+            result = run_microscope(inputs, settings, output.path)
         except ValueError as e:
             raise InputError(str(e)) from None
         shown = dict(overrides) if isinstance(overrides, Mapping) else list(overrides)
         result.info["recomputed"] = {"seconds": round(time.perf_counter() - start, 3), "overrides": shown}
-        (tmp / "info.json").write_text(json.dumps(result.info, indent=2))
-    from igcore.stages import stage_named
-
-    replace_metrics(run, stage_named("microscope").writes, result.metrics_values())
+        (output.path / "info.json").write_text(json.dumps(result.info, indent=2))
+        output.metrics.update(result.metrics_values())
     return run.path / "microscope"
 
 

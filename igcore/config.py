@@ -158,7 +158,9 @@ class SearchConfig(Settings):
 class TCAVConfig(Settings):
     models: list[str] = Field(["erm"], description="models whose layers are tested (a subset of microscope.models)")
     layers: list[str] = Field(["penultimate", "middle"], min_length=1, description="aliases (penultimate, middle) or dotted module paths")
-    n_random: int = Field(10, ge=2, description="random concept sets (>= 2) for the t-test")
+    n_random: int = Field(20, ge=2, description="random concept sets for the t-test")
+    repeats: int = Field(3, ge=1, description="draws of the concept and random images; significant = significant in every repeat")
+    n_controls: int = Field(10, ge=0, description="random image sets tested like concepts (their significance rate is the false-positive rate)")
     n_concept_images: int = Field(80, ge=4, description="concept-bank images per concept / random set")
     n_inputs: int = Field(100, ge=1, description="test_eval images per class whose predictions are tested")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level")
@@ -179,8 +181,16 @@ class SwapsConfig(Settings):
     keep_per_group: int = Field(2, ge=0, description="swapped images per group kept for the dashboard")
 
 
+class CounterfactualsConfig(Settings):
+    max_images: int | None = Field(None, ge=1, description="D' images whose background and object are swapped; null = every test_eval image")
+    attribution_per_group: int = Field(8, ge=0, description="images per group whose double swap is attributed with integrated gradients (0 = off)")
+    n_steps: int = Field(32, ge=2, description="integrated-gradients steps of the swap attribution")
+    n_resamples: int = Field(2000, ge=100, description="bootstrap resamples of every confidence interval")
+    examples_per_group: int = Field(2, ge=0, description="counterfactual examples per group kept for the dashboard and docs")
+
+
 class SanityConfig(Settings):
-    models: list[str] = Field(["erm"], description="models whose maps get the cascading-randomisation check")
+    models: list[str] | None = Field(None, description="models whose maps get the cascading-randomisation check; null = every examined model")
     n_images: int = Field(8, ge=1, description="images per check")
     threshold: float = Field(0.5, ge=-1, le=1, description="a method is trustworthy when |Spearman| to the trained maps falls below this")
 
@@ -212,15 +222,14 @@ class MicroscopeConfig(Settings):
     tcav: TCAVConfig = Field(default_factory=TCAVConfig)
     swaps: SwapsConfig = Field(default_factory=SwapsConfig)
     sanity: SanityConfig = Field(default_factory=SanityConfig)
+    counterfactuals: CounterfactualsConfig = Field(default_factory=CounterfactualsConfig)
     surrogates: bool = Field(True, description="fit z_baseline / z_student (surrogate hypotheses in the language of z*)")
     surrogate_l1: float = Field(20.0, ge=0, le=1e6, description="sparsity cost on every surrogate clause (readable, concept-agnostic)")
 
-    @field_validator("models", "tcav", "sanity", mode="after")
+    @field_validator("models")
     @classmethod
-    def _unique_models(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            _unique(value)
-        return value
+    def _unique_models(cls, value: list[str]) -> list[str]:
+        return _unique(value)
 
     @field_validator("methods")
     @classmethod
@@ -251,10 +260,11 @@ class MicroscopeConfig(Settings):
     def _models_known(self) -> MicroscopeConfig:
         from igcore.stages import MODEL_NAMES
 
-        for key, names in (("models", self.models), ("tcav.models", self.tcav.models), ("sanity.models", self.sanity.models)):
+        sanity = self.sanity.models or []
+        for key, names in (("models", self.models), ("tcav.models", self.tcav.models), ("sanity.models", sanity)):
             if problem := _unknown(f"model(s) in microscope.{key}", names, MODEL_NAMES):
                 raise ValueError(problem)
-        for key, names in (("tcav.models", self.tcav.models), ("sanity.models", self.sanity.models)):
+        for key, names in (("tcav.models", self.tcav.models), ("sanity.models", sanity)):
             if outside := [n for n in names if n not in self.models]:
                 raise ValueError(f"microscope.{key} names {', '.join(outside)}, which microscope.models does not examine")
         return self

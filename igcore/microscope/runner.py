@@ -185,7 +185,7 @@ def sanity(
 
     test, n_groups = inputs.test_eval, len(inputs.world.group_names())
     rows = []
-    for m in [m for m in settings.sanity.models if m in models]:
+    for m in [m for m in (settings.sanity.models or models) if m in models]:
         clf = inputs.models[m]
         methods = {k: settings.params.get(k, {}) for k in _applicable_methods(settings, clf)}
         n = settings.sanity.n_images
@@ -214,7 +214,7 @@ def sanity(
 
 def tcav(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]]) -> None:
     """TCAV (Kim et al., 2018) of every concept of the vocabulary, per class and layer, with significance."""
-    from igcore.microscope.tcav import tcav_scores
+    from igcore.microscope.tcav import tcav_repeated
 
     t, test, classes = settings.tcav, inputs.test_eval, list(inputs.world.classes)
     rows = []
@@ -225,14 +225,57 @@ def tcav(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str]
         for c, name in enumerate(classes):
             rows_c = np.flatnonzero(test.labels == c)
             by_class[name] = test.images[np.sort(rng.choice(rows_c, size=min(t.n_inputs, len(rows_c)), replace=False))]
-        records = tcav_scores(
+        records, controls = tcav_repeated(
             clf.module_, inputs.concept_bank_images, inputs.concept_bank_concepts, inputs.world.vocabulary.ids, by_class,
             t.layers, classes=classes, n_random=t.n_random, n_concept_images=t.n_concept_images,
             alpha=t.alpha, correction=t.correction, seed=inputs.seed, device=clf.device_, model_id=m,
+            n_controls=t.n_controls, repeats=t.repeats,
         )
         per_model[m]["tcav"] = records
+        per_model[m]["tcav_controls"] = controls
         rows += [{"model": m, **r} for r in records]
     write_table(out_dir, "tcav", pd.DataFrame.from_records(rows))
+
+
+def counterfactual_effects(
+    inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]],
+) -> None:
+    """Background and object swaps: each model's change in the log-odds of its answer, with bootstrap CIs,
+    and the integrated-gradients attribution of a double swap (:mod:`igcore.microscope.counterfactuals`)."""
+    from igcore.microscope.counterfactuals import effects, make_counterfactuals, swap_attribution
+
+    c, test, names = settings.counterfactuals, inputs.test_eval, inputs.world.group_names()
+    rows = np.arange(len(test))
+    if c.max_images is not None and c.max_images < len(test):
+        rows = sample_per_group(test.groups, max(1, c.max_images // len(names)), inputs.seed + 4)
+    cfs = make_counterfactuals(inputs.world, test, rows, seed=inputs.seed + 4)
+    records = []
+    attributed = np.zeros(0, dtype=np.int64)
+    if "double" in cfs and c.attribution_per_group:
+        attributed = sample_per_group(test.groups[cfs["double"].index], c.attribution_per_group, inputs.seed + 5)
+    for m in models:
+        clf = inputs.models[m]
+        found = effects(clf, test, cfs, names, seed=inputs.seed)
+        per_model[m]["effects"] = found
+        for kind, e in found.items():
+            for group, stat in [("all", e["overall"]), *e["by_group"].items()]:
+                records.append({"model": m, "kind": kind, "group": group, **stat})
+        if len(attributed):
+            per_model[m]["swap_attribution"] = swap_attribution(
+                clf, test, cfs["double"], attributed, n_steps=c.n_steps, batch_size=settings.batch_size,
+                seed=inputs.seed, group_names=names,
+            )
+    write_table(out_dir, "effects", pd.DataFrame.from_records(records, columns=["model", "kind", "group", "mean", "ci_low", "ci_high", "n"]))
+    if c.examples_per_group and "double" in cfs:  # a strip of examples: original, background, object, double swap
+        double = cfs["double"]
+        keep = sample_per_group(test.groups[double.index], c.examples_per_group, inputs.seed + 6)
+        strip = {"index": double.index[keep], "original": test.images[double.index[keep]], "double": double.images[keep]}
+        for kind in ("background", "object"):
+            cf = cfs.get(kind)
+            if cf is not None:
+                first = {int(r): j for j, r in reversed(list(enumerate(cf.index)))}
+                strip[kind] = cf.images[[first[int(r)] for r in double.index[keep]]]
+        write_tensors(out_dir, "counterfactuals", strip)
 
 
 def surrogates(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -271,8 +314,13 @@ def unavailable_parts(inputs: MicroscopeInputs) -> dict[str, str]:
         )
     if not inputs.world.can_render:
         skipped["swaps"] = (
-            "background swaps need a world that re-draws objects on other backgrounds, and this data set "
-            "consists of photographs"
+            "swaps onto every background need a world that re-draws its objects; for photographs the "
+            "counterfactual effects paste the object onto inpainted images instead"
+        )
+    if inputs.test_eval.masks is None and not inputs.world.can_render:
+        skipped["effects"] = (
+            "counterfactual swaps need object masks (to cut the object out and inpaint the background) or a "
+            "world that re-draws its objects; this data set has neither"
         )
     return skipped
 
@@ -306,6 +354,9 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     if "swaps" not in skipped:
         swaps(inputs, settings, models, out_dir, per_model)
     clock.lap("swaps")
+    if "effects" not in skipped:
+        counterfactual_effects(inputs, settings, models, out_dir, per_model)
+    clock.lap("effects")
     sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model)
     clock.lap("sanity")
     tcav(inputs, settings, models, out_dir, per_model)

@@ -15,6 +15,11 @@ Holm, Bonferroni or none). With 2 classes × 2 layers × 19 concepts = 76 tests 
 family-wise correction (Holm) left nothing significant on the default run even for the shortcut
 concept (raw p ≈ 0.002–0.01), so the default controls the false-discovery rate instead. A score is ``significant`` when its corrected p-value is below ``alpha``; a non-significant score
 says nothing about the model and the dashboard greys it out.
+
+Controls (:func:`tcav_repeated`): the concept and random images are drawn anew in several repeats, and
+a concept counts as significant only when it is in every repeat (with 40 instead of 80 concept images a
+single draw flipped the shortcut concept between significant and not). Random image sets tested like
+concepts measure the procedure's false-positive rate; the run reports it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from igcore.errors import InputError
 from igcore.microscope.registry import architecture_of, vit_layers
 
 CORRECTIONS = ("bh", "holm", "bonferroni", "none")
+CONTROL_PREFIX = "random-control-"  # concept name of a random control set (no concept at all)
 
 
 def resolve_layer(module: nn.Module, layer: str) -> str:
@@ -142,6 +148,7 @@ def tcav_scores(
     seed: int = 0,
     device: torch.device | str = "cpu",
     model_id: str = "model",
+    n_controls: int = 0,
 ) -> list[dict[str, Any]]:
     """TCAV scores with significance for every concept × class × layer.
 
@@ -160,6 +167,9 @@ def tcav_scores(
         seed: sampling of the sets and the CAV train/test splits.
         device: where to compute.
         model_id: name used for captum's on-disk activation store (a temporary directory).
+        n_controls: random image sets tested exactly like concepts (records with ``control`` True,
+            concept ``random-control-<j>``): they carry no concept, so every "significant" one is a false
+            positive of the procedure. Their p-values are corrected among themselves.
 
     Returns:
         One record per (concept, class, layer): ``concept``, ``class``, ``layer`` (as given),
@@ -191,6 +201,10 @@ def tcav_scores(
             continue
         pick = rng.choice(pos, size=min(n_concept_images, len(pos)), replace=False)
         concepts.append((name, Concept(cid, f"c{cid}", batch(pick)), len(pick)))
+        cid += 1
+    for j in range(n_controls):
+        pick = rng.choice(len(bank_images), size=min(n_concept_images, len(bank_images)), replace=False)
+        concepts.append((f"{CONTROL_PREFIX}{j}", Concept(cid, f"control{cid}", batch(pick)), len(pick)))
         cid += 1
     randoms = []
     for _ in range(n_random):
@@ -238,14 +252,70 @@ def tcav_scores(
                             "cav_acc": float(np.nanmean(accs)),
                             "n_random": n_random,
                             "n_images": n_img,
+                            "control": name.startswith(CONTROL_PREFIX),
                         }
                     )
-    adjusted = _adjust(np.array([r["p_value"] for r in records]), correction)
-    for r, pa in zip(records, adjusted, strict=True):
-        r["p_adjusted"] = float(pa)
-        r["correction"] = correction
-        r["significant"] = bool(pa < alpha)
+    for family in (False, True):  # concepts and controls are corrected as separate families
+        members = [r for r in records if r["control"] is family]
+        adjusted = _adjust(np.array([r["p_value"] for r in members]), correction)
+        for r, pa in zip(members, adjusted, strict=True):
+            r["p_adjusted"] = float(pa)
+            r["correction"] = correction
+            r["significant"] = bool(pa < alpha)
     return records
+
+
+def tcav_repeated(*args: Any, repeats: int = 3, seed: int = 0, **kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """:func:`tcav_scores` over ``repeats`` draws of the concept and random images (seeds ``seed + r``).
+
+    A concept is called significant only when it is significant, after correction, in every repeat;
+    one significant in some repeats but not all is marked ``unstable`` (the dashboard shows it as such).
+    The random controls (``n_controls``) estimate how often the whole procedure calls a concept-free
+    image set significant.
+
+    Returns:
+        ``(records, controls)``: one record per (concept, class, layer) with ``score`` (mean over
+        repeats), ``score_min`` / ``score_max`` / ``score_spread`` (across repeats), ``p_values`` and
+        ``p_adjusted_values`` (per repeat), ``p_adjusted`` (the largest), ``significant_repeats``,
+        ``significant`` (in every repeat), ``unstable``, and the fields of :func:`tcav_scores` of the
+        first repeat; ``controls`` = ``{"n_tests", "n_significant", "not_significant_rate", "repeats"}``.
+    """
+    if repeats < 1:
+        raise InputError(f"TCAV needs at least one repeat, got {repeats}")
+    runs = [tcav_scores(*args, seed=seed + r, **kwargs) for r in range(repeats)]
+    key = ("concept", "class", "layer")
+    merged: list[dict[str, Any]] = []
+    for first, *others in zip(*runs, strict=True):
+        group = [first, *others]
+        assert all(tuple(g[k] for k in key) == tuple(first[k] for k in key) for g in group)
+        scores = np.array([g["score"] for g in group])
+        sig = [g["significant"] for g in group]
+        merged.append({
+            **first,
+            "score": float(scores.mean()),
+            "score_min": float(scores.min()),
+            "score_max": float(scores.max()),
+            "score_spread": float(scores.max() - scores.min()),
+            "random_score": float(np.mean([g["random_score"] for g in group])),
+            "p_values": [g["p_value"] for g in group],
+            "p_adjusted_values": [g["p_adjusted"] for g in group],
+            "p_value": float(max(g["p_value"] for g in group)),
+            "p_adjusted": float(max(g["p_adjusted"] for g in group)),
+            "cav_acc": float(np.nanmean([g["cav_acc"] for g in group])),
+            "significant_repeats": int(sum(sig)),
+            "significant": all(sig),
+            "unstable": any(sig) and not all(sig),
+            "repeats": repeats,
+        })
+    control_tests = [r for run in runs for r in run if r["control"]]
+    n_sig = sum(r["significant"] for r in control_tests)
+    controls = {
+        "n_tests": len(control_tests),
+        "n_significant": int(n_sig),
+        "not_significant_rate": float(1 - n_sig / len(control_tests)) if control_tests else None,
+        "repeats": repeats,
+    }
+    return [r for r in merged if not r["control"]], controls
 
 
 def _key(concepts: Sequence[Any]) -> str:

@@ -21,7 +21,7 @@ page = open_page(
     "D′ is where we need the model to work (backgrounds reversed or mixed).",
 )
 run = page.run
-figures = {f.key: f for f in key_figures(run)}
+figures = {f.key: f for f in key_figures(run, keys=("accuracy", "groups"))}
 
 left, right = st.columns(2)
 with left, st.container(border=True):

@@ -1,12 +1,12 @@
-"""The run's key figures, built once for every place that shows them together: the Overview page, the
-Share page's PNG zip and the HTML report. Each entry carries its title and caption, so the three read
-alike; a figure whose section the run lacks carries instead the sentence saying which stage would have
-produced it.
+"""The run's key figures, built by one function for every place that shows them: the Overview page (the
+two accuracy figures), the Share page's PNG zip and the HTML report (all of them). Each entry carries its
+title and caption, so the three read alike; a figure whose section the run lacks carries instead the
+sentence saying which stage would have produced it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +40,19 @@ def tcav_layers(tcav: list[dict[str, Any]]) -> list[str]:
     return sorted({str(t.get("layer")) for t in tcav}, key=lambda name: (name != "penultimate", name))
 
 
-def key_figures(run: RunView) -> list[KeyFigure]:
+def key_figures(run: RunView, keys: Collection[str] | None = None) -> list[KeyFigure]:
     """Accuracy per method and per group, the clauses of z* and z_baseline, the baseline's TCAV and how it
-    lines up with both hypotheses' weights, relevance on the animal and background swaps."""
+    lines up with both hypotheses' weights, relevance on the animal and background swaps.
+
+    Args:
+        run: the run.
+        keys: build only these figures (a page that shows a few need not pay for the rest).
+    """
     out: list[KeyFigure] = []
 
     def add(key: str, title: str, caption: str, build: Callable[[], go.Figure]) -> None:
+        if keys is not None and key not in keys:
+            return
         try:
             out.append(KeyFigure(key, title, build(), caption))
         except NotComputed as e:

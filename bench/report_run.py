@@ -1,5 +1,7 @@
 """Write one run's numbers — methods, hypotheses, concept model, microscope, stage timings — to
-``docs/DEFAULT_RUN.md``, so the documentation quotes what the code computed.
+``docs/DEFAULT_RUN.md``, so the documentation quotes what the code computed. It reads the run through
+the dashboard's run view (typed sections over ``igcore.store.Run``) and phrases hypotheses with the
+engine's own sentences, like the dashboard.
 
     python -m igcore run --out runs && python bench/report_run.py runs/<run_id>
 """
@@ -10,15 +12,100 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+from streamlit.logger import set_log_level  # noqa: E402
+
+set_log_level("error")  # before the run view's caches are made: outside a server each would warn that none runs
+
+from dashboard.run_view import RunView  # noqa: E402
+from igcore.hypothesis import summary_sentence  # noqa: E402
 from igcore.store import load_run_dir  # noqa: E402
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = ROOT / "docs"
+#: Background concepts whose TCAV scores the report lists.
+BACKGROUNDS = ("snowy_ground", "grassy_ground", "forest_floor")
 
 
 def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
+
+
+def verdict(trustworthy: bool | None) -> str:
+    return {True: "passes", False: "FAILS", None: "undefined"}[trustworthy]
+
+
+def report(run: RunView, command: str) -> list[str]:
+    """The Markdown lines of the report."""
+    info, world, classes = run.info, run.world, run.classes
+    groups = world.groups
+    lines = [
+        "# The default run",
+        "",
+        f"Command: `{command}` (run `{run.run_id}`, seed {info.seed}, device `{info.device}`, "
+        f"{info.machine.get('cpus')} CPUs). Written by `python bench/report_run.py RUN_DIR`.",
+        "",
+        f"World `{world.name}`, ρ = {info.config['world'].get('rho')}, sizes "
+        + ", ".join(f"{k} {v}" for k, v in world.sizes.items()) + ".",
+        "Training groups: " + ", ".join(f"{k} {v}" for k, v in world.train_group_counts.items()) + ".",
+        "",
+        "## Accuracy on D′_eval (%)",
+        "",
+        "| method | average | worst group | train-weighted | val | " + " | ".join(groups) + " |",
+        "|---|---|---|---|---|" + "---|" * len(groups),
+    ]
+    for name, r in run.methods.items():
+        lines.append(
+            f"| `{name}` | {pct(r.avg_acc)} | {pct(r.worst_group_acc)} ({r.worst_group}) | "
+            f"{pct(r.train_weighted_acc)} | {pct((r.model_extra or {}).get('val_acc'))} | "
+            + " | ".join(pct(r.group_acc.get(g)) for g in groups) + " |"
+        )
+    if run.missing("hypotheses.z_star", "z*") is None:
+        lines += ["", "## Hypotheses", "",
+                  f"- **z\\*** (IG): {summary_sentence(run.clauses('z_star'), 'IG', classes)} {run.hypothesis_text('z_star')}",
+                  f"- **no_prior** (flat prior): {run.hypothesis_text('no_prior')}"]
+        if run.missing("hypotheses.z_baseline", "z_baseline") is None:
+            fid = (run.surrogates.get("z_baseline") or {}).get("fidelity")
+            lines.append(f"- **z_baseline** (surrogate of `erm`, fidelity {pct(fid)} %): "
+                         f"{summary_sentence(run.clauses('z_baseline'), 'The baseline', classes)} {run.hypothesis_text('z_baseline')}")
+        lines += ["", f"Ranked alternatives: {len(run.ranked)}; top 5:", "",
+                  "| # | clauses | log prior | log likelihood | posterior |", "|---|---|---|---|---|"]
+        for i, r in enumerate(run.ranked[:5], 1):
+            clauses = ", ".join(f"{c.concept}→{c.cls} ({c.weight:.1f})" for c in r.clauses)
+            lines.append(f"| {i} | {clauses} | {r.log_prior:.1f} | {r.log_likelihood:.1f} | {r.posterior:.3f} |")
+    prior = run.results.prior
+    if prior:
+        encoder = str(prior["encoder"]).split(" (")[0]  # the rest names local files of this machine
+        lines += ["", f"Prior_M: encoder {encoder}; {prior['n_ratings']} ratings from {prior['n_raters']} raters; "
+                  f"leave-one-concept-out MAE {prior['loco_error']['mae']:.2f} (predict-the-mean {prior['loco_error']['baseline_mae']:.2f})."]
+    concepts = run.results.concepts
+    if concepts:
+        lines += ["", "## Concept model ROC AUC", "", "| concept | held-out concept bank | D′_eval |", "|---|---|---|"]
+        for cid, v in concepts["heldout_auc"].items():
+            t = concepts["test_eval_auc"].get(cid)
+            lines.append(f"| {cid} | {'–' if v is None else f'{v:.3f}'} | {'–' if t is None else f'{t:.3f}'} |")
+    if run.microscope:
+        lines += ["", "## Microscope", ""]
+        for model, r in run.microscope.items():
+            rel = ", ".join(f"{k} {v:.3f}" for k, v in r.get("relevance_on_animal", {}).items())
+            lines.append(f"- `{model}`: relevance on animal {rel} (mask area share {r.get('mask_area_share', 0):.3f}); "
+                         f"background-swap flip rate {pct(r.get('swap_flip_rate'))} %, accuracy on swapped images "
+                         f"{pct(r.get('swap_acc'))} %.")
+            if "sanity" in r:
+                lines.append("  Sanity (cascading randomisation): "
+                             + ", ".join(f"{k} {verdict(v.get('trustworthy'))}" for k, v in r["sanity"].items()) + ".")
+        if run.missing("microscope.erm.tcav", "TCAV") is None:
+            lines += ["", "TCAV on `erm` (background concepts):", "", "| concept | class | layer | score | p | significant |",
+                      "|---|---|---|---|---|---|"]
+            for t in run.tcav():
+                if t["concept"] in BACKGROUNDS:
+                    lines.append(f"| {t['concept']} | {t['class']} | {t['layer']} | {t['score']:.2f} | {t['p_value']:.4f} | {t['significant']} |")
+    lines += ["", "## Stage wall time (s)", "", "| stage | seconds |", "|---|---|"]
+    for stage, v in info.stages.items():
+        lines.append(f"| {stage} | {v.seconds:.1f} |")
+    lines.append(f"| **total** | **{info.total_seconds or 0:.1f}** |")
+    return lines
 
 
 def main() -> None:
@@ -27,75 +114,9 @@ def main() -> None:
     ap.add_argument("--command", default="python -m igcore run", help="the command that produced the run")
     ap.add_argument("--out", default=str(DOCS / "DEFAULT_RUN.md"))
     args = ap.parse_args()
-    run = load_run_dir(args.run_dir)
-    m, man = run.metrics, run.manifest
-    groups = m["world"]["groups"]
-    lines = [
-        "# The default run",
-        "",
-        f"Command: `{args.command}` (run `{run.run_id}`, seed {man['seed']}, device `{man.get('device')}`, "
-        f"{man['machine']['cpus']} CPUs). Written by `python bench/report_run.py RUN_DIR`.",
-        "",
-        f"World `{m['world']['name']}`, ρ = {man['config']['world']['rho']}, sizes "
-        + ", ".join(f"{k} {v}" for k, v in m["world"]["sizes"].items()) + ".",
-        "Training groups: " + ", ".join(f"{k} {v}" for k, v in m["world"]["train_group_counts"].items()) + ".",
-        "",
-        "## Accuracy on D′_eval (%)",
-        "",
-        "| method | average | worst group | train-weighted | val | " + " | ".join(groups) + " |",
-        "|---|---|---|---|---|" + "---|" * len(groups),
-    ]
-    for name, r in m["methods"].items():
-        lines.append(
-            f"| `{name}` | {pct(r['avg_acc'])} | {pct(r['worst_group_acc'])} ({r['worst_group']}) | "
-            f"{pct(r.get('train_weighted_acc'))} | {pct(r.get('val_acc'))} | "
-            + " | ".join(pct(r["group_acc"].get(g)) for g in groups) + " |"
-        )
-    h = m.get("hypotheses", {})
-    if h:
-        lines += ["", "## Hypotheses", "", f"- **z\\*** (IG): {h['z_star_text']}", f"- **no_prior** (flat prior): {h['no_prior_text']}"]
-        if "z_baseline_text" in h:
-            fid = m.get("surrogates", {}).get("z_baseline", {}).get("fidelity")
-            lines.append(f"- **z_baseline** (surrogate of `erm`, fidelity {pct(fid)} %): {h['z_baseline_text']}")
-        ranked = h.get("ranked", [])
-        lines += ["", f"Ranked alternatives: {len(ranked)}; top 5:", "",
-                  "| # | clauses | log prior | log likelihood | posterior |", "|---|---|---|---|---|"]
-        for i, r in enumerate(ranked[:5], 1):
-            clauses = ", ".join(f"{c['concept']}→{c['class']} ({c['weight']:.1f})" for c in r["clauses"])
-            lines.append(f"| {i} | {clauses} | {r['log_prior']:.1f} | {r['log_likelihood']:.1f} | {r['posterior']:.3f} |")
-    if "prior" in m:
-        p = m["prior"]
-        lines += ["", f"Prior_M: encoder {p['encoder']}; {p['n_ratings']} ratings from {p['n_raters']} raters; "
-                  f"leave-one-concept-out MAE {p['loco_error']['mae']:.2f} (predict-the-mean {p['loco_error']['baseline_mae']:.2f})."]
-    if "concepts" in m:
-        auc = m["concepts"]
-        lines += ["", "## Concept model ROC AUC", "", "| concept | held-out concept bank | D′_eval |", "|---|---|---|"]
-        for cid, v in auc["heldout_auc"].items():
-            t = auc["test_eval_auc"].get(cid)
-            lines.append(f"| {cid} | {'–' if v is None else f'{v:.3f}'} | {'–' if t is None else f'{t:.3f}'} |")
-    if "microscope" in m:
-        lines += ["", "## Microscope", ""]
-        for model, r in m["microscope"].items():
-            rel = ", ".join(f"{k} {v:.3f}" for k, v in r.get("relevance_on_animal", {}).items())
-            lines.append(f"- `{model}`: relevance on animal {rel} (mask area share {r.get('mask_area_share', 0):.3f}); "
-                         f"background-swap flip rate {pct(r.get('swap_flip_rate'))} %, accuracy on swapped images "
-                         f"{pct(r.get('swap_acc'))} %.")
-            if "sanity" in r:
-                lines.append("  Sanity (cascading randomisation): " + ", ".join(
-                    f"{k} {'passes' if v.get('trustworthy') else 'FAILS' if v.get('trustworthy') is False else 'undefined'}"
-                    for k, v in r["sanity"].items()) + ".")
-        tcav = m["microscope"].get("erm", {}).get("tcav", [])
-        if tcav:
-            lines += ["", "TCAV on `erm` (background concepts):", "", "| concept | class | layer | score | p | significant |",
-                      "|---|---|---|---|---|---|"]
-            for t in tcav:
-                if t["concept"] in ("snowy_ground", "grassy_ground", "forest_floor"):
-                    lines.append(f"| {t['concept']} | {t['class']} | {t['layer']} | {t['score']:.2f} | {t['p_value']:.4f} | {t['significant']} |")
-    lines += ["", "## Stage wall time (s)", "", "| stage | seconds |", "|---|---|"]
-    for stage, v in man["stages"].items():
-        lines.append(f"| {stage} | {v['seconds']:.1f} |")
-    lines.append(f"| **total** | **{man.get('total_seconds', 0):.1f}** |")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    path = load_run_dir(args.run_dir).path.resolve()  # one line naming the problem when it is not a run
+    run = RunView.open(str(path.parent), path.name)
+    Path(args.out).write_text("\n".join(report(run, args.command)) + "\n")
     print(args.out)
 
 

@@ -22,9 +22,11 @@ if str(_ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import data, session  # noqa: E402
+from dashboard import session  # noqa: E402
 from dashboard import state as codec  # noqa: E402
 from dashboard.first_launch import first_launch  # noqa: E402
+from dashboard.run_view import RunInfo, RunView, list_runs, runs_dir  # noqa: E402
+from igcore.errors import InputError  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,18 +40,16 @@ PAGES = [
 ]
 
 
-def _run_label(info: data.RunInfo) -> str:
+def _run_label(info: RunInfo) -> str:
     return info.run_id if info.complete else f"⚠ {info.run_id} ({info.status})"
 
 
-def _pick_run(root: str, runs: list[data.RunInfo], wanted: str | None, notes: list[str]) -> data.RunRef | None:
+def _pick_run(root: str, runs: list[RunInfo], wanted: str | None, notes: list[str]) -> RunView | None:
     """The run named in the URL if it is usable, else the newest complete run (with a note)."""
-    from igcore.errors import InputError
-
     fallback = next((r for r in runs if r.complete), runs[0] if runs else None)
     if wanted:
         try:
-            return data.open_run(root, wanted)
+            return RunView.open(root, wanted)
         except InputError:
             shown = codec.shorten(wanted)
             if "/" in wanted or "\\" in wanted or ".." in wanted or not codec.TOKEN.fullmatch(wanted):
@@ -61,7 +61,7 @@ def _pick_run(root: str, runs: list[data.RunInfo], wanted: str | None, notes: li
     if fallback is None:
         return None
     try:
-        return data.open_run(root, fallback.run_id)
+        return RunView.open(root, fallback.run_id)
     except InputError:
         return None
 
@@ -72,37 +72,37 @@ def _on_run_change() -> None:
 
 
 def sidebar(ctx: session.PageContext) -> None:
+    """Title, run picker and the selected run's world in one line."""
     with st.sidebar:
         st.markdown("### 🔬 IG Microscope")
         st.caption("What the model *should* have learned (z*) vs what it *did* learn (the baseline).")
-        if not ctx.runs or ctx.ref is None:
+        if not ctx.runs or ctx.run is None:
             return
         ids = [r.run_id for r in ctx.runs]
         labels = {r.run_id: _run_label(r) for r in ctx.runs}
-        session.bind("w_run", ctx.ref.run_id)
+        session.bind("w_run", ctx.run.run_id)
         st.selectbox("Run", ids, key="w_run", format_func=labels.get, on_change=_on_run_change, help="Runs in the runs folder, newest first. ⚠ marks runs that did not finish.")
-        info = next((r for r in ctx.runs if r.run_id == ctx.ref.run_id), None)
-        if info is not None and not info.complete:
+        info = ctx.run.info
+        if info.status != "complete":
             st.warning(f"This run is **{info.status}**: some parts may be missing.", icon="⚠️")
-        cfg = ctx.ref.manifest.get("config", {})
-        world = cfg.get("world", {})
-        if world:
-            st.caption(f"World **{world.get('name', '?')}** · ρ = {world.get('rho', '?')} · seed {cfg.get('seed', '?')}")
+        world = info.config.get("world") or {}
+        rho = f" · ρ = {world['rho']}" if "rho" in world else ""
+        st.caption(f"World **{world.get('name', '?')}**{rho} · seed {info.seed}")
 
 
 def main() -> None:
     st.set_page_config(page_title="IG Microscope", page_icon="🔬", layout="wide")
     page = st.navigation(PAGES)
-    root = str(data.runs_dir())
-    runs = data.list_runs(root)
+    root = str(runs_dir())
+    runs = list_runs(root)
     if not runs:
         first_launch(root)  # computes the demo run, then reruns; stops here otherwise
         return
     decoded = codec.decode(session.read_params())
     notes = list(decoded.notes)
-    ref = _pick_run(root, runs, decoded.state.run, notes)
-    view = decoded.state if ref is None else replace(decoded.state, run=ref.run_id)
-    ctx = session.PageContext(root=root, runs=runs, ref=ref, view=view, notes=notes)
+    run = _pick_run(root, runs, decoded.state.run, notes)
+    view = decoded.state if run is None else replace(decoded.state, run=run.run_id)
+    ctx = session.PageContext(root=root, runs=runs, run=run, view=view, notes=notes)
     session.store_context(ctx)
     sidebar(ctx)
     page.run()

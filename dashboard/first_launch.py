@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from dashboard import data
+from dashboard.run_view import list_runs
 
 LOG = logging.getLogger("dashboard")
-
 
 
 @dataclass
@@ -128,5 +127,5 @@ def first_launch(root: str) -> None:
             _job(root, restart=True)
             st.rerun()
         return
-    data.list_runs.clear()
+    list_runs.clear()
     st.rerun()

@@ -1,12 +1,12 @@
 """Streamlit side of the view state: the URL is the source of truth, mirrored in the session.
 
-- At the start of each script run the app calls :func:`resolve` (in ``app.py``), which decodes
-  ``st.query_params``; when the URL holds no view keys (Streamlit clears query parameters when the
-  user switches pages in the sidebar) the session's mirror is used instead, so the run and the other
-  selections survive page switches.
+- At the start of each script run the router (``app.py``) decodes :func:`read_params`: the URL's view
+  keys over the session's mirror of the last view (Streamlit clears query parameters when the user
+  switches pages in the sidebar), so the run and the other selections survive page switches.
 - Widgets call :func:`set_view` from their ``on_change`` callbacks: it updates the URL and the mirror.
-- Each page calls :func:`publish` with the keys it uses, which writes the validated state back into the
-  URL (so malformed values disappear from the address bar and the link is always complete).
+- Each page publishes the keys it uses (:func:`dashboard.page.open_page` calls :func:`publish`), which
+  writes the validated state back into the URL (so malformed values disappear from the address bar and
+  the link is always complete).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard import state as codec
-from dashboard.data import RunInfo, RunRef
+from dashboard.run_view import NotComputed, RunInfo, RunView
 
 LOG = logging.getLogger("dashboard")
 _MIRROR = "_ig_view"
@@ -33,13 +33,9 @@ class PageContext:
 
     root: str
     runs: list[RunInfo]
-    ref: RunRef | None
+    run: RunView | None
     view: codec.ViewState
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return self.ref.metrics if self.ref else {}
 
 
 def read_params() -> dict[str, str]:
@@ -107,20 +103,15 @@ def show_notes(notes: Sequence[str]) -> None:
         st.info(note, icon="🔗")
 
 
-class NotComputed(Exception):
-    """Raised by a page section when the run lacks what it would render."""
-
-
 @contextmanager
 def guard(what: str) -> Iterator[None]:
-    """Render a section; if the run lacks its inputs show a note, if it fails show a short error.
-
-    One broken or missing engine part never takes the whole page down.
+    """Render a section; if the run lacks its inputs say which stage would have produced them, if it
+    fails show a short error. One missing or broken part never takes the whole page down.
     """
     try:
         yield
     except NotComputed as e:
-        st.info(f"**{what}: not computed in this run.** {e}", icon="🧩")
+        st.info(f"**{what}.** {e}", icon="🧩")
     except Exception as e:  # noqa: BLE001  (Streamlit's own control flow uses BaseException)
         LOG.exception("section %r failed", what)
         st.warning(f"**{what} could not be drawn** ({type(e).__name__}: {e}).", icon="⚠️")

@@ -305,3 +305,73 @@ def hypotheses_equal_structure(a: Hypothesis, b: Hypothesis) -> bool:
 def from_pairs(pairs: Iterable[tuple[str, str, float]], bias: Mapping[str, float] | None = None) -> Hypothesis:
     """Convenience constructor: ``from_pairs([("amber_eyes", "wolf", 2.0), ...])``."""
     return Hypothesis(tuple(Clause(c, y, w) for c, y, w in pairs), dict(bias or {}))
+
+
+#: Concept kinds about the picture around the animal rather than the animal (see :func:`summary_sentence`).
+CONTEXT_KINDS: tuple[str, ...] = ("context", "distractor")
+
+
+def join_words(items: Sequence[str]) -> str:
+    """``["a", "b", "c"] -> "a, b and c"`` (empty items are dropped)."""
+    items = [i for i in items if i]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def summary_sentence(
+    records: Sequence[Mapping[str, Any]], subject: str, classes: Sequence[str], verb: str = "learned that", top: int = 3
+) -> str:
+    """One plain-English sentence saying what a hypothesis claims, led by whatever carries most of its weight.
+
+    Where :meth:`Hypothesis.render` is the full field guide, this is the headline a reader sees first
+    (the dashboard's cards, the HTML report). It reads clause *records*, the ``metrics.json`` form
+    ``{concept, kind, class, weight, text}`` (:meth:`Hypothesis.to_records`), so stored hypotheses and
+    surrogates are phrased without rebuilding them. Animal features are grouped per class ("a wolf has
+    amber eyes"); background (``context``) and ``distractor`` clauses are listed as "snowy ground ⇒ wolf".
+    When background clauses carry at least half of the total weight they lead the sentence. At most
+    ``top`` items per part are named, strongest first; the rest are counted.
+
+    Args:
+        records: clause records; an empty list is the hypothesis that only uses the class biases.
+        subject: who holds the hypothesis ("IG", "The baseline").
+        classes: class names, in the order their parts are written.
+        verb: what the subject does with it ("learned that", "says that").
+        top: how many items each part names.
+
+    Returns:
+        One sentence ending with a full stop.
+
+    >>> summary_sentence([{"concept": "amber_eyes", "kind": "core", "class": "wolf", "weight": 2.0,
+    ...                    "text": "amber eyes"}], "IG", ["husky", "wolf"])
+    'IG learned that a wolf has amber eyes; the background does not matter.'
+    """
+    if not records:
+        return f"{subject} {verb.split()[0]} no rule at all (empty hypothesis)."
+
+    def strongest(items: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        return sorted(items, key=lambda r: -float(r["weight"]))[:top]
+
+    def phrase(record: Mapping[str, Any]) -> str:
+        return str(record.get("text") or record["concept"])
+
+    core = [r for r in records if r.get("kind") not in CONTEXT_KINDS]
+    background = [r for r in records if r.get("kind") == "context"]
+    distractors = [r for r in records if r.get("kind") == "distractor"]
+    order = list(classes) + sorted({str(r["class"]) for r in core} - set(classes))
+    per_class = [(cls, strongest([r for r in core if str(r["class"]) == cls])) for cls in order]
+    animal = "; ".join(f"{with_article(cls)} has {join_words([phrase(r) for r in own])}" for cls, own in per_class if own)
+    signs = join_words([f"{phrase(r)} ⇒ {r['class']}" for r in strongest(background)])
+    swayed = join_words([f"{phrase(r)} ⇒ {r['class']}" for r in strongest(distractors)])
+    shown = sum(len(own) for _, own in per_class) + min(top, len(background)) + min(top, len(distractors))
+    more = len(records) - shown
+    extra = f" (plus {more} weaker clause{'s' if more != 1 else ''})" if more > 0 else ""
+    tail = f"; distractors also sway it ({swayed})" if distractors else ""
+    total = sum(abs(float(r["weight"])) for r in records) or 1.0
+    if background and sum(abs(float(r["weight"])) for r in background) / total >= 0.5:
+        rest = f"; animal features matter less ({animal})" if animal else "; the animal itself plays no part"
+        return f"{subject} {verb} {signs}{rest}{tail}{extra}."
+    body = animal or "the animal itself plays no part"
+    if background:
+        return f"{subject} {verb} {body}; the background also counts ({signs}){tail}{extra}."
+    return f"{subject} {verb} {body}; the background does not matter{tail}{extra}."

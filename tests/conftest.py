@@ -48,9 +48,27 @@ def build_tiny_run(root: Path, run_id: str) -> Path:
     return run_pipeline(config, root, progress=False)
 
 
+def write_incomplete_run(complete: Path, out: Path) -> None:
+    """What a run looks like while its pipeline is still running, just after the world stage: the world's
+    files and metrics, status ``running``, every default stage selected but only ``world`` recorded."""
+    out.mkdir()
+    manifest = json.loads((complete / "manifest.json").read_text())
+    manifest.update(run_id=out.name, status="running", stages={"world": manifest["stages"]["world"]})
+    manifest.pop("total_seconds", None)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    metrics = json.loads((complete / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({"world": metrics["world"]}))
+    shutil.copy(complete / "contact_sheet.png", out / "contact_sheet.png")
+    for name in ("tables/split_train.parquet", "tables/split_val.parquet", "tables/split_test_train.parquet",
+                 "tables/split_test_eval.parquet", "tables/split_concept_bank.parquet",
+                 "tensors/test_eval.safetensors", "tensors/concept_bank.safetensors"):
+        (out / name).parent.mkdir(exist_ok=True)
+        shutil.copy(complete / name, out / name)
+
+
 @pytest.fixture(scope="session")
 def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A RUNS_DIR holding one complete tiny run, one incomplete run and one junk folder.
+    """A RUNS_DIR holding one complete tiny run (every default stage), one incomplete run and one junk folder.
 
     ``IG_RUNS_DIR`` points at it for the whole session (the dashboard reads it at each script run).
     With ``IG_TEST_RUN=/path/to/a/run`` a copy of that finished run stands in for the tiny one (id ``tiny``).
@@ -61,15 +79,8 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(existing, root / "tiny")
     else:
         build_tiny_run(root, "tiny")
-    # An incomplete run (a pipeline that stopped after the world stage) and a folder that is not a run.
-    broken = root / "tiny-incomplete"
-    broken.mkdir()
-    manifest = json.loads((root / "tiny" / "manifest.json").read_text())
-    manifest["status"] = "running"
-    (broken / "manifest.json").write_text(json.dumps(manifest))
-    metrics = json.loads((root / "tiny" / "metrics.json").read_text())
-    (broken / "metrics.json").write_text(json.dumps({"world": metrics.get("world", {})}))
-    (root / "junk").mkdir()
+    write_incomplete_run(root / "tiny", root / "tiny-incomplete")
+    (root / "junk").mkdir()  # a folder that is not a run
     # the complete run must stay the newest one (the default view)
     os.utime(root / "tiny")
     previous = os.environ.get("IG_RUNS_DIR")

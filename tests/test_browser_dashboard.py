@@ -1,8 +1,18 @@
 """Browser test: the real `streamlit run` server driven by Debian chromium through Playwright.
 
-Visits every page (saving a screenshot of each into docs/screenshots/), selects a hypothesis by
-clicking its point in the prior-vs-likelihood chart, checks the URL changed, opens that URL in a fresh
-browser context and sees the same selection, then exports the HTML report and finds z*'s text in it.
+Visits every page and fails on a Python exception, Streamlit's "Page not found" dialog, an error box or
+a section that says the run lacks something; selects a hypothesis by clicking its point in the
+prior-vs-likelihood chart, checks the URL changed, opens that URL in a fresh browser context and sees
+the same selection, then exports the HTML report and finds z*'s text in it.
+
+Screenshots of every page go to a temporary directory. To refresh the committed ones in
+docs/screenshots/ from the default run (run from the repository root)::
+
+    python -m igcore run --out /tmp/shots-runs
+    IG_TEST_RUN=/tmp/shots-runs/<run id> IG_SCREENSHOTS=docs/screenshots python -m pytest tests/test_browser_dashboard.py
+
+``IG_TEST_RUN`` makes the ``runs_dir`` fixture use a copy of that run (conftest); ``IG_SCREENSHOTS`` is
+where the screenshots go.
 """
 
 from __future__ import annotations
@@ -23,8 +33,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "docs" / "screenshots"
-PAGES = ["overview", "hypotheses", "microscope", "compare", "prior", "share"]
+#: Page -> URL path (the default page, Overview, is served at the root; /overview is "Page not found").
+PAGES = {"overview": "", "hypotheses": "hypotheses", "microscope": "microscope", "compare": "compare", "prior": "prior", "share": "share"}
+#: Where the screenshots go instead of a temporary directory (docs/screenshots to refresh the committed ones).
+SHOTS_ENV = "IG_SCREENSHOTS"
 #: The script run is over: Streamlit marks the app root with its run state.
 IDLE_JS = """() => {
   const app = document.querySelector('[data-testid=stApp]');
@@ -45,6 +57,15 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"),
 ]
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``$IG_SCREENSHOTS`` (relative to the repository root) or a fresh temporary directory."""
+    wanted = os.environ.get(SHOTS_ENV)
+    path = (ROOT / wanted) if wanted else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def free_port() -> int:
@@ -99,33 +120,57 @@ def wait_idle(page: object, timeout: float = 90) -> None:
     page.wait_for_timeout(800)
 
 
-def screenshot(page: object, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def assert_page_ok(page: object, name: str) -> None:
+    """No Python exception, no "Page not found" dialog, no error box and no section missing from the run."""
+    problems = {
+        "exception": page.locator("[data-testid=stException]"),
+        "page not found": page.get_by_text("Page not found"),
+        "error box": page.locator("[data-testid=stAlertContentError]"),
+        "section could not be drawn": page.get_by_text("could not be drawn"),
+        "section missing from the run": page.get_by_text("This run has no"),
+    }
+    found = {what: loc.first.inner_text()[:300] for what, loc in problems.items() if loc.count()}
+    assert not found, (name, found)
+
+
+def screenshot(page: object, shots: Path, name: str) -> None:
     height = page.evaluate("() => (document.querySelector('[data-testid=stMain]') || document.body).scrollHeight")
     page.set_viewport_size({"width": 1400, "height": int(min(max(height, 900), 5000))})
     page.wait_for_timeout(1200)  # charts resize to the new viewport
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.screenshot(path=str(shots / f"{name}.png"))
     page.set_viewport_size({"width": 1400, "height": 900})
 
 
-def test_visit_every_page(browser: object, server: str) -> None:
+def test_visit_every_page(browser: object, server: str, shots: Path) -> None:
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
     page = ctx.new_page()
-    for name in PAGES:
-        page.goto(f"{server}/{name}")
+    for name, path in PAGES.items():
+        page.goto(f"{server}/{path}")
         wait_idle(page)
-        assert page.locator("[data-testid=stException]").count() == 0, name
+        assert_page_ok(page, name)
         assert "v=1" in page.url and "run=tiny" in page.url, page.url
-        screenshot(page, name)
+        screenshot(page, shots, name)
     # navigation through the sidebar keeps the run in the URL
     page.get_by_role("link", name="Overview").click()
     wait_idle(page)
+    assert_page_ok(page, "overview (sidebar)")
     assert "run=tiny" in page.url
     ctx.close()
 
 
+def test_unknown_page_is_caught(browser: object, server: str) -> None:
+    """The check above would see Streamlit's "Page not found" dialog (a URL path no page has)."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = ctx.new_page()
+    page.goto(f"{server}/overview")
+    wait_idle(page)
+    with pytest.raises(AssertionError, match="page not found"):
+        assert_page_ok(page, "overview")
+    ctx.close()
+
+
 def _ranked(runs_dir: Path) -> list:
-    return json.loads((runs_dir / "tiny" / "metrics.json").read_text()).get("hypotheses", {}).get("ranked") or []
+    return json.loads((runs_dir / "tiny" / "metrics.json").read_text())["hypotheses"]["ranked"]
 
 
 def _isolated_point(ranked: list[dict]) -> int:
@@ -143,10 +188,9 @@ def _isolated_point(ranked: list[dict]) -> int:
     return max(range(1, len(xy)), key=gap)
 
 
-def test_select_hypothesis_and_share_url(browser: object, server: str, runs_dir: Path) -> None:
+def test_select_hypothesis_and_share_url(browser: object, server: str, runs_dir: Path, shots: Path) -> None:
     ranked = _ranked(runs_dir)
-    if len(ranked) < 2:
-        pytest.skip("the tiny run has fewer than two ranked hypotheses (IG search stage not in this engine yet)")
+    assert len(ranked) >= 2, "the run's search keeps several hypotheses"
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = ctx.new_page()
     page.goto(f"{server}/hypotheses")
@@ -170,6 +214,7 @@ def test_select_hypothesis_and_share_url(browser: object, server: str, runs_dir:
             if attempt:
                 raise
     wait_idle(page)
+    assert_page_ok(page, "hypotheses (clicked)")
     expect_heading = f"Hypothesis #{target + 1} as a field guide"
     assert page.get_by_text(expect_heading).count() >= 1
     url = page.url
@@ -179,14 +224,15 @@ def test_select_hypothesis_and_share_url(browser: object, server: str, runs_dir:
     p2 = fresh.new_page()
     p2.goto(url)
     wait_idle(p2)
+    assert_page_ok(p2, "hypotheses (shared link)")
     assert p2.get_by_text(expect_heading).count() >= 1
     assert re.search(rf"hyp={target}(&|$)", p2.url)
-    screenshot(p2, "hypotheses_selected")
+    screenshot(p2, shots, "hypotheses_selected")
     fresh.close()
 
 
 def test_export_html_report(browser: object, server: str, runs_dir: Path, tmp_path: Path) -> None:
-    from dashboard.components.text import summary_sentence
+    from igcore.hypothesis import summary_sentence
 
     metrics = json.loads((runs_dir / "tiny" / "metrics.json").read_text())
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
@@ -201,22 +247,26 @@ def test_export_html_report(browser: object, server: str, runs_dir: Path, tmp_pa
     report = path.read_text(encoding="utf-8")
     assert report.startswith("<!DOCTYPE html>")
     assert "Plotly" in report and "data:image/png;base64," in report
-    z_star = metrics.get("hypotheses", {}).get("z_star")
-    if z_star:
-        expected = summary_sentence(z_star, "IG", metrics["world"]["classes"])
-        assert html.escape(expected) in report
-        for clause in z_star:
-            assert html.escape(clause["text"]) in report
-        if metrics["hypotheses"].get("z_star_text"):
-            assert html.escape(metrics["hypotheses"]["z_star_text"]) in report  # the engine's own words
-    else:
-        assert "Not computed in this run." in report
+    z_star = metrics["hypotheses"]["z_star"]
+    assert html.escape(summary_sentence(z_star, "IG", metrics["world"]["classes"])) in report
+    for clause in z_star:
+        assert html.escape(clause["text"]) in report
+    assert html.escape(metrics["hypotheses"]["z_star_text"]) in report  # the engine's own words
+    assert "This run has no" not in report  # every section of the run is there
+    assert report.count("<figure><h2>") == 8  # the key figures (dashboard.components.figures)
 
 
-def test_chart_png_export() -> None:
-    """PNG export of a chart through kaleido, which drives the same Debian chromium."""
-    from dashboard.components import charts
-    from dashboard.components.widgets import figure_png
+def test_key_figures_png_zip(runs_dir: Path) -> None:
+    """The Share page's zip: every key figure as a PNG through kaleido, which drives the same Debian chromium."""
+    import io
+    import zipfile
 
-    png = figure_png(charts.accuracy_bars({"erm": {"avg_acc": 0.5, "worst_group_acc": 0.1, "worst_group": "wolf/grass"}}))
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+    from dashboard.export import figures_zip
+    from dashboard.run_view import RunView
+
+    with zipfile.ZipFile(io.BytesIO(figures_zip(RunView.open(str(runs_dir), "tiny")))) as z:
+        names = z.namelist()
+        assert names == ["accuracy.png", "groups.png", "clauses_z_star.png", "clauses_z_baseline.png", "tcav.png", "weights_tcav.png", "relevance.png", "swaps.png"]
+        for name in names:
+            png = z.read(name)
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000, name

@@ -1,4 +1,5 @@
-"""Unit tests of the dashboard's pure parts: the URL codec, sentences, images, charts and the report."""
+"""Unit tests of the dashboard's pure parts: the URL codec, the engine's summary sentence as the
+dashboard uses it, images, charts and the report."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import pytest
 
 from dashboard import state
 from dashboard.components import charts, images, report, text
+from dashboard.components.figures import KeyFigure
+from igcore.hypothesis import summary_sentence
+from igcore.schema import MethodMetrics, RankedRecord
 
 Z_STAR = [
     {"concept": "amber_eyes", "kind": "core", "class": "wolf", "weight": 2.0, "text": "amber eyes"},
@@ -63,12 +67,22 @@ def test_choose_helpers_note_only_real_changes() -> None:
 
 
 def test_summary_sentences() -> None:
-    ig = text.summary_sentence(Z_STAR, "IG", ["husky", "wolf"])
+    ig = summary_sentence(Z_STAR, "IG", ["husky", "wolf"])
     assert ig == "IG learned that a husky has ice-blue eyes; a wolf has amber eyes; the background does not matter."
-    base = text.summary_sentence(Z_BASE, "The baseline", ["husky", "wolf"])
-    assert base.startswith("The baseline learned that snowy ground ⇒ wolf")
-    assert "animal features matter less" in base
-    assert "no rule" in text.summary_sentence([], "IG", ["husky", "wolf"])
+    base = summary_sentence(Z_BASE, "The baseline", ["husky", "wolf"])
+    assert base == "The baseline learned that snowy ground ⇒ wolf; animal features matter less (a wolf has amber eyes)."
+    assert summary_sentence([], "IG", ["husky", "wolf"]) == "IG learned no rule at all (empty hypothesis)."
+    mixed = [*Z_STAR, {"concept": "grassy_ground", "kind": "context", "class": "husky", "weight": 0.5, "text": "green grass"}]
+    assert summary_sentence(mixed, "This hypothesis", ["husky", "wolf"], verb="says that").endswith(
+        "; the background also counts (green grass ⇒ husky).")
+    many = [{"concept": f"c{i}", "kind": "core", "class": "wolf", "weight": float(i + 1), "text": f"c{i}"} for i in range(5)]
+    assert summary_sentence(many, "IG", ["husky", "wolf"]) == "IG learned that a wolf has c4, c3 and c2; the background does not matter (plus 2 weaker clauses)."
+
+
+def test_clause_line_and_label() -> None:
+    assert text.clause_line(Z_STAR[0]) == "Amber eyes suggests **wolf** (weight +2.00)"
+    record = RankedRecord.model_validate({"clauses": Z_STAR, "log_prior": -1, "log_likelihood": -2, "log_posterior": -3, "posterior": 0.625})
+    assert text.hypothesis_label(2, record, True) == "#3 ★ z* · 2 clauses · posterior 0.625"
 
 
 def test_overlay_draws_outline_and_keeps_shape() -> None:
@@ -81,14 +95,22 @@ def test_overlay_draws_outline_and_keeps_shape() -> None:
     assert images.png_bytes(out)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def method(avg: float, worst: float, group_acc: dict[str, float]) -> MethodMetrics:
+    return MethodMetrics(avg_acc=avg, worst_group_acc=worst, worst_group=min(group_acc, key=group_acc.get), group_acc=group_acc, group_n=dict.fromkeys(group_acc, 10))
+
+
 def test_charts_build_from_metrics() -> None:
     methods = {
-        "erm": {"avg_acc": 0.5, "worst_group_acc": 0.1, "worst_group": "wolf/grass", "group_acc": {"wolf/grass": 0.1, "wolf/snow": 0.9}},
-        "ig_student": {"avg_acc": 0.9, "worst_group_acc": 0.85, "worst_group": "wolf/snow", "group_acc": {"wolf/grass": 0.9, "wolf/snow": 0.85}},
+        "erm": method(0.5, 0.1, {"wolf/grass": 0.1, "wolf/snow": 0.9}),
+        "ig_student": method(0.9, 0.85, {"wolf/grass": 0.9, "wolf/snow": 0.85}),
     }
     assert len(charts.accuracy_bars(methods).data) == 2
-    assert charts.group_heatmap(methods).data[0].z[0][0] == 0.1
-    ranked = [{"clauses": Z_STAR, "log_prior": -1, "log_likelihood": -10, "posterior": 0.7}, {"clauses": Z_BASE, "log_prior": -5, "log_likelihood": -8, "posterior": 0.3}]
+    assert charts.group_heatmap(methods, ["wolf/grass", "wolf/snow"]).data[0].z[0][0] == 0.1
+    assert list(charts.accuracy_table(methods)["worst group"]) == ["wolf/grass", "wolf/snow"]
+    ranked = [
+        RankedRecord.model_validate({"clauses": Z_STAR, "log_prior": -1, "log_likelihood": -10, "log_posterior": -11, "posterior": 0.7}),
+        RankedRecord.model_validate({"clauses": Z_BASE, "log_prior": -5, "log_likelihood": -8, "log_posterior": -13, "posterior": 0.3}),
+    ]
     fig = charts.posterior_scatter(ranked, selected=1)
     assert len(fig.data) == 2 and list(fig.data[0].customdata[1])[0] == 1
     tcav = [{"concept": "snowy_ground", "class": "wolf", "score": 0.9, "p_value": 0.01, "significant": True}]
@@ -99,9 +121,13 @@ def test_charts_build_from_metrics() -> None:
 def test_report_is_self_contained_and_escaped() -> None:
     inp = report.ReportInput(
         run_id="r<1>",
-        z_star_sentence=text.summary_sentence(Z_STAR, "IG", ["husky", "wolf"]),
+        z_star_sentence=summary_sentence(Z_STAR, "IG", ["husky", "wolf"]),
         z_star_clauses=Z_STAR,
-        figures=[("Accuracy", charts.accuracy_bars({"erm": {"avg_acc": 0.5, "worst_group_acc": 0.1}}), "caption <i>")],
+        z_baseline_missing="This run has no z_baseline because its `microscope` stage was not run.",
+        figures=[
+            KeyFigure("accuracy", "Accuracy", charts.accuracy_bars({"erm": method(0.5, 0.1, {"wolf/grass": 0.1})}), "caption <i>"),
+            KeyFigure("tcav", "TCAV <b>", None, "unused", "This run has no TCAV scores for the baseline because its `microscope` stage was not run."),
+        ],
         images=[(images.png_bytes(np.zeros((4, 4, 3), np.uint8)), "an <img> caption")],
         user_ratings=[{"rater": "<script>alert(1)</script>", "concept": "amber_eyes", "class": "wolf", "rating": 5}],
     )
@@ -111,5 +137,6 @@ def test_report_is_self_contained_and_escaped() -> None:
     assert "data:image/png;base64," in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "r&lt;1&gt;" in html and "caption &lt;i&gt;" in html
+    assert "its `microscope` stage was not run." in html and "TCAV &lt;b&gt;" in html  # a missing figure says why
     assert html.count("<script type='text/javascript'>") == 1  # plotly.js embedded once
     assert "<script src=" not in html  # nothing loaded from the network

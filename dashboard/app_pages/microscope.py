@@ -8,56 +8,59 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, engine, session
+from dashboard import engine, session
 from dashboard import state as codec
 from dashboard.components import charts, images, widgets
+from dashboard.components.figures import tcav_layers
 from dashboard.components.style import method_label
+from dashboard.page import open_page
+from dashboard.run_view import RunView
+from igcore.schema import pred_column
 
 GALLERY = 12
 
-ctx = session.context()
-if ctx.ref is None:
-    widgets.no_run(ctx.root)
-ref = ctx.ref
-metrics = ctx.metrics
-world = metrics.get("world", {})
-classes = world.get("classes", [])
-groups = world.get("groups", [])
-micro = metrics.get("microscope", {}) or {}
-preds = data.table(ref, "predictions")
 
-# --- what this run offers ---------------------------------------------------------------------------
-models = [m for m in ("erm", "ig_student") if m in micro or (preds is not None and f"pred_{m}" in preds)]
-models += [m for m in micro if m not in models]
-if not models:
-    models = ["erm"]
-computed_methods: list[str] = []
-for m in micro.values():
-    for key in ("relevance_on_animal", "sanity"):
-        computed_methods += [k for k in (m.get(key) or {}) if k not in computed_methods]
-methods = list(computed_methods)
-try:
-    registry = engine.attribution_methods()
-except Exception:  # noqa: BLE001  (the registry is optional here: only descriptions come from it)
-    registry = {}
-if not methods:
-    methods = list(registry)
+def models_of(run: RunView) -> list[str]:
+    """Models the page can put under the microscope: the baseline and the IG student first."""
+    names = [m for m in ("erm", "ig_student") if m in run.microscope or m in run.methods]
+    return (names + [m for m in run.microscope if m not in names]) or ["erm"]
 
-view = ctx.view
-model = codec.choose(view.model, models, models[0], "model", ctx.notes)
-method = codec.choose(view.method, methods, methods[0] if methods else None, "attribution method", ctx.notes)
-group = codec.choose(view.group, ["all", *groups], "all", "group filter", ctx.notes)
-n_test = len(preds) if preds is not None else 0
-img = codec.choose_index(view.img, n_test, None, "image number", ctx.notes)
-ctx.view = replace(view, model=model, method=method, group=group, img=img)
-session.publish(ctx, ["model", "method", "group", "correct", "img"])
 
-widgets.page_header(
+def methods_of(run: RunView) -> list[str]:
+    """Attribution methods the microscope stage computed; without that stage, every registered method
+    (maps are then computed on demand)."""
+    computed: list[str] = []
+    for m in run.microscope.values():
+        for key in ("relevance_on_animal", "sanity"):
+            computed += [k for k in (m.get(key) or {}) if k not in computed]
+    return computed or list(engine.attribution_methods())
+
+
+def _choose(run: RunView, view: codec.ViewState, notes: list[str]) -> codec.ViewState:
+    models, methods = models_of(run), methods_of(run)
+    return replace(
+        view,
+        model=codec.choose(view.model, models, models[0], "model", notes),
+        method=codec.choose(view.method, methods, methods[0], "attribution method", notes),
+        group=codec.choose(view.group, ["all", *run.groups], "all", "group filter", notes),
+        img=codec.choose_index(view.img, run.world.sizes["test_eval"], None, "image number", notes),
+    )
+
+
+page = open_page(
     "Baseline microscope: what does the model actually look at?",
     "Pixel attributions (captum) show which pixels pushed each prediction; the cyan line outlines the animal. "
     "A model that learned the animal puts its relevance **inside** the line; one that learned the background puts it outside.",
+    keys=["model", "method", "group", "correct", "img"],
+    choose=_choose,
 )
-session.show_notes(ctx.notes)
+run = page.run
+view = page.view
+models, methods = models_of(run), methods_of(run)
+model, method, group, img = view.model, view.method, view.group, view.img
+classes, groups = run.classes, run.groups
+micro = run.microscope
+descriptions = engine.attribution_methods()
 
 
 def _set(field: str, widget: str) -> None:
@@ -71,29 +74,31 @@ def _inspect(i: int) -> None:
 c1, c2, c3, c4 = st.columns(4)
 session.bind("w_model", model)
 c1.selectbox("Model", models, key="w_model", format_func=method_label, on_change=_set, args=("model", "w_model"))
-if methods:
-    session.bind("w_method", method)
-    c2.selectbox(
-        "Attribution method (gallery)",
-        methods,
-        key="w_method",
-        format_func=lambda m: m.replace("_", " "),
-        on_change=_set,
-        args=("method", "w_method"),
-        help="The map drawn over the gallery images; the detail view below shows every method.",
-    )
+session.bind("w_method", method)
+c2.selectbox(
+    "Attribution method (gallery)",
+    methods,
+    key="w_method",
+    format_func=lambda m: m.replace("_", " "),
+    on_change=_set,
+    args=("method", "w_method"),
+    help="The map drawn over the gallery images; the detail view below shows every method.",
+)
 session.bind("w_group", group)
 c3.selectbox("Group", ["all", *groups], key="w_group", on_change=_set, args=("group", "w_group"))
-session.bind("w_correct", ctx.view.correct)
+session.bind("w_correct", view.correct)
 c4.segmented_control("Answer", list(codec.CORRECTNESS), key="w_correct", on_change=_set, args=("correct", "w_correct"), format_func=str.capitalize)
 
 sanity = (micro.get(model) or {}).get("sanity") or {}
 
 
 def verdict(m: str) -> str:
+    """The sanity-check verdict of method ``m`` for the selected model, in words."""
     entry = sanity.get(m)
-    if not isinstance(entry, dict) or "trustworthy" not in entry:
-        return "sanity check: not run"
+    if entry is None:
+        return "sanity check: not run for this model"
+    if entry.get("trustworthy") is None:
+        return "sanity check: undefined (the maps did not vary)"
     return "✅ passes the sanity check" if entry["trustworthy"] else "❌ fails the sanity check: do not trust"
 
 
@@ -101,49 +106,35 @@ def verdict(m: str) -> str:
 gallery_idx: np.ndarray = np.zeros(0, dtype=np.int64)
 st.subheader("Gallery of D′ images")
 with session.guard("Gallery"):
-    test = data.tensors(ref, "test_eval")
-    if preds is None or test is None:
-        raise session.NotComputed("The D′ images or predictions are not stored in this run.")
-    col = f"pred_{model}"
-    if col not in preds:
-        raise session.NotComputed(f"No predictions of {method_label(model)} are stored in this run.")
-    sampled = data.tensors(ref, "sample", "microscope")
+    run.need(f"methods.{model}", f"answers of {method_label(model)}")
+    preds, test = run.predictions(), run.test_eval()
+    col = pred_column(model)
     rows = preds
-    if sampled is not None:  # images whose maps the pipeline precomputed come first (instant maps)
-        first = set(int(i) for i in sampled["indices"])
+    if run.has("microscope/tensors/sample.safetensors"):  # images whose maps the pipeline precomputed come first
+        first = {int(i) for i in run.microscope_tensors("sample")["indices"]}
         rows = rows.assign(_pre=[0 if int(i) in first else 1 for i in rows["index"]]).sort_values(["_pre", "index"], kind="stable")
     if group != "all":
         rows = rows[rows["group"] == groups.index(group)]
-    if ctx.view.correct != "all":
+    if view.correct != "all":
         right = rows[col] == rows["label"]
-        rows = rows[right] if ctx.view.correct == "correct" else rows[~right]
-    idx = rows["index"].to_numpy()[:GALLERY]
-    gallery_idx = idx
-    st.caption(f"{len(rows)} images match; showing {len(idx)}. ✓/✗ = {method_label(model)} right/wrong. Click **Inspect** for every method's map.")
-    maps = None
-    if method and len(idx):
-        try:
-            maps, _ = engine.attribution_maps(ref, model, method, idx)
-        except session.NotComputed:
-            raise
-        except Exception as e:  # noqa: BLE001  (maps are optional in the gallery; the images still help)
-            st.caption(f"Maps unavailable for the gallery ({type(e).__name__}: {e}).")
+        rows = rows[right] if view.correct == "correct" else rows[~right]
+    gallery_idx = rows["index"].to_numpy()[:GALLERY]
+    st.caption(f"{len(rows)} images match; showing {len(gallery_idx)}. ✓/✗ = {method_label(model)} right/wrong. Click **Inspect** for every method's map.")
+    maps = engine.attribution_maps(run, model, method, gallery_idx)[0] if len(gallery_idx) else None
     cols = st.columns(6)
-    for j, i in enumerate(idx):
+    for j, i in enumerate(gallery_idx):
         with cols[j % 6]:
             label, pred = int(preds.at[i, "label"]), int(preds.at[i, col])
-            pic = images.overlay(test["images"][i], None if maps is None else maps[j], test["masks"][i], factor=2)
-            st.image(images.png_bytes(pic), caption=f"{'✓' if label == pred else '✗'} #{i} {groups[int(preds.at[i, 'group'])] if groups else ''} → {classes[pred] if classes else pred}", width="stretch")
+            pic = images.overlay(test["images"][i], maps[j], test["masks"][i], factor=2)
+            st.image(images.png_bytes(pic), caption=f"{'✓' if label == pred else '✗'} #{i} {groups[int(preds.at[i, 'group'])]} → {classes[pred]}", width="stretch")
             st.button("Inspect", key=f"insp_{i}", on_click=_inspect, args=(i,), type="primary" if i == img else "secondary", width="stretch")
-    if not len(idx):
+    if not len(gallery_idx):
         st.info("No image matches these filters.")
 
 # --- one image, every method ------------------------------------------------------------------------
 st.subheader("One image, every attribution method")
 with session.guard("Attribution maps"):
-    test = data.tensors(ref, "test_eval")
-    if test is None or preds is None:
-        raise session.NotComputed("The D′ images are not stored in this run.")
+    preds, test = run.predictions(), run.test_eval()
     shown_img = img
     if shown_img is None and len(gallery_idx):
         shown_img = int(gallery_idx[0])
@@ -152,63 +143,49 @@ with session.guard("Attribution maps"):
         st.caption("No image matches the filters.")
     else:
         label = int(preds.at[shown_img, "label"])
-        pred_cols = {m: int(preds.at[shown_img, f"pred_{m}"]) for m in models if f"pred_{m}" in preds}
-        said = ", ".join(f"{method_label(m)} says **{classes[p]}**" for m, p in pred_cols.items())
+        said = ", ".join(f"{method_label(m)} says **{classes[int(preds.at[shown_img, pred_column(m)])]}**" for m in models if pred_column(m) in preds)
         st.markdown(f"Image **#{shown_img}** · group **{groups[int(preds.at[shown_img, 'group'])]}** · truly a **{classes[label]}** · {said}.")
-        if not methods:
-            raise session.NotComputed("No attribution method is registered or computed for this run.")
         cols = st.columns(len(methods) + 1)
         cols[0].image(images.png_bytes(images.overlay(test["images"][shown_img], None, test["masks"][shown_img], factor=3)), caption="the image", width="stretch")
-        for c, m in zip(cols[1:], methods, strict=False):
+        for c, m in zip(cols[1:], methods, strict=True):
             with c:
-                try:
-                    mp, target = engine.attribution_maps(ref, model, m, [shown_img])
-                    st.image(images.png_bytes(images.overlay(test["images"][shown_img], mp[0], test["masks"][shown_img], factor=3)), caption=f"{m.replace('_', ' ')} (explains “{classes[int(target[0])]}”)", width="stretch")
-                except session.NotComputed:
-                    raise
-                except Exception as e:  # noqa: BLE001
-                    st.caption(f"{m}: unavailable ({type(e).__name__})")
+                mp, target = engine.attribution_maps(run, model, m, [shown_img])
+                st.image(images.png_bytes(images.overlay(test["images"][shown_img], mp[0], test["masks"][shown_img], factor=3)), caption=f"{m.replace('_', ' ')} (explains “{classes[int(target[0])]}”)", width="stretch")
                 st.caption(verdict(m))
-                if registry.get(m):
-                    st.caption(registry[m])
+                st.caption(descriptions[m])
         st.caption("Bright = pixels that pushed the model towards its answer. The verdict comes from the model-randomisation sanity check (Adebayo et al., 2018).")
 
 # --- relevance on the animal ------------------------------------------------------------------------
 st.subheader("How much relevance falls on the animal?")
 with session.guard("Relevance on the animal"):
-    per_image = data.table(ref, "relevance", "microscope")
-    if per_image is not None and {"model", "group", "relevance_mass"} <= set(per_image.columns):
-        sub = per_image if method is None or "method" not in per_image else per_image[per_image["method"] == method]
-        widgets.chart(
-            charts.relevance_distribution(sub.rename(columns={"relevance_mass": "share"})),
-            "micro_relevance_dist",
-            f"Each box is many images of one group ({method}); the baseline's relevance drifts off the animal where the background misleads it.",
-            run_id=ref.run_id,
-        )
-    if not any(m.get("relevance_on_animal") for m in micro.values()):
-        raise session.NotComputed("The microscope stage (attributions, relevance, TCAV) has not run for this run.")
+    run.need("microscope", "microscope results (attributions, relevance, TCAV)")
+    per_image = run.microscope_table("relevance")
+    widgets.chart(
+        charts.relevance_distribution(per_image[per_image["method"] == method].rename(columns={"relevance_mass": "share"})),
+        "micro_relevance_dist",
+        f"Each box is many images of one group ({method}); the baseline's relevance drifts off the animal where the background misleads it.",
+        run_id=run.run_id,
+    )
     widgets.chart(
         charts.relevance_bars(micro),
         "micro_relevance",
         "Mean share of each model's positive relevance that lies inside the animal's outline; the dotted line is what a blind map would score.",
-        run_id=ref.run_id,
+        run_id=run.run_id,
     )
 
 # --- sanity checks ----------------------------------------------------------------------------------
 with session.guard("Sanity checks"):
-    rows = []
-    for mdl, m in micro.items():
-        for meth, entry in (m.get("sanity") or {}).items():
-            if isinstance(entry, dict):
-                extra = {k: v for k, v in entry.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-                final = (entry.get("spearman_abs") or [None])[-1]
-                rows.append({
-                    "model": method_label(mdl),
-                    "method": meth,
-                    "verdict": "trustworthy" if entry.get("trustworthy") else "NOT trustworthy",
-                    "rank correlation after full randomisation": final,
-                    **extra,
-                })
+    rows = [
+        {
+            "model": method_label(mdl),
+            "method": meth,
+            "verdict": {True: "trustworthy", False: "NOT trustworthy", None: "undefined"}[entry.get("trustworthy")],
+            "rank correlation after full randomisation": entry.get("final_spearman_abs"),
+            "threshold": entry.get("threshold"),
+        }
+        for mdl, m in micro.items()
+        for meth, entry in (m.get("sanity") or {}).items()
+    ]
     if rows:
         with st.expander("Sanity-check details (model-randomisation test)"):
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
@@ -217,21 +194,14 @@ with session.guard("Sanity checks"):
 # --- TCAV -------------------------------------------------------------------------------------------
 st.subheader("Which concepts does the baseline respond to? (TCAV)")
 with session.guard("TCAV"):
-    tcav = (micro.get("erm") or {}).get("tcav") or []
-    if not tcav:
-        raise session.NotComputed("TCAV scores for the baseline are not stored in this run.")
-    vocab = world.get("vocabulary", [])
-    kinds = {v["id"]: v["kind"] for v in vocab}
-    texts = {v["id"]: v["text"] for v in vocab}
-    layers = sorted({str(t.get("layer")) for t in tcav}, key=lambda name: (name != "penultimate", name))
-    layer = layers[0]
-    if len(layers) > 1:
-        layer = st.radio("Layer", layers, horizontal=True, key="w_tcav_layer")
+    tcav = run.tcav()
+    layers = tcav_layers(tcav)
+    layer = st.radio("Layer", layers, horizontal=True, key="w_tcav_layer") if len(layers) > 1 else layers[0]
     widgets.chart(
-        charts.tcav_bars([t for t in tcav if str(t.get("layer")) == layer], kinds, texts),
+        charts.tcav_bars([t for t in tcav if str(t.get("layer")) == layer], run.concept_kinds, run.concept_texts),
         "micro_tcav",
         "Green = animal features, red = backgrounds; faded bars are not statistically different from random concepts.",
-        run_id=ref.run_id,
+        run_id=run.run_id,
     )
     sig = np.array([bool(t.get("significant")) for t in tcav])
     st.caption(f"{int(sig.sum())} of {len(tcav)} concept/class scores are significant after multiple-testing correction.")

@@ -1,4 +1,5 @@
-"""Plotly figures as pure functions of engine results (dicts/lists/DataFrames from a run).
+"""Plotly figures as pure functions of engine results (the run schema's typed records, clause records,
+microscope dicts and DataFrames from a run).
 
 Nothing here reads files or computes engine quantities; each function turns stored numbers into a
 figure with consistent colours (:mod:`dashboard.components.style`).
@@ -23,6 +24,7 @@ from dashboard.components.style import (
     method_short,
     order_methods,
 )
+from igcore.schema import MethodMetrics, RankedRecord, StageRecord
 
 
 def _pct(v: Any) -> str:
@@ -33,7 +35,7 @@ def _pct100(v: Any) -> float | None:
     return None if v is None else 100.0 * float(v)
 
 
-def accuracy_table(methods: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def accuracy_table(methods: Mapping[str, MethodMetrics]) -> pd.DataFrame:
     """One row per method: average and worst-group accuracy (in %) and which group is worst."""
     rows = []
     for name in order_methods(list(methods)):
@@ -41,16 +43,16 @@ def accuracy_table(methods: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
         rows.append(
             {
                 "method": method_label(name),
-                "average accuracy": _pct100(m.get("avg_acc")),
-                "worst-group accuracy": _pct100(m.get("worst_group_acc")),
-                "worst group": m.get("worst_group"),
-                "accuracy at training proportions": _pct100(m.get("train_weighted_acc")),
+                "average accuracy": _pct100(m.avg_acc),
+                "worst-group accuracy": _pct100(m.worst_group_acc),
+                "worst group": m.worst_group,
+                "accuracy at training proportions": _pct100(m.train_weighted_acc),
             }
         )
     return pd.DataFrame(rows)
 
 
-def accuracy_bars(methods: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+def accuracy_bars(methods: Mapping[str, MethodMetrics]) -> go.Figure:
     """Average (solid) and worst-group (hatched) accuracy on D′ per method, one colour per method."""
     names = order_methods(list(methods))
     labels = [method_short(n) for n in names]
@@ -59,20 +61,20 @@ def accuracy_bars(methods: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     fig.add_bar(
         name="average accuracy",
         x=labels,
-        y=[methods[n].get("avg_acc") for n in names],
+        y=[methods[n].avg_acc for n in names],
         marker={"color": colors},
-        text=[_pct(methods[n].get("avg_acc")) for n in names],
+        text=[_pct(methods[n].avg_acc) for n in names],
         textposition="outside",
         hovertemplate="%{x}<br>average accuracy %{y:.1%}<extra></extra>",
     )
     fig.add_bar(
         name="worst-group accuracy",
         x=labels,
-        y=[methods[n].get("worst_group_acc") for n in names],
+        y=[methods[n].worst_group_acc for n in names],
         marker={"color": colors, "pattern": {"shape": "/", "fillmode": "overlay", "fgcolor": "white"}, "opacity": 0.75},
-        text=[_pct(methods[n].get("worst_group_acc")) for n in names],
+        text=[_pct(methods[n].worst_group_acc) for n in names],
         textposition="outside",
-        customdata=[methods[n].get("worst_group") for n in names],
+        customdata=[methods[n].worst_group for n in names],
         hovertemplate="%{x}<br>worst group %{customdata}: %{y:.1%}<extra></extra>",
     )
     fig.update_layout(
@@ -86,15 +88,10 @@ def accuracy_bars(methods: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     return fig
 
 
-def group_heatmap(methods: Mapping[str, Mapping[str, Any]], groups: Sequence[str] | None = None) -> go.Figure:
+def group_heatmap(methods: Mapping[str, MethodMetrics], groups: Sequence[str]) -> go.Figure:
     """Methods × groups accuracy heat map (red = wrong most of the time, green = right)."""
     names = order_methods(list(methods))
-    if groups is None:
-        seen: list[str] = []
-        for n in names:
-            seen += [g for g in methods[n].get("group_acc", {}) if g not in seen]
-        groups = seen
-    z = [[methods[n].get("group_acc", {}).get(g) for g in groups] for n in names]
+    z = [[methods[n].group_acc.get(g) for g in groups] for n in names]
     text = [[_pct(v) for v in row] for row in z]
     fig = go.Figure(
         go.Heatmap(
@@ -121,16 +118,16 @@ def group_heatmap(methods: Mapping[str, Mapping[str, Any]], groups: Sequence[str
     return fig
 
 
-def posterior_scatter(ranked: Sequence[Mapping[str, Any]], selected: int | None = None) -> go.Figure:
+def posterior_scatter(ranked: Sequence[RankedRecord], selected: int | None = None) -> go.Figure:
     """Each alternative hypothesis as a point: log prior (x) vs log likelihood (y); bigger = more posterior.
 
     ``customdata`` holds the rank index so a click on a point selects that hypothesis.
     """
-    x = [float(r.get("log_prior", np.nan)) for r in ranked]
-    y = [float(r.get("log_likelihood", np.nan)) for r in ranked]
-    post = np.array([float(r.get("posterior", 0.0) or 0.0) for r in ranked])
+    x = [r.log_prior for r in ranked]
+    y = [r.log_likelihood for r in ranked]
+    post = np.array([r.posterior for r in ranked])
     size = 10 + 30 * np.sqrt(post / post.max()) if len(post) and post.max() > 0 else np.full(len(ranked), 12.0)
-    n_clauses = [len(r.get("clauses") or []) for r in ranked]
+    n_clauses = [len(r.clauses) for r in ranked]
     fig = go.Figure()
     fig.add_scatter(
         x=x,
@@ -384,9 +381,10 @@ def swap_bars(microscope: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     return fig
 
 
-def stage_times(stages: Mapping[str, Mapping[str, Any]]) -> go.Figure:
+def stage_times(stages: Mapping[str, StageRecord]) -> go.Figure:
+    """Wall time of each pipeline stage, in run order."""
     names = list(stages)
-    fig = go.Figure(go.Bar(x=[float(stages[n].get("seconds", 0)) for n in names], y=names, orientation="h", marker={"color": "#8d99ae"}))
+    fig = go.Figure(go.Bar(x=[stages[n].seconds for n in names], y=names, orientation="h", marker={"color": "#8d99ae"}))
     fig.update_layout(**base_layout(height=80 + 22 * len(names), title={"text": "Wall time per pipeline stage (s)", "font": {"size": 14}}, yaxis={"autorange": "reversed"}))
     return fig
 

@@ -8,9 +8,9 @@ import datetime as _dt
 import html
 from dataclasses import dataclass, field
 
-import plotly.graph_objects as go
 import plotly.io as pio
 
+from dashboard.components.figures import KeyFigure
 from dashboard.components.images import data_uri
 
 
@@ -19,12 +19,14 @@ class ReportInput:
     run_id: str
     title: str = "IG Microscope report"
     link: str | None = None  # URL of the view the report was exported from
-    z_star_sentence: str | None = None
+    z_star_sentence: str | None = None  # igcore.hypothesis.summary_sentence
     z_baseline_sentence: str | None = None
     z_star_text: str | None = None  # the engine's rendering of z* (Hypothesis.render)
     z_baseline_text: str | None = None
+    z_star_missing: str | None = None  # why the run has no z* (which stage would have written it)
+    z_baseline_missing: str | None = None
     z_star_clauses: list[dict] = field(default_factory=list)
-    figures: list[tuple[str, go.Figure, str]] = field(default_factory=list)  # (title, figure, caption)
+    figures: list[KeyFigure] = field(default_factory=list)  # dashboard.components.figures.key_figures
     images: list[tuple[bytes, str]] = field(default_factory=list)  # (png, caption)
     table_html: str | None = None  # already-escaped HTML table (pandas to_html escapes by default)
     notes: list[str] = field(default_factory=list)
@@ -48,6 +50,13 @@ table{border-collapse:collapse;font-size:.9rem} td,th{border:1px solid #ddd;padd
 """
 
 
+def _card(sentence: str | None, text: str | None, missing: str | None) -> str:
+    """A hypothesis card's body: the headline sentence and the engine's field guide, or why there is none."""
+    if sentence is None:
+        return f"<p class='note'>{_e(missing)}</p>"
+    return f"<p><strong>{_e(sentence)}</strong></p>" + (f"<p>{_e(text)}</p>" if text else "")
+
+
 def build_report(data: ReportInput) -> str:
     """The report as one HTML document (UTF-8)."""
     from plotly.offline import get_plotlyjs
@@ -63,11 +72,9 @@ def build_report(data: ReportInput) -> str:
         + "</p>",
         "<div class='cards'>",
         "<div class='card ig'><h3>What the model should have learned (z*)</h3>",
-        f"<p><strong>{_e(data.z_star_sentence or 'Not computed in this run.')}</strong></p>",
-        f"<p>{_e(data.z_star_text)}</p>" if data.z_star_text else "",
+        _card(data.z_star_sentence, data.z_star_text, data.z_star_missing),
         "</div><div class='card base'><h3>What the baseline did learn</h3>",
-        f"<p><strong>{_e(data.z_baseline_sentence or 'Not computed in this run.')}</strong></p>",
-        f"<p>{_e(data.z_baseline_text)}</p>" if data.z_baseline_text else "",
+        _card(data.z_baseline_sentence, data.z_baseline_text, data.z_baseline_missing),
         "</div></div>",
     ]
     for note in data.notes:
@@ -82,9 +89,12 @@ def build_report(data: ReportInput) -> str:
         parts.append("</table>")
     if data.table_html:
         parts.append(f"<h2>Accuracy on D′</h2>{data.table_html}")
-    for i, (title, fig, caption) in enumerate(data.figures):
-        body = pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"fig{i}", config={"displaylogo": False})
-        parts.append(f"<figure><h2>{_e(title)}</h2>{body}<figcaption>{_e(caption)}</figcaption></figure>")
+    for i, fig in enumerate(data.figures):
+        if fig.figure is None:
+            parts.append(f"<h2>{_e(fig.title)}</h2><p class='note'>{_e(fig.missing)}</p>")
+            continue
+        body = pio.to_html(fig.figure, full_html=False, include_plotlyjs=False, div_id=f"fig{i}", config={"displaylogo": False})
+        parts.append(f"<figure><h2>{_e(fig.title)}</h2>{body}<figcaption>{_e(fig.caption)}</figcaption></figure>")
     if data.images:
         parts.append("<h2>Images</h2><div class='gallery'>")
         for png, caption in data.images:

@@ -1,4 +1,4 @@
-"""Small Streamlit widgets shared by the pages (charts with a PNG download, image strips, headers)."""
+"""Small Streamlit widgets shared by the pages (charts with a PNG download, key figures, image strips)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.components.figures import KeyFigure
 from dashboard.components.images import png_bytes
+from dashboard.run_view import NotComputed
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -63,9 +65,12 @@ def chart(fig: go.Figure, key: str, caption: str, *, run_id: str = "", **kwargs:
     return event
 
 
-def page_header(title: str, lead: str) -> None:
-    st.title(title)
-    st.markdown(lead)
+def key_figure(fig: KeyFigure, page: str, run_id: str) -> None:
+    """One of the run's key figures (:mod:`dashboard.components.figures`) with its caption and PNG button;
+    raises :class:`NotComputed` with the figure's reason when the run lacks what it shows."""
+    if fig.figure is None:
+        raise NotComputed(fig.missing)
+    chart(fig.figure, f"{page}_{fig.key}", fig.caption, run_id=run_id)
 
 
 def image_strip(images: Sequence[np.ndarray], captions: Sequence[str], *, columns: int = 6, width: int = 150) -> None:
@@ -76,8 +81,3 @@ def image_strip(images: Sequence[np.ndarray], captions: Sequence[str], *, column
     for i, (img, cap) in enumerate(zip(images, captions, strict=False)):
         with cols[i % columns]:
             st.image(png_bytes(img), caption=cap, width=width)
-
-
-def no_run(ctx_root: str) -> None:
-    st.warning(f"No usable run in `{ctx_root}`. Compute one with `python -m igcore run --out runs`, or remove broken run folders.", icon="📭")
-    st.stop()

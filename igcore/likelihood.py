@@ -126,3 +126,59 @@ def log_likelihood(
 ) -> float:
     """Functional form of :meth:`ClauseLikelihood.log_likelihood` (summed over the data)."""
     return ClauseLikelihood(vocabulary, classes).log_likelihood(scores, y, hypothesis)
+
+
+def clause_deletion(
+    hypothesis: Hypothesis,
+    scores: Any,
+    present: Any,
+    vocabulary: Vocabulary,
+    classes: Sequence[str],
+) -> list[dict[str, Any]]:
+    """What each clause of ``hypothesis`` does to L_M's answers: delete it, and compare.
+
+    A faithful reading of a clause "<concept> is evidence for <class>" predicts that deleting it changes
+    L_M's answers on the images where the concept is present, and not elsewhere (its contribution is
+    ``weight × score``). For every clause this measures, on the images where the concept is annotated
+    present and on those where it is absent: how many answers change (``answer_change_rate``) and the mean
+    drop in L_M's probability of the clause's class (``mean_drop``). ``specific`` is True when both the
+    drop and the change rate are larger where the concept is present.
+
+    Args:
+        hypothesis: z (or a surrogate such as z_baseline).
+        scores: concept scores (N, K) of the images.
+        present: 0/1 annotations (N, K) of the same images (the world's, not the concept model's).
+        vocabulary, classes: the language.
+
+    Returns:
+        One record per clause: ``concept``, ``class``, ``weight``, ``text``, ``present`` and ``absent``
+        (each ``{"n", "answer_change_rate", "mean_drop"}``), ``specific``.
+    """
+    likelihood = ClauseLikelihood(vocabulary, classes)
+    present = np.asarray(present).astype(bool)
+    full = likelihood.predict_proba(scores, hypothesis)
+    answer = full.argmax(1)
+    records = []
+    for clause in hypothesis.clauses:
+        rest = Hypothesis(tuple(c for c in hypothesis.clauses if c is not clause), hypothesis.bias)
+        without = likelihood.predict_proba(scores, rest)
+        c = list(classes).index(clause.cls)
+        changed = without.argmax(1) != answer
+        drop = full[:, c] - without[:, c]
+        where = present[:, vocabulary.index(clause.concept)]
+        parts = {}
+        for name, rows in (("present", where), ("absent", ~where)):
+            parts[name] = {
+                "n": int(rows.sum()),
+                "answer_change_rate": float(changed[rows].mean()) if rows.any() else None,
+                "mean_drop": float(drop[rows].mean()) if rows.any() else None,
+            }
+        p, a = parts["present"], parts["absent"]
+        specific = None
+        if p["n"] and a["n"]:
+            specific = bool(p["mean_drop"] > a["mean_drop"] and p["answer_change_rate"] >= a["answer_change_rate"])
+        records.append({
+            "concept": clause.concept, "class": clause.cls, "weight": clause.weight,
+            "text": vocabulary[clause.concept].text, **parts, "specific": specific,
+        })
+    return records

@@ -104,7 +104,8 @@ class WorldInfo(_Open):
 
 
 class MethodMetrics(_Open):
-    """``methods.<method>``: accuracies on D′_eval as fractions in [0, 1]."""
+    """``methods.<method>``: accuracies on D′_eval as fractions in [0, 1] (trained models also report
+    ``val_acc`` and ``best_epoch``; peers say what extra labels they ``uses``)."""
 
     avg_acc: float
     worst_group_acc: float
@@ -112,6 +113,8 @@ class MethodMetrics(_Open):
     group_acc: dict[str, float]
     group_n: dict[str, int]
     train_weighted_acc: float | None = None
+    val_acc: float | None = None
+    best_epoch: int | None = None
 
 
 class ClauseRecord(_Open):
@@ -135,8 +138,10 @@ class RankedRecord(_Open):
 class Hypotheses(_Open):
     z_star: list[ClauseRecord] | None = None
     z_star_text: str | None = None
+    z_star_json: dict[str, Any] | None = None
     no_prior: list[ClauseRecord] | None = None
     no_prior_text: str | None = None
+    no_prior_json: dict[str, Any] | None = None
     ranked: list[RankedRecord] = []
     no_prior_ranked: list[RankedRecord] = []
     z_baseline: list[ClauseRecord] | None = None
@@ -155,6 +160,7 @@ class Metrics(_Open):
     hypotheses: Hypotheses = Hypotheses()
     microscope: dict[str, dict[str, Any]] = {}
     surrogates: dict[str, Any] = {}
+    clause_deletion: dict[str, list[dict[str, Any]]] = {}
 
 
 # --------------------------------------------------------------------------------------- tables, tensors

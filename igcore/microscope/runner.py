@@ -73,11 +73,13 @@ class MicroscopeResult:
     hypotheses: dict[str, Any]
     surrogates: dict[str, Any]
     info: dict[str, Any]
+    clause_deletion: dict[str, Any] = field(default_factory=dict)
 
     def metrics_values(self) -> dict[str, Any]:
         """``{metrics key: value}`` for :meth:`igcore.context.RunContext.write_metrics`."""
         values: dict[str, Any] = {"microscope": self.per_model, "surrogates": self.surrogates}
         values.update({f"hypotheses.{k}": v for k, v in self.hypotheses.items()})
+        values.update({f"clause_deletion.{k}": v for k, v in self.clause_deletion.items()})
         return values
 
 
@@ -278,8 +280,13 @@ def counterfactual_effects(
         write_tensors(out_dir, "counterfactuals", strip)
 
 
-def surrogates(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Surrogate hypotheses (``z_baseline``, ``z_student``) fitted to each model's own answers on D′."""
+def surrogates(
+    inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Surrogate hypotheses (``z_baseline``, ``z_student``) fitted to each model's own answers on D′, their
+    fidelity with a Wilson interval, the D′ images where surrogate and model disagree
+    (``tables/surrogate_disagreements``) and the clause-deletion test of each surrogate."""
+    from igcore.likelihood import clause_deletion
     from igcore.microscope.surrogate import fit_surrogate
 
     scores = inputs.concept_scores
@@ -287,6 +294,8 @@ def surrogates(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: lis
         raise ValueError("surrogates need the concept scores and the test_train images")
     hypotheses: dict[str, Any] = {}
     summaries: dict[str, Any] = {}
+    deletion: dict[str, Any] = {}
+    rows = []
     for m, key in SURROGATE_NAMES.items():
         if m not in models:
             continue
@@ -298,7 +307,15 @@ def surrogates(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: lis
         hypotheses[key] = s.records
         hypotheses[f"{key}_text"] = s.text
         summaries[key] = s.summary()
-    return hypotheses, summaries
+        deletion[key] = clause_deletion(s.hypothesis, scores["test_eval"], inputs.test_eval.concepts, inputs.world.vocabulary,
+                                        list(inputs.world.classes))
+        model_pred = inputs.predictions_of(m)
+        rows += [{"surrogate": key, "model": m, "index": int(i), "label": int(inputs.test_eval.labels[i]),
+                  "model_pred": int(model_pred[i]), "surrogate_pred": int(s.surrogate_predictions[i]),
+                  "group": int(inputs.test_eval.groups[i])} for i in s.disagreements]
+    columns = ["surrogate", "model", "index", "label", "model_pred", "surrogate_pred", "group"]
+    write_table(out_dir, "surrogate_disagreements", pd.DataFrame.from_records(rows, columns=columns))
+    return hypotheses, summaries, deletion
 
 
 # --------------------------------------------------------------------------------------------- the run
@@ -361,7 +378,7 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     clock.lap("sanity")
     tcav(inputs, settings, models, out_dir, per_model)
     clock.lap("tcav")
-    hypotheses, summaries = surrogates(inputs, settings, models) if settings.surrogates else ({}, {})
+    hypotheses, summaries, deletion = surrogates(inputs, settings, models, out_dir) if settings.surrogates else ({}, {}, {})
     clock.lap("surrogates")
 
     info = {
@@ -376,4 +393,4 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     for m in models:
         per_model[m]["unavailable"] = dict(skipped)
     (out_dir / "info.json").write_text(json.dumps(info, indent=2))
-    return MicroscopeResult(per_model, hypotheses, summaries, info)
+    return MicroscopeResult(per_model, hypotheses, summaries, info, deletion)

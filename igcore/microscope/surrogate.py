@@ -12,8 +12,8 @@ Representations of Trained Networks", with the hypothesis language as the interp
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,8 +32,11 @@ class Surrogate:
         records: clause records ``{concept, kind, class, weight, text}``.
         text: English rendering ("The baseline behaves as if: ...").
         fidelity: agreement with the model's predictions on the held-out split (D′_eval).
+        fidelity_ci: Wilson 95% interval of ``fidelity`` (scipy.stats.binomtest).
         fidelity_train: agreement on the fitting split (D′_train).
         agreement_with_labels: accuracy of the surrogate's predictions on D′_eval labels (reference).
+        disagreements: D′_eval rows where the surrogate and the model give different answers.
+        surrogate_predictions: the surrogate's answers on D′_eval.
     """
 
     name: str
@@ -44,11 +47,18 @@ class Surrogate:
     fidelity: float
     fidelity_train: float
     agreement_with_labels: float | None = None
+    fidelity_ci: tuple[float, float] = (float("nan"), float("nan"))
+    disagreements: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    surrogate_predictions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def summary(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "fidelity": self.fidelity,
+            "fidelity_ci_low": self.fidelity_ci[0],
+            "fidelity_ci_high": self.fidelity_ci[1],
+            "n_eval": int(len(self.surrogate_predictions)),
+            "n_disagree": int(len(self.disagreements)),
             "fidelity_train": self.fidelity_train,
             "acc_on_labels": self.agreement_with_labels,
             "n_clauses": len(self.records),
@@ -92,7 +102,7 @@ def fit_surrogate(
     classes: Sequence[str],
     *,
     eval_labels: np.ndarray | None = None,
-    search_config: Mapping[str, Any] | None = None,
+    search_config: Any = None,
     device: str = "auto",
     who: str | None = None,
     l1: float = 0.0,
@@ -106,26 +116,33 @@ def fit_surrogate(
         eval_scores: concept scores of D′_eval; ``eval_predictions`` the model's classes there.
         vocabulary, classes: the language.
         eval_labels: D′_eval labels (only to report the surrogate's own accuracy).
-        search_config: the run's ``search`` config section (the same structure search as z*); None =
+        search_config: the run's ``search`` settings (the same structure search as z*); None =
             :class:`igcore.search.HypothesisSearch` defaults. The prior is always flat.
         device: where the search runs (``auto`` | ``cpu`` | ``cuda``).
         who: the noun in the English rendering (default: ``baseline`` for erm, else the model name).
         l1: the same sparsity cost on every clause (:class:`igcore.prior.FlatPrior`), so the description
             stays short enough to read; it prefers no concept over another.
     """
+    from scipy.stats import binomtest
+
     from igcore.prior import FlatPrior
     from igcore.search import HypothesisSearch, search_from_config
 
-    search = search_from_config(dict(search_config), None, device=device) if search_config else HypothesisSearch(device=device)
+    search = search_from_config(search_config, None, device=device) if search_config else HypothesisSearch(device=device)
     search.prior = FlatPrior(search.flat_weight_l2, l1) if l1 > 0 else None
     search.fit(np.asarray(fit_scores), np.asarray(fit_predictions, dtype=np.int64), vocabulary, list(classes))
     z = search.z_star_
-    fidelity = float((search.predict_proba(np.asarray(eval_scores)).argmax(1) == np.asarray(eval_predictions)).mean())
+    mine = search.predict_proba(np.asarray(eval_scores)).argmax(1)
+    agree = mine == np.asarray(eval_predictions)
+    fidelity = float(agree.mean())
+    ci = binomtest(int(agree.sum()), len(agree)).proportion_ci(confidence_level=0.95, method="wilson") if len(agree) else None
     fidelity_train = float((search.predict_proba(np.asarray(fit_scores)).argmax(1) == np.asarray(fit_predictions)).mean())
     acc = None
     if eval_labels is not None:
         acc = float((search.predict_proba(np.asarray(eval_scores)).argmax(1) == np.asarray(eval_labels)).mean())
     who = who or ("baseline" if model == "erm" else {"ig_student": "IG student"}.get(model, model))
     return Surrogate(
-        name, model, z, z.to_records(vocabulary), behaves_as_if(z, vocabulary, classes, who), fidelity, fidelity_train, acc
+        name, model, z, z.to_records(vocabulary), behaves_as_if(z, vocabulary, classes, who), fidelity, fidelity_train, acc,
+        (float(ci.low), float(ci.high)) if ci is not None else (float("nan"), float("nan")),
+        np.flatnonzero(~agree).astype(np.int64), mine.astype(np.int64),
     )

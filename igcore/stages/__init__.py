@@ -96,7 +96,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("concepts", stage_concepts, ("splits",), ("concepts",), frozenset({"concepts"}),
           "train the concept model on the concept bank; score every split"),
     Stage("ig", stage_ig, ("splits", "concepts"), ("ig",),
-          frozenset({"prior", "methods.ig_direct", "methods.no_prior", "methods.ig_posterior",
+          frozenset({"prior", "methods.ig_direct", "methods.no_prior", "methods.ig_posterior", "clause_deletion.z_star",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_IG)}),
           "fit the human prior; search z* = argmax prior + likelihood, and the no_prior ablation",
           preflight=check_judgments),
@@ -109,7 +109,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("dfr", stage_dfr, ("splits", "model:erm"), ("dfr",), frozenset({"methods.dfr"}),
           "re-train ERM's last layer on group-balanced val data (DFR peer)", default=_peer("dfr")),
     Stage("microscope", stage_microscope, _microscope_requires, ("microscope",),
-          frozenset({"microscope", "surrogates", *(f"hypotheses.{k}" for k in _HYPOTHESES_MICROSCOPE)}),
+          frozenset({"microscope", "surrogates", "clause_deletion.z_baseline", "clause_deletion.z_student",
+                     *(f"hypotheses.{k}" for k in _HYPOTHESES_MICROSCOPE)}),
           "put the models under the microscope (attributions, TCAV, swaps, surrogates, sanity)"),
 )
 

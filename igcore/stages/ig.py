@@ -21,6 +21,7 @@ from igcore.concepts import ConceptModel
 from igcore.config import Config
 from igcore.context import ConceptResult, ConceptScores, IGResult, RunContext
 from igcore.imitate import imitate, pseudo_label_summary
+from igcore.likelihood import clause_deletion
 from igcore.prior import build_prior, load_ratings_for_config
 from igcore.search import search_from_config
 from igcore.worlds.base import World
@@ -89,6 +90,7 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
             "hypotheses.ranked": search.ranked_records(),
             "hypotheses.no_prior_ranked": flat.ranked_records(),
             "prior": prior.summary(),
+            "clause_deletion.z_star": clause_deletion(search.z_star_, scores.test_eval, ctx.data.test_eval.concepts, vocabulary, classes),
         }
     )
     ctx.evaluate("ig_direct", search.predict_proba(scores.test_eval))

@@ -1,0 +1,40 @@
+"""L_M and the clause-deletion test: deleting a clause changes answers where its concept is present, not elsewhere."""
+
+import numpy as np
+import pytest
+
+from igcore.hypothesis import from_pairs
+from igcore.likelihood import clause_deletion, predict_proba
+from igcore.worlds.base import Concept, Vocabulary
+
+VOCAB = Vocabulary((Concept("stripes", "stripes", "core"), Concept("spots", "spots", "core"), Concept("snow", "snow", "context")))
+CLASSES = ["cat", "dog"]
+
+
+def test_clause_deletion_is_specific_to_the_images_showing_the_concept():
+    rng = np.random.default_rng(0)
+    present = rng.random((400, 3)) < 0.5
+    scores = np.where(present, 0.9, 0.05) + rng.normal(0, 0.02, (400, 3))
+    scores = np.clip(scores, 0, 1)
+    z = from_pairs([("stripes", "cat", 3.0), ("spots", "dog", 3.0)], bias={"cat": 0.0, "dog": 0.0})
+    records = clause_deletion(z, scores, present, VOCAB, CLASSES)
+    assert [(r["concept"], r["class"]) for r in records] == [("stripes", "cat"), ("spots", "dog")]
+    for r in records:
+        assert r["present"]["n"] + r["absent"]["n"] == 400
+        assert r["present"]["mean_drop"] > 0.2 > abs(r["absent"]["mean_drop"]) * 5
+        assert r["present"]["answer_change_rate"] > r["absent"]["answer_change_rate"]
+        assert r["specific"] is True and r["text"] == r["concept"]
+    # the rates are computed from L_M itself: an image showing stripes and not spots flips to dog without the clause
+    only_stripes = present[:, 0] & ~present[:, 1]
+    without = predict_proba(scores, from_pairs([("spots", "dog", 3.0)]), VOCAB, CLASSES)
+    full = predict_proba(scores, z, VOCAB, CLASSES)
+    changed = without.argmax(1) != full.argmax(1)
+    assert changed[only_stripes].mean() > 0.9  # (ties at a clipped score of 0 keep the first class)
+    assert records[0]["present"]["answer_change_rate"] == pytest.approx(changed[present[:, 0]].mean())
+
+
+def test_a_clause_on_a_concept_that_is_everywhere_has_no_absent_images():
+    scores = np.full((10, 3), 0.9)
+    z = from_pairs([("snow", "dog", 1.0)])
+    (r,) = clause_deletion(z, scores, np.ones((10, 3), bool), VOCAB, CLASSES)
+    assert r["absent"] == {"n": 0, "answer_change_rate": None, "mean_drop": None} and r["specific"] is None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import byod_fixtures as fx
 import pytest
 
-import byod_fixtures as fx
 from igcore.cli import main
 from igcore.config import load_config
 from igcore.pipeline import run_pipeline

@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_defaults_and_overrides(tmp_path):
     cfg_file = tmp_path / "c.toml"
-    cfg_file.write_text('seed = 3\n[world]\nrho = 0.99\n')
+    cfg_file.write_text('seed = 3\n[world]\nrho = 0.9\n')
     cfg = load_config(cfg_file, ["world.n_train=100", "baseline.arch=vit-tiny"])
     assert cfg.seed == 3
-    assert cfg.world.rho == 0.99
+    assert cfg.world.rho == 0.9
     assert cfg.world.n_train == 100
     assert cfg.baseline.arch == "vit-tiny"
     assert default_config().world.n_train == 2000  # defaults untouched
@@ -167,9 +167,9 @@ def test_every_key_has_a_meaning():
 
 
 def test_config_command_prints_every_key_with_its_meaning(capsys):
-    assert main(["config", "--set", "world.rho=0.99"]) == 0
+    assert main(["config", "--set", "world.rho=0.9"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^world\.rho = 0\.99 +# .*\(default 0\.95\)$", out, re.M)
+    assert re.search(r"^world\.rho = 0\.9 +# .*\(default 0\.99\)$", out, re.M)
     assert len(out.strip().splitlines()) == len(describe_config(default_config()))
     assert config_text(default_config()).splitlines()[0].startswith("seed = 0")
 

@@ -108,7 +108,7 @@ def test_config_defaults_list_every_method_with_its_registry_defaults():
 
 
 def test_unknown_method_or_parameter_is_an_input_error():
-    with pytest.raises(InputError, match="valid methods: .*integrated_gradients"):
+    with pytest.raises(InputError, match="unknown attribution method 'magic'; valid: .*integrated_gradients"):
         load_config(None, ['microscope.methods=["integrated_gradients","magic"]'])
     with pytest.raises(InputError):
         ATTRIBUTIONS["saliency"].resolve({"n_steps": 3})

@@ -208,7 +208,7 @@ class SnowWolfParams(WorldParams):
     """The ``world.*`` keys of the Snow-and-Wolves world."""
 
     name: Literal["snowwolf"] = Field("snowwolf", description="the data source: snowwolf (procedural) or a loader of your own data (see docs/BYOD.md)")
-    rho: float = Field(0.95, ge=0.5, le=1.0, description="P(typical background | class) in train/val, in [0.5, 1]")
+    rho: float = Field(0.99, ge=0.5, le=1.0, description="P(typical background | class) in train/val; 0.99 = nearly every wolf on snow (the story)")
     image_size: int = Field(64, ge=32, le=512, description="side of the square RGB images in pixels")
     n_classes: int = Field(2, ge=2, le=len(CLASS_NAMES), description="2 (husky, wolf) up to 6 (adds fox, coyote, jackal, dingo)")
     n_train: int = Field(2000, ge=1, description="images in train (D)")

@@ -140,8 +140,15 @@ def test_store_for_another_world_starts_empty(tmp_path: Path) -> None:
     assert store.ratings().empty
     store.add_rating("x", "fins", "fish", 5)
     assert len(store.ratings()) == 1
-    with pytest.raises(InputError, match="snowwolf world"):
-        P.load_ratings_for_config(PriorConfig(), other, ["fish", "crab"])
+    # the shipped judgments speak about another world: left out, with a plain note, and the prior still fits
+    judgments = P.load_judgments(PriorConfig(encoder="hashing"), other, ["fish", "crab"])
+    assert judgments.ratings.empty and judgments.pairwise is None and judgments.source == "no ratings"
+    assert "No ratings for this world's concepts" in judgments.notes[0]
+    prior = P.fit_prior(PriorConfig(encoder="hashing"), judgments, other, ["fish", "crab"])
+    assert np.allclose(prior.plausibility_, prior.plausibility_[0, 0])  # it knows nothing: every clause alike
+    assert any("carry over from the shipped" in n for n in prior.summary()["notes"])
+    shipped = P.carried_structure(PriorConfig(encoder="hashing"))
+    assert prior.coef_length_ == shipped.coef_length_ and prior.coef_empty_class_ == shipped.coef_empty_class_
 
 
 def test_memory_store(vocab: Vocabulary) -> None:

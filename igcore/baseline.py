@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def build_model(arch: str, num_labels: int, image_size: int) -> PreTrainedModel:
         return ARCHITECTURES[arch](num_labels, image_size)
     config = AutoConfig.from_pretrained(arch, local_files_only=True)
     resize = {"num_labels": num_labels, "ignore_mismatched_sizes": True} if config.num_labels != num_labels else {}
-    return AutoModelForImageClassification.from_pretrained(arch, local_files_only=True, **resize)
+    return AutoModelForImageClassification.from_pretrained(arch, local_files_only=True, use_safetensors=True, **resize)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -107,17 +108,50 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class PixelClassifier(nn.Module):
-    """``[0, 1]`` float images (N, 3, H, W) → logits. The module captum attributes through."""
+@dataclass(frozen=True)
+class InputSpec:
+    """How a model wants its pixels: per-channel normalisation, an input size, the order of its outputs.
 
-    def __init__(self, model: PreTrainedModel):
+    The project's own models use :data:`PIXEL_MEAN` / :data:`PIXEL_STD` at the world's image size. A user's
+    checkpoint brings its own from its image processor (``size``: resized to inside the model, so
+    attributions stay at the world's resolution) and its own label order (``columns``: the checkpoint's
+    output index of each world class).
+    """
+
+    mean: tuple[float, float, float] = PIXEL_MEAN
+    std: tuple[float, float, float] = PIXEL_STD
+    size: tuple[int, int] | None = None
+    columns: tuple[int, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "size": None if self.size is None else list(self.size),
+                "columns": None if self.columns is None else list(self.columns)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> InputSpec:
+        if not data:
+            return cls()
+        return cls(tuple(data["mean"]), tuple(data["std"]), None if data.get("size") is None else tuple(data["size"]),
+                   None if data.get("columns") is None else tuple(data["columns"]))
+
+
+class PixelClassifier(nn.Module):
+    """``[0, 1]`` float images (N, 3, H, W) → logits in the world's class order. The module captum attributes
+    through: resizing and normalisation happen inside it (:class:`InputSpec`)."""
+
+    def __init__(self, model: PreTrainedModel, spec: InputSpec | None = None):
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
+        self.spec = spec or InputSpec()
+        self.register_buffer("mean", torch.tensor(self.spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.spec.std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=(pixels - self.mean) / self.std).logits
+        size = self.spec.size
+        if size is not None and tuple(pixels.shape[-2:]) != size:
+            pixels = nn.functional.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=True)
+        logits = self.model(pixel_values=(pixels - self.mean) / self.std).logits
+        return logits if self.spec.columns is None else logits[:, list(self.spec.columns)]
 
 
 def to_pixels(images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -195,6 +229,7 @@ class ImageClassifier:
     ) -> ImageClassifier:
         device = resolve_device(self.device)
         self.device_ = device
+        self.source_: dict[str, Any] = {"trained": True}
         torch.manual_seed(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
         self.module_ = PixelClassifier(build_model(self.arch, self.num_labels, self.image_size)).to(device)
@@ -281,9 +316,9 @@ class ImageClassifier:
         self.module_.model.save_pretrained(directory, safe_serialization=True)
         init_params = inspect.signature(ImageClassifier.__init__).parameters
         params = {k: v for k, v in vars(self).items() if k in init_params}
-        (directory / "estimator.json").write_text(
-            json.dumps({"params": params, "history": self.history_, "best_epoch": self.best_epoch_}, indent=2)
-        )
+        meta = {"estimator": type(self).__name__, "params": params, "history": self.history_, "best_epoch": self.best_epoch_,
+                "input": self.module_.spec.to_dict(), "source": self.source_}
+        (directory / "estimator.json").write_text(json.dumps(meta, indent=2))
         return directory
 
     @classmethod
@@ -296,8 +331,126 @@ class ImageClassifier:
         params = {**meta["params"], "device": device}
         est = cls(**params)
         est.device_ = resolve_device(device)
-        model = AutoModelForImageClassification.from_pretrained(directory, local_files_only=True)
-        est.module_ = PixelClassifier(model).to(est.device_).eval()
+        model = AutoModelForImageClassification.from_pretrained(directory, local_files_only=True, use_safetensors=True)
+        est.module_ = PixelClassifier(model, InputSpec.from_dict(meta.get("input"))).to(est.device_).eval()
         est.history_, est.best_epoch_ = meta["history"], meta["best_epoch"]
+        est.source_ = meta.get("source") or {"trained": True}
         est.sample_weight_ = None
         return est
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint, device: str = "auto", name: str = "erm") -> ImageClassifier:
+        """A user's trained classifier, used as it is (no training): see :func:`inspect_checkpoint`."""
+        est = cls(arch=str(checkpoint.path), num_labels=len(checkpoint.columns), device=device, name=name, progress=False)
+        est.device_ = resolve_device(device)
+        model = AutoModelForImageClassification.from_pretrained(checkpoint.path, local_files_only=True, use_safetensors=True)
+        est.module_ = PixelClassifier(model, checkpoint.spec).to(est.device_).eval()
+        est.history_, est.best_epoch_ = [], None
+        est.source_ = {"trained": False, "checkpoint": checkpoint.name, "labels": checkpoint.labels}
+        est.sample_weight_ = None
+        return est
+
+
+# ------------------------------------------------------------------------------------ users' checkpoints
+
+#: Architecture families the microscope can open (attributions by layer, TCAV layers, sanity cascade).
+CHECKPOINT_FAMILIES = ("resnet", "vit")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A user's image classifier, checked against the world: where it is, its name, how it wants its
+    input (:class:`InputSpec`), and which of its outputs is which world class."""
+
+    path: Path
+    name: str
+    model_type: str
+    spec: InputSpec
+    labels: dict[str, str]  # checkpoint label -> world class
+
+    @property
+    def columns(self) -> tuple[int, ...]:
+        assert self.spec.columns is not None
+        return self.spec.columns
+
+
+def _processor_spec(path: Path) -> tuple[tuple[float, ...], tuple[float, ...], tuple[int, int] | None, str]:
+    """Normalisation and input size from the checkpoint's image processor (``preprocessor_config.json``)."""
+    from transformers import AutoImageProcessor
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise InputError(f"baseline.checkpoint {str(path)!r}: its image processor cannot be read ({str(e).splitlines()[0][:160]})") from None
+    mean = tuple(float(v) for v in getattr(processor, "image_mean", None) or (0.0, 0.0, 0.0))
+    std = tuple(float(v) for v in getattr(processor, "image_std", None) or (1.0, 1.0, 1.0))
+    if not getattr(processor, "do_normalize", True):
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    size = getattr(processor, "size", None) or {}
+    if not isinstance(size, Mapping):
+        size = dict(size)
+    if "height" in size and "width" in size:
+        hw: tuple[int, int] | None = (int(size["height"]), int(size["width"]))
+    elif "shortest_edge" in size:
+        hw = (int(size["shortest_edge"]), int(size["shortest_edge"]))
+    else:
+        hw = None
+    return mean, std, hw, type(processor).__name__
+
+
+def inspect_checkpoint(directory: str | Path, classes: Sequence[str], label_map: Mapping[str, str] | None = None) -> Checkpoint:
+    """Check a user's checkpoint against the world's classes before any work; one-line InputError otherwise.
+
+    It must be a local ``save_pretrained`` folder with ``config.json`` and safetensors weights, of an
+    architecture the microscope can open (:data:`CHECKPOINT_FAMILIES`), with exactly one output per world
+    class. Its labels (``id2label``) are matched to the class names (case and spacing ignored), or mapped by
+    ``label_map`` (checkpoint label -> class). Input size and normalisation come from its image processor
+    (``preprocessor_config.json``); without one, pixels go in as they are, in [0, 1], at the world's size.
+    """
+    path = Path(directory).expanduser()
+    where = f"baseline.checkpoint {str(path)!r}"
+    if not (path / "config.json").is_file():
+        raise InputError(f"{where} has no config.json; give a folder written by save_pretrained")
+    if not ((path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()):
+        raise InputError(f"{where} has no safetensors weights (model.safetensors); re-save it with save_pretrained(safe_serialization=True)")
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{where}: config.json cannot be read ({str(e).splitlines()[0][:160]})") from None
+    if config.model_type not in CHECKPOINT_FAMILIES:
+        raise InputError(f"{where} is a {config.model_type!r} model; the microscope opens {', '.join(CHECKPOINT_FAMILIES)} image classifiers")
+    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    if len(id2label) != len(classes):
+        raise InputError(
+            f"{where} has {len(id2label)} output label(s) ({', '.join(id2label.values())}) but the world has "
+            f"{len(classes)} class(es) ({', '.join(classes)}); use a checkpoint with one output per class"
+        )
+
+    def norm(text: str) -> str:
+        return " ".join(text.replace("_", " ").lower().split())
+
+    if label_map:
+        unknown = sorted(set(label_map) - set(id2label.values()))
+        if unknown:
+            raise InputError(f"baseline.label_map names label(s) {', '.join(unknown)} the checkpoint does not have; it has: {', '.join(id2label.values())}")
+        bad = sorted(set(label_map.values()) - set(classes))
+        if bad:
+            raise InputError(f"baseline.label_map maps to {', '.join(bad)}, not a class of the world ({', '.join(classes)})")
+        mapping = {label: label_map.get(label, "") for label in id2label.values()}
+    else:
+        by_name = {norm(c): c for c in classes}
+        mapping = {label: by_name.get(norm(label), "") for label in id2label.values()}
+    missing = [label for label, cls in mapping.items() if not cls]
+    if missing or len(set(mapping.values())) != len(classes):
+        raise InputError(
+            f"{where}: labels {', '.join(id2label.values())} do not match the classes {', '.join(classes)}; "
+            "map them with --set 'baseline.label_map={\"<label>\": \"<class>\", ...}'"
+        )
+    columns = tuple(next(i for i, label in id2label.items() if mapping[label] == cls) for cls in classes)
+    if (path / "preprocessor_config.json").is_file():
+        mean, std, size, _ = _processor_spec(path)
+    else:
+        mean, std, size = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), None
+    name = str(getattr(config, "_name_or_path", "") or "") or path.name
+    name = path.name if name in ("", ".") or "/" in name else name
+    return Checkpoint(path, name, config.model_type, InputSpec(mean, std, size, columns), mapping)

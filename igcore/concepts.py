@@ -41,31 +41,42 @@ class ConceptModel:
         heldout_auc_: per-concept ROC AUC on the held-out concept-bank images.
     """
 
-    def __init__(self, vocabulary: Vocabulary, *, holdout: float = 0.2, seed: int = 0, **train: Any):
+    def __init__(
+        self,
+        vocabulary: Vocabulary,
+        *,
+        holdout: float = 0.2,
+        seed: int = 0,
+        estimator: type[ImageClassifier] = ImageClassifier,
+        **train: Any,
+    ):
         self.vocabulary = vocabulary
         self.holdout = holdout
         self.seed = seed
+        self.estimator = estimator
         self.train = train
 
-    def fit(self, bank: Split) -> ConceptModel:
+    def fit(self, bank: Split, inputs: np.ndarray | None = None) -> ConceptModel:
+        """Fit on the concept bank; ``inputs`` are the bank's images (default) or their cached features."""
+        inputs = bank.images if inputs is None else inputs
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(len(bank))
         n_hold = max(1, int(round(self.holdout * len(bank))))
         held, fit_idx = order[:n_hold], order[n_hold:]
         # No flip augmentation: "the animal stands on the left/right" is itself a concept.
-        self.classifier_ = ImageClassifier(
+        self.classifier_ = self.estimator(
             num_labels=len(self.vocabulary), multi_label=True, augment=False, seed=self.seed, name="concepts", **self.train
         ).fit(
-            bank.images[fit_idx],
+            inputs[fit_idx],
             bank.concepts[fit_idx],
-            val=(bank.images[held], bank.concepts[held]),
+            val=(inputs[held], bank.concepts[held]),
         )
-        self.heldout_auc_ = self.auc(bank.subset(held))
+        self.heldout_auc_ = per_concept_auc(bank.concepts[held], self.scores(inputs[held]), self.vocabulary)
         return self
 
-    def scores(self, images: np.ndarray) -> np.ndarray:
-        """Concept probabilities, float32 (N, K) in vocabulary order."""
-        return self.classifier_.predict_proba(images).astype(np.float32)
+    def scores(self, inputs: np.ndarray) -> np.ndarray:
+        """Concept probabilities, float32 (N, K) in vocabulary order, of images (or their features)."""
+        return self.classifier_.predict_proba(inputs).astype(np.float32)
 
     def auc(self, split: Split, scores: np.ndarray | None = None) -> dict[str, float | None]:
         """Per-concept ROC AUC on any annotated split (D′ included: annotations need no class label)."""

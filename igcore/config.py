@@ -60,6 +60,17 @@ class BaselineConfig(Settings):
     batch_size: int = Field(64, ge=1, le=65536, description="images per optimisation step")
     lr: float = Field(3e-3, gt=0, le=10, description="peak learning rate of the one-cycle AdamW schedule")
     weight_decay: float = Field(1e-4, ge=0, le=10, description="AdamW weight decay")
+    checkpoint: PathText | None = Field(
+        None, description="a user's trained transformers image classifier (save_pretrained folder) used as the baseline, without training"
+    )
+    label_map: dict[str, str] | None = Field(None, description="checkpoint label -> world class, when the names differ")
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint_folder(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if path is not None and not _stored(info) and not Path(path).expanduser().is_dir():
+            raise ValueError(f"folder {path!r} does not exist; give a folder written by save_pretrained")
+        return path
 
     @field_validator("arch")
     @classmethod
@@ -67,6 +78,22 @@ class BaselineConfig(Settings):
         from igcore.baseline import check_architecture
 
         return arch if _stored(info) else check_architecture(arch)
+
+
+class FeaturesConfig(Settings):
+    """Frozen pretrained features (the PCBM / DFR recipe): every model the run trains is a linear head on them."""
+
+    backbone: PathText | None = Field(
+        None, description="a local pretrained transformers vision checkpoint; its pooled features are extracted once per image"
+    )
+    batch_size: int = Field(64, ge=1, le=4096, description="images per forward pass of the backbone")
+
+    @field_validator("backbone")
+    @classmethod
+    def _backbone_folder(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if path is not None and not _stored(info) and not (Path(path).expanduser() / "config.json").is_file():
+            raise ValueError(f"{path!r} is not a save_pretrained folder (no config.json)")
+        return path
 
 
 class TrueConceptsConfig(Settings):
@@ -305,6 +332,7 @@ class Config(Settings):
     run_id: str | None = Field(None, description="name of the run directory; null = generated; an existing id is refused")
     world: SerializeAsAny[WorldParams] = Field(default_factory=_default_world)
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     true_concepts: TrueConceptsConfig = Field(default_factory=TrueConceptsConfig)
     prior: PriorConfig = Field(default_factory=PriorConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -328,6 +356,15 @@ class Config(Settings):
         if problem := _unknown("peer method(s)", peers, PEERS):
             raise ValueError(problem)
         return _unique(peers)
+
+    @model_validator(mode="after")
+    def _peers_train_images(self) -> Config:
+        if self.peers and self.features.backbone:
+            raise ValueError(
+                f"peers ({', '.join(self.peers)}) train whole image models and cannot be compared with linear heads on "
+                "frozen features; run them without features.backbone"
+            )
+        return self
 
     def public(self) -> dict[str, Any]:
         """JSON-ready dict (what the manifest stores)."""

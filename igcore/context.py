@@ -17,6 +17,7 @@ import torch
 
 from igcore.config import Config
 from igcore.evaluate import group_metrics
+from igcore.executors import Executor, LocalExecutor
 from igcore.store import RunWriter
 from igcore.worlds.base import Split, World
 
@@ -55,6 +56,20 @@ class ConceptScores:
     val: np.ndarray
     test_train: np.ndarray
     test_eval: np.ndarray
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class Features:
+    """Frozen-backbone features (N, D) of every split (:mod:`igcore.features`)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test_train: np.ndarray
+    test_eval: np.ndarray
+    concept_bank: np.ndarray
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -105,6 +120,8 @@ class RunContext:
     stage: str = ""  # the stage running now: the owner of what it writes
     writes: frozenset[str] = frozenset()  # the metrics keys that stage declared
     splits: Splits | None = None
+    features: Features | None = None
+    executor: Executor = field(default_factory=LocalExecutor)
     classifiers: dict[str, TrainedClassifier] = field(default_factory=dict)
     concepts: ConceptResult | None = None
     ig: IGResult | None = None
@@ -127,14 +144,25 @@ class RunContext:
     def classifier(self, name: str) -> ImageClassifier:
         return self.need(self.classifiers.get(name), f"model:{name}").model
 
-    # -- helpers shared by stages --------------------------------------------------------------------
-    def new_classifier(self, name: str, **overrides: Any) -> ImageClassifier:
-        """An :class:`ImageClassifier` with the run's baseline budget (every method gets the same)."""
-        from igcore.baseline import ImageClassifier
+    def inputs(self, split: str) -> np.ndarray:
+        """What the run's models take for ``split``: the frozen-backbone features when the run has them, else images."""
+        if self.features is not None:
+            return getattr(self.features, split)
+        return getattr(self.data, split).images
 
+    # -- helpers shared by stages --------------------------------------------------------------------
+    def estimator(self) -> type[ImageClassifier]:
+        """The class of every model the run trains: a linear head on frozen features, or a whole image classifier."""
+        from igcore.baseline import ImageClassifier
+        from igcore.features import LinearHeadClassifier
+
+        return LinearHeadClassifier if self.config.features.backbone else ImageClassifier
+
+    def new_classifier(self, name: str, **overrides: Any) -> ImageClassifier:
+        """A model with the run's baseline budget (every method gets the same architecture and budget)."""
         b = self.config.baseline
         params: dict[str, Any] = {
-            "arch": b.arch,
+            "arch": self.config.features.backbone or b.arch,
             "num_labels": len(self.world.classes),
             "image_size": self.world.image_size,
             "epochs": b.epochs,
@@ -147,7 +175,7 @@ class RunContext:
             "name": name,
         }
         params.update(overrides)
-        return ImageClassifier(**params)
+        return self.estimator()(**params)
 
     def add_classifier(self, name: str, model: ImageClassifier) -> None:
         """Save a trained model into the run (``models/<name>``) and make it available to later stages."""

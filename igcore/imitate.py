@@ -13,24 +13,23 @@ from typing import Any
 import numpy as np
 
 from igcore.baseline import ImageClassifier
-from igcore.worlds.base import Split
 
 
 def imitate(
     student: ImageClassifier,
-    unlabelled: Split,
+    unlabelled: np.ndarray,
     soft_labels: np.ndarray,
     val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ImageClassifier:
-    """Fit ``student`` on ``unlabelled.images`` with targets ``soft_labels`` (N, C) from L_M(·|x′, z*).
+    """Fit ``student`` on the unlabelled D′_train inputs (images, or their frozen features) with targets
+    ``soft_labels`` (N, C) from L_M(·|x′, z*).
 
-    ``unlabelled.labels`` are deliberately not read. ``val`` (labelled D-distribution data) selects the
-    epoch, exactly as for ERM.
+    No label of D′ is passed here. ``val`` (labelled D-distribution data) selects the epoch, exactly as for ERM.
     """
     soft = np.asarray(soft_labels, dtype=np.float32)
     if soft.shape != (len(unlabelled), student.num_labels):
-        raise ValueError(f"soft labels of shape {soft.shape} do not match {len(unlabelled)} images × {student.num_labels} classes")
-    return student.fit(unlabelled.images, soft, val=val)
+        raise ValueError(f"soft labels of shape {soft.shape} do not match {len(unlabelled)} inputs × {student.num_labels} classes")
+    return student.fit(unlabelled, soft, val=val)
 
 
 def pseudo_label_summary(soft_labels: np.ndarray) -> dict[str, Any]:

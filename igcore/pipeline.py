@@ -22,6 +22,7 @@ import torch
 from igcore.baseline import resolve_device
 from igcore.config import Config
 from igcore.context import ProgressFn, RunContext
+from igcore.executors import LocalExecutor
 from igcore.schema import pred_column, proba_column
 from igcore.stages import Stage, select_stages
 from igcore.store import RunStore
@@ -88,7 +89,7 @@ def run_pipeline(
         writer.manifest["device"] = str(device)
         writer.manifest["stages_selected"] = [s.name for s in selected]
         writer.manifest["prepare_seconds"] = round(prepare_seconds, 3)  # checks + building (loading) the world
-        ctx = RunContext(config, world, writer, device, progress=progress, stage="world")
+        ctx = RunContext(config, world, writer, device, progress=progress, stage="world", executor=LocalExecutor(progress))
         for text in world.notes:
             ctx.note(text)
         total_start = time.perf_counter()

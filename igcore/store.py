@@ -281,10 +281,14 @@ class Run:
         return path
 
     def load_model(self, name: str, device: str = "auto") -> Any:
-        """The stored :class:`igcore.baseline.ImageClassifier` ``name``."""
+        """The stored classifier ``name`` (an :class:`igcore.baseline.ImageClassifier`, or a
+        :class:`igcore.features.LinearHeadClassifier` when the run used frozen features)."""
         from igcore.baseline import ImageClassifier
+        from igcore.features import LinearHeadClassifier
 
-        return ImageClassifier.load(self.model_dir(name), device=device)
+        path = self.model_dir(name)
+        kind = json.loads((path / "estimator.json").read_text()).get("estimator")
+        return (LinearHeadClassifier if kind == "LinearHeadClassifier" else ImageClassifier).load(path, device=device)
 
 
 @dataclass(frozen=True)

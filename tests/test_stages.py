@@ -16,7 +16,7 @@ from igcore.errors import InputError
 from igcore.stages import MODEL_NAMES, STAGE_NAMES, STAGES, select_stages
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED = ["world", "erm", "oracle", "true_concepts", "concepts", "ig", "student", "groupdro", "jtt", "dfr", "microscope"]
+EXPECTED = ["world", "features", "erm", "oracle", "true_concepts", "concepts", "ig", "student", "groupdro", "jtt", "dfr", "microscope"]
 
 
 def _modules() -> list[str]:
@@ -113,7 +113,7 @@ def test_one_writer_per_metrics_section():
 
 def test_default_selection_follows_peers():
     names = [s.name for s in select_stages(load_config())]
-    assert names == [n for n in EXPECTED if n not in ("groupdro", "jtt", "dfr")]
+    assert names == [n for n in EXPECTED if n not in ("features", "groupdro", "jtt", "dfr")]
     names = [s.name for s in select_stages(load_config(None, ['peers=["dfr"]']))]
     assert "dfr" in names and "jtt" not in names
 

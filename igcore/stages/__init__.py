@@ -20,10 +20,11 @@ from typing import Any
 from igcore.config import Config
 from igcore.context import RunContext
 from igcore.errors import InputError
+from igcore.stages.features import stage_features
 from igcore.stages.ig import check_judgments, stage_concepts, stage_ig, stage_student
 from igcore.stages.microscope import stage_microscope
 from igcore.stages.peers import stage_dfr, stage_groupdro, stage_jtt
-from igcore.stages.train import stage_erm, stage_oracle, stage_true_concepts
+from igcore.stages.train import check_checkpoint, stage_erm, stage_oracle, stage_true_concepts
 from igcore.stages.world import stage_world
 from igcore.worlds.base import World
 
@@ -39,6 +40,23 @@ def _peer(name: str) -> Callable[[Config], bool]:
         return name in config.peers
 
     return enabled
+
+
+def _with_features(*needs: str) -> Callable[[Config], tuple[str, ...]]:
+    """Requirements of a stage that trains models: the frozen features too when the run uses a backbone."""
+
+    def requires(config: Config) -> tuple[str, ...]:
+        return (*needs, "features") if config.features.backbone else needs
+
+    return requires
+
+
+def _erm_requires(config: Config) -> tuple[str, ...]:
+    return ("splits",) if config.baseline.checkpoint else _with_features("splits")(config)
+
+
+def _uses_backbone(config: Config) -> bool:
+    return bool(config.features.backbone)
 
 
 def _microscope_requires(config: Config) -> tuple[str, ...]:
@@ -87,20 +105,23 @@ _HYPOTHESES_MICROSCOPE = ("z_baseline", "z_baseline_text", "z_student", "z_stude
 STAGES: tuple[Stage, ...] = (
     Stage("world", stage_world, (), ("splits",), frozenset({"world"}),
           "draw or load every split of the world (D, val, D′ and the concept bank)"),
-    Stage("erm", stage_erm, ("splits",), ("model:erm",), frozenset({"methods.erm"}),
-          "train the baseline classifier on D (empirical risk minimisation)"),
-    Stage("oracle", stage_oracle, ("splits",), ("model:oracle",), frozenset({"methods.oracle"}),
+    Stage("features", stage_features, ("splits",), ("features",), frozenset({"features"}),
+          "extract frozen-backbone features of every image once (when features.backbone is set)", default=_uses_backbone),
+    Stage("erm", stage_erm, _erm_requires, ("model:erm",), frozenset({"methods.erm", "baseline"}),
+          "train the baseline classifier on D (empirical risk minimisation), or load a user's checkpoint",
+          preflight=check_checkpoint),
+    Stage("oracle", stage_oracle, _with_features("splits"), ("model:oracle",), frozenset({"methods.oracle"}),
           "train the oracle reference on the labels of D′ (evaluation only)"),
     Stage("true_concepts", stage_true_concepts, ("splits",), ("true_concepts",), frozenset({"methods.true_concepts"}),
           "fit the true-concepts reference (logistic regression on annotated concepts)"),
-    Stage("concepts", stage_concepts, ("splits",), ("concepts",), frozenset({"concepts"}),
+    Stage("concepts", stage_concepts, _with_features("splits"), ("concepts",), frozenset({"concepts"}),
           "train the concept model on the concept bank; score every split"),
     Stage("ig", stage_ig, ("splits", "concepts"), ("ig",),
           frozenset({"prior", "methods.ig_direct", "methods.no_prior", "methods.ig_posterior", "clause_deletion.z_star",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_IG)}),
           "fit the human prior; search z* = argmax prior + likelihood, and the no_prior ablation",
           preflight=check_judgments),
-    Stage("student", stage_student, ("splits", "ig"), ("model:ig_student", "pseudo_labels"), frozenset({"methods.ig_student"}),
+    Stage("student", stage_student, _with_features("splits", "ig"), ("model:ig_student", "pseudo_labels"), frozenset({"methods.ig_student"}),
           "label D′ with z* and train the IG student to imitate those labels"),
     Stage("groupdro", stage_groupdro, ("splits",), ("model:groupdro",), frozenset({"methods.groupdro"}),
           "train the GroupDRO peer (D's group labels)", default=_peer("groupdro")),

@@ -41,7 +41,8 @@ def stage_concepts(ctx: RunContext) -> dict[str, Any]:
         ctx.world.vocabulary,
         holdout=c.holdout,
         seed=ctx.config.seed,
-        arch=b.arch,
+        estimator=ctx.estimator(),
+        arch=ctx.config.features.backbone or b.arch,
         image_size=ctx.world.image_size,
         epochs=c.epochs,
         batch_size=b.batch_size,
@@ -49,9 +50,9 @@ def stage_concepts(ctx: RunContext) -> dict[str, Any]:
         weight_decay=b.weight_decay,
         device=str(ctx.device),
         progress=ctx.progress,
-    ).fit(data.concept_bank)
+    ).fit(data.concept_bank, ctx.inputs("concept_bank"))
     model.classifier_.save(ctx.writer.subdir("models/concepts"))
-    scores = ConceptScores(**{name: model.scores(getattr(data, name).images) for name in ("train", "val", "test_train", "test_eval")})
+    scores = ConceptScores(**{name: model.scores(ctx.inputs(name)) for name in ("train", "val", "test_train", "test_eval")})
     ctx.writer.tensors("concept_scores", scores.as_dict())
     ctx.concepts = ConceptResult(model, scores)
     test_auc = model.auc(data.test_eval, scores.test_eval)
@@ -112,10 +113,10 @@ def stage_student(ctx: RunContext) -> dict[str, Any]:
     scores = ctx.need(ctx.concepts, "concepts").scores.test_train
     soft = search.posterior_predictive(scores) if ctx.config.ig.posterior_predictive else search.predict_proba(scores)
     val = ctx.data.val
-    student = imitate(ctx.new_classifier("ig_student"), ctx.data.test_train, soft, val=(val.images, val.labels))
+    student = imitate(ctx.new_classifier("ig_student"), ctx.inputs("test_train"), soft, val=(ctx.inputs("val"), val.labels))
     ctx.add_classifier("ig_student", student)
     ctx.pseudo_labels = soft.astype(np.float32)
     ctx.writer.tensors("pseudo_labels", {"test_train": ctx.pseudo_labels})
     summary = pseudo_label_summary(soft)
-    ctx.evaluate("ig_student", student.predict_proba(ctx.data.test_eval.images), best_epoch=student.best_epoch_, **summary)
+    ctx.evaluate("ig_student", student.predict_proba(ctx.inputs("test_eval")), best_epoch=student.best_epoch_, **summary)
     return {"best_epoch": student.best_epoch_, **{k: round(v, 4) for k, v in summary.items()}}

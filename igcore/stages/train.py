@@ -2,29 +2,56 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from igcore.baseline import ImageClassifier, inspect_checkpoint
+from igcore.config import Config
 from igcore.context import RunContext
-from igcore.worlds.base import Split
+from igcore.worlds.base import World
 
 
-def _train_and_evaluate(ctx: RunContext, name: str, data: Split) -> dict[str, Any]:
-    val = ctx.data.val
-    model = ctx.new_classifier(name).fit(data.images, data.labels, val=(val.images, val.labels))
+def _train_and_evaluate(ctx: RunContext, name: str, split: str) -> dict[str, Any]:
+    data, val = getattr(ctx.data, split), ctx.data.val
+    model = ctx.new_classifier(name).fit(ctx.inputs(split), data.labels, val=(ctx.inputs("val"), val.labels))
     ctx.add_classifier(name, model)
-    val_acc = model.score(val.images, val.labels)
-    ctx.evaluate(name, model.predict_proba(ctx.data.test_eval.images), val_acc=val_acc, best_epoch=model.best_epoch_)
+    val_acc = model.score(ctx.inputs("val"), val.labels)
+    ctx.evaluate(name, model.predict_proba(ctx.inputs("test_eval")), val_acc=val_acc, best_epoch=model.best_epoch_)
     return {"val_acc": round(val_acc, 4), "best_epoch": model.best_epoch_}
 
 
+def check_checkpoint(config: Config, world: World) -> None:
+    """A user's checkpoint must fit the world (config, safetensors, labels) before any work."""
+    if config.baseline.checkpoint:
+        inspect_checkpoint(config.baseline.checkpoint, list(world.classes), config.baseline.label_map)
+
+
 def stage_erm(ctx: RunContext) -> dict[str, Any]:
-    """Empirical risk minimisation on D (the baseline put under the microscope)."""
-    return _train_and_evaluate(ctx, "erm", ctx.data.train)
+    """The baseline put under the microscope: a user's checkpoint as it is, else ERM on D."""
+    b = ctx.config.baseline
+    if not b.checkpoint:
+        info = _train_and_evaluate(ctx, "erm", "train")
+        backbone = ctx.config.features.backbone
+        arch = f"linear head on frozen {Path(backbone).name} features" if backbone else b.arch
+        ctx.write_metrics({"baseline": {"name": "ERM baseline", "trained": True, "arch": arch}})
+        return {"trained": True, **info}
+    checkpoint = inspect_checkpoint(b.checkpoint, list(ctx.world.classes), b.label_map)
+    model = ImageClassifier.from_checkpoint(checkpoint, device=str(ctx.device))
+    ctx.add_classifier("erm", model)
+    val = ctx.data.val
+    val_acc = model.score(val.images, val.labels)
+    ctx.evaluate("erm", model.predict_proba(ctx.data.test_eval.images), val_acc=val_acc, checkpoint=checkpoint.name)
+    ctx.write_metrics({"baseline": {
+        "name": checkpoint.name, "trained": False, "arch": checkpoint.model_type, "labels": checkpoint.labels,
+        "input_size": None if checkpoint.spec.size is None else list(checkpoint.spec.size),
+        "normalisation": {"mean": list(checkpoint.spec.mean), "std": list(checkpoint.spec.std)},
+    }})
+    return {"trained": False, "checkpoint": checkpoint.name, "val_acc": round(val_acc, 4)}
 
 
 def stage_oracle(ctx: RunContext) -> dict[str, Any]:
-    """Same architecture trained on D′_train *with its labels*: an evaluation reference only."""
-    return _train_and_evaluate(ctx, "oracle", ctx.data.test_train)
+    """Same architecture as the run's trained models, fitted on D′_train *with its labels*: an evaluation reference only."""
+    return _train_and_evaluate(ctx, "oracle", "test_train")
 
 
 def stage_true_concepts(ctx: RunContext) -> dict[str, Any]:

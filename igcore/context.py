@@ -49,7 +49,15 @@ class Splits:
 
 
 @dataclass(frozen=True)
-class ConceptScores:
+class PerSplit:
+    """One array per split, as fields (what a stage stores under one tensors file)."""
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class ConceptScores(PerSplit):
     """Concept model probabilities (N, K) on every split the engine scores."""
 
     train: np.ndarray
@@ -57,12 +65,9 @@ class ConceptScores:
     test_train: np.ndarray
     test_eval: np.ndarray
 
-    def as_dict(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 @dataclass(frozen=True)
-class Features:
+class Features(PerSplit):
     """Frozen-backbone features (N, D) of every split (:mod:`igcore.features`)."""
 
     train: np.ndarray
@@ -70,9 +75,6 @@ class Features:
     test_train: np.ndarray
     test_eval: np.ndarray
     concept_bank: np.ndarray
-
-    def as_dict(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ page = open_page(
 )
 run = page.run
 if note := run.shipped_judgments_note():
-    st.caption(f"ⓘ {note}")
+    st.caption(note)
 page.require("hypotheses.ranked", "ranked list of hypotheses")
 ranked = run.ranked
 star = _star(run)

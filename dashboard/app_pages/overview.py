@@ -85,7 +85,7 @@ with left, session.guard("The prior's contribution on this run"):
         f"with a flat prior instead of the learned one (its hypothesis read by L_M).{same}"
     )
     if judgments:
-        st.caption(f"ⓘ {judgments}")
+        st.caption(judgments)
 with right, session.guard("The benchmark's ρ sweep"):
     bench = benchmark()
     rho = (run.info.config.get("world") or {}).get("rho")

@@ -289,9 +289,10 @@ def effects_chart(effects: Mapping[str, Mapping[str, Any]], groups: Sequence[str
     fig.update_layout(
         **base_layout(
             barmode="group",
-            height=420,
+            height=460,
             title={"text": "Does it use the background? Change in confidence when one thing is swapped (below 0 = weaker)", "font": {"size": 15}},
-            margin={"l": 10, "r": 10, "t": 100, "b": 10},
+            legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0},
+            margin={"l": 10, "r": 10, "t": 70, "b": 10},
         )
     )
     return fig
@@ -404,7 +405,7 @@ def tcav_bars(tcav: Sequence[Mapping[str, Any]], kinds: Mapping[str, str], texts
     for kind in ("core", "context", "distractor"):  # a legend for the colours and for the verdicts
         fig.add_bar(x=[None], y=[None], name=KIND_LABELS[kind], marker={"color": KIND_COLORS[kind]}, showlegend=True)
     for label, opacity, pattern, mark in TCAV_STATUS.values():
-        fig.add_bar(x=[None], y=[None], name=f"{mark} {label}".strip(), marker={"color": "#666", "opacity": opacity, "pattern": {"shape": pattern}}, showlegend=True)
+        fig.add_bar(x=[None], y=[None], name=f"{mark} {label}".strip(), opacity=opacity, marker={"color": "#666", "pattern": {"shape": pattern}}, showlegend=True)
     fig.update_yaxes(categoryorder="array", categoryarray=order)
     fig.update_layout(
         **base_layout(

@@ -10,7 +10,7 @@ import io
 import zipfile
 
 from dashboard import engine
-from dashboard.components import charts, images, report
+from dashboard.components import charts, images, report, text
 from dashboard.components.figures import key_figures
 from dashboard.components.style import method_label
 from dashboard.components.widgets import figure_png
@@ -37,6 +37,9 @@ def report_html(run: RunView, link: str | None = None) -> str:
         setattr(inp, f"{key}_text", run.hypothesis_text(key))
         if key == "z_star":
             inp.z_star_clauses = clauses
+    inp.findings = findings(run)
+    if note := run.shipped_judgments_note():
+        inp.notes.append(note)
     if run.methods:
         inp.table_html = charts.accuracy_table(run.methods).to_html(index=False, float_format=lambda v: f"{v:.1f}%", na_rep="–", escape=True)
     try:
@@ -49,16 +52,29 @@ def report_html(run: RunView, link: str | None = None) -> str:
     return report.build_report(inp)
 
 
+def findings(run: RunView) -> list[str]:
+    """The run's computed sentences, as the pages state them: what the prior added, what swapping the
+    background or the object does to each model, how faithful z_baseline is."""
+    out = [text.prior_sentence(run.methods)]
+    try:
+        effects = run.evidence("effects", "counterfactual effects")
+        out += [text.effects_sentence(effects, kind) for kind in charts.SWAP_NAMES]
+    except NotComputed:
+        pass  # the effects key figure of the report says why
+    out.append(text.fidelity_sentence(run.surrogates.get("z_baseline") or {}, "z_baseline", "the baseline's"))
+    return [s for s in out if s]
+
+
 def disagreements(run: RunView) -> list[tuple[bytes, str]]:
     """D′ images on which the baseline and the IG student disagree (PNG, caption), the first few."""
     for method in ("erm", "ig_student"):
         run.need(f"methods.{method}", f"answers of {method_label(method)}")
-    preds, test, classes, groups = run.predictions(), run.test_eval(), run.classes, run.groups
+    preds, test, masks, classes, groups = run.predictions(), run.test_eval(), run.masks(), run.classes, run.groups
     erm, student = pred_column("erm"), pred_column("ig_student")
     out = []
     for i in preds.loc[preds[erm] != preds[student], "index"].to_numpy()[:REPORT_DISAGREEMENTS]:
         cap = f"#{i} {groups[int(preds.at[i, 'group'])]}: baseline says {classes[int(preds.at[i, erm])]}, IG student says {classes[int(preds.at[i, student])]}"
-        out.append((images.png_bytes(images.overlay(test["images"][i], None, test["masks"][i], factor=3)), cap))
+        out.append((images.png_bytes(images.overlay(test["images"][i], None, None if masks is None else masks[i], factor=3)), cap))
     return out
 
 

@@ -2,9 +2,10 @@
 
 The pipeline runs in a background thread owned by the server process (one demo job per RUNS_DIR),
 not in the visitor's script thread: closing or reloading the tab does not kill the run, and every
-session that opens the app meanwhile watches the same progress. The pipeline reports each stage
-through ``on_stage(name, i, total)``; the worker only records those events, the page turns them into
-a progress bar and a checklist inside ``st.status``.
+session that opens the app meanwhile watches the same progress. The pipeline reports the decoding of a
+world that reads files through ``on_load(done, total)`` and each stage through ``on_stage(name, i,
+total)``; the worker only records those events, :func:`describe` turns them into a progress bar and a
+checklist, which the page draws inside ``st.status``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -28,6 +30,7 @@ class DemoJob:
 
     root: str
     events: list[tuple[str, int, int, float]] = field(default_factory=list)  # (stage, i, total, time)
+    loads: list[tuple[int, int, float]] = field(default_factory=list)  # (images decoded, of total, time)
     started: float = field(default_factory=time.perf_counter)
     done: bool = False
     error: str | None = None
@@ -37,6 +40,9 @@ class DemoJob:
     def on_stage(self, name: str, i: int, total: int) -> None:
         self.events.append((name, i, total, time.perf_counter()))
 
+    def on_load(self, done: int, total: int) -> None:
+        self.loads.append((done, total, time.perf_counter()))
+
     def work(self) -> None:
         from igcore.config import load_config
         from igcore.errors import InputError
@@ -44,7 +50,7 @@ class DemoJob:
 
         try:
             config = load_config(None, _overrides())
-            self.run_dir = str(run_pipeline(config, self.root, on_stage=self.on_stage, stages=_stages(), progress=False))
+            self.run_dir = str(run_pipeline(config, self.root, on_stage=self.on_stage, stages=_stages(), progress=False, on_load=self.on_load))
         except InputError as e:
             self.error = f"The demo run's settings are not valid: {e}"
         except Exception as e:  # noqa: BLE001  (shown to the visitor; the traceback goes to the log)
@@ -88,13 +94,61 @@ def _stage_text(name: str) -> str:
     return stage_named(name).doc
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What the page shows of a demo job at one moment: the bar, its label, and the steps finished so far."""
+
+    fraction: float
+    label: str
+    finished: list[str]
+
+
+def describe(job: DemoJob, stage_text: Callable[[str], str] | None = None) -> Progress:
+    """The job's progress in words: the images read (worlds that read files), then the stages, one line per
+    finished step with its seconds. Pure: the same events give the same lines."""
+    stage_text = stage_text or _stage_text
+    events, loads = list(job.events), list(job.loads)
+    finished: list[str] = []
+    fraction, label = 0.0, "starting…"
+    if loads:
+        done, total, t = loads[-1]
+        if done >= total or events:
+            finished.append(f"✓ Read the world's {total} images ({t - job.started:.1f} s)")
+        else:
+            fraction, label = done / max(total, 1), f"Reading the world's images: {done} of {total}"
+    for k, (name, i, total, t) in enumerate(events):
+        if k > 0:
+            prev = events[k - 1]
+            finished.append(f"✓ {stage_text(prev[0])} ({t - prev[3]:.1f} s)")
+        if name != "done":
+            fraction, label = min(i / max(total, 1), 1.0), f"Stage {i + 1} of {total}: {stage_text(name)}"
+        else:
+            fraction, label = 1.0, "done"
+    return Progress(fraction, label, finished)
+
+
+def _intro() -> str:
+    """What the demo run is, from its config (the world's name and ρ when it has one)."""
+    from igcore.config import load_config
+    from igcore.errors import InputError
+
+    try:
+        world = load_config(None, _overrides()).world
+    except InputError:
+        return "No runs yet, so the dashboard is computing the **demo run** now."
+    rho = getattr(world, "rho", None)
+    shortcut = (f" with ρ = {rho:g}: in the labelled set D, {100 * rho:g}% of each class's images show that class's usual background"
+                if rho is not None else "")
+    return (
+        f"No runs yet, so the dashboard is computing the **demo run** now: the world `{world.name}`{shortcut}. A baseline learns "
+        "whatever separates the classes in D, the background included; Imitative Generalization uses a prior learned from human "
+        "judgments to prefer a hypothesis about the objects themselves. This happens once; closing this tab does not stop it."
+    )
+
+
 def first_launch(root: str) -> None:
     st.title("🔬 IG Microscope")
-    st.markdown(
-        "No runs yet, so the dashboard is computing the **demo run** now: a small world of huskies and wolves "
-        "photographed mostly on grass and snow, a baseline that learns the shortcut, and Imitative Generalization "
-        "learning what a wolf really looks like. This happens once; closing this tab does not stop it."
-    )
+    st.markdown(_intro())
     job = _job(root)
     if job.done and job.error is None and job.run_dir and not os.path.isdir(job.run_dir):
         job = _job(root, restart=True)  # the runs folder was emptied since: compute again
@@ -102,18 +156,14 @@ def first_launch(root: str) -> None:
     with st.status("Computing the demo run…", expanded=True) as status:
         shown = 0
         while True:
-            events = list(job.events)
-            for k in range(shown, len(events)):
-                name, i, total, t = events[k]
-                if k > 0:
-                    prev = events[k - 1]
-                    status.write(f"✓ {_stage_text(prev[0])} ({t - prev[3]:.1f} s)")
-                if name != "done":
-                    text = f"Stage {i + 1} of {total}: {_stage_text(name)}"
-                    status.update(label=text, expanded=True)
-                    bar.progress(min(i / max(total, 1), 1.0), text=text)
-            shown = len(events)
-            if job.done:
+            finished = job.done
+            now = describe(job)
+            for line in now.finished[shown:]:
+                status.write(line)
+            shown = len(now.finished)
+            status.update(label=now.label, expanded=True)
+            bar.progress(now.fraction, text=now.label)
+            if finished:
                 break
             time.sleep(0.3)
         if job.error:

@@ -15,6 +15,7 @@ needs on top of it:
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,15 @@ HYPOTHESIS_NAMES: dict[str, str] = {
 
 class NotComputed(Exception):
     """A page section needs a part of the run that is not there; the message says which stage writes it."""
+
+
+class Unavailable(NotComputed):
+    """A part of the microscope the run's data cannot support (no object masks, no renderer); the message
+    carries the engine's reason (``microscope.<model>.unavailable``)."""
+
+
+#: Where the microscope models are listed first: the baseline, the IG student, the oracle reference.
+MODEL_ORDER: tuple[str, ...] = ("erm", "ig_student", "oracle")
 
 
 def runs_dir() -> Path:
@@ -229,12 +239,89 @@ class RunView:
         """``microscope.<model>``; empty when the microscope stage did not run."""
         return self.results.microscope
 
-    def tcav(self) -> list[dict[str, Any]]:
-        """TCAV scores of the baseline (``microscope.erm.tcav``)."""
-        tcav = (self.microscope.get("erm") or {}).get("tcav")
+    def tcav(self, model: str = "erm") -> list[dict[str, Any]]:
+        """TCAV records of ``model`` (``microscope.<model>.tcav``), aggregated over the engine's repeats."""
+        tcav = (self.microscope.get(model) or {}).get("tcav")
         if not tcav:
-            raise NotComputed(self.explain("microscope.erm.tcav", "TCAV scores for the baseline"))
+            raise NotComputed(self.explain(f"microscope.{model}.tcav", f"TCAV scores for {_who(model)}"))
         return list(tcav)
+
+    def tcav_controls(self, model: str = "erm") -> dict[str, Any] | None:
+        """``microscope.<model>.tcav_controls``: random image sets tested like concepts (None if not stored)."""
+        return (self.microscope.get(model) or {}).get("tcav_controls")
+
+    @property
+    def examined(self) -> list[str]:
+        """Models the microscope examined, the baseline, the IG student and the oracle first."""
+        names = list(self.microscope)
+        return [m for m in MODEL_ORDER if m in names] + [m for m in names if m not in MODEL_ORDER]
+
+    def unavailable(self, part: str) -> str | None:
+        """The engine's reason why this run's data cannot support microscope part ``part`` (e.g. ``effects``,
+        ``relevance_on_animal``, ``swaps``), or None when it can."""
+        for m in self.examined:
+            reason = (self.microscope[m].get("unavailable") or {}).get(part)
+            if reason:
+                return str(reason)
+        return None
+
+    def evidence(self, field: str, what: str, part: str | None = None) -> dict[str, Any]:
+        """``microscope.<model>.<field>`` of every examined model that has it, in :attr:`examined` order.
+
+        Raises :class:`Unavailable` with the engine's reason when the data cannot support the part
+        (``part``, default ``field``), else :class:`NotComputed` naming the stage that writes it.
+        """
+        found = {m: self.microscope[m][field] for m in self.examined if self.microscope[m].get(field) not in (None, {}, [])}
+        if found:
+            return found
+        reason = self.unavailable(part or field)
+        if reason:
+            raise Unavailable(f"Not available for this data: {reason}.")
+        raise NotComputed(self.explain(f"microscope.erm.{field}", what))
+
+    def sanity(self, model: str, method: str) -> dict[str, Any] | None:
+        """The model-randomisation sanity check of ``method``'s maps of ``model`` (None if not run)."""
+        return ((self.microscope.get(model) or {}).get("sanity") or {}).get(method)
+
+    def clause_deletion(self, key: str) -> list[dict[str, Any]]:
+        """``clause_deletion.<key>``: per clause of hypothesis ``key``, how L_M's answers change when it is
+        deleted, where its concept is present and where it is absent (empty for a hypothesis without clauses)."""
+        records = self.results.clause_deletion.get(key)
+        if records is None:
+            raise NotComputed(self.explain(f"clause_deletion.{key}", f"clause-deletion test of {HYPOTHESIS_NAMES.get(key, key)}"))
+        return list(records)
+
+    def counterfactual_strip(self) -> dict[str, np.ndarray]:
+        """``microscope/tensors/counterfactuals``: D′_eval rows (``index``) and their ``original``,
+        ``background``, ``object`` and ``double`` swaps."""
+        reason = self.unavailable("effects")
+        if reason and not self.has("microscope/tensors/counterfactuals.safetensors"):
+            raise Unavailable(f"Not available for this data: {reason}.")
+        return self.microscope_tensors("counterfactuals")
+
+    def surrogate_disagreements(self, surrogate: str = "z_baseline") -> pd.DataFrame:
+        """The D′_eval images where ``surrogate`` and the model it stands for answer differently."""
+        table = self.microscope_table("surrogate_disagreements")
+        return table[table["surrogate"] == surrogate].reset_index(drop=True)
+
+    def masks(self) -> np.ndarray | None:
+        """D′_eval object masks, or None when the data has none (a folder data set without a mask column)."""
+        return self.test_eval().get("masks")
+
+    def shipped_judgments_note(self) -> str | None:
+        """One line on where the prior's judgments came from when they are the ones shipped with IG
+        Microscope (written by its developers as a worked example); None when a run used its own."""
+        prior = self.results.prior or {}
+        settings = self.info.config.get("prior") or {}
+        ratings = prior.get("judgments") == "shipped ratings"
+        pairwise = not settings.get("database") and not settings.get("pairwise") and settings.get("fit_pairwise", True)
+        if not (ratings or pairwise):
+            return None
+        which = "ratings and pairwise preferences" if ratings and pairwise else "ratings" if ratings else "pairwise preferences (about a field guide's shape)"
+        return (
+            f"The prior learned from the {which} shipped in `assets/judgments/`: written by the project's developers "
+            "as a worked example, not collected from other people in a study."
+        )
 
     @property
     def surrogates(self) -> dict[str, Any]:
@@ -265,7 +352,7 @@ class RunView:
         return self.table(f"split_{name}")
 
     def test_eval(self) -> dict[str, np.ndarray]:
-        """D′_eval images uint8 (N, H, W, 3) and animal masks uint8 (N, H, W)."""
+        """D′_eval images uint8 (N, H, W, 3) and, when the data has them, object masks uint8 (N, H, W)."""
         return self.tensors("test_eval")
 
     def concept_bank(self) -> dict[str, np.ndarray]:
@@ -326,6 +413,54 @@ class RunView:
             how = "has not finished yet" if info.status == "running" else "did not finish"
             return f"This run has no {what} because its `{stage.name}` stage {how} (the run is {info.status})."
         return f"This run has no {what} because its `{stage.name}` stage was not run."
+
+
+def _who(model: str) -> str:
+    return {"erm": "the baseline", "ig_student": "the IG student", "oracle": "the oracle"}.get(model, f"`{model}`")
+
+
+# ----------------------------------------------------------------------------------- the benchmark
+#: The benchmark's raw results (written by ``bench/bench_methods.py``) and its report (the command, machine).
+BENCH_CSV = Path(__file__).resolve().parents[1] / "docs" / "results_methods.csv"
+BENCH_REPORT = BENCH_CSV.with_name("RESULTS.md")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """The rho sweep of ``bench/bench_methods.py``: one row per (rho, seed, method), and where it came from."""
+
+    results: pd.DataFrame
+    source: str
+    command: str | None
+    machine: str | None
+
+
+def benchmark(csv: str | Path = BENCH_CSV, report: str | Path | None = None) -> Benchmark:
+    """The benchmark's results (``docs/results_methods.csv``) with its provenance, read from the report the
+    same script wrote (``docs/RESULTS.md``). Raises :class:`NotComputed` when the file is absent or lacks
+    the columns the chart needs."""
+    csv = Path(csv)
+    report = Path(report) if report is not None else csv.with_name("RESULTS.md")
+    mtime = csv.stat().st_mtime if csv.is_file() else 0.0
+    return _benchmark(str(csv), str(report), mtime)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _benchmark(csv: str, report: str, mtime: float) -> Benchmark:
+    path = Path(csv)
+    if not path.is_file():
+        raise NotComputed(f"No benchmark results at `{path.name}`: run `python bench/bench_methods.py` to write them.")
+    df = pd.read_csv(path)
+    need = {"rho", "seed", "method", "worst_group_acc"}
+    if not need <= set(df.columns):
+        raise NotComputed(f"`{path.name}` lacks the column(s) {', '.join(sorted(need - set(df.columns)))}; re-run `python bench/bench_methods.py`.")
+    command = machine = None
+    text = Path(report).read_text(encoding="utf-8") if Path(report).is_file() else ""
+    if found := re.search(r"Produced end to end by `([^`]+)`", text):
+        command = found.group(1).strip()
+    if found := re.search(r"^Machine: ([^;\n]+)", text, flags=re.MULTILINE):
+        machine = found.group(1).strip()
+    return Benchmark(df, path.name, command, machine)
 
 
 # ----------------------------------------------------------------------------------- cached loaders

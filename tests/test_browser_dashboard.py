@@ -254,6 +254,7 @@ def test_export_html_report(browser: object, server: str, runs_dir: Path, tmp_pa
     assert html.escape(metrics["hypotheses"]["z_star_text"]) in report  # the engine's own words
     assert "This run has no" not in report  # every section of the run is there
     assert report.count("<figure><h2>") == 8  # the key figures (dashboard.components.figures)
+    assert "<h2>What this run shows</h2>" in report and "Swapping only the background" in report
 
 
 def test_key_figures_png_zip(runs_dir: Path) -> None:
@@ -266,7 +267,7 @@ def test_key_figures_png_zip(runs_dir: Path) -> None:
 
     with zipfile.ZipFile(io.BytesIO(figures_zip(RunView.open(str(runs_dir), "tiny")))) as z:
         names = z.namelist()
-        assert names == ["accuracy.png", "groups.png", "clauses_z_star.png", "clauses_z_baseline.png", "tcav.png", "weights_tcav.png", "relevance.png", "swaps.png"]
+        assert names == ["accuracy.png", "groups.png", "effects.png", "clauses_z_star.png", "clauses_z_baseline.png", "tcav.png", "weights_tcav.png", "relevance.png"]
         for name in names:
             png = z.read(name)
             assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000, name

@@ -1,6 +1,8 @@
 """AppTest tests of the dashboard: every page renders every section of a complete run, the view state
-round-trips through the URL, a run that lacks a section says which stage would have written it, and
-every kind of bad input ends in a friendly note and a safe default view.
+round-trips through the URL, a run that lacks a section says which stage would have written it, runs on
+users' data (the waterbirds layout with masks, a folder without masks) render every page and show the
+engine's reason for each part their data cannot support, and every kind of bad input ends in a friendly
+note and a safe default view.
 
 The ``runs_dir`` fixture (conftest) holds a real tiny run with every default stage, so a section the
 engine stops writing fails these tests instead of turning into a note."""
@@ -9,23 +11,31 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from html import escape
 from pathlib import Path
 
+import byod_fixtures as fx
 import pytest
 from conftest import tiny_sets
 from streamlit.testing.v1 import AppTest
 
 from dashboard import export
+from dashboard.components import charts, text
 from dashboard.components.figures import key_figures
-from dashboard.run_view import NotComputed, RunView, writer_of
+from dashboard.components.style import possessive
+from dashboard.first_launch import DemoJob, describe
+from dashboard.run_view import NotComputed, RunView, benchmark, writer_of
 from igcore.hypothesis import summary_sentence
+from igcore.schema import MethodMetrics
 from igcore.stages import STAGES, Stage
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
 PAGES = ["overview", "hypotheses", "microscope", "compare", "prior", "share"]
 TIMEOUT = 120
+#: Every key figure, in order (Overview, the PNG zip and the report share them).
+KEY_FIGURES = ["accuracy", "groups", "effects", "clauses_z_star", "clauses_z_baseline", "tcav", "weights_tcav", "relevance"]
 
 
 def open_app(page: str = "overview", params: dict[str, str] | None = None) -> AppTest:
@@ -82,16 +92,64 @@ def test_page_renders(runs_dir: Path, page: str) -> None:
     assert any("running" in o for o in picker.options)
 
 
+def methods_of(m: dict) -> dict[str, MethodMetrics]:
+    return {k: MethodMetrics.model_validate(v) for k, v in m["methods"].items()}
+
+
+def effects_of(m: dict) -> dict[str, dict]:
+    """``microscope.<model>.effects`` in the dashboard's model order (the baseline, the IG student, the oracle)."""
+    first = [k for k in ("erm", "ig_student", "oracle") if k in m["microscope"]]
+    order = first + [k for k in m["microscope"] if k not in first]
+    return {k: m["microscope"][k]["effects"] for k in order if m["microscope"][k].get("effects")}
+
+
 def test_overview_elements(runs_dir: Path) -> None:
     at = open_app("overview")
     assert_complete(at)
     m = metrics(runs_dir)
-    text = all_text(at)
-    assert len(plotly_charts(at)) >= 3  # accuracy bars, group heat map, stage times
+    text_ = all_text(at)
+    # accuracy bars, group heat map, counterfactual effects, the benchmark's rho sweep, stage times
+    assert len(plotly_charts(at)) >= 5
     assert at.dataframe, "the accuracy table"
-    assert summary_sentence(m["hypotheses"]["z_star"], "IG", m["world"]["classes"]) in text
-    assert summary_sentence(m["hypotheses"]["z_baseline"], "The baseline", m["world"]["classes"]) in text
+    assert summary_sentence(m["hypotheses"]["z_star"], "IG", m["world"]["classes"]) in text_
+    assert summary_sentence(m["hypotheses"]["z_baseline"], "The baseline", m["world"]["classes"]) in text_
     assert len(at.metric) == 4  # worst-group accuracy of erm, ig_student, ig_direct, no_prior
+    # the demo's story: what the prior added on this run, the benchmark beside it, whether the baseline uses the background
+    story = text.prior_sentence(methods_of(m))
+    assert story and f"**{story}**" in text_
+    assert "The benchmark's numbers, not this run's: `docs/results_methods.csv`" in text_
+    assert f"**{text.effects_sentence(effects_of(m), 'background')}**" in text_
+    # the shipped judgments are said to be the developers' worked example
+    assert "written by the project's developers as a worked example" in text_
+    z = m["surrogates"]["z_baseline"]
+    assert f"{100 * z['fidelity_ci_low']:.1f}–{100 * z['fidelity_ci_high']:.1f}%" in text_  # fidelity with its interval
+
+
+def test_prior_sentence_states_the_difference() -> None:
+    def method(wga: float, group: str) -> MethodMetrics:
+        return MethodMetrics(avg_acc=0.9, worst_group_acc=wga, worst_group=group, group_acc={group: wga}, group_n={group: 1})
+
+    assert text.prior_sentence({"ig_student": method(0.96, "a/x"), "no_prior": method(0.82, "b/y")}) == (
+        "With the human prior, the worst group (a/x) is right 96% of the time; without it, the worst group (b/y) is right 82%: "
+        "the prior adds 14 points.")
+    assert text.prior_sentence({"ig_student": method(0.5, "a/x"), "no_prior": method(0.6, "a/x")}).endswith("the prior costs 10 points.")
+    assert text.prior_sentence({"ig_student": method(0.5, "a/x"), "no_prior": method(0.5, "a/x")}).endswith("the prior makes no difference.")
+    assert text.prior_sentence({"ig_student": method(0.5, "a/x")}) is None
+
+
+def test_benchmark_is_read_with_its_provenance(tmp_path: Path) -> None:
+    bench = benchmark()
+    assert {"rho", "seed", "method", "worst_group_acc"} <= set(bench.results.columns)
+    assert {"erm", "no_prior", "ig_student"} <= set(bench.results["method"])
+    assert bench.command and bench.command.startswith("python bench/bench_methods.py")
+    fig = charts.rho_sweep(bench.results, ["erm", "no_prior", "ig_student"], 0.99)
+    erm = bench.results[bench.results["method"] == "erm"].groupby("rho")["worst_group_acc"].mean()
+    assert list(fig.data[0].y) == pytest.approx(list(erm.to_numpy()))  # mean over seeds, per rho
+    with pytest.raises(NotComputed, match="run `python bench/bench_methods.py`"):
+        benchmark(tmp_path / "results_methods.csv")
+    (tmp_path / "other.csv").write_text("rho,seed\n0.9,0\n")
+    with pytest.raises(NotComputed, match="lacks the column"):
+        benchmark(tmp_path / "other.csv")
 
 
 def test_hypotheses_elements_and_selection_roundtrip(runs_dir: Path) -> None:
@@ -124,11 +182,12 @@ def test_microscope_state_roundtrip(runs_dir: Path) -> None:
     assert at.query_params["correct"] == "wrong"
     assert at.query_params["img"] == "3"
     assert at.selectbox(key="w_group").value == group
-    text = all_text(at)
-    assert "Image **#3**" in text
-    assert len(plotly_charts(at)) >= 3  # relevance per image, relevance on the animal, TCAV
+    text_ = all_text(at)
+    assert "Image **#3**" in text_
+    # effects, swap attribution, relevance per image, relevance on the object, TCAV
+    assert len(plotly_charts(at)) >= 5
     methods = m["microscope"]["erm"]["sanity"]
-    assert sum(text.count(phrase) for phrase in ("passes the sanity check", "fails the sanity check")) >= len(methods)
+    assert sum(text_.count(phrase) for phrase in ("maps pass the sanity check", "maps fail the sanity check")) >= len(methods)
     at.selectbox(key="w_group").select("all").run()
     assert at.query_params["group"] == "all"
     again = open_app("microscope", dict(at.query_params))
@@ -136,18 +195,118 @@ def test_microscope_state_roundtrip(runs_dir: Path) -> None:
     assert again.query_params["img"] == "3"
 
 
+def image_captions(at: AppTest) -> list[str]:
+    """The captions of every ``st.image`` on the page."""
+    return [c for el in at.get("image") for c in el.captions if c]
+
+
+def test_microscope_shows_the_counterfactual_evidence(runs_dir: Path) -> None:
+    """The headline: effects with their intervals in a computed sentence per swap, how the swaps were made,
+    the swap attribution and the counterfactual strip; relevance explained as secondary."""
+    m = metrics(runs_dir)
+    at = open_app("microscope")
+    assert_complete(at)
+    text_ = all_text(at)
+    effects = effects_of(m)
+    assert set(effects) == {"erm", "ig_student", "oracle"}
+    for kind in ("background", "object"):
+        assert f"**{text.effects_sentence(effects, kind)}**" in text_
+        assert effects["erm"][kind]["how"] in text_  # how the swap was made, in the engine's words
+    assert text.share_sentence({k: m["microscope"][k]["swap_attribution"] for k in effects}) in text_
+    assert "Left to right: original, background swapped, object swapped, both swapped." in text_
+    strip = RunView.open(str(runs_dir), "tiny").counterfactual_strip()
+    assert any(c.startswith(f"#{int(strip['index'][0])} · ") for c in image_captions(at)), image_captions(at)
+    assert "where the gradients are, not which evidence wins" in text_
+    specs = [c.proto.spec for c in plotly_charts(at)]
+    assert any("Does it use the background?" in s for s in specs) and any("Where the evidence sits" in s for s in specs)
+
+
+def test_microscope_tcav_shows_repeats_and_controls(runs_dir: Path) -> None:
+    m = metrics(runs_dir)
+    at = open_app("microscope")
+    assert_complete(at)
+    text_ = all_text(at)
+    tcav = [t for t in m["microscope"]["erm"]["tcav"] if t["layer"] == "penultimate"]
+    status = [charts.tcav_status(t) for t in tcav]
+    assert (f"**{status.count('significant')}** of {len(tcav)} concept/class scores are significant in every one of "
+            f"{tcav[0]['repeats']} repeats, **{status.count('unstable')}** only in some (unstable)") in text_
+    assert text.tcav_controls_sentence(m["microscope"]["erm"]["tcav_controls"]) in text_
+    assert "came out not significant in" in text_
+    spec = next(c.proto.spec for c in plotly_charts(at) if "TCAV:" in c.proto.spec)
+    assert '"error_x"' in spec  # whiskers: the range over repeats
+    table = next(d.value for d in at.dataframe if "lowest" in d.value.columns)
+    assert len(table) == len(tcav) and bool((table["lowest"] <= table["highest"]).all())
+    assert set(table["verdict"]) <= {label for label, *_ in charts.TCAV_STATUS.values()}
+
+
+def test_every_map_carries_its_own_models_verdict(runs_dir: Path) -> None:
+    """The verdict under a map is that model's sanity check of that method (the IG student's, not the baseline's)."""
+    m = metrics(runs_dir)
+    at = open_app("microscope", {"v": "1", "run": "tiny", "model": "ig_student", "method": "saliency", "img": "0"})
+    assert_complete(at)
+    captions = [str(c.value) for c in at.caption]
+    sanity = m["microscope"]["ig_student"]["sanity"]
+    for method, entry in sanity.items():
+        assert text.sanity_verdict(entry, "the IG student's") in captions, method
+    assert not any("the baseline's maps" in c for c in captions)
+    gallery = f"Maps: **saliency** of IG student · {text.sanity_verdict(sanity['saliency'], possessive('ig_student'))}"
+    assert gallery in all_text(at)
+    compare = open_app("compare", {"v": "1", "run": "tiny", "method": "saliency"})
+    assert_complete(compare)
+    captions = [str(c.value) for c in compare.caption]
+    for model in ("erm", "ig_student"):
+        want = text.sanity_verdict(m["microscope"][model]["sanity"]["saliency"], possessive(model))
+        assert want in captions, (model, want)
+
+
 def test_compare_and_share_elements(runs_dir: Path) -> None:
+    m = metrics(runs_dir)
     at = open_app("compare", {"v": "1", "run": "tiny", "method": "saliency"})
     assert_complete(at)
-    assert "z* (Imitative Generalization)" in all_text(at)
+    text_ = all_text(at)
+    assert "z* (Imitative Generalization)" in text_
     assert at.query_params["method"] == "saliency"  # the compare view's method round-trips
-    assert len(plotly_charts(at)) == 5  # clause weights of z*, z_baseline and no_prior, weights vs TCAV, swaps
+    # clause weights of z*, z_baseline and no_prior, the effects, the swap attribution, weights vs TCAV
+    assert len(plotly_charts(at)) == 6
+    for kind in ("background", "object"):
+        assert f"**{text.effects_sentence(effects_of(m), kind)}**" in text_
+    # surrogate fidelity with its interval, and the D′ images where z_baseline and the baseline part ways
+    assert text.fidelity_sentence(m["surrogates"]["z_baseline"], "z_baseline", "the baseline's") in text_
+    misses = RunView.open(str(runs_dir), "tiny").surrogate_disagreements("z_baseline")
+    assert len(misses) == m["surrogates"]["z_baseline"]["n_disagree"] > 0
+    captions = [c for c in image_captions(at) if "z_baseline says" in c]
+    assert len(captions) == min(6, len(misses))
+    classes = m["world"]["classes"]
+    first = misses.iloc[0]
+    assert any(f"baseline says {classes[int(first.model_pred)]}, z_baseline says {classes[int(first.surrogate_pred)]}" in c for c in captions)
     share = open_app("share")
     assert_complete(share)
     assert len(share.get("download_button")) >= 2  # report + chart PNGs
     codes = [c.value for c in share.code]
     assert any("/hypotheses?v=1&run=tiny" in c for c in codes)
     assert any(c.startswith("/?v=1&run=tiny") for c in codes), "Overview is the default page, served at the root"
+
+
+def test_hypotheses_show_clause_deletion(runs_dir: Path) -> None:
+    m = metrics(runs_dir)
+    at = open_app("hypotheses")
+    assert_complete(at)
+    text_ = all_text(at)
+    assert "Does each clause do what it says? (clause deletion)" in text_
+    assert "written by the project's developers as a worked example" in text_
+    specs = [c.proto.spec for c in plotly_charts(at)]
+    for key, name in (("z_star", "z*"), ("z_baseline", "z_baseline")):
+        records = m["clause_deletion"][key]
+        assert records, f"the tiny run's {name} has clauses"
+        title = f"{name}: {sum(r['specific'] for r in records)} of {len(records)} clauses specific"
+        assert any(title in s for s in specs), title
+        clauses = {f"{r['text']} → {r['class']}" for r in records}
+        table = next(d.value for d in at.dataframe if "specific" in d.value.columns and set(d.value["clause"]) == clauses)
+        for r in records:
+            row = table[table["clause"] == f"{r['text']} → {r['class']}"].iloc[0]
+            assert row["answers changed, concept present"] == pytest.approx(100 * r["present"]["answer_change_rate"])
+            assert row["answers changed, concept absent"] == pytest.approx(100 * r["absent"]["answer_change_rate"])
+            assert row["specific"] == ("yes" if r["specific"] else "no")
 
 
 def test_state_survives_page_switch(runs_dir: Path) -> None:
@@ -348,7 +507,7 @@ def test_run_view_explains_missing_files(runs_dir: Path) -> None:
 def test_key_figures_of_a_complete_run(runs_dir: Path) -> None:
     """The Overview, the PNG zip and the report share these figures; a complete run has all of them."""
     figures = key_figures(RunView.open(str(runs_dir), "tiny"))
-    assert [f.key for f in figures] == ["accuracy", "groups", "clauses_z_star", "clauses_z_baseline", "tcav", "weights_tcav", "relevance", "swaps"]
+    assert [f.key for f in figures] == KEY_FIGURES
     assert all(f.figure is not None and f.missing is None and f.caption for f in figures), [f.missing for f in figures]
 
 
@@ -358,4 +517,128 @@ def test_report_of_a_complete_run(runs_dir: Path) -> None:
     classes = m["world"]["classes"]
     assert escape(summary_sentence(m["hypotheses"]["z_star"], "IG", classes)) in html
     assert escape(summary_sentence(m["hypotheses"]["z_baseline"], "The baseline", classes)) in html
-    assert html.count("<figure><h2>") == 8 and "This run has no" not in html
+    assert html.count("<figure><h2>") == len(KEY_FIGURES) and "This run has no" not in html
+    assert escape(text.prior_sentence(methods_of(m))) in html
+    for kind in ("background", "object"):
+        assert escape(text.effects_sentence(effects_of(m), kind)) in html
+    assert escape("written by the project's developers as a worked example") in html
+
+
+# ------------------------------------------------------------------------------------------ first launch
+def test_first_launch_reports_reading_the_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A demo world that reads files reports the images it decodes before the stages start."""
+    manifest = fx.make_folder(tmp_path / "data", n=24, with_mask=False)
+    monkeypatch.setenv("IG_DEMO_SET", f"world.name=folder;world.manifest={manifest};world.cache_dir={tmp_path / 'cache'}")
+    monkeypatch.setenv("IG_DEMO_STAGES", "world")
+    job = DemoJob(str(tmp_path / "runs"))
+    job.work()  # what the worker thread runs
+    assert job.error is None and job.run_dir and Path(job.run_dir).is_dir()
+    done, total, _ = job.loads[-1]
+    assert done == total > 0
+    assert [d for d, *_ in job.loads] == sorted(d for d, *_ in job.loads)
+    progress = describe(job, stage_text=str)
+    assert progress.finished[0].startswith(f"✓ Read the world's {total} images (")
+    assert progress.finished[1].startswith("✓ world (") and progress.fraction == 1.0
+
+
+# ------------------------------------------------------------------------------------------ any world
+#: The dashboard's own files (the Prior page, the router and the URL state belong to other work).
+OWN_FILES = [
+    *(ROOT / "dashboard" / "app_pages" / f"{p}.py" for p in ("overview", "hypotheses", "microscope", "compare", "share")),
+    *sorted((ROOT / "dashboard" / "components").glob("*.py")),
+    *(ROOT / "dashboard" / f"{p}.py" for p in ("first_launch", "export", "run_view", "engine")),
+]
+#: Words of the default world that no text, colour or layout may assume.
+WORLD_WORDS = re.compile(r"husk|wol(f|ves)|snow|animal", re.IGNORECASE)
+#: igcore.hypothesis.summary_sentence's own wording, which names "the animal" on every world (an engine
+#: string the dashboard shows as it is; the engine, not the dashboard, has to change it).
+ENGINE_WORDING = ("animal features matter less", "the animal itself plays no part")
+
+
+def test_dashboard_assumes_no_world() -> None:
+    for path in OWN_FILES:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            line = line.replace("relevance_on_animal", "")  # the engine's metrics key (relevance on the object's mask)
+            assert not WORLD_WORDS.search(line), f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+
+
+#: Runs on users' data, as small as the pipeline allows (the settings of tests/test_byod_runs.py).
+BYOD_SETS = [
+    "world.image_size=32", "baseline.epochs=2", "baseline.batch_size=16", "concepts.epochs=2",
+    "microscope.per_group=1", 'microscope.methods=["saliency","grad_cam"]', "microscope.tcav.n_random=2",
+    "microscope.tcav.n_concept_images=4", "microscope.tcav.n_inputs=3", 'microscope.tcav.layers=["penultimate"]',
+    "microscope.sanity.n_images=2", "search.n_ranked=4", "search.max_depth=3",
+]
+BYOD_RUNS = ("waterbirds", "folder")
+
+
+@pytest.fixture(scope="module")
+def byod_runs_dir(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A RUNS_DIR with two complete runs on users' data: ``waterbirds`` (the Waterbirds layout with CUB
+    attributes and segmentations) and ``folder`` (a CSV manifest without masks)."""
+    from igcore.config import load_config
+    from igcore.pipeline import run_pipeline
+
+    root, data = tmp_path_factory.mktemp("byod-runs"), tmp_path_factory.mktemp("byod-data")
+    birds = fx.make_waterbirds(data / "waterbirds", n=64)
+    manifest = fx.make_folder(data / "folder", n=48, with_mask=False)
+    worlds = {
+        "waterbirds": ["world.name=waterbirds", f"world.root={birds['root']}", f"world.cub_root={birds['cub_root']}"],
+        "folder": ["world.name=folder", f"world.manifest={manifest}"],
+    }
+    for run_id, world in worlds.items():
+        config = load_config(None, [*BYOD_SETS, *world, f"run_id={run_id}", f"world.cache_dir={data / 'cache'}"])
+        run_pipeline(config, root, progress=False)
+    os.environ["IG_RUNS_DIR"] = str(root)
+    yield root
+    os.environ["IG_RUNS_DIR"] = str(runs_dir)
+
+
+@pytest.mark.parametrize("run_id", BYOD_RUNS)
+@pytest.mark.parametrize("page", PAGES)
+def test_byod_run_renders_every_page(byod_runs_dir: Path, page: str, run_id: str) -> None:
+    at = open_app(page, {"v": "1", "run": run_id})
+    assert_complete(at)  # no exception, no error box, nothing "could not be drawn", no section missing
+    assert at.query_params["run"] == run_id
+    shown = all_text(at)
+    # the engine's notes may name the shipped Snow-and-Wolves files a run borrowed from: that is provenance
+    notes = [n["note"] for n in json.loads((byod_runs_dir / run_id / "manifest.json").read_text())["notes"]]
+    for wording in (*ENGINE_WORDING, *notes):
+        shown = shown.replace(wording, "")
+    found = WORLD_WORDS.search(shown)
+    assert not found, shown[max(0, found.start() - 200) : found.end() + 100]
+
+
+def test_byod_run_without_masks_says_why_parts_are_missing(byod_runs_dir: Path) -> None:
+    reasons = metrics(byod_runs_dir, "folder")["microscope"]["erm"]["unavailable"]
+    assert set(reasons) >= {"effects", "relevance_on_animal"}
+    effects = f"Not available for this data: {reasons['effects']}."
+    for page in ("overview", "microscope", "compare"):
+        at = open_app(page, {"v": "1", "run": "folder"})
+        infos = [str(i.value) for i in at.info]
+        assert any(effects in i for i in infos), (page, infos)
+        assert sum(reasons["effects"] in i for i in infos) == 1, (page, infos)  # said once per page
+    micro = open_app("microscope", {"v": "1", "run": "folder"})
+    assert any(f"Not available for this data: {reasons['relevance_on_animal']}." in str(i.value) for i in micro.info)
+    assert "the cyan line outlines" not in all_text(micro)  # no masks, no outline
+    assert micro.get("image"), "the gallery draws maps without masks"
+    html = export.report_html(RunView.open(str(byod_runs_dir), "folder"))
+    assert escape(effects) in html and escape(reasons["relevance_on_animal"]) in html
+
+
+def test_byod_photographs_show_inpainted_counterfactuals(byod_runs_dir: Path) -> None:
+    m = metrics(byod_runs_dir, "waterbirds")
+    effects = effects_of(m)
+    assert effects and "swaps" in m["microscope"]["erm"]["unavailable"]  # no renderer: swaps by inpainting
+    at = open_app("compare", {"v": "1", "run": "waterbirds"})
+    assert_complete(at)
+    shown = all_text(at)
+    for kind in ("background", "object"):
+        assert f"**{text.effects_sentence(effects, kind)}**" in shown
+        assert effects["erm"][kind]["how"] in shown
+    assert any(c.endswith(("a landbird", "a waterbird")) for c in image_captions(at))  # the strip, in the run's class names
+    overview = open_app("overview", {"v": "1", "run": "waterbirds"})
+    notes = "\n".join(n["note"] for n in json.loads((byod_runs_dir / "waterbirds" / "manifest.json").read_text())["notes"])
+    assert "No ratings for this world's concepts" in notes and "No ratings for this world's concepts" in all_text(overview)
+    hyp = open_app("hypotheses", {"v": "1", "run": "waterbirds"})
+    assert "pairwise preferences (about a field guide's shape) shipped in `assets/judgments/`" in all_text(hyp)

@@ -1,14 +1,16 @@
 """Unit tests of the dashboard's pure parts: the URL codec, the engine's summary sentence as the
-dashboard uses it, images, charts and the report."""
+dashboard uses it, the computed sentences, images, charts, the report and the first launch's progress."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from dashboard import state
 from dashboard.components import charts, images, report, text
 from dashboard.components.figures import KeyFigure
+from dashboard.first_launch import DemoJob, Progress, describe
 from igcore.hypothesis import summary_sentence
 from igcore.schema import MethodMetrics, RankedRecord
 
@@ -140,3 +142,127 @@ def test_report_is_self_contained_and_escaped() -> None:
     assert "its `microscope` stage was not run." in html and "TCAV &lt;b&gt;" in html  # a missing figure says why
     assert html.count("<script type='text/javascript'>") == 1  # plotly.js embedded once
     assert "<script src=" not in html  # nothing loaded from the network
+
+
+def stat(mean: float, low: float, high: float, n: int = 10) -> dict:
+    return {"mean": mean, "ci_low": low, "ci_high": high, "n": n}
+
+
+EFFECTS = {
+    "erm": {
+        "background": {"overall": stat(-2.31, -2.52, -2.1), "by_group": {"a/x": stat(-3.0, -3.2, -2.8), "b/y": stat(-1.5, -1.7, -1.3)},
+                       "flip_rate": 0.4, "how": "re-rendered on every other background"},
+        "object": {"overall": stat(-0.04, -0.1, 0.02), "by_group": {"a/x": stat(0.0, -0.1, 0.1)}, "flip_rate": 0.0, "how": "pasted"},
+    },
+    "ig_student": {"background": {"overall": stat(-0.08, -0.12, -0.05), "by_group": {}}},
+}
+
+
+def test_effects_sentence_reads_every_model_with_its_interval() -> None:
+    assert text.effects_sentence(EFFECTS, "background") == (
+        "Swapping only the background lowers the baseline's confidence in its answer by 2.3 log-odds (95% CI 2.1–2.5); "
+        "it lowers the IG student's by 0.08 log-odds (95% CI 0.05–0.12).")
+    assert text.effects_sentence(EFFECTS, "object") == (
+        "Swapping only the object does not clearly change the baseline's confidence in its answer (mean -0.04 log-odds, "
+        "95% CI -0.10 to 0.02).")
+    assert text.effect_phrase(stat(0.5, 0.2, 0.8), "the oracle's") == "raises the oracle's confidence in its answer by 0.50 log-odds (95% CI 0.20–0.80)"
+    assert text.effects_sentence({"erm": {}}, "background") is None
+
+
+def test_effects_chart_has_error_bars_per_model_and_group() -> None:
+    fig = charts.effects_chart(EFFECTS, ["a/x", "b/y"])
+    background = [t for t in fig.data if t.xaxis == "x"]
+    assert [t.name for t in background] == ["Baseline (ERM)", "IG student"]
+    erm = background[0]
+    assert list(erm.x) == ["all groups", "a/x", "b/y"] and list(erm.y) == [-2.31, -3.0, -1.5]
+    assert erm.error_y.array[0] == pytest.approx(-2.1 + 2.31) and erm.error_y.arrayminus[0] == pytest.approx(-2.31 + 2.52)
+    assert list(background[1].y) == [-0.08, None, None]  # a group the model has no number for stays empty
+    assert len([t for t in fig.data if t.xaxis == "x2"]) == 1  # only the baseline has an object swap
+
+
+def test_swap_attribution_bars_span_the_intervals() -> None:
+    attribution = {"erm": {"background_share": stat(0.9, 0.8, 1.0), "background_share_by_group": {"a/x": stat(2.5, 0.5, 4.0)}}}
+    fig = charts.swap_attribution_bars(attribution, ["a/x"])
+    assert list(fig.data[0].y) == [0.9, 2.5]
+    assert fig.layout.yaxis.range[1] == 2.0  # an extreme interval is clipped, not allowed to flatten the rest
+    assert text.share_sentence(attribution) == (
+        "Share of the change in log-odds between the double swap and the original that sits on background pixels: "
+        "the baseline 90% (95% CI 80% to 100%).")
+
+
+def test_tcav_marks_significant_unstable_and_not() -> None:
+    base = {"class": "b", "layer": "penultimate", "repeats": 3}
+    tcav = [
+        {**base, "concept": "c1", "score": 0.9, "score_min": 0.8, "score_max": 1.0, "significant": True, "unstable": False, "significant_repeats": 3},
+        {**base, "concept": "c2", "score": 0.6, "score_min": 0.2, "score_max": 0.9, "significant": False, "unstable": True, "significant_repeats": 1},
+        {**base, "concept": "c3", "score": 0.5, "score_min": 0.4, "score_max": 0.6, "significant": False, "unstable": False, "significant_repeats": 0},
+    ]
+    assert [charts.tcav_status(t) for t in tcav] == ["significant", "unstable", "not significant"]
+    fig = charts.tcav_bars(tcav, {"c1": "core", "c2": "context", "c3": "distractor"}, {})
+    bars = fig.data[0]
+    assert list(bars.text) == ["★", "◐", ""]
+    assert list(bars.marker.opacity) == [1.0, 0.65, 0.25] and list(bars.marker.pattern.shape) == ["", "/", ""]
+    assert list(bars.error_x.array) == pytest.approx([0.1, 0.3, 0.1]) and list(bars.error_x.arrayminus) == pytest.approx([0.1, 0.4, 0.1])
+    table = charts.tcav_table(tcav, {"c1": "concept one"})
+    assert list(table["significant in"]) == ["3 of 3 repeats", "1 of 3 repeats", "0 of 3 repeats"]
+    assert table["concept"][0] == "concept one"
+
+
+def test_tcav_controls_sentence() -> None:
+    good = text.tcav_controls_sentence({"n_tests": 120, "n_significant": 4, "not_significant_rate": 0.9667, "repeats": 3})
+    assert good == ("Random image sets, tested exactly like concepts, came out not significant in 97% of 120 tests (3 repeats): "
+                    "the test rarely calls noise a concept.")
+    bad = text.tcav_controls_sentence({"n_tests": 20, "n_significant": 5, "not_significant_rate": 0.75})
+    assert bad.endswith("below the 95% a sound test reaches, so read the significant scores with care.")
+    assert text.tcav_controls_sentence({}).startswith("No random image sets were tested")
+
+
+def test_clause_deletion_chart_and_table() -> None:
+    records = [
+        {"concept": "c1", "class": "b", "weight": 1.2, "text": "one", "specific": True,
+         "present": {"n": 40, "answer_change_rate": 0.5, "mean_drop": 0.2}, "absent": {"n": 60, "answer_change_rate": 0.0, "mean_drop": 0.01}},
+        {"concept": "c2", "class": "a", "weight": 0.4, "text": "two", "specific": False,
+         "present": {"n": 0, "answer_change_rate": None, "mean_drop": None}, "absent": {"n": 100, "answer_change_rate": 0.1, "mean_drop": 0.05}},
+    ]
+    fig = charts.clause_deletion_bars(records, "z*")
+    assert [t.name for t in fig.data] == ["concept present", "concept absent"]
+    assert list(fig.data[0].y) == ["✓ one → b", "✗ two → a"] and list(fig.data[0].x) == [0.5, None]
+    table = charts.clause_deletion_table(records)
+    assert table["answers changed, concept present"][0] == 50.0 and pd.isna(table["answers changed, concept present"][1])
+    assert list(fig.data[0].text) == ["50.0% · drop 0.200", "no images"]
+    assert list(table["specific"]) == ["yes", "no"] and table["images present / absent"][1] == "0 / 100"
+
+
+def test_fidelity_and_sanity_words() -> None:
+    summary = {"fidelity": 0.9833, "fidelity_ci_low": 0.9616, "fidelity_ci_high": 0.9929, "n_eval": 300}
+    assert text.fidelity_sentence(summary, "z_baseline", "the baseline's") == (
+        "z_baseline reproduces 98.3% (95% CI 96.2–99.3%) of the baseline's 300 answers on D′.")
+    assert text.fidelity_sentence({}, "z_baseline", "the baseline's") is None
+    assert text.sanity_verdict({"trustworthy": False}, "the IG student's") == "❌ the IG student's maps fail the sanity check: do not trust them"
+    assert text.sanity_verdict(None, "the oracle's") == "sanity check not run for the oracle's maps"
+
+
+def test_rho_sweep_is_mean_and_std_over_seeds() -> None:
+    df = pd.DataFrame({"rho": [0.9, 0.9, 0.99, 0.99], "seed": [0, 1, 0, 1], "method": ["erm"] * 4, "worst_group_acc": [0.6, 0.8, 0.0, 0.2]})
+    fig = charts.rho_sweep(df, ["erm", "ig_student"], run_rho=0.99)
+    assert len(fig.data) == 1 and list(fig.data[0].y) == pytest.approx([0.7, 0.1])
+    assert list(fig.data[0].error_y.array) == pytest.approx([df["worst_group_acc"][:2].std(), df["worst_group_acc"][2:].std()])
+    assert fig.layout.shapes[0].x0 == 0.99  # this run's rho
+
+
+def test_demo_progress_in_words() -> None:
+    job = DemoJob("unused", started=100.0)
+    assert describe(job, str) == Progress(0.0, "starting…", [])
+    job.loads += [(10, 40, 101.0)]
+    assert describe(job, str) == Progress(0.25, "Reading the world's images: 10 of 40", [])
+    job.loads += [(40, 40, 102.5)]
+    job.events += [("world", 0, 2, 102.5)]
+    now = describe(job, str)
+    assert now.finished == ["✓ Read the world's 40 images (2.5 s)"] and now.label == "Stage 1 of 2: world" and now.fraction == 0.0
+    job.events += [("erm", 1, 2, 110.0), ("done", 2, 2, 111.0)]
+    assert describe(job, str) == Progress(1.0, "done", ["✓ Read the world's 40 images (2.5 s)", "✓ world (7.5 s)", "✓ erm (1.0 s)"])
+
+
+def test_report_lists_the_findings_escaped() -> None:
+    html = report.build_report(report.ReportInput(run_id="r", findings=["Swapping <b>only</b> the background …"]))
+    assert "<h2>What this run shows</h2>" in html and "Swapping &lt;b&gt;only&lt;/b&gt; the background" in html

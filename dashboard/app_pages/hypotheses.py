@@ -1,4 +1,5 @@
-"""Hypotheses: the ranked alternatives, prior vs likelihood, one hypothesis read as a field guide."""
+"""Hypotheses: the ranked alternatives, prior vs likelihood, one hypothesis read as a field guide, and the
+clause-deletion test of z* and z_baseline (does each clause do what it says?)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dashboard import state as codec
 from dashboard.components import charts, images, text, widgets
 from dashboard.components.style import KIND_COLORS, KIND_LABELS
 from dashboard.page import open_page
-from dashboard.run_view import RunView, clause_records
+from dashboard.run_view import HYPOTHESIS_NAMES, RunView, clause_records
 from igcore.hypothesis import summary_sentence
 from igcore.schema import RankedRecord
 
@@ -46,6 +47,8 @@ page = open_page(
     choose=_choose,
 )
 run = page.run
+if note := run.shipped_judgments_note():
+    st.caption(note)
 page.require("hypotheses.ranked", "ranked list of hypotheses")
 ranked = run.ranked
 star = _star(run)
@@ -158,7 +161,7 @@ with session.guard("Disagreements on D′"):
     pred_sel = engine.predict_proba(run, record).argmax(1)
     pred_star = engine.predict_proba(run, ranked[star].model_dump(by_alias=True)).argmax(1)
     labels = run.split("test_eval")["label"].to_numpy()
-    test = run.test_eval()
+    test, masks = run.test_eval(), run.masks()
     c1, c2, c3 = st.columns(3)
     disagree = np.flatnonzero(pred_sel != pred_star)
     c1.metric("D′ images where they disagree", f"{len(disagree)} of {len(pred_sel)}")
@@ -171,5 +174,44 @@ with session.guard("Disagreements on D′"):
     else:
         show = disagree[:12]
         caps = [f"#{i} · true: {run.classes[labels[i]]} · this: {run.classes[pred_sel[i]]} · z*: {run.classes[pred_star[i]]}" for i in show]
-        widgets.image_strip([images.overlay(test["images"][i], mask=test["masks"][i], factor=2) for i in show], caps, columns=6, width=140)
-        st.caption(f"Showing {len(show)} of {len(disagree)}. Predictions are L_M(y | x, z) on the stored concept scores; the cyan line outlines the animal.")
+        widgets.image_strip([images.overlay(test["images"][i], mask=None if masks is None else masks[i], factor=2) for i in show], caps, columns=6, width=140)
+        outline = "; the cyan line outlines the object" if masks is not None else ""
+        st.caption(f"Showing {len(show)} of {len(disagree)}. Predictions are L_M(y | x, z) on the stored concept scores{outline}.")
+
+st.divider()
+st.subheader("Does each clause do what it says? (clause deletion)")
+st.markdown(
+    "Delete one clause and let L_M answer again on D′. A clause that reads its concept should change answers **where the concept is "
+    "present** (by the data's own annotations) and leave the rest alone. The engine calls a clause *specific* when both the share of "
+    "answers that change and the mean drop in its class's probability are larger where its concept is present than where it is absent."
+)
+left, right = st.columns(2)
+for col, key in ((left, "z_star"), (right, "z_baseline")):
+    name = HYPOTHESIS_NAMES[key]
+    with col, session.guard(f"Clause deletion of {name}"):
+        records = run.clause_deletion(key)
+        if not records:
+            st.info(f"{name} has no clauses, so there is nothing to delete.")
+            continue
+        specific = sum(bool(r.get("specific")) for r in records)
+        widgets.chart(
+            charts.clause_deletion_bars(records, f"{name}: {specific} of {len(records)} clauses specific"),
+            f"hyp_deletion_{key}",
+            "Answers changed when the clause is deleted, where its concept is present (green) and absent (grey); "
+            "the label gives the mean drop in the probability of the clause's class. ✓ = specific.",
+            run_id=run.run_id,
+        )
+        pct = st.column_config.NumberColumn(format="%.1f%%")
+        drop = st.column_config.NumberColumn(format="%.3f")
+        st.dataframe(
+            charts.clause_deletion_table(records),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "weight": st.column_config.NumberColumn(format="%.2f"),
+                "answers changed, concept present": pct,
+                "answers changed, concept absent": pct,
+                "mean drop, present": drop,
+                "mean drop, absent": drop,
+            },
+        )

@@ -1,4 +1,5 @@
-"""Baseline microscope: where the baseline looks (captum maps), how much of it is on the animal, TCAV."""
+"""Microscope: does each model use the background? Counterfactual effects first (the decisive evidence),
+then captum maps with each model's own sanity verdict, relevance on the object, and TCAV with its controls."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import streamlit as st
 
 from dashboard import engine, session
 from dashboard import state as codec
-from dashboard.components import charts, images, widgets
+from dashboard.components import charts, evidence, images, text, widgets
 from dashboard.components.figures import tcav_layers
-from dashboard.components.style import method_label
+from dashboard.components.style import method_label, possessive
 from dashboard.page import open_page
 from dashboard.run_view import RunView
 from igcore.schema import pred_column
@@ -31,7 +32,7 @@ def methods_of(run: RunView) -> list[str]:
     (maps are then computed on demand)."""
     computed: list[str] = []
     for m in run.microscope.values():
-        for key in ("relevance_on_animal", "sanity"):
+        for key in ("relevance_on_animal", "sanity"):  # engine keys (relevance_on_animal: on the object's mask)
             computed += [k for k in (m.get(key) or {}) if k not in computed]
     return computed or list(engine.attribution_methods())
 
@@ -47,10 +48,19 @@ def _choose(run: RunView, view: codec.ViewState, notes: list[str]) -> codec.View
     )
 
 
+def _lead(run: RunView) -> str:
+    outline = " (the cyan line outlines the object)" if run.world.model_extra.get("has_masks", True) else ""
+    return (
+        "Three kinds of evidence, the most decisive first: **counterfactual swaps** change only the background or only the "
+        "object of an image and measure how the model's confidence moves; **attribution maps** (captum) show where the "
+        f"gradients are{outline}, each with its own model's sanity verdict; **TCAV** asks which concepts a layer responds to, "
+        "against random image sets."
+    )
+
+
 page = open_page(
-    "Baseline microscope: what does the model actually look at?",
-    "Pixel attributions (captum) show which pixels pushed each prediction; the cyan line outlines the animal. "
-    "A model that learned the animal puts its relevance **inside** the line; one that learned the background puts it outside.",
+    "Microscope: does the model use the background?",
+    _lead,
     keys=["model", "method", "group", "correct", "img"],
     choose=_choose,
 )
@@ -61,6 +71,13 @@ model, method, group, img = view.model, view.method, view.group, view.img
 classes, groups = run.classes, run.groups
 micro = run.microscope
 descriptions = engine.attribution_methods()
+
+# --- the headline: counterfactual evidence --------------------------------------------------------
+st.subheader("Does it use the background?")
+evidence.background_evidence(run, "micro")
+
+st.divider()
+st.subheader("Attribution maps: where the gradients are")
 
 
 def _set(field: str, widget: str) -> None:
@@ -89,25 +106,17 @@ c3.selectbox("Group", ["all", *groups], key="w_group", on_change=_set, args=("gr
 session.bind("w_correct", view.correct)
 c4.segmented_control("Answer", list(codec.CORRECTNESS), key="w_correct", on_change=_set, args=("correct", "w_correct"), format_func=str.capitalize)
 
-sanity = (micro.get(model) or {}).get("sanity") or {}
-
-
 def verdict(m: str) -> str:
-    """The sanity-check verdict of method ``m`` for the selected model, in words."""
-    entry = sanity.get(m)
-    if entry is None:
-        return "sanity check: not run for this model"
-    if entry.get("trustworthy") is None:
-        return "sanity check: undefined (the maps did not vary)"
-    return "✅ passes the sanity check" if entry["trustworthy"] else "❌ fails the sanity check: do not trust"
+    """The sanity-check verdict of the selected model's maps of method ``m``, in words."""
+    return text.sanity_verdict(run.sanity(model, m), possessive(model))
 
 
 # --- gallery -----------------------------------------------------------------------------------------
 gallery_idx: np.ndarray = np.zeros(0, dtype=np.int64)
-st.subheader("Gallery of D′ images")
+st.markdown("#### Gallery of D′ images")
 with session.guard("Gallery"):
     run.need(f"methods.{model}", f"answers of {method_label(model)}")
-    preds, test = run.predictions(), run.test_eval()
+    preds, test, masks = run.predictions(), run.test_eval(), run.masks()
     col = pred_column(model)
     rows = preds
     if run.has("microscope/tensors/sample.safetensors"):  # images whose maps the pipeline precomputed come first
@@ -120,21 +129,22 @@ with session.guard("Gallery"):
         rows = rows[right] if view.correct == "correct" else rows[~right]
     gallery_idx = rows["index"].to_numpy()[:GALLERY]
     st.caption(f"{len(rows)} images match; showing {len(gallery_idx)}. ✓/✗ = {method_label(model)} right/wrong. Click **Inspect** for every method's map.")
+    st.markdown(f"Maps: **{method.replace('_', ' ')}** of {method_label(model)} · {verdict(method)}")
     maps = engine.attribution_maps(run, model, method, gallery_idx)[0] if len(gallery_idx) else None
     cols = st.columns(6)
     for j, i in enumerate(gallery_idx):
         with cols[j % 6]:
             label, pred = int(preds.at[i, "label"]), int(preds.at[i, col])
-            pic = images.overlay(test["images"][i], maps[j], test["masks"][i], factor=2)
+            pic = images.overlay(test["images"][i], maps[j], None if masks is None else masks[i], factor=2)
             st.image(images.png_bytes(pic), caption=f"{'✓' if label == pred else '✗'} #{i} {groups[int(preds.at[i, 'group'])]} → {classes[pred]}", width="stretch")
             st.button("Inspect", key=f"insp_{i}", on_click=_inspect, args=(i,), type="primary" if i == img else "secondary", width="stretch")
     if not len(gallery_idx):
         st.info("No image matches these filters.")
 
 # --- one image, every method ------------------------------------------------------------------------
-st.subheader("One image, every attribution method")
+st.markdown("#### One image, every attribution method")
 with session.guard("Attribution maps"):
-    preds, test = run.predictions(), run.test_eval()
+    preds, test, masks = run.predictions(), run.test_eval(), run.masks()
     shown_img = img
     if shown_img is None and len(gallery_idx):
         shown_img = int(gallery_idx[0])
@@ -145,31 +155,40 @@ with session.guard("Attribution maps"):
         label = int(preds.at[shown_img, "label"])
         said = ", ".join(f"{method_label(m)} says **{classes[int(preds.at[shown_img, pred_column(m)])]}**" for m in models if pred_column(m) in preds)
         st.markdown(f"Image **#{shown_img}** · group **{groups[int(preds.at[shown_img, 'group'])]}** · truly a **{classes[label]}** · {said}.")
+        mask = None if masks is None else masks[shown_img]
         cols = st.columns(len(methods) + 1)
-        cols[0].image(images.png_bytes(images.overlay(test["images"][shown_img], None, test["masks"][shown_img], factor=3)), caption="the image", width="stretch")
+        cols[0].image(images.png_bytes(images.overlay(test["images"][shown_img], None, mask, factor=3)), caption="the image", width="stretch")
         for c, m in zip(cols[1:], methods, strict=True):
             with c:
                 mp, target = engine.attribution_maps(run, model, m, [shown_img])
-                st.image(images.png_bytes(images.overlay(test["images"][shown_img], mp[0], test["masks"][shown_img], factor=3)), caption=f"{m.replace('_', ' ')} (explains “{classes[int(target[0])]}”)", width="stretch")
+                st.image(images.png_bytes(images.overlay(test["images"][shown_img], mp[0], mask, factor=3)), caption=f"{m.replace('_', ' ')} (explains “{classes[int(target[0])]}”)", width="stretch")
                 st.caption(verdict(m))
-                st.caption(descriptions[m])
-        st.caption("Bright = pixels that pushed the model towards its answer. The verdict comes from the model-randomisation sanity check (Adebayo et al., 2018).")
+                st.caption(descriptions.get(m, ""))
+        st.caption(
+            f"Maps of {method_label(model)}. Bright = pixels that pushed the model towards its answer. Each verdict is this model's own "
+            "model-randomisation sanity check of that method (Adebayo et al., 2018): maps that barely change when the weights are "
+            "randomised explain the image, not the model."
+        )
 
-# --- relevance on the animal ------------------------------------------------------------------------
-st.subheader("How much relevance falls on the animal?")
-with session.guard("Relevance on the animal"):
-    run.need("microscope", "microscope results (attributions, relevance, TCAV)")
+# --- relevance on the object ------------------------------------------------------------------------
+st.markdown("#### How much relevance falls on the object?")
+st.caption(
+    "This shows **where the gradients are, not which evidence wins**: a model can put most of its relevance on the object and still "
+    "change its mind when only the background changes. The counterfactual effects above answer that question; read this as a secondary view."
+)
+with session.guard("Relevance on the object"):
+    summary = run.evidence("relevance_on_animal", "relevance on the object")  # engine key; the object's mask
     per_image = run.microscope_table("relevance")
     widgets.chart(
         charts.relevance_distribution(per_image[per_image["method"] == method].rename(columns={"relevance_mass": "share"})),
         "micro_relevance_dist",
-        f"Each box is many images of one group ({method}); the baseline's relevance drifts off the animal where the background misleads it.",
+        f"Each box is many images of one group ({method.replace('_', ' ')}): the share of each image's positive relevance inside the object's mask.",
         run_id=run.run_id,
     )
     widgets.chart(
-        charts.relevance_bars(micro),
+        charts.relevance_bars({m: micro[m] for m in summary}),
         "micro_relevance",
-        "Mean share of each model's positive relevance that lies inside the animal's outline; the dotted line is what a blind map would score.",
+        "Mean share of each model's positive relevance inside the object's mask; the dotted line is what a blind map would score.",
         run_id=run.run_id,
     )
 
@@ -187,21 +206,37 @@ with session.guard("Sanity checks"):
         for meth, entry in (m.get("sanity") or {}).items()
     ]
     if rows:
-        with st.expander("Sanity-check details (model-randomisation test)"):
+        with st.expander("Sanity-check details, every model and method (model-randomisation test)"):
             st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
             st.caption("A method whose maps barely change when the model's weights are randomised explains the image, not the model.")
 
 # --- TCAV -------------------------------------------------------------------------------------------
-st.subheader("Which concepts does the baseline respond to? (TCAV)")
+st.divider()
+st.subheader("Which concepts does it respond to? (TCAV)")
 with session.guard("TCAV"):
-    tcav = run.tcav()
+    with_tcav = list(run.evidence("tcav", "TCAV scores"))
+    tcav_model = model if model in with_tcav else with_tcav[0]
+    if len(with_tcav) > 1:
+        tcav_model = st.radio("Model", with_tcav, index=with_tcav.index(tcav_model), horizontal=True, format_func=method_label, key="w_tcav_model")
+    tcav = run.tcav(tcav_model)
     layers = tcav_layers(tcav)
     layer = st.radio("Layer", layers, horizontal=True, key="w_tcav_layer") if len(layers) > 1 else layers[0]
+    shown = [t for t in tcav if str(t.get("layer")) == layer]
     widgets.chart(
-        charts.tcav_bars([t for t in tcav if str(t.get("layer")) == layer], run.concept_kinds, run.concept_texts),
+        charts.tcav_bars(shown, run.concept_kinds, run.concept_texts),
         "micro_tcav",
-        "Green = animal features, red = backgrounds; faded bars are not statistically different from random concepts.",
+        f"{method_label(tcav_model)}, layer {layer}. Green = object features, red = backgrounds. Bars are the mean over repeats, whiskers the "
+        "lowest to highest score; ★ solid = significant in every repeat, ◐ hatched = in some repeats only (unstable), faded = in none.",
         run_id=run.run_id,
     )
-    sig = np.array([bool(t.get("significant")) for t in tcav])
-    st.caption(f"{int(sig.sum())} of {len(tcav)} concept/class scores are significant after multiple-testing correction.")
+    status = [charts.tcav_status(t) for t in shown]
+    repeats = max((int(t.get("repeats", 1)) for t in shown), default=1)
+    st.markdown(
+        f"**{status.count('significant')}** of {len(shown)} concept/class scores are significant in every one of {repeats} repeats, "
+        f"**{status.count('unstable')}** only in some (unstable), {status.count('not significant')} in none (after multiple-testing correction)."
+    )
+    controls = run.tcav_controls(tcav_model)
+    st.markdown(text.tcav_controls_sentence(controls or {}))
+    with st.expander("TCAV scores, concept by concept"):
+        st.dataframe(charts.tcav_table(shown, run.concept_texts), hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.2f") for c in ("score (mean)", "lowest", "highest")})

@@ -1,27 +1,51 @@
-"""Overview: what IG learned vs what the baseline learned, and how each method does on D′."""
+"""Overview: what IG learned vs what the baseline learned, what the human prior added on this run (and on
+the benchmark's ρ sweep), whether the baseline uses the background, and how each method does on D′."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard import session
-from dashboard.components import charts, widgets
+from dashboard.components import charts, text, widgets
 from dashboard.components.figures import key_figures
 from dashboard.components.style import METHOD_HELP, method_color, method_short
 from dashboard.page import open_page
+from dashboard.run_view import Benchmark, benchmark
 from igcore.hypothesis import summary_sentence
 
 #: Methods whose worst-group accuracy heads the page.
 HEADLINE = ("erm", "ig_student", "ig_direct", "no_prior")
+#: Methods drawn on the benchmark's ρ sweep: the baseline, the ablation without the prior, IG.
+SWEEP = ("erm", "no_prior", "ig_student")
 
 page = open_page(
     "What should it have learned, and what did it learn?",
     lambda run: f"Run `{run.run_id}` · {run.world.name} · classes: {', '.join(run.classes)}. "
-    "D is the labelled training set (animals mostly on their *usual* background); "
+    "D is the labelled training set (each class mostly on its *usual* background); "
     "D′ is where we need the model to work (backgrounds reversed or mixed).",
 )
 run = page.run
-figures = {f.key: f for f in key_figures(run, keys=("accuracy", "groups"))}
+
+
+def benchmark_caption(bench: Benchmark) -> str:
+    """Where the sweep comes from: the benchmark's file, command and machine (not this run)."""
+    df = bench.results
+    rhos = ", ".join(f"{r:g}" for r in sorted(df["rho"].unique()))
+    seeds = df["seed"].nunique()
+    command = f"`{bench.command}`" if bench.command else "`python bench/bench_methods.py`"
+    machine = f" on {bench.machine}" if bench.machine else ""
+    return (
+        f"The benchmark's numbers, not this run's: `docs/{bench.source}`, written by {command}{machine}; ρ ∈ {{{rhos}}} × {seeds} seeds, "
+        "each one run of the default config (plus the command's settings) without the microscope. Points are the mean over seeds of "
+        "worst-group accuracy on D′, whiskers ± one standard deviation."
+    )
+
+
+figures = {f.key: f for f in key_figures(run, keys=("accuracy", "groups", "effects"))}
+judgments = run.shipped_judgments_note()
+if run.info.notes:
+    with st.expander(f"Notes from the engine about this run ({len(run.info.notes)})", expanded=True):
+        st.markdown("\n".join(f"- {n.note} *({n.stage})*" for n in run.info.notes))
 
 left, right = st.columns(2)
 with left, st.container(border=True):
@@ -33,9 +57,8 @@ with right, st.container(border=True):
     st.markdown(f"#### <span style='color:{method_color('erm')}'>■</span> What the baseline learned", unsafe_allow_html=True)
     with session.guard("What the baseline learned"):
         st.markdown(f"**{summary_sentence(run.clauses('z_baseline'), 'The baseline', run.classes)}**")
-        fidelity = (run.surrogates.get("z_baseline") or {}).get("fidelity")
-        agree = f" It reproduces {100 * float(fidelity):.0f}% of the baseline's answers on D′." if fidelity is not None else ""
-        st.caption(f"A hypothesis in the same language fitted to the baseline's own predictions (z_baseline).{agree}")
+        fidelity = text.fidelity_sentence(run.surrogates.get("z_baseline") or {}, "It", "the baseline's")
+        st.caption("A hypothesis in the same language fitted to the baseline's own predictions (z_baseline)." + (f" {fidelity}" if fidelity else ""))
 
 with session.guard("Headline numbers"):
     run.need("methods.erm", "baseline accuracy")
@@ -47,6 +70,36 @@ with session.guard("Headline numbers"):
         wga = methods[m].worst_group_acc
         delta = None if m == "erm" else f"{100 * (wga - erm_wga):+.1f} pts vs baseline"
         col.metric(method_short(m), f"{100 * wga:.1f}%", delta, help=METHOD_HELP.get(m))
+
+st.subheader("What did the human prior add?")
+left, right = st.columns([0.45, 0.55])
+with left, session.guard("The prior's contribution on this run"):
+    run.need("methods.no_prior", "likelihood-only ablation (no_prior)")
+    run.need("methods.ig_student", "IG student")
+    st.markdown(f"**{text.prior_sentence(run.methods)}**")
+    direct = run.methods.get("ig_direct")
+    same = (f" IG direct, which reads z* with L_M the same way the ablation reads its own hypothesis, gets its worst group right "
+            f"{100 * direct.worst_group_acc:.0f}% of the time.") if direct else ""
+    st.caption(
+        "On this run: the IG student (trained on D′ images labelled by z*) against `no_prior`, the same concept model and search "
+        f"with a flat prior instead of the learned one (its hypothesis read by L_M).{same}"
+    )
+    if judgments:
+        st.caption(judgments)
+with right, session.guard("The benchmark's ρ sweep"):
+    bench = benchmark()
+    rho = (run.info.config.get("world") or {}).get("rho")
+    widgets.chart(charts.rho_sweep(bench.results, SWEEP, rho if isinstance(rho, (int, float)) else None), "overview_rho_sweep",
+                  benchmark_caption(bench), run_id=run.run_id)
+
+st.subheader("Does the baseline use the background?")
+with session.guard("Counterfactual effects"):
+    effects = run.evidence("effects", "counterfactual effects")
+    sentence = text.effects_sentence(effects, "background")
+    if sentence:
+        st.markdown(f"**{sentence}**")
+    widgets.key_figure(figures["effects"], "overview", run.run_id)
+    st.caption("The Microscope and Compare pages show where that evidence sits and the swapped images themselves.")
 
 st.subheader("Accuracy on D′")
 with session.guard("Accuracy per method"):
@@ -70,7 +123,7 @@ with session.guard("Accuracy per group"):
 
 st.subheader("The world at a glance")
 with session.guard("Contact sheet"):
-    st.image(run.contact_sheet(), caption="Example images of every split, drawn by the world generator.", width="stretch")
+    st.image(run.contact_sheet(), caption=f"Example images of every split and group of this run's world ({run.world.name}).", width="stretch")
 
 with st.expander("Run details"):
     info = run.info

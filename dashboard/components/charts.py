@@ -110,7 +110,7 @@ def group_heatmap(methods: Mapping[str, MethodMetrics], groups: Sequence[str]) -
     fig.update_layout(
         **base_layout(
             height=90 + 42 * len(names),
-            title={"text": "Accuracy per group (animal / background) on D′", "font": {"size": 15}},
+            title={"text": "Accuracy per group (class / background) on D′", "font": {"size": 15}},
             yaxis={"autorange": "reversed"},
             xaxis={"side": "bottom"},
         )
@@ -166,7 +166,7 @@ def posterior_scatter(ranked: Sequence[RankedRecord], selected: int | None = Non
 
 
 def clause_weights(clauses: Sequence[Mapping[str, Any]], title: str) -> go.Figure:
-    """Horizontal bars: each clause's weight, coloured by concept kind (animal / background / distractor)."""
+    """Horizontal bars: each clause's weight, coloured by concept kind (object feature / background / distractor)."""
     rows = sorted(clauses, key=lambda c: abs(float(c.get("weight", 0))))
     fig = go.Figure()
     for kind in ("core", "context", "distractor"):
@@ -187,7 +187,7 @@ def clause_weights(clauses: Sequence[Mapping[str, Any]], title: str) -> go.Figur
 
 
 def relevance_bars(microscope: Mapping[str, Mapping[str, Any]]) -> go.Figure:
-    """Mean share of positive attribution inside the animal, per attribution method and model."""
+    """Mean share of positive attribution inside the object's mask, per attribution method and model."""
     fig = go.Figure()
     for model in order_methods(list(microscope)):
         rel = microscope[model].get("relevance_on_animal") or {}
@@ -201,27 +201,27 @@ def relevance_bars(microscope: Mapping[str, Mapping[str, Any]]) -> go.Figure:
             marker={"color": method_color(model)},
             text=[_pct(_scalar(rel[m])) for m in methods],
             textposition="outside",
-            hovertemplate=f"{method_label(model)}<br>%{{x}}: %{{y:.1%}} of relevance on the animal<extra></extra>",
+            hovertemplate=f"{method_label(model)}<br>%{{x}}: %{{y:.1%}} of relevance on the object<extra></extra>",
         )
     area = next((_scalar(m.get("mask_area_share")) for m in microscope.values() if m.get("mask_area_share") is not None), None)
     values = [v for m in microscope.values() for v in map(_scalar, (m.get("relevance_on_animal") or {}).values()) if v is not None]
     top = min(1.1, 1.3 * max([*values, area or 0.0, 0.1]))
     if area is not None:
         fig.add_hline(y=area, line_dash="dot", line_color="#555")
-        fig.add_scatter(x=[None], y=[None], mode="lines", line={"dash": "dot", "color": "#555"}, name=f"a blind map: the animal's share of the image ({_pct(area)})")
+        fig.add_scatter(x=[None], y=[None], mode="lines", line={"dash": "dot", "color": "#555"}, name=f"a blind map: the object's share of the image ({_pct(area)})")
     fig.update_layout(
         **base_layout(
             barmode="group",
             height=360,
-            title={"text": "How much of each model's attention falls on the animal (higher = better)", "font": {"size": 15}},
-            yaxis={"title": "share of positive relevance inside the animal", "tickformat": ".0%", "range": [0, top]},
+            title={"text": "Where the gradients are: share of each model's relevance on the object", "font": {"size": 15}},
+            yaxis={"title": "share of positive relevance inside the object", "tickformat": ".0%", "range": [0, top]},
         )
     )
     return fig
 
 
 def relevance_distribution(df: pd.DataFrame) -> go.Figure:
-    """Per-image relevance-on-animal share as box plots: x = group, colour = model (one method)."""
+    """Per-image share of relevance on the object as box plots: x = group, colour = model (one method)."""
     fig = go.Figure()
     for model in order_methods(sorted(df["model"].unique())):
         sub = df[df["model"] == model]
@@ -237,27 +237,141 @@ def relevance_distribution(df: pd.DataFrame) -> go.Figure:
         **base_layout(
             boxmode="group",
             height=380,
-            title={"text": "Share of relevance on the animal, image by image, per group", "font": {"size": 15}},
-            yaxis={"title": "share inside the animal", "tickformat": ".0%", "range": [0, min(1.05, 1.2 * float(df["share"].max() if len(df) else 1.0) + 0.02)]},
+            title={"text": "Share of relevance on the object, image by image, per group", "font": {"size": 15}},
+            yaxis={"title": "share inside the object", "tickformat": ".0%", "range": [0, min(1.05, 1.2 * float(df["share"].max() if len(df) else 1.0) + 0.02)]},
         )
     )
     return fig
 
 
+#: How the engine's two single swaps are named in charts and sentences.
+SWAP_NAMES: dict[str, str] = {"background": "background swapped", "object": "object swapped"}
+
+
+def _ci_bars(fig: go.Figure, stats: Sequence[Mapping[str, Any] | None], x: Sequence[str], model: str, **kwargs: Any) -> None:
+    """One bar trace of means with asymmetric 95% CI error bars (``{mean, ci_low, ci_high, n}`` per x)."""
+    mean = [None if s is None else _scalar(s.get("mean")) for s in stats]
+    up = [0.0 if s is None or s.get("ci_high") is None else float(s["ci_high"]) - float(s["mean"]) for s in stats]
+    down = [0.0 if s is None or s.get("ci_low") is None else float(s["mean"]) - float(s["ci_low"]) for s in stats]
+    custom = [[np.nan, np.nan, 0] if s is None else [s.get("ci_low", np.nan), s.get("ci_high", np.nan), s.get("n", 0)] for s in stats]
+    fig.add_bar(
+        x=list(x),
+        y=mean,
+        name=method_label(model),
+        legendgroup=model,
+        marker={"color": method_color(model)},
+        error_y={"type": "data", "symmetric": False, "array": up, "arrayminus": down, "color": "#333", "thickness": 1.2, "width": 3},
+        customdata=custom,
+        hovertemplate=f"{method_label(model)}<br>%{{x}}: %{{y:+.2f}} (95% CI %{{customdata[0]:+.2f}} to %{{customdata[1]:+.2f}}, n = %{{customdata[2]}})<extra></extra>",
+        **kwargs,
+    )
+
+
+def effects_chart(effects: Mapping[str, Mapping[str, Any]], groups: Sequence[str]) -> go.Figure:
+    """Does the model use the background? Per model, the mean change in the log-odds of its own answer when
+    only the background (left) or only the object (right) is swapped, with 95% bootstrap CIs, over all
+    D′ images and per group (``microscope.<model>.effects``)."""
+    from plotly.subplots import make_subplots
+
+    kinds = [k for k in SWAP_NAMES if any(k in e for e in effects.values())]
+    fig = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[f"only the {k} swapped" for k in kinds])
+    x = ["all groups", *groups]
+    for j, kind in enumerate(kinds, start=1):
+        for model in effects:
+            e = effects[model].get(kind)
+            if not e:
+                continue
+            stats = [e.get("overall"), *((e.get("by_group") or {}).get(g) for g in groups)]
+            _ci_bars(fig, stats, x, model, showlegend=j == 1, row=1, col=j)
+        fig.add_hline(y=0, line_color="#555", line_width=1, row=1, col=j)
+    fig.update_yaxes(title_text="change in log-odds of the model's own answer", row=1, col=1)
+    fig.update_layout(
+        **base_layout(
+            barmode="group",
+            height=460,
+            title={"text": "Does it use the background? Change in confidence when one thing is swapped (below 0 = weaker)", "font": {"size": 15}},
+            legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0},
+            margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        )
+    )
+    return fig
+
+
+def swap_attribution_bars(attribution: Mapping[str, Mapping[str, Any]], groups: Sequence[str]) -> go.Figure:
+    """Share of the log-odds change between a double swap and the original that integrated gradients put on
+    background pixels, per model, overall and per group, with 95% CIs (``microscope.<model>.swap_attribution``)."""
+    fig = go.Figure()
+    x = ["all groups", *groups]
+    lows, highs = [0.0], [1.0]
+    for model, a in attribution.items():
+        by_group = a.get("background_share_by_group") or {}
+        stats = [a.get("background_share"), *(by_group.get(g) for g in groups)]
+        _ci_bars(fig, stats, x, model)
+        lows += [float(s["ci_low"]) for s in stats if s and s.get("ci_low") is not None]
+        highs += [float(s["ci_high"]) for s in stats if s and s.get("ci_high") is not None]
+    for y in (0.0, 1.0):
+        fig.add_hline(y=y, line_dash="dot", line_color="#555")
+    fig.update_layout(
+        **base_layout(
+            barmode="group",
+            height=380,
+            title={"text": "Where the evidence sits: share of the swap's log-odds change on background pixels", "font": {"size": 15}},
+            yaxis={"title": "share on the background (1 = all, 0 = none)", "tickformat": ".0%",
+                   "range": [max(-1.0, min(lows) - 0.1), min(2.0, max(highs) + 0.1)]},
+        )
+    )
+    return fig
+
+
+#: TCAV verdicts over the engine's repeats: (label, bar opacity, bar pattern, mark after the bar).
+TCAV_STATUS: dict[str, tuple[str, float, str, str]] = {
+    "significant": ("significant in every repeat", 1.0, "", "★"),
+    "unstable": ("significant in some repeats only (unstable)", 0.65, "/", "◐"),
+    "not significant": ("not significant", 0.25, "", ""),
+}
+
+
+def tcav_status(record: Mapping[str, Any]) -> str:
+    """``significant`` (in every repeat), ``unstable`` (in some) or ``not significant`` (in none)."""
+    if record.get("significant"):
+        return "significant"
+    return "unstable" if record.get("unstable") else "not significant"
+
+
+def tcav_table(tcav: Sequence[Mapping[str, Any]], texts: Mapping[str, str]) -> pd.DataFrame:
+    """One row per concept and class: mean score, its range over repeats and the verdict."""
+    rows = [
+        {
+            "concept": texts.get(t["concept"], t["concept"]),
+            "towards": t.get("class", ""),
+            "layer": t.get("layer", ""),
+            "score (mean)": t.get("score"),
+            "lowest": t.get("score_min", t.get("score")),
+            "highest": t.get("score_max", t.get("score")),
+            "significant in": f"{t.get('significant_repeats', int(bool(t.get('significant'))))} of {t.get('repeats', 1)} repeats",
+            "verdict": TCAV_STATUS[tcav_status(t)][0],
+        }
+        for t in tcav
+    ]
+    return pd.DataFrame(rows)
+
+
 def tcav_bars(tcav: Sequence[Mapping[str, Any]], kinds: Mapping[str, str], texts: Mapping[str, str]) -> go.Figure:
-    """TCAV score per concept, one panel per class: solid = significant, faded = not distinguishable
-    from random concepts. Colour = concept kind (animal feature / background / distractor)."""
+    """TCAV score per concept, one panel per class: the bar is the mean over the engine's repeats, the
+    whisker its lowest-to-highest range. Solid ★ = significant in every repeat, hatched ◐ = in some
+    (unstable), faded = in none. Colour = concept kind (object feature / background / distractor)."""
     from plotly.subplots import make_subplots
 
     df = pd.DataFrame(list(tcav))
     if df.empty:
         return go.Figure()
-    if "significant" not in df:
-        df["significant"] = df["p_value"] < 0.05 if "p_value" in df else False
-    if "p_value" not in df:
-        df["p_value"] = np.nan
-    if "class" not in df:
-        df["class"] = ""
+    for column, default in (("significant", False), ("unstable", False), ("p_value", np.nan), ("class", "")):
+        if column not in df:
+            df[column] = default
+    df["score_min"] = df["score_min"] if "score_min" in df else df["score"]
+    df["score_max"] = df["score_max"] if "score_max" in df else df["score"]
+    df["status"] = [tcav_status(r) for r in df.to_dict("records")]
     df["text"] = df["concept"].map(lambda c: texts.get(c, c))
     df["kind"] = df["concept"].map(lambda c: kinds.get(c, "core"))
     classes = list(dict.fromkeys(df["class"].astype(str)))
@@ -266,8 +380,6 @@ def tcav_bars(tcav: Sequence[Mapping[str, Any]], kinds: Mapping[str, str], texts
                         subplot_titles=[f"towards “{c}”" if c else "" for c in classes])
     for j, cls in enumerate(classes, start=1):
         sub = df[df["class"].astype(str) == cls]
-        sub = sub.groupby(["concept", "text", "kind"], as_index=False).agg(
-            score=("score", "mean"), p_value=("p_value", "min"), significant=("significant", "max"))
         fig.add_bar(
             orientation="h",
             row=1,
@@ -277,25 +389,115 @@ def tcav_bars(tcav: Sequence[Mapping[str, Any]], kinds: Mapping[str, str], texts
             y=sub["text"],
             marker={
                 "color": [KIND_COLORS.get(k, "#888") for k in sub["kind"]],
-                "opacity": [1.0 if s else 0.3 for s in sub["significant"]],
+                "opacity": [TCAV_STATUS[s][1] for s in sub["status"]],
+                "pattern": {"shape": [TCAV_STATUS[s][2] for s in sub["status"]], "fgcolor": "white"},
             },
-            text=["★" if s else "" for s in sub["significant"]],
+            error_x={"type": "data", "symmetric": False, "array": (sub["score_max"] - sub["score"]).clip(lower=0),
+                     "arrayminus": (sub["score"] - sub["score_min"]).clip(lower=0), "color": "#333", "thickness": 1.2, "width": 3},
+            text=[TCAV_STATUS[s][3] for s in sub["status"]],
             textposition="outside",
-            customdata=np.stack([sub["p_value"].to_numpy(dtype=float), sub["kind"].map(KIND_LABELS).to_numpy()], axis=1),
-            hovertemplate="%{y}<br>TCAV score %{x:.2f}<br>p = %{customdata[0]:.3g}<br>%{customdata[1]}<extra></extra>",
+            customdata=np.stack([sub["score_min"].to_numpy(dtype=float), sub["score_max"].to_numpy(dtype=float),
+                                 sub["status"].map(lambda s: TCAV_STATUS[s][0]).to_numpy(), sub["kind"].map(KIND_LABELS).to_numpy()], axis=1),
+            hovertemplate="%{y}<br>TCAV score %{x:.2f} (repeats: %{customdata[0]:.2f} to %{customdata[1]:.2f})<br>%{customdata[2]}<br>%{customdata[3]}<extra></extra>",
         )
         fig.add_vline(x=0.5, line_dash="dot", line_color="#555", row=1, col=j)
-        fig.update_xaxes(range=[0, 1.1], title_text="TCAV score", row=1, col=j)
-    for kind in ("core", "context", "distractor"):  # a legend for the colours
+        fig.update_xaxes(range=[0, 1.15], title_text="TCAV score", row=1, col=j)
+    for kind in ("core", "context", "distractor"):  # a legend for the colours and for the verdicts
         fig.add_bar(x=[None], y=[None], name=KIND_LABELS[kind], marker={"color": KIND_COLORS[kind]}, showlegend=True)
+    for label, opacity, pattern, mark in TCAV_STATUS.values():
+        fig.add_bar(x=[None], y=[None], name=f"{mark} {label}".strip(), opacity=opacity, marker={"color": "#666", "pattern": {"shape": pattern}}, showlegend=True)
     fig.update_yaxes(categoryorder="array", categoryarray=order)
     fig.update_layout(
         **base_layout(
-            height=max(300, 110 + 22 * len(order)),
-            title={"text": "TCAV: which concepts push the baseline towards each class (★ significant, faded = not)", "font": {"size": 15}},
+            height=max(320, 130 + 22 * len(order)),
+            title={"text": "TCAV: which concepts push the model towards each class (whiskers: range over repeats)", "font": {"size": 15}},
             barmode="overlay",
             legend={"orientation": "h", "yanchor": "top", "y": -0.12, "xanchor": "left", "x": 0},
             margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        )
+    )
+    return fig
+
+
+def clause_deletion_bars(records: Sequence[Mapping[str, Any]], title: str) -> go.Figure:
+    """Per clause, how often deleting it changes L_M's answer where its concept is present vs absent
+    (``clause_deletion.<hypothesis>``); a clause that does what it says changes answers only where present."""
+    label = [f"{'✓' if r.get('specific') else '✗'} {r.get('text') or r['concept']} → {r['class']}" for r in records]
+    fig = go.Figure()
+    for where, color in (("present", "#2e7d5b"), ("absent", "#8d99ae")):
+        stats = [r.get(where) or {} for r in records]
+        fig.add_bar(
+            orientation="h",
+            name=f"concept {where}",
+            y=label,
+            x=[s.get("answer_change_rate") for s in stats],
+            marker={"color": color},
+            text=["no images" if s.get("answer_change_rate") is None else f"{_pct(s['answer_change_rate'])} · drop {float(s.get('mean_drop') or 0):.3f}"
+                  for s in stats],
+            textposition="outside",
+            customdata=[[s.get("n", 0), s.get("mean_drop")] for s in stats],
+            hovertemplate=f"%{{y}}<br>concept {where} (n = %{{customdata[0]}}): answers changed %{{x:.1%}}, "
+            "mean drop in the class's probability %{customdata[1]:.3f}<extra></extra>",
+        )
+    fig.update_layout(
+        **base_layout(
+            barmode="group",
+            height=max(200, 90 + 48 * len(records)),
+            title={"text": title, "font": {"size": 14}},
+            xaxis={"title": "answers changed when the clause is deleted", "tickformat": ".0%", "range": [0, 1.35]},
+            yaxis={"autorange": "reversed"},
+        )
+    )
+    return fig
+
+
+def clause_deletion_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The clause-deletion test as a table (rates in %)."""
+    rows = []
+    for r in records:
+        present, absent = r.get("present") or {}, r.get("absent") or {}
+        rows.append(
+            {
+                "clause": f"{r.get('text') or r['concept']} → {r['class']}",
+                "weight": r.get("weight"),
+                "answers changed, concept present": _pct100(present.get("answer_change_rate")),
+                "mean drop, present": present.get("mean_drop"),
+                "answers changed, concept absent": _pct100(absent.get("answer_change_rate")),
+                "mean drop, absent": absent.get("mean_drop"),
+                "images present / absent": f"{present.get('n', 0)} / {absent.get('n', 0)}",
+                "specific": "yes" if r.get("specific") else "no",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def rho_sweep(results: pd.DataFrame, methods: Sequence[str], run_rho: float | None = None) -> go.Figure:
+    """The benchmark's worst-group accuracy against ρ (class–background correlation in D): mean ± std over
+    seeds per method (``docs/results_methods.csv``); a dotted line marks this run's ρ."""
+    fig = go.Figure()
+    agg = results.groupby(["method", "rho"])["worst_group_acc"].agg(["mean", "std", "count"]).reset_index()
+    for m in methods:
+        sub = agg[agg["method"] == m].sort_values("rho")
+        if sub.empty:
+            continue
+        fig.add_scatter(
+            x=sub["rho"],
+            y=sub["mean"],
+            mode="lines+markers",
+            name=method_short(m),
+            line={"color": method_color(m)},
+            error_y={"type": "data", "array": sub["std"].fillna(0.0), "thickness": 1.2, "width": 4},
+            customdata=np.stack([sub["std"].fillna(0.0).to_numpy(), sub["count"].to_numpy()], axis=1),
+            hovertemplate=f"{method_short(m)}<br>ρ = %{{x}}: %{{y:.1%}} ± %{{customdata[0]:.1%}} over %{{customdata[1]}} seeds<extra></extra>",
+        )
+    if run_rho is not None:
+        fig.add_vline(x=run_rho, line_dash="dot", line_color="#555", annotation_text="this run's ρ", annotation_position="top left")
+    fig.update_layout(
+        **base_layout(
+            height=380,
+            title={"text": "Benchmark: worst-group accuracy as the shortcut gets stronger", "font": {"size": 15}},
+            xaxis={"title": "ρ (share of D on its class's usual background)"},
+            yaxis={"title": "worst-group accuracy on D′", "tickformat": ".0%", "range": [0, 1.05]},
         )
     )
     return fig
@@ -353,29 +555,6 @@ def weights_vs_tcav(
             title={"text": f"Concept weights (towards “{target}”) vs the baseline's TCAV sensitivity", "font": {"size": 15}},
             xaxis={"title": f"weight in the hypothesis (evidence for {target}) →"},
             yaxis={"title": f"baseline's TCAV score for {target}", "range": [-0.05, 1.1]},
-        )
-    )
-    return fig
-
-
-def swap_bars(microscope: Mapping[str, Mapping[str, Any]]) -> go.Figure:
-    """How often each model changes its answer when only the background is swapped."""
-    models = [m for m in order_methods(list(microscope)) if microscope[m].get("swap_flip_rate") is not None]
-    fig = go.Figure(
-        go.Bar(
-            x=[method_short(m) for m in models],
-            y=[_scalar(microscope[m]["swap_flip_rate"]) for m in models],
-            marker={"color": [method_color(m) for m in models]},
-            text=[_pct(_scalar(microscope[m]["swap_flip_rate"])) for m in models],
-            textposition="outside",
-            hovertemplate="%{x}: flips %{y:.1%} of answers<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        **base_layout(
-            height=300,
-            title={"text": "Same animal, other background: how often the answer flips (lower = better)", "font": {"size": 15}},
-            yaxis={"title": "answers flipped", "tickformat": ".0%", "range": [0, 1.1]},
         )
     )
     return fig

@@ -1,5 +1,6 @@
 """The run's key figures, built by one function for every place that shows them: the Overview page (the
-two accuracy figures), the Share page's PNG zip and the HTML report (all of them). Each entry carries its
+two accuracy figures and the counterfactual effects), the Microscope and Compare pages (the effects), the
+Share page's PNG zip and the HTML report (all of them). Each entry carries its
 title and caption, so the three read alike; a figure whose section the run lacks carries instead the
 sentence saying which stage would have produced it.
 """
@@ -41,8 +42,9 @@ def tcav_layers(tcav: list[dict[str, Any]]) -> list[str]:
 
 
 def key_figures(run: RunView, keys: Collection[str] | None = None) -> list[KeyFigure]:
-    """Accuracy per method and per group, the clauses of z* and z_baseline, the baseline's TCAV and how it
-    lines up with both hypotheses' weights, relevance on the animal and background swaps.
+    """Accuracy per method and per group, the counterfactual effects (does each model use the background?),
+    the clauses of z* and z_baseline, the baseline's TCAV and how it lines up with both hypotheses' weights,
+    and relevance on the object.
 
     Args:
         run: the run.
@@ -55,7 +57,7 @@ def key_figures(run: RunView, keys: Collection[str] | None = None) -> list[KeyFi
             return
         try:
             out.append(KeyFigure(key, title, build(), caption))
-        except NotComputed as e:
+        except NotComputed as e:  # Unavailable too: the message carries the engine's reason
             out.append(KeyFigure(key, title, None, caption, str(e)))
 
     def methods() -> dict[str, Any]:
@@ -72,22 +74,24 @@ def key_figures(run: RunView, keys: Collection[str] | None = None) -> list[KeyFi
         return [t for t in run.tcav() if str(t.get("layer")) == layer]
 
     def microscope(field: str, what: str) -> dict[str, dict[str, Any]]:
-        if not any(m.get(field) is not None for m in run.microscope.values()):
-            raise NotComputed(run.explain(f"microscope.erm.{field}", what))
+        run.evidence(field, what)  # raises with the reason when no model has it
         return run.microscope
 
     add("accuracy", "Accuracy per method",
         "Each method's accuracy on the test distribution D′: the worst group shows who relies on the background.",
         lambda: charts.accuracy_bars(methods()))
     add("groups", "Accuracy per group",
-        "Rows are methods, columns are animal/background groups; red cells are where a method fails.",
+        "Rows are methods, columns are class/background groups; red cells are where a method fails.",
         lambda: charts.group_heatmap(methods(), run.groups))
+    add("effects", "Does it use the background?", effects_caption(run),
+        lambda: charts.effects_chart(run.evidence("effects", "counterfactual effects"), run.groups))
     for key, label in (("z_star", "z*"), ("z_baseline", "z_baseline")):
         add(f"clauses_{key}", f"Clauses of {label}",
-            "Bar length = how much evidence a clause gives its class; green = animal, red = background.",
+            "Bar length = how much evidence a clause gives its class; green = object feature, red = background.",
             lambda key=key, label=label: charts.clause_weights(run.clauses(key), f"Clauses of {label}"))
     add("tcav", "TCAV of the baseline",
-        f"Which concepts push the baseline towards each class (layer {layer}); ★ = significant, faded = not distinguishable from random concepts.",
+        f"Which concepts push the baseline towards each class (layer {layer}); ★ = significant in every repeat, "
+        "hatched = in some repeats only (unstable), faded = in none; whiskers span the repeats.",
         lambda: charts.tcav_bars(tcav(), run.concept_kinds, run.concept_texts))
     target = run.classes[-1]
     add("weights_tcav", "Concept weights vs TCAV",
@@ -95,10 +99,30 @@ def key_figures(run: RunView, keys: Collection[str] | None = None) -> list[KeyFi
         lambda: charts.weights_vs_tcav(
             {"z_star": run.clauses("z_star"), "z_baseline": run.clauses("z_baseline")},
             tcav(), target, run.classes, run.concept_texts))
-    add("relevance", "Relevance on the animal",
-        "Mean share of each model's positive relevance inside the animal's outline; the dotted line is what a blind map would score.",
-        lambda: charts.relevance_bars(microscope("relevance_on_animal", "relevance on the animal")))
-    add("swaps", "Background swaps",
-        "A model that reads the animal keeps its answer when only the background changes.",
-        lambda: charts.swap_bars(microscope("swap_flip_rate", "background swaps")))
+    add("relevance", "Where the gradients are (relevance on the object)",
+        "Mean share of each model's positive relevance inside the object's mask; the dotted line is what a blind map would score. "
+        "It shows where gradients are, not which evidence wins: the counterfactual effects answer that.",
+        lambda: charts.relevance_bars(microscope("relevance_on_animal", "relevance on the object")))
     return out
+
+
+def swap_hows(run: RunView) -> str:
+    """How each swap was made, in the engine's words (``microscope.<model>.effects.<kind>.how``): "background
+    swap: re-rendered on every other background; object swap: …" (empty when the run has no effects)."""
+    hows: dict[str, str] = {}
+    for m in run.examined:
+        for kind, e in (run.microscope[m].get("effects") or {}).items():
+            if isinstance(e, dict) and e.get("how"):
+                hows.setdefault(kind, str(e["how"]))
+    return "; ".join(f"{kind} swap: {how}" for kind, how in hows.items())
+
+
+def effects_caption(run: RunView) -> str:
+    """How to read the effects chart, and how the swaps were made."""
+    made = swap_hows(run)
+    return (
+        "Mean change in the log-odds of each model's own answer when only the background or only the object of a D′ image "
+        "is swapped, with 95% bootstrap confidence intervals, over all images and per group. A model that reads the "
+        "background loses confidence when the background changes; one that reads the object, when the object changes."
+        + (f" How the swaps were made: {made}." if made else "")
+    )

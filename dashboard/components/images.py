@@ -1,4 +1,4 @@
-"""Image helpers (pure numpy/PIL): crisp upscaling, attribution overlays with the animal's outline,
+"""Image helpers (pure numpy/PIL): crisp upscaling, attribution overlays with the object's outline,
 PNG bytes and data URIs for the HTML report."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import io
 import numpy as np
 from PIL import Image
 
-OUTLINE = np.array([0, 229, 255], dtype=np.float32)  # cyan: visible on snow, grass and forest
+OUTLINE = np.array([0, 229, 255], dtype=np.float32)  # cyan: rare in photographs and drawn scenes alike
 
 
 def upscale(image: np.ndarray, factor: int) -> np.ndarray:
@@ -48,7 +48,7 @@ def normalise_map(attribution: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, attribution: np.ndarray | None = None, mask: np.ndarray | None = None, *, factor: int = 3, alpha: float = 0.6) -> np.ndarray:
-    """The image (uint8 HWC), optionally with a relevance heat map blended on top and the animal's outline.
+    """The image (uint8 HWC), optionally with a relevance heat map blended on top and the object's outline.
 
     Where relevance is low the photo shows through, so one can see *what* the model looked at.
     """

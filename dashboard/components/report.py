@@ -26,6 +26,7 @@ class ReportInput:
     z_star_missing: str | None = None  # why the run has no z* (which stage would have written it)
     z_baseline_missing: str | None = None
     z_star_clauses: list[dict] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # computed sentences (dashboard.components.text)
     figures: list[KeyFigure] = field(default_factory=list)  # dashboard.components.figures.key_figures
     images: list[tuple[bytes, str]] = field(default_factory=list)  # (png, caption)
     table_html: str | None = None  # already-escaped HTML table (pandas to_html escapes by default)
@@ -77,6 +78,8 @@ def build_report(data: ReportInput) -> str:
         _card(data.z_baseline_sentence, data.z_baseline_text, data.z_baseline_missing),
         "</div></div>",
     ]
+    if data.findings:
+        parts.append("<h2>What this run shows</h2><ul>" + "".join(f"<li>{_e(f)}</li>" for f in data.findings) + "</ul>")
     for note in data.notes:
         parts.append(f"<p class='note'>{_e(note)}</p>")
     if data.z_star_clauses:

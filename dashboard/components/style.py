@@ -48,16 +48,30 @@ METHOD_HELP: dict[str, str] = {
     "ig_direct": "the learned human-likelihood model applying z* to each image",
     "no_prior": "the same search without the human prior: the ablation",
     "oracle": "trained on the test distribution's labels: an upper reference, not a competitor",
-    "true_concepts": "logistic regression on the true animal annotations: a reference",
+    "true_concepts": "logistic regression on the true concept annotations: a reference",
 }
 
 # Order in which methods are listed (unknown ones go last, alphabetically).
 METHOD_ORDER = ["erm", "no_prior", "ig_direct", "ig_posterior", "ig_student", "groupdro", "jtt", "dfr", "true_concepts", "oracle"]
 
 KIND_COLORS = {"core": "#2e7d5b", "context": "#d1495b", "distractor": "#8d99ae"}
-KIND_LABELS = {"core": "animal feature", "context": "background", "distractor": "distractor"}
+KIND_LABELS = {"core": "object feature", "context": "background", "distractor": "distractor"}
 
 HYPOTHESIS_COLORS = {"z_star": METHOD_COLORS["ig_student"], "z_baseline": METHOD_COLORS["erm"], "no_prior": METHOD_COLORS["no_prior"]}
+
+
+#: How a sentence names a model's possessions ("lowers the baseline's confidence").
+POSSESSIVE: dict[str, str] = {"erm": "the baseline's", "ig_student": "the IG student's", "oracle": "the oracle's"}
+
+
+def possessive(name: str) -> str:
+    """``the baseline's``, ``the IG student's``, ``GroupDRO's`` …"""
+    return POSSESSIVE.get(name, f"{method_short(name)}'s")
+
+
+def subject(name: str) -> str:
+    """``the baseline``, ``the IG student``, ``GroupDRO`` … (a model named inside a sentence)."""
+    return POSSESSIVE[name][:-2] if name in POSSESSIVE else method_short(name)
 
 
 def method_color(name: str) -> str:

@@ -51,8 +51,7 @@ def _run_label(info: RunInfo) -> str:
 
 
 def _pick_run(root: str, runs: list[RunInfo], wanted: str | None, notes: list[str]) -> RunView | None:
-    """The run named in the URL if it is usable, else the newest complete run (with a note)."""
-    fallback = next((r for r in runs if r.complete), runs[0] if runs else None)
+    """The run named in the URL if it is usable, else the newest complete run that opens (with a note)."""
     if wanted:
         try:
             return RunView.open(root, wanted)
@@ -60,16 +59,19 @@ def _pick_run(root: str, runs: list[RunInfo], wanted: str | None, notes: list[st
             shown = codec.shorten_code(wanted)
             if not codec.valid_run_id(wanted):  # the codec refuses these already; kept for any other caller
                 notes.append(f"{shown} is not a valid run id (run ids are plain names, without '/' or '..'); showing the newest run instead.")
-            elif any(r.run_id == wanted for r in runs):
+            elif (Path(root) / wanted).is_dir():  # the folder itself, not the listing (cached for a few seconds)
                 notes.append(f"The folder {shown} in the runs folder cannot be opened as a run (it has no manifest); showing the newest run instead.")
             else:
                 notes.append(f"There is no run {shown} in this dashboard's runs folder; showing the newest run instead.")
-    if fallback is None:
-        return None
-    try:
-        return RunView.open(root, fallback.run_id)
-    except InputError:
-        return None
+    # complete runs first, newest first; a run removed since the (cached) listing is skipped
+    for info in sorted(runs, key=lambda r: not r.complete):
+        if info.run_id == wanted:
+            continue
+        try:
+            return RunView.open(root, info.run_id)
+        except InputError:
+            continue
+    return None
 
 
 def _on_run_change() -> None:

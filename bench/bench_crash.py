@@ -67,9 +67,12 @@ TINY = {
     "microscope.counterfactuals.max_images": 20, "microscope.counterfactuals.attribution_per_group": 1,
     "microscope.counterfactuals.n_steps": 4, "microscope.counterfactuals.n_resamples": 100,
 }
-#: The two microscope recomputes that alternate (their metrics name different models).
-RECOMPUTES = (["microscope.models=[\"erm\"]", "microscope.sanity.models=[\"erm\"]"],
-              ["microscope.models=[\"erm\", \"oracle\"]", "microscope.sanity.models=[\"erm\"]"])
+#: The two microscope recomputes that alternate (their metrics name different models). Surrogates off:
+#: they need the concepts stage, which the short version (tests/test_crash.py) does not run.
+_RECOMPUTE = ["microscope.sanity.models=[\"erm\"]", "microscope.surrogates=false"]
+RECOMPUTES = (["microscope.models=[\"erm\"]", *_RECOMPUTE], ["microscope.models=[\"erm\", \"oracle\"]", *_RECOMPUTE])
+#: Stages the short version runs: enough for a microscope of two models, and every step of the store.
+SHORT_STAGES = "world,erm,oracle"
 
 WRITER = """
 import sys
@@ -86,8 +89,9 @@ while True:
 """
 
 
-def tiny_sets() -> list[str]:
-    out = []
+def tiny_sets(stages: str | None = None) -> list[str]:
+    """``--set`` arguments of :data:`TINY` (and ``--stages`` when given)."""
+    out = ["--stages", stages] if stages else []
     for key, value in TINY.items():
         out += ["--set", f"{key}={json.dumps(value)}"]
     return out
@@ -158,10 +162,10 @@ def check_runs(runs: Path, reference: set[str]) -> list[str]:
     return problems
 
 
-def kill_runs(work: Path, kills: int, rng: random.Random, log: list[str]) -> tuple[list[Trial], float]:
+def kill_runs(work: Path, kills: int, rng: random.Random, log: list[str], stages: str | None = None) -> tuple[list[Trial], float]:
     runs = work / "runs"
     started = time.monotonic()
-    reference_dir = Path(finish(igcore("run", "--out", str(runs), "--quiet", *tiny_sets()), "reference run").strip().splitlines()[-1])
+    reference_dir = Path(finish(igcore("run", "--out", str(runs), "--quiet", *tiny_sets(stages)), "reference run").strip().splitlines()[-1])
     duration = time.monotonic() - started
     reference = files_of(reference_dir)
     log.append(f"reference run: {duration:.1f} s, {len(reference)} files")
@@ -169,7 +173,7 @@ def kill_runs(work: Path, kills: int, rng: random.Random, log: list[str]) -> tup
     for n in range(1, kills + 1):
         moment = rng.uniform(0.0, duration)
         before = {r.run_id for r in RunStore(runs).list()}
-        killed = kill_at(igcore("run", "--out", str(runs), "--quiet", *tiny_sets()), moment)
+        killed = kill_at(igcore("run", "--out", str(runs), "--quiet", *tiny_sets(stages)), moment)
         store = RunStore(runs)
         new_runs = sorted({r.run_id for r in store.list()} - before)
         leftovers = store.leftovers()
@@ -189,7 +193,7 @@ def kill_runs(work: Path, kills: int, rng: random.Random, log: list[str]) -> tup
                        else "a complete run" if new_runs else "nothing written yet")
         trials.append(trial)
         log.append(f"run kill {n}: {moment:.1f} s -> {trial.found}; problems: {trial.problems or 'none'}")
-    final = Path(finish(igcore("run", "--out", str(runs), "--quiet", *tiny_sets()), "the run after the kills").strip().splitlines()[-1])
+    final = Path(finish(igcore("run", "--out", str(runs), "--quiet", *tiny_sets(stages)), "the run after the kills").strip().splitlines()[-1])
     after = check_runs(runs, reference)
     if not load_run_dir(final).complete or after:
         trials.append(Trial(kills + 1, 0.0, False, "the next run", [f"the next run is not whole: {after}"]))
@@ -221,10 +225,10 @@ def check_recompute(run_dir: Path) -> tuple[list[str], str]:
     return problems, found
 
 
-def kill_recomputes(work: Path, kills: int, rng: random.Random, log: list[str]) -> tuple[list[Trial], float, int]:
+def kill_recomputes(work: Path, kills: int, rng: random.Random, log: list[str], stages: str | None = None) -> tuple[list[Trial], float, int]:
     runs = work / "runs"
     complete = [r for r in RunStore(runs).list() if r.complete]
-    run_dir = complete[0].path if complete else Path(finish(igcore("run", "--out", str(runs), "--quiet", *tiny_sets()), "run").strip().splitlines()[-1])
+    run_dir = complete[0].path if complete else Path(finish(igcore("run", "--out", str(runs), "--quiet", *tiny_sets(stages)), "run").strip().splitlines()[-1])
     sets = [a for s in RECOMPUTES[0] for a in ("--set", s)]
     started = time.monotonic()
     finish(igcore("microscope", str(run_dir), *sets), "reference recompute")
@@ -349,11 +353,12 @@ def report(args: argparse.Namespace, results: dict) -> str:
     return "\n".join(lines)
 
 
-def run_all(kills: Sequence[int], seed: int, work: Path, log: list[str]) -> dict:
+def run_all(kills: Sequence[int], seed: int, work: Path, log: list[str], stages: str | None = None) -> dict:
+    """The three kill series; ``stages`` limits the runs (``--stages``; default: every default stage)."""
     rng = random.Random(seed)
     results: dict = {}
-    results["runs"] = kill_runs(work, kills[0], rng, log)
-    results["recomputes"] = kill_recomputes(work, kills[1], rng, log)
+    results["runs"] = kill_runs(work, kills[0], rng, log, stages)
+    results["recomputes"] = kill_recomputes(work, kills[1], rng, log, stages)
     results["judgments"] = kill_judgments(work, kills[2], rng, log)
     return results
 

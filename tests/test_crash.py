@@ -1,4 +1,5 @@
-"""Crash safety by killing, the short version of bench/bench_crash.py: SIGKILL ``igcore run`` 3 times, a
+"""Crash safety by killing, the short version of bench/bench_crash.py (runs of three stages, world, erm and
+oracle, so it takes minutes rather than many): SIGKILL ``igcore run`` 3 times, a
 microscope recompute 2 times and a judgments writer 2 times at seeded random moments, then check what
 the stores promise (see the bench's docstring): nothing half-written is listed as a run, leftovers are
 listed as interrupted and cleaned, a half-published recompute is finished by its journal with metrics
@@ -22,7 +23,7 @@ import bench_crash  # noqa: E402
 @pytest.mark.slow
 def test_kills_leave_the_stores_consistent(tmp_path: Path) -> None:
     log: list[str] = []
-    results = bench_crash.run_all((3, 2, 2), seed=1, work=tmp_path, log=log)
+    results = bench_crash.run_all((3, 2, 2), seed=1, work=tmp_path, log=log, stages=bench_crash.SHORT_STAGES)
     assert bench_crash.problems(results) == [], "\n".join(log)
     runs, _ = results["runs"]
     recomputes, _, _ = results["recomputes"]

@@ -234,6 +234,18 @@ def test_loopback_serves_without_a_warning(runs_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ real server
+def test_server_config_next_to_the_script() -> None:
+    """Loopback, no error details for visitors (not even the type: "false" would still show tracebacks),
+    XSRF protection on."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "dashboard" / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"
+    assert config["server"]["enableXsrfProtection"] is True
+    assert config["client"]["showErrorDetails"] == "none"
+    assert not (ROOT / ".streamlit" / "config.toml").exists(), "one config, read from any working directory"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -50,13 +50,16 @@ REPORT = ROOT / "docs" / "RELIABILITY.md"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
-#: Sidebar link text -> page name.
-PAGES = {"Overview": "overview", "Hypotheses": "hypotheses", "Baseline microscope": "microscope",
-         "Compare": "compare", "Prior": "prior", "Share & export": "share"}
-IDLE_JS = """() => {
+#: Sidebar link text -> page name, in the order clicked (a session starts on Overview, so it comes last:
+#: every click changes the page).
+PAGES = {"Hypotheses": "hypotheses", "Baseline microscope": "microscope", "Compare": "compare",
+         "Prior": "prior", "Share & export": "share", "Overview": "overview"}
+READY_JS = """(previous) => {
   const app = document.querySelector('[data-testid=stApp]');
-  return app && app.getAttribute('data-test-script-state') === 'notRunning'
-    && !document.querySelector('[data-testid=stSkeleton], [data-testid=stSpinner]');
+  const title = document.querySelector('h1');
+  return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
+    && !document.querySelector('[data-testid=stSkeleton], [data-testid=stSpinner]')
+    && !!title && title.innerText !== previous;
 }"""
 PROBLEMS = {
     "exception": "[data-testid=stException]",
@@ -100,9 +103,10 @@ def start_server(runs: Path, port: int, log: Path) -> subprocess.Popen:
     raise RuntimeError(f"streamlit did not start: {log.read_text()[-2000:]}")
 
 
-async def wait_idle(page, timeout_s: float) -> None:  # noqa: ANN001  (a Playwright page)
-    await page.wait_for_timeout(150)  # the click's rerun has started
-    await page.wait_for_function(IDLE_JS, timeout=timeout_s * 1000, polling=100)
+async def wait_idle(page, timeout_s: float, previous: str = "") -> None:  # noqa: ANN001  (a Playwright page)
+    """Until the script run is over and the page has a title other than ``previous`` (after a click, the new
+    page's run has really finished: not the old page seen before its rerun started)."""
+    await page.wait_for_function(READY_JS, arg=previous, timeout=timeout_s * 1000, polling=100)
 
 
 async def check_page(page, session: Session, name: str) -> None:  # noqa: ANN001
@@ -118,10 +122,10 @@ async def check_page(page, session: Session, name: str) -> None:  # noqa: ANN001
 
 async def add_rating(page, session: Session, rng: random.Random, timeout_s: float) -> None:  # noqa: ANN001
     value = rng.randint(1, 5)
-    name = page.get_by_label("Your name")
+    name = page.get_by_role("textbox", name="Your name")
     await name.fill(session.rater)
     await name.press("Tab")
-    rating = page.get_by_label("Rating (1–5)")
+    rating = page.get_by_role("spinbutton", name="Rating (1–5)")
     await rating.fill(str(value))
     await rating.press("Tab")
     await page.get_by_role("button", name="Add rating").click()
@@ -135,7 +139,8 @@ async def add_rating(page, session: Session, rng: random.Random, timeout_s: floa
     await wait_idle(page, timeout_s)
 
 
-async def drive(browser, base: str, run_id: str, session: Session, until: float, seed: int, timeout_s: float) -> None:  # noqa: ANN001
+async def drive(browser, base: str, run_id: str, session: Session, until: float, seed: int, timeout_s: float, rate: bool = True) -> None:  # noqa: ANN001
+    """Click through the pages until ``until`` (at least one round), adding a rating per round if ``rate``."""
     rng = random.Random(seed)
     ctx = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await ctx.new_page()
@@ -146,17 +151,20 @@ async def drive(browser, base: str, run_id: str, session: Session, until: float,
     try:
         await page.goto(f"{base}/?v=1&run={run_id}", timeout=timeout_s * 1000)
         await wait_idle(page, timeout_s)
-        while time.monotonic() < until:
+        while True:
             for label, name in PAGES.items():
+                previous = await page.locator("h1").first.inner_text()
                 started = time.perf_counter()
                 await page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=label, exact=True).click()
-                await wait_idle(page, timeout_s)
+                await wait_idle(page, timeout_s, previous)
                 session.times.setdefault(name, []).append(time.perf_counter() - started)
                 await check_page(page, session, name)
-                if name == "prior":
+                if name == "prior" and rate:
                     await add_rating(page, session, rng, timeout_s)
                     await check_page(page, session, "prior (after adding a rating)")
             session.loops += 1
+            if time.monotonic() >= until:
+                break
     except Exception as e:  # noqa: BLE001  (a page that never finished: an error of this session)
         session.errors.append(f"session stopped: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
     finally:
@@ -168,6 +176,11 @@ async def load(base: str, run_id: str, sessions: list[Session], seconds: float, 
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        # warm-up, not counted: one visit of every page (imports, the run's caches), as a server that has
+        # been up for a while; its errors count all the same
+        warm = Session(rater="warm-up")
+        await drive(browser, base, run_id, warm, time.monotonic(), -1, timeout_s, rate=False)
+        sessions[0].errors += warm.errors
         until = time.monotonic() + seconds
         await asyncio.gather(*(drive(browser, base, run_id, s, until, i, timeout_s) for i, s in enumerate(sessions)))
         await browser.close()
@@ -176,6 +189,8 @@ async def load(base: str, run_id: str, sessions: list[Session], seconds: float, 
 def stored_ratings(db: Path) -> dict[str, list[int]]:
     """User ratings per rater, in the order they were stored."""
     out: dict[str, list[int]] = {}
+    if not db.is_file():  # no session reached the Prior page
+        return out
     with sqlite3.connect(db) as conn:
         for rater, rating in conn.execute("SELECT rater, rating FROM ratings WHERE source = 'user' ORDER BY id"):
             out.setdefault(rater, []).append(int(rating))
@@ -209,7 +224,8 @@ def report(args: argparse.Namespace, sessions: list[Session], stored: dict[str, 
         *provenance(__file__, sys.argv[1:]),
         f"{len(sessions)} browser sessions (one headless Debian chromium, one context each) on one loopback server "
         f"for {seconds:.0f} s, run `{run_id if args.runs_dir else 'tiny (tests/conftest.py TINY)'}`; each clicks through the six pages "
-        "in the sidebar and adds a rating on the Prior page under its own rater name.",
+        "in the sidebar and adds a rating on the Prior page under its own rater name. Before the clock starts, one "
+        "uncounted visit of every page warms the server (imports, the run's caches).",
         "",
         f"- errors (exceptions, error boxes, sections that could not be drawn, JavaScript errors, HTTP >= 400, failed requests): **{len(errors)}**",
         f"- ratings submitted and confirmed: {sum(len(s.submitted) for s in sessions)}; in the store: {sum(len(v) for v in stored.values())}; "
@@ -253,7 +269,7 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--runs-dir", help="use a copy of the newest complete run there (default: build a tiny run)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds one page may take before it counts as an error")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds one page may take before it counts as an error")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:

@@ -78,3 +78,18 @@ def provenance(script: str, argv: Sequence[str] | None = None) -> list[str]:
         f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. "
         f"Packages: {package_versions()}.",
     ]
+
+
+def write_section(path: Path, name: str, body: str, title: str) -> None:
+    """Replace the ``<!-- name:start -->…<!-- name:end -->`` section of the Markdown file ``path`` with
+    ``body`` (appended when absent; the file is created with ``title`` as its heading), so several bench
+    scripts can each own one section of one report."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    text = path.read_text() if path.exists() else f"# {title}\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)

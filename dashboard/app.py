@@ -1,11 +1,14 @@
 """IG Microscope dashboard: router (st.navigation), shared sidebar (run picker), first-launch demo run.
 
-Run from the repository root::
+Start it with::
 
-    streamlit run dashboard/app.py
+    streamlit run dashboard/app.py --server.address 127.0.0.1
 
-Runs are read from ``$IG_RUNS_DIR`` (default ``runs/``). With no run there, the app computes the demo
-run with the default config, showing the pipeline's progress stage by stage. Two knobs for quick
+It has no login, so it serves only on loopback (``dashboard/.streamlit/config.toml`` says so wherever it is
+started from); if its server listens on an address other machines can reach, every page refuses to show
+anything unless ``IG_ALLOW_REMOTE=1`` is set, and then warns that there is no login (:mod:`dashboard.safe`).
+Runs are read from ``$IG_RUNS_DIR`` (default ``<repository>/runs``). With no run there, the app computes
+the demo run with the default config, showing the pipeline's progress stage by stage. Two knobs for quick
 trials and tests: ``IG_DEMO_SET="world.n_train=400;baseline.epochs=1"`` (config overrides, ``;``
 separated) and ``IG_DEMO_STAGES="world;erm"`` (a subset of the pipeline's stages).
 """
@@ -20,15 +23,18 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
+import logging  # noqa: E402
+
 import streamlit as st  # noqa: E402
 
-from dashboard import session  # noqa: E402
+from dashboard import safe, session  # noqa: E402
 from dashboard import state as codec  # noqa: E402
 from dashboard.first_launch import first_launch  # noqa: E402
-from dashboard.run_view import RunInfo, RunView, list_runs, runs_dir  # noqa: E402
+from dashboard.run_view import RunInfo, RunView, list_runs  # noqa: E402
 from igcore.errors import InputError  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+LOG = logging.getLogger("dashboard")
 
 PAGES = [
     st.Page(HERE / "app_pages" / "overview.py", title="Overview", icon=":material/insights:", url_path="overview", default=True),
@@ -45,25 +51,27 @@ def _run_label(info: RunInfo) -> str:
 
 
 def _pick_run(root: str, runs: list[RunInfo], wanted: str | None, notes: list[str]) -> RunView | None:
-    """The run named in the URL if it is usable, else the newest complete run (with a note)."""
-    fallback = next((r for r in runs if r.complete), runs[0] if runs else None)
+    """The run named in the URL if it is usable, else the newest complete run that opens (with a note)."""
     if wanted:
         try:
             return RunView.open(root, wanted)
         except InputError:
-            shown = codec.shorten(wanted)
-            if "/" in wanted or "\\" in wanted or ".." in wanted or not codec.TOKEN.fullmatch(wanted):
-                notes.append(f"`{shown}` is not a valid run id (run ids are plain names, without '/' or '..'); showing the newest run instead.")
-            elif any(r.run_id == wanted for r in runs):
-                notes.append(f"The folder `{shown}` in the runs folder cannot be opened as a run (it has no manifest); showing the newest run instead.")
+            shown = codec.shorten_code(wanted)
+            if not codec.valid_run_id(wanted):  # the codec refuses these already; kept for any other caller
+                notes.append(f"{shown} is not a valid run id (run ids are plain names, without '/' or '..'); showing the newest run instead.")
+            elif (Path(root) / wanted).is_dir():  # the folder itself, not the listing (cached for a few seconds)
+                notes.append(f"The folder {shown} in the runs folder cannot be opened as a run (it has no manifest); showing the newest run instead.")
             else:
-                notes.append(f"There is no run `{shown}` in this dashboard's runs folder; showing the newest run instead.")
-    if fallback is None:
-        return None
-    try:
-        return RunView.open(root, fallback.run_id)
-    except InputError:
-        return None
+                notes.append(f"There is no run {shown} in this dashboard's runs folder; showing the newest run instead.")
+    # complete runs first, newest first; a run removed since the (cached) listing is skipped
+    for info in sorted(runs, key=lambda r: not r.complete):
+        if info.run_id == wanted:
+            continue
+        try:
+            return RunView.open(root, info.run_id)
+        except InputError:
+            continue
+    return None
 
 
 def _on_run_change() -> None:
@@ -90,10 +98,23 @@ def sidebar(ctx: session.PageContext) -> None:
         st.caption(f"World **{world.get('name', '?')}**{rho} · seed {info.seed}")
 
 
+def guard_exposure() -> None:
+    """Serve only on loopback unless opted in (``IG_ALLOW_REMOTE=1``); with the opt-in, warn on every page."""
+    exposed = safe.exposed_addresses()
+    if not exposed:
+        return
+    if not safe.remote_allowed():
+        LOG.warning("refusing to serve: listening on %s, which other machines can reach; see dashboard/safe.py", ", ".join(exposed))
+        st.error(safe.refusal(exposed), icon="🔒")
+        st.stop()
+    st.warning(safe.remote_warning(exposed), icon="🌐")
+
+
 def main() -> None:
     st.set_page_config(page_title="IG Microscope", page_icon="🔬", layout="wide")
+    guard_exposure()
     page = st.navigation(PAGES)
-    root = str(runs_dir())
+    root = str(safe.runs_root())
     runs = list_runs(root)
     if not runs:
         first_launch(root)  # computes the demo run, then reruns; stops here otherwise

@@ -21,6 +21,7 @@ import streamlit as st
 
 from dashboard import state as codec
 from dashboard.run_view import NotComputed, RunInfo, RunView
+from igcore.errors import InputError
 
 LOG = logging.getLogger("dashboard")
 _MIRROR = "_ig_view"
@@ -107,11 +108,18 @@ def show_notes(notes: Sequence[str]) -> None:
 def guard(what: str) -> Iterator[None]:
     """Render a section; if the run lacks its inputs say which stage would have produced them, if it
     fails show a short error. One missing or broken part never takes the whole page down.
+
+    The visitor reads the engine's one-line message for bad input (:class:`InputError`, written for
+    people) and only the exception's type for anything else: its message can hold file paths and data.
+    The terminal running the server gets the traceback.
     """
     try:
         yield
     except NotComputed as e:
         st.info(f"**{what}.** {e}", icon="🧩")
+    except InputError as e:
+        LOG.warning("section %r: %s", what, e)
+        st.warning(f"**{what} could not be drawn**: {' '.join(str(e).splitlines())}", icon="⚠️")
     except Exception as e:  # noqa: BLE001  (Streamlit's own control flow uses BaseException)
         LOG.exception("section %r failed", what)
-        st.warning(f"**{what} could not be drawn** ({type(e).__name__}: {e}).", icon="⚠️")
+        st.warning(f"**{what} could not be drawn** (an internal error, {type(e).__name__}; the terminal running the dashboard has the details).", icon="⚠️")

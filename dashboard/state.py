@@ -6,6 +6,12 @@ lives in the query string, e.g. ``/hypotheses?v=1&run=2026...&hyp=2``, so openin
 view. The codec is pure (no Streamlit) and never raises: anything it cannot use becomes the default,
 with a friendly note explaining what was ignored.
 
+A link comes from anyone, so every value is checked before it is used: at most :data:`MAX_VALUE`
+characters, no control characters, ASCII digits only for numbers (``int("１２")`` would be 12), plain
+names for models and methods (no path separators, no ``..``), ``class/background`` for groups, the run
+store's own rule for run ids. Notes quote a refused value only through :func:`shorten`, inside a code
+span it cannot leave, so a link can never put Markdown (a link, an image) into the page.
+
 Version history:
     v=1  run, hyp, img, model, method, group, correct
 """
@@ -13,15 +19,24 @@ Version history:
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from dashboard.safe import code_text
+from igcore.config import RUN_ID_PATTERN
+
 CODEC_VERSION = 1
 VERSION_KEY = "v"
 CORRECTNESS = ("all", "correct", "wrong")
+MAX_VALUE = 200  # characters; no view value comes near it (run ids stop at 128)
 
-TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/ -]{0,127}")
+#: A model, method, class or background name: ASCII letters and digits, then also '.', '_', '-' and spaces.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}")
+#: A gallery group: ``class/background``.
+GROUP = re.compile(rf"{NAME.pattern}/{NAME.pattern}")
+RUN_ID = re.compile(RUN_ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -52,29 +67,47 @@ def _first(value: str | Sequence[str]) -> str:
     return str(value[-1]) if len(value) else ""
 
 
+def check_text(text: str) -> str:
+    """``text`` if it is short and has no control characters, else ValueError saying which it is."""
+    if len(text) > MAX_VALUE:
+        raise ValueError(f"it is {len(text)} characters long; at most {MAX_VALUE}")
+    if any(unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp") for ch in text):
+        raise ValueError("it contains a control character or line break")
+    return text
+
+
+def valid_run_id(text: str) -> bool:
+    """The run store's rule (:func:`igcore.config.check_run_id`): one path component of safe characters."""
+    return bool(RUN_ID.fullmatch(text)) and ".." not in text
+
+
 def _parse_run(text: str) -> str:
-    # The run store does the authoritative check (check_run_id); here only a cheap shape test so the
-    # note can say "malformed" early. Ids with path separators or '..' are rejected by the store.
-    if not text or len(text) > 128:
-        raise ValueError
+    if not valid_run_id(check_text(text)):
+        raise ValueError("run ids are plain names of letters, digits, '.', '_' and '-', without '/' or '..'")
     return text
 
 
 def _parse_index(text: str) -> int:
-    if not re.fullmatch(r"\d{1,7}", text):
-        raise ValueError
+    if not re.fullmatch(r"[0-9]{1,7}", check_text(text)):  # not \d: it matches every script's digits
+        raise ValueError("it is not a whole number written with the digits 0-9")
     return int(text)
 
 
-def _parse_token(text: str) -> str:
-    if not TOKEN.fullmatch(text):
-        raise ValueError
+def _parse_name(text: str) -> str:
+    if not NAME.fullmatch(check_text(text)) or ".." in text:
+        raise ValueError("names are letters, digits, '.', '_', '-' and spaces, without '/' or '..'")
+    return text
+
+
+def _parse_group(text: str) -> str:
+    if text != "all" and (not GROUP.fullmatch(check_text(text)) or ".." in text):
+        raise ValueError("a group is 'all' or class/background")
     return text
 
 
 def _parse_correct(text: str) -> str:
     if text not in CORRECTNESS:
-        raise ValueError
+        raise ValueError(f"it must be one of {', '.join(CORRECTNESS)}")
     return text
 
 
@@ -82,9 +115,9 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "run": (_parse_run, "run id"),
     "hyp": (_parse_index, "hypothesis number"),
     "img": (_parse_index, "image number"),
-    "model": (_parse_token, "model name"),
-    "method": (_parse_token, "attribution method"),
-    "group": (_parse_token, "group filter"),
+    "model": (_parse_name, "model name"),
+    "method": (_parse_name, "attribution method"),
+    "group": (_parse_group, "group filter"),
     "correct": (_parse_correct, "correctness filter"),
 }
 KEYS = tuple(_PARSERS)
@@ -105,7 +138,7 @@ def decode(params: Mapping[str, str | Sequence[str]]) -> Decoded:
     version = known.get(VERSION_KEY)
     if version is None:
         return Decoded(ViewState(), ["This link has no format version (`v=`), so it was made by an older dashboard; showing the default view instead."])
-    if not re.fullmatch(r"\d{1,4}", version):
+    if not re.fullmatch(r"[0-9]{1,4}", version):
         return Decoded(ViewState(), [f"This link's format version `v={shorten(version)}` is not valid; showing the default view instead."])
     if int(version) != CODEC_VERSION:
         age = "an older" if int(version) < CODEC_VERSION else "a newer"
@@ -120,8 +153,11 @@ def decode(params: Mapping[str, str | Sequence[str]]) -> Decoded:
             continue
         try:
             values[key] = parse(known[key])
-        except ValueError:
-            notes.append(f"The {label} `{shorten(known[key])}` in this link could not be read; using the default instead.")
+        except ValueError as e:
+            if key == "run":
+                notes.append(f"{shorten_code(known[key])} is not a valid run id ({e}); showing the newest run instead.")
+            else:
+                notes.append(f"The {label} {shorten_code(known[key])} in this link could not be read ({e}); using the default instead.")
     return Decoded(replace(ViewState(), **values), notes)
 
 
@@ -140,7 +176,7 @@ def choose(value: Any, options: Sequence[Any], default: Any, label: str, notes: 
     if value in options:
         return value
     if value is not None and value != default:
-        notes.append(f"The {label} `{shorten(str(value))}` does not exist in this run; showing `{default}` instead.")
+        notes.append(f"The {label} {shorten_code(value)} does not exist in this run; showing {shorten_code(default)} instead.")
     return default
 
 
@@ -154,6 +190,11 @@ def choose_index(value: int | None, size: int, default: int | None, label: str, 
     return default
 
 
-def shorten(text: str, n: int = 40) -> str:
-    text = text.replace("`", "'")
-    return text if len(text) <= n else text[: n - 1] + "…"
+def shorten_code(text: object, n: int = 40) -> str:
+    """``text`` as a Markdown code span that it cannot leave (see :func:`dashboard.safe.code_text`)."""
+    return code_text(text, n)
+
+
+def shorten(text: object, n: int = 40) -> str:
+    """The inside of :func:`shorten_code`: for notes that write the backticks themselves (`` `{shorten(x)}` ``)."""
+    return shorten_code(text, n)[1:-1]

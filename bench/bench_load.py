@@ -1,0 +1,300 @@
+"""Concurrent users: 10 browser sessions on one loopback dashboard server for 2 minutes.
+
+One headless Debian chromium (Playwright) with one context per session; the sessions run at once. Each
+clicks through every page in the sidebar in a loop and, on the Prior page, adds a rating under its own
+rater name. Counted:
+
+- errors: Python exceptions shown by Streamlit, error boxes, "could not be drawn" sections, "Page not
+  found", JavaScript errors, HTTP responses >= 400 and failed requests;
+- ratings: what each session submitted (and saw confirmed) against the rows of the SQLite judgments
+  store, per rater and in order: a submitted rating missing from the store is lost, one stored more often
+  than submitted is duplicated;
+- page time: from the click on a sidebar link to the end of the script run (Streamlit's
+  ``data-test-script-state`` back to ``notRunning``, no spinner or skeleton), p50 / p95 / max.
+
+Usage (from the repository root; heavy, so niced)::
+
+    nice -n 10 .venv/bin/python bench/bench_load.py                    # tiny run in a temporary RUNS_DIR
+    nice -n 10 .venv/bin/python bench/bench_load.py --runs-dir runs    # a copy of the newest complete run there
+
+Writes the "Concurrent users" section of docs/RELIABILITY.md (``--no-report``: print only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from _common import provenance, write_section  # noqa: E402
+
+REPORT = ROOT / "docs" / "RELIABILITY.md"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+#: Sidebar link text -> page name, in the order clicked (a session starts on Overview, so it comes last:
+#: every click changes the page).
+PAGES = {"Hypotheses": "hypotheses", "Baseline microscope": "microscope", "Compare": "compare",
+         "Prior": "prior", "Share & export": "share", "Overview": "overview"}
+READY_JS = """(previous) => {
+  const app = document.querySelector('[data-testid=stApp]');
+  const title = document.querySelector('h1');
+  return !!app && app.getAttribute('data-test-script-state') === 'notRunning'
+    && !document.querySelector('[data-testid=stSkeleton], [data-testid=stSpinner]')
+    && !!title && title.innerText !== previous;
+}"""
+PROBLEMS = {
+    "exception": "[data-testid=stException]",
+    "error box": "[data-testid=stAlertContentError]",
+}
+PROBLEM_TEXTS = ("could not be drawn", "Page not found")
+
+
+@dataclass
+class Session:
+    """What one browser session did and saw."""
+
+    rater: str
+    times: dict[str, list[float]] = field(default_factory=dict)
+    submitted: list[int] = field(default_factory=list)  # rating values, in order, confirmed by "Saved"
+    unconfirmed: int = 0  # submissions whose confirmation did not show in time
+    errors: list[str] = field(default_factory=list)
+    loops: int = 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(runs: Path, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "IG_RUNS_DIR": str(runs), "PYTHONPATH": str(ROOT)}
+    env.pop("IG_ALLOW_REMOTE", None)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"streamlit did not start: {log.read_text()[-2000:]}")
+
+
+async def wait_idle(page, timeout_s: float, previous: str = "") -> None:  # noqa: ANN001  (a Playwright page)
+    """Until the script run is over and the page has a title other than ``previous`` (after a click, the new
+    page's run has really finished: not the old page seen before its rerun started)."""
+    await page.wait_for_function(READY_JS, arg=previous, timeout=timeout_s * 1000, polling=100)
+
+
+async def check_page(page, session: Session, name: str) -> None:  # noqa: ANN001
+    for what, selector in PROBLEMS.items():
+        loc = page.locator(selector)
+        if await loc.count():
+            session.errors.append(f"{name}: {what}: {(await loc.first.inner_text())[:200]}")
+    for text in PROBLEM_TEXTS:
+        loc = page.get_by_text(text)
+        if await loc.count():
+            session.errors.append(f"{name}: {text}: {(await loc.first.inner_text())[:200]}")
+
+
+async def add_rating(page, session: Session, rng: random.Random, timeout_s: float) -> None:  # noqa: ANN001
+    value = rng.randint(1, 5)
+    name = page.get_by_role("textbox", name="Your name")
+    await name.fill(session.rater)
+    await name.press("Tab")
+    rating = page.get_by_role("spinbutton", name="Rating (1–5)")
+    await rating.fill(str(value))
+    await rating.press("Tab")
+    await page.get_by_role("button", name="Add rating").click()
+    try:
+        await page.get_by_text(f"Saved: {session.rater} rates").first.wait_for(timeout=timeout_s * 1000)
+        session.submitted.append(value)
+    except Exception:  # noqa: BLE001  (a Playwright timeout: counted, then the store decides)
+        session.unconfirmed += 1
+        session.errors.append(f"prior: rating {len(session.submitted) + session.unconfirmed} of {session.rater} not confirmed in {timeout_s:.0f} s")
+        return
+    await wait_idle(page, timeout_s)
+
+
+async def drive(browser, base: str, run_id: str, session: Session, until: float, seed: int, timeout_s: float, rate: bool = True) -> None:  # noqa: ANN001
+    """Click through the pages until ``until`` (at least one round), adding a rating per round if ``rate``."""
+    rng = random.Random(seed)
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 900})
+    page = await ctx.new_page()
+    page.on("pageerror", lambda e: session.errors.append(f"javascript: {str(e)[:200]}"))
+    page.on("requestfailed", lambda r: session.errors.append(f"request failed: {r.url[:120]} ({r.failure})")
+            if "/_stcore/" not in r.url or "stream" not in r.url else None)
+    page.on("response", lambda r: session.errors.append(f"HTTP {r.status}: {r.url[:120]}") if r.status >= 400 else None)
+    try:
+        await page.goto(f"{base}/?v=1&run={run_id}", timeout=timeout_s * 1000)
+        await wait_idle(page, timeout_s)
+        while True:
+            for label, name in PAGES.items():
+                previous = await page.locator("h1").first.inner_text()
+                started = time.perf_counter()
+                await page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=label, exact=True).click()
+                await wait_idle(page, timeout_s, previous)
+                session.times.setdefault(name, []).append(time.perf_counter() - started)
+                await check_page(page, session, name)
+                if name == "prior" and rate:
+                    await add_rating(page, session, rng, timeout_s)
+                    await check_page(page, session, "prior (after adding a rating)")
+            session.loops += 1
+            if time.monotonic() >= until:
+                break
+    except Exception as e:  # noqa: BLE001  (a page that never finished: an error of this session)
+        session.errors.append(f"session stopped: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    finally:
+        await ctx.close()
+
+
+async def load(base: str, run_id: str, sessions: list[Session], seconds: float, timeout_s: float) -> None:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        # warm-up, not counted: one visit of every page (imports, the run's caches), as a server that has
+        # been up for a while; its errors count all the same
+        warm = Session(rater="warm-up")
+        await drive(browser, base, run_id, warm, time.monotonic(), -1, timeout_s, rate=False)
+        sessions[0].errors += warm.errors
+        until = time.monotonic() + seconds
+        await asyncio.gather(*(drive(browser, base, run_id, s, until, i, timeout_s) for i, s in enumerate(sessions)))
+        await browser.close()
+
+
+def stored_ratings(db: Path) -> dict[str, list[int]]:
+    """User ratings per rater, in the order they were stored."""
+    out: dict[str, list[int]] = {}
+    if not db.is_file():  # no session reached the Prior page
+        return out
+    with sqlite3.connect(db) as conn:
+        for rater, rating in conn.execute("SELECT rater, rating FROM ratings WHERE source = 'user' ORDER BY id"):
+            out.setdefault(rater, []).append(int(rating))
+    return out
+
+
+def compare_ratings(sessions: list[Session], stored: dict[str, list[int]]) -> tuple[int, int, int]:
+    """(lost, duplicated, unconfirmed but stored) over every session."""
+    lost = duplicated = late = 0
+    for s in sessions:
+        have, want = Counter(stored.get(s.rater, [])), Counter(s.submitted)
+        lost += sum((want - have).values())
+        extra = sum((have - want).values())
+        late_here = min(extra, s.unconfirmed)  # a submission that was saved but whose confirmation timed out
+        late += late_here
+        duplicated += extra - late_here
+    return lost, duplicated, late
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+def report(args: argparse.Namespace, sessions: list[Session], stored: dict[str, list[int]], run_id: str, seconds: float) -> tuple[str, int]:
+    lost, duplicated, late = compare_ratings(sessions, stored)
+    errors = [e for s in sessions for e in s.errors]
+    every = [t for s in sessions for ts in s.times.values() for t in ts]
+    lines = [
+        "## Concurrent users",
+        "",
+        *provenance(__file__, sys.argv[1:]),
+        f"{len(sessions)} browser sessions (one headless Debian chromium, one context each) on one loopback server "
+        f"for {seconds:.0f} s, run `{run_id if args.runs_dir else 'tiny (tests/conftest.py TINY)'}`; each clicks through the six pages "
+        "in the sidebar and adds a rating on the Prior page under its own rater name. Before the clock starts, one "
+        "uncounted visit of every page warms the server (imports, the run's caches).",
+        "",
+        f"- errors (exceptions, error boxes, sections that could not be drawn, JavaScript errors, HTTP >= 400, failed requests): **{len(errors)}**",
+        f"- ratings submitted and confirmed: {sum(len(s.submitted) for s in sessions)}; in the store: {sum(len(v) for v in stored.values())}; "
+        f"**lost: {lost}, duplicated: {duplicated}**" + (f" (stored but not confirmed in time: {late})" if late else ""),
+        f"- page loops completed: {sum(s.loops for s in sessions)} ({min(s.loops for s in sessions)}–{max(s.loops for s in sessions)} per session)",
+        "",
+        "Page time, click on the sidebar link to the end of the script run (seconds):",
+        "",
+        "| page | visits | p50 | p95 | max |",
+        "|---|---|---|---|---|",
+    ]
+    for name in [*PAGES.values(), "all"]:
+        ts = every if name == "all" else [t for s in sessions for t in s.times.get(name, [])]
+        if ts:
+            lines.append(f"| {'**all**' if name == 'all' else name} | {len(ts)} | {percentile(ts, 50):.2f} | {percentile(ts, 95):.2f} | {max(ts):.2f} |")
+    if errors:
+        lines += ["", "Errors (first 20):", "", *[f"- {e}" for e in errors[:20]]]
+    return "\n".join(lines), len(errors) + lost + duplicated
+
+
+def prepare_runs(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
+    """A private RUNS_DIR (a fresh judgments store) holding one complete run."""
+    runs = tmp / "runs"
+    runs.mkdir()
+    if args.runs_dir:
+        from igcore.store import RunStore
+
+        run = next((r for r in RunStore(args.runs_dir).list() if r.complete), None)
+        if run is None:
+            raise SystemExit(f"no complete run in {args.runs_dir}")
+        shutil.copytree(run.path, runs / run.run_id)
+        return runs, run.run_id
+    from conftest import build_tiny_run
+
+    build_tiny_run(runs, "tiny")
+    return runs, "tiny"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--runs-dir", help="use a copy of the newest complete run there (default: build a tiny run)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds one page may take before it counts as an error")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        runs, run_id = prepare_runs(args, Path(tmp))
+        port = free_port()
+        server = start_server(runs, port, Path(tmp) / "streamlit.log")
+        try:
+            sessions = [Session(rater=f"load-{i:02d}") for i in range(args.sessions)]
+            started = time.monotonic()
+            asyncio.run(load(f"http://127.0.0.1:{port}", run_id, sessions, args.seconds, args.timeout))
+            seconds = time.monotonic() - started
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        stored = stored_ratings(runs / "judgments.sqlite")
+        text, bad = report(args, sessions, stored, run_id, seconds)
+    print(text)
+    if not args.no_report:
+        write_section(REPORT, "load", text, "Reliability")
+        print(f"wrote {REPORT.relative_to(ROOT)}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

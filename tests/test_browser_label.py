@@ -102,8 +102,8 @@ def test_label_reload_and_agreement(server: str, label_runs: Path) -> None:
         page.goto(f"{server}/label")
         wait_idle(page)
         assert_ok(page)
-        page.get_by_label("Your name").fill("tester")
-        page.get_by_label("Your name").press("Enter")
+        page.get_by_role("textbox", name="Your name").fill("tester")
+        page.get_by_role("textbox", name="Your name").press("Enter")
         wait_idle(page)
         page.wait_for_url(re.compile(r"rater=tester"), timeout=30_000)
         for i in range(N_LABELS):

@@ -112,9 +112,9 @@ if submitted:
             st.session_state[FLASH] = f"Saved: {rater.strip()} rates “{texts[concept]} ⇒ {cls}” as {int(rating)}. Re-solve below to see the effect."
             st.rerun()
 
-# --- clauses nobody has rated -----------------------------------------------------------------------
-st.subheader("Clauses nobody has rated")
-with session.guard("Clauses nobody has rated"):
+
+def unrated_clauses() -> None:
+    """The unrated clauses, most informative first; one form rates a batch, then z* is re-solved and logged."""
     state = engine.elicitation(run, ratings, pairwise)
     order = state["order"]
     n_total = len(concept_ids) * len(classes)
@@ -214,6 +214,18 @@ with session.guard("Clauses nobody has rated"):
             )
             st.caption("The score is defined in `docs/ELICIT.md` (fast, from the solved z*; no re-solve per clause).")
 
+
+# --- clauses nobody has rated -----------------------------------------------------------------------
+st.subheader("Clauses nobody has rated")
+if not run.has("tensors/concept_scores.safetensors"):  # the rest of the page needs only the world and the judgments
+    finished = run.info.status == "complete"
+    st.caption(
+        "Asking about these clauses in the order that matters most for z* needs the run's concept scores, which its "
+        f"`concepts` stage writes ({'it was not run' if finished else 'it has not finished yet'}). Rate clauses above meanwhile."
+    )
+else:
+    with session.guard("Clauses nobody has rated"):
+        unrated_clauses()
 
 # --- re-solve ---------------------------------------------------------------------------------------
 st.subheader("Re-fit the prior and re-solve z*")

@@ -15,9 +15,12 @@ closed form, what Prior_M would do with that one more rating:
    text rating of *every* clause is linear in ``a`` (Sherman-Morrison on the centred ridge, exact, see
    :class:`_TextModel`). With ``concept`` features both classes of a concept share their text, so rating
    "cone bill => waterbird" 1 also lowers the guess for "cone bill => landbird" - often the larger effect;
-2. **the shrinkage rule**: predicted ratings ``(n_i m_i + [a] + kappa t_i') / (n_i + [1] + kappa)`` and the
-   calibrated plausibilities ``p_i' = sigmoid(slope (r_i' - 3) + intercept)``, hence every clause's cost
-   change ``Delta_i(a) = l1_i' - l1_i``.
+2. **the shrinkage rule**: predicted ratings ``(n_i m_i + [a] + kappa t_i') / (n_i + [1] + kappa)``;
+3. **the calibration**: the logistic map from predicted rating to ``P(endorse)`` refitted on every
+   individual rating plus the new one (batched Newton on sklearn's objective, :func:`_calibration`), so
+   ``p_i' = sigmoid(slope' (r_i' - 3) + intercept')`` - every clause's cost moves, and for a near-tie of
+   hypotheses even a rating of a distractor can change z*. Hence every clause's cost change
+   ``Delta_i(a) = l1_i' - l1_i``.
 
 Whether that changes z*'s clause set S is then judged from the solved MAP, without a re-solve:
 
@@ -42,9 +45,10 @@ ties (mostly clauses no answer can flip) are broken by ``closeness``, the nats b
 misses changing z*. So clauses in z*, near its alternatives or strongly pulled by the likelihood, whose
 plausibility is uncertain, come first.
 
-Not modelled: a rating also refits the calibration (slope, intercept) on all ratings, which shifts every
-plausibility a little; the profiles hold the other clauses' weights fixed. docs/ELICIT.md measures how
-often the fast test agrees with exact re-solves, and the time of both.
+So Prior_M after one more rating is computed exactly (up to the Newton tolerance); what is approximate is
+the MAP's response: the profiles hold the other clauses' weights fixed, and the alternatives move to
+first order. docs/ELICIT.md measures how often the fast test agrees with exact re-solves, and the time of
+both.
 
 **The stopping signal** (:func:`stopping_signal`): from the sequence of z*'s clause sets after each
 batch of answers, how many answers have been given since z* last changed, and whether the last
@@ -71,8 +75,8 @@ DEFAULT_BATCH = 5
 #: The stopping signal's window: z* is called settled after this many answers without a change.
 STOP_WINDOW = 5
 
-#: Weights at which each clause's profile of F is evaluated (0 to max(8, 2 max w*)).
-GRID_POINTS = 41
+#: Weights at which each clause's profile of F is evaluated (0 to max(8, 2 max w*), quadratically spaced).
+GRID_POINTS = 49
 
 #: Variance of an answer drawn uniformly from 1..5: what is known about a rating before any is given.
 UNIFORM_RATING_VAR = 2.0
@@ -213,12 +217,90 @@ def _profile_gain(curves: np.ndarray, grid: np.ndarray, cost: np.ndarray, l2: fl
     at = values.argmin(-1)
     interior = (at > 0) & (at < len(grid) - 1)
     i = np.clip(at, 1, len(grid) - 2)
-    left, mid, right = (np.take_along_axis(values, (i + d)[..., None], -1)[..., 0] for d in (-1, 0, 1))
-    curvature = left - 2 * mid + right
-    # the vertex of the parabola through an interior minimum and its neighbours lies between them
-    refined = np.where(interior & (curvature > 1e-12), mid - (right - left) ** 2 / (8 * np.maximum(curvature, 1e-12)), mid)
+    x0, x1, x2 = grid[i - 1], grid[i], grid[i + 1]
+    y0, y1, y2 = (np.take_along_axis(values, (i + d)[..., None], -1)[..., 0] for d in (-1, 0, 1))
+    # the parabola through an interior minimum and its neighbours (the grid is not uniform); its vertex
+    d01 = (y1 - y0) / (x1 - x0)
+    a = ((y2 - y1) / (x2 - x1) - d01) / (x2 - x0)
+    vertex = np.clip((x0 + x1) / 2 - d01 / (2 * np.maximum(a, 1e-300)), x0, x2)
+    refined = np.where(interior & (a > 0), y0 + (vertex - x0) * d01 + (vertex - x0) * (vertex - x1) * a, y1)
     best = np.minimum(values.min(-1), refined)
     return np.maximum(curves[..., 0] - best, 0.0)
+
+
+def _calibration(x: np.ndarray, endorse: np.ndarray, start: tuple[float, float], newton: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """Prior_M's calibration refitted, for a batch of data sets at once: ``P(endorse) = sigmoid(slope x +
+    intercept)`` with ``x`` = predicted rating - 3, by Newton's method on sklearn's ``LogisticRegression(C=1)``
+    objective (log-loss + ``slope^2 / 2``, intercept free). ``x``, ``endorse``: (B, M). Prior_M's fallbacks
+    apply: ``(1.5, 0)`` when every rating endorses or none does, or when the slope is not positive."""
+    theta = np.broadcast_to(np.asarray(start, dtype=np.float64), (x.shape[0], 2)).copy()
+    sign = 2.0 * endorse - 1.0
+    for _ in range(newton):
+        margin = sign * (theta[:, :1] * x + theta[:, 1:])
+        q = expit(-margin)  # derivative of softplus(-margin)
+        r = q * (1 - q)
+        g = np.stack([-(sign * q * x).sum(1) + theta[:, 0], -(sign * q).sum(1)], 1)
+        h00, h01, h11 = (r * x * x).sum(1) + 1.0, (r * x).sum(1), r.sum(1) + 1e-12
+        det = h00 * h11 - h01 * h01
+        step = np.stack([(h11 * g[:, 0] - h01 * g[:, 1]) / det, (h00 * g[:, 1] - h01 * g[:, 0]) / det], 1)
+        theta -= step
+        if np.abs(step).max(initial=0.0) < 1e-10:
+            break
+    n_endorse = endorse.sum(1)
+    fallback = (n_endorse == 0) | (n_endorse == endorse.shape[1]) | (theta[:, 0] <= 0)
+    return np.where(fallback, 1.5, theta[:, 0]), np.where(fallback, 0.0, theta[:, 1])
+
+
+def answer_cost_changes(prior: PriorModel, ratings: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, _TextModel]:
+    """What one more rating of each unrated clause, 1 to 5, does to every clause's cost in the MAP objective.
+
+    Prior_M refitted with the rating, in closed form: the text model (:class:`_TextModel`), the shrinkage
+    rule and - given the individual ``ratings`` Prior_M was fitted on - the calibration (:func:`_calibration`).
+
+    Returns:
+        ``unrated`` (U,) flat clause indices (``k * C + c``), ``delta`` (U, 5, K * C): the change of
+        ``strength * -log p`` of every clause when clause ``unrated[u]`` is rated ``a + 1``, and the text model.
+    """
+    vocabulary, classes = prior.vocabulary_, list(prior.classes_)
+    names = [(con.id, cl) for con in vocabulary.concepts for cl in classes]
+    strength = float(prior.strength)
+    l1 = strength * -np.log(prior.plausibility_.reshape(-1))
+    text_model = _TextModel(prior, vocabulary, classes)
+    cal = prior.calibration_
+    slope, intercept = float(cal["slope"]), float(cal["intercept"])
+    kappa = float(prior.shrinkage)
+    n_i = prior.n_per_clause_.reshape(-1)
+    sum_i = np.nan_to_num(prior.mean_ratings_.reshape(-1)) * n_i
+    lo_p, hi_p = float(prior.min_plausibility), 1.0 - float(prior.min_plausibility)
+    answers = np.arange(1, 6, dtype=np.float64)
+    threshold = int(prior.endorse_threshold)
+    if ratings is not None and len(ratings):  # the individual ratings the calibration is fitted on
+        index = {name: i for i, name in enumerate(names)}
+        rated_clause = np.array([index[(k, c)] for k, c in zip(ratings["concept"], ratings["class"], strict=True)])
+        endorsed = (ratings["rating"].to_numpy() >= threshold).astype(np.float64)
+    else:
+        rated_clause, endorsed = np.zeros(0, dtype=np.int64), np.zeros(0)
+    new_endorsed = (answers >= threshold).astype(np.float64)
+
+    unrated = np.nonzero(~prior.rated_.reshape(-1))[0]
+    deltas = np.empty((len(unrated), 5, len(names)))
+    for u, j in enumerate(unrated):
+        p0, p1 = text_model.with_row(j)
+        text = np.clip(p0[None, :] + p1[None, :] * answers[:, None], 1.0, 5.0)  # (5, KC)
+        own = np.zeros_like(text)
+        own[:, j] = 1.0
+        count = n_i[None, :] + own
+        rating = np.clip((sum_i[None, :] + own * answers[:, None] + kappa * text) / np.maximum(count + kappa, 1e-12), 1.0, 5.0)
+        rating = np.where(count > 0, rating, text)  # Prior_M: an unrated clause takes its text rating
+        if ratings is not None:  # the calibration refitted on every rating, the new one included
+            x = np.concatenate([rating[:, rated_clause], rating[:, j : j + 1]], 1) - 3.0
+            e = np.concatenate([np.broadcast_to(endorsed, (5, len(endorsed))), new_endorsed[:, None]], 1)
+            a_slope, a_intercept = _calibration(x, e, (slope, intercept))
+        else:
+            a_slope, a_intercept = np.full(5, slope), np.full(5, intercept)
+        p = np.clip(expit(a_slope[:, None] * (rating - 3.0) + a_intercept[:, None]), lo_p, hi_p)
+        deltas[u] = strength * -np.log(p) - l1[None, :]
+    return unrated, deltas, text_model
 
 
 def _answer_probabilities(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -241,7 +323,8 @@ def question_order(
         search: a fitted :class:`~igcore.search.HypothesisSearch` whose ``prior`` is a fitted
             :class:`~igcore.prior.PriorModel` (the state after the current judgments).
         scores: D's concept scores (N, K) the search was fitted on; ``labels``: D's labels (N,).
-        ratings: the individual ratings Prior_M was fitted on (for the spread of single raters); None: 0.
+        ratings: the individual ratings Prior_M was fitted on (for the calibration's refit and the spread of
+            single raters); None: the calibration is held fixed and the spread taken as 0.
         pseudo_concepts: weight of the uniform answer's variance against the leave-one-concept-out error.
 
     Returns:
@@ -261,13 +344,13 @@ def question_order(
     names = [(con.id, cl) for con in vocabulary.concepts for cl in classes]
 
     # --- the solved MAP: each clause's profile of F, the structure costs, the ranked alternatives
-    strength = float(prior.strength)
     l1, l2 = prior.clause_penalties(vocabulary, classes)
     w_star, b_star = search.z_star_.to_matrix(vocabulary, classes)
     support = w_star > 0
     proba = softmax(s @ w_star + b_star)
     data_grad = s.T @ (proba - np.eye(c_n)[y])  # dNLL/dW (K, C)
-    grid = np.linspace(0.0, max(8.0, 2.0 * float(w_star.max(initial=0.0))), GRID_POINTS)
+    # denser near 0, where whether a clause is worth any weight at all is decided
+    grid = max(8.0, 2.0 * float(w_star.max(initial=0.0))) * np.linspace(0.0, 1.0, GRID_POINTS) ** 2
     curves = _coordinate_curves(s, y, w_star, b_star, grid)
     base = prior.structure_log_prior(support)
     toggled = np.empty(k_n * c_n)
@@ -293,30 +376,12 @@ def question_order(
     now = clause_margins(np.zeros_like(w))
     offset = np.minimum(now, 0.0)  # where the profile disagrees with the search, z* as found is the reference
 
-    # --- every answer's effect on every clause's cost (the refitted text model's spill-over included)
-    text_model = _TextModel(prior, vocabulary, classes)
-    cal = prior.calibration_
-    slope, intercept = float(cal["slope"]), float(cal["intercept"])
-    kappa = float(prior.shrinkage)
-    n_i = prior.n_per_clause_.reshape(-1)
-    sum_i = np.nan_to_num(prior.mean_ratings_.reshape(-1)) * n_i
-    lo_p, hi_p = float(prior.min_plausibility), 1.0 - float(prior.min_plausibility)
-    answers = np.arange(1, 6, dtype=np.float64)
-
-    unrated = np.nonzero(~prior.rated_.reshape(-1))[0]
+    # --- every answer's effect on every clause's cost (Prior_M refitted with one more rating, in closed form)
+    unrated, deltas, text_model = answer_cost_changes(prior, ratings)
     flips = np.zeros((len(unrated), 5), dtype=bool)
     close = np.full((len(unrated), 5), -np.inf)
     why = np.full((len(unrated), 5), "", dtype=object)
-    for u, j in enumerate(unrated):
-        p0, p1 = text_model.with_row(j)
-        text = np.clip(p0[None, :] + p1[None, :] * answers[:, None], 1.0, 5.0)  # (5, KC)
-        own = np.zeros_like(text)
-        own[:, j] = 1.0
-        count = n_i[None, :] + own
-        rating = np.clip((sum_i[None, :] + own * answers[:, None] + kappa * text) / np.maximum(count + kappa, 1e-12), 1.0, 5.0)
-        rating = np.where(count > 0, rating, text)  # Prior_M: an unrated clause takes its text rating
-        p = np.clip(expit(slope * (rating - 3.0) + intercept), lo_p, hi_p)
-        delta = strength * -np.log(p) - l1_flat[None, :]  # (5, KC)
+    for u, delta in enumerate(deltas):
         per_clause = clause_margins(delta) - offset
         worst = per_clause.argmin(1)
         worst_margin = per_clause[np.arange(5), worst]

@@ -38,6 +38,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -48,9 +49,11 @@ sys.path.insert(0, str(ROOT))
 
 from _common import provenance  # noqa: E402
 
+from igcore.config import build_config  # noqa: E402
 from igcore.ig import resolve  # noqa: E402
-from igcore.prior import empty_ratings, load_judgments  # noqa: E402
+from igcore.prior import empty_ratings, load_judgments, prior_from_config  # noqa: E402
 from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, question_order, stopping_signal  # noqa: E402
+from igcore.search import search_from_config  # noqa: E402
 from igcore.store import Run, load_run_dir  # noqa: E402
 
 WINDOWS = (3, STOP_WINDOW, 10)
@@ -59,6 +62,8 @@ NEAR_NATS = 3.0
 #: "same answers": z* labels at least this share of D′_eval as the target does.
 SAME_ANSWERS = 0.99
 PROBE = "probe"
+#: The probe of the fast test starts from the held-back ratings of this share of the clauses.
+PROBE_FRACTION = 0.5
 
 
 @dataclass
@@ -78,12 +83,27 @@ class Case:
     target_answers: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     resolve_seconds: list[float] = field(default_factory=list)
     order_seconds: list[float] = field(default_factory=list)
+    prior_overrides: dict[str, Any] = field(default_factory=dict)
 
     def solve(self, ratings: pd.DataFrame) -> Any:
+        """z* on ``ratings`` as the Prior page re-solves it (:func:`igcore.ig.resolve`); with ``--prior-set``,
+        the same steps with the run's ``prior`` section changed (a what-if the page does not offer)."""
         start = time.perf_counter()
-        out = resolve(self.run, ratings, self.pairwise)
+        if self.prior_overrides:
+            out = self._what_if(ratings)
+        else:
+            out = resolve(self.run, ratings, self.pairwise)
         self.resolve_seconds.append(time.perf_counter() - start)
         return out
+
+    def _what_if(self, ratings: pd.DataFrame) -> Any:
+        config = self.run.config
+        config = build_config({**config, "prior": {**config["prior"], **self.prior_overrides}}, stored=True)
+        vocabulary, classes = self.run.vocabulary()
+        prior = prior_from_config(config.prior).fit(ratings, vocabulary, classes, self.pairwise)
+        search = search_from_config(config.search, prior, "cpu").fit(self.scores, self.labels, vocabulary, classes)
+        test_eval = self.run.tensors("concept_scores")["test_eval"]
+        return SimpleNamespace(search=search, z_star=search.z_star_, test_eval_proba=search.predict_proba(test_eval))
 
     def order(self, solved: Any, ratings: pd.DataFrame) -> pd.DataFrame:
         start = time.perf_counter()
@@ -92,7 +112,7 @@ class Case:
         return table
 
 
-def load_case(path: str, rater: str) -> Case:
+def load_case(path: str, rater: str, prior_overrides: dict[str, Any] | None = None) -> Case:
     run = load_run_dir(path)
     config = run.config_model()
     vocabulary, classes = run.vocabulary()
@@ -107,7 +127,7 @@ def load_case(path: str, rater: str) -> Case:
         run=run, world=str(config.world.name), heldout=heldout.reset_index(drop=True), pairwise=pairwise,
         source=judgments.source, scores=run.tensors("concept_scores")["train"],
         labels=run.table("split_train")["label"].to_numpy(),
-        clauses=[(k, c) for k in vocabulary.ids for c in classes],
+        clauses=[(k, c) for k in vocabulary.ids for c in classes], prior_overrides=dict(prior_overrides or {}),
     )
     final = case.solve(case.heldout)
     case.target = final.z_star.structure
@@ -204,16 +224,22 @@ def stop_points(history: list[frozenset], target: frozenset) -> dict[int, dict[s
     return out
 
 
-def probe_bound(case: Case) -> dict[str, Any]:
-    """At no ratings: does the fast test (rating 1 / rating 5 crosses a threshold) predict the re-solve?"""
-    ratings = empty_ratings()
+def probe_bound(case: Case, fraction: float = PROBE_FRACTION, seed: int = 0) -> dict[str, Any]:
+    """Does the fast test predict the re-solve? From the held-back ratings of a random ``fraction`` of the
+    clauses (at no ratings every first rating moves every guess, which is no test), every unrated clause is
+    rated 1 and 5 by a probe rater and z* re-solved."""
+    rng = np.random.default_rng(seed)
+    rated = case.heldout[["concept", "class"]].drop_duplicates()
+    keep = rated.iloc[rng.permutation(len(rated))[: int(round(fraction * len(rated)))]]
+    ratings = case.heldout.merge(keep, on=["concept", "class"])[list(case.heldout.columns)]
     solved = case.solve(ratings)
     table = case.order(solved, ratings)
     base = solved.z_star.structure
     rows = []
     for rec in table.to_dict("records"):
         for value in (1, 5):
-            probe = pd.DataFrame([[PROBE, rec["concept"], rec["class"], value]], columns=["rater", "concept", "class", "rating"])
+            probe = pd.concat([ratings, pd.DataFrame([[PROBE, rec["concept"], rec["class"], value]], columns=list(ratings.columns))],
+                              ignore_index=True)
             changed = case.solve(probe).z_star.structure != base
             predicted = value in rec["flip_answers"]
             rows.append({"clause": (rec["concept"], rec["class"]), "rating": value, "predicted": predicted, "changed": changed,
@@ -225,6 +251,7 @@ def probe_bound(case: Case) -> dict[str, Any]:
     hits = int(top.head(n_change)["changed"].sum()) if n_change else 0
     tp = int((df.predicted & df.changed).sum())
     return {
+        "state": f"{len(keep)} of {len(rated)} clauses rated (seed {seed})",
         "n_clauses": len(per_clause), "n_tests": len(df), "agree": float((df.predicted == df.changed).mean()),
         "tp": tp, "fp": int((df.predicted & ~df.changed).sum()), "fn": int((~df.predicted & df.changed).sum()),
         "clauses_that_change": n_change, "top_hits": hits,
@@ -262,35 +289,50 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, DEFAULT_BATCH], help="page-order batch sizes")
     parser.add_argument("--rater", default="all", help="'all' or one rater of the held-back file")
     parser.add_argument("--no-probe", action="store_true", help="skip the check of the fast test against re-solves")
+    parser.add_argument("--no-critical", action="store_true", help="skip the leave-one-clause-out bound")
+    parser.add_argument("--prior-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="what-if: change keys of the run's prior section (e.g. shrinkage=0)")
     parser.add_argument("--out", default="docs/ELICIT.md")
+    parser.add_argument("--section", default="bench", help="the report replaces the block between <!-- SECTION:start/end --> in --out")
     parser.add_argument("--json", default=None, help="also write the raw results here")
+    parser.add_argument("--reuse", default=None, help="raw results of an earlier invocation: parts already computed for the "
+                        "same run, prior settings and parameters are taken from there (the same code gives the same numbers)")
     args = parser.parse_args(argv)
 
+    earlier = json.loads(Path(args.reuse).read_text()) if args.reuse else []
     results = []
     for path in args.runs:
-        case = load_case(path, args.rater)
+        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.prior_set)}
+        case = load_case(path, args.rater, overrides)
         print(f"{case.world}: {len(case.clauses)} clauses, {case.heldout[['concept', 'class']].drop_duplicates().shape[0]} rated in "
               f"{case.source}; target z* = {sorted(case.target)}", flush=True)
-        res: dict[str, Any] = {"world": case.world, "run": case.run.run_id, "source": case.source,
+        res: dict[str, Any] = {"world": case.world, "run": case.run.run_id, "source": case.source, "prior_set": overrides,
                                "n_clauses": len(case.clauses), "target": sorted(case.target),
                                "n_answerable": int(case.heldout[["concept", "class"]].drop_duplicates().shape[0])}
+        old = next((r for r in earlier if r["run"] == res["run"] and r.get("prior_set") == overrides
+                    and r["target"] == json.loads(json.dumps(res["target"]))), {})
         for b in args.batch:
+            if f"page_b{b}" in old:
+                res[f"page_b{b}"] = old[f"page_b{b}"]
+                continue
             sim = simulate(case, "page", batch=b)
             res[f"page_b{b}"] = {**outcome(case, sim["history"]), "skips": sim["skips"]}
             print(f"  page order, batch {b}: {res[f'page_b{b}']}", flush=True)
-        randoms = []
-        for seed in range(args.seeds):
+        randoms = list(old.get("random", []))[: args.seeds]
+        for seed in range(len(randoms), args.seeds):
             sim = simulate(case, "random", seed=seed)
             randoms.append(outcome(case, sim["history"]))
             print(f"  random order {seed}: {randoms[-1]}", flush=True)
         res["random"] = randoms
         if not args.no_probe:
-            res["probe"] = probe_bound(case)
+            state = f"{int(round(PROBE_FRACTION * res['n_answerable']))} of {res['n_answerable']} clauses rated (seed 0)"
+            res["probe"] = old["probe"] if old.get("probe", {}).get("state") == state else probe_bound(case)
             print(f"  probe: {res['probe']}", flush=True)
-            res["critical"] = critical_clauses(case)
+        if not args.no_critical:
+            res["critical"] = old.get("critical") or critical_clauses(case)
             print(f"  critical: {res['critical']}", flush=True)
-        res["resolve_s"] = statistics.median(case.resolve_seconds)
-        res["order_s"] = statistics.median(case.order_seconds)
+        res["resolve_s"] = statistics.median(case.resolve_seconds) if len(case.resolve_seconds) > 1 else old.get("resolve_s")
+        res["order_s"] = statistics.median(case.order_seconds) if case.order_seconds else old.get("order_s")
         results.append(res)
 
     if args.json:
@@ -299,8 +341,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_report(results: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> None:
+    what_if = ", ".join(f"prior.{k} = {v}" for k, v in (results[0].get("prior_set") or {}).items()) if results else ""
     lines = [
-        "## Benchmark",
+        f"## Benchmark{' (what-if: ' + what_if + ')' if what_if else ''}",
         "",
         *provenance(__file__),
         "",
@@ -370,7 +413,9 @@ def write_report(results: list[dict[str, Any]], args: argparse.Namespace, out: P
         lines.append(f"- {r['world']}, random 0: {' '.join(map(str, r['random'][0]['trajectory']))}")
     if any("probe" in r for r in results):
         lines += ["", "### Does the fast test predict a change of z*?", "",
-                  "At no ratings, every unrated clause rated 1 and rated 5 by one probe rater, each followed by an exact re-solve; "
+                  "From the held-back ratings of half the clauses (a random half), every unrated clause rated 1 and rated 5 by one "
+                  "probe rater, each followed by an exact re-solve (at no ratings the first rating moves every guess, so every "
+                  "answer changes z* and the test is trivially right); "
                   "*predicted* = the answer is one of the clause's `flip_answers`. "
                   "*Top hits*: of the clauses whose rating changes z* (for 1 or for 5), how many are among the same number of "
                   "clauses ranked first.", "",
@@ -384,16 +429,14 @@ def write_report(results: list[dict[str, Any]], args: argparse.Namespace, out: P
     lines += ["", "### Speed", "", "| world | one question order (median) | one re-solve: Prior_M fit + z* search (median) |", "|---|---|---|"]
     for r in results:
         lines.append(f"| {r['world']} | {1000 * r['order_s']:.0f} ms | {r['resolve_s']:.2f} s |")
-    block = "\n".join([START, *lines, END])
-    text = out.read_text() if out.is_file() else f"# Eliciting ratings: most informative clause first\n\n{START}\n{END}\n"
-    if START not in text or END not in text:
-        raise SystemExit(f"error: {out} lacks the markers {START} / {END} that delimit the benchmark's section")
-    head, rest = text.split(START, 1)
-    out.write_text(head + block + rest.split(END, 1)[1])
+    start, end = f"<!-- {args.section}:start -->", f"<!-- {args.section}:end -->"
+    block = "\n".join([start, *lines, end])
+    text = out.read_text() if out.is_file() else f"# Eliciting ratings\n\n{start}\n{end}\n"
+    if start not in text or end not in text:
+        raise SystemExit(f"error: {out} lacks the markers {start} / {end} that delimit the benchmark's section")
+    head, rest = text.split(start, 1)
+    out.write_text(head + block + rest.split(end, 1)[1])
     print(f"wrote {out}")
-
-
-START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 if __name__ == "__main__":

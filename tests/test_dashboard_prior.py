@@ -184,7 +184,7 @@ def test_label_reload_and_agreement(fresh_runs_dir: Path) -> None:
     stored = RunStore(fresh_runs_dir).load("tiny").metrics["imitation"]
     assert stored["overall"]["agree"] == a.agree and stored["overall"]["n"] == 5
     assert any("Written into run tiny" in str(s.value) for s in again.success)
-    assert f"{a.agree} of 5 labels by 1 people agree with L_M" in text_of(again)
+    assert f"{a.agree} of 5 labels by 1 person agree with L_M" in text_of(again)
 
 
 def test_label_bad_name_from_the_url(fresh_runs_dir: Path) -> None:

@@ -47,9 +47,13 @@ def _answer(rater: str, image: int, label: str) -> None:
         st.session_state[FLASH] = ("info", f"Image #{image} already had your answer; the first answer stands.")
 
 
-def _sentence(a: Agreement, who: str) -> str:
+def _people(n: int) -> str:
+    return f"{n} {'person' if n == 1 else 'people'}"
+
+
+def _sentence(a: Agreement, who: str, empty: str) -> str:
     if not a.n:
-        return f"{who} no labels yet."
+        return empty
     return (
         f"{who} the same answer as L_M(·|x, z*) on **{a.agree} of {a.n}** images: **{100 * a.rate:.1f}%** "
         f"(95% interval {100 * a.ci_low:.1f}–{100 * a.ci_high:.1f}%)."
@@ -93,7 +97,7 @@ with session.guard("Labelling"):
                 side = test["images"][image].shape[0]
                 st.image(images.png_bytes(images.upscale(test["images"][image], max(1, 256 // side))), caption=f"D′ image #{image}", width=256)
             with right:
-                st.markdown("**z*, the field guide** (read it, then answer):")
+                st.markdown("**z\\*, the field guide** (read it, then answer):")
                 st.markdown(f"> {run.hypothesis_text('z_star')}")
                 st.markdown("**Which class is this?**")
                 cols = st.columns(len(classes))
@@ -108,8 +112,8 @@ with session.guard("Agreement with L_M"):
     rows = agreement(everyone, proba, classes)
     by_rater = {a.rater: a for a in rows}
     if rater is not None:
-        st.markdown(_sentence(by_rater.get(rater, Agreement(rater, 0, 0, None, None, None)), "You gave"))
-    st.markdown(_sentence(by_rater[EVERYONE], f"All {len(rows) - 1} people together gave"))
+        st.markdown(_sentence(by_rater.get(rater, Agreement(rater, 0, 0, None, None, None)), "You gave", "You have not labelled any image yet."))
+    st.markdown(_sentence(by_rater[EVERYONE], f"Everyone together ({_people(len(rows) - 1)}) gave", "Nobody has labelled an image of this run yet."))
     if len(everyone):
         table = [{"who": a.rater, "labels": a.n, "same as L_M": a.agree, "agreement": a.rate, "95% low": a.ci_low, "95% high": a.ci_high} for a in rows]
         st.dataframe(table, hide_index=True, width="stretch", column_config={
@@ -153,4 +157,4 @@ with session.guard("Agreement with L_M"):
     if stored:
         o = stored.get("overall") or {}
         st.caption(f"Stored in this run ({stored.get('written', '')}): {o.get('agree')} of {o.get('n')} labels by "
-                   f"{stored.get('n_raters')} people agree with L_M.")
+                   f"{_people(int(stored.get('n_raters') or 0))} agree with L_M.")

@@ -67,6 +67,7 @@ from scipy.special import expit, ndtr
 
 from igcore.hypothesis import Hypothesis, clause_sentence
 from igcore.likelihood import check_labels, check_scores, softmax
+from igcore.prior.judgments import validate_ratings
 from igcore.prior.model import PriorModel
 
 #: Questions the Prior page asks per form (the page re-ranks after each form).
@@ -262,6 +263,8 @@ def answer_cost_changes(prior: PriorModel, ratings: pd.DataFrame | None = None) 
         ``strength * -log p`` of every clause when clause ``unrated[u]`` is rated ``a + 1``, and the text model.
     """
     vocabulary, classes = prior.vocabulary_, list(prior.classes_)
+    if ratings is not None:
+        ratings = validate_ratings(ratings, vocabulary, classes, allow_empty=True)
     names = [(con.id, cl) for con in vocabulary.concepts for cl in classes]
     strength = float(prior.strength)
     l1 = strength * -np.log(prior.plausibility_.reshape(-1))

@@ -42,6 +42,7 @@ PAGES = [
     st.Page(HERE / "app_pages" / "microscope.py", title="Baseline microscope", icon=":material/biotech:", url_path="microscope"),
     st.Page(HERE / "app_pages" / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
     st.Page(HERE / "app_pages" / "prior.py", title="Prior", icon=":material/tune:", url_path="prior"),
+    st.Page(HERE / "app_pages" / "label.py", title="Label with z*", icon=":material/how_to_vote:", url_path="label"),
     st.Page(HERE / "app_pages" / "share.py", title="Share & export", icon=":material/share:", url_path="share"),
 ]
 

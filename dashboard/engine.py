@@ -131,3 +131,45 @@ def resolve_z_star(run: RunView, ratings: pd.DataFrame, pairwise: pd.DataFrame |
         "engine_seconds": out.seconds,
         "search": out.search,
     }
+
+
+# ---------------------------------------------------------------------------------------- elicitation
+def elicitation(run: RunView, ratings: pd.DataFrame, pairwise: pd.DataFrame | None = None) -> dict[str, Any]:
+    """z* re-solved on ``ratings`` (:func:`resolve_z_star`, cold) and the unrated clauses in the order the
+    Prior page asks about them (:func:`igcore.prior.elicit.question_order`), cached per set of judgments.
+
+    Returns :func:`resolve_z_star`'s dict without ``search``, plus ``order`` (the question table) and
+    ``support`` (z*'s clause set as sorted ``(concept, class)`` pairs).
+    """
+    key = ratings.to_json() + ("" if pairwise is None else pairwise.to_json())
+    return _elicitation(run, key, ratings, pairwise)
+
+
+@st.cache_data(show_spinner="Re-solving z* and ranking the clauses nobody has rated…", max_entries=16)
+def _elicitation(run: RunView, key: str, _ratings: pd.DataFrame, _pairwise: pd.DataFrame | None) -> dict[str, Any]:
+    from igcore.prior.elicit import question_order
+
+    out = resolve_z_star(run, _ratings, _pairwise)
+    search = out.pop("search")
+    out["order"] = question_order(search, run.concept_scores("train"), run.split("train")["label"].to_numpy(), _ratings)
+    out["support"] = sorted(search.z_star_.structure)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- labels
+def label_store(run: RunView) -> Any:
+    """The :class:`igcore.labels.LabelStore` of the run's D′_eval, in the dashboard's judgments database."""
+    return _label_store(judgments_path(run.root), run.run_id, tuple(run.classes), len(run.split("test_eval")))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _label_store(path: str, run_id: str, classes: tuple[str, ...], n_images: int) -> Any:
+    from igcore.labels import LabelStore
+
+    return LabelStore(path, run_id, classes, n_images)
+
+
+def z_star_proba(run: RunView) -> np.ndarray:
+    """L_M(· | x, z*) on D′_eval for the run's stored z* (``hypotheses.z_star_json``; :func:`predict_proba`)."""
+    run.need("hypotheses.z_star_json", "stored z* with its biases")
+    return predict_proba(run, run.hypotheses.z_star_json or {})

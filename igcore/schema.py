@@ -161,6 +161,8 @@ class Metrics(_Open):
     microscope: dict[str, dict[str, Any]] = {}
     surrogates: dict[str, Any] = {}
     clause_deletion: dict[str, list[dict[str, Any]]] = {}
+    #: agreement of people's labels of D′_eval, given z*, with L_M(·|x, z*) (igcore.labels.write_imitation)
+    imitation: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------------------- tables, tensors

@@ -1,4 +1,5 @@
-"""Prior: the human judgments behind Prior_M; add ratings, re-fit, re-solve z* live, reset."""
+"""Prior: the human judgments behind Prior_M; add ratings, rate the clauses nobody rated (most informative
+first, :mod:`igcore.prior.elicit`), re-fit, re-solve z* live, reset and restore."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from dashboard.components.style import base_layout
 from dashboard.page import open_page
 from igcore.errors import InputError
 from igcore.hypothesis import summary_sentence
+from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, stopping_signal
+from igcore.prior.store import MAX_RATER_LENGTH
 
 page = open_page(
     "Prior: what people find plausible, and how it shapes z*",
@@ -26,6 +29,14 @@ classes, texts, concept_ids = run.classes, run.concept_texts, run.concept_ids
 RESULT = f"_prior_resolve_{run.run_id}"
 FLASH = "_prior_flash"
 WARM = f"_prior_search_{run.run_id}"
+SKIPPED = f"_prior_skipped_{run.run_id}"
+SKIP = "skip"
+
+def _forget_results() -> None:
+    """Results computed on judgments that are no longer there."""
+    for key in (RESULT, WARM, SKIPPED):
+        st.session_state.pop(key, None)
+
 
 flash = st.session_state.pop(FLASH, None)
 if flash:
@@ -41,6 +52,12 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Ratings", len(ratings))
 c2.metric("Raters", ratings["rater"].nunique())
 c3.metric("Added here", int((ratings["source"] == "user").sum()))
+if (ratings["source"] == "shipped").any():
+    st.caption(
+        "The shipped judgments (source “shipped”) were **written by the project's developers as a worked example** of the format, "
+        "not elicited from the public: they say nothing about what people in general believe (see `assets/judgments/README.md`). "
+        "Ratings added here are marked “user”."
+    )
 shown = ratings.assign(clause=[f"{texts[c]} ⇒ {k}" for c, k in zip(ratings["concept"], ratings["class"], strict=True)])
 with st.expander(f"All {len(ratings)} ratings", expanded=False):
     st.dataframe(
@@ -95,6 +112,121 @@ if submitted:
             st.session_state[FLASH] = f"Saved: {rater.strip()} rates “{texts[concept]} ⇒ {cls}” as {int(rating)}. Re-solve below to see the effect."
             st.rerun()
 
+
+def unrated_clauses() -> None:
+    """The unrated clauses, most informative first; one form rates a batch, then z* is re-solved and logged."""
+    state = engine.elicitation(run, ratings, pairwise)
+    order = state["order"]
+    n_total = len(concept_ids) * len(classes)
+    n_rated = n_total - len(order)
+    st.progress(n_rated / n_total if n_total else 1.0, text=f"{n_rated} of {n_total} clauses rated")
+    history = store.z_star_log(run.run_id)
+    support = frozenset(tuple(pair) for pair in state["support"])
+    if not history or history[-1][0] != len(ratings) or history[-1][1] != support:
+        store.log_z_star(run.run_id, len(ratings), support)  # z* for this set of judgments, however they were added
+        history = store.z_star_log(run.run_id)
+    signal = stopping_signal(history, window=STOP_WINDOW)
+    if signal.n_answers == history[0][0]:
+        st.caption(f"z* is logged after each set of answers; the page says when {STOP_WINDOW} answers in a row have left it unchanged.")
+    elif signal.stable:
+        st.success(
+            f"**Further answers have stopped changing z*:** the last {signal.answers_since_change} ratings left its clauses as they were "
+            f"(z* changed {signal.changes} time(s) since the judgments were last reset). More ratings can still sharpen the weights."
+        )
+    else:
+        st.info(
+            f"z* changed {signal.answers_since_change} rating(s) ago ({signal.changes} change(s) since the judgments were last reset); "
+            f"the page calls it settled after {STOP_WINDOW} ratings in a row without a change."
+        )
+    if order.empty:
+        st.success("Every clause has at least one rating.")
+    else:
+        st.markdown(
+            "Nobody has rated these clauses, so Prior_M guesses their plausibility from the words alone, and that guess is weak. "
+            "They are listed **most informative first**: by the probability that your answer changes which clauses z* uses, judged "
+            "from the solved z* and its alternatives (clauses in z* or close to it, and those the data pull on hardest, whose guessed "
+            "plausibility is least certain). Rate a few; z* is re-solved after each batch."
+        )
+        skipped = st.session_state.setdefault(SKIPPED, set())
+        todo = order[[(k, c) not in skipped for k, c in zip(order["concept"], order["class"], strict=True)]]
+        if todo.empty:
+            todo = order
+            skipped.clear()
+        batch = todo.head(DEFAULT_BATCH)
+        choices: dict[tuple[str, str], object] = {}
+        with st.form("elicit", border=True):
+            name = st.text_input("Your name", key="w_elicit_rater", max_chars=MAX_RATER_LENGTH, placeholder="e.g. ana")
+            for rec in batch.to_dict("records"):
+                choices[(rec["concept"], rec["class"])] = st.radio(
+                    f"How plausible is it that **{texts[rec['concept']]}** is evidence for **{rec['class']}**?",
+                    [SKIP, 1, 2, 3, 4, 5],
+                    horizontal=True,
+                    key=f"w_elicit|{rec['concept']}|{rec['class']}",
+                    format_func=lambda v: "skip" if v == SKIP else f"{v}" + {1: " (implausible)", 5: " (very plausible)"}.get(v, ""),
+                    help=f"Prior_M's guess: {rec['predicted_rating']:.1f} ± {rec['rating_sd']:.1f}; "
+                    f"chance that an answer changes z*: {100 * rec['flip_probability']:.0f}%.",
+                )
+            rate_now = st.form_submit_button(f"Save these ratings and update z* ({len(batch)} shown)", type="primary")
+        if rate_now:
+            answers = [(k, c, v) for (k, c), v in choices.items()]
+            given = [(k, c, int(v)) for k, c, v in answers if v != SKIP]
+            if not str(name).strip():
+                st.error("Please tell us your name (any short name), so your ratings can be told apart from others'. Nothing was saved.")
+            elif not given:
+                skipped.update((k, c) for k, c, _ in answers)
+                st.session_state[FLASH] = f"Skipped {len(answers)} clause(s); here are the next ones."
+                st.rerun()
+            else:
+                try:
+                    store.add_ratings(str(name).strip(), given)
+                except InputError as e:
+                    st.error(f"Those ratings could not be saved: {e}")
+                else:
+                    skipped.update((k, c) for k, c, v in answers if v == SKIP)
+                    new_ratings = store.ratings()
+                    after = engine.elicitation(run, new_ratings, pairwise)
+                    store.log_z_star(run.run_id, len(new_ratings), [tuple(p) for p in after["support"]])
+                    changed = set(map(tuple, after["support"])) != set(support)
+                    st.session_state[FLASH] = (
+                        f"Saved {len(given)} rating(s) by {str(name).strip()}. "
+                        + ("z* changed: see “What changed” below." if changed else "z* uses the same clauses as before.")
+                    )
+                    st.session_state[RESULT] = {k: v for k, v in after.items() if k not in ("order", "support")} | {
+                        "seconds": after["engine_seconds"], "n_ratings": len(new_ratings)}
+                    st.rerun()
+        with st.expander(f"All {len(order)} unrated clauses, in the order they are asked", expanded=False):
+            shown = order.assign(
+                clause=[f"{texts[k]} ⇒ {c}" for k, c in zip(order["concept"], order["class"], strict=True)],
+                changes_if=[", ".join(map(str, a)) or "none" for a in order["flip_answers"]],
+            )
+            st.dataframe(
+                shown[["clause", "in_z_star", "predicted_rating", "rating_sd", "changes_if", "flip_probability", "why"]],
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "in_z_star": st.column_config.CheckboxColumn("in z*"),
+                    "predicted_rating": st.column_config.NumberColumn("Prior_M's guess", format="%.1f"),
+                    "rating_sd": st.column_config.NumberColumn("± (sd)", format="%.1f"),
+                    "changes_if": st.column_config.TextColumn("ratings that change z*"),
+                    "flip_probability": st.column_config.ProgressColumn("P(answer changes z*)", min_value=0.0, max_value=1.0, format="%.2f"),
+                    "why": st.column_config.TextColumn("what would change"),
+                },
+            )
+            st.caption("The score is defined in `docs/ELICIT.md` (fast, from the solved z*; no re-solve per clause).")
+
+
+# --- clauses nobody has rated -----------------------------------------------------------------------
+st.subheader("Clauses nobody has rated")
+if not run.has("tensors/concept_scores.safetensors"):  # the rest of the page needs only the world and the judgments
+    finished = run.info.status == "complete"
+    st.caption(
+        "Asking about these clauses in the order that matters most for z* needs the run's concept scores, which its "
+        f"`concepts` stage writes ({'it was not run' if finished else 'it has not finished yet'}). Rate clauses above meanwhile."
+    )
+else:
+    with session.guard("Clauses nobody has rated"):
+        unrated_clauses()
+
 # --- re-solve ---------------------------------------------------------------------------------------
 st.subheader("Re-fit the prior and re-solve z*")
 st.caption("Uses the concept scores stored in this run, so it takes about a second; the run itself is not changed.")
@@ -141,11 +273,30 @@ if result:
 
 # --- reset ------------------------------------------------------------------------------------------
 st.subheader("Start over")
+st.caption("A reset keeps a timestamped backup of every rating and preference it removes; any backup can be restored below.")
 with st.popover("Reset to the shipped judgments", icon=":material/restart_alt:"):
-    st.markdown(f"This sets aside the {int((ratings['source'] == 'user').sum())} ratings added here (as a backup in the judgments database) and reloads the shipped ones.")
+    st.markdown(
+        f"This sets aside the {int((ratings['source'] == 'user').sum())} ratings added here and reloads the shipped ones. "
+        "**It keeps a backup** (timestamped, in the judgments database) that you can restore afterwards."
+    )
     if st.button("Yes, reset", key="w_reset", type="primary"):
         backup = store.reset()
-        st.session_state.pop(RESULT, None)
-        st.session_state.pop(WARM, None)
+        _forget_results()
         st.session_state[FLASH] = f"The judgments are back to the shipped set (the previous ones are kept as backup #{backup})."
         st.rerun()
+
+backups = store.backups()
+if len(backups):
+    st.markdown(f"**Backups** ({len(backups)}), newest first. Restoring one brings its ratings back; ratings added since stay.")
+    for rec in backups.iloc[::-1].to_dict("records"):
+        left, right = st.columns([0.8, 0.2], vertical_alignment="center")
+        left.markdown(f"Backup #{rec['id']} · {rec['created'].replace('T', ' ')} UTC · {rec['n_ratings']} ratings, {rec['n_pairwise']} pairwise preferences")
+        if right.button("Restore", key=f"w_restore_{rec['id']}", icon=":material/history:"):
+            try:
+                store.restore(int(rec["id"]))
+            except InputError as e:
+                st.error(f"That backup could not be restored: {e}")
+            else:
+                _forget_results()
+                st.session_state[FLASH] = f"Backup #{rec['id']} is restored."
+                st.rerun()

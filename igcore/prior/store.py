@@ -10,17 +10,21 @@ so the store relies on SQLite's own locking rather than on anything in this proc
   to :data:`BUSY_TIMEOUT_S` for a lock instead of failing at once;
 * :meth:`JudgmentsStore.reset` copies the rows it removes into a backup inside the same transaction, so
   any reset can be undone with :meth:`JudgmentsStore.restore`.
+
+:class:`SQLiteFile` holds that discipline (connections, ``BEGIN IMMEDIATE`` writes, WAL); the judgments
+store and the human-label store (:mod:`igcore.labels`) both build on it and may share one file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import operator
 import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,7 +48,7 @@ from igcore.prior.judgments import (
 )
 from igcore.worlds.base import Vocabulary
 
-SCHEMA_VERSION = 2  # 1: meta, ratings, pairwise; 2: + backups (a version-1 file is upgraded in place)
+SCHEMA_VERSION = 3  # 1: meta, ratings, pairwise; 2: + backups; 3: + zstar_log (older files are upgraded in place)
 MAX_RATER_LENGTH = 64
 BUSY_TIMEOUT_S = 30.0
 BACKUP_COLUMNS = ("id", "created", "n_ratings", "n_pairwise")
@@ -73,7 +77,15 @@ _SCHEMA = (
         backup_id INTEGER NOT NULL REFERENCES backups (id), id INTEGER NOT NULL, rater TEXT NOT NULL,
         hypothesis_a TEXT NOT NULL, hypothesis_b TEXT NOT NULL, preferred TEXT NOT NULL,
         source TEXT NOT NULL, created TEXT NOT NULL, PRIMARY KEY (backup_id, id))""",
+    # z*'s clause set after each re-solve of the Prior page, for the stopping signal (igcore.prior.elicit);
+    # ``epoch`` counts resets and restores, so a history never mixes two sets of judgments
+    """CREATE TABLE IF NOT EXISTS zstar_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, epoch INTEGER NOT NULL,
+        n_ratings INTEGER NOT NULL CHECK (n_ratings >= 0), support TEXT NOT NULL, created TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS zstar_log_run ON zstar_log (run_id, epoch, id)",
 )
+#: Longest run id the z* log accepts (run ids are short names; see igcore.store).
+MAX_RUN_ID_LENGTH = 200
 
 
 def check_rater_name(value: Any, where: str) -> str:
@@ -90,35 +102,16 @@ def check_rater_name(value: Any, where: str) -> str:
     return name
 
 
-class JudgmentsStore:
-    """Human judgments in SQLite (stdlib ``sqlite3``): the shipped CSVs plus whatever users add.
-
-    The first store to open an empty database loads the shipped ratings and pairwise preferences, once,
-    however many stores open it at the same time. Every write is validated (:class:`InputError`) and is
-    one transaction. :meth:`reset` goes back to exactly the shipped judgments after backing up what it
-    removes; :meth:`backups` lists those backups and :meth:`restore` brings one back. A connection is
-    opened per operation, so one store can be used from several threads (e.g. Streamlit sessions) and
-    several stores, in any processes, can share one file.
+class SQLiteFile:
+    """One SQLite file shared by threads and processes: a connection per operation, every write one
+    ``BEGIN IMMEDIATE`` transaction, WAL mode, a busy timeout (see the module docstring).
 
     Args:
         path: database file (created with its parent folder), or ``":memory:"`` (private to this object).
-        vocabulary, classes: what ratings may refer to.
-        shipped_ratings, shipped_pairwise: the CSVs that seed an empty database (``None``: no seed).
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        vocabulary: Vocabulary,
-        classes: Sequence[str],
-        shipped_ratings: str | Path | None = SHIPPED_RATINGS,
-        shipped_pairwise: str | Path | None = SHIPPED_PAIRWISE,
-    ) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self.vocabulary = vocabulary
-        self.classes = list(classes)
-        self.shipped_ratings = shipped_ratings
-        self.shipped_pairwise = shipped_pairwise
         # ":memory:" is one connection shared by this object's threads, so it needs a lock; files do not.
         self._memory: sqlite3.Connection | None = None
         self._memory_lock = threading.Lock()
@@ -126,7 +119,7 @@ class JudgmentsStore:
             self._memory = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._initialise()
+            self._enable_wal()
 
     # ------------------------------------------------------------------ connections and transactions
     @contextlib.contextmanager
@@ -176,9 +169,41 @@ class JudgmentsStore:
                 time.sleep(pause)
                 pause = min(2 * pause, 0.2)
 
+
+class JudgmentsStore(SQLiteFile):
+    """Human judgments in SQLite (stdlib ``sqlite3``): the shipped CSVs plus whatever users add.
+
+    The first store to open an empty database loads the shipped ratings and pairwise preferences, once,
+    however many stores open it at the same time. Every write is validated (:class:`InputError`) and is
+    one transaction. :meth:`reset` goes back to exactly the shipped judgments after backing up what it
+    removes; :meth:`backups` lists those backups and :meth:`restore` brings one back. :meth:`log_z_star`
+    and :meth:`z_star_log` keep z*'s clause set after each re-solve (the stopping signal of
+    :mod:`igcore.prior.elicit`); a reset or a restore starts a new log. A connection is
+    opened per operation, so one store can be used from several threads (e.g. Streamlit sessions) and
+    several stores, in any processes, can share one file.
+
+    Args:
+        path: database file (created with its parent folder), or ``":memory:"`` (private to this object).
+        vocabulary, classes: what ratings may refer to.
+        shipped_ratings, shipped_pairwise: the CSVs that seed an empty database (``None``: no seed).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        vocabulary: Vocabulary,
+        classes: Sequence[str],
+        shipped_ratings: str | Path | None = SHIPPED_RATINGS,
+        shipped_pairwise: str | Path | None = SHIPPED_PAIRWISE,
+    ) -> None:
+        super().__init__(path)
+        self.vocabulary = vocabulary
+        self.classes = list(classes)
+        self.shipped_ratings = shipped_ratings
+        self.shipped_pairwise = shipped_pairwise
+        self._initialise()
+
     def _initialise(self) -> None:
-        if self._memory is None:
-            self._enable_wal()
         with self._write() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -225,6 +250,25 @@ class JudgmentsStore:
             )
         return int(cur.lastrowid)
 
+    def add_ratings(self, rater: str, items: Sequence[tuple[str, str, int]]) -> list[int]:
+        """Add several ratings by one ``rater`` - ``(concept, class, rating)`` each - as one transaction:
+        every item is validated first, then all are committed together or none is. Returns their ids."""
+        where = "rating"
+        rater = check_rater_name(rater, where)
+        rows = []
+        for concept, cls, rating in items:
+            check_clause_ids(concept, cls, self.vocabulary, self.classes, where)
+            rows.append((rater, concept, cls, check_rating_value(rating, where)))
+        if len({(c, k) for _, c, k, _ in rows}) < len(rows):
+            raise InputError(f"{where}: the same clause is rated twice in one batch; give each clause once")
+        now = _now()
+        ids = []
+        with self._write() as conn:
+            for row in rows:
+                cur = conn.execute(f"INSERT INTO ratings ({_RATING_FIELDS}) VALUES (?, ?, ?, ?, 'user', ?)", (*row, now))
+                ids.append(int(cur.lastrowid))
+        return ids
+
     def add_pairwise(self, rater: str, hypothesis_a: str | Hypothesis, hypothesis_b: str | Hypothesis, preferred: str) -> int:
         """Add one pairwise preference (``preferred`` is ``"a"`` or ``"b"``). Returns its id."""
         where = "pairwise judgment"
@@ -256,6 +300,7 @@ class JudgmentsStore:
                 )
                 conn.execute(f"DELETE FROM {table}")
             self._seed(conn)
+            _next_epoch(conn)
         return backup_id
 
     def restore(self, backup_id: int) -> None:
@@ -285,6 +330,7 @@ class JudgmentsStore:
                     "WHERE backup_id = ?",
                     (backup_id,),
                 )
+            _next_epoch(conn)
 
     # ------------------------------------------------------------------ reads
     def ratings(self) -> pd.DataFrame:
@@ -315,6 +361,55 @@ class JudgmentsStore:
         return pd.DataFrame(rows, columns=list(BACKUP_COLUMNS)).astype(
             {"id": np.int64, "n_ratings": np.int64, "n_pairwise": np.int64}
         )
+
+    # ------------------------------------------------------------------ z* after each re-solve
+    def log_z_star(self, run_id: str, n_ratings: int, support: Iterable[tuple[str, str]]) -> int:
+        """Record that z* of run ``run_id``, re-solved on ``n_ratings`` ratings, uses the clauses ``support``.
+
+        Returns the entry's id. The entry belongs to the current set of judgments: :meth:`reset` and
+        :meth:`restore` start a new log.
+        """
+        where = "z* log"
+        run_id = check_run_id(run_id, where)
+        if isinstance(n_ratings, bool) or not isinstance(n_ratings, (int, np.integer)) or n_ratings < 0:
+            raise InputError(f"{where}: n_ratings must be a non-negative integer, got {n_ratings!r}")
+        pairs = sorted({(str(k), str(c)) for k, c in support})
+        for concept, cls in pairs:
+            check_clause_ids(concept, cls, self.vocabulary, self.classes, where)
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO zstar_log (run_id, epoch, n_ratings, support, created) VALUES (?, ?, ?, ?, ?)",
+                (run_id, _epoch(conn), int(n_ratings), json.dumps(pairs), _now()),
+            )
+        return int(cur.lastrowid)
+
+    def z_star_log(self, run_id: str) -> list[tuple[int, frozenset[tuple[str, str]]]]:
+        """``(n_ratings, clause set)`` of every z* logged for ``run_id`` since the last reset or restore, oldest first."""
+        run_id = check_run_id(run_id, "z* log")
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT n_ratings, support FROM zstar_log WHERE run_id = ? AND epoch = ? ORDER BY id", (run_id, _epoch(conn))
+            ).fetchall()
+        return [(int(n), frozenset((k, c) for k, c in json.loads(text))) for n, text in rows]
+
+
+def check_run_id(value: Any, where: str) -> str:
+    """A run id fit to store: a non-empty one-line string of at most :data:`MAX_RUN_ID_LENGTH` characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{where}: run id must be a non-empty string, got {value!r}")
+    if len(value) > MAX_RUN_ID_LENGTH or any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
+        raise InputError(f"{where}: run id must be one line of at most {MAX_RUN_ID_LENGTH} characters")
+    return value
+
+
+def _epoch(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _next_epoch(conn: sqlite3.Connection) -> None:
+    """A new set of judgments begins (inside the caller's transaction): later z* logs start afresh."""
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (str(_epoch(conn) + 1),))
 
 
 def _now() -> str:

@@ -1,8 +1,8 @@
 """executor=ray: the per-image work as Ray Data pipelines on a local 2-worker Ray, against the local path.
 
 The world is a small Waterbirds-layout data set written by the tests (``byod_fixtures``), decoded lazily
-on the ray path (in the workers); the backbone is a tiny ResNet trained and saved by the test
-(``save_checkpoint``, as in test_checkpoint.py). Nothing is downloaded.
+on the ray path (in the workers); the backbone is a tiny ResNet with random weights saved by the test
+(``save_pretrained``). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import ray
-from test_checkpoint import save_checkpoint
+import torch
 
+from igcore.baseline import build_model
 from igcore.config import RayConfig, load_config
 from igcore.errors import InputError
 from igcore.executors import LocalExecutor, RayExecutor
@@ -31,10 +32,10 @@ from igcore.worlds.imageset import decoding
 WORKERS = 2
 SMALL_RUN = [
     "baseline.epochs=2", "baseline.batch_size=16", "concepts.epochs=2", "features.batch_size=8", "ray.batch_size=8",
-    f"ray.workers={WORKERS}", "microscope.per_group=2", 'microscope.methods=["integrated_gradients","saliency","grad_cam"]',
+    f"ray.workers={WORKERS}", "microscope.per_group=2", 'microscope.models=["erm"]', 'microscope.methods=["integrated_gradients","saliency"]',
     "microscope.params.integrated_gradients.n_steps=4", "microscope.tcav.n_random=2", "microscope.tcav.n_concept_images=4",
     "microscope.tcav.n_inputs=4", "microscope.tcav.repeats=1", "microscope.tcav.n_controls=1", 'microscope.tcav.layers=["penultimate"]',
-    "microscope.sanity.n_images=2", "microscope.counterfactuals.attribution_per_group=1", "microscope.counterfactuals.n_steps=4",
+    "microscope.sanity.n_images=1", "microscope.counterfactuals.attribution_per_group=1", "microscope.counterfactuals.n_steps=4",
     "microscope.counterfactuals.n_resamples=200", "search.n_ranked=4", "search.max_depth=3",
 ]
 
@@ -54,7 +55,9 @@ def cluster():
 def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ray")
     found = fx.make_waterbirds(root / "data", n=64)
-    found["backbone"] = save_checkpoint(root / "backbone", "resnet-tiny", ["a", "b"])
+    torch.manual_seed(0)  # a tiny ResNet with random weights: features are a fixed function of the pixels all the same
+    build_model("resnet-tiny", 2, 40).save_pretrained(root / "backbone", safe_serialization=True)
+    found["backbone"] = root / "backbone"
     found["cache"] = root / "cache"
     return found
 
@@ -72,10 +75,11 @@ def test_ray_path_gives_the_local_paths_answers(cluster: RayExecutor, data: dict
                                        on_load=lambda done, total: loads.append((done, total))))
     assert local.complete and remote.complete and remote.manifest["executor"] == "ray"
     summary = remote.metrics["features"]
-    assert summary["executor"] == "ray" and summary["workers"] == WORKERS and summary["peak_rss_mb_per_worker"] > 0
+    # both actors start; on a data set this small the first one up may answer every batch
+    assert summary["executor"] == "ray" and 1 <= summary["workers"] <= WORKERS and summary["peak_rss_mb_per_worker"] > 0
     assert remote.info().stages["world"].model_extra["load"]["cache"] == "lazy"  # nothing decoded up front
     n = sum(remote.metrics["world"]["sizes"].values())
-    assert loads[-1] == (n, n) and len(loads) == -(-n // 8) or len(loads) >= n // 64  # progress per batch, to the end
+    assert loads[-1] == (n, n) and len(loads) >= n // 8  # progress after every batch of 8, to the end
 
     for name in ("features", "concept_scores"):
         a, b = local.tensors(name), remote.tensors(name)
@@ -125,8 +129,13 @@ def test_ray_without_a_backbone_is_refused_in_one_line() -> None:
 def test_an_unreadable_image_fails_the_ray_run(cluster: RayExecutor, data: dict[str, Path], tmp_path: Path) -> None:
     broken = tmp_path / "data"
     fx.make_waterbirds(broken, n=24, with_cub=False)
-    victim = sorted(broken.rglob("*.jpg"))[0]
+    victim = broken / pd.read_csv(broken / "metadata.csv")["img_filename"][0]  # image 0: in the train split
     victim.write_bytes(b"not an image")
+    with decoding("lazy"):  # the world is built (files exist); the bad bytes are found by a worker
+        train = make_world("waterbirds", root=str(broken), cache_dir=str(tmp_path / "cache")).split("train").images
+    make = lambda: FeatureExtractor(data["backbone"], 4, "cpu")  # noqa: E731
+    with pytest.raises(InputError, match=f"1 image file is missing or unreadable, first: .*{victim.name}"):
+        RayExecutor(RayConfig(workers=WORKERS), progress=False).map_batches(make, train, 4)
     sets = [*SMALL_RUN, "world.name=waterbirds", f"world.root={broken}", f"world.cache_dir={tmp_path / 'cache'}",
             f"features.backbone={data['backbone']}", "executor=ray", "run_id=broken"]
     with pytest.raises(InputError, match=f"1 image file is missing or unreadable, first: .*{victim.name}"):

@@ -60,6 +60,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_seconds() -> float:
+    """CPU time (user + system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class LocalExecutor:
     """This process, one batch after another (``progress``: a tqdm bar; ``on_progress(done, total)``)."""
 
@@ -135,7 +141,7 @@ class _BatchWorker:
 
     Each output batch carries the rows it answers (the driver puts them in order), the decoding error of
     each row ("" when none: bad files are reported together, as by the local path), and this process's
-    id and peak resident memory (what the run reports as memory per worker).
+    id, peak resident memory (what the run reports as memory per worker) and CPU time so far.
     """
 
     def __init__(self, make_fn: Callable[[], BatchFn], loader: _FileRows | _ArrayRows, threads: int) -> None:
@@ -155,6 +161,7 @@ class _BatchWorker:
             "error": np.asarray(errors, dtype=object),
             "pid": np.full(len(rows), os.getpid(), dtype=np.int64),
             "peak_rss_mb": np.full(len(rows), _peak_rss_mb(), dtype=np.float64),
+            "cpu_seconds": np.full(len(rows), _cpu_seconds(), dtype=np.float64),
         }
 
 
@@ -260,7 +267,8 @@ class RayExecutor:
         out: np.ndarray | None = None
         errors: dict[int, str] = {}
         done = 0
-        workers: dict[int, float] = self.stats["workers"]
+        workers: dict[int, float] = self.stats["workers"]  # pid -> peak RSS, MiB
+        cpu_seconds: dict[int, float] = self.stats.setdefault("cpu_seconds", {})  # pid -> CPU seconds used
         with tqdm(total=n, desc=f"{desc} (ray, {self.settings.workers} workers)", unit="img",
                   disable=not self.progress, leave=False) as bar:
             for batch in self.dataset(make_fn, images, batch_size).iter_batches(batch_size=None, batch_format="numpy"):
@@ -271,8 +279,9 @@ class RayExecutor:
                     if out is None:
                         out = np.empty((n, *batch["out"].shape[1:]), dtype=batch["out"].dtype)
                     out[rows] = batch["out"]
-                for pid, rss in zip(batch["pid"], batch["peak_rss_mb"], strict=True):
+                for pid, rss, cpu in zip(batch["pid"], batch["peak_rss_mb"], batch["cpu_seconds"], strict=True):
                     workers[int(pid)] = max(workers.get(int(pid), 0.0), round(float(rss), 1))
+                    cpu_seconds[int(pid)] = max(cpu_seconds.get(int(pid), 0.0), float(cpu))
                 done += len(rows)
                 bar.update(len(rows))
                 if self.on_progress:

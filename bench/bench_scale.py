@@ -97,24 +97,29 @@ def measure(mode: str, data: Path, n: int | None, workers: int, batch_size: int,
         worker_rss, worker_cpu = executor.stats["workers"], executor.stats.get("cpu_seconds", {})
         extra = {}
     seconds = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     (t0, d0), (t1, d1) = marks[0], marks[-1]
     return {
         "mode": mode, "workers": workers if mode == "ray" else 1, "images": len(out), "dim": int(out.shape[1]),
         "seconds": round(seconds, 2), "images_per_second": round(len(out) / seconds, 1),
         "steady_images_per_second": round((d1 - d0) / max(t1 - t0, 1e-9), 1),
-        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "seconds_to_first_result": round(t0 - start, 2),
+        "driver_cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+        "driver_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "worker_peak_rss_mb": sorted(worker_rss.values()), "worker_cpu_seconds": sorted(round(c, 1) for c in worker_cpu.values()),
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()], **extra,
     }
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| path | workers | images | seconds | images/s (whole call) | images/s (steady) | driver peak RSS MiB | worker peak RSS MiB | worker CPU s | load before → after |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| path | workers | images | seconds | s to first result | images/s (whole call) | images/s (steady) | driver peak RSS MiB "
+             "| driver CPU s | worker peak RSS MiB | worker CPU s | load before → after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lines.append(
-            f"| {r['mode']} | {r['workers']} | {r['images']} | {r['seconds']} | {r['images_per_second']} | {r['steady_images_per_second']} "
-            f"| {r['driver_peak_rss_mb']} | {', '.join(map(str, r['worker_peak_rss_mb'])) or '–'} "
+            f"| {r['mode']} | {r['workers']} | {r['images']} | {r['seconds']} | {r['seconds_to_first_result']} | {r['images_per_second']} "
+            f"| {r['steady_images_per_second']} | {r['driver_peak_rss_mb']} | {r['driver_cpu_seconds']} "
+            f"| {', '.join(map(str, r['worker_peak_rss_mb'])) or '–'} "
             f"| {', '.join(map(str, r['worker_cpu_seconds'])) or '–'} | {r['load_before'][0]} → {r['load_after'][0]} |"
         )
     return "\n".join(lines)

@@ -197,9 +197,10 @@ class RayExecutor:
             return
         s = self.settings
         address = s.address or os.environ.get("RAY_ADDRESS")
-        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
         if address:
-            # Another machine's workers import igcore from the package this driver ships them.
+            # Another machine's workers import igcore from the package this driver ships them; the
+            # cluster's own settings (CPUs, object store, dashboard) are its operator's.
             ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]}, **quiet)
         else:
             self._temp_dir = tempfile.mkdtemp(prefix="ig-ray-")
@@ -209,6 +210,7 @@ class RayExecutor:
                 object_store_memory=s.object_store_mb * 2**20,
                 _temp_dir=self._temp_dir,
                 runtime_env={"env_vars": {"PYTHONPATH": path}},
+                include_dashboard=False,
                 **quiet,
             )
         self._started = True
@@ -245,9 +247,12 @@ class RayExecutor:
         else:
             loader = _ArrayRows([ray.put(np.ascontiguousarray(images))])
         table = pd.DataFrame(columns)
-        # One block per batch: fine-grained scheduling, progress and retries; a block is row numbers and paths.
-        blocks = [table.iloc[lo : lo + batch_size] for lo in range(0, n, batch_size)]
         s = self.settings
+        # A block (row numbers and paths: bytes per image) is one task for an actor, which maps it batch by
+        # batch: at least ~8 blocks per worker to balance the load, at most 16 batches per block so that
+        # a large data set is not thousands of tasks for the driver to schedule (it shares the machine).
+        per_block = batch_size * min(16, max(1, n // (batch_size * s.workers * 8)))
+        blocks = [table.iloc[lo : lo + per_block] for lo in range(0, n, per_block)]
         return ray.data.from_pandas(blocks).map_batches(
             _BatchWorker,
             fn_constructor_kwargs={"make_fn": make_fn, "loader": loader, "threads": s.threads_per_worker},

@@ -25,6 +25,7 @@ import resource
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -165,6 +166,22 @@ class _BatchWorker:
         }
 
 
+def _loopback_only(on: bool) -> bool:
+    """Make a local cluster's processes listen and talk on the loopback address (``on``); returns the old setting.
+
+    On Linux Ray advertises a node by its network address even on one machine; its single-machine mode
+    (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read into ``ray_constants.ENABLE_RAY_CLUSTER`` when Ray is
+    imported) uses 127.0.0.1 instead, so a local cluster is reachable from this machine only. Set for
+    the processes Ray starts (environment) and for this one (the constant); restored by :meth:`RayExecutor.close`.
+    """
+    from ray._private import ray_constants
+
+    before = not ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0" if on else "1"
+    ray_constants.ENABLE_RAY_CLUSTER = not on
+    return before
+
+
 def _igcore_root() -> str:
     """The folder that holds the ``igcore`` package (what workers put on their ``sys.path``)."""
     return str(Path(__file__).resolve().parent.parent)
@@ -175,8 +192,9 @@ class RayExecutor:
 
     Connects to ``settings.address`` or ``$RAY_ADDRESS`` when given (an existing cluster: the run
     directory, the backbone and the image files must be at the same paths on every node — shared
-    storage), else starts a local cluster of ``workers × threads_per_worker`` CPUs on this machine with
-    a bounded object store, no dashboard, logs in a temporary folder, and stops it in :meth:`close`.
+    storage), else starts a local cluster of ``workers × threads_per_worker`` CPUs on this machine (on
+    the loopback address) with a bounded object store, no dashboard, logs in a temporary folder, and
+    stops it in :meth:`close`.
     A Ray already initialised by the caller is used as it is and left running.
     """
 
@@ -187,6 +205,7 @@ class RayExecutor:
         self.stats: dict[str, Any] = {"images": 0, "seconds": 0.0, "workers": {}}
         self._started = False
         self._temp_dir: str | None = None
+        self._loopback: bool | None = None  # Ray's single-machine setting before a local cluster changed it
 
     # -- the cluster ---------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -203,6 +222,7 @@ class RayExecutor:
             # cluster's own settings (CPUs, object store, dashboard) are its operator's.
             ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]}, **quiet)
         else:
+            self._loopback = _loopback_only(True)
             self._temp_dir = tempfile.mkdtemp(prefix="ig-ray-")
             path = os.pathsep.join(p for p in (_igcore_root(), os.environ.get("PYTHONPATH", "")) if p)
             ray.init(
@@ -214,7 +234,6 @@ class RayExecutor:
                 **quiet,
             )
         self._started = True
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
 
     def close(self) -> None:
         """Stop the local cluster this executor started (a cluster it joined, or found running, stays)."""
@@ -224,6 +243,8 @@ class RayExecutor:
 
         ray.shutdown()
         self._started = False
+        if self._loopback is not None:
+            _loopback_only(self._loopback)
         if self._temp_dir:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
@@ -236,6 +257,7 @@ class RayExecutor:
         import ray.data
 
         self.connect()
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # importing ray.data set its own level
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the executor draws one bar of its own
         context.print_on_execution_start = False
@@ -253,16 +275,20 @@ class RayExecutor:
         # a large data set is not thousands of tasks for the driver to schedule (it shares the machine).
         per_block = batch_size * min(16, max(1, n // (batch_size * s.workers * 8)))
         blocks = [table.iloc[lo : lo + per_block] for lo in range(0, n, per_block)]
-        return ray.data.from_pandas(blocks).map_batches(
-            _BatchWorker,
-            fn_constructor_kwargs={"make_fn": make_fn, "loader": loader, "threads": s.threads_per_worker},
-            batch_size=batch_size,
-            batch_format="numpy",
-            concurrency=s.workers,
-            num_cpus=s.threads_per_worker,
-            max_restarts=s.max_retries,
-            max_task_retries=s.max_retries,
-        )
+        with warnings.catch_warnings():
+            # Bounded retries have no named parameter yet (Ray Data's default is to retry forever); the
+            # remote-args form they need is deprecated for removal in Ray 2.64, hence requirements' bound.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*is deprecated")
+            return ray.data.from_pandas(blocks).map_batches(
+                _BatchWorker,
+                fn_constructor_kwargs={"make_fn": make_fn, "loader": loader, "threads": s.threads_per_worker},
+                batch_size=batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=s.workers),
+                num_cpus=s.threads_per_worker,
+                max_restarts=s.max_retries,
+                max_task_retries=s.max_retries,
+            )
 
     def map_batches(self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "") -> np.ndarray:
         n = len(images)

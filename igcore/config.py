@@ -318,6 +318,19 @@ class DFRConfig(Settings):
     C: float = Field(1.0, gt=0, description="inverse L1 strength of the last-layer logistic regression")
 
 
+class RayConfig(Settings):
+    """The ``executor=ray`` path: per-image work as Ray Data pipelines (docs/SCALE.md)."""
+
+    address: str | None = Field(
+        None, description="an existing Ray cluster (e.g. auto, ray://head:10001); null = $RAY_ADDRESS, else a local cluster here"
+    )
+    workers: int = Field(2, ge=1, le=4096, description="actors in the pool that holds the backbone (local cluster: its CPUs)")
+    threads_per_worker: int = Field(1, ge=1, le=256, description="torch threads (and CPUs reserved) per worker")
+    batch_size: int = Field(64, ge=1, le=4096, description="images per map_batches call (one backbone forward pass)")
+    object_store_mb: int = Field(512, ge=100, le=1_048_576, description="object store of a local cluster, MiB (bounds the data in flight)")
+    max_retries: int = Field(3, ge=0, le=100, description="restarts of a dead worker actor, and retries of its batches, before the run fails")
+
+
 def _default_world() -> WorldParams:
     from igcore.worlds import world_params_class
 
@@ -342,6 +355,8 @@ class Config(Settings):
     peers: list[str] = Field([], description="peer methods to run: groupdro, jtt, dfr")
     jtt: JTTConfig = Field(default_factory=JTTConfig)
     dfr: DFRConfig = Field(default_factory=DFRConfig)
+    executor: Literal["local", "ray"] = Field("local", description="where per-image work runs: local (this process) | ray (Ray Data, ray.*)")
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     @field_validator("run_id")
     @classmethod
@@ -364,6 +379,18 @@ class Config(Settings):
                 f"peers ({', '.join(self.peers)}) train whole image models and cannot be compared with linear heads on "
                 "frozen features; run them without features.backbone"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _ray_streams_features(self) -> Config:
+        # The ray path streams images through the frozen backbone once; models train on the cached features.
+        if self.executor == "ray" and not self.features.backbone:
+            raise ValueError(
+                "executor=ray streams images through a frozen backbone and trains on its features; "
+                "set features.backbone=<save_pretrained folder> (or use executor=local to train whole image models)"
+            )
+        if self.executor == "ray" and self.baseline.checkpoint:
+            raise ValueError("executor=ray does not score a user's baseline.checkpoint; run it with executor=local")
         return self
 
     def public(self) -> dict[str, Any]:

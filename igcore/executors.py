@@ -3,39 +3,340 @@
 A stage that scores images (backbone features, concept scores, predictions) hands the executor a factory
 ``make_fn() -> fn`` and the images; ``fn(batch) -> array`` maps a uint8 batch (B, H, W, 3) to a result
 with one row per image. The factory (not the function) crosses process boundaries, so each worker builds
-its model once. :class:`LocalExecutor` runs in this process, batch by batch, with a progress bar; every
-executor returns the same array in the same row order.
+its model once. Every executor returns the same array in the same row order:
+
+- :class:`LocalExecutor` runs in this process, batch by batch, with a progress bar (``executor=local``).
+- :class:`RayExecutor` runs a Ray Data pipeline (``executor=ray``, docs/SCALE.md): a dataset with one
+  row per image (its row number, and its file when the world decodes lazily), ``map_batches`` over an
+  actor pool of ``ray.workers`` actors that each build the model once, decode their own images with the
+  engine's decode function (:func:`igcore.worlds.images.decode`) and run ``fn``; the driver only
+  receives the results. A dead actor is restarted and its batches retried (``ray.max_retries``).
+
+The images are a numpy array (worlds drawn in memory) or :class:`~igcore.worlds.images.LazyImages`
+(photographs decoded on demand): the local executor decodes those one batch at a time, the ray
+executor in its workers.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import resource
+import shutil
+import tempfile
+import time
+import warnings
 from collections.abc import Callable
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from igcore.errors import InputError
+from igcore.worlds.images import LazyImages, ProgressFn, decode
+
+if TYPE_CHECKING:
+    from igcore.config import Config, RayConfig
+
 BatchFn = Callable[[np.ndarray], np.ndarray]
+Images = np.ndarray | LazyImages
 
 
 class Executor(Protocol):
     name: str
+    stats: dict[str, Any]
 
-    def map_batches(self, make_fn: Callable[[], BatchFn], images: np.ndarray, batch_size: int, desc: str = "") -> np.ndarray:
+    def map_batches(self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "") -> np.ndarray:
         """``fn(batch)`` over ``images`` in batches, concatenated in the images' order."""
         ...
 
+    def close(self) -> None:
+        """Release what the executor started (a local Ray cluster)."""
+        ...
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) this process has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
 
 class LocalExecutor:
-    """This process, one batch after another (``progress``: a tqdm bar)."""
+    """This process, one batch after another (``progress``: a tqdm bar; ``on_progress(done, total)``)."""
 
     name = "local"
 
-    def __init__(self, progress: bool = True) -> None:
-        self.progress = progress
+    def __init__(self, progress: bool = True, on_progress: ProgressFn | None = None) -> None:
+        self.progress, self.on_progress = progress, on_progress
+        self.stats: dict[str, Any] = {"images": 0, "seconds": 0.0, "workers": {}}
 
-    def map_batches(self, make_fn: Callable[[], BatchFn], images: np.ndarray, batch_size: int, desc: str = "") -> np.ndarray:
+    def map_batches(self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "") -> np.ndarray:
+        start = time.perf_counter()
         fn = make_fn()
-        parts = [fn(images[start : start + batch_size])
-                 for start in tqdm(range(0, len(images), batch_size), desc=desc, disable=not self.progress, leave=False)]
+        parts = []
+        for lo in tqdm(range(0, len(images), batch_size), desc=desc, disable=not self.progress, leave=False):
+            parts.append(fn(images[lo : lo + batch_size]))  # LazyImages decode just this batch
+            if self.on_progress:
+                self.on_progress(min(lo + batch_size, len(images)), len(images))
+        self._record(len(images), time.perf_counter() - start)
         return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+
+    def _record(self, n: int, seconds: float) -> None:
+        self.stats["images"] += n
+        self.stats["seconds"] += seconds
+        self.stats["workers"] = {os.getpid(): round(_peak_rss_mb(), 1)}
+
+    def close(self) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ Ray
+
+
+class _FileRows:
+    """Pixels of a batch of rows decoded from their files inside the worker (lazy worlds)."""
+
+    def __init__(self, size: int, policy: str) -> None:
+        self.size, self.policy = size, policy
+
+    def open(self) -> _FileRows:
+        return self
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
+        images = np.empty((len(batch["row"]), self.size, self.size, 3), dtype=np.uint8)
+        errors = [""] * len(images)
+        for i, path in enumerate(batch["path"]):
+            try:
+                images[i] = decode(Path(str(path)), self.size, self.policy)[0]
+            except Exception as exc:  # noqa: BLE001 - PIL's many exception types all mean "unreadable"
+                errors[i] = f"{type(exc).__name__}: {exc}"
+        return images, errors
+
+
+class _ArrayRows:
+    """Pixels of a batch of rows read from one in-memory array put in the object store (worlds drawn in memory)."""
+
+    def __init__(self, holder: list[Any]) -> None:
+        self.holder = holder  # [ObjectRef]: a list, so Ray passes the reference rather than the array
+        self.images: np.ndarray | None = None
+
+    def open(self) -> _ArrayRows:
+        import ray
+
+        self.images = ray.get(self.holder[0])  # zero-copy view of the shared array
+        return self
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
+        assert self.images is not None
+        return self.images[batch["row"]], [""] * len(batch["row"])
+
+
+class _BatchWorker:
+    """A Ray Data actor: builds the model once (``make_fn``), then maps batches of rows to results.
+
+    Each output batch carries the rows it answers (the driver puts them in order), the decoding error of
+    each row ("" when none: bad files are reported together, as by the local path), and this process's
+    id, peak resident memory (what the run reports as memory per worker) and CPU time so far.
+    """
+
+    def __init__(self, make_fn: Callable[[], BatchFn], loader: _FileRows | _ArrayRows, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self.fn = make_fn()
+        self.loader = loader.open()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = np.asarray(batch["row"], dtype=np.int64)
+        images, errors = self.loader(batch)
+        out = np.zeros((len(rows), 0), np.float32) if any(errors) else np.asarray(self.fn(images))
+        return {
+            "row": rows,
+            "out": out,
+            "error": np.asarray(errors, dtype=object),
+            "pid": np.full(len(rows), os.getpid(), dtype=np.int64),
+            "peak_rss_mb": np.full(len(rows), _peak_rss_mb(), dtype=np.float64),
+            "cpu_seconds": np.full(len(rows), _cpu_seconds(), dtype=np.float64),
+        }
+
+
+def _loopback_only(on: bool) -> bool:
+    """Make a local cluster's processes listen and talk on the loopback address (``on``); returns the old setting.
+
+    On Linux Ray advertises a node by its network address even on one machine; its single-machine mode
+    (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read into ``ray_constants.ENABLE_RAY_CLUSTER`` when Ray is
+    imported) uses 127.0.0.1 instead, so a local cluster is reachable from this machine only. Set for
+    the processes Ray starts (environment) and for this one (the constant); restored by :meth:`RayExecutor.close`.
+    """
+    from ray._private import ray_constants
+
+    before = not ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0" if on else "1"
+    ray_constants.ENABLE_RAY_CLUSTER = not on
+    return before
+
+
+def _igcore_root() -> str:
+    """The folder that holds the ``igcore`` package (what workers put on their ``sys.path``)."""
+    return str(Path(__file__).resolve().parent.parent)
+
+
+class RayExecutor:
+    """Ray Data: ``map_batches`` with a pool of ``settings.workers`` actors that hold the model.
+
+    Connects to ``settings.address`` or ``$RAY_ADDRESS`` when given (an existing cluster: the run
+    directory, the backbone and the image files must be at the same paths on every node — shared
+    storage), else starts a local cluster of ``workers × threads_per_worker`` CPUs on this machine (on
+    the loopback address) with a bounded object store, no dashboard, logs in a temporary folder, and
+    stops it in :meth:`close`.
+    A Ray already initialised by the caller is used as it is and left running.
+    """
+
+    name = "ray"
+
+    def __init__(self, settings: RayConfig, progress: bool = True, on_progress: ProgressFn | None = None) -> None:
+        self.settings, self.progress, self.on_progress = settings, progress, on_progress
+        self.stats: dict[str, Any] = {"images": 0, "seconds": 0.0, "workers": {}}
+        self._started = False
+        self._temp_dir: str | None = None
+        self._loopback: bool | None = None  # Ray's single-machine setting before a local cluster changed it
+
+    # -- the cluster ---------------------------------------------------------------------------------
+    def connect(self) -> None:
+        """Join the configured cluster, or start a bounded local one (once)."""
+        import ray
+
+        if ray.is_initialized():
+            return
+        s = self.settings
+        address = s.address or os.environ.get("RAY_ADDRESS")
+        quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+        if address:
+            # Another machine's workers import igcore from the package this driver ships them; the
+            # cluster's own settings (CPUs, object store, dashboard) are its operator's.
+            ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]}, **quiet)
+        else:
+            self._loopback = _loopback_only(True)
+            self._temp_dir = tempfile.mkdtemp(prefix="ig-ray-")
+            path = os.pathsep.join(p for p in (_igcore_root(), os.environ.get("PYTHONPATH", "")) if p)
+            ray.init(
+                num_cpus=s.workers * s.threads_per_worker,
+                object_store_memory=s.object_store_mb * 2**20,
+                _temp_dir=self._temp_dir,
+                runtime_env={"env_vars": {"PYTHONPATH": path}},
+                include_dashboard=False,
+                **quiet,
+            )
+        self._started = True
+
+    def close(self) -> None:
+        """Stop the local cluster this executor started (a cluster it joined, or found running, stays)."""
+        if not self._started:
+            return
+        import ray
+
+        ray.shutdown()
+        self._started = False
+        if self._loopback is not None:
+            _loopback_only(self._loopback)
+        if self._temp_dir:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+
+    # -- the work ----------------------------------------------------------------------------------
+    def dataset(self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int) -> Any:
+        """The Ray Data pipeline (not yet executed): one row per image, mapped by the actor pool."""
+        import pandas as pd
+        import ray
+        import ray.data
+
+        self.connect()
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # importing ray.data set its own level
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the executor draws one bar of its own
+        context.print_on_execution_start = False
+        n = len(images)
+        columns: dict[str, Any] = {"row": np.arange(n, dtype=np.int64)}
+        if isinstance(images, LazyImages):
+            columns["path"] = images.paths
+            loader: _FileRows | _ArrayRows = _FileRows(images.source.size, images.source.policy)
+        else:
+            loader = _ArrayRows([ray.put(np.ascontiguousarray(images))])
+        table = pd.DataFrame(columns)
+        s = self.settings
+        # A block (row numbers and paths: bytes per image) is one task for an actor, which maps it batch by
+        # batch: at least ~8 blocks per worker to balance the load, at most 16 batches per block so that
+        # a large data set is not thousands of tasks for the driver to schedule (it shares the machine).
+        per_block = batch_size * min(16, max(1, n // (batch_size * s.workers * 8)))
+        blocks = [table.iloc[lo : lo + per_block] for lo in range(0, n, per_block)]
+        with warnings.catch_warnings():
+            # Bounded retries have no named parameter yet (Ray Data's default is to retry forever); the
+            # remote-args form they need is deprecated for removal in Ray 2.64, hence requirements' bound.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*is deprecated")
+            return ray.data.from_pandas(blocks).map_batches(
+                _BatchWorker,
+                fn_constructor_kwargs={"make_fn": make_fn, "loader": loader, "threads": s.threads_per_worker},
+                batch_size=batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=s.workers),
+                num_cpus=s.threads_per_worker,
+                max_restarts=s.max_retries,
+                max_task_retries=s.max_retries,
+            )
+
+    def map_batches(self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "") -> np.ndarray:
+        n = len(images)
+        if n == 0:
+            return np.zeros((0,), np.float32)
+        start = time.perf_counter()
+        out: np.ndarray | None = None
+        errors: dict[int, str] = {}
+        done = 0
+        workers: dict[int, float] = self.stats["workers"]  # pid -> peak RSS, MiB
+        cpu_seconds: dict[int, float] = self.stats.setdefault("cpu_seconds", {})  # pid -> CPU seconds used
+        with tqdm(total=n, desc=f"{desc} (ray, {self.settings.workers} workers)", unit="img",
+                  disable=not self.progress, leave=False) as bar:
+            for batch in self.dataset(make_fn, images, batch_size).iter_batches(batch_size=None, batch_format="numpy"):
+                rows = batch["row"]
+                failed = {int(r): str(e) for r, e in zip(rows, batch["error"], strict=True) if e}
+                errors.update(failed)
+                if not failed:
+                    if out is None:
+                        out = np.empty((n, *batch["out"].shape[1:]), dtype=batch["out"].dtype)
+                    out[rows] = batch["out"]
+                for pid, rss, cpu in zip(batch["pid"], batch["peak_rss_mb"], batch["cpu_seconds"], strict=True):
+                    workers[int(pid)] = max(workers.get(int(pid), 0.0), round(float(rss), 1))
+                    cpu_seconds[int(pid)] = max(cpu_seconds.get(int(pid), 0.0), float(cpu))
+                done += len(rows)
+                bar.update(len(rows))
+                if self.on_progress:
+                    self.on_progress(done, n)
+        if errors:
+            self._unreadable(images, errors)
+        self.stats["images"] += n
+        self.stats["seconds"] += time.perf_counter() - start
+        assert out is not None and done == n, "the Ray pipeline returned fewer rows than it was given"
+        return out
+
+    @staticmethod
+    def _unreadable(images: Images, errors: dict[int, str]) -> None:
+        """One line naming how many files could not be decoded, and the first (as the local path says it)."""
+        bad = sorted(errors)
+        names = images.paths if isinstance(images, LazyImages) else [str(i) for i in range(len(images))]
+        if isinstance(images, LazyImages) and images.source.display is not None:
+            names = [images.source.display[r] for r in images.rows]
+        count = f"{len(bad)} image files are" if len(bad) > 1 else "1 image file is"
+        raise InputError(f"{count} missing or unreadable, first: {names[bad[0]]} ({errors[bad[0]]}); fix or remove those rows")
+
+
+def make_executor(config: Config, progress: bool = True, on_progress: ProgressFn | None = None) -> Executor:
+    """The executor ``config.executor`` names (``ray``: with the ``ray.*`` settings)."""
+    if config.executor == "ray":
+        return RayExecutor(config.ray, progress, on_progress)
+    return LocalExecutor(progress, on_progress)

@@ -36,6 +36,7 @@ from igcore.baseline import (
     to_pixels,
 )
 from igcore.errors import InputError
+from igcore.worlds.images import LazyImages
 
 
 def backbone_spec(directory: str | Path) -> InputSpec:
@@ -110,8 +111,10 @@ class LinearHeadClassifier(ImageClassifier):
         self.head_ = head_of(model)
 
     def features(self, inputs: np.ndarray) -> torch.Tensor:
-        """Features on the model's device: given ones as they are, images through the frozen backbone."""
-        inputs = np.asarray(inputs)
+        """Features on the model's device: given ones as they are, images through the frozen backbone
+        (lazily decoded images 256 at a time, so a whole split is never decoded at once)."""
+        if not isinstance(inputs, LazyImages):
+            inputs = np.asarray(inputs)
         if inputs.ndim == 2:
             return torch.as_tensor(inputs, dtype=torch.float32, device=self.device_)
         if inputs.ndim != 4:
@@ -173,7 +176,8 @@ class LinearHeadClassifier(ImageClassifier):
 
     @torch.no_grad()
     def logits(self, inputs: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        inputs = np.asarray(inputs)
+        if not isinstance(inputs, LazyImages):
+            inputs = np.asarray(inputs)
         if inputs.ndim == 4:
             return super().logits(inputs, batch_size)
         return self.head_(self.features(inputs)).float().cpu().numpy()

@@ -22,12 +22,13 @@ import torch
 from igcore.baseline import resolve_device
 from igcore.config import Config
 from igcore.context import ProgressFn, RunContext
-from igcore.executors import LocalExecutor
+from igcore.executors import make_executor
 from igcore.schema import pred_column, proba_column
 from igcore.stages import Stage, select_stages
 from igcore.store import RunStore
 from igcore.worlds import World, build_world
 from igcore.worlds.images import ProgressFn as LoadProgressFn
+from igcore.worlds.imageset import decoding
 
 
 def default_run_id(config: Config) -> str:
@@ -59,7 +60,8 @@ def prepare(
     """
     selected = select_stages(config, stages)
     device = resolve_device(config.device)
-    world = build_world(config.world, config.seed, on_load)
+    with decoding("lazy" if config.executor == "ray" else "eager"):  # ray: images are decoded in its workers
+        world = build_world(config.world, config.seed, on_load)
     for stage in selected:
         if stage.preflight is not None:
             stage.preflight(config, world)
@@ -89,20 +91,25 @@ def run_pipeline(
         writer.manifest["device"] = str(device)
         writer.manifest["stages_selected"] = [s.name for s in selected]
         writer.manifest["prepare_seconds"] = round(prepare_seconds, 3)  # checks + building (loading) the world
-        ctx = RunContext(config, world, writer, device, progress=progress, stage="world", executor=LocalExecutor(progress))
+        writer.manifest["executor"] = config.executor
+        executor = make_executor(config, progress, on_load)  # per-image work reports on_load(done, total)
+        ctx = RunContext(config, world, writer, device, progress=progress, stage="world", executor=executor)
         for text in world.notes:
             ctx.note(text)
         total_start = time.perf_counter()
-        for i, stage in enumerate(selected):
-            if on_stage:
-                on_stage(stage.name, i, len(selected))
-            ctx.stage, ctx.writes = stage.name, stage.writes
-            start = time.perf_counter()
-            info = stage.run(ctx) or {}
-            writer.record_stage(
-                stage.name, time.perf_counter() - start,
-                requires=list(stage.requirements(config)), provides=list(stage.provides), **info,
-            )
+        try:
+            for i, stage in enumerate(selected):
+                if on_stage:
+                    on_stage(stage.name, i, len(selected))
+                ctx.stage, ctx.writes = stage.name, stage.writes
+                start = time.perf_counter()
+                info = stage.run(ctx) or {}
+                writer.record_stage(
+                    stage.name, time.perf_counter() - start,
+                    requires=list(stage.requirements(config)), provides=list(stage.provides), **info,
+                )
+        finally:
+            executor.close()
         if ctx.splits is not None:
             writer.table("predictions", predictions_table(ctx))
         writer.manifest["total_seconds"] = round(time.perf_counter() - total_start, 3)

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -74,7 +74,7 @@ class LoadInfo:
     """How a load went (for notes, benchmarks and tests)."""
 
     n: int
-    cache: Literal["hit", "miss", "unwritable"]
+    cache: Literal["hit", "miss", "unwritable", "lazy"]
     seconds: float
     key: str
     cache_dir: Path
@@ -275,6 +275,42 @@ def load_images(
 
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     masks = np.empty((n, size, size), dtype=bool) if mask_files is not None else None
+    decode_into(files, size, policy, images, masks, mask_files=mask_files, names=names, workers=workers,
+                progress=progress, desc=desc)
+    meta = {"n": n, "size": size, "policy": policy, "version": CACHE_VERSION, "created": time.time()}
+    written = _write_cache(stem, images, masks, meta)
+    info = LoadInfo(n, "miss" if written else "unwritable", time.perf_counter() - start, key, cache_dir)
+    if not written:
+        info.notes.append(
+            f"the image cache directory {cache_dir} cannot be written; images will be decoded again next time"
+        )
+    return images, masks, info
+
+
+def decode_into(
+    files: Sequence[Path],
+    size: int,
+    policy: str,
+    images: np.ndarray,
+    masks: np.ndarray | None = None,
+    *,
+    mask_files: Sequence[Path] | None = None,
+    names: Sequence[str] | None = None,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+    desc: str = "images",
+    bar: bool = True,
+) -> None:
+    """Decode ``files[i]`` into ``images[i]`` (and ``mask_files[i]`` into ``masks[i]``) with a thread pool.
+
+    The one decoding loop of the engine: :func:`load_images` fills a whole data set with it and
+    :class:`LazyImages` the rows it is asked for, both through :func:`decode` / :func:`decode_mask`, so
+    a lazily decoded image is bit-for-bit the eagerly decoded one.
+
+    Raises:
+        InputError: naming how many image (or mask) files are missing or unreadable, and the first.
+    """
+    n = len(files)
     errors: dict[int, str] = {}
     mask_errors: dict[int, str] = {}
 
@@ -297,27 +333,20 @@ def load_images(
     done = 0
     with (
         ThreadPoolExecutor(max_workers=workers or default_workers()) as pool,
-        tqdm(total=n, desc=f"decoding {desc}", unit="img", disable=None, leave=False) as bar,
+        tqdm(total=n, desc=f"decoding {desc}", unit="img", disable=None if bar else True, leave=False) as shown_bar,
     ):
         futures = [pool.submit(work, lo, min(lo + _CHUNK, n)) for lo in range(0, n, _CHUNK)]
         for future in as_completed(futures):
             step = future.result()
             done += step
-            bar.update(step)
+            shown_bar.update(step)
             if progress:
                 progress(done, n)
+    shown_names = list(names) if names is not None else [str(f) for f in files]
     if errors:
-        _raise_unreadable("image", sorted(errors), names, errors)
+        _raise_unreadable("image", sorted(errors), shown_names, errors)
     if mask_errors and mask_files is not None:
         _raise_unreadable("mask", sorted(mask_errors), [str(p) for p in mask_files], mask_errors)
-    meta = {"n": n, "size": size, "policy": policy, "version": CACHE_VERSION, "created": time.time()}
-    written = _write_cache(stem, images, masks, meta)
-    info = LoadInfo(n, "miss" if written else "unwritable", time.perf_counter() - start, key, cache_dir)
-    if not written:
-        info.notes.append(
-            f"the image cache directory {cache_dir} cannot be written; images will be decoded again next time"
-        )
-    return images, masks, info
 
 
 def _raise_unreadable(kind: str, bad: list[int], names: Sequence[str], errors: dict[int, str] | None = None) -> None:
@@ -352,3 +381,103 @@ def permute_rows(array: np.ndarray, order: np.ndarray) -> None:
                 break
             array[i] = array[j]
             i = j
+
+
+# ---------------------------------------------------------------------------------------------------
+# Images decoded on demand (streaming executors)
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """The files of a data set and how to decode them: what a worker needs to decode any row itself.
+
+    ``files[i]`` (and ``mask_files[i]``) is decoded with :func:`decode` (:func:`decode_mask`) at ``size``
+    with ``policy``: the same function the eager path (:func:`load_images`) uses.
+    """
+
+    files: tuple[Path, ...]
+    size: int
+    policy: str = "stretch"
+    mask_files: tuple[Path, ...] | None = None
+    display: tuple[str, ...] | None = None
+    workers: int | None = None
+
+    def check(self) -> None:
+        """Refuse missing image or mask files with one line (as :func:`load_images` does), without decoding."""
+        if self.policy not in RESIZE_POLICIES:
+            raise InputError(f"resize must be one of {', '.join(RESIZE_POLICIES)}, got {self.policy!r}")
+        _, missing, missing_masks = _stat_key(self.files, self.mask_files, self.size, self.policy)
+        if missing:
+            _raise_unreadable("image", missing, self.display or [str(f) for f in self.files])
+        if missing_masks and self.mask_files is not None:
+            _raise_unreadable("mask", missing_masks, [str(p) for p in self.mask_files])
+
+
+class LazyImages:
+    """Rows of an :class:`ImageFiles` that behave like the uint8 (N, size, size, 3) array (or the bool
+    (N, size, size) masks, ``kind="masks"``) of the eager path, decoding only what is read.
+
+    Indexing (``x[i]``, ``x[a:b]``, ``x[index_array]``) decodes those rows and returns a numpy array, so
+    code written for arrays — a per-group sample for attributions, chunks of 256 through a model — reads
+    just what it uses. :meth:`view` selects rows without decoding (how a world hands out its splits);
+    ``np.asarray(x)`` decodes every row (what storing the pixels in a run does). :attr:`paths` is what a
+    streaming executor sends to its workers instead of pixels.
+    """
+
+    def __init__(self, source: ImageFiles, rows: np.ndarray, kind: Literal["images", "masks"] = "images") -> None:
+        if kind == "masks" and source.mask_files is None:
+            raise ValueError("these images have no mask files")
+        self.source, self.kind = source, kind
+        self.rows = np.asarray(rows, dtype=np.int64)
+
+    # -- array-like ---------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        side = self.source.size
+        return (len(self.rows), side, side, 3) if self.kind == "images" else (len(self.rows), side, side)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.kind == "images" else bool)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int | slice | np.ndarray | Sequence[int]) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return self._decode(self.rows[[int(index)]])[0]
+        return self._decode(self.rows[index])
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        out = self._decode(self.rows)
+        return out if dtype is None else out.astype(dtype)
+
+    def astype(self, dtype: Any) -> np.ndarray:
+        return np.asarray(self).astype(dtype)
+
+    # -- lazy ---------------------------------------------------------------------------------------
+    def view(self, index: slice | np.ndarray) -> LazyImages:
+        """The rows ``index`` of this one, still undecoded."""
+        return LazyImages(self.source, self.rows[index], self.kind)
+
+    @property
+    def paths(self) -> list[str]:
+        """The image file of every row, in row order."""
+        return [str(self.source.files[r]) for r in self.rows]
+
+    def _decode(self, rows: np.ndarray) -> np.ndarray:
+        src, n = self.source, len(rows)
+        images = np.empty((n, src.size, src.size, 3), dtype=np.uint8)
+        masks = np.empty((n, src.size, src.size), dtype=bool) if self.kind == "masks" else None
+        files = [src.files[r] for r in rows]
+        decode_into(
+            files, src.size, src.policy, images, masks,
+            mask_files=None if masks is None or src.mask_files is None else [src.mask_files[r] for r in rows],
+            names=None if src.display is None else [src.display[r] for r in rows],
+            workers=src.workers, bar=n > 4 * _CHUNK,
+        )
+        return images if masks is None else masks

@@ -22,16 +22,25 @@ test_train and test_eval are contiguous, and every :class:`~igcore.worlds.base.S
 (slices) of it; the concept bank is a slice too (``train+val`` is one contiguous block). A data set the
 size of Waterbirds (11,788 images) at 224 px holds 1.8 GB of pixels and 0.6 GB of masks once.
 
+**Lazy mode** (:func:`decoding`, what ``executor=ray`` builds): no pixel is decoded at construction.
+The files are checked (each one exists), the splits are the same rows in the same order, and their
+``images`` / ``masks`` are :class:`~igcore.worlds.images.LazyImages` views that decode with the same
+function as the eager path when read, so a streaming executor decodes every image in its workers and
+the engine only ever decodes the samples it looks at.
+
 Bad input raises :class:`~igcore.errors.InputError` at construction, before any image is decoded where
 the problem is in a table, with one line that says what is wrong and how to fix it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BeforeValidator, Field, StringConstraints, field_validator
@@ -39,7 +48,16 @@ from pydantic import BeforeValidator, Field, StringConstraints, field_validator
 from igcore.errors import InputError
 from igcore.settings import PathText
 from igcore.worlds.base import SPLITS, Concept, Split, Vocabulary, WorldParams
-from igcore.worlds.images import RESIZE_POLICIES, LoadInfo, ProgressFn, load_images, permute_rows
+from igcore.worlds.images import (
+    RESIZE_POLICIES,
+    ImageFiles,
+    LazyImages,
+    LoadInfo,
+    ProgressFn,
+    default_cache_dir,
+    load_images,
+    permute_rows,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +65,22 @@ if TYPE_CHECKING:
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}  # how a loader labels each row's split in ImageTable.split
 CONCEPT_BANKS: dict[str, tuple[str, ...]] = {"val": ("val",), "train": ("train",), "train+val": ("train", "val")}
 _ORDER = ("train", "val", "test_train", "test_eval")  # contiguous blocks of the image array, in this order
+
+DecodeMode = Literal["eager", "lazy"]
+_DECODE: ContextVar[DecodeMode] = ContextVar("igcore_image_decoding", default="eager")
+
+
+@contextmanager
+def decoding(mode: DecodeMode) -> Iterator[None]:
+    """Worlds of photographs built inside decode ``eager`` (every image at construction, cached) or ``lazy``
+    (on demand: :class:`~igcore.worlds.images.LazyImages`). The pipeline builds lazily for ``executor=ray``."""
+    if mode not in ("eager", "lazy"):
+        raise ValueError(f"decoding mode must be eager or lazy, got {mode!r}")
+    token = _DECODE.set(mode)
+    try:
+        yield
+    finally:
+        _DECODE.reset(token)
 
 
 @dataclass
@@ -274,21 +308,34 @@ class ImageSetWorld:
         keep = self._learnable(table, order[self._slices["concept_bank"]])
         self.vocabulary = Vocabulary(tuple(c for c, k in zip(table.vocabulary.concepts, keep, strict=True) if k))
 
-        images, masks, self.load_info = load_images(
-            table.files,
-            self.image_size,
-            policy=params.resize,
-            mask_files=table.mask_files,
-            display=table.display,
-            workers=params.workers,
-            cache_dir=Path(params.cache_dir).expanduser() if params.cache_dir is not None else None,
-            progress=progress,
-            desc=self.name,
-        )
+        if _DECODE.get() == "lazy":
+            start = time.perf_counter()
+            source = ImageFiles(
+                tuple(table.files), self.image_size, params.resize,
+                None if table.mask_files is None else tuple(table.mask_files),
+                tuple(table.display), params.workers,
+            )
+            source.check()
+            cache_dir = Path(params.cache_dir).expanduser() if params.cache_dir is not None else default_cache_dir()
+            self.load_info = LoadInfo(len(table.files), "lazy", time.perf_counter() - start, "", cache_dir)
+            images: np.ndarray | LazyImages = LazyImages(source, order)
+            masks: np.ndarray | LazyImages | None = None if table.mask_files is None else LazyImages(source, order, "masks")
+        else:
+            images, masks, self.load_info = load_images(
+                table.files,
+                self.image_size,
+                policy=params.resize,
+                mask_files=table.mask_files,
+                display=table.display,
+                workers=params.workers,
+                cache_dir=Path(params.cache_dir).expanduser() if params.cache_dir is not None else None,
+                progress=progress,
+                desc=self.name,
+            )
+            permute_rows(images, order)
+            if masks is not None:
+                permute_rows(masks, order)
         self.notes.extend(self.load_info.notes)
-        permute_rows(images, order)
-        if masks is not None:
-            permute_rows(masks, order)
         self._images, self._masks = images, masks
         self._labels = table.labels[order].astype(np.int64)
         self._background = table.background[order].astype(np.int64)
@@ -307,11 +354,11 @@ class ImageSetWorld:
             s = self._slices[name]
             self._cache[name] = Split(
                 name,
-                self._images[s],
+                _rows(self._images, s),
                 self._labels[s],
                 self._concepts[s],
                 self._background[s],
-                None if self._masks is None else self._masks[s],
+                None if self._masks is None else _rows(self._masks, s),
                 self._groups[s],
                 {k: v[s] for k, v in self._latents.items()},
             )
@@ -396,6 +443,11 @@ class ImageSetWorld:
                 "annotate concepts on those images or choose another concept_bank"
             )
         return keep
+
+
+def _rows(array: np.ndarray | LazyImages, s: slice) -> Any:
+    """Rows ``s`` of the world's pixels: a view of the array, or an undecoded view of lazy images."""
+    return array.view(s) if isinstance(array, LazyImages) else array[s]
 
 
 def resolve_inside(folder: Path, relative: Sequence[str], what: str) -> list[Path]:

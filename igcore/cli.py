@@ -203,12 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: An error line longer than this keeps its start and its end (a value quoted from a file can be huge).
+MAX_ERROR_CHARS = 600
+
+
+def one_line(message: str) -> str:
+    """``message`` as one line of at most about :data:`MAX_ERROR_CHARS` characters, whatever the data held."""
+    message = " ".join(message.splitlines())
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    half = MAX_ERROR_CHARS // 2
+    return f"{message[:half]} … ({len(message) - 2 * half} characters left out) … {message[-half:]}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
     except InputError as e:
-        message = " ".join(str(e).splitlines())  # always one line, whatever the data held
+        message = one_line(str(e))
         print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

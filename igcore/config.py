@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, SerializeAsAny, ValidationInfo, field_validator, model_validator
 
 from igcore.errors import InputError
-from igcore.settings import PathText, Settings, describe, validated
+from igcore.settings import REQUIRED, PathText, Settings, describe, validated
 from igcore.worlds.base import WorldParams
 
 RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
@@ -503,6 +503,8 @@ def default_config() -> Config:
 
 
 def _toml_value(value: Any) -> str:
+    if value is REQUIRED:
+        return repr(value)
     return "null" if value is None else json.dumps(value)
 
 
@@ -518,7 +520,10 @@ def config_text(config: Config) -> str:
     lines = []
     for key, value, default, doc in rows:
         left = f"{key} = {_toml_value(value)}"
-        changed = "" if value == default else f" (default {_toml_value(default)})"
+        if default is REQUIRED:
+            changed = " (required)"
+        else:
+            changed = "" if value == default else f" (default {_toml_value(default)})"
         lines.append(f"{left:<{width}}  # {doc}{changed}")
     return "\n".join(lines)
 

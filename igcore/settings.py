@@ -89,8 +89,19 @@ def validated(model: type[S], data: Mapping[str, Any] | S, prefix: str = "", sto
         raise InputError(one_line(e, prefix, model)) from None
 
 
+class _Required:
+    """The default of a key that has none: the person must give it (shown as ``(required)``)."""
+
+    def __repr__(self) -> str:
+        return "(required)"
+
+
+REQUIRED = _Required()
+
+
 def describe(settings: BaseModel, prefix: str = "") -> list[tuple[str, Any, Any, str]]:
-    """``(dotted key, value, default, description)`` for every leaf key of ``settings``.
+    """``(dotted key, value, default, description)`` for every leaf key of ``settings``; a key without a
+    default has :data:`REQUIRED` as its default.
 
     Nested settings are recursed by their actual class, so a section typed by a base class (the world's
     parameters) lists the keys of the class in use.
@@ -102,5 +113,6 @@ def describe(settings: BaseModel, prefix: str = "") -> list[tuple[str, Any, Any,
         if isinstance(value, BaseModel):
             rows += describe(value, key + ".")
         else:
-            rows.append((key, value, field.get_default(call_default_factory=True), field.description or ""))
+            default = REQUIRED if field.is_required() else field.get_default(call_default_factory=True)
+            rows.append((key, value, default, field.description or ""))
     return rows

@@ -15,6 +15,7 @@ from dashboard.components import charts, images, text, widgets
 from dashboard.components.style import KIND_COLORS, KIND_LABELS
 from dashboard.page import open_page
 from dashboard.run_view import HYPOTHESIS_NAMES, RunView, clause_records
+from dashboard.safe import css_color, html_text
 from igcore.hypothesis import summary_sentence
 from igcore.schema import RankedRecord
 
@@ -140,8 +141,8 @@ with session.guard("Field guide"):
             left, right = st.columns([0.35, 0.65], vertical_alignment="center")
             with left:
                 st.markdown(
-                    f"<span style='background:{KIND_COLORS[c['kind']]};color:white;border-radius:4px;padding:1px 6px;font-size:0.8em'>"
-                    f"{KIND_LABELS[c['kind']]}</span>",
+                    f"<span style='background:{css_color(KIND_COLORS.get(c['kind']))};color:white;border-radius:4px;padding:1px 6px;"
+                    f"font-size:0.8em'>{html_text(KIND_LABELS.get(c['kind'], c['kind']))}</span>",
                     unsafe_allow_html=True,
                 )
                 st.markdown(text.clause_line(c))

@@ -132,6 +132,11 @@ class SQLiteFile:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             yield conn
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # busy, locked, read-only: not the file's content
+                raise
+            raise InputError(f"{str(self.path)!r} is not a readable SQLite database ({e}); point prior.database "
+                             "at another file, or move this one away to start an empty database") from e
         finally:
             conn.close()
 

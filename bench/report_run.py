@@ -36,6 +36,47 @@ def verdict(trustworthy: bool | None) -> str:
     return {True: "passes", False: "FAILS", None: "undefined"}[trustworthy]
 
 
+def interval(x: dict) -> str:
+    return f"{x['mean']:+.3f} [{x['ci_low']:+.3f}, {x['ci_high']:+.3f}]"
+
+
+def effects_lines(run: RunView) -> list[str]:
+    """Counterfactual effects with bootstrap CIs, and where integrated gradients put the swap's evidence."""
+    rows = []
+    for model in run.examined:
+        m = run.microscope[model]
+        for kind, e in (m.get("effects") or {}).items():
+            share = (m.get("swap_attribution") or {}).get("background_share") if kind == "background" else None
+            rows.append(f"| `{model}` | {kind} | {interval(e['overall'])} | {pct(e.get('flip_rate'))} | {e['overall']['n']} | "
+                        + (f"{pct(share['mean'])} [{pct(share['ci_low'])}, {pct(share['ci_high'])}]" if share else "–") + " |")
+    if not rows:
+        return []
+    return ["", "Counterfactual effects: mean change of the log-odds of the model's own answer when only the background "
+            "(or only the object) is swapped, 95% bootstrap CI; flip rate = share of answers that change. Background share "
+            "= share of the integrated-gradients attribution of a double swap that sits on background pixels.", "",
+            "| model | swap | Δ log-odds [95% CI] | flip rate % | n | background share % [95% CI] |", "|---|---|---|---|---|---|", *rows]
+
+
+def deletion_lines(run: RunView) -> list[str]:
+    """Per clause of z* and z_baseline: how often deleting it changes L_M's answer where its concept is present / absent."""
+    lines = []
+    for key in ("z_star", "z_baseline"):
+        if run.missing(f"clause_deletion.{key}", "clause deletion") is not None:
+            continue
+        records = run.clause_deletion(key)
+        if not records:
+            continue
+        if not lines:
+            lines = ["", "Clause deletion (L_M's answers with one clause deleted; answer-change rate where the concept is "
+                     "present / absent):", "", "| hypothesis | clause | weight | present: n, changed % | absent: n, changed % | specific |",
+                     "|---|---|---|---|---|---|"]
+        for r in records:
+            lines.append(f"| {key} | {r['concept']} ⇒ {r['class']} | {r['weight']:.2f} | {r['present']['n']}, "
+                         f"{pct(r['present']['answer_change_rate'])} | {r['absent']['n']}, {pct(r['absent']['answer_change_rate'])} | "
+                         f"{r['specific']} |")
+    return lines
+
+
 def report(run: RunView, command: str) -> list[str]:
     """The Markdown lines of the report."""
     info, world, classes = run.info, run.world, run.classes
@@ -95,15 +136,28 @@ def report(run: RunView, command: str) -> list[str]:
             if "sanity" in r:
                 lines.append("  Sanity (cascading randomisation): "
                              + ", ".join(f"{k} {verdict(v.get('trustworthy'))}" for k, v in r["sanity"].items()) + ".")
+        lines += effects_lines(run)
         if run.missing("microscope.erm.tcav", "TCAV") is None:
-            lines += ["", "TCAV on `erm` (background concepts):", "", "| concept | class | layer | score | p | significant |",
-                      "|---|---|---|---|---|---|"]
+            lines += ["", "TCAV on `erm` (background concepts; score = mean over repeats, p = the largest corrected p of the "
+                      "repeats, significant = in every repeat):", "",
+                      "| concept | class | layer | score | spread | p adjusted | significant in |", "|---|---|---|---|---|---|---|"]
             for t in run.tcav():
                 if t["concept"] in BACKGROUNDS:
-                    lines.append(f"| {t['concept']} | {t['class']} | {t['layer']} | {t['score']:.2f} | {t['p_value']:.4f} | {t['significant']} |")
+                    lines.append(f"| {t['concept']} | {t['class']} | {t['layer']} | {t['score']:.2f} | {t.get('score_spread', 0):.2f} | "
+                                 f"{t['p_adjusted']:.4f} | {t.get('significant_repeats', int(t['significant']))} of {t.get('repeats', 1)} |")
+            controls = run.tcav_controls("erm")
+            if controls:
+                lines += ["", f"Random controls (image sets with no concept, judged like concepts): {controls['n_significant']} of "
+                          f"{controls['n_tests']} significant, not-significant rate **{pct(controls['not_significant_rate'])} %**"
+                          + (f" ({controls['n_unstable']} significant in some repeats only; one repeat alone: "
+                             f"{pct(controls['single_repeat_not_significant_rate'])} % of {controls['single_repeat_tests']})"
+                             if "single_repeat_tests" in controls else "") + "."]
+        lines += deletion_lines(run)
     lines += ["", "## Stage wall time (s)", "", "| stage | seconds |", "|---|---|"]
     for stage, v in info.stages.items():
-        lines.append(f"| {stage} | {v.seconds:.1f} |")
+        parts = (v.model_extra or {}).get("timings")
+        detail = f" ({', '.join(f'{k} {t:.1f}' for k, t in parts.items())})" if parts else ""
+        lines.append(f"| {stage} | {v.seconds:.1f}{detail} |")
     lines.append(f"| **total** | **{info.total_seconds or 0:.1f}** |")
     return lines
 

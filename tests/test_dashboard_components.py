@@ -57,7 +57,7 @@ def test_codec_version_problems_reset_everything(params: dict, fragment: str) ->
 def test_codec_malformed_value_falls_back(key: str, value: str) -> None:
     decoded = state.decode({"v": "1", key: value, "hyp": "2"} if key != "hyp" else {"v": "1", key: value})
     assert getattr(decoded.state, key) == getattr(state.ViewState(), key)
-    assert any("could not be read" in n for n in decoded.notes)
+    assert any("could not be read" in n or "is not a valid run id" in n for n in decoded.notes)
     assert "<script>" not in " ".join(decoded.notes) or "`<script>`" in " ".join(decoded.notes)
 
 
@@ -209,9 +209,11 @@ def test_tcav_marks_significant_unstable_and_not() -> None:
 
 
 def test_tcav_controls_sentence() -> None:
-    good = text.tcav_controls_sentence({"n_tests": 120, "n_significant": 4, "not_significant_rate": 0.9667, "repeats": 3})
-    assert good == ("Random image sets, tested exactly like concepts, came out not significant in 97% of 120 tests (3 repeats): "
-                    "the test rarely calls noise a concept.")
+    good = text.tcav_controls_sentence({"n_tests": 40, "n_significant": 1, "not_significant_rate": 0.975, "repeats": 3,
+                                        "single_repeat_not_significant_rate": 0.858})
+    assert good == ("Random image sets, tested and judged exactly like concepts, came out not significant in 98% of 40 tests "
+                    "(significant means: in every one of 3 repeats): the test rarely calls noise a concept. "
+                    "One repeat alone would have passed 86% of them, which is why one repeat is not enough.")
     bad = text.tcav_controls_sentence({"n_tests": 20, "n_significant": 5, "not_significant_rate": 0.75})
     assert bad.endswith("below the 95% a sound test reaches, so read the significant scores with care.")
     assert text.tcav_controls_sentence({}).startswith("No random image sets were tested")

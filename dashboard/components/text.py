@@ -94,11 +94,14 @@ def tcav_controls_sentence(controls: Mapping[str, Any]) -> str:
     if not n or rate is None:
         return "No random image sets were tested as controls, so there is no check of the test's false-positive rate."
     repeats = controls.get("repeats")
-    text = f"Random image sets, tested exactly like concepts, came out not significant in {100 * float(rate):.0f}% of {n} tests"
-    text += f" ({repeats} repeats)" if repeats else ""
-    if float(rate) >= 0.95:
-        return text + ": the test rarely calls noise a concept."
-    return text + ": below the 95% a sound test reaches, so read the significant scores with care."
+    text = f"Random image sets, tested and judged exactly like concepts, came out not significant in {100 * float(rate):.0f}% of {n} tests"
+    text += f" (significant means: in every one of {repeats} repeats)" if repeats and repeats > 1 else ""
+    verdict = (": the test rarely calls noise a concept." if float(rate) >= 0.95
+               else ": below the 95% a sound test reaches, so read the significant scores with care.")
+    single = controls.get("single_repeat_not_significant_rate")
+    if single is not None and repeats and repeats > 1:
+        verdict += f" One repeat alone would have passed {100 * float(single):.0f}% of them, which is why one repeat is not enough."
+    return text + verdict
 
 
 def share_sentence(attribution: Mapping[str, Mapping[str, Any]]) -> str | None:

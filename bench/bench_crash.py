@@ -30,12 +30,14 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,8 +141,19 @@ class Trial:
     problems: list[str] = field(default_factory=list)
 
 
+#: Cached attribution maps are stored as ``part-<random hex>.safetensors`` (parts are only ever added, so
+#: two writers never pick one name): runs are compared with those names masked.
+PART = re.compile(r"part-[0-9a-f]+\.safetensors$")
+
+
 def files_of(path: Path) -> set[str]:
-    return {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
+    """The run's files relative to ``path``; each cached attribution part is named by its folder and count."""
+    names: list[str] = []
+    for p in path.rglob("*"):
+        if p.is_file():
+            names.append(PART.sub("part-*.safetensors", str(p.relative_to(path))))
+    counts = Counter(names)
+    return {name if n == 1 else f"{name} ×{n}" for name, n in counts.items()}
 
 
 # ------------------------------------------------------------------------------------------ 1. runs
@@ -249,7 +262,15 @@ def kill_recomputes(work: Path, kills: int, rng: random.Random, log: list[str], 
     if sorted(info["models"]) != ["erm", "oracle"] or problems:
         trials.append(Trial(kills + 1, 0.0, False, "the next recompute", problems or ["the next recompute did not publish"]))
     strays = len([p for p in run_dir.iterdir() if p.name.startswith(".tmp-")])
-    log.append(f"the next recompute: published; temporary folders left in the run: {strays}")
+    # what killed recomputes left inside the run is listed as interrupted and removed by `igcore clean`
+    listing = finish(igcore("list", "--out", str(runs)), "igcore list")
+    listed = sum(1 for line in listing.splitlines() if "/.tmp-" in line and "interrupted" in line)
+    finish(igcore("clean", "--out", str(runs)), "igcore clean")
+    after = len([p for p in run_dir.iterdir() if p.name.startswith(".tmp-")])
+    if listed != strays or after:
+        trials.append(Trial(kills + 2, 0.0, False, "list and clean", [f"{strays} temporary folder(s) in the run, {listed} listed as "
+                                                                      f"interrupted, {after} left after clean"]))
+    log.append(f"the next recompute: published; temporary folders left in the run: {strays}, listed {listed}, after clean {after}")
     return trials, duration, strays
 
 
@@ -273,7 +294,12 @@ def kill_judgments(work: Path, kills: int, rng: random.Random, log: list[str]) -
         moment = rng.uniform(0.05, 1.5)
         time.sleep(moment)
         os.kill(proc.pid, signal.SIGKILL)
-        rest, _ = proc.communicate()
+        # read through the same text wrapper as "ready": communicate() would read the pipe directly and skip
+        # the lines readline() had already buffered
+        rest = proc.stdout.read()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
         reported = {f"k{n}-{int(line)}" for line in rest.splitlines() if line.strip().isdigit()}
         trial = Trial(n, moment, True, "")
         with sqlite3.connect(db) as conn:
@@ -337,9 +363,8 @@ def report(args: argparse.Namespace, results: dict) -> str:
         "",
         *table(recomputes),
         "",
-        f"Temporary folders (`.tmp-microscope-*`) that killed recomputes left inside the run: {strays}. They are not "
-        "part of the run (nothing reads them) but `igcore list`/`igcore clean` only look at the runs folder itself, "
-        "so they stay until removed by hand." if strays else
+        f"Temporary folders (`.tmp-microscope-*`) that killed recomputes left inside the run: {strays}; nothing reads "
+        "them, `igcore list` lists each as `interrupted` and `igcore clean` removed them (checked)." if strays else
         "No temporary folder was left inside the run.",
         "",
         f"### Judgments store ({len(judgments)} kills)",

@@ -53,7 +53,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 #: Sidebar link text -> page name, in the order clicked (a session starts on Overview, so it comes last:
 #: every click changes the page).
 PAGES = {"Hypotheses": "hypotheses", "Baseline microscope": "microscope", "Compare": "compare",
-         "Prior": "prior", "Share & export": "share", "Overview": "overview"}
+         "Prior": "prior", "Label with z*": "label", "Share & export": "share", "Overview": "overview"}
 READY_JS = """(previous) => {
   const app = document.querySelector('[data-testid=stApp]');
   const title = document.querySelector('h1');
@@ -122,13 +122,15 @@ async def check_page(page, session: Session, name: str) -> None:  # noqa: ANN001
 
 async def add_rating(page, session: Session, rng: random.Random, timeout_s: float) -> None:  # noqa: ANN001
     value = rng.randint(1, 5)
-    name = page.get_by_role("textbox", name="Your name")
+    # the Prior page has two forms with a name field (add a rating; rate unrated clauses): use the first
+    form = page.locator("[data-testid=stForm]").filter(has=page.get_by_role("button", name="Add rating"))
+    name = form.get_by_role("textbox", name="Your name")
     await name.fill(session.rater)
     await name.press("Tab")
-    rating = page.get_by_role("spinbutton", name="Rating (1–5)")
+    rating = form.get_by_role("spinbutton", name="Rating (1–5)")
     await rating.fill(str(value))
     await rating.press("Tab")
-    await page.get_by_role("button", name="Add rating").click()
+    await form.get_by_role("button", name="Add rating").click()
     try:
         await page.get_by_text(f"Saved: {session.rater} rates").first.wait_for(timeout=timeout_s * 1000)
         session.submitted.append(value)

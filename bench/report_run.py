@@ -19,6 +19,8 @@ from streamlit.logger import set_log_level  # noqa: E402
 
 set_log_level("error")  # before the run view's caches are made: outside a server each would warn that none runs
 
+from _common import write_section  # noqa: E402
+
 from dashboard.run_view import RunView  # noqa: E402
 from igcore.hypothesis import summary_sentence  # noqa: E402
 from igcore.store import load_run_dir  # noqa: E402
@@ -55,6 +57,27 @@ def effects_lines(run: RunView) -> list[str]:
             "(or only the object) is swapped, 95% bootstrap CI; flip rate = share of answers that change. Background share "
             "= share of the integrated-gradients attribution of a double swap that sits on background pixels.", "",
             "| model | swap | Δ log-odds [95% CI] | flip rate % | n | background share % [95% CI] |", "|---|---|---|---|---|---|", *rows]
+
+
+def tcav_lines(run: RunView) -> list[str]:
+    """TCAV of erm on the background concepts (aggregated over repeats) and the random controls' rate."""
+    if run.missing("microscope.erm.tcav", "TCAV") is not None:
+        return []
+    lines = ["", "TCAV on `erm` (background concepts; score = mean over repeats, p = the largest corrected p of the "
+             "repeats, significant = in every repeat):", "",
+             "| concept | class | layer | score | spread | p adjusted | significant in |", "|---|---|---|---|---|---|---|"]
+    for t in run.tcav():
+        if t["concept"] in BACKGROUNDS:
+            lines.append(f"| {t['concept']} | {t['class']} | {t['layer']} | {t['score']:.2f} | {t.get('score_spread', 0):.2f} | "
+                         f"{t['p_adjusted']:.4f} | {t.get('significant_repeats', int(t['significant']))} of {t.get('repeats', 1)} |")
+    controls = run.tcav_controls("erm")
+    if controls:
+        lines += ["", f"Random controls (image sets with no concept, judged like concepts): {controls['n_significant']} of "
+                  f"{controls['n_tests']} significant, not-significant rate **{pct(controls['not_significant_rate'])} %**"
+                  + (f" ({controls['n_unstable']} significant in some repeats only; one repeat alone: "
+                     f"{pct(controls['single_repeat_not_significant_rate'])} % of {controls['single_repeat_tests']})"
+                     if "single_repeat_tests" in controls else "") + "."]
+    return lines
 
 
 def deletion_lines(run: RunView) -> list[str]:
@@ -137,21 +160,7 @@ def report(run: RunView, command: str) -> list[str]:
                 lines.append("  Sanity (cascading randomisation): "
                              + ", ".join(f"{k} {verdict(v.get('trustworthy'))}" for k, v in r["sanity"].items()) + ".")
         lines += effects_lines(run)
-        if run.missing("microscope.erm.tcav", "TCAV") is None:
-            lines += ["", "TCAV on `erm` (background concepts; score = mean over repeats, p = the largest corrected p of the "
-                      "repeats, significant = in every repeat):", "",
-                      "| concept | class | layer | score | spread | p adjusted | significant in |", "|---|---|---|---|---|---|---|"]
-            for t in run.tcav():
-                if t["concept"] in BACKGROUNDS:
-                    lines.append(f"| {t['concept']} | {t['class']} | {t['layer']} | {t['score']:.2f} | {t.get('score_spread', 0):.2f} | "
-                                 f"{t['p_adjusted']:.4f} | {t.get('significant_repeats', int(t['significant']))} of {t.get('repeats', 1)} |")
-            controls = run.tcav_controls("erm")
-            if controls:
-                lines += ["", f"Random controls (image sets with no concept, judged like concepts): {controls['n_significant']} of "
-                          f"{controls['n_tests']} significant, not-significant rate **{pct(controls['not_significant_rate'])} %**"
-                          + (f" ({controls['n_unstable']} significant in some repeats only; one repeat alone: "
-                             f"{pct(controls['single_repeat_not_significant_rate'])} % of {controls['single_repeat_tests']})"
-                             if "single_repeat_tests" in controls else "") + "."]
+        lines += tcav_lines(run)
         lines += deletion_lines(run)
     lines += ["", "## Stage wall time (s)", "", "| stage | seconds |", "|---|---|"]
     for stage, v in info.stages.items():
@@ -167,11 +176,19 @@ def main() -> None:
     ap.add_argument("run_dir")
     ap.add_argument("--command", default="python -m igcore run", help="the command that produced the run")
     ap.add_argument("--out", default=str(DOCS / "DEFAULT_RUN.md"))
+    ap.add_argument("--microscope-doc", default=str(DOCS / "microscope.md"),
+                    help="also replace the default-run-evidence section of this file ('' to skip)")
     args = ap.parse_args()
     path = load_run_dir(args.run_dir).path.resolve()  # one line naming the problem when it is not a run
     run = RunView.open(str(path.parent), path.name)
     Path(args.out).write_text("\n".join(report(run, args.command)) + "\n")
     print(args.out)
+    if args.microscope_doc:
+        evidence = [f"From the default run (`{args.command}`, run `{run.run_id}`, seed {run.info.seed}, "
+                    f"{run.info.machine.get('cpus')} CPUs; written by `python bench/report_run.py RUN_DIR`; the whole report is "
+                    "[DEFAULT_RUN.md](DEFAULT_RUN.md)).", *effects_lines(run), *tcav_lines(run), *deletion_lines(run)]
+        write_section(Path(args.microscope_doc), "default-run-evidence", "\n".join(evidence), "The baseline microscope")
+        print(args.microscope_doc)
 
 
 if __name__ == "__main__":

@@ -96,8 +96,20 @@ def build_model(arch: str, num_labels: int, image_size: int) -> PreTrainedModel:
     if check_architecture(arch) in ARCHITECTURES:
         return ARCHITECTURES[arch](num_labels, image_size)
     config = AutoConfig.from_pretrained(arch, local_files_only=True)
-    resize = {"num_labels": num_labels, "ignore_mismatched_sizes": True} if config.num_labels != num_labels else {}
-    return AutoModelForImageClassification.from_pretrained(arch, local_files_only=True, use_safetensors=True, **resize)
+    if config.num_labels == num_labels:
+        return AutoModelForImageClassification.from_pretrained(arch, local_files_only=True, use_safetensors=True)
+    # A new head of num_labels outputs on the checkpoint's body: the head's mismatch is the point, so
+    # transformers' load report (a table of "MISMATCH ... Reinit") is not shown.
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModelForImageClassification.from_pretrained(
+            arch, local_files_only=True, use_safetensors=True, num_labels=num_labels, ignore_mismatched_sizes=True
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -95,7 +95,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     store = RunStore(args.out)
     runs, leftovers = store.list(), store.leftovers()
     for leftover in leftovers:  # not runs: being written, interrupted (writer died) or failed
-        print(f"{leftover.path.name}  {leftover.state:10s}  (not a run; `python -m igcore clean` removes interrupted and failed ones)")
+        print(f"{leftover.path.relative_to(store.root)}  {leftover.state:10s}  (not a run; `python -m igcore clean` removes interrupted and failed ones)")
     if not runs:
         print(f"no runs in {args.out!r}")
         return 0
@@ -116,9 +116,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from igcore.store import RunStore
 
-    removed = RunStore(args.out).clean()
+    store = RunStore(args.out)
+    removed = store.clean()
     for leftover in removed:
-        print(f"removed {leftover.path.name} ({leftover.state})")
+        print(f"removed {leftover.path.relative_to(store.root)} ({leftover.state})")
     print(f"{len(removed)} leftover folder(s) removed from {args.out!r}; runs and runs being written are untouched")
     return 0
 

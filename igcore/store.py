@@ -299,6 +299,11 @@ class Leftover:
     state: str  # writing | interrupted | failed
 
 
+def _write_writer(tmp: Path) -> None:
+    """Record in ``tmp`` which process writes it (read by :func:`_writer_alive`)."""
+    (tmp / WRITER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": platform.node()}))
+
+
 def _writer_alive(tmp: Path) -> bool:
     """Whether the process that writes ``tmp`` (its ``writer.pid``) still runs on this machine."""
     try:
@@ -383,7 +388,7 @@ class RunStore:
         if final.exists():
             raise InputError(f"run {run_id!r} already exists in {str(self.root)!r}; runs are never overwritten")
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{run_id}-"))
-        (tmp / WRITER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": platform.node()}))
+        _write_writer(tmp)
         writer = RunWriter(tmp, run_id, config)
         writer.final_path = final
         writer.flush()
@@ -425,6 +430,9 @@ class RunStore:
                     out.append(Leftover(p, "failed"))
                 elif p.name.startswith(".tmp-"):
                     out.append(Leftover(p, "writing" if _writer_alive(p) else "interrupted"))
+                else:  # a run: the temporary folder of a recompute that is running or was killed
+                    out += [Leftover(q, "writing" if _writer_alive(q) else "interrupted")
+                            for q in sorted(p.glob(".tmp-*")) if q.is_dir()]
             except OSError:
                 continue
         return out
@@ -433,9 +441,17 @@ class RunStore:
         """Remove failed and interrupted leftovers (never a run being written); returns what was removed."""
         removed = []
         for leftover in self.leftovers():
-            if leftover.state != "writing":
+            if leftover.state == "writing":
+                continue
+            if leftover.path.parent == self.root:
                 shutil.rmtree(leftover.path, ignore_errors=True)
-                removed.append(leftover)
+            else:  # inside a run: under the lock a recompute publishes with, and only if still a leftover
+                recover(leftover.path.parent)  # a half-published recompute is finished first: its folder is not left over
+                with _locked(leftover.path.parent / ".metrics.lock"):
+                    if not leftover.path.is_dir() or _writer_alive(leftover.path):
+                        continue
+                    shutil.rmtree(leftover.path, ignore_errors=True)
+            removed.append(leftover)
         return removed
 
     def list(self) -> list[Run]:
@@ -497,6 +513,7 @@ def recompute_output(run: Run, subdir: str, owned: Collection[str]) -> Iterator[
     recomputes at once are serialised by the lock; neither loses the other's keys.
     """
     tmp = Path(tempfile.mkdtemp(dir=run.path, prefix=f".tmp-{subdir}-"))
+    _write_writer(tmp)  # so a folder left by a killed recompute is told from one being computed (leftovers)
     output = StageOutput(tmp, {})
     try:
         yield output
@@ -507,8 +524,9 @@ def recompute_output(run: Run, subdir: str, owned: Collection[str]) -> Iterator[
     if stray:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"metrics key(s) {', '.join(stray)} are not owned by the recomputed stage")
-    fsync_tree(tmp)
-    with _locked(run.path / ".metrics.lock"):
+    with _locked(run.path / ".metrics.lock"):  # clean() removes a temporary folder only under this lock
+        (tmp / WRITER_FILE).unlink()
+        fsync_tree(tmp)
         n = 1
         while (run.path / f"{subdir}.v{n}").exists():
             n += 1

@@ -46,3 +46,17 @@ def test_the_checks_catch_a_mix_and_a_partial_run(runs_dir: Path, tmp_path: Path
     (run_dir / "tables" / "predictions.parquet").unlink()
     problems = bench_crash.check_runs(tmp_path / "runs", reference)
     assert len(problems) == 1 and "lacks 1 file" in problems[0]
+
+
+def test_runs_are_compared_with_attribution_parts_masked(runs_dir: Path, tmp_path: Path) -> None:
+    """Cached attribution parts get random names in every run: another name is the same run, a missing part is not."""
+    run_dir = Path(shutil.copytree(runs_dir / "tiny", tmp_path / "runs" / "tiny"))
+    reference = bench_crash.files_of(run_dir)
+    parts = sorted(run_dir.glob("microscope/attributions/*/*/part-*.safetensors"))
+    assert parts, "the tiny run caches attribution maps"
+    parts[0].rename(parts[0].with_name("part-0123456789ab.safetensors"))
+    assert bench_crash.check_runs(tmp_path / "runs", reference) == []
+    parts = sorted(run_dir.glob("microscope/attributions/*/*/part-*.safetensors"))
+    parts[0].unlink()
+    problems = bench_crash.check_runs(tmp_path / "runs", reference)
+    assert len(problems) == 1 and "lacks 1 file" in problems[0]

@@ -642,3 +642,18 @@ def test_byod_photographs_show_inpainted_counterfactuals(byod_runs_dir: Path) ->
     assert "No ratings for this world's concepts" in notes and "No ratings for this world's concepts" in all_text(overview)
     hyp = open_app("hypotheses", {"v": "1", "run": "waterbirds"})
     assert "pairwise preferences (about a field guide's shape) shipped in `assets/judgments/`" in all_text(hyp)
+
+
+def test_hypotheses_escape_a_clause_kind_from_the_run(fresh_runs_dir: Path) -> None:
+    """The one run-supplied string placed in HTML (a clause's kind badge) is escaped: a metrics.json whose
+    kind holds markup shows it as text."""
+    path = fresh_runs_dir / "tiny" / "metrics.json"
+    m = json.loads(path.read_text())
+    evil = "<img src=x onerror=alert(1)>"
+    m["hypotheses"]["ranked"][0]["clauses"][0]["kind"] = evil  # hyp=0: the page's field guide of z*
+    path.write_text(json.dumps(m))
+    at = open_app("hypotheses", {"v": "1", "run": "tiny", "hyp": "0"})
+    assert not at.exception
+    html = [str(e.value) for e in at.markdown if "border-radius:4px" in str(e.value)]
+    assert html and not any(evil in h for h in html)
+    assert any(escape(evil) in h for h in html)

@@ -233,3 +233,31 @@ def test_two_recomputes_at_once_lose_no_key(tmp_path):
     for t in threads:
         t.join()
     assert errors == [] and run.metrics == {"a": 5, "b": 5}
+
+
+def test_a_killed_recompute_leaves_a_listed_and_cleaned_folder_a_running_one_is_kept(tmp_path):
+    """The temporary folder of a recompute killed before publishing is listed as interrupted and removed by
+    `clean`; the folder of a recompute still computing is listed as writing and kept; the run is untouched."""
+    store = RunStore(tmp_path)
+    _run(store, "r", {"microscope": {"v": "old"}})
+    code = (
+        "import os, sys\n"
+        "from igcore.store import RunStore, recompute_output\n"
+        "run = RunStore(sys.argv[1]).load('r')\n"
+        "with recompute_output(run, 'microscope', {'microscope'}) as out:\n"
+        "    (out.path / 'half.txt').write_text('x')\n"
+        "    print('started', flush=True)\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9 and "started" in proc.stdout
+    run = store.load("r")
+    with recompute_output(run, "microscope", {"microscope"}) as out:  # a recompute of this process, still running
+        (left,) = [x for x in store.leftovers() if x.state == "interrupted"]
+        assert left.path.parent == run.path and left.path.name.startswith(".tmp-microscope-")
+        assert {x.state for x in store.leftovers()} == {"interrupted", "writing"}
+        assert [x.path for x in store.clean()] == [left.path] and not left.path.exists()
+        assert out.path.is_dir()  # the running one is kept
+        out.metrics["microscope"] = {"v": "new"}
+    assert store.leftovers() == [] and store.load("r").metrics["microscope"] == {"v": "new"}
+    assert [r.run_id for r in store.list()] == ["r"]

@@ -85,6 +85,24 @@ def test_every_method_gives_finite_maps_and_caches(method, arch, world, classifi
     assert other.computed == 1  # other parameters are another cache key
 
 
+@pytest.mark.parametrize(("method", "arch"), _cases())
+def test_maps_are_the_same_whatever_the_global_random_state(method, arch, world, classifiers):
+    """Stochastic methods draw from seeded generators (GradientShap's captum code draws path points from numpy's
+    global RNG): the same call gives the same maps after other code consumed random numbers, and leaves the
+    caller's random state as it was."""
+    clf = classifiers[arch]
+    images = world.split("test_eval").images[:3]
+    targets = clf.predict(images)
+    params = {"n_steps": 4} if "n_steps" in ATTRIBUTIONS[method].defaults else {}
+    first = compute_maps(clf.module_, images, targets, method, params)
+    np.random.seed(123)
+    torch.manual_seed(456)
+    before = np.random.get_state()[1].copy()
+    again = compute_maps(clf.module_, images, targets, method, params)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+
+
 def _other_params(method: str) -> dict:
     key, value = next(iter(ATTRIBUTIONS[method].defaults.items()))
     return {key: (not value) if isinstance(value, bool) else (value + 1 if isinstance(value, (int, float)) else "white")}

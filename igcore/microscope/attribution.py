@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,24 @@ def compute_maps(
     for b, start in enumerate(range(0, len(images), batch_size)):
         x = to_pixels(images[start : start + batch_size], device).requires_grad_()
         t = torch.as_tensor(np.asarray(targets[start : start + batch_size]), dtype=torch.long, device=x.device)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _numpy_seeded(seed * 100_003 + b):
             torch.manual_seed(seed * 100_003 + b)
             maps = spec.fn(module, x, t, **resolved)
         out.append(maps.detach().float().cpu().numpy())
     h, w = images.shape[1:3]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, h, w), np.float32)
+
+
+@contextmanager
+def _numpy_seeded(seed: int) -> Iterator[None]:
+    """numpy's global RNG seeded for the block and restored after it: captum's GradientShap draws its
+    path points with ``np.random.uniform``, so without this the maps differ from run to run."""
+    state = np.random.get_state()
+    np.random.seed(seed % 2**32)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 class AttributionCache:

@@ -451,3 +451,12 @@ def test_tcav_repeats_judge_controls_like_concepts(monkeypatch):
     assert controls["not_significant_rate"] == pytest.approx(0.5)
     assert controls["single_repeat_tests"] == 6 and controls["single_repeat_significant"] == 4
     assert controls["single_repeat_not_significant_rate"] == pytest.approx(2 / 6)
+
+
+def test_occlusion_cost_is_noted_only_when_large():
+    from igcore.stages.microscope import occlusion_note
+
+    assert occlusion_note(64, 16, 8) is None  # 7 × 7 = 49 occluded copies
+    note = occlusion_note(224, 16, 8)
+    assert note and "729 copies of each 224 px image" in note and "56/28 px" in note
+    assert occlusion_note(224, 56, 28) is None

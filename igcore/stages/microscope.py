@@ -7,6 +7,19 @@ from typing import Any
 from igcore.context import RunContext
 from igcore.microscope.runner import MicroscopeInputs, run_microscope
 
+#: Above this many occluded copies per image the run says what occlusion costs and how to scale it.
+OCCLUSION_COPIES_NOTE = 200
+
+
+def occlusion_note(side: int, window: int, stride: int) -> str | None:
+    """What occlusion will cost on ``side``-pixel images when that is many forward passes per map, else None."""
+    copies = max(1, (side - window) // stride + 1) ** 2
+    if copies <= OCCLUSION_COPIES_NOTE:
+        return None
+    return (f"occlusion with {window}/{stride} px windows occludes {copies} copies of each {side} px image ({copies} forward "
+            f"passes per map); scale microscope.params.occlusion.window and .stride with the image (e.g. "
+            f"{round(16 * side / 64)}/{round(8 * side / 64)} px here) or leave occlusion out of microscope.methods")
+
 
 def stage_microscope(ctx: RunContext) -> dict[str, Any]:
     """Attributions, relevance mass, TCAV, surrogates, background swaps and sanity checks of ``microscope.models``."""
@@ -26,6 +39,11 @@ def stage_microscope(ctx: RunContext) -> dict[str, Any]:
         search=ctx.config.search,
         device=str(ctx.device),
     )
+    if "occlusion" in settings.methods:
+        occ = settings.params.get("occlusion", {})
+        note = occlusion_note(int(data.test_eval.images.shape[1]), int(occ.get("window", 16)), int(occ.get("stride", 8)))
+        if note:
+            ctx.note(note)
     result = run_microscope(inputs, settings, ctx.writer.subdir("microscope"))
     ctx.microscope = result
     ctx.write_metrics(result.metrics_values())

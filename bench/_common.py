@@ -73,8 +73,10 @@ def package_versions() -> str:
 
 def provenance(script: str, argv: Sequence[str] | None = None) -> list[str]:
     """Markdown lines naming the command, the machine and the software that produced a report."""
+    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
+    env = " with " + ", ".join(f"`{k}={v}`" for k, v in threads.items()) if threads else ""
     return [
-        f"Produced by `{command_line(script, argv)}` (from the repository root).",
+        f"Produced by `{command_line(script, argv)}` (from the repository root){env}.",
         f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. "
         f"Packages: {package_versions()}.",
     ]

@@ -292,3 +292,15 @@ def test_a_version_2_file_is_upgraded(tmp_path: Path) -> None:
     assert store.z_star_log("run") == [(1, frozenset(A))]
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (str(SCHEMA_VERSION),)
+
+
+def test_z_star_log_is_read_in_the_order_of_the_ratings_it_was_solved_on(tmp_path: Path) -> None:
+    """Two sessions re-solving at once can log out of order (one on a count read before the other's rating):
+    the log reads in the order of the counts, so the stopping signal gets a history it accepts."""
+    store = _store(tmp_path / "j.sqlite")
+    store.log_z_star("run", 5, A)
+    store.log_z_star("run", 4, A)  # a session that read the ratings before the fifth was committed
+    store.log_z_star("run", 6, B)
+    log = store.z_star_log("run")
+    assert [n for n, _ in log] == [4, 5, 6]
+    assert stopping_signal(log, window=1).changes == 1

@@ -122,7 +122,7 @@ def unrated_clauses() -> None:
     st.progress(n_rated / n_total if n_total else 1.0, text=f"{n_rated} of {n_total} clauses rated")
     history = store.z_star_log(run.run_id)
     support = frozenset(tuple(pair) for pair in state["support"])
-    if not history or history[-1][0] != len(ratings) or history[-1][1] != support:
+    if (len(ratings), support) not in history:
         store.log_z_star(run.run_id, len(ratings), support)  # z* for this set of judgments, however they were added
         history = store.z_star_log(run.run_id)
     signal = stopping_signal(history, window=STOP_WINDOW)

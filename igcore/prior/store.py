@@ -389,11 +389,14 @@ class JudgmentsStore(SQLiteFile):
         return int(cur.lastrowid)
 
     def z_star_log(self, run_id: str) -> list[tuple[int, frozenset[tuple[str, str]]]]:
-        """``(n_ratings, clause set)`` of every z* logged for ``run_id`` since the last reset or restore, oldest first."""
+        """``(n_ratings, clause set)`` of every z* logged for ``run_id`` since the last reset or restore, in the
+        order of the number of ratings (then of logging): sessions that re-solve at once can log out of order,
+        one of them on a count of ratings read before another's rating was committed."""
         run_id = check_run_id(run_id, "z* log")
         with self._connection() as conn:
             rows = conn.execute(
-                "SELECT n_ratings, support FROM zstar_log WHERE run_id = ? AND epoch = ? ORDER BY id", (run_id, _epoch(conn))
+                "SELECT n_ratings, support FROM zstar_log WHERE run_id = ? AND epoch = ? ORDER BY n_ratings, id",
+                (run_id, _epoch(conn)),
             ).fetchall()
         return [(int(n), frozenset((k, c) for k, c in json.loads(text))) for n, text in rows]
 

@@ -225,7 +225,7 @@ def report(args: argparse.Namespace, sessions: list[Session], stored: dict[str, 
         "",
         *provenance(__file__, sys.argv[1:]),
         f"{len(sessions)} browser sessions (one headless Debian chromium, one context each) on one loopback server "
-        f"for {seconds:.0f} s, run `{run_id if args.runs_dir else 'tiny (tests/conftest.py TINY)'}`; each clicks through the six pages "
+        f"for {seconds:.0f} s, run `{run_id if args.runs_dir else 'tiny (tests/conftest.py TINY)'}`; each clicks through the {len(PAGES)} pages "
         "in the sidebar and adds a rating on the Prior page under its own rater name. Before the clock starts, one "
         "uncounted visit of every page warms the server (imports, the run's caches).",
         "",

@@ -34,7 +34,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 #: Page -> URL path (the default page, Overview, is served at the root; /overview is "Page not found").
-PAGES = {"overview": "", "hypotheses": "hypotheses", "microscope": "microscope", "compare": "compare", "prior": "prior", "share": "share"}
+PAGES = {"overview": "", "hypotheses": "hypotheses", "microscope": "microscope", "compare": "compare", "prior": "prior", "label": "label", "share": "share"}
 #: Where the screenshots go instead of a temporary directory (docs/screenshots to refresh the committed ones).
 SHOTS_ENV = "IG_SCREENSHOTS"
 #: The script run is over: Streamlit marks the app root with its run state.

@@ -16,7 +16,6 @@ import argparse
 import importlib.metadata
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from streamlit.logger import set_log_level  # noqa: E402
 set_log_level("error")  # before the run view's caches are made: outside a server each would warn that none runs
 
 from _common import cpu_name  # noqa: E402
+from browser_support import CHROMIUM, CHROMIUM_ARGS, IDLE_JS, free_port  # noqa: E402
 
 from dashboard.run_view import RunView, list_runs  # noqa: E402
 
@@ -45,14 +45,6 @@ PATHS = {name: "" if name == "overview" else name for name in PAGES}
 #: Package versions the report names.
 VERSIONS = ("streamlit", "plotly", "kaleido", "playwright")
 TITLES = {"overview": "Overview", "hypotheses": "Hypotheses", "microscope": "Baseline microscope", "compare": "Compare", "prior": "Prior", "share": "Share & export"}
-CHROMIUM = "/usr/bin/chromium"
-#: The script run is over: Streamlit marks the app root with its run state.
-IDLE_JS = """() => {
-  const app = document.querySelector('[data-testid=stApp]');
-  return app && app.getAttribute('data-test-script-state') === 'notRunning'
-    && !document.querySelector('[data-testid=stSkeleton], [data-testid=stSpinner]');
-}"""
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TARGETS = {"rerun": 1.0, "first_chart": 3.0, "resolve": 1.0, "rss_gb": 1.5}
 
 
@@ -99,12 +91,6 @@ def resolve_timing(run: RunView, repeats: int) -> dict[str, float]:
     return {"median": statistics.median(times[1:]), "max": max(times), "first": times[0]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def rss_peak_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -129,7 +115,7 @@ def browser_timings(runs_dir: Path) -> tuple[dict[str, float | None], float]:
             except OSError:
                 time.sleep(0.5)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             # warm-up pass: every page once (fills the server's caches, as a returning user would find them)
             for name in PAGES:

@@ -27,7 +27,6 @@ import asyncio
 import os
 import random
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -45,11 +44,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _common import provenance, write_section  # noqa: E402
+from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
 REPORT = ROOT / "docs" / "RELIABILITY.md"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 #: Sidebar link text -> page name, in the order clicked (a session starts on Overview, so it comes last:
 #: every click changes the page).
 PAGES = {"Hypotheses": "hypotheses", "Baseline microscope": "microscope", "Compare": "compare",
@@ -78,12 +75,6 @@ class Session:
     unconfirmed: int = 0  # submissions whose confirmation did not show in time
     errors: list[str] = field(default_factory=list)
     loops: int = 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(runs: Path, port: int, log: Path) -> subprocess.Popen:
@@ -177,7 +168,7 @@ async def load(base: str, run_id: str, sessions: list[Session], seconds: float, 
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         # warm-up, not counted: one visit of every page (imports, the run's caches), as a server that has
         # been up for a while; its errors count all the same
         warm = Session(rater="warm-up")

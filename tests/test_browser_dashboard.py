@@ -21,38 +21,17 @@ import html
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_idle
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 #: Page -> URL path (the default page, Overview, is served at the root; /overview is "Page not found").
 PAGES = {"overview": "", "hypotheses": "hypotheses", "microscope": "microscope", "compare": "compare", "prior": "prior", "label": "label", "share": "share"}
 #: Where the screenshots go instead of a temporary directory (docs/screenshots to refresh the committed ones).
 SHOTS_ENV = "IG_SCREENSHOTS"
-#: The script run is over: Streamlit marks the app root with its run state.
-IDLE_JS = """() => {
-  const app = document.querySelector('[data-testid=stApp]');
-  return app && app.getAttribute('data-test-script-state') === 'notRunning'
-    && !document.querySelector('[data-testid=stSkeleton], [data-testid=stSpinner]');
-}"""
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"Debian chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"),
@@ -68,38 +47,10 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(runs_dir: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "IG_RUNS_DIR": str(runs_dir), "BROWSER_PATH": CHROMIUM}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port), "--server.headless", "true"]
-    log = open(runs_dir.parent / f"streamlit-{port}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start in 90 s")
+    with streamlit_server(runs_dir, runs_dir.parent) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -107,17 +58,9 @@ def browser(server: str) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def wait_idle(page: object, timeout: float = 90) -> None:
-    """Wait until the script run is over (no 'Running…' widget, no skeletons) and charts are drawn."""
-    page.wait_for_selector("[data-testid=stApp]", timeout=timeout * 1000)
-    page.wait_for_selector("h1", timeout=timeout * 1000)
-    page.wait_for_function(IDLE_JS, timeout=timeout * 1000)
-    page.wait_for_timeout(800)
 
 
 def assert_page_ok(page: object, name: str) -> None:

@@ -7,31 +7,18 @@ answers. The server runs on a private copy of the test runs folder (the answers 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_idle
 
 from igcore.labels import LabelStore, agreement, lm_proba
 from igcore.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-IDLE_JS = """() => {
-  const app = document.querySelector('[data-testid=stApp]');
-  return app && app.getAttribute('data-test-script-state') === 'notRunning'
-    && !document.querySelector('[data-testid=stSkeleton], [data-testid=stSpinner]');
-}"""
 N_LABELS = 3
 
 pytestmark = [
@@ -49,39 +36,8 @@ def label_runs(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture(scope="module")
 def server(label_runs: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = {**os.environ, "IG_RUNS_DIR": str(label_runs)}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port), "--server.headless", "true"]
-    log = open(label_runs.parent / f"streamlit-{port}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start in 90 s")
+    with streamlit_server(label_runs, label_runs.parent) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def wait_idle(page: object, timeout: float = 90) -> None:
-    page.wait_for_selector("[data-testid=stApp]", timeout=timeout * 1000)
-    page.wait_for_selector("h1", timeout=timeout * 1000)
-    page.wait_for_function(IDLE_JS, timeout=timeout * 1000)
-    page.wait_for_timeout(600)
 
 
 def assert_ok(page: object) -> None:
@@ -97,7 +53,7 @@ def test_label_reload_and_agreement(server: str, label_runs: Path) -> None:
     classes = run.vocabulary()[1]
     n_images = len(run.table("split_test_eval"))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         page.goto(f"{server}/label")
         wait_idle(page)

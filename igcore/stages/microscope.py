@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from igcore.context import RunContext
+from igcore.microscope.registry import ATTRIBUTIONS
 from igcore.microscope.runner import MicroscopeInputs, run_microscope
 
 #: Above this many occluded copies per image the run says what occlusion costs and how to scale it.
@@ -40,8 +41,8 @@ def stage_microscope(ctx: RunContext) -> dict[str, Any]:
         device=str(ctx.device),
     )
     if "occlusion" in settings.methods:
-        occ = settings.params.get("occlusion", {})
-        note = occlusion_note(int(data.test_eval.images.shape[1]), int(occ.get("window", 16)), int(occ.get("stride", 8)))
+        occ = ATTRIBUTIONS["occlusion"].resolve(settings.params.get("occlusion"))  # the registry's defaults, overridden
+        note = occlusion_note(int(data.test_eval.images.shape[1]), int(occ["window"]), int(occ["stride"]))
         if note:
             ctx.note(note)
     result = run_microscope(inputs, settings, ctx.writer.subdir("microscope"))

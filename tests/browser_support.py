@@ -1,0 +1,70 @@
+"""What the browser tests share: Debian chromium and its flags, a real ``streamlit run`` server on a free
+loopback port, and waiting for a Streamlit script run to end (Playwright, sync API)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+#: Flags for a headless chromium that reaches nothing but the test server.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+#: The script run is over: Streamlit marks the app root with its run state; no skeleton or spinner is left.
+IDLE_JS = """() => {
+  const app = document.querySelector('[data-testid=stApp]');
+  return app && app.getAttribute('data-test-script-state') === 'notRunning'
+    && !document.querySelector('[data-testid=stSkeleton], [data-testid=stSpinner]');
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def streamlit_server(runs_dir: Path, log_dir: Path, start_timeout_s: float = 90) -> Iterator[str]:
+    """The dashboard served by ``streamlit run`` on a free port, reading ``runs_dir``; yields its base URL
+    and stops it afterwards. Its output goes to ``log_dir/streamlit-<port>.log``."""
+    port = free_port()
+    env = {**os.environ, "IG_RUNS_DIR": str(runs_dir), "BROWSER_PATH": CHROMIUM}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
+           "--server.headless", "true"]
+    with open(log_dir / f"streamlit-{port}.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + start_timeout_s
+            while True:
+                try:
+                    if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                        break
+                except OSError:
+                    if time.time() > deadline:
+                        raise RuntimeError(f"streamlit did not start in {start_timeout_s:.0f} s (log: {log.name})") from None
+                    time.sleep(0.5)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def wait_idle(page: object, timeout: float = 90, settle_ms: int = 800) -> None:
+    """Wait until the page's script run is over (no 'Running…', no skeletons), then ``settle_ms`` for charts."""
+    page.wait_for_selector("[data-testid=stApp]", timeout=timeout * 1000)
+    page.wait_for_selector("h1", timeout=timeout * 1000)
+    page.wait_for_function(IDLE_JS, timeout=timeout * 1000)
+    page.wait_for_timeout(settle_ms)

@@ -34,7 +34,7 @@ from streamlit.logger import set_log_level  # noqa: E402
 set_log_level("error")  # before the run view's caches are made: outside a server each would warn that none runs
 
 from _common import cpu_name  # noqa: E402
-from browser_support import CHROMIUM, CHROMIUM_ARGS, IDLE_JS, free_port  # noqa: E402
+from browser_support import CHROMIUM, CHROMIUM_ARGS, IDLE_JS, free_port, stop  # noqa: E402
 
 from dashboard.run_view import RunView, list_runs  # noqa: E402
 
@@ -142,11 +142,7 @@ def browser_timings(runs_dir: Path) -> tuple[dict[str, float | None], float]:
             browser.close()
         peak_gb = rss_peak_kb(proc.pid) / 1024 / 1024
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     return timings, peak_gb
 
 

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _common import provenance, write_section  # noqa: E402
-from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, stop  # noqa: E402
 
 REPORT = ROOT / "docs" / "RELIABILITY.md"
 #: Sidebar link text -> page name, in the order clicked (a session starts on Overview, so it comes last:
@@ -275,11 +275,7 @@ def main() -> int:
             asyncio.run(load(f"http://127.0.0.1:{port}", run_id, sessions, args.seconds, args.timeout))
             seconds = time.monotonic() - started
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop(server, timeout_s=20)
         stored = stored_ratings(runs / "judgments.sqlite")
         text, bad = report(args, sessions, stored, run_id, seconds)
     print(text)

@@ -55,11 +55,16 @@ def streamlit_server(runs_dir: Path, log_dir: Path, start_timeout_s: float = 90)
                     time.sleep(0.5)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 15) -> None:
+    """Ask a server process to end; kill it if it has not within ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def wait_idle(page: object, timeout: float = 90, settle_ms: int = 800) -> None:

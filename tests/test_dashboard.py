@@ -17,6 +17,7 @@ from pathlib import Path
 
 import byod_fixtures as fx
 import pytest
+from apptest_support import all_text, assert_clean
 from conftest import tiny_sets
 from streamlit.testing.v1 import AppTest
 
@@ -45,21 +46,6 @@ def open_app(page: str = "overview", params: dict[str, str] | None = None) -> Ap
     if page != "overview":
         at.switch_page(f"app_pages/{page}.py")  # url_path == file stem, so this works before the first run
     return at.run()
-
-
-def all_text(at: AppTest) -> str:
-    parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
-def assert_clean(at: AppTest) -> None:
-    """No exception and no error box (a 'could not be drawn' warning also counts as a failure)."""
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    drawn = [w.value for w in at.warning if "could not be drawn" in str(w.value)]
-    assert not drawn, drawn
 
 
 def assert_complete(at: AppTest) -> None:

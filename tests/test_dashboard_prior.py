@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from apptest_support import all_text, assert_clean
 from streamlit.testing.v1 import AppTest
 
 from igcore.ig import resolve
@@ -29,19 +30,6 @@ def open_app(page: str, params: dict[str, str] | None = None) -> AppTest:
     return at.run()
 
 
-def text_of(at: AppTest) -> str:
-    parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    assert not [w.value for w in at.warning if "could not be drawn" in str(w.value)]
-
-
 def progress_texts(at: AppTest) -> list[str]:
     return [json.loads(p.proto.text) if p.proto.text.startswith('"') else p.proto.text for p in at.get("progress")]
 
@@ -60,7 +48,7 @@ def question_radios(at: AppTest) -> list:
 def test_unrated_clauses_section(fresh_runs_dir: Path) -> None:
     at = open_app("prior")
     assert_clean(at)
-    text = text_of(at)
+    text = all_text(at)
     assert "Clauses nobody has rated" in text
     assert "written by the project's developers as a worked example" in text
     assert "keeps a timestamped backup" in text
@@ -122,7 +110,7 @@ def test_reset_keeps_a_backup_that_restores(fresh_runs_dir: Path) -> None:
     at.button(key="w_reset").click().run()
     assert_clean(at)
     assert int(at.metric[0].value) == n
-    assert "Backup #1" in text_of(at)
+    assert "Backup #1" in all_text(at)
     at.button(key="w_restore_1").click().run()
     assert_clean(at)
     assert int(at.metric[0].value) == n + 1
@@ -141,7 +129,7 @@ def test_stopping_signal_is_shown(fresh_runs_dir: Path) -> None:
     store.log_z_star("tiny", len(ratings), z)
     at = open_app("prior")
     assert_clean(at)
-    assert any(f"the last {STOP_WINDOW + 1} ratings left its clauses as they were" in str(s.value) for s in at.success), text_of(at)
+    assert any(f"the last {STOP_WINDOW + 1} ratings left its clauses as they were" in str(s.value) for s in at.success), all_text(at)
 
 
 # ---------------------------------------------------------------------------------- Label with z*
@@ -157,9 +145,9 @@ def test_label_reload_and_agreement(fresh_runs_dir: Path) -> None:
     assert_clean(at)
     run = RunStore(fresh_runs_dir).load("tiny")
     z_text = run.metrics["hypotheses"]["z_star_text"]
-    assert "Type your name to start" in text_of(at)
+    assert "Type your name to start" in all_text(at)
     at.text_input(key="w_label_rater").input("ana").run()
-    assert z_text in text_of(at)  # the field guide, and no model's answer
+    assert z_text in all_text(at)  # the field guide, and no model's answer
     assert at.query_params["rater"] == ["ana"] or at.query_params["rater"] == "ana"
     _label(at, 5)
     n_images = len(run.table("split_test_eval"))
@@ -175,7 +163,7 @@ def test_label_reload_and_agreement(fresh_runs_dir: Path) -> None:
     assert len(labels) == 5 and list(labels["image"]) == [int(i) for i in image_order(n_images, int(run.manifest["seed"]))[:5]]
     # the agreement shown is the one igcore.labels computes
     a = {x.rater: x for x in agreement(labels, lm_proba(run), run.vocabulary()[1])}["ana"]
-    text = text_of(again)
+    text = all_text(again)
     assert f"**{a.agree} of {a.n}** images: **{100 * a.rate:.1f}%**" in text
     assert f"(95% interval {100 * a.ci_low:.1f}–{100 * a.ci_high:.1f}%)" in text
 
@@ -185,7 +173,7 @@ def test_label_reload_and_agreement(fresh_runs_dir: Path) -> None:
     stored = RunStore(fresh_runs_dir).load("tiny").metrics["imitation"]
     assert stored["overall"]["agree"] == a.agree and stored["overall"]["n"] == 5
     assert any("Written into run tiny" in str(s.value) for s in again.success)
-    assert f"{a.agree} of 5 labels by 1 person agree with L_M" in text_of(again)
+    assert f"{a.agree} of 5 labels by 1 person agree with L_M" in all_text(again)
 
 
 def test_label_bad_name_from_the_url(fresh_runs_dir: Path) -> None:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import io
 import math
-import multiprocessing
 import shutil
 import threading
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from concurrency import run_processes, run_threads
 
 from igcore.errors import InputError
 from igcore.labels import (
@@ -42,8 +41,6 @@ from igcore.worlds.base import Vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["husky", "wolf"]
-PROCESSES = multiprocessing.get_context("forkserver")
-PROCESSES.set_forkserver_preload(["igcore.labels", "pandas"])
 
 
 def _open(path: str | Path, run_id: str = "run-1", n: int = 50) -> LabelStore:
@@ -64,47 +61,8 @@ def _same_answer_after_barrier(path: str, barrier: Any, label: str) -> None:
     store.add("ana", 7, label)
 
 
-def _in_child(target: Callable[..., None], errors: Any, *args: Any) -> None:
-    try:
-        target(*args)
-    except BaseException:
-        errors.put(traceback.format_exc())
-        raise
-
-
-def _run_processes(target: Callable[..., None], args: list[tuple[Any, ...]]) -> None:
-    barrier, errors = PROCESSES.Barrier(len(args)), PROCESSES.SimpleQueue()
-    procs = [PROCESSES.Process(target=_in_child, args=(target, errors, a[0], barrier, *a[1:])) for a in args]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    failures = []
-    while not errors.empty():
-        failures.append(errors.get())
-    assert failures == [] and [p.exitcode for p in procs] == [0] * len(procs)
-
-
-def _run_threads(target: Callable[..., None], args: list[tuple[Any, ...]]) -> None:
-    barrier = threading.Barrier(len(args))
-    errors: list[BaseException] = []
-
-    def run(*a: Any) -> None:
-        try:
-            target(a[0], barrier, *a[1:])
-        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=a) for a in args]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert errors == []
-
-
 # ---------------------------------------------------------------------------------- concurrency
-@pytest.mark.parametrize("runner", [_run_threads, _run_processes], ids=["threads", "processes"])
+@pytest.mark.parametrize("runner", [run_threads, run_processes], ids=["threads", "processes"])
 def test_concurrent_raters_lose_and_duplicate_nothing(tmp_path: Path, runner: Callable) -> None:
     path = str(tmp_path / "judgments.sqlite")
     runner(_label_after_barrier, [(path, f"r{j}", 30) for j in range(4)])
@@ -116,7 +74,7 @@ def test_concurrent_raters_lose_and_duplicate_nothing(tmp_path: Path, runner: Ca
         assert list(mine["image"]) == list(range(30)) and list(mine["label"]) == [CLASSES[i % 2] for i in range(30)]
 
 
-@pytest.mark.parametrize("runner", [_run_threads, _run_processes], ids=["threads", "processes"])
+@pytest.mark.parametrize("runner", [run_threads, run_processes], ids=["threads", "processes"])
 def test_two_answers_for_one_image_at_once_keep_the_first(tmp_path: Path, runner: Callable) -> None:
     path = str(tmp_path / "judgments.sqlite")
     runner(_same_answer_after_barrier, [(path, "husky"), (path, "wolf"), (path, "wolf")])

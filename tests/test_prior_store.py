@@ -8,7 +8,6 @@ its own SQLite connections, started in milliseconds.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import sqlite3
@@ -16,13 +15,13 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from concurrency import run_processes, run_threads
 
 from igcore.errors import InputError
 from igcore.hypothesis import from_pairs
@@ -32,8 +31,6 @@ from igcore.worlds.base import Concept, Vocabulary
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB_CSV = ROOT / "assets" / "snowwolf_vocabulary.csv"
 CLASSES = ["husky", "wolf"]
-PROCESSES = multiprocessing.get_context("forkserver")
-PROCESSES.set_forkserver_preload(["igcore.prior", "pandas"])
 
 
 def _open(path: str | Path) -> JudgmentsStore:
@@ -69,48 +66,8 @@ def _write_after_barrier(path: str, barrier: Any, tag: str, n: int) -> None:
         store.add_rating(f"{tag}-{i}", "amber_eyes", "wolf", 1 + i % 5)
 
 
-def _in_child(target: Callable[..., None], errors: Any, *args: Any) -> None:
-    """Run ``target`` in a worker process; its traceback goes back to the test (a child's stderr does not)."""
-    try:
-        target(*args)
-    except BaseException:
-        errors.put(traceback.format_exc())
-        raise
-
-
-def _run_processes(target: Callable[..., None], args: list[tuple[Any, ...]]) -> None:
-    barrier, errors = PROCESSES.Barrier(len(args)), PROCESSES.SimpleQueue()
-    procs = [PROCESSES.Process(target=_in_child, args=(target, errors, a[0], barrier, *a[1:])) for a in args]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    failures = []
-    while not errors.empty():
-        failures.append(errors.get())
-    assert failures == [] and [p.exitcode for p in procs] == [0] * len(procs)
-
-
-def _run_threads(target: Callable[..., None], args: list[tuple[Any, ...]]) -> None:
-    barrier = threading.Barrier(len(args))
-    errors: list[BaseException] = []
-
-    def run(*a: Any) -> None:
-        try:
-            target(a[0], barrier, *a[1:])
-        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
-            errors.append(e)
-
-    threads = [threading.Thread(target=run, args=a) for a in args]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert errors == []
-
-
 # ---------------------------------------------------------------------------------- (a) seeding once
-@pytest.mark.parametrize("runner", [_run_threads, _run_processes], ids=["threads", "processes"])
+@pytest.mark.parametrize("runner", [run_threads, run_processes], ids=["threads", "processes"])
 def test_simultaneous_first_opens_seed_once(tmp_path: Path, n_shipped: tuple[int, int], runner: Callable) -> None:
     path = str(tmp_path / "judgments.sqlite")
     runner(_open_after_barrier, [(path,), (path,)])
@@ -121,7 +78,7 @@ def test_simultaneous_first_opens_seed_once(tmp_path: Path, n_shipped: tuple[int
 
 
 # ---------------------------------------------------------------------------------- (b) concurrent writers
-@pytest.mark.parametrize("runner", [_run_threads, _run_processes], ids=["threads", "processes"])
+@pytest.mark.parametrize("runner", [run_threads, run_processes], ids=["threads", "processes"])
 def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path: Path, n_shipped: tuple[int, int], runner: Callable) -> None:
     path = str(tmp_path / "judgments.sqlite")
     n_writers, n_each = 4, 15

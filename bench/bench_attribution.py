@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,13 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from _common import provenance  # noqa: E402
-
-from igcore.baseline import PixelClassifier, build_model  # noqa: E402
-from igcore.microscope.integrated_gradients import integrated_gradients  # noqa: E402
+from bench.common import ROOT, provenance
+from igcore.baseline import PixelClassifier, build_model
+from igcore.microscope.integrated_gradients import integrated_gradients
 
 
 def best_of(fn: Callable[[], None], repeats: int) -> tuple[float, float]:

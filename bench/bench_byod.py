@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, provenance  # noqa: E402  (puts the repository on sys.path)
 
-from igcore.config import load_config  # noqa: E402
-from igcore.pipeline import run_pipeline  # noqa: E402
-from igcore.stages import select_stages  # noqa: E402
-from igcore.store import Run, load_run_dir  # noqa: E402
+from bench.common import ROOT, provenance
+from igcore.config import load_config
+from igcore.pipeline import run_pipeline
+from igcore.stages import select_stages
+from igcore.store import Run, load_run_dir
 
 DOCS = ROOT / "docs"
 METHODS = ("erm", "oracle", "true_concepts", "no_prior", "ig_direct", "ig_student")
@@ -36,7 +35,7 @@ MARK = ("<!-- bench-byod:start -->", "<!-- bench-byod:end -->")
 def ensure_data(folder: Path, n: int, size: int) -> Path:
     """The generated data set in ``folder`` (written when absent)."""
     if not (folder / "metadata.csv").is_file():
-        import byod_data
+        from testkit import byod_data
 
         stats = byod_data.write_dataset(folder, n=n, size=size, seed=0, rho=0.95)
         print(f"wrote {stats['n']} images of {size} px in {stats['seconds']:.1f} s", flush=True)
@@ -157,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--docs", type=Path, default=DOCS)
     args = ap.parse_args(argv)
     args.docs.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT / "bench"))
     data = ensure_data(args.data, args.n, args.size)
     seeds = [int(s) for s in args.seeds.split(",")]
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -13,30 +13,22 @@ Targets: rerun <= 1.0 s, first chart <= 3 s, re-solve <= 1 s, peak RSS <= 1.5 GB
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from streamlit.logger import set_log_level  # noqa: E402
+from streamlit.logger import set_log_level
 
 set_log_level("error")  # before the run view's caches are made: outside a server each would warn that none runs
 
-from _common import cpu_name  # noqa: E402
-from browser_support import CHROMIUM, CHROMIUM_ARGS, IDLE_JS, free_port, stop  # noqa: E402
-
-from dashboard.run_view import RunView, list_runs  # noqa: E402
+from bench.common import ROOT, cpu_name  # noqa: E402  (after the log level)
+from dashboard.run_view import RunView, list_runs  # noqa: E402  (after the log level)
+from igcore.store import package_versions  # noqa: E402  (after the log level)
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS, IDLE_JS, start_streamlit, stop  # noqa: E402  (after the log level)
 
 APP = ROOT / "dashboard" / "app.py"
 PAGES = ["overview", "hypotheses", "microscope", "compare", "prior", "share"]
@@ -49,7 +41,7 @@ TARGETS = {"rerun": 1.0, "first_chart": 3.0, "resolve": 1.0, "rss_gb": 1.5}
 
 
 def build_tiny(root: Path) -> None:
-    from conftest import build_tiny_run
+    from testkit.runs import build_tiny_run
 
     build_tiny_run(root, "bench-tiny")
 
@@ -101,19 +93,9 @@ def rss_peak_kb(pid: int) -> int:
 def browser_timings(runs_dir: Path) -> tuple[dict[str, float | None], float]:
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    env = {**os.environ, "IG_RUNS_DIR": str(runs_dir)}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.headless", "true"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_streamlit(runs_dir, timeout_s=90)
     timings: dict[str, float | None] = {}
     try:
-        for _ in range(180):
-            try:
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -191,7 +173,7 @@ def main() -> None:
     def ok(value: float, target: float) -> str:
         return "✅" if value <= target else "❌"
 
-    versions = " · ".join(f"{name} {importlib.metadata.version(name)}" for name in VERSIONS)
+    versions = " · ".join(f"{name} {version}" for name, version in package_versions(VERSIONS).items() if name != "python")
     lines = [
         "# Dashboard benchmark",
         "",

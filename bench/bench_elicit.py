@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,17 +43,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from _common import provenance  # noqa: E402
-
-from igcore.config import build_config  # noqa: E402
-from igcore.ig import resolve  # noqa: E402
-from igcore.prior import empty_ratings, load_judgments, prior_from_config  # noqa: E402
-from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, question_order, stopping_signal  # noqa: E402
-from igcore.search import search_from_config  # noqa: E402
-from igcore.store import Run, load_run_dir  # noqa: E402
+from bench.common import provenance
+from igcore.config import build_config
+from igcore.ig import resolve
+from igcore.prior import empty_ratings, load_judgments, prior_from_config
+from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, question_order, stopping_signal
+from igcore.search import search_from_config
+from igcore.store import Run, load_run_dir
 
 WINDOWS = (3, STOP_WINDOW, 10)
 #: "near": z* is within this many nats of the target in the all-ratings posterior (posterior odds < e^3 ~ 20:1).

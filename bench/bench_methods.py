@@ -13,20 +13,16 @@ numbers), ``docs/results_methods.html`` / ``.png`` (plotly figure) and ``docs/re
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _common import provenance  # noqa: E402
-
-from igcore.config import load_config  # noqa: E402
-from igcore.pipeline import run_pipeline  # noqa: E402
-from igcore.stages import STAGE_NAMES  # noqa: E402
-from igcore.store import load_run_dir  # noqa: E402
+from bench.common import provenance
+from igcore.config import load_config
+from igcore.pipeline import run_pipeline
+from igcore.stages import STAGE_NAMES
+from igcore.store import load_run_dir
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 METHOD_ORDER = ["erm", "groupdro", "jtt", "dfr", "no_prior", "ig_direct", "ig_student", "oracle", "true_concepts"]

@@ -31,10 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from _common import cpu_name, provenance, write_section  # noqa: E402
+from bench.common import ROOT, cpu_name, provenance, write_section
 
 
 def _images(data: Path, n: int | None, lazy: bool):

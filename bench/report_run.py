@@ -9,21 +9,16 @@ engine's own sentences, like the dashboard.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from streamlit.logger import set_log_level  # noqa: E402
+from streamlit.logger import set_log_level
 
 set_log_level("error")  # before the run view's caches are made: outside a server each would warn that none runs
 
-from _common import write_section  # noqa: E402
-
-from dashboard.run_view import RunView  # noqa: E402
-from igcore.hypothesis import summary_sentence  # noqa: E402
-from igcore.store import load_run_dir  # noqa: E402
+from bench.common import ROOT, write_section  # noqa: E402  (after the log level)
+from dashboard.run_view import RunView  # noqa: E402  (after the log level)
+from igcore.hypothesis import summary_sentence  # noqa: E402  (after the log level)
+from igcore.store import load_run_dir  # noqa: E402  (after the log level)
 
 DOCS = ROOT / "docs"
 #: Background concepts whose TCAV scores the report lists.

@@ -15,23 +15,17 @@ separated) and ``IG_DEMO_STAGES="world;erm"`` (a subset of the pipeline's stages
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import replace
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+import streamlit as st
 
-import logging  # noqa: E402
-
-import streamlit as st  # noqa: E402
-
-from dashboard import safe, session  # noqa: E402
-from dashboard import state as codec  # noqa: E402
-from dashboard.first_launch import first_launch  # noqa: E402
-from dashboard.run_view import RunInfo, RunView, list_runs  # noqa: E402
-from igcore.errors import InputError  # noqa: E402
+from dashboard import safe, session
+from dashboard import state as codec
+from dashboard.first_launch import first_launch
+from dashboard.run_view import RunInfo, RunView, list_runs
+from igcore.errors import InputError
 
 HERE = Path(__file__).resolve().parent
 LOG = logging.getLogger("dashboard")

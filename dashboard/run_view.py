@@ -8,13 +8,12 @@ needs on top of it:
   files), so caches never serve stale data and never mix runs. Arrays and parsed models use
   ``st.cache_resource`` (one read-only copy shared by all sessions); tables use ``st.cache_data``;
 - explanations: a section or file a run lacks raises :class:`NotComputed` with one sentence naming the
-  stage of :data:`igcore.stages.STAGES` that would have written it and why it did not
-  ("This run has no z* because its `ig` stage was not run.").
+  stage of :data:`igcore.stages.STAGES` that would have written it (:func:`igcore.stages.writer_of`,
+  :func:`igcore.stages.file_writer`) and why it did not ("This run has no z* because its `ig` stage was not run.").
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,34 +26,9 @@ from pydantic import ValidationError
 
 from igcore.errors import InputError
 from igcore.schema import ClauseRecord, Hypotheses, Manifest, MethodMetrics, Metrics, RankedRecord, WorldInfo
-from igcore.stages import STAGES, Stage, provider_of
+from igcore.stages import HYPOTHESIS_NAMES, PIPELINE_FILES, Stage, file_writer, writer_of
 from igcore.store import Run, RunStore
 from igcore.worlds.base import Vocabulary
-
-RUNS_ENV = "IG_RUNS_DIR"
-
-#: Run files the dashboard reads (path prefixes) -> the stage result (``Stage.provides``) of the stage
-#: that writes them.
-FILE_RESULTS: tuple[tuple[str, str], ...] = (
-    ("contact_sheet.png", "splits"),
-    ("tables/split_", "splits"),
-    ("tensors/test_eval.", "splits"),
-    ("tensors/concept_bank.", "splits"),
-    ("tensors/concept_scores.", "concepts"),
-    ("tensors/pseudo_labels.", "pseudo_labels"),
-    ("microscope/", "microscope"),
-)
-
-#: Written by the pipeline itself after its last stage (every evaluated method's answers, one column each).
-PIPELINE_FILES: tuple[str, ...] = ("tables/predictions.parquet",)
-
-#: Stored hypotheses (``hypotheses.<key>``) and how the dashboard names them.
-HYPOTHESIS_NAMES: dict[str, str] = {
-    "z_star": "z*",
-    "no_prior": "no-prior hypothesis",
-    "z_baseline": "z_baseline",
-    "z_student": "z_student",
-}
 
 
 class NotComputed(Exception):
@@ -68,32 +42,6 @@ class Unavailable(NotComputed):
 
 #: Where the microscope models are listed first: the baseline, the IG student, the oracle reference.
 MODEL_ORDER: tuple[str, ...] = ("erm", "ig_student", "oracle")
-
-
-def runs_dir() -> Path:
-    """RUNS_DIR: ``$IG_RUNS_DIR`` or ``runs/`` (relative to the working directory)."""
-    return Path(os.environ.get(RUNS_ENV) or "runs").resolve()
-
-
-def writer_of(key: str) -> Stage | None:
-    """The stage that writes ``metrics.json`` key ``key`` (dotted; the longest declared prefix wins).
-
-    ``hypotheses.z_star`` -> ``ig``; ``microscope.erm.tcav`` -> ``microscope`` (it owns ``microscope``).
-    """
-    parts = key.split(".")
-    for n in range(len(parts), 0, -1):
-        prefix = ".".join(parts[:n])
-        for stage in STAGES:
-            if prefix in stage.writes:
-                return stage
-    return None
-
-
-def file_writer(relative: str) -> Stage | None:
-    """The stage that writes run file ``relative`` (see :data:`FILE_RESULTS`)."""
-    result = next((r for prefix, r in FILE_RESULTS if relative.startswith(prefix)), None)
-    name = provider_of(result) if result else None
-    return next((s for s in STAGES if s.name == name), None)
 
 
 def _lookup(data: Any, key: str) -> Any:

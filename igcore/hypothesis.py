@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,16 +295,6 @@ def _clause_from_obj(item: Any, i: int, vocabulary: Vocabulary, classes: Sequenc
     if cls not in classes:
         raise InputError(f"clause #{i}: unknown class {cls!r}; classes: {', '.join(classes)}")
     return Clause(concept, cls, _check_weight(item["weight"], f"clause #{i} ({concept}->{cls})"))
-
-
-def hypotheses_equal_structure(a: Hypothesis, b: Hypothesis) -> bool:
-    """True when ``a`` and ``b`` use the same (concept, class) pairs, whatever the weights."""
-    return a.structure == b.structure
-
-
-def from_pairs(pairs: Iterable[tuple[str, str, float]], bias: Mapping[str, float] | None = None) -> Hypothesis:
-    """Convenience constructor: ``from_pairs([("amber_eyes", "wolf", 2.0), ...])``."""
-    return Hypothesis(tuple(Clause(c, y, w) for c, y, w in pairs), dict(bias or {}))
 
 
 #: Concept kinds about the picture around the animal rather than the animal (see :func:`summary_sentence`).

@@ -19,6 +19,7 @@ bumped whenever a reader would misread a run; :func:`check_version` reads runs o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,6 +33,15 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
 RunStatus = Literal["running", "complete", "failed"]
+
+RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
+def check_run_id(run_id: str) -> str:
+    """Run ids are single path components of safe characters (no separators, no ``..``)."""
+    if not isinstance(run_id, str) or not re.fullmatch(RUN_ID_PATTERN, run_id) or ".." in run_id:
+        raise InputError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' only (no '/', no '..')")
+    return run_id
 
 
 def check_version(version: Any, run_id: str) -> int:
@@ -181,11 +191,6 @@ def proba_column(method: str, cls: str) -> str:
 def true_column(concept: str) -> str:
     """Column of a ``split_<name>`` table holding the 0/1 annotation of ``concept``."""
     return f"true_{concept}"
-
-
-def methods_in(columns: Any) -> list[str]:
-    """Methods that have a prediction column among ``columns``."""
-    return [c[len("pred_") :] for c in columns if str(c).startswith("pred_")]
 
 
 @dataclass(frozen=True)

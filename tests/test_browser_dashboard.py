@@ -25,7 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_idle
+
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_idle
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Page -> URL path (the default page, Overview, is served at the root; /overview is "Page not found").

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import byod_fixtures as fx
 import pytest
 
 from igcore.cli import main
 from igcore.config import load_config
 from igcore.pipeline import run_pipeline
 from igcore.store import load_run_dir
+from testkit import byod_fixtures as fx
 
 TINY = [
     "world.image_size=32", "baseline.epochs=2", "baseline.batch_size=16", "concepts.epochs=2",

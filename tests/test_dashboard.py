@@ -15,10 +15,7 @@ import re
 from html import escape
 from pathlib import Path
 
-import byod_fixtures as fx
 import pytest
-from apptest_support import all_text, assert_clean
-from conftest import tiny_sets
 from streamlit.testing.v1 import AppTest
 
 from dashboard import export
@@ -30,6 +27,9 @@ from dashboard.run_view import NotComputed, RunView, benchmark, writer_of
 from igcore.hypothesis import summary_sentence
 from igcore.schema import MethodMetrics
 from igcore.stages import STAGES, Stage
+from testkit import byod_fixtures as fx
+from testkit.apptest import all_text, assert_clean
+from testkit.runs import tiny_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"

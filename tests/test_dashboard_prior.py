@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from apptest_support import all_text, assert_clean
 from streamlit.testing.v1 import AppTest
 
 from igcore.ig import resolve
@@ -17,6 +16,7 @@ from igcore.labels import LabelStore, agreement, image_order, lm_proba
 from igcore.prior import JudgmentsStore
 from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW
 from igcore.store import RunStore
+from testkit.apptest import all_text, assert_clean
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"

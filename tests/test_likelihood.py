@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from igcore.hypothesis import from_pairs
 from igcore.likelihood import clause_deletion, predict_proba
 from igcore.worlds.base import Concept, Vocabulary
+from testkit.hypotheses import from_pairs
 
 VOCAB = Vocabulary((Concept("stripes", "stripes", "core"), Concept("spots", "spots", "core"), Concept("snow", "snow", "context")))
 CLASSES = ["cat", "dog"]

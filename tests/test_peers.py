@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from igcore.config import load_config
-from igcore.peers import DFR, PEERS, GroupDROClassifier
+from igcore.peers import PEERS
+from igcore.peers.dfr import DFR
+from igcore.peers.groupdro import GroupDROClassifier
 from igcore.pipeline import run_pipeline
 from igcore.schema import pred_column
 from igcore.store import load_run_dir

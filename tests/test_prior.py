@@ -13,8 +13,8 @@ import pytest
 from igcore import prior as P
 from igcore.config import PriorConfig
 from igcore.errors import InputError
-from igcore.hypothesis import from_pairs
 from igcore.worlds.base import Vocabulary
+from testkit.hypotheses import from_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["husky", "wolf"]

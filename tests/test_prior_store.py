@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,12 +19,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from concurrency import run_processes, run_threads
 
 from igcore.errors import InputError
-from igcore.hypothesis import from_pairs
 from igcore.prior import SHIPPED_PAIRWISE, SHIPPED_RATINGS, JudgmentsStore, load_judgments_csv, load_pairwise_csv
 from igcore.worlds.base import Concept, Vocabulary
+from testkit.concurrency import run_processes, run_threads, start_rating_writer
+from testkit.hypotheses import from_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB_CSV = ROOT / "assets" / "snowwolf_vocabulary.csv"
@@ -108,29 +106,11 @@ def test_threads_sharing_one_store_object(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- (c) killed writer
-WRITER = """
-import sys
-from igcore.prior import JudgmentsStore
-from igcore.worlds.base import Vocabulary
-
-store = JudgmentsStore(sys.argv[1], Vocabulary.from_csv(sys.argv[2]), ["husky", "wolf"])
-print("ready", flush=True)
-i = 0
-while True:
-    store.add_rating(f"killed-{i}", "amber_eyes", "wolf", 1 + i % 5)
-    print(i, flush=True)  # only after add_rating returned, i.e. after COMMIT
-    i += 1
-"""
-
-
 def test_writer_killed_midway_keeps_every_committed_rating(tmp_path: Path, n_shipped: tuple[int, int]) -> None:
     path = tmp_path / "judgments.sqlite"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(VOCAB_CSV)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_rating_writer(path, VOCAB_CSV, "killed")
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline() == "ready\n", proc.stderr.read() if proc.stderr else ""
         lines = [proc.stdout.readline() for _ in range(40)]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

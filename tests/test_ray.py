@@ -11,7 +11,6 @@ import os
 import signal
 from pathlib import Path
 
-import byod_fixtures as fx
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,6 +27,7 @@ from igcore.store import load_run_dir
 from igcore.worlds import make_world
 from igcore.worlds.images import LazyImages
 from igcore.worlds.imageset import decoding
+from testkit import byod_fixtures as fx
 
 WORKERS = 2
 SMALL_RUN = [

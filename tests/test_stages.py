@@ -129,10 +129,12 @@ def test_default_selection_follows_peers():
         (["world", "erm", "microscope"], ['microscope.models=["erm"]', "microscope.surrogates=false"], None),
         (["world", "dfr"], [], "stage 'dfr' needs 'model:erm'"),
         (["world", "fly"], [], "unknown stage 'fly'"),
+        (None, ['microscope.models=["erm","bogus"]'], "unknown model(s) in microscope.models 'bogus'; valid: erm, oracle"),
+        (["world"], ['microscope.models=["erm","nope"]'], "unknown model(s) in microscope.models 'nope'"),  # whatever the subset
     ],
 )
 def test_subset_requirements(stages, sets, message):
-    config = load_config(None, sets)
+    config = load_config(None, sets)  # the config knows no stages: which models a run can hold is the stage list's check
     if message is None:
         assert [s.name for s in select_stages(config, stages)] == [n for n in EXPECTED if n in stages]
     else:
@@ -176,3 +178,30 @@ def test_reports_in_docs_name_no_path_of_the_machine_that_wrote_them():
             if re.search(r"(?<![\w.])/(work|root|home|tmp|Users|private|var/folders)/", line):
                 offenders.append(f"{path.name}:{n}: {line.strip()[:100]}")
     assert offenders == []
+
+
+def test_every_stage_says_which_files_and_keys_it_writes_and_how_people_call_them():
+    """What the dashboard reads to explain a missing part comes from the stage entries (files, keys, labels)."""
+    from igcore.stages import HYPOTHESIS_NAMES, PIPELINE_FILES, file_writer, writer_of
+
+    assert file_writer("tables/split_train.parquet").name == "world"
+    assert file_writer("tensors/concept_scores.safetensors").name == "concepts"
+    assert file_writer("tensors/pseudo_labels.safetensors").name == "student"
+    assert file_writer("microscope/tables/tcav.parquet").name == "microscope"
+    assert file_writer("models/jtt/estimator.json").name == "jtt"  # a model's folder: the stage that provides it
+    assert file_writer(PIPELINE_FILES[0]) is None and file_writer("notes.txt") is None
+    assert writer_of("hypotheses.z_star").name == "ig" and writer_of("microscope.erm.tcav").name == "microscope"
+    assert HYPOTHESIS_NAMES == {"z_star": "z*", "no_prior": "no-prior hypothesis", "z_baseline": "z_baseline", "z_student": "z_student"}
+    for stage in STAGES:
+        assert set(stage.labels) <= stage.writes, stage.name
+
+
+def test_the_stage_list_names_functions_that_exist():
+    """Stage functions are imported when a stage runs: every dotted path resolves to a callable."""
+    import importlib
+
+    for stage in STAGES:
+        for path in (stage.function, stage.preflight):
+            if path:
+                module, _, name = path.partition(":")
+                assert callable(getattr(importlib.import_module(module), name)), path

@@ -282,7 +282,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_") and k != safe.REMOTE_ENV}
-    return {**env, "IG_RUNS_DIR": str(tmp_path / "runs"), "PYTHONPATH": str(ROOT)}
+    return {**env, "IG_RUNS_DIR": str(tmp_path / "runs")}
 
 
 def test_started_from_the_dashboard_folder_it_listens_on_loopback_only(tmp_path: Path) -> None:

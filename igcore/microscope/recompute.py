@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from igcore.config import MicroscopeConfig, _deep_merge, parse_sets
+from igcore.config.sets import deep_merge, parse_sets
 from igcore.errors import InputError
+from igcore.microscope.params import MicroscopeConfig
 from igcore.microscope.runner import MicroscopeInputs, run_microscope
 from igcore.schema import pred_column
 from igcore.settings import validated
@@ -28,9 +29,9 @@ from igcore.settings import validated
 def microscope_settings(run_config: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] = ()) -> MicroscopeConfig:
     """The run's ``microscope`` section (defaults for keys it lacks) with ``microscope.key=value`` overrides."""
     section = MicroscopeConfig().model_dump()
-    section = _deep_merge(section, dict(run_config.get("microscope") or {}), "microscope.")
+    section = deep_merge(section, dict(run_config.get("microscope") or {}), "microscope.")
     extra = dict(overrides) if isinstance(overrides, Mapping) else parse_sets(list(overrides), only_prefix="microscope").get("microscope", {})
-    return validated(MicroscopeConfig, _deep_merge(section, extra, "microscope."), "microscope")
+    return validated(MicroscopeConfig, deep_merge(section, extra, "microscope."), "microscope")
 
 
 def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] = (), device: str | None = None) -> Path:

@@ -52,7 +52,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from igcore.config import PriorConfig
 from igcore.errors import InputError
 from igcore.prior.encoders import (
     ENCODERS,
@@ -72,14 +71,14 @@ from igcore.prior.judgments import (
     SHIPPED_PAIRWISE,
     SHIPPED_RATINGS,
     SHIPPED_VOCABULARY,
-    hypothesis_json_list,
     load_judgments_csv,
     load_pairwise_csv,
     validate_pairwise,
     validate_ratings,
     write_ratings_csv,
 )
-from igcore.prior.model import FEATURES, MODEL_PARAMS, FlatPrior, HypothesisPrior, PriorModel
+from igcore.prior.model import MODEL_PARAMS, FlatPrior, HypothesisPrior, PriorModel
+from igcore.prior.params import FEATURES, PriorConfig
 from igcore.prior.store import JudgmentsStore
 from igcore.worlds.base import Vocabulary
 
@@ -107,7 +106,6 @@ __all__ = [
     "carried_structure",
     "fit_prior",
     "load_judgments",
-    "hypothesis_json_list",
     "load_judgments_csv",
     "load_pairwise_csv",
     "load_ratings_for_config",

@@ -9,7 +9,6 @@ as a one-line :class:`InputError` naming the file and line.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,8 +141,3 @@ def write_ratings_csv(df: pd.DataFrame, path: str | Path) -> Path:
         for row in df[list(RATING_COLUMNS)].itertuples(index=False):
             w.writerow(list(row))
     return path
-
-
-def hypothesis_json_list(hypothesis: Hypothesis) -> str:
-    """A hypothesis as the JSON list of clauses used in ``pairwise.csv``."""
-    return json.dumps([c.to_dict() for c in hypothesis.clauses])

@@ -9,15 +9,14 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from igcore.config import PriorConfig
 from igcore.errors import InputError
 from igcore.hypothesis import Hypothesis, clause_sentence
 from igcore.prior.encoders import TextEncoder, make_encoder
 from igcore.prior.judgments import validate_pairwise, validate_ratings
+from igcore.prior.params import PriorConfig
 from igcore.settings import validated
 from igcore.worlds.base import Vocabulary
 
-FEATURES = ("concept", "clause", "concept+clause")
 #: ``prior`` config keys that are :class:`PriorModel` parameters (the rest name the judgments to read).
 MODEL_PARAMS = ("encoder", "features", "ridge_alpha", "shrinkage", "endorse_threshold", "strength", "coef_length",
                 "coef_weight", "coef_class_length", "coef_empty_class", "fit_pairwise", "min_plausibility", "bt_l2")

@@ -24,9 +24,9 @@ import numpy as np
 from pydantic import Field
 
 from igcore.errors import InputError
-from igcore.worlds import register_world
 from igcore.worlds.base import SPLITS, Split, Vocabulary, WorldParams
 from igcore.worlds.images import ProgressFn
+from igcore.worlds.registry import register_world
 
 VOCABULARY_PATH = Path(__file__).resolve().parents[2] / "assets" / "snowwolf_vocabulary.csv"  # the shipped judgments' too
 

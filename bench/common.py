@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from igcore.store import package_versions
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 #: Packages whose versions a report names.
 REPORT_PACKAGES = ("torch", "transformers", "captum", "numpy", "pandas", "scikit-learn", "pydantic", "streamlit", "plotly")
@@ -58,17 +58,10 @@ def command_line(script: str, argv: Sequence[str] | None = None) -> str:
     return shlex.join(["python", f"bench/{Path(script).name}", *(portable_arg(a) for a in args)])
 
 
-def package_versions() -> str:
-    """``torch 2.13.0, transformers 5.x, …`` for the packages a report depends on."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for name in REPORT_PACKAGES:
-        try:
-            out.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            continue
-    return ", ".join(out)
+def report_versions() -> str:
+    """``torch 2.13.0, transformers 5.x, …`` for the packages a report depends on (those installed)."""
+    versions = package_versions(REPORT_PACKAGES)
+    return ", ".join(f"{name} {versions[name]}" for name in REPORT_PACKAGES if versions[name] != "not installed")
 
 
 def provenance(script: str, argv: Sequence[str] | None = None) -> list[str]:
@@ -78,7 +71,7 @@ def provenance(script: str, argv: Sequence[str] | None = None) -> list[str]:
     return [
         f"Produced by `{command_line(script, argv)}` (from the repository root){env}.",
         f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. "
-        f"Packages: {package_versions()}.",
+        f"Packages: {report_versions()}.",
     ]
 
 

@@ -1,5 +1,6 @@
-"""What the browser tests share: Debian chromium and its flags, a real ``streamlit run`` server on a free
-loopback port, and waiting for a Streamlit script run to end (Playwright, sync API)."""
+"""What the browser tests and the dashboard benches share: Debian chromium and its flags, a real
+``streamlit run`` server on a free loopback port, and waiting for a Streamlit script run to end (Playwright,
+sync API)."""
 
 from __future__ import annotations
 
@@ -32,30 +33,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def streamlit_server(runs_dir: Path, log_dir: Path, start_timeout_s: float = 90) -> Iterator[str]:
-    """The dashboard served by ``streamlit run`` on a free port, reading ``runs_dir``; yields its base URL
-    and stops it afterwards. Its output goes to ``log_dir/streamlit-<port>.log``."""
+def start_streamlit(runs_dir: Path, log: Path | None = None, timeout_s: float = 90) -> tuple[subprocess.Popen, str]:
+    """``streamlit run dashboard/app.py`` on a free loopback port, reading ``runs_dir``, once its health check
+    answers: the server process and its base URL. Its output goes to ``log`` (None: discarded). Stop it with
+    :func:`stop`."""
     port = free_port()
     env = {**os.environ, "IG_RUNS_DIR": str(runs_dir), "BROWSER_PATH": CHROMIUM}
+    env.pop("IG_ALLOW_REMOTE", None)
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
-           "--server.headless", "true"]
-    with open(log_dir / f"streamlit-{port}.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
+           "--server.address", "127.0.0.1", "--server.headless", "true"]
+    out = log.open("w") if log is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout_s
+    while True:
         try:
-            deadline = time.time() + start_timeout_s
-            while True:
-                try:
-                    if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                        break
-                except OSError:
-                    if time.time() > deadline:
-                        raise RuntimeError(f"streamlit did not start in {start_timeout_s:.0f} s (log: {log.name})") from None
-                    time.sleep(0.5)
-            yield base
-        finally:
-            stop(proc)
+            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                return proc, base
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                stop(proc)
+                shown = f" (log: {log.name})" if log is not None else ""
+                raise RuntimeError(f"streamlit did not start in {timeout_s:.0f} s{shown}") from None
+            time.sleep(0.5)
+
+
+@contextmanager
+def streamlit_server(runs_dir: Path, log_dir: Path, start_timeout_s: float = 90) -> Iterator[str]:
+    """The dashboard served by :func:`start_streamlit`; yields its base URL and stops it afterwards. Its output
+    goes to ``log_dir/streamlit.log``."""
+    proc, base = start_streamlit(runs_dir, log_dir / "streamlit.log", start_timeout_s)
+    try:
+        yield base
+    finally:
+        stop(proc)
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 15) -> None:

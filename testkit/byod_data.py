@@ -506,7 +506,6 @@ def write_dataset(
 
 _MEASURE = """
 import json, resource, sys, time
-sys.path.insert(0, {repo!r})
 from igcore.worlds import make_world
 start = time.perf_counter()
 w = make_world("waterbirds", root={root!r}, cub_root={cub!r}, image_size={size}, cache_dir={cache!r})
@@ -528,7 +527,6 @@ def measure_load(root: str | Path, image_size: int, cache_dir: str | Path) -> li
 
     root = Path(root).resolve()
     code = _MEASURE.format(
-        repo=str(Path(__file__).resolve().parents[1]),
         root=str(root),
         cub=str(root / "CUB_200_2011"),
         size=image_size,
@@ -573,5 +571,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # igcore, when run as a script
     sys.exit(main())

@@ -45,6 +45,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from igcore.worlds.snowwolf.textures import ramp, smooth_noise
+
 CLASSES = ("landbird", "waterbird")
 SPECIES = ("001.Landbird", "002.Waterbird")  # image folders, CUB style
 PLACE_NAMES = ("land", "water")
@@ -180,25 +182,15 @@ def annotations(lat: Latents, seed: int, noise: float = 0.04) -> tuple[np.ndarra
 # Backgrounds
 
 
-def _noise(rng: np.random.Generator, h: int, w: int, sy: float, sx: float) -> np.ndarray:
-    """Periodic Gaussian-filtered white noise with per-axis widths in pixels, unit std."""
-    white = rng.standard_normal((h, w))
-    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
-    out = np.fft.ifft2(np.fft.fft2(white) * np.exp(-2 * np.pi**2 * ((sy * fy) ** 2 + (sx * fx) ** 2))).real
-    return (out - out.mean()) / (out.std() + 1e-8)
-
-
 def _ramp(x: np.ndarray, *stops: tuple[float, tuple[int, int, int]]) -> np.ndarray:
-    """Scalar field to BGR by linear interpolation between (position, RGB colour) stops."""
-    pos = np.array([p for p, _ in stops])
-    cols = np.array([c for _, c in stops], dtype=float)[:, ::-1]
-    return np.stack([np.interp(x, pos, cols[:, k]) for k in range(3)], axis=-1)
+    """Scalar field to BGR (OpenCV's order) by linear interpolation between (position, RGB colour) stops."""
+    return ramp(x, *((position, colour[::-1]) for position, colour in stops))
 
 
 def _sky_over(rng: np.random.Generator, ground: np.ndarray, horizon: float, s: int) -> np.ndarray:
     h, w = ground.shape[:2]
-    sky = _ramp(_noise(rng, h, w, s / 6, s / 2), (-2, (150, 180, 215)), (2, (225, 235, 245)))
-    line = horizon * h + 0.02 * s * _noise(rng, 1, w, 0, s / 4)[0]
+    sky = _ramp(smooth_noise(rng, h, w, s / 6, s / 2), (-2, (150, 180, 215)), (2, (225, 235, 245)))
+    line = horizon * h + 0.02 * s * smooth_noise(rng, 1, w, 0, s / 4)[0]
     above = np.clip(line[None, :] - np.arange(h)[:, None], 0, 1)[..., None]
     return above * sky + (1 - above) * ground
 
@@ -206,40 +198,40 @@ def _sky_over(rng: np.random.Generator, ground: np.ndarray, horizon: float, s: i
 def _tile(place: int, category: int, rng: np.random.Generator, h: int, w: int, s: int) -> np.ndarray:
     """One BGR float texture tile of a place category."""
     if place == 0 and category == 0:  # bamboo forest: vertical stalks with nodes, leaves on top
-        stalks = _noise(rng, h, w, s, s / 30)
+        stalks = smooth_noise(rng, h, w, s, s / 30)
         base = _ramp(stalks, (-2.5, (35, 60, 20)), (0, (95, 140, 45)), (2.5, (190, 200, 90)))
         nodes = (np.sin(np.arange(h) / (s / 9) * np.pi)[:, None] > 0.97) & (stalks > 0.3)
         base[nodes] *= 0.6
-        leaves = _noise(rng, h, w, s / 25, s / 12) > 1.0
+        leaves = smooth_noise(rng, h, w, s / 25, s / 12) > 1.0
         return np.where(
-            leaves[..., None], _ramp(_noise(rng, h, w, 2, 2), (-2, (40, 90, 25)), (2, (120, 170, 60))), base
+            leaves[..., None], _ramp(smooth_noise(rng, h, w, 2, 2), (-2, (40, 90, 25)), (2, (120, 170, 60))), base
         )
     if place == 0 and category == 1:  # broadleaf forest: dark canopy blobs and trunks
-        canopy = _noise(rng, h, w, s / 14, s / 14) + 0.5 * _noise(rng, h, w, 1.5, 1.5)
+        canopy = smooth_noise(rng, h, w, s / 14, s / 14) + 0.5 * smooth_noise(rng, h, w, 1.5, 1.5)
         base = _ramp(canopy, (-2.5, (15, 40, 15)), (0, (45, 95, 35)), (2.5, (110, 160, 70)))
-        trunks = _noise(rng, 1, w, 0, s / 20)[0] > 1.3
-        base[:, trunks] = _ramp(_noise(rng, h, int(trunks.sum()), s / 8, 1), (-2, (45, 30, 20)), (2, (95, 70, 45)))
+        trunks = smooth_noise(rng, 1, w, 0, s / 20)[0] > 1.3
+        base[:, trunks] = _ramp(smooth_noise(rng, h, int(trunks.sum()), s / 8, 1), (-2, (45, 30, 20)), (2, (95, 70, 45)))
         return base
     if place == 0:  # wild field: grass blades under a sky
-        blades = _noise(rng, h, w, s / 10, 0.7) + 0.6 * _noise(rng, h, w, s / 6, s / 5)
+        blades = smooth_noise(rng, h, w, s / 10, 0.7) + 0.6 * smooth_noise(rng, h, w, s / 6, s / 5)
         grass = _ramp(blades, (-2.5, (90, 110, 30)), (0, (160, 170, 60)), (2.5, (215, 205, 120)))
         return _sky_over(rng, grass, 0.3, s)
     if category == 0:  # ocean: horizontal swell and whitecaps under a sky
-        swell = _noise(rng, h, w, 1.2, s / 5) + 0.5 * _noise(rng, h, w, s / 10, s / 3)
+        swell = smooth_noise(rng, h, w, 1.2, s / 5) + 0.5 * smooth_noise(rng, h, w, s / 10, s / 3)
         water = _ramp(swell, (-2.5, (10, 35, 90)), (0, (25, 70, 150)), (2.0, (70, 130, 200)), (2.6, (235, 240, 245)))
         return _sky_over(rng, water, 0.3, s)
     if category == 1:  # natural lake: calm blue-green water, a tree line on the far shore
-        ripples = _noise(rng, h, w, 0.8, s / 3)
+        ripples = smooth_noise(rng, h, w, 0.8, s / 3)
         water = _ramp(ripples, (-2.5, (30, 80, 110)), (0, (55, 120, 150)), (2.5, (120, 175, 195)))
-        shore = (np.arange(h)[:, None] < h * 0.32 + 0.03 * s * _noise(rng, 1, w, 0, s / 10)[0][None, :])[..., None]
-        trees = _ramp(_noise(rng, h, w, 2, 2), (-2, (20, 50, 25)), (2, (60, 100, 50)))
+        shore = (np.arange(h)[:, None] < h * 0.32 + 0.03 * s * smooth_noise(rng, 1, w, 0, s / 10)[0][None, :])[..., None]
+        trees = _ramp(smooth_noise(rng, h, w, 2, 2), (-2, (20, 50, 25)), (2, (60, 100, 50)))
         return _sky_over(rng, np.where(shore, trees, water), 0.22, s)
     # river: flowing diagonal streaks between grassy banks
     yy, xx = np.mgrid[0:h, 0:w]
-    flow = _noise(rng, h, w, 1.0, s / 4)
+    flow = smooth_noise(rng, h, w, 1.0, s / 4)
     water = _ramp(flow, (-2.5, (25, 60, 110)), (0, (50, 95, 150)), (2.5, (150, 185, 215)))
-    bank = np.abs((yy - 0.6 * h) + 0.25 * (xx - w / 2)) > 0.38 * h + 0.03 * s * _noise(rng, h, w, s / 6, s / 6)
-    grass = _ramp(_noise(rng, h, w, s / 12, 1), (-2, (70, 110, 40)), (2, (140, 170, 80)))
+    bank = np.abs((yy - 0.6 * h) + 0.25 * (xx - w / 2)) > 0.38 * h + 0.03 * s * smooth_noise(rng, h, w, s / 6, s / 6)
+    grass = _ramp(smooth_noise(rng, h, w, s / 12, 1), (-2, (70, 110, 40)), (2, (140, 170, 80)))
     return np.where(bank[..., None], grass, water)
 
 

@@ -9,6 +9,8 @@ from igcore.errors import InputError
 from igcore.worlds import SPLITS, WORLDS, make_world
 from igcore.worlds import snowwolf as sw
 from igcore.worlds.preview import contact_sheet, counterfactual_strip
+from igcore.worlds.snowwolf.render import Renderer
+from igcore.worlds.snowwolf.sampling import MIN_SCALE, sample_latents
 
 SMALL = {"n_train": 96, "n_val": 32, "n_test_train": 48, "n_test_eval": 60, "n_concept_bank": 48}
 
@@ -143,15 +145,20 @@ def test_counterfactual_keeps_the_animal(world: sw.SnowWolfWorld) -> None:
 def test_windowed_rendering_matches_full_canvas(monkeypatch: pytest.MonkeyPatch) -> None:
     """Body parts are evaluated on canvas windows only; no window may clip a part, at any pose extreme."""
     w = make_world("snowwolf", animal_scale=0.6, **SMALL)
-    lat = dict(w._sample_latents("test_eval", np.random.default_rng(0)))
+    renderer = w.renderer
+    lat = sample_latents(
+        "test_eval", w.sizes["test_eval"], np.random.default_rng(0), n_classes=w.n_classes, rho=w.rho, feature_p=w.feature_p,
+        codewords=w.codewords, typical_background=w.typical_background, image_size=w.image_size,
+        canvas=renderer.canvas, max_scale=renderer.max_scale,
+    )
     n, rng = len(lat["labels"]), np.random.default_rng(1)
     lat["pose"] = (rng.choice([-1, 1], (n, 4)) * np.array([0.05, 0.08, 0.12, 0.1])).astype(np.float32)
-    lat["scale"] = (w._max_scale * rng.choice([sw._MIN_SCALE, 1.0], n)).astype(np.float32)
+    lat["scale"] = (renderer.max_scale * rng.choice([MIN_SCALE, 1.0], n)).astype(np.float32)
     lat["subpixel"] = rng.choice([0.0, 0.999], (n, 2)).astype(np.float32)
     out = [(np.empty((n, 64, 64, 3), np.uint8), np.empty((n, 64, 64), bool)) for _ in range(2)]
-    w._render(lat, *out[0])
-    monkeypatch.setattr(sw.SnowWolfWorld, "_window", lambda self, u, v: (slice(None), slice(None)))
-    w._render(lat, *out[1])
+    renderer.draw(lat, *out[0])
+    monkeypatch.setattr(Renderer, "window", lambda self, u, v: (slice(None), slice(None)))
+    renderer.draw(lat, *out[1])
     assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
 
 

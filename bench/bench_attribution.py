@@ -28,7 +28,7 @@ import torch
 
 from bench.common import ROOT, provenance
 from igcore.baseline import PixelClassifier, build_model
-from igcore.microscope.integrated_gradients import integrated_gradients
+from igcore.microscope import get_method
 
 
 def best_of(fn: Callable[[], None], repeats: int) -> tuple[float, float]:
@@ -61,8 +61,11 @@ def measure(arch: str, n_steps: int, batch: int, images: int, repeats: int, imag
         module.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(module(xb), tb).backward()
 
+    method = get_method("integrated_gradients")
+    params = method.resolve({"n_steps": n_steps, "internal_batch_size": batch})  # the registry's defaults for the rest
+
     def ig() -> None:
-        integrated_gradients(module, x, target, n_steps=n_steps, internal_batch_size=batch)
+        method.fn(module, x, target, **params)
 
     fb_wall, fb_cpu = best_of(input_grad, repeats)
     full_wall, full_cpu = best_of(full_backward, repeats)

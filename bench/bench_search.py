@@ -230,7 +230,7 @@ def main() -> None:
     precision = bench_precision(100_000, 300) if 100_000 in ns and 300 in ks else None
     threads = {k: bench_threads(1_000_000, k) for k in (12, 300)} if 1_000_000 in ns and not args.threads else None
     lines = [
-        "# Benchmark: z* search (`igcore/search.py`)",
+        "# Benchmark: z* search (`igcore/search/`)",
         "",
         *provenance(__file__),
         "",

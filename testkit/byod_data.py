@@ -1,6 +1,6 @@
 """Write a Waterbirds-layout benchmark data set with CUB-layout attributes, segmentations and judgments.
 
-    python bench/byod_data.py OUT_DIR --n 4800 --size 96 --seed 0
+    python -m testkit.byod_data OUT_DIR --n 4800 --size 96 --seed 0
 
 The data set exercises the ``waterbirds`` loader end to end (``world.root=OUT_DIR``,
 ``world.cub_root=OUT_DIR/CUB_200_2011``) on a task with the shape of Waterbirds (Sagawa et al., 2020):
@@ -379,7 +379,7 @@ def _judgments(seed: int) -> list[tuple[str, str, str, int]]:
 
 _README = """# Benchmark data set for the `waterbirds` loader
 
-Written by `bench/byod_data.py` (seed {seed}, {n} images of {size} px; see that file's docstring for
+Written by `testkit/byod_data.py` (seed {seed}, {n} images of {size} px; see that file's docstring for
 how the birds, places and splits are made). Load it with
 
     python -m igcore run --set world.name=waterbirds --set world.root={root} \\

@@ -1,6 +1,6 @@
 """executor=ray: the per-image work as Ray Data pipelines on a local 2-worker Ray, against the local path.
 
-The world is a small Waterbirds-layout data set written by the tests (``byod_fixtures``), decoded lazily
+The world is a small Waterbirds-layout data set written by the tests (:mod:`testkit.byod_fixtures`), decoded lazily
 on the ray path (in the workers); the backbone is a tiny ResNet with random weights saved by the test
 (``save_pretrained``). Nothing is downloaded.
 """

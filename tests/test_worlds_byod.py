@@ -1,6 +1,6 @@
 """Loaders of users' data (waterbirds, folder): layouts, annotations, pixels, masks, splits, cache, bad input.
 
-The data sets are written by :mod:`byod_fixtures` into temporary folders; nothing is downloaded.
+The data sets are written by :mod:`testkit.byod_fixtures` into temporary folders; nothing is downloaded.
 """
 
 from __future__ import annotations

@@ -137,28 +137,28 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "igcore.microscope.params", "igcore.microscope.registry", "igcore.microscope._baselines",
         "igcore.microscope.grad_cam", "igcore.microscope.gradient_shap", "igcore.microscope.integrated_gradients",
         "igcore.microscope.layer_integrated_gradients", "igcore.microscope.occlusion", "igcore.microscope.saliency",
-        "igcore.peers",
     )),
     ("config", ("igcore.config",)),
     ("estimators", ("igcore",)),
     ("store and executors", ("igcore.store", "igcore.executors", "igcore.labels", "igcore.ig", "igcore.microscope.attribution",
                              "igcore.microscope.sanity", "igcore.microscope.runner")),
     ("context", ("igcore.context",)),
-    ("stages", ("igcore.stages", "igcore.peers.groupdro", "igcore.peers.jtt", "igcore.peers.dfr", "igcore.microscope.recompute")),
+    ("stages", ("igcore.stages", "igcore.peers", "igcore.microscope.recompute")),
     ("pipeline and CLI", ("igcore.pipeline", "igcore.cli", "igcore.__main__")),
     ("dashboard", ("dashboard",)),
 )
 
 
-#: Packages whose ``__init__`` re-exports a public API gathered from several layers: the facade itself sits at
-#: the layer of its highest part (its submodules keep their own layers).
-FACADES = {"igcore.microscope": "stages"}
+#: Packages that sit in another layer than their modules: the microscope's ``__init__`` re-exports a public API
+#: gathered from every layer of its parts (so it sits at the highest); the peer registry is the peers package's
+#: ``__init__``, below the config, while each peer's module holds a stage function.
+PACKAGE_LAYERS = {"igcore.microscope": "stages", "igcore.peers": "registries and parameters"}
 
 
 def layer_of(module: str) -> int:
     """The index of ``module``'s layer in :data:`LAYERS` (-1 outside the engine and the dashboard)."""
-    if module in FACADES:
-        return [name for name, _ in LAYERS].index(FACADES[module])
+    if module in PACKAGE_LAYERS:
+        return [name for name, _ in LAYERS].index(PACKAGE_LAYERS[module])
     best, depth = -1, -1
     for i, (_name, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:

@@ -13,10 +13,12 @@ import igcore
 from igcore.cli import main
 from igcore.config import load_config
 from igcore.errors import InputError
+from igcore.peers import PEERS
 from igcore.stages import MODEL_NAMES, STAGE_NAMES, STAGES, select_stages
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED = ["world", "features", "erm", "oracle", "true_concepts", "concepts", "ig", "student", "groupdro", "jtt", "dfr", "microscope"]
+#: The pipeline's order: its own stages, every registered peer method (after the student), the microscope last.
+EXPECTED = ["world", "features", "erm", "oracle", "true_concepts", "concepts", "ig", "student", *PEERS, "microscope"]
 
 
 def _modules() -> list[str]:
@@ -91,13 +93,15 @@ def test_stage_order_is_the_same_whichever_module_is_imported_first():
 
 
 def test_stage_graph_is_consistent():
+    assert list(PEERS)[:3] == ["groupdro", "jtt", "dfr"]
     assert list(STAGE_NAMES) == EXPECTED
-    config = load_config(None, ['peers=["groupdro","jtt","dfr"]'])
+    config = load_config(None, [f"peers={json.dumps(list(PEERS))}"])
     provided: set[str] = set()
     for stage in STAGES:  # every requirement is provided by an earlier stage, in the full order
         assert set(stage.requirements(config)) <= provided, stage.name
         provided |= set(stage.provides)
-    assert MODEL_NAMES == ("erm", "oracle", "ig_student", "groupdro", "jtt")
+    peer_models = tuple(r.removeprefix("model:") for p in PEERS.values() for r in p.results if r.startswith("model:"))
+    assert MODEL_NAMES == ("erm", "oracle", "ig_student", *peer_models) and peer_models[:2] == ("groupdro", "jtt")
 
 
 def test_one_writer_per_metrics_section():
@@ -113,7 +117,7 @@ def test_one_writer_per_metrics_section():
 
 def test_default_selection_follows_peers():
     names = [s.name for s in select_stages(load_config())]
-    assert names == [n for n in EXPECTED if n not in ("features", "groupdro", "jtt", "dfr")]
+    assert names == [n for n in EXPECTED if n != "features" and n not in PEERS]
     names = [s.name for s in select_stages(load_config(None, ['peers=["dfr"]']))]
     assert "dfr" in names and "jtt" not in names
 

@@ -28,6 +28,7 @@ class DFR:
     Args:
         C: inverse L1 strength (the paper tunes it on half of the balanced set; 1.0 is our fixed choice).
         n_subsets: number of balanced subsets averaged.
+        seed: draws the subsets and seeds the solver (same seed, same weights).
     """
 
     def __init__(self, C: float = 1.0, n_subsets: int = 10, seed: int = 0):
@@ -44,7 +45,9 @@ class DFR:
         coefs, intercepts = [], []
         for _ in range(self.n_subsets):
             idx = np.concatenate([rng.choice(np.flatnonzero(groups == g), n_min, replace=False) for g in present])
-            clf = LogisticRegression(l1_ratio=1.0, C=self.C, solver="liblinear").fit(x[idx], labels[idx])
+            # liblinear shuffles its coordinates; without random_state it draws from numpy's global generator,
+            # seeded from the OS at process start, so two runs of one config would differ
+            clf = LogisticRegression(l1_ratio=1.0, C=self.C, solver="liblinear", random_state=self.seed).fit(x[idx], labels[idx])
             coefs.append(clf.coef_)
             intercepts.append(clf.intercept_)
         self.classes_ = clf.classes_

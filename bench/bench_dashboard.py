@@ -93,7 +93,8 @@ def rss_peak_kb(pid: int) -> int:
 def browser_timings(runs_dir: Path) -> tuple[dict[str, float | None], float]:
     from playwright.sync_api import sync_playwright
 
-    proc, base = start_streamlit(runs_dir, timeout_s=90)
+    server = start_streamlit(runs_dir, timeout_s=90)
+    proc, base = server.process, server.url
     timings: dict[str, float | None] = {}
     try:
         with sync_playwright() as p:

@@ -242,14 +242,14 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         runs, run_id = prepare_runs(args, Path(tmp))
-        server, base = start_streamlit(runs, Path(tmp) / "streamlit.log", timeout_s=120)
+        server = start_streamlit(runs, Path(tmp) / "streamlit.log", timeout_s=120)
         try:
             sessions = [Session(rater=f"load-{i:02d}") for i in range(args.sessions)]
             started = time.monotonic()
-            asyncio.run(load(base, run_id, sessions, args.seconds, args.timeout))
+            asyncio.run(load(server.url, run_id, sessions, args.seconds, args.timeout))
             seconds = time.monotonic() - started
         finally:
-            stop(server, timeout_s=20)
+            stop(server.process, timeout_s=20)
         stored = stored_ratings(runs / "judgments.sqlite")
         text, bad = report(args, sessions, stored, run_id, seconds)
     print(text)

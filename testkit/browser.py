@@ -10,9 +10,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -33,27 +34,47 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_streamlit(runs_dir: Path, log: Path | None = None, timeout_s: float = 90) -> tuple[subprocess.Popen, str]:
-    """``streamlit run dashboard/app.py`` on a free loopback port, reading ``runs_dir``, once its health check
-    answers: the server process and its base URL. Its output goes to ``log`` (None: discarded). Stop it with
-    :func:`stop`."""
+#: The dashboard's entry script.
+APP = ROOT / "dashboard" / "app.py"
+
+
+class Server(NamedTuple):
+    """A running ``streamlit run``: its process, base URL and port."""
+
+    process: subprocess.Popen
+    url: str
+    port: int
+
+
+def start_streamlit(
+    runs_dir: Path,
+    log: Path | None = None,
+    timeout_s: float = 90,
+    *,
+    args: Sequence[str] = (str(APP), "--server.address", "127.0.0.1"),
+    cwd: Path = ROOT,
+) -> Server:
+    """``streamlit run <args>`` from ``cwd`` on a free port, reading ``runs_dir``, once its health check answers.
+
+    The server does not inherit ``STREAMLIT_*`` settings or the opt-in to serve beyond loopback from this
+    process's environment. Its output goes to ``log`` (None: discarded). Stop it with :func:`stop`.
+    """
     port = free_port()
-    env = {**os.environ, "IG_RUNS_DIR": str(runs_dir), "BROWSER_PATH": CHROMIUM}
-    env.pop("IG_ALLOW_REMOTE", None)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_") and k != "IG_ALLOW_REMOTE"}
+    env.update(IG_RUNS_DIR=str(runs_dir), BROWSER_PATH=CHROMIUM)
+    cmd = [sys.executable, "-m", "streamlit", "run", *args, "--server.port", str(port), "--server.headless", "true"]
     out = log.open("w") if log is not None else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout_s
     while True:
         try:
-            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                return proc, base
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return Server(proc, url, port)
         except OSError:
             if time.time() > deadline or proc.poll() is not None:
                 stop(proc)
-                shown = f" (log: {log.name})" if log is not None else ""
+                shown = f": {log.read_text()[-2000:]}" if log is not None else ""
                 raise RuntimeError(f"streamlit did not start in {timeout_s:.0f} s{shown}") from None
             time.sleep(0.5)
 
@@ -62,11 +83,11 @@ def start_streamlit(runs_dir: Path, log: Path | None = None, timeout_s: float = 
 def streamlit_server(runs_dir: Path, log_dir: Path, start_timeout_s: float = 90) -> Iterator[str]:
     """The dashboard served by :func:`start_streamlit`; yields its base URL and stops it afterwards. Its output
     goes to ``log_dir/streamlit.log``."""
-    proc, base = start_streamlit(runs_dir, log_dir / "streamlit.log", start_timeout_s)
+    server = start_streamlit(runs_dir, log_dir / "streamlit.log", start_timeout_s)
     try:
-        yield base
+        yield server.url
     finally:
-        stop(proc)
+        stop(server.process)
 
 
 def stop(proc: subprocess.Popen, timeout_s: float = 15) -> None:
@@ -76,6 +97,7 @@ def stop(proc: subprocess.Popen, timeout_s: float = 15) -> None:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
 
 
 def wait_idle(page: object, timeout: float = 90, settle_ms: int = 800) -> None:

@@ -79,8 +79,6 @@ def test_stored_config_keeps_files_that_are_gone(tmp_path):
         (["jtt.upweight=-2"], "jtt.upweight"),
         (["jtt.upweight=Infinity"], "jtt.upweight"),
         (["dfr.C=-1"], "dfr.C"),
-        (['microscope.tcav.models=["jtt"]'], "microscope.tcav.models names jtt"),
-        (['microscope.sanity.models=["nope"]'], "microscope.sanity.models names nope, which microscope.models does not examine"),
         (['microscope.methods=["lime"]'], "unknown attribution method 'lime'"),
         (["microscope.params.lime.n_steps=3"], "unknown attribution method 'lime'"),
         (["microscope.params.occlusion.window=0"], "microscope.params.occlusion.window must be greater than or equal to 1"),

@@ -134,7 +134,9 @@ def test_default_selection_follows_peers():
         (["world", "dfr"], [], "stage 'dfr' needs 'model:erm'"),
         (["world", "fly"], [], "unknown stage 'fly'"),
         (None, ['microscope.models=["erm","bogus"]'], "unknown model(s) in microscope.models 'bogus'; valid: erm, oracle"),
-        (["world"], ['microscope.models=["erm","nope"]'], "unknown model(s) in microscope.models 'nope'"),  # whatever the subset
+        (["world"], ['microscope.models=["nope"]'], "unknown model(s) in microscope.models 'nope'"),  # whatever the subset
+        (None, ['microscope.tcav.models=["jtt"]'], "microscope.tcav.models names jtt, which microscope.models does not examine"),
+        (None, ['microscope.sanity.models=["nope"]'], "unknown model(s) in microscope.sanity.models 'nope'"),
     ],
 )
 def test_subset_requirements(stages, sets, message):

@@ -8,12 +8,7 @@ link, an image or HTML: the value must stay inside one ``<code>`` element.
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,10 +19,10 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import safe
 from dashboard import state as codec
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
-CHROMIUM = "/usr/bin/chromium"
 TIMEOUT = 120
 INJECTION = "a\n\n[Sign in](https://ev.il)"
 
@@ -246,55 +241,16 @@ def test_server_config_next_to_the_script() -> None:
     assert not (ROOT / ".streamlit" / "config.toml").exists(), "one config, read from any working directory"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, int]:
-    """``streamlit run`` with ``args`` from ``cwd``; returns once its health check answers."""
-    port = _free_port()
-    handle = log.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", *args, "--server.port", str(port)],
-                            cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited: {log.read_text()[-2000:]}")
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                return proc, port
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    pytest.fail(f"streamlit did not start in 90 s: {log.read_text()[-2000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_") and k != safe.REMOTE_ENV}
-    return {**env, "IG_RUNS_DIR": str(tmp_path / "runs")}
-
-
 def test_started_from_the_dashboard_folder_it_listens_on_loopback_only(tmp_path: Path) -> None:
     """``cd dashboard && streamlit run app.py``: the config next to the script binds it to 127.0.0.1."""
-    proc, port = _start(["app.py", "--server.headless", "true"], ROOT / "dashboard", _env(tmp_path), tmp_path / "log")
+    proc, _url, port = start_streamlit(tmp_path / "runs", tmp_path / "log", args=["app.py"], cwd=ROOT / "dashboard")
     try:
         listening = safe.listening_addresses(proc.pid)
         assert (("127.0.0.1", port) in listening), listening
         assert all(safe.is_loopback(ip) for ip, _ in listening), listening
         assert safe.exposed_addresses(proc.pid) == []
     finally:
-        _stop(proc)
+        stop(proc)
     assert not (ROOT / "dashboard" / "runs").exists()
 
 
@@ -304,11 +260,11 @@ def test_listening_everywhere_without_the_opt_in_serves_no_content(tmp_path: Pat
     """``--server.address 0.0.0.0``: the server is up, but the page is the refusal and nothing else."""
     from playwright.sync_api import sync_playwright
 
-    proc, port = _start([str(APP), "--server.headless", "true", "--server.address", "0.0.0.0"], ROOT, _env(tmp_path), tmp_path / "log")
+    proc, _url, port = start_streamlit(tmp_path / "runs", tmp_path / "log", args=[str(APP), "--server.address", "0.0.0.0"])
     try:
         assert f"0.0.0.0:{port}" in safe.exposed_addresses(proc.pid)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/hypotheses?v=1&hyp=2", timeout=60_000)
             page.wait_for_selector("text=This dashboard is not served here", timeout=60_000)
@@ -317,7 +273,7 @@ def test_listening_everywhere_without_the_opt_in_serves_no_content(tmp_path: Pat
         assert safe.REMOTE_ENV in body
         assert "Hypotheses" not in body and "IG Microscope" not in body and "Computing the demo run" not in body
     finally:
-        _stop(proc)
+        stop(proc)
     assert not (tmp_path / "runs").exists()  # no demo run was started
     assert "refusing to serve" in (tmp_path / "log").read_text()
 

@@ -2,15 +2,15 @@
 
 The attribution methods' parameters (``microscope.params.<method>.*``) are not written here: each method
 declares them when it registers (:mod:`igcore.microscope.registry`), and this section takes its defaults
-and its checks from the registry. Which models a run can examine is the stage list's business
-(:func:`igcore.stages.check_models`), not this section's.
+and its checks from the registry. Which models a run can examine (``models``, ``tcav.models``,
+``sanity.models``) is the stage list's business (:func:`igcore.stages.check_models`), not this section's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from igcore.microscope.registry import ATTRIBUTIONS
 from igcore.settings import Settings, unique, unknown
@@ -103,10 +103,3 @@ class MicroscopeConfig(Settings):
                 raise ValueError(problem)
             ATTRIBUTIONS[method].check(values)  # the method's own bounds -> InputError (a ValueError) naming the key
         return params
-
-    @model_validator(mode="after")
-    def _subsets_of_models(self) -> MicroscopeConfig:
-        for key, names in (("tcav.models", self.tcav.models), ("sanity.models", self.sanity.models or [])):
-            if outside := [n for n in names if n not in self.models]:
-                raise ValueError(f"microscope.{key} names {', '.join(outside)}, which microscope.models does not examine")
-        return self

@@ -44,7 +44,7 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
         InputError: not a run directory, an incomplete run, missing models or tensors, bad overrides,
             or a world that no longer reproduces the run's test_eval images.
     """
-    from igcore.stages import stage_named
+    from igcore.stages import check_models, stage_named
     from igcore.store import load_run_dir, recompute_output
     from igcore.worlds import build_world
 
@@ -53,6 +53,7 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
         raise InputError(f"run {run.run_id!r} is not complete (status {run.status!r}); only finished runs can be recomputed")
     config = run.config_model()
     settings = microscope_settings(run.config, overrides)
+    check_models(settings)
     missing = [m for m in settings.models if m not in run.model_names()]
     if missing:
         raise InputError(f"run {run.run_id!r} has no model {', '.join(missing)}; set microscope.models to some of: {', '.join(run.model_names())}")

@@ -29,6 +29,7 @@ from igcore.settings import unknown
 if TYPE_CHECKING:
     from igcore.config import Config
     from igcore.context import RunContext
+    from igcore.microscope.params import MicroscopeConfig
     from igcore.worlds.base import World
 
 
@@ -206,22 +207,27 @@ def file_writer(relative: str) -> Stage | None:
     return next((s for s in STAGES if s.writes_file(relative)), None)
 
 
-def check_models(config: Config) -> None:
-    """The models ``microscope.models`` names must be ones a stage of this engine trains (one line otherwise);
-    ``microscope.tcav.models`` and ``microscope.sanity.models`` are subsets of it (the config checks that)."""
-    if problem := unknown("model(s) in microscope.models", config.microscope.models, MODEL_NAMES):
-        raise InputError(problem)
+def check_models(microscope: MicroscopeConfig) -> None:
+    """The models a ``microscope`` section names must be ones a stage of this engine trains, and the models
+    whose layers TCAV tests or whose maps are sanity-checked must be examined; one line otherwise."""
+    sanity = microscope.sanity.models or []
+    for key, names in (("models", microscope.models), ("tcav.models", microscope.tcav.models), ("sanity.models", sanity)):
+        if problem := unknown(f"model(s) in microscope.{key}", names, MODEL_NAMES):
+            raise InputError(problem)
+    for key, names in (("tcav.models", microscope.tcav.models), ("sanity.models", sanity)):
+        if outside := [n for n in names if n not in microscope.models]:
+            raise InputError(f"microscope.{key} names {', '.join(outside)}, which microscope.models does not examine")
 
 
 def select_stages(config: Config, names: Sequence[str] | None = None) -> list[Stage]:
     """The stages to run, in pipeline order: ``names`` (any order), or the default selection for ``config``.
 
     Raises:
-        InputError: a model name the engine does not train (:func:`check_models`), an unknown stage name,
+        InputError: a model the microscope cannot examine (:func:`check_models`), an unknown stage name,
             or a selected stage whose requirement no earlier selected stage provides (one line naming the
             result and its provider).
     """
-    check_models(config)
+    check_models(config.microscope)
     if names is None:
         selected = [s for s in STAGES if s.enabled(config)]
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from igcore.errors import InputError
 from igcore.worlds.base import Vocabulary
 from igcore.worlds.snowwolf.textures import TILE_VARIANTS
 
@@ -35,6 +36,16 @@ LIGHTING = ("bright_light", "dim_light")
 POSITION = ("animal_left", "animal_right")
 CLASS_NAMES = ("husky", "wolf", "fox", "coyote", "jackal", "dingo")
 TYPICAL_BACKGROUND = (1, 0, 2, 0, 1, 2)  # husky→grass, wolf→snow, extra classes cycle
+
+
+def load_vocabulary() -> Vocabulary:
+    """The world's vocabulary (shipped with its judgments), checked to hold every concept the world annotates."""
+    vocabulary = Vocabulary.from_csv(VOCABULARY_PATH)
+    needed = [c for _, w, h in ATTRIBUTES for c in (w, h)] + [c for _, c in BACKGROUNDS] + [*LIGHTING, *POSITION]
+    missing = [c for c in needed if c not in vocabulary.ids]
+    if missing:
+        raise InputError(f"{VOCABULARY_PATH}: the snowwolf vocabulary lacks concepts {', '.join(missing)}")
+    return vocabulary
 
 
 def codewords(n_classes: int) -> np.ndarray:

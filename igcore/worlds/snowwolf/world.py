@@ -9,20 +9,17 @@ import numpy as np
 from pydantic import Field
 
 from igcore.errors import InputError
-from igcore.worlds.base import SPLITS, Split, Vocabulary, WorldParams
+from igcore.worlds.base import SPLITS, Split, WorldParams
 from igcore.worlds.images import ProgressFn
 from igcore.worlds.registry import register_world
 from igcore.worlds.snowwolf.render import Renderer
 from igcore.worlds.snowwolf.sampling import (
-    ATTRIBUTES,
     BACKGROUNDS,
     CLASS_NAMES,
-    LIGHTING,
-    POSITION,
     TYPICAL_BACKGROUND,
-    VOCABULARY_PATH,
     codewords,
     concept_annotations,
+    load_vocabulary,
     sample_latents,
 )
 
@@ -81,11 +78,7 @@ class SnowWolfWorld:
 
         self.classes = list(CLASS_NAMES[: self.n_classes])
         self.backgrounds = [b for b, _ in BACKGROUNDS]
-        self.vocabulary = Vocabulary.from_csv(VOCABULARY_PATH)
-        needed = [c for _, w, h in ATTRIBUTES for c in (w, h)] + [c for _, c in BACKGROUNDS] + [*LIGHTING, *POSITION]
-        missing = [c for c in needed if c not in self.vocabulary.ids]
-        if missing:
-            raise InputError(f"{VOCABULARY_PATH}: the snowwolf vocabulary lacks concepts {', '.join(missing)}")
+        self.vocabulary = load_vocabulary()
         self.codewords = codewords(self.n_classes)
         self.typical_background = np.array(TYPICAL_BACKGROUND[: self.n_classes], dtype=np.int64)
         self.renderer = Renderer(self.image_size, self.animal_scale, self.seed, self.background_salience, self.noise_std)

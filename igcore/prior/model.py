@@ -227,7 +227,6 @@ class PriorModel:
         self.coef_class_length_ = float(self.coef_class_length)
         self.coef_empty_class_ = float(self.coef_empty_class)
         self.pairwise_fit_: dict[str, Any] = {"used": False, "n": 0}
-        self.judgments_source_, self.notes_ = "given to fit", []  # set by igcore.prior.fit_prior
         if pairwise is not None and len(pairwise) and self.fit_pairwise:
             self._fit_pairwise(validate_pairwise(pairwise, vocabulary, classes), vocabulary, classes)
         return self
@@ -386,6 +385,4 @@ class PriorModel:
             "coef_class_length": self.coef_class_length_,
             "coef_empty_class": self.coef_empty_class_,
             "pairwise_fit": self.pairwise_fit_,
-            "judgments": self.judgments_source_,
-            "notes": list(self.notes_),
         }

@@ -12,17 +12,19 @@ import shutil
 from html import escape
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from apptest_support import all_text, assert_clean
 from byod_fixtures import SIMULATED_RATER
 from streamlit.testing.v1 import AppTest
 
 from dashboard import export
+from dashboard.components.judgments import accuracy_delta, change_summary, stop_status
 from dashboard.run_view import RunView
 from igcore.labels import LabelStore, agreement, image_order, lm_proba
 from igcore.prior import Judgments, JudgmentsStore
-from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW
-from igcore.resolve import resolve
+from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, stopping_signal
+from igcore.resolve import CHANGE_COLUMNS, Comparison, resolve
 from igcore.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,6 +150,43 @@ def test_stopping_signal_is_shown(fresh_runs_dir: Path) -> None:
     at = open_app("prior")
     assert_clean(at)
     assert any(f"the last {STOP_WINDOW + 1} ratings left its clauses as they were" in str(s.value) for s in at.success), all_text(at)
+
+
+# ---------------------------------------------------------------------------------- what the page says
+S, T = frozenset({("a", "x")}), frozenset({("b", "y")})
+
+
+@pytest.mark.parametrize(
+    ("history", "kind", "says", "never"),
+    [
+        ([(10, S)], "caption", "z* is logged after each set of ratings", "changed"),
+        ([(10, S), (11, S)], "info", "The 1 rating added since the run left z*'s clauses as they were", "changed"),
+        ([(10, S), (16, S)], "success", "the 6 ratings added since the run left z*'s clauses as they were", "changed"),
+        ([(10, S), (11, T)], "info", "The latest ratings changed z*'s clauses (z*'s clauses changed 1 time since", "ago"),
+        ([(10, S), (11, T), (13, T)], "info", "The last 2 ratings left z*'s clauses as they were (z*'s clauses changed 1 time", "ago"),
+        ([(10, S), (11, T), (17, T)], "success", "the last 6 ratings left its clauses as they were (z*'s clauses changed 1 time", "ago"),
+    ],
+)
+def test_the_stopping_signal_says_only_what_happened(history: list, kind: str, says: str, never: str) -> None:
+    """Issue: before any re-solve the page said "z* changed 1 rating(s) ago (0 change(s) …)" of a z* that never changed."""
+    got_kind, sentence = stop_status(stopping_signal(history, window=STOP_WINDOW), len(history))
+    assert got_kind == kind and says in sentence and never not in sentence, sentence
+    assert "(s)" not in sentence
+
+
+def _comparison(changes: list[str], answers_changed: int, right: tuple[int, int], n: int = 1500) -> Comparison:
+    clauses = pd.DataFrame([("k", "c", 1.0, 1.0, c) for c in changes], columns=list(CHANGE_COLUMNS))
+    return Comparison(clauses, n, answers_changed, *right)
+
+
+def test_a_re_solve_that_changes_nothing_shows_no_change() -> None:
+    """Issue: a re-solve that changed no clause and 0 answers was shown with a green up-arrow and "+0.0 pts"."""
+    same = _comparison(["same", "weaker"], 0, (1200, 1200))
+    assert accuracy_delta(same) is None
+    assert change_summary(same) == "z* uses the same clauses as the run's, and L_M reading it gives the same answer on every D′ image."
+    moved = _comparison(["same", "added", "removed", "removed"], 3, (1200, 1201))
+    assert change_summary(moved) == "z* gained 1 clause and lost 2 clauses, and L_M reading it changes its answer on 3 of 1500 D′ images."
+    assert accuracy_delta(moved) == "+0.1 pts" and accuracy_delta(_comparison(["same"], 1, (2000, 1999), n=3000)) == "-0.03 pts"
 
 
 # ---------------------------------------------------------------------------------- two worlds, one runs folder

@@ -126,6 +126,8 @@ def test_re_solving_a_run_with_its_own_judgments_reproduces_it(worlds_dir: Path,
     stored = predictions[[proba_column("ig_direct", c) for c in classes]].to_numpy()
     assert np.array_equal(out.test_eval_proba.astype(stored.dtype), stored)
     assert np.array_equal(out.test_eval_proba.argmax(1), predictions[pred_column("ig_direct")].to_numpy())
+    stored_prior = {k: v for k, v in run.metrics["prior"].items() if k not in ("judgments", "notes")}
+    assert json.dumps(out.prior_summary, sort_keys=True) == json.dumps(stored_prior, sort_keys=True)  # the same Prior_M
     change = compare(run, out)
     assert change.same_clauses and change.answers_changed == 0 and change.right_after == change.right_before
     assert set(change.clauses["change"]) <= {"same"}

@@ -228,6 +228,20 @@ def test_each_run_opens_on_its_own_judgments_in_either_order(two_worlds: Path, o
             assert "written by the project's developers as a worked example" in text
 
 
+@pytest.mark.parametrize("run_id", ["waterbirds", "tiny"])
+def test_pages_and_report_name_the_runs_own_sources(two_worlds: Path, run_id: str) -> None:
+    """Overview, Hypotheses and the report say where this run's judgments came from (its recorded provenance), not
+    the shipped files for a run made with its own."""
+    sources = own(two_worlds, run_id).provenance.describe(added=False)
+    for page in ("overview", "hypotheses"):
+        at = open_app(page, {"v": "1", "run": run_id})
+        assert_clean(at)
+        assert sources in all_text(at), page
+    assert escape(sources) in export.report_html(RunView.open(str(two_worlds), run_id))
+    if run_id == "waterbirds":
+        assert "waterbirds_ratings.csv" in sources and "192 ratings" not in sources
+
+
 def test_a_rating_added_for_one_world_stays_in_that_world(two_worlds: Path) -> None:
     at = prior_page("waterbirds")
     z_star = RunStore(two_worlds).load("waterbirds").metrics["hypotheses"]["z_star"]

@@ -392,3 +392,6 @@ def test_a_version_3_database_is_upgraded_in_place(tmp_path: Path, vocab: Vocabu
         assert conn.execute("SELECT COUNT(*) FROM ratings WHERE source = 'shipped'").fetchone() == (0,)
     reopened = _open(path)  # opening an upgraded file again changes nothing
     assert reopened.ratings()["rater"].tolist() == ["ana", "cy"] and reopened.store_id == snow.store_id
+    with sqlite3.connect(path) as conn:  # an older version opens the file and seeds it again...
+        conn.execute("INSERT INTO ratings (rater, concept, class, rating, source, created) VALUES ('team_01', 'amber_eyes', 'wolf', 5, 'shipped', 'x')")
+    assert _open(path).ratings()["rater"].tolist() == ["ana", "cy"]  # ...and this one mends it when it opens it

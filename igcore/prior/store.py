@@ -238,8 +238,6 @@ class JudgmentsStore(SQLiteFile):
     def _initialise(self) -> str:
         """Create or upgrade the layout, register this world and claim the unlabelled rows that fit it."""
         with self._write() as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() if _has_table(conn, "meta") else None
-            legacy = _has_table(conn, "ratings") and (row is None or int(row[0]) < 4)
             for statement in _SCHEMA:
                 conn.execute(statement)
             for table in _WORLD_TABLES:  # files older than version 4
@@ -247,8 +245,7 @@ class JudgmentsStore(SQLiteFile):
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN world TEXT")
             for statement in _INDEXES:
                 conn.execute(statement)
-            if legacy:
-                _drop_shipped_copies(conn)
+            _drop_shipped_copies(conn)
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value "
                 "WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)",
@@ -442,17 +439,15 @@ _BACKUP_OF_WORLD = (
 )
 
 
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
-
-
 def _drop_shipped_copies(conn: sqlite3.Connection) -> None:
-    """Upgrading a file older than version 4: remove the copies of the shipped CSVs it was seeded with (each run
-    now records the judgments it was solved with), and the backups that held nothing else."""
+    """Remove the copies of the shipped CSVs that stores older than version 4 seeded a file with (each run now records
+    the judgments it was solved with), and the old backups that held nothing else. Done at every opening, so a file
+    that an older version opens and seeds again is mended the next time this one opens it."""
     for table in ("ratings", "pairwise", "backup_ratings", "backup_pairwise"):
         conn.execute(f"DELETE FROM {table} WHERE source = 'shipped'")
     conn.execute(
-        "DELETE FROM backups WHERE id NOT IN (SELECT backup_id FROM backup_ratings UNION SELECT backup_id FROM backup_pairwise)"
+        "DELETE FROM backups WHERE world IS NULL AND id NOT IN "
+        "(SELECT backup_id FROM backup_ratings UNION SELECT backup_id FROM backup_pairwise)"
     )
     conn.execute("DELETE FROM meta WHERE key IN ('seeded', 'seed_skipped', 'epoch')")
 

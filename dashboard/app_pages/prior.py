@@ -60,7 +60,7 @@ n_added = judgments.n_added()
 st.subheader("The judgments")
 c1, c2, c3 = st.columns(3)
 c1.metric("Ratings", len(ratings))
-c2.metric("Raters", ratings["rater"].nunique())
+c2.metric("Raters", ratings["rater"].nunique(), help="Distinct rater names in the ratings; who wrote them is said below.")
 c3.metric("Added since the run", n_added, help="Ratings people added on this page for this world after the run was made; every run of this world shares them.")
 st.markdown(judgments.provenance.describe())
 with st.expander("Where the judgments came from", expanded=False):
@@ -82,8 +82,8 @@ with session.guard("Plausibility per clause"):
     widgets.chart(plausibility_heatmap(table, concept_ids, texts), "prior_plausibility",
                   "Fitted on the ratings above; unrated clauses get a value from a text model of the concept (so the prior generalises).",
                   run_id=run.run_id)
-    st.caption(f"Text encoder: {str(summary.get('encoder')).split(' (')[0]} · {count(summary['n_ratings'], 'rating')} by "
-               f"{count(summary['n_raters'], 'rater')} · {count(summary['unrated_clauses'], 'clause')} nobody rated.")
+    st.caption(f"Text encoder: {str(summary.get('encoder')).split(' (')[0]} · {count(summary['n_ratings'], 'rating')} under "
+               f"{count(summary['n_raters'], 'rater name')} · {count(summary['unrated_clauses'], 'clause')} nobody rated.")
 
 # --- add a rating -----------------------------------------------------------------------------------
 st.subheader("Add your rating")
@@ -247,11 +247,10 @@ if result:
 st.subheader("Start over")
 st.caption("A reset keeps a timestamped backup of every rating and preference it removes; any backup can be restored below.")
 with st.popover("Reset to the run's own judgments", icon=":material/restart_alt:"):
-    st.markdown(
-        f"This sets aside the {count(n_added, 'rating')} people added for this world since the run (every run of this world "
-        "shares them) and goes back to the judgments this run was solved with. **It keeps a backup** (timestamped, in the "
-        "judgments database) that you can restore afterwards."
-    )
+    added = (f"This sets aside the {count(n_added, 'rating')} people added for this world since the run (every run of this world "
+             "shares them) and goes back to the judgments this run was solved with." if n_added else
+             "Nobody has added ratings for this world since the run: the page already shows the judgments it was solved with.")
+    st.markdown(f"{added} **It keeps a backup** (timestamped, in the judgments database) of whatever it removes, which you can restore afterwards.")
     if st.button("Yes, reset", key="w_reset", type="primary"):
         backup = store.reset()
         _forget_results()

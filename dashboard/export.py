@@ -6,6 +6,7 @@ page shows, and the sentences come from the engine (:func:`igcore.hypothesis.sum
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zipfile
 
@@ -15,6 +16,7 @@ from dashboard.components.figures import key_figures
 from dashboard.components.style import method_label
 from dashboard.components.widgets import figure_png
 from dashboard.run_view import NotComputed, RunView
+from igcore.errors import InputError
 from igcore.hypothesis import summary_sentence
 from igcore.prior.sources import ADDED
 from igcore.schema import pred_column
@@ -49,9 +51,10 @@ def report_html(run: RunView, link: str | None = None) -> str:
     except NotComputed as e:
         inp.notes.append(str(e))
     if run.results.prior is not None:  # what people added for this world after the run (never another world's)
-        ratings = engine.page_judgments(run).ratings
-        added = ratings[ratings["source"] == ADDED]
-        inp.user_ratings = added.assign(concept=added["concept"].map(run.concept_texts)).to_dict("records")
+        with contextlib.suppress(InputError):  # an older run whose judgment files are gone: the note above says so
+            ratings = engine.page_judgments(run).ratings
+            added = ratings[ratings["source"] == ADDED]
+            inp.user_ratings = added.assign(concept=added["concept"].map(run.concept_texts)).to_dict("records")
     return report.build_report(inp)
 
 

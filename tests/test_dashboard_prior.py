@@ -242,6 +242,20 @@ def test_pages_and_report_name_the_runs_own_sources(two_worlds: Path, run_id: st
         assert "waterbirds_ratings.csv" in sources and "192 ratings" not in sources
 
 
+def test_an_older_run_whose_ratings_file_is_gone_reads_as_one_line(two_worlds: Path) -> None:
+    """A run made before runs recorded their judgments, whose ratings file has since gone: a note, no traceback."""
+    shutil.rmtree(two_worlds / "waterbirds" / "judgments")
+    manifest = json.loads((two_worlds / "waterbirds" / "manifest.json").read_text())
+    manifest["config"]["prior"]["judgments"] = str(two_worlds / "gone.csv")
+    (two_worlds / "waterbirds" / "manifest.json").write_text(json.dumps(manifest))
+    at = prior_page("waterbirds")
+    assert any("made before runs recorded their judgments" in str(i.value) and "gone.csv" in str(i.value) for i in at.info)
+    hypotheses = open_app("hypotheses", {"v": "1", "run": "waterbirds"})
+    assert_clean(hypotheses)
+    assert "made before runs recorded their judgments" in all_text(hypotheses)
+    assert "made before runs recorded their judgments" in export.report_html(RunView.open(str(two_worlds), "waterbirds"))
+
+
 def test_a_rating_added_for_one_world_stays_in_that_world(two_worlds: Path) -> None:
     at = prior_page("waterbirds")
     z_star = RunStore(two_worlds).load("waterbirds").metrics["hypotheses"]["z_star"]

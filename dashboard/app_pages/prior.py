@@ -52,7 +52,11 @@ if flash:
     st.success(flash)
 
 store = engine.judgments_store(run)
-judgments = engine.page_judgments(run)
+try:
+    judgments = engine.page_judgments(run)
+except InputError as e:  # an older run whose judgment files are gone
+    st.info(f"{e} Make the run again to rate and re-solve it here.", icon="🧩")
+    st.stop()
 ratings, pairwise = judgments.ratings, judgments.pairwise
 n_added = judgments.n_added()
 

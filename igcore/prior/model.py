@@ -81,6 +81,9 @@ class PriorModel:
        ``coef_length_ = t1 / t0``, ``coef_weight_ = t2 / t0``, ``coef_class_length_ = t3 / t0``,
        ``coef_empty_class_ = t4 / t0``. Without pairwise data (or if ``t0`` ~ 0) the config values are used.
 
+    :func:`igcore.prior.fit_prior` (the way the pipeline, the re-solve and the dashboard build Prior_M) also sets
+    ``judgments_``: the judgments it was fitted on, with their provenance.
+
     ``loco_error_`` is the leave-one-concept-out error of step 2 (both classes of a concept held out, so
     exactly the situation of an unrated concept), next to a predict-the-mean baseline.
 

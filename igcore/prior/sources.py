@@ -26,7 +26,7 @@ re-solving a stored run (:mod:`igcore.resolve`) reproduces its z* exactly withou
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -260,8 +260,8 @@ def load_judgments(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence
     )
 
 
-def _read(reader, path: str | Path, key: str, kind: str, vocabulary: Vocabulary, classes: list[str],  # noqa: ANN001
-          sources: list[Source]) -> pd.DataFrame:
+def _read(reader: Callable[[str | Path, Vocabulary, Sequence[str]], pd.DataFrame], path: str | Path, key: str, kind: str,
+          vocabulary: Vocabulary, classes: list[str], sources: list[Source]) -> pd.DataFrame:
     """Read one CSV with ``reader`` (validating it), note it as a :class:`Source`, tag its rows ``key``."""
     df = reader(path, vocabulary, classes)
     path = Path(path)

@@ -2,8 +2,8 @@
 
 The ``ig`` stage (:mod:`igcore.stages.ig`) stores the concept scores of every split and the judgments it
 fitted Prior_M on (:class:`igcore.prior.Judgments`), so re-fitting Prior_M and re-solving z* needs neither
-images nor the concept model, and re-solving with the run's own judgments gives back exactly the run's z*,
-ranked list and D′ answers. :func:`compare` says what a re-solve changed against the stored run.
+images nor the concept model, and re-solving with the run's own judgments (on the device its search ran on,
+:func:`search_device`) gives back exactly the run's z*, ranked list and D′ answers. :func:`compare` says what a re-solve changed against the stored run.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def resolve(run: Run, judgments: Judgments | None = None, warm: HypothesisSearch
     y = run.table("split_train")["label"].to_numpy()
     prior = fit_prior(config.prior, judgments if judgments is not None else Judgments.of_run(run), vocabulary, classes)
     if warm is None:
-        search = search_from_config(config.search, prior, "cpu")
+        search = search_from_config(config.search, prior, search_device(run))
     else:  # same estimator, new prior: starts from the previous solution
         search = warm
         search.prior, search.warm_start = prior, True
@@ -70,6 +70,15 @@ def resolve(run: Run, judgments: Judgments | None = None, warm: HypothesisSearch
         prior_summary=prior.summary(),
         seconds=time.perf_counter() - start,
     )
+
+
+def search_device(run: Run) -> str:
+    """The device the run's search ran on, when this machine has it (the same arithmetic gives the same z* to the
+    last bit), else the CPU."""
+    import torch
+
+    recorded = str(run.manifest.get("device") or "cpu")
+    return recorded if recorded == "cpu" or torch.cuda.is_available() else "cpu"
 
 
 @dataclass

@@ -20,6 +20,7 @@ from byod_fixtures import SIMULATED_RATER
 from igcore import prior as P
 from igcore.config import PriorConfig
 from igcore.errors import InputError
+from igcore.hypothesis import from_pairs
 from igcore.prior import sources
 from igcore.resolve import compare, resolve
 from igcore.schema import pred_column, proba_column
@@ -148,3 +149,16 @@ def test_an_older_run_reads_its_judgments_afresh(worlds_dir: Path, tmp_path: Pat
     with pytest.raises(InputError, match="made before runs recorded their judgments.*gone.csv") as err:
         P.Judgments.of_run(RunStore(root).load("waterbirds"))
     assert "\n" not in str(err.value)
+
+
+def test_a_preference_added_for_the_world_replaces_the_carried_costs(tmp_path: Path) -> None:
+    other = Vocabulary((Concept("fins", "fins", "core"), Concept("sand", "sandy ground", "context")))
+    classes = ["fish", "crab"]
+    recorded = P.fit_prior(HASHING, P.load_judgments(HASHING, other, classes), other, classes).judgments_
+    store = P.JudgmentsStore(tmp_path / "judgments.sqlite", other, classes)
+    assert recorded.joined(store).provenance.carried == recorded.provenance.carried  # nothing added: still carried
+    store.add_pairwise("ana", from_pairs([("fins", "fish", 1.0)]), from_pairs([("sand", "fish", 1.0)]), "a")
+    joined = recorded.joined(store)
+    assert joined.provenance.carried is None and len(joined.pairwise) == 1
+    assert "carry over" not in joined.provenance.describe()
+    assert P.fit_prior(HASHING, joined, other, classes).pairwise_fit_["n"] == 1

@@ -194,7 +194,8 @@ class Judgments:
                 sources.append(Source(key=ADDED, kind=kind, where=store.path, written_by=WRITTEN_BY[ADDED], rows=len(new),
                                       raters=_raters(new)))
         pairwise = tables["pairwise"] if len(tables["pairwise"]) or self.pairwise is not None else None
-        return Judgments(tables["ratings"], pairwise, self.provenance.model_copy(update={"sources": sources}))
+        carried = self.provenance.carried if pairwise is None else None  # preferences about this world replace them
+        return Judgments(tables["ratings"], pairwise, self.provenance.model_copy(update={"sources": sources, "carried": carried}))
 
     # ------------------------------------------------------------------ in a run directory
     def write(self, folder: str | Path) -> None:

@@ -70,15 +70,14 @@ def apptest_timings(reruns: int) -> dict[str, dict[str, float]]:
 
 
 def resolve_timing(run: RunView, repeats: int) -> dict[str, float]:
-    """The Prior page's re-solve (engine.resolve_z_star on the judgments store's ratings)."""
+    """The Prior page's re-solve (engine.resolve_z_star on the page's judgments: the run's own plus what was added)."""
     from dashboard import engine
 
-    store = engine.judgments_store(run)
-    ratings, pairwise = store.ratings(), store.pairwise()
+    judgments = engine.page_judgments(run)
     times, warm = [], None
     for _ in range(repeats):  # as on the page: each re-solve starts from the previous solution
         start = time.perf_counter()
-        warm = engine.resolve_z_star(run, ratings, pairwise, warm=warm)["search"]
+        warm = engine.resolve_z_star(run, judgments, warm=warm)["search"]
         times.append(time.perf_counter() - start)
     return {"median": statistics.median(times[1:]), "max": max(times), "first": times[0]}
 

@@ -6,6 +6,7 @@ page shows, and the sentences come from the engine (:func:`igcore.hypothesis.sum
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zipfile
 
@@ -15,7 +16,9 @@ from dashboard.components.figures import key_figures
 from dashboard.components.style import method_label
 from dashboard.components.widgets import figure_png
 from dashboard.run_view import NotComputed, RunView
+from igcore.errors import InputError
 from igcore.hypothesis import summary_sentence
+from igcore.prior.sources import ADDED
 from igcore.schema import pred_column
 
 #: How many images on which the baseline and the IG student disagree the report shows.
@@ -24,7 +27,7 @@ REPORT_DISAGREEMENTS = 6
 
 def report_html(run: RunView, link: str | None = None) -> str:
     """The self-contained HTML report of ``run`` (``link``: the dashboard view it was exported from), with
-    the ratings people added in this dashboard's judgments store."""
+    where its judgments came from and the ratings people added for its world after it was made."""
     inp = report.ReportInput(run_id=run.run_id, link=link, figures=key_figures(run))
     classes = run.classes
     for key, subject in (("z_star", "IG"), ("z_baseline", "The baseline")):
@@ -38,7 +41,7 @@ def report_html(run: RunView, link: str | None = None) -> str:
         if key == "z_star":
             inp.z_star_clauses = clauses
     inp.findings = findings(run)
-    if note := run.shipped_judgments_note():
+    if note := run.judgments_note():
         inp.notes.append(note)
     if run.methods:
         inp.table_html = charts.accuracy_table(run.methods).to_html(index=False, float_format=lambda v: f"{v:.1f}%", na_rep="–", escape=True)
@@ -47,8 +50,11 @@ def report_html(run: RunView, link: str | None = None) -> str:
         inp.images += disagreements(run)
     except NotComputed as e:
         inp.notes.append(str(e))
-    ratings = engine.judgments_store(run).ratings()
-    inp.user_ratings = ratings[ratings["source"] == "user"].to_dict("records")
+    if run.results.prior is not None:  # what people added for this world after the run (never another world's)
+        with contextlib.suppress(InputError):  # an older run whose judgment files are gone: the note above says so
+            ratings = engine.page_judgments(run).ratings
+            added = ratings[ratings["source"] == ADDED]
+            inp.user_ratings = added.assign(concept=added["concept"].map(run.concept_texts)).to_dict("records")
     return report.build_report(inp)
 
 

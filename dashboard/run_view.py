@@ -25,6 +25,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from igcore.errors import InputError
+from igcore.prior.sources import Judgments
 from igcore.schema import ClauseRecord, Hypotheses, Manifest, MethodMetrics, Metrics, RankedRecord, WorldInfo
 from igcore.stages import HYPOTHESIS_NAMES, PIPELINE_FILES, Stage, file_writer, writer_of
 from igcore.store import Run, RunStore
@@ -256,20 +257,20 @@ class RunView:
         """D′_eval object masks, or None when the data has none (a folder data set without a mask column)."""
         return self.test_eval().get("masks")
 
-    def shipped_judgments_note(self) -> str | None:
-        """One line on where the prior's judgments came from when they are the ones shipped with IG
-        Microscope (written by its developers as a worked example); None when a run used its own."""
-        prior = self.results.prior or {}
-        settings = self.info.config.get("prior") or {}
-        ratings = prior.get("judgments") == "shipped ratings"
-        pairwise = not settings.get("database") and not settings.get("pairwise") and settings.get("fit_pairwise", True)
-        if not (ratings or pairwise):
+    @property
+    def judgments(self) -> Judgments:
+        """The judgments the run was solved with, and where they came from (recorded in the run by its ``ig`` stage)."""
+        return _judgments(self.root, self.run_id, self.stamp)
+
+    def judgments_note(self) -> str | None:
+        """Where the prior's judgments came from and who wrote them (the run's recorded provenance), in plain
+        sentences; None when the run has no prior yet."""
+        if self.results.prior is None:
             return None
-        which = "ratings and pairwise preferences" if ratings and pairwise else "ratings" if ratings else "pairwise preferences (about a field guide's shape)"
-        return (
-            f"The prior learned from the {which} shipped in `assets/judgments/`: written by the project's developers "
-            "as a worked example, not collected from other people in a study."
-        )
+        try:
+            return self.judgments.provenance.describe(added=False)
+        except InputError as e:
+            return str(e)
 
     @property
     def surrogates(self) -> dict[str, Any]:
@@ -432,6 +433,11 @@ def _raw_metrics(root: str, run_id: str, stamp: float) -> dict[str, Any]:
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _results(root: str, run_id: str, stamp: float) -> Metrics:
     return Metrics.model_validate(_raw_metrics(root, run_id, stamp))
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _judgments(root: str, run_id: str, stamp: float) -> Judgments:
+    return _run(root, run_id).judgments()
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)

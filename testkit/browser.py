@@ -1,5 +1,5 @@
 """What the browser tests and the dashboard benches share: Debian chromium and its flags, a real
-``streamlit run`` server on a free loopback port, and waiting for a Streamlit script run to end (Playwright,
+``streamlit run`` server on a free loopback port, waiting for a Streamlit script run to end, and what no page may show (Playwright,
 sync API)."""
 
 from __future__ import annotations
@@ -106,3 +106,16 @@ def wait_idle(page: object, timeout: float = 90, settle_ms: int = 800) -> None:
     page.wait_for_selector("h1", timeout=timeout * 1000)
     page.wait_for_function(IDLE_JS, timeout=timeout * 1000)
     page.wait_for_timeout(settle_ms)
+
+
+def assert_page_ok(page: object, name: str) -> None:
+    """No Python exception, no "Page not found" dialog, no error box and no section missing from the run."""
+    problems = {
+        "exception": page.locator("[data-testid=stException]"),
+        "page not found": page.get_by_text("Page not found"),
+        "error box": page.locator("[data-testid=stAlertContentError]"),
+        "section could not be drawn": page.get_by_text("could not be drawn"),
+        "section missing from the run": page.get_by_text("This run has no"),
+    }
+    found = {what: loc.first.inner_text()[:300] for what, loc in problems.items() if loc.count()}
+    assert not found, (name, found)

@@ -256,3 +256,30 @@ def make_folder(
         writer.writeheader()
         writer.writerows(rows)
     return manifest
+
+
+#: ``--set`` values that make runs on these data sets as small as the pipeline allows.
+TINY_SETS = [
+    "world.image_size=32", "baseline.epochs=2", "baseline.batch_size=16", "concepts.epochs=2",
+    "microscope.per_group=1", 'microscope.methods=["saliency","grad_cam"]', "microscope.tcav.n_random=2",
+    "microscope.tcav.n_concept_images=4", "microscope.tcav.n_inputs=3", 'microscope.tcav.layers=["penultimate"]',
+    "microscope.sanity.n_images=2", "search.n_ranked=4", "search.max_depth=3",
+]
+#: The name under which :func:`simulated_ratings` rates (a simulated rater, not a person).
+SIMULATED_RATER = "simulated-rater"
+
+
+def simulated_ratings(concept_ids: list[str], classes: list[str]) -> list[tuple[str, str, str, int]]:
+    """A ratings file for the Waterbirds-layout fixture, by a simulated rater who knows how it was drawn: the
+    curved bill (attribute 1, present on class 0) is evidence for class 0, the hooked bill (attribute 2) for
+    class 1; the place is evidence for neither; every other attribute is weak (2) for both classes.
+
+    Returns ``(rater, concept, class, rating)`` rows, one per concept and class.
+    """
+    marks = {ATTRIBUTES[0]: classes[0], ATTRIBUTES[1]: classes[1]}  # concept id = CUB attribute name
+    rows = []
+    for concept in concept_ids:
+        for cls in classes:
+            rating = 1 if concept.startswith("place::") else (5 if marks[concept] == cls else 1) if concept in marks else 2
+            rows.append((SIMULATED_RATER, concept, cls, rating))
+    return rows

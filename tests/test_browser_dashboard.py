@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_idle
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS, assert_page_ok, streamlit_server, wait_idle
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Page -> URL path (the default page, Overview, is served at the root; /overview is "Page not found").
@@ -62,19 +62,6 @@ def browser(server: str) -> Iterator[object]:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-def assert_page_ok(page: object, name: str) -> None:
-    """No Python exception, no "Page not found" dialog, no error box and no section missing from the run."""
-    problems = {
-        "exception": page.locator("[data-testid=stException]"),
-        "page not found": page.get_by_text("Page not found"),
-        "error box": page.locator("[data-testid=stAlertContentError]"),
-        "section could not be drawn": page.get_by_text("could not be drawn"),
-        "section missing from the run": page.get_by_text("This run has no"),
-    }
-    found = {what: loc.first.inner_text()[:300] for what, loc in problems.items() if loc.count()}
-    assert not found, (name, found)
 
 
 def screenshot(page: object, shots: Path, name: str) -> None:

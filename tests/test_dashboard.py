@@ -424,7 +424,7 @@ def test_resolve_z_star(fresh_runs_dir: Path) -> None:
     [b for b in at.button if "Re-solve" in b.label][0].click().run()
     assert_complete(at)
     text = all_text(at)
-    assert "Re-solved in" in text and "**After** (your ratings): IG learned that" in text
+    assert "Re-solved in" in text and "**After** (the current ratings): IG learned that" in text
     assert len(at.metric) == 6  # 3 about the judgments, 3 about what changed
 
 
@@ -548,13 +548,6 @@ def test_dashboard_assumes_no_world() -> None:
             assert not WORLD_WORDS.search(line), f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
 
 
-#: Runs on users' data, as small as the pipeline allows (the settings of tests/test_byod_runs.py).
-BYOD_SETS = [
-    "world.image_size=32", "baseline.epochs=2", "baseline.batch_size=16", "concepts.epochs=2",
-    "microscope.per_group=1", 'microscope.methods=["saliency","grad_cam"]', "microscope.tcav.n_random=2",
-    "microscope.tcav.n_concept_images=4", "microscope.tcav.n_inputs=3", 'microscope.tcav.layers=["penultimate"]',
-    "microscope.sanity.n_images=2", "search.n_ranked=4", "search.max_depth=3",
-]
 BYOD_RUNS = ("waterbirds", "folder")
 
 
@@ -573,7 +566,7 @@ def byod_runs_dir(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         "folder": ["world.name=folder", f"world.manifest={manifest}"],
     }
     for run_id, world in worlds.items():
-        config = load_config(None, [*BYOD_SETS, *world, f"run_id={run_id}", f"world.cache_dir={data / 'cache'}"])
+        config = load_config(None, [*fx.TINY_SETS, *world, f"run_id={run_id}", f"world.cache_dir={data / 'cache'}"])
         run_pipeline(config, root, progress=False)
     os.environ["IG_RUNS_DIR"] = str(root)
     yield root
@@ -627,7 +620,7 @@ def test_byod_photographs_show_inpainted_counterfactuals(byod_runs_dir: Path) ->
     notes = "\n".join(n["note"] for n in json.loads((byod_runs_dir / "waterbirds" / "manifest.json").read_text())["notes"])
     assert "No ratings for this world's concepts" in notes and "No ratings for this world's concepts" in all_text(overview)
     hyp = open_app("hypotheses", {"v": "1", "run": "waterbirds"})
-    assert "pairwise preferences (about a field guide's shape) shipped in `assets/judgments/`" in all_text(hyp)
+    assert "pairwise preferences shipped in `assets/judgments/` for the demo world" in all_text(hyp)
 
 
 def test_hypotheses_escape_a_clause_kind_from_the_run(fresh_runs_dir: Path) -> None:

@@ -202,7 +202,7 @@ def test_support_of() -> None:
 
 # ---------------------------------------------------------------------------------- the store
 def _store(path: Path | str) -> JudgmentsStore:
-    return JudgmentsStore(path, VOCAB, CLASSES, shipped_ratings=None, shipped_pairwise=None)
+    return JudgmentsStore(path, VOCAB, CLASSES)
 
 
 def test_a_batch_of_ratings_is_one_transaction(tmp_path: Path) -> None:

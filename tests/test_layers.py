@@ -140,7 +140,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("config", ("igcore.config",)),
     ("estimators", ("igcore",)),
-    ("store and executors", ("igcore.store", "igcore.executors", "igcore.labels", "igcore.ig", "igcore.microscope.attribution",
+    ("store and executors", ("igcore.store", "igcore.executors", "igcore.labels", "igcore.resolve", "igcore.microscope.attribution",
                              "igcore.microscope.sanity", "igcore.microscope.runner")),
     ("context", ("igcore.context",)),
     ("stages", ("igcore.stages", "igcore.peers", "igcore.microscope.recompute")),

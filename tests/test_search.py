@@ -36,8 +36,8 @@ def prior(vocab: Vocabulary, ratings: pd.DataFrame) -> P.PriorModel:
     """The default Prior_M: shipped judgments, the configured encoder (MiniLM; hashing if unavailable)."""
     from igcore.config import PriorConfig
 
-    pairwise = P.load_pairwise_csv(P.SHIPPED_PAIRWISE, vocab, CLASSES)
-    return P.prior_from_config(PriorConfig()).fit(ratings, vocab, CLASSES, pairwise)
+    config = PriorConfig()
+    return P.fit_prior(config, P.load_judgments(config, vocab, CLASSES), vocab, CLASSES)
 
 
 @pytest.fixture(scope="module")

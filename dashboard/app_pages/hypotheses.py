@@ -48,7 +48,7 @@ page = open_page(
     choose=_choose,
 )
 run = page.run
-if note := run.shipped_judgments_note():
+if note := run.judgments_note():
     st.caption(note)
 page.require("hypotheses.ranked", "ranked list of hypotheses")
 ranked = run.ranked

@@ -42,7 +42,7 @@ def benchmark_caption(bench: Benchmark) -> str:
 
 
 figures = {f.key: f for f in key_figures(run, keys=("accuracy", "groups", "effects"))}
-judgments = run.shipped_judgments_note()
+judgments = run.judgments_note()
 if run.info.notes:
     with st.expander(f"Notes from the engine about this run ({len(run.info.notes)})", expanded=True):
         st.markdown("\n".join(f"- {n.note} *({n.stage})*" for n in run.info.notes))

@@ -31,7 +31,7 @@ class ReportInput:
     images: list[tuple[bytes, str]] = field(default_factory=list)  # (png, caption)
     table_html: str | None = None  # already-escaped HTML table (pandas to_html escapes by default)
     notes: list[str] = field(default_factory=list)
-    user_ratings: list[dict] = field(default_factory=list)  # ratings added in the dashboard (rater names!)
+    user_ratings: list[dict] = field(default_factory=list)  # added for the run's world after it (rater names!)
 
 
 def _e(text: object) -> str:
@@ -104,7 +104,9 @@ def build_report(data: ReportInput) -> str:
             parts.append(f"<figure><img alt='{_e(caption)}' src='{data_uri(png)}'><figcaption>{_e(caption)}</figcaption></figure>")
         parts.append("</div>")
     if data.user_ratings:
-        parts.append("<h2>Ratings added in the dashboard</h2><table><tr><th>rater</th><th>concept</th><th>class</th><th>rating</th></tr>")
+        parts.append("<h2>Ratings added for this world after the run</h2><p>People added these on the dashboard's Prior page; "
+                     "this run's z* was solved without them.</p>"
+                     "<table><tr><th>rater</th><th>concept</th><th>class</th><th>rating</th></tr>")
         for r in data.user_ratings:
             parts.append(f"<tr><td>{_e(r.get('rater'))}</td><td>{_e(r.get('concept'))}</td><td>{_e(r.get('class'))}</td><td>{_e(r.get('rating'))}</td></tr>")
         parts.append("</table>")

@@ -80,6 +80,9 @@ class PriorModel:
        ``coef_length_ = t1 / t0``, ``coef_weight_ = t2 / t0``, ``coef_class_length_ = t3 / t0``,
        ``coef_empty_class_ = t4 / t0``. Without pairwise data (or if ``t0`` ~ 0) the config values are used.
 
+    :func:`igcore.prior.fit_prior` (the way the pipeline, the re-solve and the dashboard build Prior_M) also sets
+    ``judgments_``: the judgments it was fitted on, with their provenance.
+
     ``loco_error_`` is the leave-one-concept-out error of step 2 (both classes of a concept held out, so
     exactly the situation of an unrated concept), next to a predict-the-mean baseline.
 
@@ -226,7 +229,6 @@ class PriorModel:
         self.coef_class_length_ = float(self.coef_class_length)
         self.coef_empty_class_ = float(self.coef_empty_class)
         self.pairwise_fit_: dict[str, Any] = {"used": False, "n": 0}
-        self.judgments_source_, self.notes_ = "given to fit", []  # set by igcore.prior.fit_prior
         if pairwise is not None and len(pairwise) and self.fit_pairwise:
             self._fit_pairwise(validate_pairwise(pairwise, vocabulary, classes), vocabulary, classes)
         return self
@@ -385,6 +387,4 @@ class PriorModel:
             "coef_class_length": self.coef_class_length_,
             "coef_empty_class": self.coef_empty_class_,
             "pairwise_fit": self.pairwise_fit_,
-            "judgments": self.judgments_source_,
-            "notes": list(self.notes_),
         }

@@ -20,7 +20,7 @@ class PriorConfig(Settings):
 
     judgments: PathText | None = Field(None, description="ratings CSV rater,concept,class,rating (1-5) replacing assets/judgments/ratings.csv")
     pairwise: PathText | None = Field(None, description="pairwise CSV rater,hypothesis_a,hypothesis_b,preferred replacing the shipped one")
-    database: PathText | None = Field(None, description="SQLite judgments store (the dashboard's); when set it replaces both CSVs")
+    database: PathText | None = Field(None, description="SQLite judgments store (the dashboard's): what people added there for this world joins the CSVs' ratings")
     encoder: str = Field("minilm", description="clause text encoder: minilm (all-MiniLM-L6-v2 from local files) | hashing (char n-grams)")
     features: str = Field("concept", description="text features of a clause: concept | clause | concept+clause")
     ridge_alpha: float = Field(0.1, ge=0, description="ridge penalty of the text -> mean rating regression")

@@ -4,7 +4,7 @@ the dashboard read runs through it; :mod:`igcore.store.listing` opens them)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,27 @@ class Run:
             raise InputError(f"run {self.run_id!r} has no world section; its world stage did not finish")
         vocab = Vocabulary(tuple(Concept(c.id, c.text, c.kind) for c in world.vocabulary))  # type: ignore[arg-type]
         return vocab, list(world.classes)
+
+    def judgments(self) -> Any:
+        """The judgments the run's Prior_M was fitted on (:class:`igcore.prior.Judgments`, recorded by its ``ig``
+        stage). A run made before runs recorded them gets what its config names, read afresh, with
+        ``provenance.recorded`` False and a sentence saying so; :class:`InputError` if that cannot be read now."""
+        from igcore.prior.sources import JUDGMENTS_FOLDER, PROVENANCE_FILE, Judgments, load_judgments
+
+        raw = self.file_bytes(f"{JUDGMENTS_FOLDER}/{PROVENANCE_FILE}")
+        if raw is not None:
+            pairwise = self.table("pairwise", JUDGMENTS_FOLDER) if self.has(f"{JUDGMENTS_FOLDER}/tables/pairwise.parquet") else None
+            return Judgments.recorded(self.table("ratings", JUDGMENTS_FOLDER), pairwise, raw)
+        vocabulary, classes = self.vocabulary()
+        try:
+            judgments = load_judgments(self.config_model().prior, vocabulary, classes)
+        except InputError as e:
+            raise InputError(f"run {self.run_id!r} was made before runs recorded their judgments, and what its config names "
+                             f"cannot be read now: {e}") from None
+        why = ("This run was made before runs recorded the judgments they were solved with: these were read afresh from what its "
+               "config names, and may differ from what it used." if "prior" in self.metrics else
+               "This run has not fitted its prior yet (its `ig` stage has not run): these are the judgments its config names.")
+        return replace(judgments, provenance=judgments.provenance.model_copy(update={"recorded": False, "unrecorded": why}))
 
     # -- tables and tensors -----------------------------------------------------------------------------
     def table(self, name: str, folder: str = "") -> pd.DataFrame:

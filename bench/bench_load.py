@@ -46,11 +46,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from _common import provenance, write_section  # noqa: E402
 from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, stop  # noqa: E402
 
+from dashboard.pages import PAGES as PAGE_SPECS  # noqa: E402
+
 REPORT = ROOT / "docs" / "RELIABILITY.md"
-#: Sidebar link text -> page name, in the order clicked (a session starts on Overview, so it comes last:
-#: every click changes the page).
-PAGES = {"Hypotheses": "hypotheses", "Baseline microscope": "microscope", "Compare": "compare",
-         "Prior": "prior", "Label with z*": "label", "Share & export": "share", "Overview": "overview"}
+#: Sidebar link text -> page name, in the order clicked (a session starts on the default page, so it comes
+#: last: every click changes the page).
+PAGES = {p.title: p.name for p in sorted(PAGE_SPECS, key=lambda p: p.default)}
 READY_JS = """(previous) => {
   const app = document.querySelector('[data-testid=stApp]');
   const title = document.querySelector('h1');

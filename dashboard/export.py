@@ -10,7 +10,7 @@ import io
 import zipfile
 
 from dashboard import engine
-from dashboard.components import charts, images, report, text
+from dashboard.components import charts, images, report, tables, text
 from dashboard.components.figures import key_figures
 from dashboard.components.style import method_label
 from dashboard.components.widgets import figure_png
@@ -24,7 +24,8 @@ REPORT_DISAGREEMENTS = 6
 
 def report_html(run: RunView, link: str | None = None) -> str:
     """The self-contained HTML report of ``run`` (``link``: the dashboard view it was exported from), with
-    the ratings people added in this dashboard's judgments store."""
+    the ratings people added in this dashboard's judgments store. Its sentences are the pages' own (the
+    same clause records, strengths and clause-deletion marks)."""
     inp = report.ReportInput(run_id=run.run_id, link=link, figures=key_figures(run))
     classes = run.classes
     for key, subject in (("z_star", "IG"), ("z_baseline", "The baseline")):
@@ -41,9 +42,9 @@ def report_html(run: RunView, link: str | None = None) -> str:
     if note := run.shipped_judgments_note():
         inp.notes.append(note)
     if run.methods:
-        inp.table_html = charts.accuracy_table(run.methods).to_html(index=False, float_format=lambda v: f"{v:.1f}%", na_rep="–", escape=True)
+        inp.table_html = tables.accuracy_table(run.methods).to_html(index=False, float_format=lambda v: f"{v:.1f}%", na_rep="–", escape=True)
     try:
-        inp.images.append((run.contact_sheet(), "Contact sheet of the world"))
+        inp.contact_sheet = run.contact_sheet()
         inp.images += disagreements(run)
     except NotComputed as e:
         inp.notes.append(str(e))
@@ -59,9 +60,10 @@ def findings(run: RunView) -> list[str]:
     try:
         effects = run.evidence("effects", "counterfactual effects")
         out += [text.effects_sentence(effects, kind) for kind in charts.SWAP_NAMES]
+        out.append(text.swap_parts_sentence(run.evidence("swap_attribution", "attribution of the double swap", part="effects")))
     except NotComputed:
         pass  # the effects key figure of the report says why
-    out.append(text.fidelity_sentence(run.surrogates.get("z_baseline") or {}, "z_baseline", "the baseline's"))
+    out.append(text.fidelity_sentence(run.surrogate("z_baseline"), "z_baseline", "the baseline's"))
     return [s for s in out if s]
 
 

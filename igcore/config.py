@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, SerializeAsAny, ValidationInfo, field_validator, model_validator
 
 from igcore.errors import InputError
+from igcore.methods import EXAMINED
 from igcore.settings import REQUIRED, PathText, Settings, describe, validated
 from igcore.worlds.base import WorldParams
 
@@ -228,7 +229,7 @@ _POSITIVE_PARAMS = ("n_steps", "n_samples", "window", "stride", "internal_batch_
 class MicroscopeConfig(Settings):
     """The baseline microscope (igcore/microscope/): attributions, relevance mass, TCAV, surrogates, swaps, sanity."""
 
-    models: list[str] = Field(["erm", "ig_student", "oracle"], description="models examined (each needs the stage that trains it)")
+    models: list[str] = Field(list(EXAMINED), description="models examined (each needs the stage that trains it)")
     methods: list[str] = Field(
         ["integrated_gradients", "saliency", "gradient_shap", "occlusion", "grad_cam", "layer_integrated_gradients"],
         description="attribution methods; each runs on the architectures it applies to",

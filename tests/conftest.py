@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny real run (the real pipeline, tiny config), built once per test session."""
+"""Shared fixtures: real runs of the real pipeline on tiny configs, each built once per test session: the
+Snow-and-Wolves run (``runs_dir``) and two runs on users' data layouts (``byod_runs``)."""
 
 from __future__ import annotations
 
@@ -91,6 +92,47 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ.pop("IG_RUNS_DIR", None)
     else:
         os.environ["IG_RUNS_DIR"] = previous
+
+
+#: Runs on users' data, as small as the pipeline allows (the settings of tests/test_byod_runs.py).
+BYOD_SETS = [
+    "world.image_size=32", "baseline.epochs=2", "baseline.batch_size=16", "concepts.epochs=2",
+    "microscope.per_group=1", 'microscope.methods=["saliency","grad_cam"]', "microscope.tcav.n_random=2",
+    "microscope.tcav.n_concept_images=4", "microscope.tcav.n_inputs=3", 'microscope.tcav.layers=["penultimate"]',
+    "microscope.sanity.n_images=2", "search.n_ranked=4", "search.max_depth=3",
+]
+#: The runs of :func:`byod_runs`.
+BYOD_RUNS = ("waterbirds", "folder")
+
+
+@pytest.fixture(scope="session")
+def byod_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A RUNS_DIR with two complete runs on users' data: ``waterbirds`` (the Waterbirds layout with CUB
+    attributes and segmentations; ``place_names`` left at land/water while the photographs' places are
+    Places365 categories) and ``folder`` (a CSV manifest without masks)."""
+    import byod_fixtures as fx
+
+    from igcore.config import load_config
+    from igcore.pipeline import run_pipeline
+
+    root, data = tmp_path_factory.mktemp("byod-runs"), tmp_path_factory.mktemp("byod-data")
+    birds = fx.make_waterbirds(data / "waterbirds", n=64)
+    manifest = fx.make_folder(data / "folder", n=48, with_mask=False)
+    worlds = {
+        "waterbirds": ["world.name=waterbirds", f"world.root={birds['root']}", f"world.cub_root={birds['cub_root']}"],
+        "folder": ["world.name=folder", f"world.manifest={manifest}"],
+    }
+    for run_id, world in worlds.items():
+        config = load_config(None, [*BYOD_SETS, *world, f"run_id={run_id}", f"world.cache_dir={data / 'cache'}"])
+        run_pipeline(config, root, progress=False)
+    return root
+
+
+@pytest.fixture
+def byod_runs_dir(byod_runs: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """:func:`byod_runs`, with ``IG_RUNS_DIR`` pointing at it for one test."""
+    monkeypatch.setenv("IG_RUNS_DIR", str(byod_runs))
+    return byod_runs
 
 
 @pytest.fixture

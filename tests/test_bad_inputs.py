@@ -33,7 +33,7 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from dashboard.run_view import list_runs
+from dashboard.runs import list_runs
 from igcore.cli import main
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"

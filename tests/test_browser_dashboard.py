@@ -27,9 +27,12 @@ from pathlib import Path
 import pytest
 from browser_support import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_idle
 
+from dashboard.pages import PAGES as PAGE_SPECS
+from dashboard.url_state import CODEC_VERSION
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Page -> URL path (the default page, Overview, is served at the root; /overview is "Page not found").
-PAGES = {"overview": "", "hypotheses": "hypotheses", "microscope": "microscope", "compare": "compare", "prior": "prior", "label": "label", "share": "share"}
+PAGES = {p.name: p.path for p in PAGE_SPECS}
 #: Where the screenshots go instead of a temporary directory (docs/screenshots to refresh the committed ones).
 SHOTS_ENV = "IG_SCREENSHOTS"
 pytestmark = [
@@ -91,7 +94,7 @@ def test_visit_every_page(browser: object, server: str, shots: Path) -> None:
         page.goto(f"{server}/{path}")
         wait_idle(page)
         assert_page_ok(page, name)
-        assert "v=1" in page.url and "run=tiny" in page.url, page.url
+        assert f"v={CODEC_VERSION}" in page.url and "run=tiny" in page.url, page.url
         screenshot(page, shots, name)
     # navigation through the sidebar keeps the run in the URL
     page.get_by_role("link", name="Overview").click()
@@ -151,7 +154,7 @@ def test_select_hypothesis_and_share_url(browser: object, server: str, runs_dir:
         page.mouse.down()
         page.mouse.up()
         try:
-            page.wait_for_url(re.compile(rf"hyp={target}(&|$)"), timeout=20_000)
+            page.wait_for_url(re.compile(rf"hyp={target + 1}(&|$)"), timeout=20_000)  # numbered from 1
             break
         except Exception:  # noqa: BLE001
             if attempt:
@@ -169,7 +172,7 @@ def test_select_hypothesis_and_share_url(browser: object, server: str, runs_dir:
     wait_idle(p2)
     assert_page_ok(p2, "hypotheses (shared link)")
     assert p2.get_by_text(expect_heading).count() >= 1
-    assert re.search(rf"hyp={target}(&|$)", p2.url)
+    assert re.search(rf"hyp={target + 1}(&|$)", p2.url)
     screenshot(p2, shots, "hypotheses_selected")
     fresh.close()
 

@@ -9,47 +9,35 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import engine, session
-from dashboard import state as codec
-from dashboard.components import charts, evidence, images, text, widgets
-from dashboard.components.figures import tcav_layers
-from dashboard.components.style import method_label, possessive
+from dashboard import engine, session, url_state
+from dashboard.components import charts, evidence, images, tables, text, widgets
+from dashboard.components.style import attribution_label, method_label, possessive
 from dashboard.page import open_page
 from dashboard.run_view import RunView
+from igcore.methods import order_methods
 from igcore.schema import pred_column
 
 GALLERY = 12
 
 
 def models_of(run: RunView) -> list[str]:
-    """Models the page can put under the microscope: the baseline and the IG student first."""
-    names = [m for m in ("erm", "ig_student") if m in run.microscope or m in run.methods]
-    return (names + [m for m in run.microscope if m not in names]) or ["erm"]
+    """Models the page can put under the microscope: those the microscope examined, else the baseline."""
+    return run.examined or order_methods([m for m in ("erm", "ig_student") if m in run.methods]) or ["erm"]
 
 
-def methods_of(run: RunView) -> list[str]:
-    """Attribution methods the microscope stage computed; without that stage, every registered method
-    (maps are then computed on demand)."""
-    computed: list[str] = []
-    for m in run.microscope.values():
-        for key in ("relevance_on_animal", "sanity"):  # engine keys (relevance_on_animal: on the object's mask)
-            computed += [k for k in (m.get(key) or {}) if k not in computed]
-    return computed or list(engine.attribution_methods())
-
-
-def _choose(run: RunView, view: codec.ViewState, notes: list[str]) -> codec.ViewState:
-    models, methods = models_of(run), methods_of(run)
+def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_state.ViewState:
+    models, methods = models_of(run), run.attribution_methods
     return replace(
         view,
-        model=codec.choose(view.model, models, models[0], "model", notes),
-        method=codec.choose(view.method, methods, methods[0], "attribution method", notes),
-        group=codec.choose(view.group, ["all", *run.groups], "all", "group filter", notes),
-        img=codec.choose_index(view.img, run.world.sizes["test_eval"], None, "image number", notes),
+        model=url_state.choose(view.model, models, models[0], "model", notes),
+        method=url_state.choose(view.method, methods, methods[0], "attribution method", notes),
+        group=url_state.choose(view.group, ["all", *run.groups], "all", "group filter", notes),
+        img=url_state.choose_index(view.img, run.world.sizes["test_eval"], None, "image number", notes, shown="the first image of the gallery"),
     )
 
 
 def _lead(run: RunView) -> str:
-    outline = " (the cyan line outlines the object)" if run.world.model_extra.get("has_masks", True) else ""
+    outline = " (the cyan line outlines the object)" if run.has_masks else ""
     return (
         "Three kinds of evidence, the most decisive first: **counterfactual swaps** change only the background or only the "
         "object of an image and measure how the model's confidence moves; **attribution maps** (captum) show where the "
@@ -66,7 +54,7 @@ page = open_page(
 )
 run = page.run
 view = page.view
-models, methods = models_of(run), methods_of(run)
+models, methods = models_of(run), run.attribution_methods
 model, method, group, img = view.model, view.method, view.group, view.img
 classes, groups = run.classes, run.groups
 micro = run.microscope
@@ -96,15 +84,15 @@ c2.selectbox(
     "Attribution method (gallery)",
     methods,
     key="w_method",
-    format_func=lambda m: m.replace("_", " "),
+    format_func=attribution_label,
     on_change=_set,
     args=("method", "w_method"),
     help="The map drawn over the gallery images; the detail view below shows every method.",
 )
 session.bind("w_group", group)
-c3.selectbox("Group", ["all", *groups], key="w_group", on_change=_set, args=("group", "w_group"))
+c3.selectbox("Group", ["all", *groups], key="w_group", on_change=_set, args=("group", "w_group"), help=text.place_legend(run.place_categories()))
 session.bind("w_correct", view.correct)
-c4.segmented_control("Answer", list(codec.CORRECTNESS), key="w_correct", on_change=_set, args=("correct", "w_correct"), format_func=str.capitalize)
+c4.segmented_control("Answer", list(url_state.CORRECTNESS), key="w_correct", on_change=_set, args=("correct", "w_correct"), format_func=str.capitalize)
 
 def verdict(m: str) -> str:
     """The sanity-check verdict of the selected model's maps of method ``m``, in words."""
@@ -129,7 +117,7 @@ with session.guard("Gallery"):
         rows = rows[right] if view.correct == "correct" else rows[~right]
     gallery_idx = rows["index"].to_numpy()[:GALLERY]
     st.caption(f"{len(rows)} images match; showing {len(gallery_idx)}. ✓/✗ = {method_label(model)} right/wrong. Click **Inspect** for every method's map.")
-    st.markdown(f"Maps: **{method.replace('_', ' ')}** of {method_label(model)} · {verdict(method)}")
+    st.markdown(f"Maps: **{attribution_label(method)}** of {method_label(model)} · {verdict(method)}")
     maps = engine.attribution_maps(run, model, method, gallery_idx)[0] if len(gallery_idx) else None
     cols = st.columns(6)
     for j, i in enumerate(gallery_idx):
@@ -161,7 +149,7 @@ with session.guard("Attribution maps"):
         for c, m in zip(cols[1:], methods, strict=True):
             with c:
                 mp, target = engine.attribution_maps(run, model, m, [shown_img])
-                st.image(images.png_bytes(images.overlay(test["images"][shown_img], mp[0], mask, factor=3)), caption=f"{m.replace('_', ' ')} (explains “{classes[int(target[0])]}”)", width="stretch")
+                st.image(images.png_bytes(images.overlay(test["images"][shown_img], mp[0], mask, factor=3)), caption=f"{attribution_label(m)} (explains “{classes[int(target[0])]}”)", width="stretch")
                 st.caption(verdict(m))
                 st.caption(descriptions.get(m, ""))
         st.caption(
@@ -180,9 +168,9 @@ with session.guard("Relevance on the object"):
     summary = run.evidence("relevance_on_animal", "relevance on the object")  # engine key; the object's mask
     per_image = run.microscope_table("relevance")
     widgets.chart(
-        charts.relevance_distribution(per_image[per_image["method"] == method].rename(columns={"relevance_mass": "share"})),
+        charts.relevance_distribution(per_image[per_image["method"] == method].rename(columns={"relevance_mass": "share"}), groups),
         "micro_relevance_dist",
-        f"Each box is many images of one group ({method.replace('_', ' ')}): the share of each image's positive relevance inside the object's mask.",
+        f"Each box is many images of one group ({attribution_label(method)}): the share of each image's positive relevance inside the object's mask.",
         run_id=run.run_id,
     )
     widgets.chart(
@@ -197,13 +185,13 @@ with session.guard("Sanity checks"):
     rows = [
         {
             "model": method_label(mdl),
-            "method": meth,
-            "verdict": {True: "trustworthy", False: "NOT trustworthy", None: "undefined"}[entry.get("trustworthy")],
-            "rank correlation after full randomisation": entry.get("final_spearman_abs"),
-            "threshold": entry.get("threshold"),
+            "method": attribution_label(meth),
+            "verdict": {True: "trustworthy", False: "NOT trustworthy", None: "undefined"}[entry.trustworthy],
+            "rank correlation after full randomisation": entry.final_spearman_abs,
+            "threshold": entry.threshold,
         }
         for mdl, m in micro.items()
-        for meth, entry in (m.get("sanity") or {}).items()
+        for meth, entry in m.sanity.items()
     ]
     if rows:
         with st.expander("Sanity-check details, every model and method (model-randomisation test)"):
@@ -219,9 +207,9 @@ with session.guard("TCAV"):
     if len(with_tcav) > 1:
         tcav_model = st.radio("Model", with_tcav, index=with_tcav.index(tcav_model), horizontal=True, format_func=method_label, key="w_tcav_model")
     tcav = run.tcav(tcav_model)
-    layers = tcav_layers(tcav)
+    layers = run.tcav_layers(tcav_model)
     layer = st.radio("Layer", layers, horizontal=True, key="w_tcav_layer") if len(layers) > 1 else layers[0]
-    shown = [t for t in tcav if str(t.get("layer")) == layer]
+    shown = [t for t in tcav if t.layer == layer]
     widgets.chart(
         charts.tcav_bars(shown, run.concept_kinds, run.concept_texts),
         "micro_tcav",
@@ -229,14 +217,14 @@ with session.guard("TCAV"):
         "lowest to highest score; ★ solid = significant in every repeat, ◐ hatched = in some repeats only (unstable), faded = in none.",
         run_id=run.run_id,
     )
-    status = [charts.tcav_status(t) for t in shown]
-    repeats = max((int(t.get("repeats", 1)) for t in shown), default=1)
+    status = [t.status for t in shown]
+    repeats = max((t.repeats for t in shown), default=1)
     st.markdown(
         f"**{status.count('significant')}** of {len(shown)} concept/class scores are significant in every one of {repeats} repeats, "
         f"**{status.count('unstable')}** only in some (unstable), {status.count('not significant')} in none (after multiple-testing correction)."
     )
     controls = run.tcav_controls(tcav_model)
-    st.markdown(text.tcav_controls_sentence(controls or {}))
+    st.markdown(text.tcav_controls_sentence(controls))
     with st.expander("TCAV scores, concept by concept"):
-        st.dataframe(charts.tcav_table(shown, run.concept_texts), hide_index=True, width="stretch",
+        st.dataframe(tables.tcav_table(shown, run.concept_texts), hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.2f") for c in ("score (mean)", "lowest", "highest")})

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import plotly.graph_objects as go
+import streamlit as st
 
 from dashboard.components import charts
-from dashboard.run_view import NotComputed, RunView
+from dashboard.run_view import NotComputed, RunView, hypothesis_name
 
 
 @dataclass(frozen=True)
@@ -36,20 +37,21 @@ class KeyFigure:
     missing: str | None = None
 
 
-def tcav_layers(tcav: list[dict[str, Any]]) -> list[str]:
-    """The layers of a run's TCAV scores, the one to show first (the penultimate layer) first."""
-    return sorted({str(t.get("layer")) for t in tcav}, key=lambda name: (name != "penultimate", name))
-
-
 def key_figures(run: RunView, keys: Collection[str] | None = None) -> list[KeyFigure]:
     """Accuracy per method and per group, the counterfactual effects (does each model use the background?),
     the clauses of z* and z_baseline, the baseline's TCAV and how it lines up with both hypotheses' weights,
-    and relevance on the object.
+    and relevance on the object. Built once per run and set of keys (the figures are shared read-only
+    between sessions and reruns).
 
     Args:
         run: the run.
         keys: build only these figures (a page that shows a few need not pay for the rest).
     """
+    return _key_figures(run, None if keys is None else tuple(keys))
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _key_figures(run: RunView, keys: tuple[str, ...] | None) -> list[KeyFigure]:
     out: list[KeyFigure] = []
 
     def add(key: str, title: str, caption: str, build: Callable[[], go.Figure]) -> None:
@@ -66,14 +68,14 @@ def key_figures(run: RunView, keys: Collection[str] | None = None) -> list[KeyFi
         return run.methods
 
     tcav_missing = run.missing("microscope.erm.tcav", "TCAV scores for the baseline")
-    layer = "" if tcav_missing else tcav_layers(run.tcav())[0]
+    layer = "" if tcav_missing else run.tcav_layers()[0]
 
-    def tcav() -> list[dict[str, Any]]:
+    def tcav() -> list[Any]:
         if tcav_missing:
             raise NotComputed(tcav_missing)
-        return [t for t in run.tcav() if str(t.get("layer")) == layer]
+        return [t for t in run.tcav() if t.layer == layer]
 
-    def microscope(field: str, what: str) -> dict[str, dict[str, Any]]:
+    def microscope(field: str, what: str) -> dict[str, Any]:
         run.evidence(field, what)  # raises with the reason when no model has it
         return run.microscope
 
@@ -82,12 +84,12 @@ def key_figures(run: RunView, keys: Collection[str] | None = None) -> list[KeyFi
         lambda: charts.accuracy_bars(methods()))
     add("groups", "Accuracy per group",
         "Rows are methods, columns are class/background groups; red cells are where a method fails.",
-        lambda: charts.group_heatmap(methods(), run.groups))
+        lambda: charts.group_heatmap(methods(), run.groups, run.place_categories()))
     add("effects", "Does it use the background?", effects_caption(run),
         lambda: charts.effects_chart(run.evidence("effects", "counterfactual effects"), run.groups))
-    for key, label in (("z_star", "z*"), ("z_baseline", "z_baseline")):
-        add(f"clauses_{key}", f"Clauses of {label}",
-            "Bar length = how much evidence a clause gives its class; green = object feature, red = background.",
+    for key in ("z_star", "z_baseline"):
+        label = hypothesis_name(key)
+        add(f"clauses_{key}", f"Clauses of {label}", CLAUSES_CAPTION,
             lambda key=key, label=label: charts.clause_weights(run.clauses(key), f"Clauses of {label}"))
     add("tcav", "TCAV of the baseline",
         f"Which concepts push the baseline towards each class (layer {layer}); ★ = significant in every repeat, "
@@ -98,7 +100,7 @@ def key_figures(run: RunView, keys: Collection[str] | None = None) -> list[KeyFi
         f"Each concept's weight towards “{target}” in z* and in z_baseline, against how strongly the baseline responds to it (TCAV, layer {layer}).",
         lambda: charts.weights_vs_tcav(
             {"z_star": run.clauses("z_star"), "z_baseline": run.clauses("z_baseline")},
-            tcav(), target, run.classes, run.concept_texts))
+            tcav(), target, run.classes, run.concept_texts, WEIGHTS_TCAV_NAMES))
     add("relevance", "Where the gradients are (relevance on the object)",
         "Mean share of each model's positive relevance inside the object's mask; the dotted line is what a blind map would score. "
         "It shows where gradients are, not which evidence wins: the counterfactual effects answer that.",
@@ -106,14 +108,22 @@ def key_figures(run: RunView, keys: Collection[str] | None = None) -> list[KeyFi
     return out
 
 
+#: How the clause-weight charts are read (the Compare page and the key figures).
+CLAUSES_CAPTION = ("Bar length = how much evidence a clause gives its class; green = object feature, red = background; "
+                   "✗ = the clause-deletion test found the clause not specific (deleting it changes answers no more where its "
+                   "concept is present than where it is absent).")
+#: How the weights-vs-TCAV scatter names the hypotheses.
+WEIGHTS_TCAV_NAMES = {"z_star": "z* (IG)", "z_baseline": "z_baseline (what the baseline does)", "no_prior": "no-prior ablation"}
+
+
 def swap_hows(run: RunView) -> str:
     """How each swap was made, in the engine's words (``microscope.<model>.effects.<kind>.how``): "background
     swap: re-rendered on every other background; object swap: …" (empty when the run has no effects)."""
     hows: dict[str, str] = {}
-    for m in run.examined:
-        for kind, e in (run.microscope[m].get("effects") or {}).items():
-            if isinstance(e, dict) and e.get("how"):
-                hows.setdefault(kind, str(e["how"]))
+    for section in run.microscope.values():
+        for kind, e in section.effects.items():
+            if e.how:
+                hows.setdefault(kind, e.how)
     return "; ".join(f"{kind} swap: {how}" for kind, how in hows.items())
 
 

@@ -32,15 +32,13 @@ import pandas as pd
 from safetensors.numpy import save_file
 
 from igcore.config import MicroscopeConfig, SearchConfig
+from igcore.methods import SURROGATES
 from igcore.microscope.attribution import AttributionCache, maps_for
 from igcore.microscope.registry import architecture_of, get_method
 from igcore.microscope.relevance import relevance_rows, summarise_relevance
 from igcore.microscope.swaps import background_swaps, sample_per_group
 from igcore.store import write_table
 from igcore.worlds.base import Split, World
-
-#: Models that get a surrogate hypothesis, and the metrics key it is stored under.
-SURROGATE_NAMES = {"erm": "z_baseline", "ig_student": "z_student"}
 
 
 @dataclass
@@ -296,7 +294,7 @@ def surrogates(
     summaries: dict[str, Any] = {}
     deletion: dict[str, Any] = {}
     rows = []
-    for m, key in SURROGATE_NAMES.items():
+    for m, key in SURROGATES.items():
         if m not in models:
             continue
         s = fit_surrogate(

@@ -8,12 +8,12 @@ from dataclasses import replace
 import streamlit as st
 
 from dashboard import engine, session, url_state
-from dashboard.components import charts, evidence, images, text, widgets
-from dashboard.components.figures import CLAUSES_CAPTION, WEIGHTS_TCAV_NAMES
+from dashboard.components import evidence, figures, text, widgets
+from dashboard.components.figures import CLAUSES_CAPTION
 from dashboard.components.style import attribution_label, method_color, method_label, possessive
 from dashboard.explanations import explain
 from dashboard.page import open_page
-from dashboard.run_view import RunView, hypothesis_name
+from dashboard.run_view import RunView
 from igcore.hypothesis import summary_sentence, with_article
 from igcore.schema import pred_column
 
@@ -50,14 +50,13 @@ for col, key, title, color, who in (
             clauses = run.clauses(key)
             st.markdown(f"**{summary_sentence(clauses, who, classes)}**")
             st.caption("Field guide: " + (run.hypothesis_text(key) or engine.render_text(clauses, run)))
-            name = hypothesis_name(key)
-            widgets.chart(charts.clause_weights(clauses, f"Clauses of {name}"), f"compare_{key}", CLAUSES_CAPTION, run_id=run.run_id)
+            widgets.chart(figures.run_figure(run, "clauses", key), f"compare_{key}", CLAUSES_CAPTION, run_id=run.run_id)
 
 with st.expander("The ablation: the same search without the human prior (likelihood only)"), session.guard("No-prior ablation"):
     no_prior = run.clauses("no_prior")
     st.markdown(f"**{summary_sentence(no_prior, 'Without the prior, IG', classes)}**")
     st.caption("Field guide: " + (run.hypothesis_text("no_prior") or engine.render_text(no_prior, run)))
-    widgets.chart(charts.clause_weights(no_prior, "Clauses of the no-prior hypothesis"), "compare_no_prior", "What the data alone supports: background and distractor clauses creep in without the prior.", run_id=run.run_id)
+    widgets.chart(figures.run_figure(run, "clauses", "no_prior"), "compare_no_prior", "What the data alone supports: background and distractor clauses creep in without the prior.", run_id=run.run_id)
 
 fidelity = text.fidelity_sentence(run.surrogate("z_baseline"), "z_baseline", "the baseline's")
 if fidelity:
@@ -68,14 +67,12 @@ evidence.background_evidence(run, "compare")
 
 st.subheader("Concept weights vs the baseline's TCAV sensitivity")
 with session.guard("Weights vs TCAV"):
-    tcav = run.tcav("erm")
-    have = {k: run.clauses(k) for k in ("z_star", "z_baseline")}
     target = classes[-1]
     if len(classes) > 2:
         target = st.selectbox("Class", classes, index=len(classes) - 1, key="w_cmp_class")
     layer = run.tcav_layers("erm")[0]
     widgets.chart(
-        charts.weights_vs_tcav(have, [t for t in tcav if t.layer == layer], target, classes, run.concept_texts, WEIGHTS_TCAV_NAMES),
+        figures.run_figure(run, "weights_tcav", target, layer),
         "compare_tcav",
         f"Each concept twice: its weight towards “{target}” in z* (green) and in z_baseline (red), against how strongly the baseline "
         f"responds to it (TCAV, layer {layer}). The concepts with the largest weights are named; hover for the rest.",
@@ -90,14 +87,13 @@ with session.guard("Surrogate disagreements"):
     if misses.empty:
         st.success("z_baseline gives the baseline's answer on every D′ image it was checked on.")
     else:
-        test, masks = run.test_eval(), run.masks()
         show = misses.head(SURROGATE_MISSES)
         caps = [
             f"#{int(r.index)} · {groups[int(r.group)]} · truly {classes[int(r.label)]}: baseline says {classes[int(r.model_pred)]}, "
             f"z_baseline says {classes[int(r.surrogate_pred)]}"
             for r in show.itertuples()
         ]
-        pics = [images.overlay(test["images"][int(i)], None, None if masks is None else masks[int(i)], factor=2) for i in show["index"]]
+        pics = [widgets.test_image_png(run, int(i)) for i in show["index"]]
         widgets.image_strip(pics, caps, columns=min(6, len(pics)), width=150)
         st.caption(f"Showing {len(show)} of {len(misses)} D′ images where the readable stand-in and the network part ways: what z_baseline says "
                    "about the baseline does not hold on these.")
@@ -106,7 +102,7 @@ st.subheader("Where the baseline and the IG student disagree")
 with session.guard("Disagreements"):
     for m in ("erm", "ig_student"):
         run.need(f"methods.{m}", f"answers of {method_label(m)}")
-    preds, test, masks = run.predictions(), run.test_eval(), run.masks()
+    preds = run.predictions()
     erm, student = pred_column("erm"), pred_column("ig_student")
     methods = run.attribution_methods
     session.bind("w_cmp_method", method if method in methods else methods[0])
@@ -127,15 +123,13 @@ with session.guard("Disagreements"):
 
     for i in differ["index"].to_numpy()[:DISAGREEMENTS]:
         truth = classes[int(preds.at[i, "label"])]
-        mask = None if masks is None else masks[i]
         with st.container(border=True):
             cols = st.columns([1, 1, 1, 1.3])
-            cols[0].image(images.png_bytes(images.overlay(test["images"][i], None, mask, factor=3)), caption=f"#{i} · {groups[int(preds.at[i, 'group'])]} · truly {with_article(truth)}", width="stretch")
+            cols[0].image(widgets.test_image_png(run, int(i), factor=3), caption=f"#{i} · {groups[int(preds.at[i, 'group'])]} · truly {with_article(truth)}", width="stretch")
             for c, model in ((cols[1], "erm"), (cols[2], "ig_student")):
                 said = classes[int(preds.at[i, pred_column(model)])]
                 with c:
-                    mp, _ = engine.attribution_maps(run, model, method, [i])
-                    st.image(images.png_bytes(images.overlay(test["images"][i], mp[0], mask, factor=3)), width="stretch")
+                    st.image(widgets.test_image_png(run, int(i), model, method, factor=3), width="stretch")
                     st.markdown(f"{'✓' if said == truth else '✗'} **{method_label(model)}**: {said}")
                     st.caption(text.sanity_verdict(run.sanity(model, method), possessive(model)))
             with cols[3]:

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import engine, session, url_state
-from dashboard.components import charts, images, tables, text, widgets
+from dashboard.components import figures, images, tables, text, widgets
 from dashboard.components.style import KIND_COLORS, KIND_LABELS
 from dashboard.escape import css_color, html_text
 from dashboard.page import open_page
@@ -41,6 +41,12 @@ page.require("hypotheses.ranked", "ranked list of hypotheses")
 ranked = run.ranked
 star = run.z_star_rank
 selected = (page.view.hyp or star + 1) - 1  # position in ranked, from 0
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def bank_png(run: RunView, index: int) -> bytes:
+    """PNG of concept-bank image ``index``, encoded once per run."""
+    return images.png_bytes(images.overlay(run.concept_bank()["images"][index], factor=2))
 
 
 def _select(index: int) -> None:
@@ -91,7 +97,7 @@ top_left, top_right = st.columns([0.55, 0.45])
 with top_left:
     st.subheader("Prior vs likelihood")
     widgets.chart(
-        charts.posterior_scatter(ranked, selected),
+        figures.run_figure(run, "posterior", selected),
         "hyp_scatter",
         "Click a point to read that hypothesis below. Up = explains D better; right = more plausible to people.",
         run_id=run.run_id,
@@ -159,7 +165,7 @@ with session.guard("Field guide"):
                     st.caption("The concept bank has no image showing this concept.")
                     continue
                 pick = np.sort(np.random.default_rng(k).choice(has, size=min(5, len(has)), replace=False))  # varied, stable
-                widgets.image_strip([images.overlay(bank["images"][i], factor=2) for i in pick], [f"bank #{i}" for i in pick], columns=5, width=110)
+                widgets.image_strip([bank_png(run, int(i)) for i in pick], [f"bank #{i}" for i in pick], columns=5, width=110)
     st.caption("Examples come from the concept bank: images annotated with each concept, collected independently of the task labels.")
 
 st.divider()
@@ -168,7 +174,6 @@ with session.guard("Disagreements on D′"):
     pred_sel = engine.predict_proba(run, record).argmax(1)
     pred_star = engine.predict_proba(run, ranked[star].model_dump(by_alias=True)).argmax(1)
     labels = run.split("test_eval")["label"].to_numpy()
-    test, masks = run.test_eval(), run.masks()
     c1, c2, c3 = st.columns(3)
     disagree = np.flatnonzero(pred_sel != pred_star)
     c1.metric("D′ images where they disagree", f"{len(disagree)} of {len(pred_sel)}")
@@ -181,8 +186,8 @@ with session.guard("Disagreements on D′"):
     else:
         show = disagree[:12]
         caps = [f"#{i} · true: {run.classes[labels[i]]} · this: {run.classes[pred_sel[i]]} · z*: {run.classes[pred_star[i]]}" for i in show]
-        widgets.image_strip([images.overlay(test["images"][i], mask=None if masks is None else masks[i], factor=2) for i in show], caps, columns=6, width=140)
-        outline = "; the cyan line outlines the object" if masks is not None else ""
+        widgets.image_strip([widgets.test_image_png(run, int(i)) for i in show], caps, columns=6, width=140)
+        outline = "; the cyan line outlines the object" if run.has_masks else ""
         st.caption(f"Showing {len(show)} of {len(disagree)}. Predictions are L_M(y | x, z) on the stored concept scores{outline}.")
 
 st.divider()
@@ -200,9 +205,8 @@ for col, key in ((left, "z_star"), (right, "z_baseline")):
         if not records:
             st.info(f"{name} has no clauses, so there is nothing to delete.")
             continue
-        specific = sum(bool(r.specific) for r in records)
         widgets.chart(
-            charts.clause_deletion_bars(records, f"{name}: {specific} of {len(records)} clauses specific"),
+            figures.run_figure(run, "clause_deletion", key),
             f"hyp_deletion_{key}",
             "Answers changed when the clause is deleted, where its concept is present (green) and absent (grey); "
             "the label gives the mean drop in the probability of the clause's class. ✓ = specific.",

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import engine, session, url_state
-from dashboard.components import charts, evidence, images, tables, text, widgets
+from dashboard.components import evidence, figures, tables, text, widgets
 from dashboard.components.style import attribution_label, method_label, possessive
 from dashboard.page import open_page
 from dashboard.run_view import RunView
@@ -104,7 +104,7 @@ gallery_idx: np.ndarray = np.zeros(0, dtype=np.int64)
 st.markdown("#### Gallery of D′ images")
 with session.guard("Gallery"):
     run.need(f"methods.{model}", f"answers of {method_label(model)}")
-    preds, test, masks = run.predictions(), run.test_eval(), run.masks()
+    preds = run.predictions()
     col = pred_column(model)
     rows = preds
     if run.has("microscope/tensors/sample.safetensors"):  # images whose maps the pipeline precomputed come first
@@ -118,13 +118,13 @@ with session.guard("Gallery"):
     gallery_idx = rows["index"].to_numpy()[:GALLERY]
     st.caption(f"{len(rows)} images match; showing {len(gallery_idx)}. ✓/✗ = {method_label(model)} right/wrong. Click **Inspect** for every method's map.")
     st.markdown(f"Maps: **{attribution_label(method)}** of {method_label(model)} · {verdict(method)}")
-    maps = engine.attribution_maps(run, model, method, gallery_idx)[0] if len(gallery_idx) else None
+    if len(gallery_idx):
+        engine.attribution_maps(run, model, method, gallery_idx)  # one batch for the maps the run has not cached yet
     cols = st.columns(6)
     for j, i in enumerate(gallery_idx):
         with cols[j % 6]:
             label, pred = int(preds.at[i, "label"]), int(preds.at[i, col])
-            pic = images.overlay(test["images"][i], maps[j], None if masks is None else masks[i], factor=2)
-            st.image(images.png_bytes(pic), caption=f"{'✓' if label == pred else '✗'} #{i} {groups[int(preds.at[i, 'group'])]} → {classes[pred]}", width="stretch")
+            st.image(widgets.test_image_png(run, int(i), model, method), caption=f"{'✓' if label == pred else '✗'} #{i} {groups[int(preds.at[i, 'group'])]} → {classes[pred]}", width="stretch")
             st.button("Inspect", key=f"insp_{i}", on_click=_inspect, args=(i,), type="primary" if i == img else "secondary", width="stretch")
     if not len(gallery_idx):
         st.info("No image matches these filters.")
@@ -132,7 +132,7 @@ with session.guard("Gallery"):
 # --- one image, every method ------------------------------------------------------------------------
 st.markdown("#### One image, every attribution method")
 with session.guard("Attribution maps"):
-    preds, test, masks = run.predictions(), run.test_eval(), run.masks()
+    preds = run.predictions()
     shown_img = img
     if shown_img is None and len(gallery_idx):
         shown_img = int(gallery_idx[0])
@@ -143,13 +143,12 @@ with session.guard("Attribution maps"):
         label = int(preds.at[shown_img, "label"])
         said = ", ".join(f"{method_label(m)} says **{classes[int(preds.at[shown_img, pred_column(m)])]}**" for m in models if pred_column(m) in preds)
         st.markdown(f"Image **#{shown_img}** · group **{groups[int(preds.at[shown_img, 'group'])]}** · truly a **{classes[label]}** · {said}.")
-        mask = None if masks is None else masks[shown_img]
         cols = st.columns(len(methods) + 1)
-        cols[0].image(images.png_bytes(images.overlay(test["images"][shown_img], None, mask, factor=3)), caption="the image", width="stretch")
+        cols[0].image(widgets.test_image_png(run, shown_img, factor=3), caption="the image", width="stretch")
         for c, m in zip(cols[1:], methods, strict=True):
             with c:
-                mp, target = engine.attribution_maps(run, model, m, [shown_img])
-                st.image(images.png_bytes(images.overlay(test["images"][shown_img], mp[0], mask, factor=3)), caption=f"{attribution_label(m)} (explains “{classes[int(target[0])]}”)", width="stretch")
+                _, target = engine.attribution_maps(run, model, m, [shown_img])
+                st.image(widgets.test_image_png(run, shown_img, model, m, factor=3), caption=f"{attribution_label(m)} (explains “{classes[int(target[0])]}”)", width="stretch")
                 st.caption(verdict(m))
                 st.caption(descriptions.get(m, ""))
         st.caption(
@@ -165,16 +164,15 @@ st.caption(
     "change its mind when only the background changes. The counterfactual effects above answer that question; read this as a secondary view."
 )
 with session.guard("Relevance on the object"):
-    summary = run.evidence("relevance_on_animal", "relevance on the object")  # engine key; the object's mask
-    per_image = run.microscope_table("relevance")
+    run.evidence("relevance_on_animal", "relevance on the object")  # engine key (the object's mask): says why when absent
     widgets.chart(
-        charts.relevance_distribution(per_image[per_image["method"] == method].rename(columns={"relevance_mass": "share"}), groups),
+        figures.run_figure(run, "relevance_distribution", method),
         "micro_relevance_dist",
         f"Each box is many images of one group ({attribution_label(method)}): the share of each image's positive relevance inside the object's mask.",
         run_id=run.run_id,
     )
     widgets.chart(
-        charts.relevance_bars({m: micro[m] for m in summary}),
+        figures.run_figure(run, "relevance"),
         "micro_relevance",
         "Mean share of each model's positive relevance inside the object's mask; the dotted line is what a blind map would score.",
         run_id=run.run_id,
@@ -211,7 +209,7 @@ with session.guard("TCAV"):
     layer = st.radio("Layer", layers, horizontal=True, key="w_tcav_layer") if len(layers) > 1 else layers[0]
     shown = [t for t in tcav if t.layer == layer]
     widgets.chart(
-        charts.tcav_bars(shown, run.concept_kinds, run.concept_texts),
+        figures.run_figure(run, "tcav", tcav_model, layer),
         "micro_tcav",
         f"{method_label(tcav_model)}, layer {layer}. Green = object features, red = backgrounds. Bars are the mean over repeats, whiskers the "
         "lowest to highest score; ★ solid = significant in every repeat, ◐ hatched = in some repeats only (unstable), faded = in none.",

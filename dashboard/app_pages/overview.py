@@ -7,8 +7,7 @@ import streamlit as st
 
 from dashboard import session
 from dashboard.benchmark import Benchmark, benchmark
-from dashboard.components import charts, tables, text, widgets
-from dashboard.components.figures import key_figures
+from dashboard.components import figures, tables, text, widgets
 from dashboard.components.style import method_color, method_help, method_short
 from dashboard.page import open_page
 from dashboard.run_view import NotComputed
@@ -42,7 +41,7 @@ def benchmark_caption(bench: Benchmark) -> str:
     )
 
 
-figures = {f.key: f for f in key_figures(run, keys=("accuracy", "groups", "effects"))}
+key = {f.key: f for f in figures.key_figures(run, keys=("accuracy", "groups", "effects"))}
 judgments = run.shipped_judgments_note()
 if run.info.notes:
     with st.expander(f"Notes from the engine about this run ({len(run.info.notes)})", expanded=True):
@@ -93,7 +92,7 @@ with right, session.guard("The benchmark's ρ sweep"):
         raise NotComputed(f"The benchmark's ρ sweep (`docs/{bench.source}`) was measured on another world than this run's "
                           f"({run.world.name}), so it is not shown beside it; the numbers on this page are this run's.")
     rho = (run.info.config.get("world") or {}).get("rho")
-    widgets.chart(charts.rho_sweep(bench.results, SWEEP, rho if isinstance(rho, (int, float)) else None, bench.world), "overview_rho_sweep",
+    widgets.chart(figures.sweep_figure(bench, SWEEP, rho if isinstance(rho, (int, float)) else None), "overview_rho_sweep",
                   benchmark_caption(bench), run_id=run.run_id)
 
 st.subheader("Does the baseline use the background?")
@@ -102,12 +101,12 @@ with session.guard("Counterfactual effects"):
     sentence = text.effects_sentence(effects, "background")
     if sentence:
         st.markdown(f"**{sentence}**")
-    widgets.key_figure(figures["effects"], "overview", run.run_id)
+    widgets.key_figure(key["effects"], "overview", run.run_id)
     st.caption("The Microscope and Compare pages show where that evidence sits and the swapped images themselves.")
 
 st.subheader("Accuracy on D′")
 with session.guard("Accuracy per method"):
-    widgets.key_figure(figures["accuracy"], "overview", run.run_id)
+    widgets.key_figure(key["accuracy"], "overview", run.run_id)
     pct = st.column_config.NumberColumn(format="%.1f%%")
     st.dataframe(
         tables.accuracy_table(run.methods),
@@ -121,7 +120,7 @@ with session.guard("Accuracy per method"):
     )
 
 with session.guard("Accuracy per group"):
-    widgets.key_figure(figures["groups"], "overview", run.run_id)
+    widgets.key_figure(key["groups"], "overview", run.run_id)
     counts = run.world.train_group_counts
     st.caption("Training images per group in D: " + ", ".join(f"{g} {n}" for g, n in counts.items()) + ".")
     if legend := text.place_legend(run.place_categories()):
@@ -133,5 +132,5 @@ with session.guard("Contact sheet"):
 
 with st.expander("Run details"):
     info = run.info
-    widgets.chart(charts.stage_times(info.stages), "overview_stages", "Where the pipeline spent its time.", run_id=run.run_id)
+    widgets.chart(figures.run_figure(run, "stage_times"), "overview_stages", "Where the pipeline spent its time.", run_id=run.run_id)
     st.json(info.model_dump(include={"run_id", "created", "status", "device", "total_seconds", "config"}), expanded=False)

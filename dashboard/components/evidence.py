@@ -23,7 +23,7 @@ import streamlit as st
 
 from dashboard import session
 from dashboard.components import charts, images, text, widgets
-from dashboard.components.figures import key_figures, swap_hows
+from dashboard.components.figures import key_figures, run_figure, swap_hows
 from dashboard.components.style import possessive, subject
 from dashboard.run_view import RunView
 from igcore.hypothesis import with_article
@@ -68,7 +68,7 @@ def attribution_block(run: RunView, page: str) -> None:
         sentence = text.swap_parts_sentence(attribution)
         if sentence:
             st.markdown(sentence)
-        widgets.chart(charts.swap_parts_chart(attribution, run.groups), f"{page}_swap_attribution", attribution_caption(attribution), run_id=run.run_id)
+        widgets.chart(run_figure(run, "swap_parts"), f"{page}_swap_attribution", attribution_caption(attribution), run_id=run.run_id)
 
 
 def attribution_caption(attribution: Mapping[str, SwapAttribution]) -> str:
@@ -86,22 +86,31 @@ def attribution_caption(attribution: Mapping[str, SwapAttribution]) -> str:
     )
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def strip_pngs(run: RunView, limit: int) -> list[tuple[int, bytes]]:
+    """The first ``limit`` rows of the counterfactual strip as (D′ index, PNG of the panels side by side),
+    encoded once per run."""
+    strip = run.counterfactual_strip()
+    panels = [k for k in STRIP_PANELS if k in strip]
+    out = []
+    for j, i in enumerate(np.asarray(strip["index"])[:limit]):
+        row = [images.upscale(np.asarray(strip[k][j]), 2) for k in panels]
+        gap = np.full((row[0].shape[0], GAP, 3), 255, dtype=np.uint8)
+        out.append((int(i), images.png_bytes(np.concatenate([p for r in row for p in (r, gap)][:-1], axis=1))))
+    return out
+
+
 def strip_block(run: RunView, per_row: int = 2, limit: int = 8) -> None:
     """A few D′ images next to their background, object and double swaps (``microscope/tensors/counterfactuals``)."""
     with session.guard("Counterfactual images"):
         strip = run.counterfactual_strip()
         panels = [k for k in STRIP_PANELS if k in strip]
-        index = np.asarray(strip["index"])
         test = run.split("test_eval")
         classes, groups = run.classes, run.groups
         cols = st.columns(per_row)
-        for j in range(min(limit, len(index))):
-            i = int(index[j])
-            row = [images.upscale(np.asarray(strip[k][j]), 2) for k in panels]
-            gap = np.full((row[0].shape[0], GAP, 3), 255, dtype=np.uint8)
-            joined = np.concatenate([p for r in row for p in (r, gap)][:-1], axis=1)
+        for j, (i, png) in enumerate(strip_pngs(run, limit)):
             with cols[j % per_row]:
-                st.image(images.png_bytes(joined), width="stretch",
+                st.image(png, width="stretch",
                          caption=f"#{i} · {groups[int(test.at[i, 'group'])]} · {with_article(classes[int(test.at[i, 'label'])])}")
         made = swap_hows(run)
         st.caption(f"Left to right: {', '.join(STRIP_PANELS[k] for k in panels)}. " + (f"How each was made: {made}. " if made else "")

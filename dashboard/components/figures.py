@@ -7,13 +7,14 @@ sentence saying which stage would have produced it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard.benchmark import Benchmark
 from dashboard.components import charts
 from dashboard.run_view import NotComputed, RunView, hypothesis_name
 
@@ -70,15 +71,6 @@ def _key_figures(run: RunView, keys: tuple[str, ...] | None) -> list[KeyFigure]:
     tcav_missing = run.missing("microscope.erm.tcav", "TCAV scores for the baseline")
     layer = "" if tcav_missing else run.tcav_layers()[0]
 
-    def tcav() -> list[Any]:
-        if tcav_missing:
-            raise NotComputed(tcav_missing)
-        return [t for t in run.tcav() if t.layer == layer]
-
-    def microscope(field: str, what: str) -> dict[str, Any]:
-        run.evidence(field, what)  # raises with the reason when no model has it
-        return run.microscope
-
     add("accuracy", "Accuracy per method",
         "Each method's accuracy on the test distribution D′: the worst group shows who relies on the background.",
         lambda: charts.accuracy_bars(methods()))
@@ -88,23 +80,19 @@ def _key_figures(run: RunView, keys: tuple[str, ...] | None) -> list[KeyFigure]:
     add("effects", "Does it use the background?", effects_caption(run),
         lambda: charts.effects_chart(run.evidence("effects", "counterfactual effects"), run.groups))
     for key in ("z_star", "z_baseline"):
-        label = hypothesis_name(key)
-        add(f"clauses_{key}", f"Clauses of {label}", CLAUSES_CAPTION,
-            lambda key=key, label=label: charts.clause_weights(run.clauses(key), f"Clauses of {label}"))
+        add(f"clauses_{key}", f"Clauses of {hypothesis_name(key)}", CLAUSES_CAPTION, lambda key=key: run_figure(run, "clauses", key))
     add("tcav", "TCAV of the baseline",
         f"Which concepts push the baseline towards each class (layer {layer}); ★ = significant in every repeat, "
         "hatched = in some repeats only (unstable), faded = in none; whiskers span the repeats.",
-        lambda: charts.tcav_bars(tcav(), run.concept_kinds, run.concept_texts))
+        lambda: run_figure(run, "tcav", "erm", layer))
     target = run.classes[-1]
     add("weights_tcav", "Concept weights vs TCAV",
         f"Each concept's weight towards “{target}” in z* and in z_baseline, against how strongly the baseline responds to it (TCAV, layer {layer}).",
-        lambda: charts.weights_vs_tcav(
-            {"z_star": run.clauses("z_star"), "z_baseline": run.clauses("z_baseline")},
-            tcav(), target, run.classes, run.concept_texts, WEIGHTS_TCAV_NAMES))
+        lambda: run_figure(run, "weights_tcav", target, layer))
     add("relevance", "Where the gradients are (relevance on the object)",
         "Mean share of each model's positive relevance inside the object's mask; the dotted line is what a blind map would score. "
         "It shows where gradients are, not which evidence wins: the counterfactual effects answer that.",
-        lambda: charts.relevance_bars(microscope("relevance_on_animal", "relevance on the object")))
+        lambda: run_figure(run, "relevance"))
     return out
 
 
@@ -114,6 +102,51 @@ CLAUSES_CAPTION = ("Bar length = how much evidence a clause gives its class; gre
                    "concept is present than where it is absent).")
 #: How the weights-vs-TCAV scatter names the hypotheses.
 WEIGHTS_TCAV_NAMES = {"z_star": "z* (IG)", "z_baseline": "z_baseline (what the baseline does)", "no_prior": "no-prior ablation"}
+
+
+def _clause_deletion(run: RunView, key: str) -> go.Figure:
+    records = run.clause_deletion(key)
+    title = f"{hypothesis_name(key)}: {sum(bool(r.specific) for r in records)} of {len(records)} clauses specific"
+    return charts.clause_deletion_bars(records, title)
+
+
+def _relevance_distribution(run: RunView, method: str) -> go.Figure:
+    per_image = run.microscope_table("relevance")
+    return charts.relevance_distribution(per_image[per_image["method"] == method].rename(columns={"relevance_mass": "share"}), run.groups)
+
+
+#: The figures pages draw from a run, each built by ``build(run, *params)`` from the run's typed sections.
+RUN_FIGURES: dict[str, Callable[..., go.Figure]] = {
+    "clauses": lambda run, key: charts.clause_weights(run.clauses(key), f"Clauses of {hypothesis_name(key)}"),
+    "clause_deletion": _clause_deletion,
+    "posterior": lambda run, selected: charts.posterior_scatter(run.ranked, selected),
+    "tcav": lambda run, model, layer: charts.tcav_bars([t for t in run.tcav(model) if t.layer == layer], run.concept_kinds, run.concept_texts),
+    "weights_tcav": lambda run, target, layer: charts.weights_vs_tcav(
+        {"z_star": run.clauses("z_star"), "z_baseline": run.clauses("z_baseline")},
+        [t for t in run.tcav("erm") if t.layer == layer], target, run.classes, run.concept_texts, WEIGHTS_TCAV_NAMES),
+    "relevance": lambda run: charts.relevance_bars({m: run.microscope[m] for m in run.evidence("relevance_on_animal", "relevance on the object")}),
+    "relevance_distribution": _relevance_distribution,
+    "swap_parts": lambda run: charts.swap_parts_chart(run.evidence("swap_attribution", "attribution of the double swap", part="effects"), run.groups),
+    "stage_times": lambda run: charts.stage_times(run.info.stages),
+}
+
+
+def run_figure(run: RunView, name: str, *params: Hashable) -> go.Figure:
+    """Figure ``name`` of :data:`RUN_FIGURES` for ``run``: built once per run and parameters, then shared
+    read-only by every rerun and session (a page's rerun only sends it). Raises what its inputs raise
+    (:class:`~dashboard.run_view.NotComputed` with the reason when the run lacks them)."""
+    return _run_figure(run, name, params)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _run_figure(run: RunView, name: str, params: tuple[Hashable, ...]) -> go.Figure:
+    return RUN_FIGURES[name](run, *params)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def sweep_figure(bench: Benchmark, methods: tuple[str, ...], run_rho: float | None) -> go.Figure:
+    """The benchmark's ρ sweep of ``methods`` with this run's ρ marked, built once per benchmark file and ρ."""
+    return charts.rho_sweep(bench.results, methods, run_rho, bench.world)
 
 
 def swap_hows(run: RunView) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import zipfile
 
+import streamlit as st
+
 from dashboard import engine
 from dashboard.components import charts, images, report, tables, text
 from dashboard.components.figures import key_figures
@@ -80,8 +82,9 @@ def disagreements(run: RunView) -> list[tuple[bytes, str]]:
     return out
 
 
+@st.cache_data(show_spinner="Drawing the figures…", max_entries=8)
 def figures_zip(run: RunView) -> bytes:
-    """The run's key figures as PNGs (``<key>.png``), zipped."""
+    """The run's key figures as PNGs (``<key>.png``), zipped; drawn once per run (kaleido takes seconds)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
         for fig in key_figures(run):

@@ -120,9 +120,9 @@ def test_unknown_keys_and_huge_unknown_values_are_ignored() -> None:
 
 def test_version_1_links_keep_showing_what_they_showed() -> None:
     """v=1 counted hypotheses from 0; v=2 counts from 1, as the pages do. An old link is read as it was meant."""
-    assert url_state.decode({"v": V, "hyp": "0"}).state.hyp == 1
-    assert url_state.decode({"v": V, "hyp": "4", "img": "7"}).state == url_state.ViewState(hyp=5, img=7)
-    assert url_state.decode({"v": V, "run": "r"}).state == url_state.ViewState(run="r")  # no hypothesis: z*
+    assert url_state.decode({"v": "1", "hyp": "0"}).state.hyp == 1
+    assert url_state.decode({"v": "1", "hyp": "4", "img": "7"}).state == url_state.ViewState(hyp=5, img=7)
+    assert url_state.decode({"v": "1", "run": "r"}).state == url_state.ViewState(run="r")  # no hypothesis: z*
     assert url_state.decode({"v": V, "hyp": "0"}).notes  # from v=2 on, there is no hypothesis #0
 
 

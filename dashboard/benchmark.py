@@ -48,8 +48,9 @@ def _world_of(df: pd.DataFrame, command: str | None) -> str:
         return str(df["world"].iloc[0])
     if command and (found := re.search(r"world\.name=([A-Za-z0-9_]+)", command)):
         return found.group(1)
-    from igcore.config import Config  # the default world's name, without validating a whole config (which loads every stage)
+    from igcore.config import Config
 
+    # the default world's name, without validating a whole config (which loads every stage, and torch)
     return str(Config.model_fields["world"].get_default(call_default_factory=True).name)
 
 

@@ -215,6 +215,7 @@ def test_a_row_of_the_ranked_table_selects_its_hypothesis(browser: object, serve
 
 
 def test_export_html_report(browser: object, server: str, runs_dir: Path, tmp_path: Path) -> None:
+    from dashboard.run_view import RunView
     from igcore.hypothesis import summary_sentence
 
     metrics = json.loads((runs_dir / "tiny" / "metrics.json").read_text())
@@ -231,7 +232,8 @@ def test_export_html_report(browser: object, server: str, runs_dir: Path, tmp_pa
     assert report.startswith("<!DOCTYPE html>")
     assert "Plotly" in report and "data:image/png;base64," in report
     z_star = metrics["hypotheses"]["z_star"]
-    assert html.escape(summary_sentence(z_star, "IG", metrics["world"]["classes"])) in report
+    run = RunView.open(str(runs_dir), "tiny")  # the clauses with the clause-deletion verdicts, as every page cites them
+    assert html.escape(summary_sentence(run.clauses("z_star"), "IG", run.classes)) in report
     for clause in z_star:
         assert html.escape(clause["text"]) in report
     assert html.escape(metrics["hypotheses"]["z_star_text"]) in report  # the engine's own words

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from dashboard.components.style import possessive, subject
+from dashboard.components.style import method_label, possessive, subject
 from dashboard.explanations import Explanation
 from igcore.hypothesis import clause_qualifiers
 from igcore.schema import (
@@ -182,8 +182,6 @@ def explanation_sentence(e: Explanation, fidelity: Surrogate | None = None) -> s
     Its own answer first; then the hypothesis's answer: where they agree, the clauses that carried it, each
     with the concept model's *reading* (a probability) and its strength; where they differ, that the
     hypothesis does not explain this answer (with its fidelity, when stored)."""
-    from dashboard.components.style import method_label
-
     head = f"**{method_label(e.model)}** says *{e.answer}*."
     name = e.hypothesis_name
     if not e.agrees:

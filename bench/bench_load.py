@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import ROOT, provenance, write_section
+from dashboard.pages import PAGES as PAGE_SPECS  # noqa: E402
 from testkit.browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop
 
 REPORT = ROOT / "docs" / "RELIABILITY.md"
-#: Sidebar link text -> page name, in the order clicked (a session starts on Overview, so it comes last:
-#: every click changes the page).
-PAGES = {"Hypotheses": "hypotheses", "Baseline microscope": "microscope", "Compare": "compare",
-         "Prior": "prior", "Label with z*": "label", "Share & export": "share", "Overview": "overview"}
+#: Sidebar link text -> page name, in the order clicked (a session starts on the default page, so it comes
+#: last: every click changes the page).
+PAGES = {p.title: p.name for p in sorted(PAGE_SPECS, key=lambda p: p.default)}
 READY_JS = """(previous) => {
   const app = document.querySelector('[data-testid=stApp]');
   const title = document.querySelector('h1');

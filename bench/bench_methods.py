@@ -71,7 +71,8 @@ def main() -> None:
             for method, r in m["methods"].items():
                 rows.append({"rho": rho, "seed": seed, "method": method, "avg_acc": r["avg_acc"],
                              "worst_group_acc": r["worst_group_acc"], "worst_group": r["worst_group"],
-                             "train_weighted_acc": r.get("train_weighted_acc")})
+                             "train_weighted_acc": r.get("train_weighted_acc"),
+                             "world": m["world"]["name"]})  # the dashboard shows the sweep only beside this world's runs
             hyp = m["hypotheses"]
             z_classes = {r["class"] for r in hyp["z_star"] if r["weight"] > 0}
             checks.append({

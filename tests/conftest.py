@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny real run (the real pipeline, :data:`testkit.runs.TINY`), built once per test session."""
+"""Shared fixtures: real runs of the real pipeline on tiny configs, each built once per test session: the
+Snow-and-Wolves run (``runs_dir``) and two runs on users' data layouts (``byod_runs``)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,40 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ["IG_RUNS_DIR"] = previous
 
 
+#: The runs of :func:`byod_runs`.
+BYOD_RUNS = ("waterbirds", "folder")
+
+
+@pytest.fixture(scope="session")
+def byod_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A RUNS_DIR with two complete runs on users' data (:data:`testkit.byod_fixtures.TINY_SETS`): ``waterbirds``
+    (the Waterbirds layout with CUB attributes and segmentations; ``place_names`` left at land/water while the
+    photographs' places are Places365 categories; nobody rated its concepts) and ``folder`` (a CSV manifest
+    without masks)."""
+    from igcore.config import load_config
+    from igcore.pipeline import run_pipeline
+    from testkit import byod_fixtures as fx
+
+    root, data = tmp_path_factory.mktemp("byod-runs"), tmp_path_factory.mktemp("byod-data")
+    birds = fx.make_waterbirds(data / "waterbirds", n=64)
+    manifest = fx.make_folder(data / "folder", n=48, with_mask=False)
+    worlds = {
+        "waterbirds": ["world.name=waterbirds", f"world.root={birds['root']}", f"world.cub_root={birds['cub_root']}"],
+        "folder": ["world.name=folder", f"world.manifest={manifest}"],
+    }
+    for run_id, world in worlds.items():
+        config = load_config(None, [*fx.TINY_SETS, *world, f"run_id={run_id}", f"world.cache_dir={data / 'cache'}"])
+        run_pipeline(config, root, progress=False)
+    return root
+
+
+@pytest.fixture
+def byod_runs_dir(byod_runs: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """:func:`byod_runs`, with ``IG_RUNS_DIR`` pointing at it for one test."""
+    monkeypatch.setenv("IG_RUNS_DIR", str(byod_runs))
+    return byod_runs
+
+
 @pytest.fixture
 def fresh_runs_dir(runs_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the session RUNS_DIR (for tests that write, e.g. ratings)."""
@@ -52,9 +87,9 @@ def fresh_runs_dir(runs_dir: Path, tmp_path: Path) -> Path:
 RATED_WATERBIRDS = ["concepts.epochs=10", "prior.strength=10.0", "microscope.counterfactuals.max_images=8"]
 
 
-def build_worlds(root: Path, data: Path) -> Path:
-    """Into ``root``: ``waterbirds`` (the Waterbirds layout, solved with its own ratings file by a simulated rater,
-    ``prior.judgments``) and ``folder`` (a CSV manifest whose concepts nobody rated); their data under ``data``."""
+def build_rated_waterbirds(root: Path, data: Path) -> Path:
+    """Into ``root``: ``waterbirds``, the Waterbirds layout solved with its own ratings file by a simulated rater
+    (``prior.judgments``); its data under ``data``."""
     import pandas as pd
 
     from igcore.config import load_config
@@ -64,25 +99,25 @@ def build_worlds(root: Path, data: Path) -> Path:
     from testkit import byod_fixtures as fx
 
     birds = fx.make_waterbirds(data / "waterbirds", n=192)
-    cache = f"world.cache_dir={data / 'cache'}"
-    waterbirds = ["world.name=waterbirds", f"world.root={birds['root']}", f"world.cub_root={birds['cub_root']}", cache]
+    waterbirds = ["world.name=waterbirds", f"world.root={birds['root']}", f"world.cub_root={birds['cub_root']}",
+                  f"world.cache_dir={data / 'cache'}"]
     world = build_world(load_config(None, [*fx.TINY_SETS, *waterbirds]).world)
     ratings = pd.DataFrame(fx.simulated_ratings(world.vocabulary.ids, list(world.classes)), columns=["rater", "concept", "class", "rating"])
     csv = write_ratings_csv(ratings, data / "waterbirds_ratings.csv")
-    folder = ["world.name=folder", f"world.manifest={fx.make_folder(data / 'folder', n=48, with_mask=False)}", cache]
-    for run_id, sets in (("waterbirds", [*waterbirds, *RATED_WATERBIRDS, f"prior.judgments={csv}"]), ("folder", folder)):
-        run_pipeline(load_config(None, [*fx.TINY_SETS, *sets, f"run_id={run_id}"]), root, progress=False)
+    sets = [*fx.TINY_SETS, *waterbirds, *RATED_WATERBIRDS, f"prior.judgments={csv}", "run_id=waterbirds"]
+    run_pipeline(load_config(None, sets), root, progress=False)
     return root
 
 
 @pytest.fixture(scope="session")
-def worlds_dir(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def worlds_dir(runs_dir: Path, byod_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A RUNS_DIR with one complete run of each world: ``tiny`` (Snow and Wolves, the shipped judgments; a copy
-    of the session's) and the runs of :func:`build_worlds`. Built once per test session; tests that write
-    (ratings) work on a copy.
+    of the session's), ``waterbirds`` (:func:`build_rated_waterbirds`) and ``folder`` (a copy of :func:`byod_runs`'
+    run, whose concepts nobody rated). Built once per test session; tests that write (ratings) work on a copy.
     """
     root = tmp_path_factory.mktemp("worlds-runs")
     shutil.copytree(runs_dir / "tiny", root / "tiny")
-    build_worlds(root, tmp_path_factory.mktemp("worlds-data"))
+    shutil.copytree(byod_runs / "folder", root / "folder")
+    build_rated_waterbirds(root, tmp_path_factory.mktemp("worlds-data"))
     os.utime(root / "tiny")  # the default view stays the Snow-and-Wolves run
     return root

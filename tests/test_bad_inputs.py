@@ -32,7 +32,7 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from dashboard.run_view import list_runs
+from dashboard.runs import list_runs
 from igcore.cli import main
 from testkit import byod_fixtures as fx
 

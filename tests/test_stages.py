@@ -83,7 +83,7 @@ print(json.dumps({name: in_child(first(name)) for name in sys.argv[1:]}))
 def test_stage_order_is_the_same_whichever_module_is_imported_first():
     """For every igcore and dashboard module: a fresh interpreter state that imports it first sees the same order."""
     modules = _modules()
-    assert "igcore.resolve" in modules and "igcore.microscope.runner" in modules and "dashboard.state" in modules
+    assert "igcore.resolve" in modules and "igcore.microscope.runner" in modules and "dashboard.url_state" in modules
     proc = subprocess.run([sys.executable, "-c", _DRIVER, *modules], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from igcore.methods import EXAMINED
 from igcore.microscope.registry import ATTRIBUTIONS
 from igcore.settings import Settings, unique, unknown
 
@@ -65,7 +66,7 @@ def registry_defaults() -> dict[str, dict[str, Any]]:
 class MicroscopeConfig(Settings):
     """The baseline microscope (igcore/microscope/): attributions, relevance mass, TCAV, surrogates, swaps, sanity."""
 
-    models: list[str] = Field(["erm", "ig_student", "oracle"], description="models examined (each needs the stage that trains it)")
+    models: list[str] = Field(list(EXAMINED), description="models examined (each needs the stage that trains it)")
     methods: list[str] = Field(
         ["integrated_gradients", "saliency", "gradient_shap", "occlusion", "grad_cam", "layer_integrated_gradients"],
         description="attribution methods; each runs on the architectures it applies to",

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from igcore.architectures import architecture_of
+from igcore.methods import SURROGATES
 from igcore.microscope.attribution import AttributionCache, maps_for
 from igcore.microscope.params import MicroscopeConfig
 from igcore.microscope.registry import get_method
@@ -38,9 +39,6 @@ from igcore.microscope.swaps import background_swaps, sample_per_group
 from igcore.search.params import SearchConfig
 from igcore.store import write_table, write_tensors
 from igcore.worlds.base import Split, World
-
-#: Models that get a surrogate hypothesis, and the metrics key it is stored under.
-SURROGATE_NAMES = {"erm": "z_baseline", "ig_student": "z_student"}
 
 
 @dataclass
@@ -290,7 +288,7 @@ def surrogates(
     summaries: dict[str, Any] = {}
     deletion: dict[str, Any] = {}
     rows = []
-    for m, key in SURROGATE_NAMES.items():
+    for m, key in SURROGATES.items():
         if m not in models:
             continue
         s = fit_surrogate(

@@ -2,7 +2,7 @@
 
 Every view of the dashboard is described by a :class:`ViewState` (run, selected hypothesis, image,
 attribution method, gallery filters). The page itself is the URL *path* (``/hypotheses``); the rest
-lives in the query string, e.g. ``/hypotheses?v=1&run=2026...&hyp=2``, so opening a link restores the
+lives in the query string, e.g. ``/hypotheses?v=2&run=2026...&hyp=2``, so opening a link restores the
 view. The codec is pure (no Streamlit) and never raises: anything it cannot use becomes the default,
 with a friendly note explaining what was ignored.
 
@@ -13,7 +13,9 @@ store's own rule for run ids. Notes quote a refused value only through :func:`sh
 span it cannot leave, so a link can never put Markdown (a link, an image) into the page.
 
 Version history:
-    v=1  run, hyp, img, model, method, group, correct
+    v=1  run, hyp, img, model, method, group, correct (``hyp`` counted the ranked hypotheses from 0)
+    v=2  the same keys; ``hyp`` counts from 1, as the pages do ("Hypothesis #1"). A v=1 link is read with
+         its ``hyp`` moved up by one, so old links keep showing what they showed.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from dashboard.safe import code_text
+from dashboard.escape import code_text
 from igcore.config import RUN_ID_PATTERN
 
-CODEC_VERSION = 1
+CODEC_VERSION = 2
+#: Older versions this codec still reads, each with how its values become this version's.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: lambda values: {**values, "hyp": values["hyp"] + 1} if values.get("hyp") is not None else values,
+}
 VERSION_KEY = "v"
 CORRECTNESS = ("all", "correct", "wrong")
 MAX_VALUE = 200  # characters; no view value comes near it (run ids stop at 128)
@@ -44,11 +50,11 @@ class ViewState:
     """Everything a shared link restores (besides the page, which is the URL path)."""
 
     run: str | None = None  # run id; validated against the run store by the app
-    hyp: int = 0  # index into hypotheses.ranked (0 = the MAP hypothesis z*)
+    hyp: int | None = None  # number of the selected hypothesis in hypotheses.ranked, from 1 (None = z*)
     img: int | None = None  # index into D'_eval (test_eval)
     model: str = "erm"  # model under the microscope
     method: str | None = None  # attribution method (None = first available)
-    group: str = "all"  # gallery filter: a group name such as "wolf/grass", or "all"
+    group: str = "all"  # gallery filter: a group name ("class/background"), or "all"
     correct: str = "all"  # gallery filter: all | correct | wrong
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,8 +63,12 @@ class ViewState:
 
 @dataclass
 class Decoded:
+    """A decoded link: the view, notes on what was ignored, and why its run id was refused (the router
+    says which run it shows instead)."""
+
     state: ViewState
     notes: list[str] = field(default_factory=list)
+    run_problem: str | None = None
 
 
 def _first(value: str | Sequence[str]) -> str:
@@ -87,6 +97,12 @@ def _parse_run(text: str) -> str:
     return text
 
 
+def _parse_number(text: str) -> int:
+    if _parse_index(text) < 1:
+        raise ValueError("hypotheses are numbered from 1")
+    return int(text)
+
+
 def _parse_index(text: str) -> int:
     if not re.fullmatch(r"[0-9]{1,7}", check_text(text)):  # not \d: it matches every script's digits
         raise ValueError("it is not a whole number written with the digits 0-9")
@@ -113,7 +129,7 @@ def _parse_correct(text: str) -> str:
 
 _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "run": (_parse_run, "run id"),
-    "hyp": (_parse_index, "hypothesis number"),
+    "hyp": (_parse_number, "hypothesis number"),
     "img": (_parse_index, "image number"),
     "model": (_parse_name, "model name"),
     "method": (_parse_name, "attribution method"),
@@ -140,7 +156,7 @@ def decode(params: Mapping[str, str | Sequence[str]]) -> Decoded:
         return Decoded(ViewState(), ["This link has no format version (`v=`), so it was made by an older dashboard; showing the default view instead."])
     if not re.fullmatch(r"[0-9]{1,4}", version):
         return Decoded(ViewState(), [f"This link's format version `v={shorten(version)}` is not valid; showing the default view instead."])
-    if int(version) != CODEC_VERSION:
+    if int(version) != CODEC_VERSION and int(version) not in MIGRATIONS:
         age = "an older" if int(version) < CODEC_VERSION else "a newer"
         return Decoded(
             ViewState(),
@@ -148,17 +164,20 @@ def decode(params: Mapping[str, str | Sequence[str]]) -> Decoded:
         )
     values: dict[str, Any] = {}
     notes: list[str] = []
+    run_problem = None
     for key, (parse, label) in _PARSERS.items():
         if key not in known:
             continue
         try:
-            values[key] = parse(known[key])
+            values[key] = (_parse_index if key == "hyp" and int(version) == 1 else parse)(known[key])
         except ValueError as e:
             if key == "run":
-                notes.append(f"{shorten_code(known[key])} is not a valid run id ({e}); showing the newest run instead.")
+                run_problem = f"{shorten_code(known[key])} is not a valid run id ({e})"
             else:
                 notes.append(f"The {label} {shorten_code(known[key])} in this link could not be read ({e}); using the default instead.")
-    return Decoded(replace(ViewState(), **values), notes)
+    if int(version) != CODEC_VERSION:
+        values = MIGRATIONS[int(version)](values)
+    return Decoded(replace(ViewState(), **values), notes, run_problem)
 
 
 def encode(state: ViewState, keys: Sequence[str] = KEYS) -> dict[str, str]:
@@ -180,13 +199,17 @@ def choose(value: Any, options: Sequence[Any], default: Any, label: str, notes: 
     return default
 
 
-def choose_index(value: int | None, size: int, default: int | None, label: str, notes: list[str]) -> int | None:
-    """``value`` if it indexes a sequence of ``size`` items, else ``default`` (with a note)."""
+def choose_index(value: int | None, size: int, default: int | None, label: str, notes: list[str], *, first: int = 0,
+                 shown: str | None = None) -> int | None:
+    """``value`` if it numbers one of ``size`` items counted from ``first``, else ``default`` (with a note
+    that says what is shown instead: ``shown``, or ``default`` itself)."""
     if value is None:
         return default
-    if 0 <= value < size:
+    if first <= value < first + size:
         return value
-    notes.append(f"The {label} `{value}` is out of range for this run (it has {size}); showing `{default}` instead.")
+    instead = shown or ("none" if default is None else f"`{default}`")
+    notes.append(f"The {label} `{value}` is out of range for this run (it has {size}, numbered {first} to {first + size - 1}); "
+                 f"showing {instead} instead.")
     return default
 
 

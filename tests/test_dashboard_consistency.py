@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from apptest_support import assert_clean
 from streamlit.testing.v1 import AppTest
 
 from dashboard import export, url_state
@@ -43,6 +42,7 @@ from dashboard.pages import PAGES
 from dashboard.run_view import RunView
 from igcore.hypothesis import summary_sentence
 from igcore.schema import pred_column
+from testkit.apptest import assert_clean
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"

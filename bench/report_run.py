@@ -155,7 +155,7 @@ def report(run: RunView, command: str) -> list[str]:
     if run.microscope:
         lines += ["", "## Microscope", ""]
         for model, r in run.microscope.items():
-            rel = ", ".join(f"{k} {v:.3f}" for k, v in r.relevance_on_animal.items())
+            rel = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} undefined" for k, v in r.relevance_on_animal.items())
             lines.append(f"- `{model}`: relevance on the object {rel} (mask area share {r.mask_area_share or 0:.3f}); "
                          f"background-swap flip rate {pct(r.swap_flip_rate)} %, accuracy on swapped images "
                          f"{pct(r.swap_acc)} %.")

@@ -246,8 +246,9 @@ class MicroscopeSection(_Open):
     """``microscope.<model>``: everything the microscope measured on one model (absent parts were not run, or
     the data cannot support them: ``unavailable`` holds the engine's reason per part)."""
 
-    relevance_on_animal: dict[str, float] = {}
-    relevance_on_animal_by_group: dict[str, dict[str, float]] = {}
+    # None where no image of the sample had positive attribution (a share of nothing is undefined)
+    relevance_on_animal: dict[str, float | None] = {}
+    relevance_on_animal_by_group: dict[str, dict[str, float | None]] = {}
     mask_area_share: float | None = None
     swap_flip_rate: float | None = None
     swap_acc: float | None = None

@@ -29,7 +29,7 @@ def relevance_bars(microscope: Mapping[str, MicroscopeSection]) -> go.Figure:
     """Mean share of positive attribution inside the object's mask, per attribution method and model."""
     fig = go.Figure()
     for model, section in microscope.items():
-        rel = section.relevance_on_animal
+        rel = {method: share for method, share in section.relevance_on_animal.items() if share is not None}
         if not rel:
             continue
         methods = sorted(rel)
@@ -43,7 +43,7 @@ def relevance_bars(microscope: Mapping[str, MicroscopeSection]) -> go.Figure:
             hovertemplate=f"{method_label(model)}<br>%{{x}}: %{{y:.1%}} of relevance on the object<extra></extra>",
         )
     area = next((s.mask_area_share for s in microscope.values() if s.mask_area_share is not None), None)
-    values = [v for s in microscope.values() for v in s.relevance_on_animal.values()]
+    values = [v for s in microscope.values() for v in s.relevance_on_animal.values() if v is not None]
     top = min(1.1, 1.3 * max([*values, area or 0.0, 0.1]))
     if area is not None:
         fig.add_hline(y=area, line_dash="dot", line_color="#555")

@@ -36,6 +36,7 @@ class MAPResult:
     n_iter: int
     converged: torch.Tensor  # (B,) bool
     n_evals: int = 0  # batched F/gradient evaluations
+    gamma: torch.Tensor | None = None  # (B,) the last L-BFGS scaling s'y / y'y (0: none), to warm-start a later solve
 
 
 class MAPProblem:
@@ -135,6 +136,7 @@ def solve_map(
     max_iter: int = 500,
     tol: float = 1e-8,
     history: int = 10,
+    gamma0: torch.Tensor | None = None,
 ) -> MAPResult:
     """Minimise F_A (module docstring) for a batch of allowed sets by projected L-BFGS.
 
@@ -148,6 +150,9 @@ def solve_map(
             or no step can lower F by more than its rounding noise (relative 1e-13 in float64, 1e-6 with
             float32 scores).
         history: L-BFGS memory.
+        gamma0: (B,) initial L-BFGS scaling per problem (a previous solve's :attr:`MAPResult.gamma`; 0 or ``None``:
+            the first step is a unit steepest-descent step, backtracked). From a nearby optimum a scaled first
+            step is accepted at once instead of being halved many times.
 
     Returns:
         :class:`MAPResult` (weights exactly 0 outside A and where the bound is active).
@@ -167,6 +172,8 @@ def solve_map(
     hy = torch.zeros_like(hs)
     hrho = torch.zeros(history, b_n, dtype=torch.float64, device=dev)
     gamma = torch.zeros(b_n, dtype=torch.float64, device=dev)  # 0: no curvature pair yet
+    if gamma0 is not None:
+        gamma = gamma0.to(device=dev, dtype=torch.float64).clone()
     active = torch.ones(b_n, dtype=torch.bool, device=dev)
     gtol = tol * max(problem.n, 1)
     # relative size of rounding noise in F: below it, Armijo comparisons are meaningless
@@ -186,7 +193,9 @@ def solve_map(
         free = ma & ~(at_bound & (ga > 0))
         q = ga * free
         # two-loop recursion on the free subspace (entries with rho = 0 are skipped automatically)
-        slots = [(it - 1 - j) % history for j in range(history)]
+        # the order the recursion has always used, less the slots no iteration has written yet (their rho = 0
+        # and zero pairs leave q and r exactly as they are): the same arithmetic with fewer small ops
+        slots = [(it - 1 - j) % history for j in range(history) if it > history or 1 <= j < it]
         hs_a, hy_a, hr_a = hs[:, idx] * free, hy[:, idx] * free, hrho[:, idx]
         alphas = []
         for s_ in slots:
@@ -249,4 +258,4 @@ def solve_map(
     converged = ~active
     w = x[:, :kc].reshape(b_n, problem.k, problem.c)
     g_w = g[:, :kc].reshape(b_n, problem.k, problem.c)
-    return MAPResult(w, problem.true_bias(w, x[:, kc:]), nll, f, g_w, it, converged, n_evals)
+    return MAPResult(w, problem.true_bias(w, x[:, kc:]), nll, f, g_w, it, converged, n_evals, gamma)

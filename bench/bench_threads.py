@@ -3,8 +3,8 @@
     python bench/bench_threads.py [--set KEY=VALUE ...] [--repeats 1] [--doc docs/PERFORMANCE.md]
 
 Runs the default stages (``python -m igcore run``, each in its own process, so that torch's inter-op pool is
-fresh) under two policies: one thread (``runtime.threads=1``, ``runtime.interop_threads=1``, the default) and
-the libraries' default (``0``: one torch and BLAS thread per core); each once on the machine as it is and once
+fresh) under two policies: one thread (``runtime.threads=1``, ``runtime.interop_threads=1``; the engine's default
+on a 2-CPU machine, where it means one thread fewer than the CPUs) and the libraries' default (``0``: one torch and BLAS thread per core); each once on the machine as it is and once
 while a competing CPU-bound process (a pure-Python loop pinned to core 0) keeps one core busy. The settings
 default to :data:`testkit.runs.TINY` (every stage, small sizes: a few minutes in all), ``--set`` overrides them.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, provenance, write_section
-from igcore.runtime import BLAS_ENV
+from igcore.runtime import BLAS_ENV, RuntimeConfig
 from testkit.runs import tiny_sets
 
 #: The policies compared: the engine's default (one thread) and the libraries' default (one per core).
@@ -139,8 +139,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "",
         *markdown(rows),
         "",
-        "The engine's default is `runtime.threads=1`, `runtime.interop_threads=1` (igcore/runtime.py); Ray workers "
-        "run `ray.threads_per_worker` threads each. A run records the policy in effect in `manifest.json` (`threads`).",
+        f"The engine's default is `runtime.threads` = null, one thread fewer than the CPUs (at least one: "
+        f"{RuntimeConfig().intra_op()} on this machine's {os.cpu_count()} CPUs), and `runtime.interop_threads=1` "
+        "(igcore/runtime.py); Ray workers run `ray.threads_per_worker` threads each. A run records the policy in "
+        "effect in `manifest.json` (`threads`).",
     ]
     print("\n".join(lines))
     if args.doc:

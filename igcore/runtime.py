@@ -4,7 +4,7 @@ Torch's default is one intra-op thread per core. When another process keeps a co
 region waits at its barrier for the thread that shares that core, and a stage runs several times slower
 than with one thread (the measurements, stage by stage, are in docs/PERFORMANCE.md, written by
 ``bench/bench_threads.py``). A run therefore applies ``runtime.*`` (:class:`RuntimeConfig`) when it starts
-(:func:`thread_policy`, restored when it ends) and records what is in effect in its manifest
+(:func:`thread_policy`, restored when it ends; by default one thread fewer than the machine has cores) and records what is in effect in its manifest
 (``manifest["threads"]``); Ray workers apply the same policy with ``ray.threads_per_worker`` threads
 (:mod:`igcore.executors`). The run's per-image work has no DataLoader worker processes: batches are cut in
 the run's process (``executor=local``) or by the Ray actors (``executor=ray``).
@@ -28,10 +28,15 @@ BLAS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 class RuntimeConfig(Settings):
     """``runtime.*``: threads of the run's process."""
 
-    threads: int = Field(
-        1, ge=0, le=1024,
-        description="torch intra-op and BLAS threads of the run's process; 0 = the libraries' default (one per core)",
+    threads: int | None = Field(
+        None, ge=0, le=1024,
+        description="torch intra-op and BLAS threads of the run's process; null = CPUs - 1 (at least 1); 0 = the libraries' default (one per core)",
     )
+
+    def intra_op(self) -> int:
+        """The intra-op thread count to apply (0: leave the libraries' default): ``threads``, or one core fewer than
+        the machine has, so that a process busy on one core does not stall every parallel region."""
+        return self.threads if self.threads is not None else max(1, (os.cpu_count() or 1) - 1)
     interop_threads: int = Field(
         1, ge=0, le=1024, description="torch inter-op threads (settable once per process); 0 = torch's default"
     )
@@ -82,8 +87,9 @@ def thread_policy(settings: RuntimeConfig) -> Iterator[dict[str, Any]]:
     from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
-    with threadpool_limits(limits=settings.threads or None):
-        apply_threads(settings.threads, settings.interop_threads)
+    threads = settings.intra_op()
+    with threadpool_limits(limits=threads or None):
+        apply_threads(threads, settings.interop_threads)
         try:
             yield {"threads": settings.threads, "interop_threads": settings.interop_threads, **threads_in_effect()}
         finally:

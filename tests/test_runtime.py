@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,13 @@ def test_run_applies_and_records_the_thread_policy(tmp_path: Path, two_threads: 
     assert recorded["threads"] == 1 and recorded["torch_intra_op"] == 1
     assert recorded["interop_threads"] == 1 and recorded["torch_inter_op"] >= 1
     assert all(n == 1 for n in recorded["blas"].values())
+
+
+def test_the_default_leaves_one_core_free(two_threads: None) -> None:
+    expected = max(1, (os.cpu_count() or 1) - 1)
+    assert RuntimeConfig().intra_op() == expected
+    with thread_policy(RuntimeConfig()) as threads:
+        assert threads["threads"] is None and torch.get_num_threads() == threads["torch_intra_op"] == expected
 
 
 def test_zero_leaves_the_libraries_default(two_threads: None) -> None:

@@ -9,7 +9,7 @@ total)``; the worker only records those events, :func:`describe` turns them into
 checklist, which the page draws inside ``st.status``.
 
 The run stays atomic on disk: the pipeline assembles it in a temporary folder (``.tmp-<id>-…``) and renames
-it into place when complete. Once every stage but those in :data:`BEHIND` has finished, the pages that read
+it into place when complete. Once every stage but those in :data:`BEHIND` has finished (they run last), the pages that read
 only stored numbers (:attr:`dashboard.pages.PageSpec.partial`) show the run from that folder
 (:meth:`dashboard.run_view.RunView.in_progress`): the manifest and metrics are replaced atomically after
 each stage, a stage's files are read only once the manifest records it, and a :class:`Gate` keeps the
@@ -111,6 +111,7 @@ class DemoJob:
     thread: threading.Thread | None = None
     folder: str | None = None  # the run's temporary folder in root while the pipeline writes it
     gate: Gate = field(default_factory=Gate)
+    selected: list[str] = field(default_factory=list)  # the pipeline's stages, in order (set before it starts)
 
     def on_stage(self, name: str, i: int, total: int) -> None:
         if self.folder is None:  # the pipeline made its temporary folder before the first stage
@@ -124,18 +125,22 @@ class DemoJob:
 
     @property
     def showable(self) -> bool:
-        """Whether pages may show the run in progress: only stages of :data:`BEHIND` are left, and it is not being
-        published."""
+        """Whether pages may show the run in progress: the stage running and every one after it are in
+        :data:`BEHIND`, and the run is not being published."""
         events = list(self.events)
-        return not self.gate.closed and self.folder is not None and bool(events) and events[-1][0] in BEHIND
+        if self.gate.closed or self.folder is None or not events or events[-1][0] == "done":
+            return False
+        return all(name in BEHIND for name in self.selected[events[-1][1]:])
 
     def work(self) -> None:
         from igcore.config import load_config
         from igcore.errors import InputError
         from igcore.pipeline import run_pipeline
+        from igcore.stages import select_stages
 
         try:
             config = load_config(None, _overrides())
+            self.selected = [s.name for s in select_stages(config, _stages())]
             self.run_dir = str(run_pipeline(config, self.root, on_stage=self.on_stage, stages=_stages(), progress=False, on_load=self.on_load))
         except InputError as e:
             self.error = f"The demo run's settings are not valid: {e}"

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import igcore.stages.microscope as microscope_stage
-from dashboard.first_launch import Gate, _jobs
+from dashboard.first_launch import DemoJob, Gate, _jobs
 from igcore.store import RunStore
 from testkit.apptest import all_text, assert_clean
 from testkit.runs import tiny_sets
@@ -91,3 +91,23 @@ def test_gate_holds_the_rename_until_readers_leave() -> None:
     gate.leave()
     closer.join(timeout=5)
     assert closed.is_set()
+
+
+def started(selected: list[str], upto: str) -> DemoJob:
+    """A job whose pipeline of ``selected`` stages has started stage ``upto``."""
+    job = DemoJob("unused", folder=".tmp-demo-x", selected=selected)
+    for i, name in enumerate(selected[: selected.index(upto) + 1]):
+        job.events.append((name, i, len(selected), 0.0))
+    return job
+
+
+def test_pages_show_the_run_only_while_stages_behind_are_left() -> None:
+    assert not DemoJob("unused", folder=".tmp-demo-x", selected=["world", "microscope"]).showable  # not started
+    assert not started(["world", "erm", "microscope"], "erm").showable
+    job = started(["world", "erm", "microscope"], "microscope")
+    assert job.showable
+    job.gate.close()
+    assert not job.showable  # being published
+    # a stage that runs after the microscope and is not behind must finish before the run is shown
+    assert not started(["world", "microscope", "later"], "microscope").showable
+    assert not started(["world", "microscope", "later"], "later").showable

@@ -19,9 +19,12 @@ from testkit.runs import tiny_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
-#: The demo run of these tests: the tiny config, the baseline and the microscope on it (what the mechanism needs).
+#: The demo run of these tests: the tiny config, the baseline and the microscope on it (what the mechanism needs),
+#: the microscope cut to what the Overview shows of it (the counterfactual effects) and one attribution method.
 STAGES = "world;erm;microscope"
-SETS = [*tiny_sets(), 'microscope.models=["erm"]', "microscope.surrogates=false"]
+SETS = [*tiny_sets(), 'microscope.models=["erm"]', "microscope.surrogates=false", 'microscope.methods=["saliency"]',
+        "microscope.tcav.repeats=1", "microscope.tcav.n_controls=0", "microscope.counterfactuals.max_images=60",
+        "microscope.counterfactuals.attribution_per_group=0", "microscope.counterfactuals.n_resamples=200"]
 PENDING = "Still being computed:** the `microscope` stage"
 
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# One command for a fresh machine: install into .venv, compute the demo run (embedded defaults) if
-# none exists, then open the dashboard on http://127.0.0.1:8501 — on this machine only: it has no login
-# (README, "The dashboard", says how to serve it to a network knowingly).
+# One command for a fresh machine: install into .venv, then open the dashboard on http://127.0.0.1:8501 —
+# on this machine only: it has no login (README, "The dashboard", says how to serve it to a network
+# knowingly). With no run in RUNS_DIR, the dashboard computes the demo run (embedded defaults) when the
+# page is first opened, shows the Overview as soon as its stages exist and says what is still being
+# computed while the microscope finishes behind it (dashboard/first_launch.py).
 set -euo pipefail
 cd "$(dirname "$0")"
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .  # igcore, dashboard, testkit, bench importable from anywhere
 RUNS_DIR="${IG_RUNS_DIR:-runs}"
-if ! .venv/bin/python -m igcore list --out "$RUNS_DIR" | grep -q " complete "; then
-    .venv/bin/python -m igcore run --out "$RUNS_DIR"
-fi
+echo "Open http://127.0.0.1:8501 (with no run in $RUNS_DIR yet, the page computes the demo run and shows it as it fills in)."
 IG_RUNS_DIR="$RUNS_DIR" exec .venv/bin/streamlit run dashboard/app.py --server.address 127.0.0.1

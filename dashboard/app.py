@@ -9,7 +9,9 @@ started from); if its server listens on an address other machines can reach, eve
 anything unless ``IG_ALLOW_REMOTE=1`` is set, and then warns that there is no login (:mod:`dashboard.exposure`).
 The pages are the entries of :data:`dashboard.pages.PAGES`.
 Runs are read from ``$IG_RUNS_DIR`` (default ``<repository>/runs``). With no run there, the app computes
-the demo run with the default config, showing the pipeline's progress stage by stage. Two knobs for quick
+the demo run with the default config, showing the pipeline's progress stage by stage, and shows the Overview
+and Hypotheses pages as soon as their stages exist, while the microscope finishes behind them
+(:mod:`dashboard.first_launch`). Two knobs for quick
 trials and tests: ``IG_DEMO_SET="world.n_train=400;baseline.epochs=1"`` (config overrides, ``;``
 separated) and ``IG_DEMO_STAGES="world;erm"`` (a subset of the pipeline's stages).
 """
@@ -22,8 +24,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import exposure, session, url_state
-from dashboard.first_launch import first_launch
+from dashboard import exposure, first_launch, session, url_state
 from dashboard.pages import PAGES
 from dashboard.run_view import RunView
 from dashboard.runs import RunInfo, list_runs, newest_complete_first, runs_root
@@ -32,9 +33,10 @@ from igcore.errors import InputError
 LOG = logging.getLogger("dashboard")
 
 
-def navigation() -> list[st.Page]:
-    """One ``st.Page`` per registry entry."""
-    return [st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path, default=p.default) for p in PAGES]
+def navigation(partial: bool = False) -> list[st.Page]:
+    """One ``st.Page`` per registry entry (``partial``: only those that can show a run in progress)."""
+    return [st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path, default=p.default) for p in PAGES
+            if p.partial or not partial]
 
 
 def _pick_run(root: str, runs: list[RunInfo], wanted: str | None, notes: list[str], problem: str | None = None) -> RunView | None:
@@ -77,6 +79,8 @@ def sidebar(ctx: session.PageContext) -> None:
     with st.sidebar:
         st.markdown("### 🔬 IG Microscope")
         st.caption("What the model *should* have learned (z*) vs what it *did* learn (the baseline).")
+        if ctx.run is not None and ctx.run.computing:
+            st.caption(f"Run `{ctx.run.run_id}` is being computed; the other pages open when it is complete.")
         if not ctx.runs or ctx.run is None:
             return
         ids = [r.run_id for r in ctx.runs]
@@ -106,17 +110,33 @@ def guard_exposure() -> None:
 def main() -> None:
     st.set_page_config(page_title="IG Microscope", page_icon="🔬", layout="wide")
     guard_exposure()
-    page = st.navigation(navigation())
     root = str(runs_root())
     runs = list_runs(root)
-    if not runs:
-        first_launch(root)  # computes the demo run, then reruns; stops here otherwise
+    if runs:
+        show(root, runs, st.navigation(navigation()))
         return
+    with first_launch.partial_run(root) as partial:  # the demo run while its last stages are computed
+        if partial is None:
+            st.navigation(navigation())
+            first_launch.first_launch(root)  # computes the demo run, then reruns; stops here otherwise
+            return
+        show(root, [], st.navigation(navigation(partial=True)), partial)
+
+
+def show(root: str, runs: list[RunInfo], page: st.Page, partial: RunView | None = None) -> None:
+    """The page for the run the URL names (else the newest complete one), or for ``partial``, a run in progress."""
     decoded = url_state.decode(session.read_params())
     notes = list(decoded.notes)
-    run = _pick_run(root, runs, decoded.state.run, notes, decoded.run_problem)
+    if partial is None:
+        run = _pick_run(root, runs, decoded.state.run, notes, decoded.run_problem)
+    else:
+        run = partial
+        if decoded.run_problem or decoded.state.run not in (None, partial.run_id):
+            problem = decoded.run_problem or f"There is no run {url_state.shorten_code(decoded.state.run or '')} yet"
+            notes.append(f"{problem}; showing the demo run being computed, {url_state.shorten_code(partial.run_id)}, instead.")
     view = decoded.state if run is None else replace(decoded.state, run=run.run_id)
-    ctx = session.PageContext(root=root, runs=runs, run=run, view=view, notes=notes)
+    computing = first_launch.watcher(root) if partial is not None else None
+    ctx = session.PageContext(root=root, runs=runs, run=run, view=view, notes=notes, computing=computing)
     session.store_context(ctx)
     sidebar(ctx)
     page.run()

@@ -1,4 +1,5 @@
-"""First launch: with no run in RUNS_DIR, compute the demo run and show its progress stage by stage.
+"""First launch: with no run in RUNS_DIR, compute the demo run, show its progress stage by stage, and show
+the Overview as soon as its stages exist while the microscope finishes behind it.
 
 The pipeline runs in a background thread owned by the server process (one demo job per RUNS_DIR),
 not in the visitor's script thread: closing or reloading the tab does not kill the run, and every
@@ -6,22 +7,94 @@ session that opens the app meanwhile watches the same progress. The pipeline rep
 world that reads files through ``on_load(done, total)`` and each stage through ``on_stage(name, i,
 total)``; the worker only records those events, :func:`describe` turns them into a progress bar and a
 checklist, which the page draws inside ``st.status``.
+
+The run stays atomic on disk: the pipeline assembles it in a temporary folder (``.tmp-<id>-…``) and renames
+it into place when complete. Once every stage but those in :data:`BEHIND` has finished (they run last), the pages that read
+only stored numbers (:attr:`dashboard.pages.PageSpec.partial`) show the run from that folder
+(:meth:`dashboard.run_view.RunView.in_progress`): the manifest and metrics are replaced atomically after
+each stage, a stage's files are read only once the manifest records it, and a :class:`Gate` keeps the
+folder from being renamed while a script run reads it (the job closes the gate before the pipeline
+publishes the run). Each page says what is still being computed (:func:`still_computing`) and reruns by
+itself when it is done.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import streamlit as st
 
+from dashboard.run_view import RunView
 from dashboard.runs import list_runs
+from igcore.store import WRITER_FILE
 
 LOG = logging.getLogger("dashboard")
+#: Stages that may finish behind the pages: the pages show the run once every other selected stage has finished.
+BEHIND = ("microscope",)
+#: Seconds between two looks at the job while a page shows a run in progress.
+POLL_S = 2.0
+#: Seconds the job waits for script runs still reading the run in progress before it publishes it anyway.
+GATE_TIMEOUT_S = 120.0
+
+
+class Gate:
+    """Keeps a run in progress from being renamed while script runs read it.
+
+    Readers :meth:`enter` (False once the gate is closed: read the published run instead) and :meth:`leave`;
+    the job closes it (:meth:`close`) before the pipeline renames the folder, waiting for the readers inside (at
+    most ``timeout_s``) and letting no new one in. Closed stays closed.
+    """
+
+    def __init__(self, timeout_s: float = GATE_TIMEOUT_S) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._closed = False
+        self.timeout_s = timeout_s
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def enter(self) -> bool:
+        with self._cond:
+            if self._closed:
+                return False
+            self._readers += 1
+            return True
+
+    def leave(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            if not self._cond.wait_for(lambda: self._readers == 0, timeout=self.timeout_s):
+                LOG.warning("publishing the demo run while %d script run(s) still read it", self._readers)
+
+
+def writing_folder(root: str) -> str | None:
+    """The temporary folder in ``root`` that this process is writing a run into (its ``writer.pid``), if any."""
+    try:
+        candidates = sorted(p for p in Path(root).iterdir() if p.name.startswith(".tmp-") and p.is_dir())
+    except OSError:
+        return None
+    for path in candidates:
+        try:
+            if json.loads((path / WRITER_FILE).read_text()).get("pid") == os.getpid():
+                return path.name
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
 
 
 @dataclass
@@ -36,20 +109,38 @@ class DemoJob:
     error: str | None = None
     run_dir: str | None = None
     thread: threading.Thread | None = None
+    folder: str | None = None  # the run's temporary folder in root while the pipeline writes it
+    gate: Gate = field(default_factory=Gate)
+    selected: list[str] = field(default_factory=list)  # the pipeline's stages, in order (set before it starts)
 
     def on_stage(self, name: str, i: int, total: int) -> None:
+        if self.folder is None:  # the pipeline made its temporary folder before the first stage
+            self.folder = writing_folder(self.root)
+        if name == "done":  # the pipeline publishes the run next
+            self.gate.close()
         self.events.append((name, i, total, time.perf_counter()))
 
     def on_load(self, done: int, total: int) -> None:
         self.loads.append((done, total, time.perf_counter()))
 
+    @property
+    def showable(self) -> bool:
+        """Whether pages may show the run in progress: the stage running and every one after it are in
+        :data:`BEHIND`, and the run is not being published."""
+        events = list(self.events)
+        if self.gate.closed or self.folder is None or not events or events[-1][0] == "done":
+            return False
+        return all(name in BEHIND for name in self.selected[events[-1][1]:])
+
     def work(self) -> None:
         from igcore.config import load_config
         from igcore.errors import InputError
         from igcore.pipeline import run_pipeline
+        from igcore.stages import select_stages
 
         try:
             config = load_config(None, _overrides())
+            self.selected = [s.name for s in select_stages(config, _stages())]
             self.run_dir = str(run_pipeline(config, self.root, on_stage=self.on_stage, stages=_stages(), progress=False, on_load=self.on_load))
         except InputError as e:
             self.error = f"The demo run's settings are not valid: {e}"
@@ -57,6 +148,7 @@ class DemoJob:
             LOG.exception("demo run failed")
             self.error = f"The demo run failed ({type(e).__name__}: {e}). The terminal running Streamlit has the details."
         finally:
+            self.gate.close()
             self.done = True
 
 
@@ -147,6 +239,7 @@ def _intro() -> str:
 
 
 def first_launch(root: str) -> None:
+    """The demo run's progress, until the pages can show it (:attr:`DemoJob.showable`) or it is done; then a rerun."""
     st.title("🔬 IG Microscope")
     st.markdown(_intro())
     job = _job(root)
@@ -156,19 +249,19 @@ def first_launch(root: str) -> None:
     with st.status("Computing the demo run…", expanded=True) as status:
         shown = 0
         while True:
-            finished = job.done
+            finished, showable = job.done, job.showable
             now = describe(job)
             for line in now.finished[shown:]:
                 status.write(line)
             shown = len(now.finished)
             status.update(label=now.label, expanded=True)
             bar.progress(now.fraction, text=now.label)
-            if finished:
+            if finished or showable:
                 break
             time.sleep(0.3)
         if job.error:
             status.update(label="The demo run did not finish", state="error")
-        else:
+        elif finished:
             bar.progress(1.0, text="done")
             status.update(label="Demo run ready", state="complete", expanded=False)
     if job.error:
@@ -179,3 +272,55 @@ def first_launch(root: str) -> None:
         return
     list_runs.clear()
     st.rerun()
+
+
+@contextmanager
+def partial_run(root: str) -> Iterator[RunView | None]:
+    """The demo run of ``root`` while its last stages are computed, if the pages may show it (None otherwise);
+    the folder is not renamed before the ``with`` block ends (:class:`Gate`)."""
+    lock, jobs = _jobs()
+    with lock:
+        job = jobs.get(root)
+    if job is None or not job.showable or job.folder is None or not job.gate.enter():
+        yield None
+        return
+    try:
+        yield RunView.in_progress(root, job.folder)
+    finally:
+        job.gate.leave()
+
+
+def pending_sentence(run: RunView, seconds: float | None = None) -> str:
+    """What of ``run`` (in progress) is still being computed, from its manifest: the selected stages not yet
+    finished, each with what it computes."""
+    info = run.info
+    pending = [name for name in info.stages_selected if name not in info.stages]
+    what = "; ".join(f"the `{name}` stage ({_stage_text(name)})" for name in pending) or "the run's last files"
+    running = f", running for {seconds:.0f} s" if seconds is not None else ""
+    return (
+        f"**Still being computed:** {what}{running}. Everything shown is final; each section that needs what is still "
+        "being computed says so and fills in by itself when it is done. The other pages open then."
+    )
+
+
+@st.fragment(run_every=POLL_S)
+def still_computing(root: str, run: RunView, seen: int) -> None:
+    """Under a page's title, while it shows a run in progress: what is still being computed; reruns the whole
+    app when the job has moved on (``seen``: the job's stage events when the page was drawn)."""
+    lock, jobs = _jobs()
+    with lock:
+        job = jobs.get(root)
+    if job is None or job.done or len(job.events) != seen:
+        list_runs.clear()
+        st.rerun()
+    seconds = time.perf_counter() - job.events[-1][3] if job.events else None
+    st.info(pending_sentence(run, seconds), icon="⏳")
+
+
+def watcher(root: str) -> Callable[[RunView], None]:
+    """What a page calls under its title to say what is still being computed (:func:`still_computing`)."""
+    lock, jobs = _jobs()
+    with lock:
+        job = jobs.get(root)
+    seen = len(job.events) if job is not None else 0
+    return lambda run: still_computing(root, run, seen)

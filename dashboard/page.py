@@ -65,6 +65,8 @@ def open_page(title: str, lead: str | Callable[[RunView], str], keys: Sequence[s
         ctx.view = choose(run, ctx.view, ctx.notes)
     session.publish(ctx, keys)
     st.title(title)
+    if ctx.computing is not None:
+        ctx.computing(run)
     st.markdown(lead(run) if callable(lead) else lead)
     session.show_notes(ctx.notes)
     return Page(ctx, run)

@@ -28,6 +28,9 @@ class PageSpec:
         default: whether it is the page at the root of the site.
         runs_models: whether the page runs models (attribution maps, the prior's text encoder), so that
             opening it may import torch; a page that only reads stored numbers must not (a test checks).
+        partial: whether the page is offered while the first launch's demo run is still computing its last
+            stages (:mod:`dashboard.first_launch`): it reads only stored numbers and writes nothing, so it can
+            show a run in progress, each section that lacks a stage saying so.
     """
 
     name: str
@@ -38,6 +41,7 @@ class PageSpec:
     share: str = ""
     default: bool = False
     runs_models: bool = False
+    partial: bool = False
 
     @property
     def file(self) -> Path:
@@ -52,9 +56,9 @@ class PageSpec:
 #: Every page, in sidebar order.
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("overview", "Overview", ":material/insights:", "overview", (),
-             "what IG and the baseline learned, and how every method does on D′", default=True),
+             "what IG and the baseline learned, and how every method does on D′", default=True, partial=True),
     PageSpec("hypotheses", "Hypotheses", ":material/lightbulb:", "hypotheses", ("hyp",),
-             "the selected hypothesis as a field guide"),
+             "the selected hypothesis as a field guide", partial=True),
     PageSpec("microscope", "Baseline microscope", ":material/biotech:", "microscope", ("model", "method", "group", "correct", "img"),
              "the model, attribution method, gallery filters and inspected image", runs_models=True),
     PageSpec("compare", "Compare", ":material/compare:", "compare", ("method",),

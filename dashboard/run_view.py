@@ -115,13 +115,22 @@ def clause_records(clauses: list[ClauseRecord], deletion: list[ClauseDeletion] |
 class RunView:
     """A hashable handle on one stored run; every accessor reads through a cache keyed by it.
 
-    Open one with :meth:`open` (which validates the id through the run store). Accessors of sections a
-    run may lack raise :class:`NotComputed` with the reason; :meth:`missing` asks without raising.
+    Open one with :meth:`open` (which validates the id through the run store), or a run still being written
+    with :meth:`in_progress`. Accessors of sections a run may lack raise :class:`NotComputed` with the reason;
+    :meth:`missing` asks without raising.
+
+    Attributes:
+        root: RUNS_DIR.
+        run_id: the run's id (for a run in progress, the id it will be published under).
+        stamp: :meth:`igcore.store.Run.stamp` when opened (part of every cache key).
+        folder: the run's folder in ``root`` when it is not ``run_id``: the temporary folder of a run that is
+            still being written (``.tmp-<id>-…``, renamed to ``run_id`` when complete).
     """
 
     root: str
     run_id: str
     stamp: float
+    folder: str = ""
 
     @classmethod
     def open(cls, root: str, run_id: str) -> RunView:
@@ -129,21 +138,43 @@ class RunView:
         run = RunStore(root).load(run_id)
         return cls(root, run.run_id, run.stamp())
 
+    @classmethod
+    def in_progress(cls, root: str, folder: str) -> RunView:
+        """The run being written in ``root/folder`` (a pipeline's temporary folder), read-only.
+
+        The pipeline writes ``manifest.json`` and ``metrics.json`` atomically after each stage; the files of a
+        stage are read only once the manifest records the stage as finished (:meth:`_need_file`), so nothing
+        half-written is read. The caller must keep the folder from being renamed while it reads (the first
+        launch's gate, :mod:`dashboard.first_launch`).
+        """
+        run = Run(Path(root) / folder)
+        return cls(root, run.info().run_id, run.stamp(), folder)
+
+    @property
+    def directory(self) -> str:
+        """The run's folder name in RUNS_DIR."""
+        return self.folder or self.run_id
+
+    @property
+    def computing(self) -> bool:
+        """Whether the run is still being written (opened with :meth:`in_progress`)."""
+        return bool(self.folder)
+
     @property
     def run(self) -> Run:
         """The engine's reader (for engine functions that take a run)."""
-        return Run(Path(self.root) / self.run_id)
+        return Run(Path(self.root) / self.directory)
 
     # -- JSON sections ---------------------------------------------------------------------------------
     @property
     def info(self) -> Manifest:
         """The manifest, typed."""
-        return _manifest(self.root, self.run_id, self.stamp)
+        return _manifest(self.root, self.directory, self.stamp)
 
     @property
     def results(self) -> Metrics:
         """The metrics, typed (sections absent until their stage ran)."""
-        return _results(self.root, self.run_id, self.stamp)
+        return _results(self.root, self.directory, self.stamp)
 
     @property
     def world(self) -> WorldInfo:
@@ -167,7 +198,7 @@ class RunView:
     @property
     def vocabulary(self) -> Vocabulary:
         """The concept vocabulary as the run recorded it."""
-        return _vocabulary(self.root, self.run_id, self.stamp)
+        return _vocabulary(self.root, self.directory, self.stamp)
 
     @property
     def concept_ids(self) -> list[str]:
@@ -348,7 +379,7 @@ class RunView:
     @property
     def judgments(self) -> Judgments:
         """The judgments the run was solved with, and where they came from (recorded in the run by its ``ig`` stage)."""
-        return _judgments(self.root, self.run_id, self.stamp)
+        return _judgments(self.root, self.directory, self.stamp)
 
     def judgments_note(self) -> str | None:
         """Where the prior's judgments came from and who wrote them (the run's recorded provenance), in plain
@@ -368,13 +399,13 @@ class RunView:
         """``[folder/]tables/<name>.parquet``."""
         relative = f"{folder}/tables/{name}.parquet" if folder else f"tables/{name}.parquet"
         self._need_file(relative, f"table `{name}`")
-        return _table(self.root, self.run_id, self.stamp, name, folder)
+        return _table(self.root, self.directory, self.stamp, name, folder)
 
     def tensors(self, name: str, folder: str = "") -> dict[str, np.ndarray]:
         """``[folder/]tensors/<name>.safetensors`` (read-only arrays shared by all sessions)."""
         relative = f"{folder}/tensors/{name}.safetensors" if folder else f"tensors/{name}.safetensors"
         self._need_file(relative, f"tensors `{name}`")
-        return _tensors(self.root, self.run_id, self.stamp, name, folder)
+        return _tensors(self.root, self.directory, self.stamp, name, folder)
 
     def predictions(self) -> pd.DataFrame:
         """Every evaluated method's answer on D′_eval (``pred_<method>``, ``p_<method>_<class>``)."""
@@ -405,12 +436,12 @@ class RunView:
     def contact_sheet(self) -> bytes:
         """``contact_sheet.png``: example images of every split and group."""
         self._need_file("contact_sheet.png", "contact sheet")
-        return _file_bytes(self.root, self.run_id, self.stamp, "contact_sheet.png")
+        return _file_bytes(self.root, self.directory, self.stamp, "contact_sheet.png")
 
     # -- what is missing, and why ----------------------------------------------------------------------
     def missing(self, key: str, what: str) -> str | None:
         """None when ``metrics.json`` key ``key`` holds a value; else why not, naming its stage."""
-        value = _lookup(_raw_metrics(self.root, self.run_id, self.stamp), key)
+        value = _lookup(_raw_metrics(self.root, self.directory, self.stamp), key)
         if value not in (None, [], {}):
             return None
         return self.explain(key, what)
@@ -426,11 +457,18 @@ class RunView:
         return self._why(writer_of(key), what, f"`{key}`")
 
     def _need_file(self, relative: str, what: str) -> None:
-        if self.has(relative):
-            return
+        """Raise :class:`NotComputed` unless run file ``relative`` is there and finished: in a run that is not
+        complete, a stage's files count only once the manifest records the stage (it may still be writing
+        them), and the pipeline's own files only once the run is complete."""
         status = self.info.status
+        writer = file_writer(relative)
+        if status == "complete" or (writer is not None and writer.name in self.info.stages):
+            if self.has(relative):
+                return
+        elif writer is None and relative not in PIPELINE_FILES and self.has(relative):
+            return  # a file no stage declares (a recompute's): written atomically by its writer
         if relative not in PIPELINE_FILES:
-            raise NotComputed(self._why(file_writer(relative), what, f"`{relative}`"))
+            raise NotComputed(self._why(writer, what, f"`{relative}`"))
         if status == "complete":
             raise NotComputed(f"This run has no {what}: its pipeline finished without writing `{relative}`.")
         how = "it has not finished yet" if status == "running" else "it did not finish"
@@ -456,54 +494,54 @@ def _subject(model: str) -> str:
 
 # ----------------------------------------------------------------------------------- cached loaders
 # Module-level functions so Streamlit can hash their arguments; ``stamp`` (or the hashable RunView, which
-# holds it) is part of every key.
+# holds it) is part of every key, and ``directory`` is the run's folder in ``root`` (:attr:`RunView.directory`).
 
 
-def _run(root: str, run_id: str) -> Run:
-    return Run(Path(root) / run_id)
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def _manifest(root: str, run_id: str, stamp: float) -> Manifest:
-    return _run(root, run_id).info()
+def _run(root: str, directory: str) -> Run:
+    return Run(Path(root) / directory)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _raw_metrics(root: str, run_id: str, stamp: float) -> dict[str, Any]:
-    return _run(root, run_id).metrics
+def _manifest(root: str, directory: str, stamp: float) -> Manifest:
+    return _run(root, directory).info()
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _results(root: str, run_id: str, stamp: float) -> Metrics:
-    return Metrics.model_validate(_raw_metrics(root, run_id, stamp))
+def _raw_metrics(root: str, directory: str, stamp: float) -> dict[str, Any]:
+    return _run(root, directory).metrics
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _judgments(root: str, run_id: str, stamp: float) -> Judgments:
-    return _run(root, run_id).judgments()
+def _results(root: str, directory: str, stamp: float) -> Metrics:
+    return Metrics.model_validate(_raw_metrics(root, directory, stamp))
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _vocabulary(root: str, run_id: str, stamp: float) -> Vocabulary:
-    return _run(root, run_id).vocabulary()[0]
+def _judgments(root: str, directory: str, stamp: float) -> Judgments:
+    return _run(root, directory).judgments()
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _vocabulary(root: str, directory: str, stamp: float) -> Vocabulary:
+    return _run(root, directory).vocabulary()[0]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _table(root: str, run_id: str, stamp: float, name: str, folder: str) -> pd.DataFrame:
-    return _run(root, run_id).table(name, folder)
+def _table(root: str, directory: str, stamp: float, name: str, folder: str) -> pd.DataFrame:
+    return _run(root, directory).table(name, folder)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _tensors(root: str, run_id: str, stamp: float, name: str, folder: str) -> dict[str, np.ndarray]:
-    arrays = _run(root, run_id).tensors(name, folder)
+def _tensors(root: str, directory: str, stamp: float, name: str, folder: str) -> dict[str, np.ndarray]:
+    arrays = _run(root, directory).tensors(name, folder)
     for a in arrays.values():
         a.setflags(write=False)
     return arrays
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _file_bytes(root: str, run_id: str, stamp: float, relative: str) -> bytes:
-    data = _run(root, run_id).file_bytes(relative)
+def _file_bytes(root: str, directory: str, stamp: float, relative: str) -> bytes:
+    data = _run(root, directory).file_bytes(relative)
     if data is None:
         raise NotComputed(f"This run has no `{relative}`.")
     return data

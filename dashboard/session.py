@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,13 +31,15 @@ _CTX = "_ig_ctx"
 
 @dataclass
 class PageContext:
-    """What every page needs: the selected run, the decoded view state, and notes to show."""
+    """What every page needs: the selected run, the decoded view state, and notes to show; for a run still
+    being computed (the first launch's demo run), ``computing`` draws under the page's title what is pending."""
 
     root: str
     runs: list[RunInfo]
     run: RunView | None
     view: url_state.ViewState
     notes: list[str] = field(default_factory=list)
+    computing: Callable[[RunView], None] | None = None
 
 
 def read_params() -> dict[str, str]:

@@ -6,7 +6,8 @@ by clicking its point in the prior-vs-likelihood chart and by clicking its row i
 the URL changed, opens that URL in a fresh browser context and sees the same selection, then exports the
 HTML report and finds z*'s text in it.
 
-Screenshots of every page go to a temporary directory. To refresh the committed ones in
+With ``IG_SCREENSHOTS`` set, it takes a screenshot of every page (none otherwise: each costs a resize, a
+wait for the charts and a full-page capture, and nothing asserts on it). To refresh the committed ones in
 docs/screenshots/ from the default run (run from the repository root)::
 
     python -m igcore run --out /tmp/shots-runs
@@ -43,10 +44,12 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``$IG_SCREENSHOTS`` (relative to the repository root) or a fresh temporary directory."""
+def shots() -> Path | None:
+    """``$IG_SCREENSHOTS`` (relative to the repository root), or None: no screenshots."""
     wanted = os.environ.get(SHOTS_ENV)
-    path = (ROOT / wanted) if wanted else tmp_path_factory.mktemp("screenshots")
+    if not wanted:
+        return None
+    path = ROOT / wanted
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -67,7 +70,9 @@ def browser(server: str) -> Iterator[object]:
         b.close()
 
 
-def screenshot(page: object, shots: Path, name: str) -> None:
+def screenshot(page: object, shots: Path | None, name: str) -> None:
+    if shots is None:
+        return
     height = page.evaluate("() => (document.querySelector('[data-testid=stMain]') || document.body).scrollHeight")
     page.set_viewport_size({"width": 1400, "height": int(min(max(height, 900), 5000))})
     page.wait_for_timeout(1200)  # charts resize to the new viewport
@@ -81,7 +86,7 @@ def screenshot(page: object, shots: Path, name: str) -> None:
 UPSTREAM_PROBES = re.compile(r"/[a-z]+/_stcore/(health|host-config)$")
 
 
-def test_visit_every_page(browser: object, server: str, shots: Path) -> None:
+def test_visit_every_page(browser: object, server: str, shots: Path | None) -> None:
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
     page = ctx.new_page()
     failed: list[tuple[int, str]] = []
@@ -133,7 +138,7 @@ def _isolated_point(ranked: list[dict]) -> int:
     return max(range(1, len(xy)), key=gap)
 
 
-def test_select_hypothesis_and_share_url(browser: object, server: str, runs_dir: Path, shots: Path) -> None:
+def test_select_hypothesis_and_share_url(browser: object, server: str, runs_dir: Path, shots: Path | None) -> None:
     ranked = _ranked(runs_dir)
     assert len(ranked) >= 2, "the run's search keeps several hypotheses"
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})

@@ -125,11 +125,11 @@ with session.guard("Disagreements"):
         truth = classes[int(preds.at[i, "label"])]
         with st.container(border=True):
             cols = st.columns([1, 1, 1, 1.3])
-            cols[0].image(widgets.test_image_png(run, int(i), factor=3), caption=f"#{i} · {groups[int(preds.at[i, 'group'])]} · truly {with_article(truth)}", width="stretch")
+            widgets.show_png(widgets.test_image_png(run, int(i), factor=3), where=cols[0], caption=f"#{i} · {groups[int(preds.at[i, 'group'])]} · truly {with_article(truth)}", width="stretch")
             for c, model in ((cols[1], "erm"), (cols[2], "ig_student")):
                 said = classes[int(preds.at[i, pred_column(model)])]
                 with c:
-                    st.image(widgets.test_image_png(run, int(i), model, method, factor=3), width="stretch")
+                    widgets.show_png(widgets.test_image_png(run, int(i), model, method, factor=3), width="stretch")
                     st.markdown(f"{'✓' if said == truth else '✗'} **{method_label(model)}**: {said}")
                     st.caption(text.sanity_verdict(run.sanity(model, method), possessive(model)))
             with cols[3]:

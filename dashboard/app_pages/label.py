@@ -97,7 +97,7 @@ with session.guard("Labelling"):
             left, right = st.columns([0.35, 0.65])
             with left:
                 side = test["images"][image].shape[0]
-                st.image(images.png_bytes(images.upscale(test["images"][image], max(1, 256 // side))), caption=f"D′ image #{image}", width=256)
+                widgets.show_png(images.png_bytes(images.upscale(test["images"][image], max(1, 256 // side))), caption=f"D′ image #{image}", width=256)
             with right:
                 st.markdown("**z\\*, the field guide** (read it, then answer):")
                 st.markdown(f"> {run.hypothesis_text('z_star')}")

@@ -124,7 +124,7 @@ with session.guard("Gallery"):
     for j, i in enumerate(gallery_idx):
         with cols[j % 6]:
             label, pred = int(preds.at[i, "label"]), int(preds.at[i, col])
-            st.image(widgets.test_image_png(run, int(i), model, method), caption=f"{'✓' if label == pred else '✗'} #{i} {groups[int(preds.at[i, 'group'])]} → {classes[pred]}", width="stretch")
+            widgets.show_png(widgets.test_image_png(run, int(i), model, method), caption=f"{'✓' if label == pred else '✗'} #{i} {groups[int(preds.at[i, 'group'])]} → {classes[pred]}", width="stretch")
             st.button("Inspect", key=f"insp_{i}", on_click=_inspect, args=(i,), type="primary" if i == img else "secondary", width="stretch")
     if not len(gallery_idx):
         st.info("No image matches these filters.")
@@ -144,11 +144,11 @@ with session.guard("Attribution maps"):
         said = ", ".join(f"{method_label(m)} says **{classes[int(preds.at[shown_img, pred_column(m)])]}**" for m in models if pred_column(m) in preds)
         st.markdown(f"Image **#{shown_img}** · group **{groups[int(preds.at[shown_img, 'group'])]}** · truly a **{classes[label]}** · {said}.")
         cols = st.columns(len(methods) + 1)
-        cols[0].image(widgets.test_image_png(run, shown_img, factor=3), caption="the image", width="stretch")
+        widgets.show_png(widgets.test_image_png(run, shown_img, factor=3), where=cols[0], caption="the image", width="stretch")
         for c, m in zip(cols[1:], methods, strict=True):
             with c:
                 _, target = engine.attribution_maps(run, model, m, [shown_img])
-                st.image(widgets.test_image_png(run, shown_img, model, m, factor=3), caption=f"{attribution_label(m)} (explains “{classes[int(target[0])]}”)", width="stretch")
+                widgets.show_png(widgets.test_image_png(run, shown_img, model, m, factor=3), caption=f"{attribution_label(m)} (explains “{classes[int(target[0])]}”)", width="stretch")
                 st.caption(verdict(m))
                 st.caption(descriptions.get(m, ""))
         st.caption(

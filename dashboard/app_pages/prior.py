@@ -15,7 +15,7 @@ from dashboard.components.judgments import (
     change_summary,
     changes_table,
     count,
-    plausibility_heatmap,
+    plausibility_figure,
     ratings_table,
     sources_table,
     stop_status,
@@ -82,8 +82,8 @@ with st.expander(f"All {count(len(ratings), 'rating')}", expanded=False):
     st.caption(f"Also {count(n_pairwise, 'pairwise preference')} between whole hypotheses (they set the cost of long hypotheses).")
 
 with session.guard("Plausibility per clause"):
-    table, summary = engine.prior_table(run, judgments)
-    widgets.chart(plausibility_heatmap(table, concept_ids, texts), "prior_plausibility",
+    _, summary = engine.prior_table(run, judgments)
+    widgets.chart(plausibility_figure(run, judgments), "prior_plausibility",
                   "Fitted on the ratings above; unrated clauses get a value from a text model of the concept (so the prior generalises).",
                   run_id=run.run_id)
     st.caption(f"Text encoder: {str(summary.get('encoder')).split(' (')[0]} · {count(summary['n_ratings'], 'rating')} under "

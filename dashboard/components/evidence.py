@@ -110,7 +110,7 @@ def strip_block(run: RunView, per_row: int = 2, limit: int = 8) -> None:
         cols = st.columns(per_row)
         for j, (i, png) in enumerate(strip_pngs(run, limit)):
             with cols[j % per_row]:
-                st.image(png, width="stretch",
+                widgets.show_png(png, width="stretch",
                          caption=f"#{i} · {groups[int(test.at[i, 'group'])]} · {with_article(classes[int(test.at[i, 'label'])])}")
         made = swap_hows(run)
         st.caption(f"Left to right: {', '.join(STRIP_PANELS[k] for k in panels)}. " + (f"How each was made: {made}. " if made else "")

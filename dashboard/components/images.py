@@ -76,5 +76,16 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def fit_width(png: bytes, width: int) -> bytes:
+    """``png`` shrunk (Lanczos) to at most ``width`` pixels wide, its aspect kept; returned as it is when it fits."""
+    image = Image.open(io.BytesIO(png))
+    if image.width <= width:
+        return png
+    height = max(1, round(image.height * width / image.width))
+    buf = io.BytesIO()
+    image.resize((width, height), Image.LANCZOS).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def data_uri(png: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(png).decode('ascii')}"

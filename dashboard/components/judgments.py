@@ -1,6 +1,7 @@
 """What the Prior page shows about judgments, as pure functions of engine results: where the judgments came
-from, the ratings as a table, Prior_M's plausibility heat map, the stopping signal and what a re-solve
-changed, in sentences that say only what happened."""
+from, the ratings as a table, Prior_M's plausibility heat map (built once per run and set of judgments,
+:func:`plausibility_figure`), the stopping signal and what a re-solve changed, in sentences that say only
+what happened."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 import plotly.graph_objects as go
+import streamlit as st
 
+from dashboard import engine
 from dashboard.components.style import base_layout
-from igcore.prior.sources import ADDED, DATABASE, PAIRWISE_FILE, RATINGS_FILE, SHIPPED, Provenance
+from dashboard.run_view import RunView
+from igcore.prior.sources import ADDED, DATABASE, PAIRWISE_FILE, RATINGS_FILE, SHIPPED, Judgments, Provenance
 
 if TYPE_CHECKING:  # the re-solve's modules load torch; this one only reads their results
     from igcore.prior.elicit import StopSignal
@@ -82,6 +86,18 @@ def plausibility_heatmap(table: pd.DataFrame, concept_ids: Sequence[str], texts:
     fig.update_layout(**base_layout(height=120 + 24 * len(pivot), title={"text": "Prior_M: how plausible is “concept ⇒ class”?", "font": {"size": 15}},
                                     yaxis={"autorange": "reversed"}))
     return fig
+
+
+def plausibility_figure(run: RunView, judgments: Judgments) -> go.Figure:
+    """:func:`plausibility_heatmap` of Prior_M fitted on ``judgments`` (:func:`dashboard.engine.prior_table`), built
+    once per run and set of judgments and shared read-only by every session that shows them."""
+    return _plausibility_figure(run, judgments.key(), judgments)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _plausibility_figure(run: RunView, key: str, _judgments: Judgments) -> go.Figure:
+    table, _ = engine.prior_table(run, _judgments)
+    return plausibility_heatmap(table, run.concept_ids, run.concept_texts)
 
 
 def stop_status(signal: StopSignal, n_logged: int) -> tuple[str, str]:

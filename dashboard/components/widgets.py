@@ -15,7 +15,7 @@ import streamlit as st
 
 from dashboard import engine
 from dashboard.components.figures import KeyFigure
-from dashboard.components.images import overlay, png_bytes
+from dashboard.components.images import fit_width, overlay, png_bytes
 from dashboard.run_view import NotComputed, RunView
 
 CHROMIUM = "/usr/bin/chromium"
@@ -74,6 +74,22 @@ def key_figure(fig: KeyFigure, page: str, run_id: str) -> None:
     chart(fig.figure, f"{page}_{fig.key}", fig.caption, run_id=run_id)
 
 
+#: The widest image Streamlit shows as it is (``st.image`` shrinks anything wider, on every rerun).
+MAX_IMAGE_WIDTH = 1460
+
+
+def show_png(png: bytes, *, where: object = st, **kwargs: object) -> None:
+    """Draw PNG bytes as they are, in ``where`` (a column, the sidebar; default the page). ``st.image`` would
+    otherwise decode every image on every rerun to guess a format and re-encode it as JPEG (lossy)."""
+    where.image(png, output_format="PNG", **kwargs)  # type: ignore[attr-defined]
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def contact_sheet_png(run: RunView) -> bytes:
+    """The run's contact sheet narrowed to :data:`MAX_IMAGE_WIDTH` once per run, so no rerun has to resize it."""
+    return fit_width(run.contact_sheet(), MAX_IMAGE_WIDTH)
+
+
 @st.cache_data(show_spinner=False, max_entries=4096)
 def test_image_png(run: RunView, index: int, model: str | None = None, method: str | None = None, factor: int = 2) -> bytes:
     """PNG of D′_eval image ``index`` with the object's outline (when the data has masks) and, given a model
@@ -91,4 +107,4 @@ def image_strip(images: Sequence[np.ndarray | bytes], captions: Sequence[str], *
     cols = st.columns(columns)
     for i, (img, cap) in enumerate(zip(images, captions, strict=False)):
         with cols[i % columns]:
-            st.image(img if isinstance(img, bytes) else png_bytes(img), caption=cap, width=width)
+            show_png(img if isinstance(img, bytes) else png_bytes(img), caption=cap, width=width)

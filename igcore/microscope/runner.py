@@ -214,23 +214,29 @@ def sanity(
     write_table(out_dir, "sanity", pd.DataFrame.from_records(rows, columns=columns))
 
 
+def tcav_inputs(images: np.ndarray, labels: np.ndarray, classes: list[str], n_inputs: int, seed: int) -> dict[str, np.ndarray]:
+    """The test_eval images per class whose predictions TCAV tests (``n_inputs`` per class, drawn with ``seed + 3``)."""
+    rng = np.random.default_rng(seed + 3)
+    by_class = {}
+    for c, name in enumerate(classes):
+        rows_c = np.flatnonzero(labels == c)
+        by_class[name] = images[np.sort(rng.choice(rows_c, size=min(n_inputs, len(rows_c)), replace=False))]
+    return by_class
+
+
 def tcav(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]]) -> None:
     """TCAV (Kim et al., 2018) of every concept of the vocabulary, per class and layer, with significance."""
     from igcore.microscope.tcav import tcav_repeated
 
-    t, test, classes = settings.tcav, inputs.test_eval, list(inputs.world.classes)
+    t, classes = settings.tcav, list(inputs.world.classes)
     rows = []
+    by_class = tcav_inputs(inputs.test_eval.images, inputs.test_eval.labels, classes, t.n_inputs, inputs.seed)
     for m in [m for m in t.models if m in models]:
         clf = inputs.models[m]
-        rng = np.random.default_rng(inputs.seed + 3)
-        by_class = {}
-        for c, name in enumerate(classes):
-            rows_c = np.flatnonzero(test.labels == c)
-            by_class[name] = test.images[np.sort(rng.choice(rows_c, size=min(t.n_inputs, len(rows_c)), replace=False))]
         records, controls = tcav_repeated(
             clf.module_, inputs.concept_bank_images, inputs.concept_bank_concepts, inputs.world.vocabulary.ids, by_class,
             t.layers, classes=classes, n_random=t.n_random, n_concept_images=t.n_concept_images,
-            alpha=t.alpha, correction=t.correction, seed=inputs.seed, device=clf.device_, model_id=m,
+            alpha=t.alpha, correction=t.correction, seed=inputs.seed, device=clf.device_,
             n_controls=t.n_controls, repeats=t.repeats,
         )
         per_model[m]["tcav"] = records

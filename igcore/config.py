@@ -213,6 +213,9 @@ class CounterfactualsConfig(Settings):
     attribution_per_group: int = Field(8, ge=0, description="images per group whose double swap is attributed with integrated gradients (0 = off)")
     n_steps: int = Field(32, ge=2, description="integrated-gradients steps of the swap attribution")
     n_resamples: int = Field(2000, ge=100, description="bootstrap resamples of every confidence interval")
+    half_width: float = Field(
+        0.1, gt=0, description="when D' does not fit the budget: add images until every effect's 95% CI half-width (log-odds) is below this"
+    )
     examples_per_group: int = Field(2, ge=0, description="counterfactual examples per group kept for the dashboard and docs")
 
 
@@ -223,6 +226,7 @@ class SanityConfig(Settings):
 
 
 _POSITIVE_PARAMS = ("n_steps", "n_samples", "window", "stride", "internal_batch_size", "forward_batch")
+_SCALED_PARAMS = ("window", "stride")  # null = chosen from the image size (igcore/microscope/occlusion.py)
 
 
 class MicroscopeConfig(Settings):
@@ -240,7 +244,7 @@ class MicroscopeConfig(Settings):
             "integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black"},
             "saliency": {"abs": True},
             "gradient_shap": {"n_samples": 8, "stdevs": 0.05, "n_noise_baselines": 3},
-            "occlusion": {"window": 16, "stride": 8, "baseline": "gray", "forward_batch": 256},
+            "occlusion": {"window": None, "stride": None, "baseline": "gray", "forward_batch": 256},
             "grad_cam": {"relu": True, "interpolate_mode": "bilinear"},
             "layer_integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black", "interpolate_mode": "nearest"},
         },
@@ -252,6 +256,9 @@ class MicroscopeConfig(Settings):
     counterfactuals: CounterfactualsConfig = Field(default_factory=CounterfactualsConfig)
     surrogates: bool = Field(True, description="fit z_baseline / z_student (surrogate hypotheses in the language of z*)")
     surrogate_l1: float = Field(20.0, ge=0, le=1e6, description="sparsity cost on every surrogate clause (readable, concept-agnostic)")
+    budget_s: float | None = Field(
+        240.0, gt=0, description="seconds the microscope may take; work that does not fit is scaled down (igcore/microscope/plan.py); null = no limit"
+    )
 
     @field_validator("models")
     @classmethod
@@ -277,6 +284,8 @@ class MicroscopeConfig(Settings):
                 raise ValueError(problem)
             ATTRIBUTIONS[method].resolve(values)  # unknown parameter names -> InputError (a ValueError)
             for key, value in values.items():
+                if value is None and key in _SCALED_PARAMS:
+                    continue  # chosen from the image size
                 if key in _POSITIVE_PARAMS and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                     raise ValueError(f"{method}.{key} must be a positive integer, got {value!r}")
                 if isinstance(value, float) and not math.isfinite(value):

@@ -104,7 +104,7 @@ def test_maps_are_the_same_whatever_the_global_random_state(method, arch, world,
 
 
 def _other_params(method: str) -> dict:
-    key, value = next(iter(ATTRIBUTIONS[method].defaults.items()))
+    key, value = next((k, v) for k, v in ATTRIBUTIONS[method].defaults.items() if v is not None)  # None: follows the image
     return {key: (not value) if isinstance(value, bool) else (value + 1 if isinstance(value, (int, float)) else "white")}
 
 

@@ -19,6 +19,7 @@ from igcore.microscope.registry import register_attribution
     "gradient_shap",
     defaults={"n_samples": 8, "stdevs": 0.05, "n_noise_baselines": 3},
     description="GradientSHAP (Lundberg & Lee, 2017): expected gradients over random baselines and path points",
+    passes=lambda params, _side: (0.0, float(params["n_samples"])),
 )
 def gradient_shap(
     module: nn.Module,

@@ -19,6 +19,7 @@ from igcore.microscope.registry import register_attribution
     "integrated_gradients",
     defaults={"n_steps": 32, "internal_batch_size": 512, "baseline": "black"},
     description="Integrated Gradients (Sundararajan et al., 2017): path integral of gradients from a baseline image",
+    passes=lambda params, _side: (0.0, float(params["n_steps"])),
 )
 def integrated_gradients(
     module: nn.Module,

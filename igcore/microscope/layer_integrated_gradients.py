@@ -22,6 +22,7 @@ from igcore.microscope.registry import patch_embedding, register_attribution
     architectures=("vit",),
     defaults={"n_steps": 32, "internal_batch_size": 512, "baseline": "black", "interpolate_mode": "nearest"},
     description="Layer Integrated Gradients on the ViT patch embeddings, one value per patch",
+    passes=lambda params, _side: (0.0, float(params["n_steps"])),
 )
 def layer_integrated_gradients(
     module: nn.Module,

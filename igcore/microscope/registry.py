@@ -22,6 +22,13 @@ from torch import nn
 from igcore.errors import InputError
 
 AttributionFn = Callable[..., torch.Tensor]
+#: ``passes(params, side) -> (forward, forward+backward)``: model passes one map of a ``side``-pixel image costs.
+PassesFn = Callable[[Mapping[str, Any], int], tuple[float, float]]
+
+
+def one_gradient(_params: Mapping[str, Any], _side: int) -> tuple[float, float]:
+    """One forward+backward pass per map (saliency, Grad-CAM)."""
+    return 0.0, 1.0
 
 #: Architecture families the microscope knows how to open (see :func:`architecture_of`).
 ARCHITECTURE_FAMILIES = ("resnet", "vit")
@@ -38,6 +45,11 @@ class AttributionMethod:
         defaults: parameters and their default values (every accepted parameter is listed).
         description: one line for the dashboard.
         signed: whether maps carry a sign (IG, GradientSHAP, occlusion) or are non-negative.
+        passes: model passes per map, (forward, forward+backward), from the resolved parameters and the
+            image side: what the microscope's plan (:mod:`igcore.microscope.plan`) multiplies by the
+            model's measured cost per pass.
+        scaled: ``scaled(side) -> {parameter: value}`` for parameters whose default (None) follows the image
+            size (occlusion's window and stride).
     """
 
     name: str
@@ -46,12 +58,15 @@ class AttributionMethod:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     signed: bool = True
+    passes: PassesFn = one_gradient
+    scaled: Callable[[int], dict[str, Any]] | None = None
 
     def applies_to(self, architecture: str) -> bool:
         return architecture in self.architectures
 
-    def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overridden by ``params``; unknown parameter names raise :class:`InputError`."""
+    def resolve(self, params: Mapping[str, Any] | None = None, side: int | None = None) -> dict[str, Any]:
+        """Defaults overridden by ``params``, and with ``side`` (the image side in pixels) the parameters left
+        None set from it (:attr:`scaled`); unknown parameter names raise :class:`InputError`."""
         params = dict(params or {})
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
@@ -59,7 +74,10 @@ class AttributionMethod:
                 f"attribution method {self.name!r} has no parameter(s) {', '.join(unknown)}; "
                 f"its parameters are: {', '.join(self.defaults) or '(none)'}"
             )
-        return {**self.defaults, **params}
+        resolved = {**self.defaults, **params}
+        if side is not None and self.scaled is not None:
+            resolved.update({k: v for k, v in self.scaled(side).items() if resolved.get(k) is None})
+        return resolved
 
 
 ATTRIBUTIONS: dict[str, AttributionMethod] = {}
@@ -72,12 +90,15 @@ def register_attribution(
     defaults: Mapping[str, Any] | None = None,
     description: str = "",
     signed: bool = True,
+    passes: PassesFn = one_gradient,
+    scaled: Callable[[int], dict[str, Any]] | None = None,
 ) -> Callable[[AttributionFn], AttributionFn]:
     """Decorator adding an attribution function to :data:`ATTRIBUTIONS` under ``name``."""
 
     def decorate(fn: AttributionFn) -> AttributionFn:
         ATTRIBUTIONS[name] = AttributionMethod(
-            name, fn, tuple(architectures), dict(defaults or {}), description or (fn.__doc__ or "").strip().split("\n")[0], signed
+            name, fn, tuple(architectures), dict(defaults or {}), description or (fn.__doc__ or "").strip().split("\n")[0], signed,
+            passes, scaled,
         )
         return fn
 

@@ -33,6 +33,17 @@ from safetensors.numpy import save_file
 
 from igcore.config import MicroscopeConfig, SearchConfig
 from igcore.microscope.attribution import AttributionCache, maps_for
+from igcore.microscope.counterfactuals import mean_ci
+from igcore.microscope.plan import (
+    Budget,
+    Plan,
+    expired,
+    half_width,
+    make_plan,
+    measure_cost,
+    stratified_rounds,
+    workload,
+)
 from igcore.microscope.registry import architecture_of, get_method
 from igcore.microscope.relevance import relevance_rows, summarise_relevance
 from igcore.microscope.swaps import background_swaps, sample_per_group
@@ -108,6 +119,14 @@ def _num(x: Any) -> float | None:
     return x if np.isfinite(x) else None
 
 
+def _out_of_time(per_model: dict[str, dict[str, Any]], model: str, part: str, what: str, settings: MicroscopeConfig) -> None:
+    """Record in the model's ``unavailable`` that the time budget ran out before ``what`` of ``part``."""
+    per_model[model].setdefault("unavailable", {})[part] = (
+        f"the microscope's time budget (microscope.budget_s = {settings.budget_s:g} s) ran out before {what}; "
+        "raise microscope.budget_s or set it to null"
+    )
+
+
 def _applicable_methods(settings: MicroscopeConfig, classifier: Any) -> list[str]:
     arch = architecture_of(classifier.module_)
     return [m for m in settings.methods if get_method(m).applies_to(arch)]
@@ -118,9 +137,10 @@ def _applicable_methods(settings: MicroscopeConfig, classifier: Any) -> list[str
 
 def attributions(
     inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], sample: np.ndarray, out_dir: Path,
-    per_model: dict[str, dict[str, Any]],
+    per_model: dict[str, dict[str, Any]], deadline: float | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Attribution maps on a per-group sample and the share of relevance inside the object mask.
+    """Attribution maps on a per-group sample and the share of relevance inside the object mask; (model,
+    method) pairs left when ``deadline`` has passed are skipped.
 
     Returns the maps per model and method (reused by the sanity checks).
     """
@@ -130,7 +150,11 @@ def attributions(
     maps: dict[str, dict[str, np.ndarray]] = {m: {} for m in models}
     for m in models:
         clf = inputs.models[m]
-        for method in _applicable_methods(settings, clf):
+        methods = _applicable_methods(settings, clf)
+        for i, method in enumerate(methods):
+            if expired(deadline):
+                _out_of_time(per_model, m, "attributions", f"the maps of {', '.join(methods[i:])}", settings)
+                break
             result = maps_for(
                 cache, m, clf, test.images, sample, method, settings.params.get(method, {}),
                 batch_size=settings.batch_size, seed=inputs.seed,
@@ -181,13 +205,18 @@ def swaps(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str
 def sanity(
     inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], sample: np.ndarray,
     trained_maps: dict[str, dict[str, np.ndarray]], out_dir: Path, per_model: dict[str, dict[str, Any]],
+    deadline: float | None = None,
 ) -> None:
-    """Cascading-randomisation sanity checks (Adebayo et al., 2018) of every method's maps, per model."""
+    """Cascading-randomisation sanity checks (Adebayo et al., 2018) of every method's maps, per model (models
+    left when ``deadline`` has passed are skipped)."""
     from igcore.microscope.sanity import sanity_check
 
     test, n_groups = inputs.test_eval, len(inputs.world.group_names())
     rows = []
     for m in [m for m in (settings.sanity.models or models) if m in models]:
+        if expired(deadline):
+            _out_of_time(per_model, m, "sanity", "this model's sanity check", settings)
+            continue
         clf = inputs.models[m]
         methods = {k: settings.params.get(k, {}) for k in _applicable_methods(settings, clf)}
         n = settings.sanity.n_images
@@ -224,14 +253,21 @@ def tcav_inputs(images: np.ndarray, labels: np.ndarray, classes: list[str], n_in
     return by_class
 
 
-def tcav(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]]) -> None:
-    """TCAV (Kim et al., 2018) of every concept of the vocabulary, per class and layer, with significance."""
+def tcav(
+    inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]],
+    deadline: float | None = None,
+) -> None:
+    """TCAV (Kim et al., 2018) of every concept of the vocabulary, per class and layer, with significance (models
+    left when ``deadline`` has passed are skipped)."""
     from igcore.microscope.tcav import tcav_repeated
 
     t, classes = settings.tcav, list(inputs.world.classes)
     rows = []
     by_class = tcav_inputs(inputs.test_eval.images, inputs.test_eval.labels, classes, t.n_inputs, inputs.seed)
     for m in [m for m in t.models if m in models]:
+        if expired(deadline):
+            _out_of_time(per_model, m, "tcav", "this model's TCAV", settings)
+            continue
         clf = inputs.models[m]
         records, controls = tcav_repeated(
             clf.module_, inputs.concept_bank_images, inputs.concept_bank_concepts, inputs.world.vocabulary.ids, by_class,
@@ -247,42 +283,80 @@ def tcav(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str]
 
 def counterfactual_effects(
     inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]],
+    all_images: bool = True, deadline: float | None = None,
 ) -> None:
     """Background and object swaps: each model's change in the log-odds of its answer, with bootstrap CIs,
-    and the integrated-gradients attribution of a double swap (:mod:`igcore.microscope.counterfactuals`)."""
-    from igcore.microscope.counterfactuals import effects, make_counterfactuals, swap_attribution
+    and the integrated-gradients attribution of a double swap (:mod:`igcore.microscope.counterfactuals`).
+
+    With ``all_images`` every D′ image asked for is swapped at once; otherwise in stratified rounds
+    (:func:`~igcore.microscope.plan.stratified_rounds`) until every effect's 95% half-width is below
+    ``counterfactuals.half_width`` or ``deadline`` passes. Each model's ``precision`` records what was reached.
+    """
+    from igcore.microscope.counterfactuals import (
+        Changes,
+        log_odds_changes,
+        make_counterfactuals,
+        summarise_changes,
+        swap_attribution,
+    )
 
     c, test, names = settings.counterfactuals, inputs.test_eval, inputs.world.group_names()
     rows = np.arange(len(test))
     if c.max_images is not None and c.max_images < len(test):
         rows = sample_per_group(test.groups, max(1, c.max_images // len(names)), inputs.seed + 4)
-    cfs = make_counterfactuals(inputs.world, test, rows, seed=inputs.seed + 4)
+    rounds = [rows] if all_images else stratified_rounds(test.groups, rows, seed=inputs.seed + 4)
+    found: dict[str, dict[str, list[Changes]]] = {m: {} for m in models}
+    first: dict[str, Any] = {}
+    for r, chunk in enumerate(rounds):
+        cfs = make_counterfactuals(inputs.world, test, chunk, seed=inputs.seed + 4 + r)
+        first = first or cfs
+        for m in models:
+            clf = inputs.models[m]
+            original = None
+            if not all_images:  # the logits of this round's rows only
+                original = np.zeros((len(test), len(inputs.world.classes)))
+                original[chunk] = clf.logits(test.images[chunk])
+            for kind, ch in log_odds_changes(clf, test, cfs, original).items():
+                found[m].setdefault(kind, []).append(ch)
+        if all_images or expired(deadline):
+            break
+        widths = [half_width(mean_ci(Changes.concat(parts).change, inputs.seed)) for m in models for parts in found[m].values()]
+        if max(widths, default=0.0) < c.half_width:
+            break
     records = []
     attributed = np.zeros(0, dtype=np.int64)
-    if "double" in cfs and c.attribution_per_group:
-        attributed = sample_per_group(test.groups[cfs["double"].index], c.attribution_per_group, inputs.seed + 5)
+    if "double" in first and c.attribution_per_group:
+        attributed = sample_per_group(test.groups[first["double"].index], c.attribution_per_group, inputs.seed + 5)
     for m in models:
         clf = inputs.models[m]
-        found = effects(clf, test, cfs, names, seed=inputs.seed)
-        per_model[m]["effects"] = found
-        for kind, e in found.items():
+        summary = summarise_changes({kind: Changes.concat(parts) for kind, parts in found[m].items()}, test, names, seed=inputs.seed)
+        per_model[m]["effects"] = summary
+        for kind, e in summary.items():
             for group, stat in [("all", e["overall"]), *e["by_group"].items()]:
                 records.append({"model": m, "kind": kind, "group": group, **stat})
         if len(attributed):
             per_model[m]["swap_attribution"] = swap_attribution(
-                clf, test, cfs["double"], attributed, n_steps=c.n_steps, batch_size=settings.batch_size,
+                clf, test, first["double"], attributed, n_steps=c.n_steps, batch_size=settings.batch_size,
                 seed=inputs.seed, group_names=names,
             )
+        per_model[m]["precision"] = {
+            "effects_half_width": {kind: half_width(e["overall"]) for kind, e in summary.items()},
+            "effects_images": max((e["overall"]["n"] for e in summary.values()), default=0),
+            "effects_all_images": all_images,
+            "target_half_width": None if all_images else c.half_width,
+            "rounds": r + 1 if rounds else 0,
+            "swap_attribution_steps": c.n_steps if len(attributed) else None,
+        }
     write_table(out_dir, "effects", pd.DataFrame.from_records(records, columns=["model", "kind", "group", "mean", "ci_low", "ci_high", "n"]))
-    if c.examples_per_group and "double" in cfs:  # a strip of examples: original, background, object, double swap
-        double = cfs["double"]
+    if c.examples_per_group and "double" in first:  # a strip of examples: original, background, object, double swap
+        double = first["double"]
         keep = sample_per_group(test.groups[double.index], c.examples_per_group, inputs.seed + 6)
         strip = {"index": double.index[keep], "original": test.images[double.index[keep]], "double": double.images[keep]}
         for kind in ("background", "object"):
-            cf = cfs.get(kind)
+            cf = first.get(kind)
             if cf is not None:
-                first = {int(r): j for j, r in reversed(list(enumerate(cf.index)))}
-                strip[kind] = cf.images[[first[int(r)] for r in double.index[keep]]]
+                index = {int(i): j for j, i in reversed(list(enumerate(cf.index)))}
+                strip[kind] = cf.images[[index[int(i)] for i in double.index[keep]]]
         write_tensors(out_dir, "counterfactuals", strip)
 
 
@@ -357,6 +431,15 @@ def check_layers(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> None:
             resolve_layer(inputs.models[m].module_, layer)
 
 
+def plan_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> Plan:
+    """The :class:`~igcore.microscope.plan.Plan` of this run: the models' costs are measured only when there is a budget."""
+    work = workload(inputs, settings)
+    costs = {}
+    if settings.budget_s is not None:
+        costs = {m: measure_cost(inputs.models[m].module_, work.side, inputs.models[m].device_) for m in settings.models}
+    return make_plan(settings, work, costs)
+
+
 def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir: str | Path) -> MicroscopeResult:
     """Run every microscope part on ``settings.models`` and write ``out_dir`` (the run's ``microscope/``)."""
     out_dir = Path(out_dir)
@@ -369,21 +452,27 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     clock = _Clock()
     per_model: dict[str, dict[str, Any]] = {m: {} for m in models}
     skipped = unavailable_parts(inputs)
+    plan = plan_microscope(inputs, settings)
+    settings, budget = plan.settings, Budget(plan)
+    clock.lap("plan")
 
     sample = sample_per_group(inputs.test_eval.groups, settings.per_group, inputs.seed)
     write_tensors(out_dir, "sample", {"indices": sample.astype(np.int64)})
-    trained_maps = attributions(inputs, settings, models, sample, out_dir, per_model)
+    trained_maps = attributions(inputs, settings, models, sample, out_dir, per_model, budget.deadline("attributions"))
     clock.lap("attributions")
+    budget.deadline("swaps")
     if "swaps" not in skipped:
         swaps(inputs, settings, models, out_dir, per_model)
     clock.lap("swaps")
+    deadline = budget.deadline("effects")
     if "effects" not in skipped:
-        counterfactual_effects(inputs, settings, models, out_dir, per_model)
+        counterfactual_effects(inputs, settings, models, out_dir, per_model, plan.all_effects, deadline)
     clock.lap("effects")
-    sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model)
+    sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model, budget.deadline("sanity"))
     clock.lap("sanity")
-    tcav(inputs, settings, models, out_dir, per_model)
+    tcav(inputs, settings, models, out_dir, per_model, budget.deadline("tcav"))
     clock.lap("tcav")
+    budget.deadline("surrogates")
     hypotheses, summaries, deletion = surrogates(inputs, settings, models, out_dir) if settings.surrogates else ({}, {}, {})
     clock.lap("surrogates")
 
@@ -395,8 +484,9 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
         "timings": {k: round(v, 3) for k, v in clock.wall.items()},
         "cpu_timings": {k: round(v, 3) for k, v in clock.cpu.items()},
         "skipped": skipped,
+        "budget": {**plan.report(), "spent_s": round(budget.spent(), 3)},
     }
     for m in models:
-        per_model[m]["unavailable"] = dict(skipped)
+        per_model[m]["unavailable"] = {**skipped, **per_model[m].get("unavailable", {})}
     (out_dir / "info.json").write_text(json.dumps(info, indent=2))
     return MicroscopeResult(per_model, hypotheses, summaries, info, deletion)

@@ -137,3 +137,18 @@ def test_merge_judges_controls_like_concepts():
     assert controls["not_significant_rate"] == pytest.approx(0.5)
     assert controls["single_repeat_tests"] == 6 and controls["single_repeat_significant"] == 4
     assert controls["single_repeat_not_significant_rate"] == pytest.approx(2 / 6)
+
+
+def test_activations_too_large_for_memory_go_through_a_memory_map(world, model, inputs, monkeypatch):
+    from igcore.microscope import tcav
+
+    bank, by_class = inputs
+    paths = [resolve_layer(model, "penultimate"), resolve_layer(model, "middle")]
+    rows = np.arange(0, 60, 3)
+    in_memory = layer_kernels(model, paths, bank.images, rows, by_class, world.classes, batch_size=7)
+    monkeypatch.setattr(tcav, "MAX_ACTIVATION_BYTES", 0)
+    mapped = layer_kernels(model, paths, bank.images, rows, by_class, world.classes, batch_size=7)
+    for path in paths:
+        np.testing.assert_array_equal(mapped[path].gram, in_memory[path].gram)
+        for c in world.classes:
+            np.testing.assert_array_equal(mapped[path].grad_dot[c], in_memory[path].grad_dot[c])

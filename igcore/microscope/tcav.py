@@ -32,6 +32,7 @@ concepts measure the procedure's false-positive rate; the run reports it.
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -165,6 +166,15 @@ class LayerKernel:
         return np.searchsorted(self.rows, rows)
 
 
+#: Bytes of bank activations held in memory; beyond this they are written to a temporary memory-mapped file.
+MAX_ACTIVATION_BYTES = 2 * 2**30
+
+
+def _flat(out: torch.Tensor | list[torch.Tensor]) -> list[np.ndarray]:
+    """captum's per-layer output (a tensor for one layer, a list for several) as float32 (N, features) arrays."""
+    return [t.detach().flatten(1).float().cpu().numpy() for t in (out if isinstance(out, list) else [out])]
+
+
 def layer_kernels(
     module: nn.Module,
     paths: Sequence[str],
@@ -178,41 +188,48 @@ def layer_kernels(
     feature_chunk: int = 4096,
 ) -> dict[str, LayerKernel]:
     """:class:`LayerKernel` of every layer in ``paths``: one forward pass per batch of bank images for all
-    layers (captum's ``LayerActivation``), one backward pass per class for all layers (captum's
-    ``LayerGradientXActivation`` without the multiplication by the activation: the plain layer gradient,
-    as in captum's TCAV). Activations stay in memory as float32; the inner products are accumulated in
-    float64 over chunks of ``feature_chunk`` features."""
+    layers (captum's ``LayerActivation``), one backward pass per batch of tested inputs for all layers
+    (captum's ``LayerGradientXActivation`` without the multiplication by the activation: the plain layer
+    gradient, as in captum's TCAV). Activations are held as float32, in memory up to
+    :data:`MAX_ACTIVATION_BYTES` and in a temporary memory-mapped file beyond; the inner products are
+    accumulated in float64 over chunks of ``feature_chunk`` features."""
     from captum.attr import LayerActivation, LayerGradientXActivation
 
     paths = list(dict.fromkeys(paths))
     layers = [module.get_submodule(p) for p in paths]
     rows = np.asarray(rows, dtype=np.int64)
     activation = LayerActivation(module, layers)
-    acts: list[list[np.ndarray]] = [[] for _ in paths]
-    for start in range(0, len(rows), batch_size):
-        out = activation.attribute(to_pixels(bank_images[rows[start : start + batch_size]], device))
-        for store, a in zip(acts, out if isinstance(out, list) else [out], strict=True):
-            store.append(a.detach().flatten(1).float().cpu().numpy())
-    bank = [np.concatenate(a) for a in acts]
-    grads: dict[str, list[np.ndarray]] = {}
     gradient = LayerGradientXActivation(module, layers, multiply_by_inputs=False)
+    grads: dict[str, list[np.ndarray]] = {}
     for class_name in classes:
         images = inputs_by_class.get(class_name)
         if images is None or len(images) == 0:
             continue
-        out = gradient.attribute(to_pixels(images, device), target=list(classes).index(class_name))
-        grads[class_name] = [g.detach().flatten(1).float().cpu().numpy() for g in (out if isinstance(out, list) else [out])]
-    kernels = {}
-    for i, path in enumerate(paths):
-        x = bank[i]
-        gram = np.zeros((len(rows), len(rows)))
-        dots = {c: np.zeros((len(g[i]), len(rows))) for c, g in grads.items()}
-        for f in range(0, x.shape[1], feature_chunk):
-            chunk = np.ascontiguousarray(x[:, f : f + feature_chunk], dtype=np.float64)
-            gram += chunk @ chunk.T
-            for c, g in grads.items():
-                dots[c] += g[i][:, f : f + feature_chunk].astype(np.float64) @ chunk.T
-        kernels[path] = LayerKernel(rows, gram, dots)
+        target = list(classes).index(class_name)
+        parts = [_flat(gradient.attribute(to_pixels(images[i : i + batch_size], device), target=target))
+                 for i in range(0, len(images), batch_size)]
+        grads[class_name] = [np.concatenate(layer) for layer in zip(*parts, strict=True)]
+    with tempfile.TemporaryDirectory(prefix="igcore-tcav-") as tmp:
+        bank: list[np.ndarray] = []
+        for start in range(0, len(rows), batch_size):
+            out = _flat(activation.attribute(to_pixels(bank_images[rows[start : start + batch_size]], device)))
+            if not bank:
+                on_disk = len(rows) * sum(a.shape[1] for a in out) * 4 > MAX_ACTIVATION_BYTES
+                bank = [np.lib.format.open_memmap(f"{tmp}/{i}.npy", "w+", np.float32, (len(rows), a.shape[1])) if on_disk
+                        else np.empty((len(rows), a.shape[1]), np.float32) for i, a in enumerate(out)]
+            for store, a in zip(bank, out, strict=True):
+                store[start : start + len(a)] = a
+        kernels = {}
+        for i, path in enumerate(paths):
+            gram = np.zeros((len(rows), len(rows)))
+            dots = {c: np.zeros((len(g[i]), len(rows))) for c, g in grads.items()}
+            for f in range(0, bank[i].shape[1] if bank else 0, feature_chunk):
+                chunk = np.ascontiguousarray(bank[i][:, f : f + feature_chunk], dtype=np.float64)
+                gram += chunk @ chunk.T
+                for c, g in grads.items():
+                    dots[c] += g[i][:, f : f + feature_chunk].astype(np.float64) @ chunk.T
+            kernels[path] = LayerKernel(rows, gram, dots)
+        del bank  # the memory map is closed before its folder goes
     return kernels
 
 

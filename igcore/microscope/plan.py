@@ -297,9 +297,9 @@ class Budget:
     otherwise each part gets the budget still left in proportion to its planned seconds among the parts still
     to run."""
 
-    def __init__(self, plan: Plan, parts: Sequence[str] = PARTS) -> None:
+    def __init__(self, plan: Plan, parts: Sequence[str] = PARTS, start: float | None = None) -> None:
         self.plan = plan
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() if start is None else start  # when the budget started running
         self.pending = list(parts)
         self.deadlines: dict[str, float | None] = {}
 

@@ -339,13 +339,15 @@ def counterfactual_effects(
                 clf, test, first["double"], attributed, n_steps=c.n_steps, batch_size=settings.batch_size,
                 seed=inputs.seed, group_names=names,
             )
+        share = (per_model[m].get("swap_attribution") or {}).get("background_share")
         per_model[m]["precision"] = {
-            "effects_half_width": {kind: half_width(e["overall"]) for kind, e in summary.items()},
+            "effects_half_width": {kind: _num(half_width(e["overall"])) for kind, e in summary.items()},
             "effects_images": max((e["overall"]["n"] for e in summary.values()), default=0),
             "effects_all_images": all_images,
             "target_half_width": None if all_images else c.half_width,
             "rounds": r + 1 if rounds else 0,
             "swap_attribution_steps": c.n_steps if len(attributed) else None,
+            "swap_attribution_half_width": _num(half_width(share)) if share else None,
         }
     write_table(out_dir, "effects", pd.DataFrame.from_records(records, columns=["model", "kind", "group", "mean", "ci_low", "ci_high", "n"]))
     if c.examples_per_group and "double" in first:  # a strip of examples: original, background, object, double swap
@@ -452,8 +454,9 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     clock = _Clock()
     per_model: dict[str, dict[str, Any]] = {m: {} for m in models}
     skipped = unavailable_parts(inputs)
+    start = time.perf_counter()
     plan = plan_microscope(inputs, settings)
-    settings, budget = plan.settings, Budget(plan)
+    settings, budget = plan.settings, Budget(plan, start=start)
     clock.lap("plan")
 
     sample = sample_per_group(inputs.test_eval.groups, settings.per_group, inputs.seed)

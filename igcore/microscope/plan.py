@@ -16,9 +16,10 @@ The rule, in order:
    (integrated-gradients and layer-IG steps, GradientSHAP samples, the swap attribution's steps; never
    below :data:`MIN_STEPS` / :data:`MIN_SAMPLES`), the images of the sanity cascade (never below
    :data:`MIN_SANITY_IMAGES`), the attribution images per group and the swap-attribution images per group
-   (never below one) and the images moved onto other backgrounds (never below a first effects round), until
-   the estimate fits or everything is at its floor (:func:`make_plan`). TCAV and the surrogates are not
-   lowered: their statistics need the images they have.
+   (never below one), the images moved onto other backgrounds (never below a first effects round) and the
+   test_train images the surrogates are fitted to (never below :data:`MIN_SURROGATE_IMAGES`), until the
+   estimate fits or everything is at its floor (:func:`make_plan`). TCAV is not lowered: its statistics
+   and controls need the images they have.
 4. **Precision.** The counterfactual effects use every D′ image when that fits their share of the budget.
    Otherwise images are added in stratified rounds, each doubling the images per group (the first round
    has :data:`FIRST_ROUND_PER_GROUP`), until every effect's 95% interval half-width is below
@@ -51,7 +52,7 @@ from torch import nn
 from igcore.microscope.registry import architecture_of, get_method
 
 #: Floors of the plan's reductions.
-MIN_STEPS, MIN_SAMPLES, MIN_SANITY_IMAGES = 8, 2, 2
+MIN_STEPS, MIN_SAMPLES, MIN_SANITY_IMAGES, MIN_SURROGATE_IMAGES = 8, 2, 2, 256
 #: D′ images per group of the effects' first round (each further round doubles the images per group).
 FIRST_ROUND_PER_GROUP = 8
 #: Images per group whose effects the plan keeps time for when all of D′ does not fit.
@@ -74,10 +75,11 @@ class ModelCost:
         return forward * self.forward_s + backward * self.backward_s
 
 
-def measure_cost(module: nn.Module, side: int, device: torch.device | str = "cpu", n_images: int = 4, repeats: int = 2) -> ModelCost:
+def measure_cost(module: nn.Module, side: int, device: torch.device | str = "cpu", n_images: int = 8, repeats: int = 1) -> ModelCost:
     """:class:`ModelCost` of a :class:`~igcore.baseline.PixelClassifier` on ``side``-pixel images: the best of
     ``repeats`` timed batches of ``n_images`` after a warm-up (random pixels from a private generator, so the
-    global random state is untouched)."""
+    global random state is untouched). A batch of several images, because the parts run batches too: one
+    image at a time would overstate what a pass costs them."""
     from torch.utils.flop_counter import FlopCounterMode
 
     module.eval()
@@ -174,8 +176,8 @@ def estimate(settings: Any, work: Workload, costs: Mapping[str, ModelCost], effe
                       for m in sanity_models),
         "tcav": sum(tcav_bank * costs[m].forward_s + t.n_inputs * work.n_classes * costs[m].backward_s
                     for m in t.models if m in models),
-        "surrogates": sum((work.n_test_train + work.n_test) * costs[m].forward_s for m in ("erm", "ig_student") if m in models)
-        if settings.surrogates else 0.0,
+        "surrogates": sum(min(settings.surrogate_max_images or work.n_test_train, work.n_test_train) * costs[m].forward_s
+                          for m in ("erm", "ig_student") if m in models) if settings.surrogates else 0.0,
     }
 
 
@@ -271,6 +273,7 @@ def _knobs(settings: Any, work: Workload) -> list[tuple[str, int]]:
         ("per_group", settings.per_group),
         ("counterfactuals.attribution_per_group", settings.counterfactuals.attribution_per_group),
         ("swaps.max_images", min(settings.swaps.max_images or work.n_test, work.n_test)),
+        ("surrogate_max_images", min(settings.surrogate_max_images or work.n_test_train, work.n_test_train)),
     ]
 
 
@@ -286,10 +289,12 @@ def _lower(settings: Any, name: str, work: Workload) -> bool:
     owner = getattr(settings, section) if section else settings
     value = dict(_knobs(settings, work))[name]
     floor = {"counterfactuals.n_steps": MIN_STEPS, "sanity.n_images": MIN_SANITY_IMAGES,
-             "swaps.max_images": FIRST_ROUND_PER_GROUP * work.n_groups}.get(name, 1)
+             "swaps.max_images": FIRST_ROUND_PER_GROUP * work.n_groups, "surrogate_max_images": MIN_SURROGATE_IMAGES}.get(name, 1)
     new = _halve(value, min(value, floor))
+    if new == value:
+        return False
     setattr(owner, key, new)
-    return new != value
+    return True
 
 
 class Budget:

@@ -36,6 +36,7 @@ from igcore.microscope.attribution import AttributionCache, maps_for
 from igcore.microscope.counterfactuals import mean_ci
 from igcore.microscope.plan import (
     Budget,
+    ModelCost,
     Plan,
     expired,
     half_width,
@@ -207,28 +208,35 @@ def sanity(
     trained_maps: dict[str, dict[str, np.ndarray]], out_dir: Path, per_model: dict[str, dict[str, Any]],
     deadline: float | None = None,
 ) -> None:
-    """Cascading-randomisation sanity checks (Adebayo et al., 2018) of every method's maps, per model (models
-    left when ``deadline`` has passed are skipped)."""
+    """Cascading-randomisation sanity checks (Adebayo et al., 2018) of every method's maps, per model and method
+    ((model, method) pairs left when ``deadline`` has passed are skipped; the cascade re-draws the same weights
+    for every method, so checking methods one by one changes nothing)."""
     from igcore.microscope.sanity import sanity_check
 
     test, n_groups = inputs.test_eval, len(inputs.world.group_names())
     rows = []
     for m in [m for m in (settings.sanity.models or models) if m in models]:
-        if expired(deadline):
-            _out_of_time(per_model, m, "sanity", "this model's sanity check", settings)
-            continue
         clf = inputs.models[m]
-        methods = {k: settings.params.get(k, {}) for k in _applicable_methods(settings, clf)}
+        methods = _applicable_methods(settings, clf)
         n = settings.sanity.n_images
         # a subset of the attribution sample (spread over the groups), so the trained maps are reused
         pos = sample_per_group(test.groups[sample], max(1, -(-n // n_groups)), inputs.seed + 2)[:n]
         pick = sample[pos]
         targets = clf.predict(test.images[pick])
-        results, maps = sanity_check(
-            clf.module_, test.images[pick], targets, methods, threshold=settings.sanity.threshold,
-            batch_size=settings.batch_size, device=clf.device_, seed=inputs.seed,
-            trained_maps={k: v[pos] for k, v in trained_maps[m].items()},
-        )
+        results, maps = {}, {}
+        for i, method in enumerate(methods):
+            if expired(deadline):
+                _out_of_time(per_model, m, "sanity", f"the sanity check of {', '.join(methods[i:])}", settings)
+                break
+            found, series = sanity_check(
+                clf.module_, test.images[pick], targets, {method: settings.params.get(method, {})},
+                threshold=settings.sanity.threshold, batch_size=settings.batch_size, device=clf.device_, seed=inputs.seed,
+                trained_maps={k: v[pos] for k, v in trained_maps[m].items() if k == method},
+            )
+            results.update(found)
+            maps.update(series)
+        if not results:
+            continue
         per_model[m]["sanity"] = results
         for method, r in results.items():
             for stage_name, rho, rho_raw in zip(r["stages"], r["spearman_abs"], r["spearman"], strict=True):
@@ -378,11 +386,14 @@ def surrogates(
     summaries: dict[str, Any] = {}
     deletion: dict[str, Any] = {}
     rows = []
+    fit_rows = np.arange(len(inputs.test_train_images))
+    if settings.surrogate_max_images is not None and settings.surrogate_max_images < len(fit_rows):
+        fit_rows = np.sort(np.random.default_rng(inputs.seed + 7).choice(fit_rows, settings.surrogate_max_images, replace=False))
     for m, key in SURROGATE_NAMES.items():
         if m not in models:
             continue
         s = fit_surrogate(
-            key, m, scores["test_train"], inputs.models[m].predict(inputs.test_train_images),
+            key, m, scores["test_train"][fit_rows], inputs.models[m].predict(inputs.test_train_images[fit_rows]),
             scores["test_eval"], inputs.predictions_of(m), inputs.world.vocabulary, list(inputs.world.classes),
             eval_labels=inputs.test_eval.labels, search_config=inputs.search, device=inputs.device, l1=settings.surrogate_l1,
         )
@@ -436,9 +447,16 @@ def check_layers(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> None:
 def plan_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> Plan:
     """The :class:`~igcore.microscope.plan.Plan` of this run: the models' costs are measured only when there is a budget."""
     work = workload(inputs, settings)
-    costs = {}
+    costs: dict[str, ModelCost] = {}
     if settings.budget_s is not None:
-        costs = {m: measure_cost(inputs.models[m].module_, work.side, inputs.models[m].device_) for m in settings.models}
+        measured: dict[tuple[Any, ...], ModelCost] = {}  # models of one shape (heads on one backbone) cost the same
+        for m in settings.models:
+            module = inputs.models[m].module_
+            shape = (type(module.model).__name__, str(inputs.models[m].device_),
+                     tuple((name, tuple(p.shape)) for name, p in module.named_parameters()))
+            if shape not in measured:
+                measured[shape] = measure_cost(module, work.side, inputs.models[m].device_)
+            costs[m] = measured[shape]
     return make_plan(settings, work, costs)
 
 

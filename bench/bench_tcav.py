@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     config = run.config_model()
     t = config.microscope.tcav
     vocabulary, classes = run.vocabulary()
-    bank, test = run.tensors("concept_bank"), run.tensors("test_eval")
-    by_class = tcav_inputs(test["images"], test["labels"], classes, t.n_inputs, config.seed)
+    bank, images = run.tensors("concept_bank"), run.tensors("test_eval")["images"]
+    labels = run.table("predictions").sort_values("index")["label"].to_numpy()  # D′ labels pick the tested inputs, as in the run
+    by_class = tcav_inputs(images, labels, classes, t.n_inputs, config.seed)
     settings = {"classes": classes, "n_random": t.n_random, "n_concept_images": t.n_concept_images, "alpha": t.alpha,
                 "correction": t.correction, "seed": config.seed, "n_controls": t.n_controls, "repeats": t.repeats}
     rows = []

@@ -258,7 +258,7 @@ class MicroscopeConfig(Settings):
     surrogate_l1: float = Field(20.0, ge=0, le=1e6, description="sparsity cost on every surrogate clause (readable, concept-agnostic)")
     surrogate_max_images: int | None = Field(None, ge=1, description="test_train images the surrogates are fitted to (a seeded random subset); null = all")
     budget_s: float | None = Field(
-        240.0, gt=0, description="seconds the microscope may take; work that does not fit is scaled down (igcore/microscope/plan.py); null = no limit"
+        None, gt=0, description="seconds the microscope may take; work that does not fit is scaled down (igcore/microscope/plan.py); null = no limit"
     )
 
     @field_validator("models")

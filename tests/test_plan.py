@@ -65,16 +65,18 @@ def test_every_method_declares_what_a_map_costs(method, side):
 
 
 def test_default_run_keeps_its_settings_when_it_fits():
-    """At 64 px the plan's windows and steps are today's defaults, and nothing is lowered."""
-    settings = MicroscopeConfig()
+    """At 64 px the plan's windows and steps are today's defaults, and nothing is lowered: without a budget
+    (the default) and with one the configured work fits."""
+    settings = MicroscopeConfig(budget_s=240.0)
     plan = make_plan(settings, work(64), costs(1e-4, 3e-4))
-    assert plan.fits and plan.all_effects and plan.reduced == {}
+    assert plan.fits and plan.all_effects and plan.reduced == {} and 0 < sum(plan.configured_s.values()) <= 240
     assert plan.settings.params["occlusion"]["window"] == 16 and plan.settings.params["occlusion"]["stride"] == 8
     assert plan.settings.params["integrated_gradients"]["n_steps"] == 32
     unresolved = {m: p for m, p in settings.params.items() if m != "occlusion"}
     assert {m: p for m, p in plan.settings.params.items() if m != "occlusion"} == unresolved
     assert (plan.settings.per_group, plan.settings.sanity.n_images) == (settings.per_group, settings.sanity.n_images)
-    assert make_plan(settings.model_copy(update={"budget_s": None}), work(64), {}).settings.params == plan.settings.params
+    unbudgeted = make_plan(MicroscopeConfig(), work(64), {})
+    assert MicroscopeConfig().budget_s is None and unbudgeted.fits and unbudgeted.settings.params == plan.settings.params
 
 
 def test_over_budget_lowers_path_points_then_samples_down_to_floors():
@@ -129,7 +131,7 @@ def test_measure_cost_leaves_the_random_state_alone():
     torch.manual_seed(5)
     before = torch.rand(1)
     torch.manual_seed(5)
-    cost = measure_cost(module, 32, n_images=2, repeats=1)
+    cost = measure_cost(module, 32, min_seconds=0.0)
     assert torch.rand(1) == before
     assert cost.forward_s > 0 and cost.backward_s > 0 and cost.gflops > 0
 

@@ -5,13 +5,15 @@ The rule, in order:
 1. **Image size.** Occlusion's window and stride follow the image side unless set
    (:func:`igcore.microscope.occlusion.geometry`), so a map occludes the same number of copies at any
    resolution; the resolved values are what the run records and caches.
-2. **Model cost.** Before the parts run, every examined model's seconds per image of a forward pass and
-   of a forward+backward pass are measured on a few random images at the run's image size
-   (:func:`measure_cost`; torch's FLOP counter adds the forward pass's FLOPs to the report). Every part's
-   work is counted in passes per model (each attribution method declares its own,
+2. **Model cost.** With a budget, before the parts run, every examined model's seconds per image of a
+   forward pass and of a forward+backward pass are measured on random images at the run's image size
+   (:func:`measure_cost`, on batches large enough that per-call overhead does not dominate; once per model
+   shape; torch's FLOP counter adds the forward pass's FLOPs to the report). Every part's work is counted
+   in passes per model (each attribution method declares its own,
    :attr:`~igcore.microscope.registry.AttributionMethod.passes`) and turned into seconds (:func:`estimate`).
-3. **Budget.** When the estimate of the configured work fits ``microscope.budget_s`` (or there is no
-   budget) everything runs as configured, so a run that fits computes exactly what its config says.
+3. **Budget.** ``microscope.budget_s`` is off by default: what a budget cuts depends on how fast the
+   machine is at that moment, and a run without one computes exactly what its config says, on any machine.
+   When the estimate of the configured work fits the budget, everything runs as configured too.
    Otherwise the plan lowers, one halving at a time and in turn, the path points per map
    (integrated-gradients and layer-IG steps, GradientSHAP samples, the swap attribution's steps; never
    below :data:`MIN_STEPS` / :data:`MIN_SAMPLES`), the images of the sanity cascade (never below
@@ -75,28 +77,36 @@ class ModelCost:
         return forward * self.forward_s + backward * self.backward_s
 
 
-def measure_cost(module: nn.Module, side: int, device: torch.device | str = "cpu", n_images: int = 8, repeats: int = 1) -> ModelCost:
-    """:class:`ModelCost` of a :class:`~igcore.baseline.PixelClassifier` on ``side``-pixel images: the best of
-    ``repeats`` timed batches of ``n_images`` after a warm-up (random pixels from a private generator, so the
-    global random state is untouched). A batch of several images, because the parts run batches too: one
-    image at a time would overstate what a pass costs them."""
+def measure_cost(module: nn.Module, side: int, device: torch.device | str = "cpu", min_seconds: float = 0.2, max_batch: int = 64) -> ModelCost:
+    """:class:`ModelCost` of a :class:`~igcore.baseline.PixelClassifier` on ``side``-pixel images.
+
+    The parts run batches, and for a small model a pass of a few images is mostly per-call overhead, so the
+    batch doubles until one forward+backward pass takes ``min_seconds`` (or reaches ``max_batch`` images);
+    that batch is then timed once more, warm, and its seconds per image are the cost. Random pixels come from
+    a private generator, so the global random state is untouched.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     module.eval()
-    x = torch.rand(n_images, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
-    with torch.no_grad(), FlopCounterMode(display=False) as flops:
-        module(x[:1])
-    forward, backward = [], []
-    for _ in range(repeats + 1):  # the first of each is the warm-up
+    pixels = torch.Generator().manual_seed(0)
+
+    def timed(n: int) -> tuple[float, float]:
+        x = torch.rand(n, 3, side, side, generator=pixels).to(device)
         start = time.perf_counter()
         with torch.no_grad():
             module(x)
-        forward.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        xg = x.clone().requires_grad_()
-        torch.autograd.grad(module(xg)[:, 0].sum(), xg)
-        backward.append(time.perf_counter() - start)
-    return ModelCost(min(forward[1:]) / n_images, min(backward[1:]) / n_images, flops.get_total_flops() / 1e9)
+        middle = time.perf_counter()
+        x.requires_grad_()
+        torch.autograd.grad(module(x)[:, 0].sum(), x)
+        return middle - start, time.perf_counter() - middle
+
+    with torch.no_grad(), FlopCounterMode(display=False) as flops:
+        module(torch.rand(1, 3, side, side, generator=pixels).to(device))
+    n = 1
+    while timed(n)[1] < min_seconds and n < max_batch:
+        n *= 2
+    forward, backward = timed(n)
+    return ModelCost(forward / n, backward / n, flops.get_total_flops() / 1e9)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=4800, help="images of the data set when it is written")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-microscope-scale")
     ap.add_argument("--run", type=Path, default=None, help="reuse a run this script made before (skips the pipeline)")
-    ap.add_argument("--budget", type=float, default=None, help="microscope.budget_s (default: the config's default)")
+    ap.add_argument("--budget", type=float, default=240.0, help="microscope.budget_s (seconds)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "bench_microscope.md")
     args = ap.parse_args(argv)
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pipeline without the microscope: {wall:.0f} s -> {run.path}", flush=True)
     else:
         run = load_run_dir(args.run)
-    overrides = {} if args.budget is None else {"budget_s": args.budget}
+    overrides = {"budget_s": args.budget}
     start = time.perf_counter()
     recompute(run.path, overrides, device="cpu")
     seconds = time.perf_counter() - start

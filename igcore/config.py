@@ -226,7 +226,7 @@ class SanityConfig(Settings):
 
 
 _POSITIVE_PARAMS = ("n_steps", "n_samples", "window", "stride", "internal_batch_size", "forward_batch")
-_SCALED_PARAMS = ("window", "stride")  # null = chosen from the image size (igcore/microscope/occlusion.py)
+_SCALED_PARAMS = ("window", "stride", "internal_batch_size", "forward_batch")  # null = chosen from the image size (registry's scaled=)
 
 
 class MicroscopeConfig(Settings):
@@ -241,12 +241,12 @@ class MicroscopeConfig(Settings):
     batch_size: int = Field(32, ge=1, description="images per attribution call")
     params: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {
-            "integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black"},
+            "integrated_gradients": {"n_steps": 32, "internal_batch_size": None, "baseline": "black"},
             "saliency": {"abs": True},
             "gradient_shap": {"n_samples": 8, "stdevs": 0.05, "n_noise_baselines": 3},
-            "occlusion": {"window": None, "stride": None, "baseline": "gray", "forward_batch": 256},
+            "occlusion": {"window": None, "stride": None, "baseline": "gray", "forward_batch": None},
             "grad_cam": {"relu": True, "interpolate_mode": "bilinear"},
-            "layer_integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black", "interpolate_mode": "nearest"},
+            "layer_integrated_gradients": {"n_steps": 32, "internal_batch_size": None, "baseline": "black", "interpolate_mode": "nearest"},
         },
         description="per-method parameters {method: {parameter: value}} (igcore/microscope/<method>.py)",
     )

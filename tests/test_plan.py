@@ -70,10 +70,14 @@ def test_default_run_keeps_its_settings_when_it_fits():
     settings = MicroscopeConfig(budget_s=240.0)
     plan = make_plan(settings, work(64), costs(1e-4, 3e-4))
     assert plan.fits and plan.all_effects and plan.reduced == {} and 0 < sum(plan.configured_s.values()) <= 240
-    assert plan.settings.params["occlusion"]["window"] == 16 and plan.settings.params["occlusion"]["stride"] == 8
-    assert plan.settings.params["integrated_gradients"]["n_steps"] == 32
-    unresolved = {m: p for m, p in settings.params.items() if m != "occlusion"}
-    assert {m: p for m, p in plan.settings.params.items() if m != "occlusion"} == unresolved
+    before = {  # the parameters every default run used before they followed the image size
+        "integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black"},
+        "occlusion": {"window": 16, "stride": 8, "baseline": "gray", "forward_batch": 256},
+        "layer_integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black", "interpolate_mode": "nearest"},
+    }
+    assert {m: plan.settings.params[m] for m in before} == before
+    assert {m: p for m, p in plan.settings.params.items() if m not in before} == {m: p for m, p in settings.params.items() if m not in before}
+    assert make_plan(settings, work(224), costs(1e-4, 3e-4)).settings.params["integrated_gradients"]["internal_batch_size"] == 42
     assert (plan.settings.per_group, plan.settings.sanity.n_images) == (settings.per_group, settings.sanity.n_images)
     unbudgeted = make_plan(MicroscopeConfig(), work(64), {})
     assert MicroscopeConfig().budget_s is None and unbudgeted.fits and unbudgeted.settings.params == plan.settings.params

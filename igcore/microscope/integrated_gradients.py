@@ -12,14 +12,18 @@ import torch
 from torch import nn
 
 from igcore.microscope._baselines import baseline_like
-from igcore.microscope.registry import register_attribution
+from igcore.microscope.registry import register_attribution, same_pixels
+
+#: Images × steps per pass: 512 at the reference side, the same pixels on larger images.
+PATH_BATCH = same_pixels(internal_batch_size=512)
 
 
 @register_attribution(
     "integrated_gradients",
-    defaults={"n_steps": 32, "internal_batch_size": 512, "baseline": "black"},
+    defaults={"n_steps": 32, "internal_batch_size": None, "baseline": "black"},
     description="Integrated Gradients (Sundararajan et al., 2017): path integral of gradients from a baseline image",
     passes=lambda params, _side: (0.0, float(params["n_steps"])),
+    scaled=PATH_BATCH,
 )
 def integrated_gradients(
     module: nn.Module,
@@ -27,7 +31,7 @@ def integrated_gradients(
     target: torch.Tensor,
     *,
     n_steps: int = 32,
-    internal_batch_size: int = 512,
+    internal_batch_size: int | None = None,
     baseline: str = "black",
 ) -> torch.Tensor:
     """Integrated gradients summed over colour channels.
@@ -37,7 +41,7 @@ def integrated_gradients(
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
         n_steps: points of the path integral.
-        internal_batch_size: images × steps evaluated per forward/backward pass.
+        internal_batch_size: images × steps evaluated per forward/backward pass (None: :data:`PATH_BATCH` of the image side).
         baseline: reference image (``black``, ``gray`` or ``white``).
 
     Returns:
@@ -50,6 +54,6 @@ def integrated_gradients(
         baselines=baseline_like(baseline, inputs),
         target=target,
         n_steps=n_steps,
-        internal_batch_size=max(internal_batch_size, 1),
+        internal_batch_size=internal_batch_size or PATH_BATCH(int(inputs.shape[-1]))["internal_batch_size"],
     )
     return attr.sum(1)

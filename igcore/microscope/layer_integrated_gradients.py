@@ -14,15 +14,17 @@ import torch
 from torch import nn
 
 from igcore.microscope._baselines import baseline_like
+from igcore.microscope.integrated_gradients import PATH_BATCH
 from igcore.microscope.registry import patch_embedding, register_attribution
 
 
 @register_attribution(
     "layer_integrated_gradients",
     architectures=("vit",),
-    defaults={"n_steps": 32, "internal_batch_size": 512, "baseline": "black", "interpolate_mode": "nearest"},
+    defaults={"n_steps": 32, "internal_batch_size": None, "baseline": "black", "interpolate_mode": "nearest"},
     description="Layer Integrated Gradients on the ViT patch embeddings, one value per patch",
     passes=lambda params, _side: (0.0, float(params["n_steps"])),
+    scaled=PATH_BATCH,
 )
 def layer_integrated_gradients(
     module: nn.Module,
@@ -30,7 +32,7 @@ def layer_integrated_gradients(
     target: torch.Tensor,
     *,
     n_steps: int = 32,
-    internal_batch_size: int = 512,
+    internal_batch_size: int | None = None,
     baseline: str = "black",
     interpolate_mode: str = "nearest",
 ) -> torch.Tensor:
@@ -41,7 +43,7 @@ def layer_integrated_gradients(
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
         n_steps: points of the path integral.
-        internal_batch_size: images × steps per forward/backward pass.
+        internal_batch_size: images × steps per forward/backward pass (None: ``PATH_BATCH`` of the image side).
         baseline: reference image (``black``, ``gray`` or ``white``).
         interpolate_mode: upsampling of the patch grid (``nearest`` keeps patch borders visible).
 
@@ -55,7 +57,7 @@ def layer_integrated_gradients(
         baselines=baseline_like(baseline, inputs),
         target=target,
         n_steps=n_steps,
-        internal_batch_size=max(internal_batch_size, 1),
+        internal_batch_size=internal_batch_size or PATH_BATCH(int(inputs.shape[-1]))["internal_batch_size"],
     )  # (N, n_patches, hidden)
     per_patch = attr.sum(-1)
     side = math.isqrt(per_patch.shape[1])

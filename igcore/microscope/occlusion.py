@@ -19,15 +19,23 @@ import torch
 from torch import nn
 
 from igcore.microscope._baselines import BASELINES
-from igcore.microscope.registry import register_attribution
+from igcore.microscope.registry import register_attribution, same_pixels
 
 #: Window and stride as shares of the image side when not set.
 WINDOW_SHARE, STRIDE_SHARE = 1 / 4, 1 / 8
 
 
+#: Occluded images per forward pass: 256 at the reference side, the same pixels on larger images.
+FORWARD_BATCH = same_pixels(forward_batch=256)
+
+
 def geometry(side: int) -> dict[str, int]:
     """Window and stride (pixels) for ``side``-pixel images: :data:`WINDOW_SHARE` and :data:`STRIDE_SHARE` of the side."""
     return {"window": max(1, round(side * WINDOW_SHARE)), "stride": max(1, round(side * STRIDE_SHARE))}
+
+
+def _scaled(side: int) -> dict[str, int]:
+    return {**geometry(side), **FORWARD_BATCH(side)}
 
 
 def copies(side: int, window: int, stride: int) -> int:
@@ -43,10 +51,10 @@ def _passes(params: Mapping[str, Any], side: int) -> tuple[float, float]:
 
 @register_attribution(
     "occlusion",
-    defaults={"window": None, "stride": None, "baseline": "gray", "forward_batch": 256},
+    defaults={"window": None, "stride": None, "baseline": "gray", "forward_batch": None},
     description="Occlusion (Zeiler & Fergus, 2014): logit drop when a sliding patch is greyed out",
     passes=_passes,
-    scaled=geometry,
+    scaled=_scaled,
 )
 def occlusion(
     module: nn.Module,
@@ -56,7 +64,7 @@ def occlusion(
     window: int | None = None,
     stride: int | None = None,
     baseline: str = "gray",
-    forward_batch: int = 256,
+    forward_batch: int | None = None,
 ) -> torch.Tensor:
     """Occlusion maps (all channels occluded together, so channel sum = 3 × the per-pixel drop).
 
@@ -67,7 +75,8 @@ def occlusion(
         window: side of the square occluding patch in pixels (None: :func:`geometry` of the image side).
         stride: step between patches in pixels (None: :func:`geometry` of the image side).
         baseline: colour of the patch (``black``, ``gray``, ``white``).
-        forward_batch: occluded images evaluated per forward pass (all images of the batch together).
+        forward_batch: occluded images evaluated per forward pass (all images of the batch together; None:
+            :data:`FORWARD_BATCH` of the image side).
 
     Returns:
         (N, H, W) signed maps (positive: occluding the region lowers the target logit).
@@ -78,8 +87,8 @@ def occlusion(
 
     if baseline not in BASELINES:
         raise InputError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
-    channels, scaled = inputs.shape[1], geometry(int(inputs.shape[-1]))
-    window, stride = window or scaled["window"], stride or scaled["stride"]
+    channels, scaled = inputs.shape[1], _scaled(int(inputs.shape[-1]))
+    window, stride, forward_batch = window or scaled["window"], stride or scaled["stride"], forward_batch or scaled["forward_batch"]
     attr = Occlusion(module).attribute(
         inputs,
         sliding_window_shapes=(channels, window, window),

@@ -30,10 +30,12 @@ The rule, in order:
 5. **Deadlines.** When the configured work fits, a part is cut only once the whole budget is spent.
    Otherwise each part gets the budget still left in proportion to its estimate among the parts still to
    run (:meth:`Budget.deadline`), so time a part saves or overruns moves to the later parts. A part past
-   its deadline stops adding work: the effects stop adding rounds, attributions skip the
-   remaining (model, method) pairs, sanity checks and TCAV the remaining models, each saying so in the
-   model's ``unavailable``. Costs measured on a loaded machine are higher, so what a run that does not
-   fit computes depends on the machine; the run records what it chose.
+   its deadline stops adding work: the effects stop adding rounds (and do not start one that the last
+   round's seconds per image say would end past it), attributions and sanity checks skip the remaining
+   (model, method) pairs and TCAV the remaining models, each saying so in the model's ``unavailable``.
+   The parts that cannot stop half-way (background swaps, TCAV, surrogates) run first, so the ones that
+   can absorb what the estimates got wrong. Costs measured on a loaded machine are higher, so what a run
+   that does not fit computes depends on the machine; the run records what it chose.
 
 The run reports the plan (the estimate, what was lowered, the seconds each part took) in
 ``microscope/info.json`` ``budget`` and the stage's manifest record, and the precision it reached per
@@ -59,8 +61,8 @@ MIN_STEPS, MIN_SAMPLES, MIN_SANITY_IMAGES, MIN_SURROGATE_IMAGES = 8, 2, 2, 256
 FIRST_ROUND_PER_GROUP = 8
 #: Images per group whose effects the plan keeps time for when all of D′ does not fit.
 EFFECTS_RESERVE_PER_GROUP = 32
-#: The parts, in the order the runner runs them.
-PARTS = ("attributions", "swaps", "effects", "sanity", "tcav", "surrogates")
+#: The parts, in the order the runner runs them: those that cannot stop half-way first.
+PARTS = ("swaps", "tcav", "surrogates", "effects", "attributions", "sanity")
 #: Parameters holding path points per map, and their floors.
 PATH_POINTS = {"n_steps": MIN_STEPS, "n_samples": MIN_SAMPLES}
 

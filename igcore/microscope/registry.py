@@ -26,6 +26,21 @@ AttributionFn = Callable[..., torch.Tensor]
 PassesFn = Callable[[Mapping[str, Any], int], tuple[float, float]]
 
 
+#: The image side the batch-size defaults are written for (the default world's).
+REFERENCE_SIDE = 64
+
+
+def same_pixels(**at_reference: int) -> Callable[[int], dict[str, int]]:
+    """A ``scaled`` rule for batch-size parameters: on larger images a pass holds as many pixels as
+    ``at_reference`` images hold at :data:`REFERENCE_SIDE` (fewer images, the same memory); never more images
+    than at the reference side."""
+
+    def scaled(side: int) -> dict[str, int]:
+        return {k: max(1, min(v, round(v * (REFERENCE_SIDE / side) ** 2))) for k, v in at_reference.items()}
+
+    return scaled
+
+
 def one_gradient(_params: Mapping[str, Any], _side: int) -> tuple[float, float]:
     """One forward+backward pass per map (saliency, Grad-CAM)."""
     return 0.0, 1.0

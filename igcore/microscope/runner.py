@@ -315,7 +315,11 @@ def counterfactual_effects(
     rounds = [rows] if all_images else stratified_rounds(test.groups, rows, seed=inputs.seed + 4)
     found: dict[str, dict[str, list[Changes]]] = {m: {} for m in models}
     first: dict[str, Any] = {}
+    per_row = 0.0  # seconds one D′ row took in the last round (swaps, inpainting and every model's passes)
     for r, chunk in enumerate(rounds):
+        if r and deadline is not None and time.perf_counter() + per_row * len(chunk) > deadline:
+            break  # the next round would not end in time
+        started = time.perf_counter()
         cfs = make_counterfactuals(inputs.world, test, chunk, seed=inputs.seed + 4 + r)
         first = first or cfs
         for m in models:
@@ -326,6 +330,7 @@ def counterfactual_effects(
                 original[chunk] = clf.logits(test.images[chunk])
             for kind, ch in log_odds_changes(clf, test, cfs, original).items():
                 found[m].setdefault(kind, []).append(ch)
+        per_row = (time.perf_counter() - started) / max(1, len(chunk))
         if all_images or expired(deadline):
             break
         widths = [half_width(mean_ci(Changes.concat(parts).change, inputs.seed)) for m in models for parts in found[m].values()]
@@ -477,25 +482,28 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     settings, budget = plan.settings, Budget(plan, start=start)
     clock.lap("plan")
 
-    sample = sample_per_group(inputs.test_eval.groups, settings.per_group, inputs.seed)
-    write_tensors(out_dir, "sample", {"indices": sample.astype(np.int64)})
-    trained_maps = attributions(inputs, settings, models, sample, out_dir, per_model, budget.deadline("attributions"))
-    clock.lap("attributions")
+    # The parts that cannot stop half-way run first, so the ones that can (effects, attribution and sanity
+    # pairs) absorb what the estimates got wrong; every part draws its own seeded randomness, so the order
+    # changes no number.
     budget.deadline("swaps")
     if "swaps" not in skipped:
         swaps(inputs, settings, models, out_dir, per_model)
     clock.lap("swaps")
-    deadline = budget.deadline("effects")
-    if "effects" not in skipped:
-        counterfactual_effects(inputs, settings, models, out_dir, per_model, plan.all_effects, deadline)
-    clock.lap("effects")
-    sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model, budget.deadline("sanity"))
-    clock.lap("sanity")
     tcav(inputs, settings, models, out_dir, per_model, budget.deadline("tcav"))
     clock.lap("tcav")
     budget.deadline("surrogates")
     hypotheses, summaries, deletion = surrogates(inputs, settings, models, out_dir) if settings.surrogates else ({}, {}, {})
     clock.lap("surrogates")
+    deadline = budget.deadline("effects")
+    if "effects" not in skipped:
+        counterfactual_effects(inputs, settings, models, out_dir, per_model, plan.all_effects, deadline)
+    clock.lap("effects")
+    sample = sample_per_group(inputs.test_eval.groups, settings.per_group, inputs.seed)
+    write_tensors(out_dir, "sample", {"indices": sample.astype(np.int64)})
+    trained_maps = attributions(inputs, settings, models, sample, out_dir, per_model, budget.deadline("attributions"))
+    clock.lap("attributions")
+    sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model, budget.deadline("sanity"))
+    clock.lap("sanity")
 
     info = {
         "settings": settings.model_dump(mode="json"),

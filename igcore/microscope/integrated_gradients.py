@@ -8,31 +8,40 @@ of the gradient along the straight line from a baseline ``x'`` to the input, app
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from igcore.microscope._baselines import baseline_like
+from pydantic import Field
+
+from igcore.microscope._baselines import BaselineName, baseline_like
 from igcore.microscope.registry import register_attribution, same_pixels
+from igcore.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 
 #: Images × steps per pass: 512 at the reference side, the same pixels on larger images.
 PATH_BATCH = same_pixels(internal_batch_size=512)
 
 
+class IntegratedGradientsParams(Settings):
+    n_steps: int = Field(32, ge=1, description="points of the path integral (one forward and backward pass each)")
+    internal_batch_size: int | None = Field(
+        None, ge=1, description="images × steps evaluated per forward/backward pass; null = 512 at 64 px, the same pixels on larger images"
+    )
+    baseline: BaselineName = Field("black", description="reference image: black | gray | white")
+
+
 @register_attribution(
     "integrated_gradients",
-    defaults={"n_steps": 32, "internal_batch_size": None, "baseline": "black"},
+    params=IntegratedGradientsParams,
     description="Integrated Gradients (Sundararajan et al., 2017): path integral of gradients from a baseline image",
-    passes=lambda params, _side: (0.0, float(params["n_steps"])),
+    cost=lambda p, side: p.n_steps,
     scaled=PATH_BATCH,
 )
 def integrated_gradients(
-    module: nn.Module,
-    inputs: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    n_steps: int = 32,
-    internal_batch_size: int | None = None,
-    baseline: str = "black",
+    module: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, n_steps: int, internal_batch_size: int | None, baseline: str
 ) -> torch.Tensor:
     """Integrated gradients summed over colour channels.
 
@@ -40,9 +49,7 @@ def integrated_gradients(
         module: images in [0, 1] (N, 3, H, W) → logits.
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
-        n_steps: points of the path integral.
-        internal_batch_size: images × steps evaluated per forward/backward pass (None: :data:`PATH_BATCH` of the image side).
-        baseline: reference image (``black``, ``gray`` or ``white``).
+        n_steps, internal_batch_size, baseline: :class:`IntegratedGradientsParams` (null batch: :data:`PATH_BATCH`).
 
     Returns:
         (N, H, W) signed attribution maps.

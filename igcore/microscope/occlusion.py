@@ -12,59 +12,67 @@ of a map grows with the model's cost per pass only, not with the square of the i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from pydantic import Field
 
-from igcore.microscope._baselines import BASELINES
+from igcore.microscope._baselines import BASELINES, BaselineName
 from igcore.microscope.registry import register_attribution, same_pixels
+from igcore.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 
 #: Window and stride as shares of the image side when not set.
 WINDOW_SHARE, STRIDE_SHARE = 1 / 4, 1 / 8
-
-
 #: Occluded images per forward pass: 256 at the reference side, the same pixels on larger images.
 FORWARD_BATCH = same_pixels(forward_batch=256)
 
 
+class OcclusionParams(Settings):
+    window: int | None = Field(None, ge=1, description="side of the square occluding patch in pixels; null = a quarter of the image side")
+    stride: int | None = Field(None, ge=1, description="step between patches in pixels; null = an eighth of the image side")
+    baseline: BaselineName = Field("gray", description="colour of the patch: black | gray | white")
+    forward_batch: int | None = Field(
+        None, ge=1, description="occluded images evaluated per forward pass (all images of the batch together); null = 256 at 64 px, the same pixels on larger images"
+    )
+
+
 def geometry(side: int) -> dict[str, int]:
-    """Window and stride (pixels) for ``side``-pixel images: :data:`WINDOW_SHARE` and :data:`STRIDE_SHARE` of the side."""
+    """Window and stride (pixels) for ``side`` px images: :data:`WINDOW_SHARE` and :data:`STRIDE_SHARE` of the side."""
     return {"window": max(1, round(side * WINDOW_SHARE)), "stride": max(1, round(side * STRIDE_SHARE))}
 
 
-def _scaled(side: int) -> dict[str, int]:
+def scaled(side: int) -> dict[str, int]:
+    """The values of the parameters left null on ``side`` px images."""
     return {**geometry(side), **FORWARD_BATCH(side)}
 
 
-def copies(side: int, window: int, stride: int) -> int:
-    """Occluded copies of one ``side``-pixel image (forward passes per map, besides the unoccluded one)."""
+def occluded_copies(params: OcclusionParams, side: int) -> int:
+    """Occluded copies of a ``side`` px image, one forward pass each: patch positions per axis, squared."""
+    window, stride = params.window or geometry(side)["window"], params.stride or geometry(side)["stride"]
     return max(1, (side - window) // stride + 1) ** 2
-
-
-def _passes(params: Mapping[str, Any], side: int) -> tuple[float, float]:
-    window, stride = params.get("window"), params.get("stride")
-    scaled = geometry(side)
-    return float(copies(side, window or scaled["window"], stride or scaled["stride"]) + 1), 0.0
 
 
 @register_attribution(
     "occlusion",
-    defaults={"window": None, "stride": None, "baseline": "gray", "forward_batch": None},
+    params=OcclusionParams,
     description="Occlusion (Zeiler & Fergus, 2014): logit drop when a sliding patch is greyed out",
-    passes=_passes,
-    scaled=_scaled,
+    cost=occluded_copies,
+    backward=False,
+    scaled=scaled,
 )
 def occlusion(
     module: nn.Module,
     inputs: torch.Tensor,
     target: torch.Tensor,
     *,
-    window: int | None = None,
-    stride: int | None = None,
-    baseline: str = "gray",
-    forward_batch: int | None = None,
+    window: int | None,
+    stride: int | None,
+    baseline: str,
+    forward_batch: int | None,
 ) -> torch.Tensor:
     """Occlusion maps (all channels occluded together, so channel sum = 3 × the per-pixel drop).
 
@@ -72,23 +80,15 @@ def occlusion(
         module: images in [0, 1] (N, 3, H, W) → logits.
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
-        window: side of the square occluding patch in pixels (None: :func:`geometry` of the image side).
-        stride: step between patches in pixels (None: :func:`geometry` of the image side).
-        baseline: colour of the patch (``black``, ``gray``, ``white``).
-        forward_batch: occluded images evaluated per forward pass (all images of the batch together; None:
-            :data:`FORWARD_BATCH` of the image side).
+        window, stride, baseline, forward_batch: :class:`OcclusionParams` (null: :func:`scaled` of the image side).
 
     Returns:
         (N, H, W) signed maps (positive: occluding the region lowers the target logit).
     """
     from captum.attr import Occlusion
 
-    from igcore.errors import InputError
-
-    if baseline not in BASELINES:
-        raise InputError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
-    channels, scaled = inputs.shape[1], _scaled(int(inputs.shape[-1]))
-    window, stride, forward_batch = window or scaled["window"], stride or scaled["stride"], forward_batch or scaled["forward_batch"]
+    channels, side = inputs.shape[1], scaled(int(inputs.shape[-1]))
+    window, stride, forward_batch = window or side["window"], stride or side["stride"], forward_batch or side["forward_batch"]
     attr = Occlusion(module).attribute(
         inputs,
         sliding_window_shapes=(channels, window, window),

@@ -10,7 +10,8 @@ The rule, in order:
    (:func:`measure_cost`, on batches large enough that per-call overhead does not dominate; once per model
    shape; torch's FLOP counter adds the forward pass's FLOPs to the report). Every part's work is counted
    in passes per model (each attribution method declares its own,
-   :attr:`~igcore.microscope.registry.AttributionMethod.passes`) and turned into seconds (:func:`estimate`).
+   :meth:`~igcore.microscope.registry.AttributionMethod.cost`, and whether they are forward+backward or
+   forward-only passes) and turned into seconds (:func:`estimate`).
 3. **Budget.** ``microscope.budget_s`` is off by default: what a budget cuts depends on how fast the
    machine is at that moment, and a run without one computes exactly what its config says, on any machine.
    When the estimate of the configured work fits the budget, everything runs as configured too.
@@ -53,7 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from igcore.microscope.registry import architecture_of, get_method
+from igcore.microscope.registry import get_method
 
 #: Floors of the plan's reductions.
 MIN_STEPS, MIN_SAMPLES, MIN_SANITY_IMAGES, MIN_SURROGATE_IMAGES = 8, 2, 2, 256
@@ -158,7 +159,8 @@ def _map_seconds(settings: Any, work: Workload, model: str, cost: ModelCost) -> 
     for method, params in settings.params.items():
         spec = get_method(method)
         if method in settings.methods and spec.applies_to(work.architectures[model]):
-            total += cost.seconds(*spec.passes(params, work.side))
+            passes = spec.cost(params, work.side)
+            total += cost.seconds(0, passes) if spec.backward else cost.seconds(passes + 1, 0)  # occlusion: its copies and the original
     return total
 
 
@@ -202,7 +204,7 @@ class Plan:
     """What the microscope will do: its settings (parameters resolved, knobs lowered when over budget) and why.
 
     Attributes:
-        settings: the effective :class:`~igcore.config.MicroscopeConfig`.
+        settings: the effective :class:`~igcore.microscope.params.MicroscopeConfig`.
         budget_s: the budget (None: no limit).
         costs: measured :class:`ModelCost` per model (empty without a budget).
         configured_s: estimated seconds of the configured work, per part.
@@ -344,27 +346,6 @@ class Budget:
 def expired(deadline: float | None) -> bool:
     """Whether a part's deadline has passed."""
     return deadline is not None and time.perf_counter() > deadline
-
-
-def workload(inputs: Any, settings: Any) -> Workload:
-    """The :class:`Workload` of a :class:`~igcore.microscope.runner.MicroscopeInputs` for ``settings``."""
-    from igcore.microscope.sanity import cascade_blocks
-
-    test, world = inputs.test_eval, inputs.world
-    models = {m: inputs.models[m].module_ for m in settings.models}
-    return Workload(
-        side=int(test.images.shape[1]),
-        n_groups=len(world.group_names()),
-        n_test=len(test),
-        n_test_train=len(inputs.test_train_images) if inputs.test_train_images is not None else 0,
-        n_bank=len(inputs.concept_bank_images),
-        n_concepts=len(world.vocabulary.ids),
-        n_classes=len(world.classes),
-        n_backgrounds=len(world.backgrounds) if world.can_render else 0,
-        has_masks=test.masks is not None,
-        architectures={m: architecture_of(module) for m, module in models.items()},
-        cascade_steps={m: len(cascade_blocks(module)) for m, module in models.items()},
-    )
 
 
 def stratified_rounds(groups: np.ndarray, rows: np.ndarray, first: int = FIRST_ROUND_PER_GROUP, seed: int = 0) -> list[np.ndarray]:

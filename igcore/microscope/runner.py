@@ -22,37 +22,35 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from safetensors.numpy import save_file
 
-from igcore.config import MicroscopeConfig, SearchConfig
+from igcore.architectures import architecture_of
+from igcore.methods import SURROGATES
 from igcore.microscope.attribution import AttributionCache, maps_for
 from igcore.microscope.counterfactuals import mean_ci
+from igcore.microscope.params import MicroscopeConfig
 from igcore.microscope.plan import (
     Budget,
     ModelCost,
     Plan,
+    Workload,
     expired,
     half_width,
     make_plan,
     measure_cost,
     stratified_rounds,
-    workload,
 )
-from igcore.microscope.registry import architecture_of, get_method
+from igcore.microscope.registry import get_method
 from igcore.microscope.relevance import relevance_rows, summarise_relevance
 from igcore.microscope.swaps import background_swaps, sample_per_group
-from igcore.store import write_table
+from igcore.search.params import SearchConfig
+from igcore.store import write_table, write_tensors
 from igcore.worlds.base import Split, World
-
-#: Models that get a surrogate hypothesis, and the metrics key it is stored under.
-SURROGATE_NAMES = {"erm": "z_baseline", "ig_student": "z_student"}
 
 
 @dataclass
@@ -107,12 +105,6 @@ class _Clock:
         now = (time.perf_counter(), time.process_time())
         self.wall[name], self.cpu[name] = now[0] - self._last[0], now[1] - self._last[1]
         self._last = now
-
-
-def write_tensors(out_dir: Path, name: str, arrays: Mapping[str, np.ndarray]) -> None:
-    path = out_dir / "tensors" / f"{name}.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path))
 
 
 def _num(x: Any) -> float | None:
@@ -352,7 +344,7 @@ def counterfactual_effects(
                 clf, test, first["double"], attributed, n_steps=c.n_steps, batch_size=settings.batch_size,
                 seed=inputs.seed, group_names=names,
             )
-        share = (per_model[m].get("swap_attribution") or {}).get("background_share")
+        parts = {k: v for k, v in (per_model[m].get("swap_attribution") or {}).items() if k in ("background_log_odds", "object_log_odds")}
         per_model[m]["precision"] = {
             "effects_half_width": {kind: _num(half_width(e["overall"])) for kind, e in summary.items()},
             "effects_images": max((e["overall"]["n"] for e in summary.values()), default=0),
@@ -360,7 +352,7 @@ def counterfactual_effects(
             "target_half_width": None if all_images else c.half_width,
             "rounds": r + 1 if rounds else 0,
             "swap_attribution_steps": c.n_steps if len(attributed) else None,
-            "swap_attribution_half_width": _num(half_width(share)) if share else None,
+            "swap_attribution_half_width": {k: _num(half_width(v)) for k, v in parts.items()},
         }
     write_table(out_dir, "effects", pd.DataFrame.from_records(records, columns=["model", "kind", "group", "mean", "ci_low", "ci_high", "n"]))
     if c.examples_per_group and "double" in first:  # a strip of examples: original, background, object, double swap
@@ -394,7 +386,7 @@ def surrogates(
     fit_rows = np.arange(len(inputs.test_train_images))
     if settings.surrogate_max_images is not None and settings.surrogate_max_images < len(fit_rows):
         fit_rows = np.sort(np.random.default_rng(inputs.seed + 7).choice(fit_rows, settings.surrogate_max_images, replace=False))
-    for m, key in SURROGATE_NAMES.items():
+    for m, key in SURROGATES.items():
         if m not in models:
             continue
         s = fit_surrogate(
@@ -447,6 +439,27 @@ def check_layers(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> None:
     for m in [m for m in settings.tcav.models if m in inputs.models]:
         for layer in settings.tcav.layers:
             resolve_layer(inputs.models[m].module_, layer)
+
+
+def workload(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> Workload:
+    """The :class:`~igcore.microscope.plan.Workload` of ``inputs`` for ``settings``."""
+    from igcore.microscope.sanity import cascade_blocks
+
+    test, world = inputs.test_eval, inputs.world
+    models = {m: inputs.models[m].module_ for m in settings.models}
+    return Workload(
+        side=int(test.images.shape[1]),
+        n_groups=len(world.group_names()),
+        n_test=len(test),
+        n_test_train=len(inputs.test_train_images) if inputs.test_train_images is not None else 0,
+        n_bank=len(inputs.concept_bank_images),
+        n_concepts=len(world.vocabulary.ids),
+        n_classes=len(world.classes),
+        n_backgrounds=len(world.backgrounds) if world.can_render else 0,
+        has_masks=test.masks is not None,
+        architectures={m: architecture_of(module) for m, module in models.items()},
+        cascade_steps={m: len(cascade_blocks(module)) for m, module in models.items()},
+    )
 
 
 def plan_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> Plan:

@@ -6,8 +6,9 @@
 ``student``   D′_train labelled by L_M(·|x′, z*) (soft labels); a student with ERM's architecture and budget
               imitates them (:mod:`igcore.imitate`)
 
-The concept scores are stored in the run (``tensors/concept_scores``), so :func:`igcore.ig.resolve` can
-re-fit the prior from edited judgments and re-solve z* for a finished run without touching images.
+The concept scores are stored in the run (``tensors/concept_scores``) and so are the judgments Prior_M was
+fitted on (``judgments/``, :mod:`igcore.prior.sources`), so :func:`igcore.resolve.resolve` can re-fit the
+prior from the run's own or edited judgments and re-solve z* for a finished run without touching images.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from igcore.config import Config
 from igcore.context import ConceptResult, ConceptScores, IGResult, RunContext
 from igcore.imitate import imitate, pseudo_label_summary
 from igcore.likelihood import clause_deletion
-from igcore.prior import build_prior, load_ratings_for_config
+from igcore.prior import fit_prior, load_judgments
+from igcore.prior.sources import JUDGMENTS_FOLDER
 from igcore.search import search_from_config
 from igcore.worlds.base import World
 
@@ -30,7 +32,7 @@ from igcore.worlds.base import World
 def check_judgments(config: Config, world: World) -> None:
     """Read and validate the configured judgments (ratings 1–5, known concepts and classes, required columns,
     valid hypothesis JSON in the pairwise file) before any training."""
-    load_ratings_for_config(config.prior, world.vocabulary, list(world.classes))
+    load_judgments(config.prior, world.vocabulary, list(world.classes))
 
 
 def stage_concepts(ctx: RunContext) -> dict[str, Any]:
@@ -66,13 +68,16 @@ def stage_concepts(ctx: RunContext) -> dict[str, Any]:
 
 
 def stage_ig(ctx: RunContext) -> dict[str, Any]:
-    """Fit Prior_M, search z* (and the flat-prior ablation) on D's concept scores, evaluate on D′_eval."""
+    """Fit Prior_M, search z* (and the flat-prior ablation) on D's concept scores, evaluate on D′_eval; record the
+    judgments Prior_M was fitted on, with their provenance, in the run (``judgments/``)."""
     vocabulary, classes = ctx.world.vocabulary, list(ctx.world.classes)
     scores = ctx.need(ctx.concepts, "concepts").scores
     y = ctx.data.train.labels
     start = time.perf_counter()
-    prior = build_prior(ctx.config.prior, vocabulary, classes)
-    for text in prior.notes_:
+    prior = fit_prior(ctx.config.prior, load_judgments(ctx.config.prior, vocabulary, classes), vocabulary, classes)
+    judgments = prior.judgments_
+    judgments.write(ctx.writer.subdir(JUDGMENTS_FOLDER))
+    for text in judgments.notes:
         ctx.note(text)
     prior_seconds = time.perf_counter() - start
     device = str(ctx.device)
@@ -90,7 +95,7 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
             "hypotheses.no_prior_json": flat.z_star_.to_dict(),
             "hypotheses.ranked": search.ranked_records(),
             "hypotheses.no_prior_ranked": flat.ranked_records(),
-            "prior": prior.summary(),
+            "prior": {**prior.summary(), "judgments": judgments.provenance.describe(), "notes": judgments.notes},
             "clause_deletion.z_star": clause_deletion(search.z_star_, scores.test_eval, ctx.data.test_eval.concepts, vocabulary, classes),
         }
     )

@@ -20,15 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from _common import ROOT, provenance, write_section  # noqa: E402  (puts the repository on sys.path)
+import torch
 
-sys.path.insert(0, str(ROOT / "bench"))
-
-import torch  # noqa: E402
-from bench_byod import ensure_data, run_one, world_sets  # noqa: E402
-
-from igcore.microscope.recompute import recompute  # noqa: E402
-from igcore.store import load_run_dir  # noqa: E402
+from bench.bench_byod import ensure_data, run_one, world_sets
+from bench.common import ROOT, provenance, write_section
+from igcore.microscope.recompute import recompute
+from igcore.store import load_run_dir
 
 
 def resnet18(folder: Path) -> Path:

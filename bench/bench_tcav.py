@@ -1,7 +1,7 @@
 """Benchmark: TCAV alone on a stored run's models, main's captum-TCAV path against the layer kernels.
 
 Both paths run in one invocation on the same models, images and settings (the run's
-``microscope.tcav``): the old one (``tests/tcav_reference.py``: captum's ``TCAV`` class, one forward
+``microscope.tcav``): the old one (``testkit/tcav_reference.py``: captum's ``TCAV`` class, one forward
 pass per concept set and repeat, activations and CAVs round-tripped through a temporary directory) and
 the new one (:func:`igcore.microscope.tcav.tcav_repeated`: each bank image through the model once, each
 tested input's layer gradients once, every CAV fitted in memory from the Gram matrix). Reports wall-clock
@@ -20,16 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, provenance, write_section  # noqa: E402  (puts the repository on sys.path)
+import torch
 
-sys.path.insert(0, str(ROOT / "tests"))
-
-import tcav_reference  # noqa: E402
-import torch  # noqa: E402
-
-from igcore.microscope.runner import tcav_inputs  # noqa: E402
-from igcore.microscope.tcav import tcav_repeated  # noqa: E402
-from igcore.store import load_run_dir  # noqa: E402
+from bench.common import ROOT, provenance, write_section
+from igcore.microscope.runner import tcav_inputs
+from igcore.microscope.tcav import tcav_repeated
+from igcore.store import load_run_dir
+from testkit import tcav_reference
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[Any, float, float]:

@@ -1,17 +1,17 @@
 """TCAV computed once per layer and model (igcore.microscope.tcav) against main's captum-TCAV path
-(tests/tcav_reference.py): the same statistics, controls and calls up to float noise, each bank image
+(testkit/tcav_reference.py): the same statistics, controls and calls up to float noise, each bank image
 through the model once, and CAVs that are the ridge classifiers they claim to be."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import tcav_reference
 import torch
 
 from igcore.baseline import ImageClassifier, to_pixels
 from igcore.microscope.tcav import draw_sets, fit_cav, layer_kernels, merge_repeats, resolve_layer, tcav_repeated
 from igcore.worlds import make_world
+from testkit import tcav_reference
 
 torch.set_num_threads(1)
 SIZE = 32

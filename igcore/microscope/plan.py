@@ -7,8 +7,9 @@ The rule, in order:
    resolution; the resolved values are what the run records and caches.
 2. **Model cost.** With a budget, before the parts run, every examined model's seconds per image of a
    forward pass and of a forward+backward pass are measured on random images at the run's image size
-   (:func:`measure_cost`, on batches large enough that per-call overhead does not dominate; once per model
-   shape; torch's FLOP counter adds the forward pass's FLOPs to the report). Every part's work is counted
+   (:func:`measure_cost`, on batches large enough that per-call overhead does not dominate, the fastest of a
+   few passes; once per model shape; torch's FLOP counter adds the forward pass's FLOPs to the report).
+   Every part's work is counted
    in passes per model (each attribution method declares its own,
    :meth:`~igcore.microscope.registry.AttributionMethod.cost`, and whether they are forward+backward or
    forward-only passes) and turned into seconds (:func:`estimate`).
@@ -80,13 +81,17 @@ class ModelCost:
         return forward * self.forward_s + backward * self.backward_s
 
 
-def measure_cost(module: nn.Module, side: int, device: torch.device | str = "cpu", min_seconds: float = 0.2, max_batch: int = 64) -> ModelCost:
+def measure_cost(
+    module: nn.Module, side: int, device: torch.device | str = "cpu", min_seconds: float = 0.2, max_batch: int = 64, repeats: int = 3,
+) -> ModelCost:
     """:class:`ModelCost` of a :class:`~igcore.baseline.PixelClassifier` on ``side``-pixel images.
 
     The parts run batches, and for a small model a pass of a few images is mostly per-call overhead, so the
-    batch doubles until one forward+backward pass takes ``min_seconds`` (or reaches ``max_batch`` images);
-    that batch is then timed once more, warm, and its seconds per image are the cost. Random pixels come from
-    a private generator, so the global random state is untouched.
+    batch doubles until one forward+backward pass takes ``min_seconds`` (or reaches ``max_batch`` images),
+    after one warm-up pass (the first call of a model pays one-time setup). That batch is then timed
+    ``repeats`` times and the fastest pass of each kind gives the seconds per image: on a shared machine the
+    other processes only ever add time, so the minimum is the least disturbed estimate. Random pixels come
+    from a private generator, so the global random state is untouched.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -105,10 +110,11 @@ def measure_cost(module: nn.Module, side: int, device: torch.device | str = "cpu
 
     with torch.no_grad(), FlopCounterMode(display=False) as flops:
         module(torch.rand(1, 3, side, side, generator=pixels).to(device))
+    timed(1)  # warm-up
     n = 1
     while timed(n)[1] < min_seconds and n < max_batch:
         n *= 2
-    forward, backward = timed(n)
+    forward, backward = (min(t) for t in zip(*(timed(n) for _ in range(max(1, repeats))), strict=True))
     return ModelCost(forward / n, backward / n, flops.get_total_flops() / 1e9)
 
 

@@ -22,9 +22,13 @@ Wall-clock time; the machine may be shared (load average is recorded). Writes ``
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.common import ROOT, provenance
+from bench.common import ROOT, provenance, write_section
 from igcore import prior as P
 from igcore.search import HypothesisSearch
 from igcore.worlds.base import Concept, Vocabulary
@@ -112,7 +116,7 @@ def bench_resolve(encoder: str, repeats: int) -> dict[str, Any]:
     cold = time.perf_counter() - t
     edits = [("snowy_ground", "wolf", 5), ("rounded_ears", "wolf", 5), ("long_snout", "wolf", 1),
              ("amber_eyes", "wolf", 2), ("forest_floor", "husky", 4), ("pointed_ears", "husky", 5)]
-    prior_times, solve_times, solved = [], [], []
+    prior_times, solve_times, solved, evals, same_as_cold = [], [], [], [], []
     for i in range(repeats):
         concept, cls, rating = edits[i % len(edits)]
         edit = pd.DataFrame([[f"bench{i}", concept, cls, rating]], columns=list(P.RATING_COLUMNS))
@@ -125,6 +129,9 @@ def bench_resolve(encoder: str, repeats: int) -> dict[str, Any]:
         search.fit(s, y, vocab, CLASSES)
         solve_times.append(time.perf_counter() - t)
         solved.append(search.n_solved_)
+        evals.append(search.n_evals_)
+        cold_search = HypothesisSearch(prior=prior).fit(s, y, vocab, CLASSES)  # not timed: the reference
+        same_as_cold.append([r.hypothesis.structure for r in search.ranked_] == [r.hypothesis.structure for r in cold_search.ranked_])
     return {
         "encoder": prior.encoder_name_,
         "first_prior_fit_s": first_prior,
@@ -132,6 +139,8 @@ def bench_resolve(encoder: str, repeats: int) -> dict[str, Any]:
         "prior_refit_s": prior_times,
         "resolve_s": solve_times,
         "resolve_n_solved": solved,
+        "resolve_n_evals": evals,
+        "resolve_same_as_cold": same_as_cold,
         "loco": shipped_loco,
         "z_star": search.z_star_.render(vocab, CLASSES),
     }
@@ -195,6 +204,58 @@ def bench_threads(n: int, k: int) -> dict[int, float]:
     return out
 
 
+def baseline_resolve(rev: str, encoder: str, repeats: int) -> dict[str, Any]:
+    """:func:`bench_resolve` with the engine of git revision ``rev`` (extracted to a temporary folder and
+    imported there, in a subprocess): the "before" of a before/after comparison in one invocation."""
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        env = {**os.environ, "PYTHONPATH": tmp}  # igcore, bench.common and testkit of that revision
+        args = [sys.executable, __file__, "--resolve-only", "--json", "--encoder", encoder, "--repeats", str(repeats)]
+        done = subprocess.run(args, cwd=tmp, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def resolve_section(results: dict[str, dict[str, Any]], repeats: int, argv: list[str] | None) -> list[str]:
+    """The re-solve report (the ``bench-search-resolve`` block): one column per engine measured."""
+    names = list(results)
+    last = results[names[-1]]
+
+    def row(label: str, cell: Any) -> str:
+        return f"| {label} | " + " | ".join(cell(results[n]) for n in names) + " |"
+
+    def med_max(values: list[float]) -> str:
+        return f"{statistics.median(values):.3f} / {max(values):.3f}"
+
+    return [
+        "## Re-solve z* after a prior change (N = 4000, K = 19, C = 2)",
+        "",
+        *provenance(__file__, argv),
+        "",
+        f"Encoder: {last['encoder']}. One new rating per edit ({repeats} edits); Prior_M refit, then "
+        "`HypothesisSearch(warm_start=True).fit`; after each, a cold `HypothesisSearch.fit` under the same prior "
+        "(not timed) says whether the re-solve found the same ranked list. Columns measured in one invocation, one "
+        "after the other, on a machine shared with other jobs (load average in the last row).",
+        "",
+        "| step | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+        row("first Prior_M fit (incl. loading the encoder), s", lambda r: f"{r['first_prior_fit_s']:.3f}"),
+        row("cold search (root MAP + structure search), s", lambda r: f"{r['cold_fit_s']:.3f}"),
+        row("Prior_M refit after an edit (median / max), s", lambda r: med_max(r["prior_refit_s"])),
+        row("**warm re-solve of z\\* and the ranked list** (median / max), s", lambda r: f"**{med_max(r['resolve_s'])}**"),
+        row("MAP problems solved per re-solve (median)", lambda r: f"{statistics.median(r['resolve_n_solved']):.0f}"),
+        row("batched objective evaluations per re-solve (median)", lambda r: f"{statistics.median(r['resolve_n_evals']):.0f}"),
+        row("re-solves whose ranked list is the cold solve's", lambda r: f"{sum(r['resolve_same_as_cold'])} of {len(r['resolve_same_as_cold'])}"),
+        row("load average (1 min) after", lambda r: r["load"]),
+        "",
+        f"Prior_M (shipped judgments) leave-one-concept-out error of the text model: MAE {last['loco']['mae']:.3f}, RMSE "
+        f"{last['loco']['rmse']:.3f} (predict-the-mean baseline: MAE {last['loco']['baseline_mae']:.3f}, RMSE "
+        f"{last['loco']['baseline_rmse']:.3f}), over {last['loco']['n_concepts']} rated concepts.",
+        "",
+        f"z* after the last edit ({names[-1]}): {last['z_star']}",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ns", default="1e3,1e4,1e5,1e6")
@@ -205,7 +266,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=6, help="prior edits in the re-solve benchmark")
     ap.add_argument("--skip", default="", help="comma list of NxK to skip, e.g. 1e6x100")
     ap.add_argument("--out", default=str(ROOT / "docs" / "bench_search.md"))
+    ap.add_argument("--resolve-only", action="store_true", help="only the re-solve benchmark (its block of --out)")
+    ap.add_argument("--baseline", metavar="REV", help="also time the re-solve with the engine of git revision REV (before/after)")
+    ap.add_argument("--json", action="store_true", help="print the re-solve results as one JSON line, write nothing")
     args = ap.parse_args()
+    argv = sys.argv[1:]
     if args.threads:
         torch.set_num_threads(args.threads)
     big_beam = {"beam_width": 1, "max_moves": 4, "max_depth": 1, "n_ranked": 4}
@@ -214,9 +279,24 @@ def main() -> None:
     skip = {tuple(int(float(p)) for p in item.split("x")) for item in args.skip.split(",") if item}
     load_start = load()
 
+    results: dict[str, dict[str, Any]] = {}
+    if args.baseline:
+        print(f"re-solve benchmark, engine of {args.baseline} ...", flush=True)
+        results[f"engine of {args.baseline}"] = baseline_resolve(args.baseline, args.encoder, args.repeats)
     print("re-solve benchmark ...", flush=True)
     resolve = bench_resolve(args.encoder, args.repeats)
-    print(f"  cold {resolve['cold_fit_s']:.3f}s, re-solves {[round(x, 3) for x in resolve['resolve_s']]}", flush=True)
+    resolve["load"] = load().split()[0]
+    results["this commit"] = resolve
+    if args.json:
+        print(json.dumps(resolve, default=float))
+        return
+    for name, r in results.items():
+        print(f"  {name}: cold {r['cold_fit_s']:.3f}s, re-solves {[round(x, 3) for x in r['resolve_s']]}", flush=True)
+    section = resolve_section(results, args.repeats, argv)
+    if args.resolve_only:
+        write_section(Path(args.out), "bench-search-resolve", "\n".join(section), "Benchmark: z* search (`igcore/search/`)")
+        print(f"wrote {args.out}")
+        return
     rows = []
     for k in ks:
         for n in ns:
@@ -238,22 +318,9 @@ def main() -> None:
         f"Load average (1/5/15 min) at start: {load_start}; at end: {load()} - the machine is shared with other "
         "jobs, so times are upper bounds and vary run to run.",
         "",
-        "## Re-solve z* after a prior change (N = 4000, K = 19, C = 2)",
-        "",
-        f"Encoder: {resolve['encoder']}. One new rating per edit; Prior_M refit, then `HypothesisSearch(warm_start=True).fit`.",
-        "",
-        "| step | seconds |",
-        "|---|---|",
-        f"| first Prior_M fit (incl. loading the encoder) | {resolve['first_prior_fit_s']:.3f} |",
-        f"| cold search (root MAP + structure search) | {resolve['cold_fit_s']:.3f} |",
-        f"| Prior_M refit after an edit (median / max of {args.repeats}) | {statistics.median(resolve['prior_refit_s']):.3f} / {max(resolve['prior_refit_s']):.3f} |",
-        f"| **warm re-solve of z\\* and the ranked list** (median / max) | **{statistics.median(resolve['resolve_s']):.3f} / {max(resolve['resolve_s']):.3f}** |",
-        "",
-        f"Prior_M (shipped judgments) leave-one-concept-out error of the text model: MAE {resolve['loco']['mae']:.3f}, RMSE "
-        f"{resolve['loco']['rmse']:.3f} (predict-the-mean baseline: MAE {resolve['loco']['baseline_mae']:.3f}, RMSE "
-        f"{resolve['loco']['baseline_rmse']:.3f}), over {resolve['loco']['n_concepts']} rated concepts.",
-        "",
-        f"z* after the last edit: {resolve['z_star']}",
+        "<!-- bench-search-resolve:start -->",
+        *section,
+        "<!-- bench-search-resolve:end -->",
         "",
         f"## Scaling (C = 2, scores {args.dtype})",
         "",

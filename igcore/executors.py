@@ -34,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from igcore.errors import InputError
+from igcore.runtime import apply_threads, blas_env
 from igcore.worlds.images import LazyImages, ProgressFn, decode
 
 if TYPE_CHECKING:
@@ -146,9 +147,7 @@ class _BatchWorker:
     """
 
     def __init__(self, make_fn: Callable[[], BatchFn], loader: _FileRows | _ArrayRows, threads: int) -> None:
-        import torch
-
-        torch.set_num_threads(threads)
+        apply_threads(threads, interop_threads=1)  # the run's thread policy, with this worker's share of the CPUs
         self.fn = make_fn()
         self.loader = loader.open()
 
@@ -229,7 +228,7 @@ class RayExecutor:
                 num_cpus=s.workers * s.threads_per_worker,
                 object_store_memory=s.object_store_mb * 2**20,
                 _temp_dir=self._temp_dir,
-                runtime_env={"env_vars": {"PYTHONPATH": path}},
+                runtime_env={"env_vars": {"PYTHONPATH": path, **blas_env(s.threads_per_worker)}},  # BLAS pools sized at start
                 include_dashboard=False,
                 **quiet,
             )

@@ -23,6 +23,7 @@ from igcore.baseline import resolve_device
 from igcore.config import Config
 from igcore.context import ProgressFn, RunContext
 from igcore.executors import make_executor
+from igcore.runtime import thread_policy
 from igcore.schema import pred_column, proba_column
 from igcore.stages import Stage, select_stages
 from igcore.store import RunStore
@@ -80,38 +81,40 @@ def run_pipeline(
     Returns the final run directory. Raises :class:`~igcore.errors.InputError` for bad input before any
     heavy work.
     """
-    torch.manual_seed(config.seed)
-    start = time.perf_counter()
-    selected, device, world = prepare(config, stages, on_load)
-    prepare_seconds = time.perf_counter() - start
-    store = RunStore(out)
-    run_id = config.run_id or default_run_id(config)
-    with store.create(run_id, config.public()) as writer:
-        writer.manifest["device"] = str(device)
-        writer.manifest["stages_selected"] = [s.name for s in selected]
-        writer.manifest["prepare_seconds"] = round(prepare_seconds, 3)  # checks + building (loading) the world
-        writer.manifest["executor"] = config.executor
-        executor = make_executor(config, progress, on_load)  # per-image work reports on_load(done, total)
-        ctx = RunContext(config, world, writer, device, progress=progress, stage="world", executor=executor)
-        for text in world.notes:
-            ctx.note(text)
-        total_start = time.perf_counter()
-        try:
-            for i, stage in enumerate(selected):
-                if on_stage:
-                    on_stage(stage.name, i, len(selected))
-                ctx.stage, ctx.writes = stage.name, stage.writes
-                start = time.perf_counter()
-                info = stage.run(ctx) or {}
-                writer.record_stage(
-                    stage.name, time.perf_counter() - start,
-                    requires=list(stage.requirements(config)), provides=list(stage.provides), **info,
-                )
-        finally:
-            executor.close()
-        if ctx.splits is not None:
-            writer.table("predictions", predictions_table(ctx))
-        writer.manifest["total_seconds"] = round(time.perf_counter() - total_start, 3)
-        if on_stage:
-            on_stage("done", len(selected), len(selected))
+    with thread_policy(config.runtime) as threads:  # before any work: the world is drawn with torch
+        torch.manual_seed(config.seed)
+        start = time.perf_counter()
+        selected, device, world = prepare(config, stages, on_load)
+        prepare_seconds = time.perf_counter() - start
+        store = RunStore(out)
+        run_id = config.run_id or default_run_id(config)
+        with store.create(run_id, config.public()) as writer:
+            writer.manifest["device"] = str(device)
+            writer.manifest["stages_selected"] = [s.name for s in selected]
+            writer.manifest["prepare_seconds"] = round(prepare_seconds, 3)  # checks + building (loading) the world
+            writer.manifest["executor"] = config.executor
+            writer.manifest["threads"] = threads  # the thread policy in effect (igcore.runtime)
+            executor = make_executor(config, progress, on_load)  # per-image work reports on_load(done, total)
+            ctx = RunContext(config, world, writer, device, progress=progress, stage="world", executor=executor)
+            for text in world.notes:
+                ctx.note(text)
+            total_start = time.perf_counter()
+            try:
+                for i, stage in enumerate(selected):
+                    if on_stage:
+                        on_stage(stage.name, i, len(selected))
+                    ctx.stage, ctx.writes = stage.name, stage.writes
+                    start = time.perf_counter()
+                    info = stage.run(ctx) or {}
+                    writer.record_stage(
+                        stage.name, time.perf_counter() - start,
+                        requires=list(stage.requirements(config)), provides=list(stage.provides), **info,
+                    )
+            finally:
+                executor.close()
+            if ctx.splits is not None:
+                writer.table("predictions", predictions_table(ctx))
+            writer.manifest["total_seconds"] = round(time.perf_counter() - total_start, 3)
+            if on_stage:
+                on_stage("done", len(selected), len(selected))
     return writer.final_path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -42,15 +43,40 @@ class Resolution:
     seconds: float
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What every re-solve of one run reads: none of it changes with a rating."""
+
+    config: Any
+    vocabulary: Any
+    classes: list[str]
+    scores: dict[str, np.ndarray]  # concept scores per split
+    y_train: np.ndarray
+    y_test_eval: np.ndarray
+
+
+@lru_cache(maxsize=8)
+def _read_inputs(run: Run, stamp: float) -> _Inputs:
+    vocabulary, classes = run.vocabulary()
+    return _Inputs(
+        run.config_model(), vocabulary, classes, run.tensors("concept_scores"),
+        run.table("split_train")["label"].to_numpy(), run.table("split_test_eval")["label"].to_numpy(),
+    )
+
+
+def _inputs(run: Run) -> _Inputs:
+    """The run's config, vocabulary, concept scores and labels, read once per version of the run (its stamp):
+    live prior editing re-solves many times in a row and only the judgments change."""
+    return _read_inputs(run, run.stamp())
+
+
 def resolve(run: Run, judgments: Judgments | None = None, warm: HypothesisSearch | None = None) -> Resolution:
     """Re-fit Prior_M on ``judgments`` (default: the ones the run recorded, :meth:`igcore.store.Run.judgments`) and re-solve
     z* on the run's stored concept scores of D. No image is touched; pass the previous search as ``warm`` to
     start from its solution."""
     start = time.perf_counter()
-    config = run.config_model()
-    vocabulary, classes = run.vocabulary()
-    scores = run.tensors("concept_scores")
-    y = run.table("split_train")["label"].to_numpy()
+    inputs = _inputs(run)
+    config, vocabulary, classes, scores, y = inputs.config, inputs.vocabulary, inputs.classes, inputs.scores, inputs.y_train
     prior = fit_prior(config.prior, judgments if judgments is not None else run.judgments(), vocabulary, classes)
     if warm is None:
         search = search_from_config(config.search, prior, search_device(run))
@@ -107,7 +133,8 @@ class Comparison:
 def compare(run: Run, resolution: Resolution) -> Comparison:
     """The run's stored z* (``hypotheses.z_star_json``, read by L_M on the stored D′_eval concept scores) against
     ``resolution``'s."""
-    vocabulary, classes = run.vocabulary()
+    inputs = _inputs(run)
+    vocabulary, classes = inputs.vocabulary, inputs.classes
     stored = Hypothesis.from_json(run.metrics["hypotheses"]["z_star_json"], vocabulary, classes)
     before = {c.key: c.weight for c in stored.clauses}
     after = {c.key: c.weight for c in resolution.z_star.clauses}
@@ -117,9 +144,9 @@ def compare(run: Run, resolution: Resolution) -> Comparison:
         change = ("added" if key not in before else "removed" if key not in after
                   else "stronger" if w1 > w0 + SAME_WEIGHT else "weaker" if w1 < w0 - SAME_WEIGHT else "same")
         rows.append((*key, w0, w1, change))
-    old = predict_proba(run.tensors("concept_scores")["test_eval"], stored, vocabulary, classes).argmax(1)
+    old = predict_proba(inputs.scores["test_eval"], stored, vocabulary, classes).argmax(1)
     new = np.asarray(resolution.test_eval_proba).argmax(1)
-    y = run.table("split_test_eval")["label"].to_numpy()
+    y = inputs.y_test_eval
     return Comparison(
         clauses=pd.DataFrame(rows, columns=list(CHANGE_COLUMNS)),
         n_images=len(y),

@@ -90,6 +90,7 @@ class Manifest(_Open):
     stages: dict[str, StageRecord] = {}
     stages_selected: list[str] = []
     prepare_seconds: float | None = None
+    threads: dict[str, Any] = {}  # the thread policy in effect (igcore.runtime.thread_policy)
     total_seconds: float | None = None
     notes: list[RunNote] = []
 

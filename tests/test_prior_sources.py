@@ -7,6 +7,7 @@ gives back exactly its z*, its ranked list and its D′ answers.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -132,6 +133,24 @@ def test_re_solving_a_run_with_its_own_judgments_reproduces_it(worlds_dir: Path,
     change = compare(run, out)
     assert change.same_clauses and change.answers_changed == 0 and change.right_after == change.right_before
     assert set(change.clauses["change"]) <= {"same"}
+
+
+def test_live_editing_warm_re_solve_equals_a_cold_one(runs_dir: Path) -> None:
+    """One added rating, re-solved from the previous search (the Prior page's path), gives a cold re-solve's z*,
+    ranked list and D'_eval answers; the run's inputs are read once for both."""
+    run = RunStore(runs_dir).load("tiny")
+    first = resolve(run)
+    judgments = run.judgments()
+    added = pd.DataFrame([["me", "snowy_ground", "wolf", 5, "added", pd.NA]], columns=judgments.ratings.columns)
+    edited = dataclasses.replace(judgments, ratings=pd.concat([judgments.ratings, added], ignore_index=True))
+    warm = resolve(run, edited, warm=first.search)
+    cold = resolve(run, edited)
+    assert warm.search is first.search and warm.z_star.structure == cold.z_star.structure
+    assert [[c["concept"], c["class"]] for r in warm.ranked for c in r["clauses"]] == [
+        [c["concept"], c["class"]] for r in cold.ranked for c in r["clauses"]]
+    assert np.allclose([r["log_posterior"] for r in warm.ranked], [r["log_posterior"] for r in cold.ranked], atol=1e-2)
+    assert np.array_equal(warm.test_eval_proba.argmax(1), cold.test_eval_proba.argmax(1))
+    assert warm.prior_summary == cold.prior_summary
 
 
 def test_an_older_run_reads_its_judgments_afresh(worlds_dir: Path, tmp_path: Path) -> None:

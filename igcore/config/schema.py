@@ -22,6 +22,7 @@ from igcore.features_params import FeaturesConfig
 from igcore.microscope.params import MicroscopeConfig
 from igcore.peers import PEERS
 from igcore.prior.params import PriorConfig
+from igcore.runtime import RuntimeConfig
 from igcore.schema import check_run_id
 from igcore.search.params import SearchConfig
 from igcore.settings import Settings, unique, unknown
@@ -72,6 +73,7 @@ class _RunConfig(Settings):
     peers: list[str] = Field([], description=f"peer methods to run: {', '.join(PEERS)}")
     executor: Literal["local", "ray"] = Field("local", description="where per-image work runs: local (this process) | ray (Ray Data, ray.*)")
     ray: RayConfig = Field(default_factory=RayConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @field_validator("run_id")
     @classmethod

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -58,6 +59,27 @@ class FlatPrior:
 
     def log_prior(self, hypothesis: Hypothesis) -> float:
         return -float(sum(self.l1 * c.weight + self.weight_l2 * c.weight**2 for c in hypothesis.clauses))
+
+
+#: A hypothesis as the pairwise terms read it: its clauses ``(weight, concept index, class index)`` in order, and
+#: ``(|z|, sum w^2, sum_c n_c^2, classes without a clause)``, which no rating changes.
+_Shape = tuple[tuple[tuple[float, int, int], ...], tuple[float, float, float, float]]
+
+
+def _clause_shape(h: Hypothesis, vocabulary: Vocabulary, classes: tuple[str, ...]) -> _Shape:
+    ids = {cid: i for i, cid in enumerate(vocabulary.ids)}
+    cols = {cl: i for i, cl in enumerate(classes)}
+    per_class = np.array([sum(1 for c in h.clauses if c.cls == cl) for cl in classes], dtype=np.float64)
+    w2 = float(sum(c.weight**2 for c in h.clauses))
+    clauses = tuple((c.weight, ids[c.concept], cols[c.cls]) for c in h.clauses)
+    return clauses, (float(len(h)), w2, float((per_class**2).sum()), float((per_class == 0).sum()))
+
+
+@lru_cache(maxsize=4096)
+def _parsed_shape(text: str, vocabulary: Vocabulary, classes: tuple[str, ...]) -> _Shape:
+    """:func:`_clause_shape` of a pairwise file's hypothesis, parsed once: refitting Prior_M after one new rating
+    (live prior editing) reads the same preferences again."""
+    return _clause_shape(Hypothesis.from_json(text, vocabulary, list(classes)), vocabulary, classes)
 
 
 class PriorModel:
@@ -264,21 +286,22 @@ class PriorModel:
 
     def _hypothesis_terms(self, h: Hypothesis) -> np.ndarray:
         """``[sum w log p, |z|, sum w^2, sum_c n_c^2, classes without a clause]`` for a hypothesis."""
+        return self._terms(_clause_shape(h, self.vocabulary_, tuple(self.classes_)))
+
+    def _terms(self, shape: _Shape) -> np.ndarray:
+        """:meth:`_hypothesis_terms` of a parsed hypothesis: only the plausibility sum depends on the fit."""
         logp = self.clause_log_plausibility()
-        ids = {cid: i for i, cid in enumerate(self.vocabulary_.ids)}
-        cols = {cl: i for i, cl in enumerate(self.classes_)}
-        plaus = sum(c.weight * logp[ids[c.concept], cols[c.cls]] for c in h.clauses)
-        per_class = np.array([sum(1 for c in h.clauses if c.cls == cl) for cl in self.classes_], dtype=np.float64)
-        w2 = float(sum(c.weight**2 for c in h.clauses))
-        return np.array([plaus, float(len(h)), w2, float((per_class**2).sum()), float((per_class == 0).sum())])
+        clauses, structure = shape
+        plaus = sum(w * logp[k, c] for w, k, c in clauses)
+        return np.array([plaus, *structure])
 
     def _fit_pairwise(self, pairwise: pd.DataFrame, vocabulary: Vocabulary, classes: Sequence[str]) -> None:
         from scipy.optimize import minimize
 
         diffs, signs = [], []
         for row in pairwise.itertuples(index=False):
-            fa = self._hypothesis_terms(Hypothesis.from_json(row.hypothesis_a, vocabulary, classes))
-            fb = self._hypothesis_terms(Hypothesis.from_json(row.hypothesis_b, vocabulary, classes))
+            fa = self._terms(_parsed_shape(row.hypothesis_a, vocabulary, tuple(classes)))
+            fb = self._terms(_parsed_shape(row.hypothesis_b, vocabulary, tuple(classes)))
             diffs.append((fa - fb) * np.array([1.0, -1.0, -1.0, -1.0, -1.0]))  # u = t0*P - t1*|z| - t2*W2 - t3*Q - t4*E
             signs.append(1.0 if row.preferred == "a" else -1.0)
         d = np.asarray(diffs) * np.asarray(signs)[:, None]  # margin of the preferred one

@@ -73,6 +73,11 @@ class _Entry:
     objective: float
     log_posterior: float
     grad: np.ndarray  # (K, C)
+    gamma: float = 0.0  # the solver's last L-BFGS scaling (warm starts the next fit's solve of this set)
+
+
+#: Where a MAP solve starts: ``(weights (K, C), bias (C,))``, or with the L-BFGS scaling of a previous solve of the same set.
+_Start = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, float]
 
 
 def _resolve_device(device: str, scores: Any) -> torch.device:
@@ -117,7 +122,8 @@ class HypothesisSearch:
             of this many rows (penalties scaled by the sampling fraction) and the full-data solve starts
             from there; the result is still the exact full-data MAP, only reached in fewer passes over S.
             ``None`` = off.
-        warm_start: start the next ``fit`` from this fit's solution (fast re-solve after a prior change).
+        warm_start: the next ``fit`` starts each clause set this fit solved from its solution (fast re-solve after
+            a prior change; the same search path, hence the same results as a cold fit up to the solver tolerance).
 
     Attributes (after ``fit``):
         z_star_: the MAP :class:`Hypothesis`.
@@ -174,7 +180,8 @@ class HypothesisSearch:
         """The parameters against the same schema as the config's ``search`` section (one set of bounds)."""
         validated(SearchConfig, {k: getattr(self, k) for k in SearchConfig.model_fields}, "search")
 
-    def _solve(self, problem: MAPProblem, allowed_sets: list[frozenset[int]], starts: list[tuple[np.ndarray, np.ndarray]]) -> list[_Entry]:
+    def _solve(self, problem: MAPProblem, allowed_sets: list[frozenset[int]], starts: list[_Start]) -> list[_Entry]:
+        """Solve each allowed set from its start ``(weights, bias)`` or ``(weights, bias, L-BFGS scaling)``."""
         k, c = problem.k, problem.c
         dev = problem.l1.device
         out: list[_Entry] = []
@@ -188,11 +195,13 @@ class HypothesisSearch:
             w0 = torch.as_tensor(np.stack([s[0] for s in starts[lo : lo + self.max_batch]]), dtype=torch.float64, device=dev)
             b0 = torch.as_tensor(np.stack([s[1] for s in starts[lo : lo + self.max_batch]]), dtype=torch.float64, device=dev)
             w0 = w0 * allowed
+            gammas = [s[2] if len(s) > 2 else 0.0 for s in starts[lo : lo + self.max_batch]]
+            gamma0 = torch.tensor(gammas, dtype=torch.float64, device=dev) if any(gammas) else None
             if self._presolve is not None:
                 pre = solve_map(self._presolve, allowed, w0, b0, self.max_iter, max(self.tol, 1e-6), self.history)
                 w0, b0 = pre.weights, pre.bias
                 self.n_evals_presolve_ += pre.n_evals
-            res = solve_map(problem, allowed, w0, b0, self.max_iter, self.tol, self.history)
+            res = solve_map(problem, allowed, w0, b0, self.max_iter, self.tol, self.history, gamma0)
             self.n_solved_ += len(sets)
             self.n_evals_ += res.n_evals
             self.max_solver_iter_ = max(self.max_solver_iter_, res.n_iter)
@@ -201,11 +210,12 @@ class HypothesisSearch:
             nll = res.nll.cpu().numpy()
             obj = res.objective.cpu().numpy()
             grad = res.grad_weights.cpu().numpy()
+            gamma = res.gamma.cpu().numpy() if res.gamma is not None else np.zeros(len(sets))
             for i, a in enumerate(sets):
                 flat = w[i].reshape(-1)
                 support = frozenset(np.nonzero(flat > 0)[0].tolist())
                 lp = -float(obj[i]) + self._structure(w[i] > 0)
-                out.append(_Entry(a, support, w[i], b[i], float(nll[i]), float(obj[i]), lp, grad[i]))
+                out.append(_Entry(a, support, w[i], b[i], float(nll[i]), float(obj[i]), lp, grad[i], float(gamma[i])))
         return out
 
     # ------------------------------------------------------------------ fit
@@ -268,15 +278,14 @@ class HypothesisSearch:
         b_init = np.log(freq / freq.sum())
         b_init -= b_init.mean()
         all_clauses = frozenset(range(k_n * c_n))
-        prev = getattr(self, "_warm", None) if self.warm_start else None
-        if prev is not None and prev["root"][0].shape != (k_n, c_n):
-            prev = None
+        # warm start: the search takes the path of a cold fit (same seeds, same moves, hence the same z* and ranked
+        # list up to the solver's tolerance), but every clause set the previous fit solved starts from its previous
+        # solution: one new rating moves the penalties a little, so each solve needs a few iterations
+        previous: dict[frozenset[int], _Start] = getattr(self, "_warm", {}) if self.warm_start else {}
+        if previous and next(iter(previous.values()))[0].shape != (k_n, c_n):
+            previous = {}
         seeds: list[frozenset[int]] = [all_clauses, frozenset()]
-        starts = [prev["root"] if prev else (np.zeros((k_n, c_n)), b_init), (np.zeros((k_n, c_n)), b_init)]
-        if prev is not None and prev["best"][0] not in seeds:
-            # warm start: also re-solve the previous z*'s clause set, so an unchanged optimum is found at once
-            seeds.append(prev["best"][0])
-            starts.append(prev["best"][1])
+        starts = [previous.get(a, (np.zeros((k_n, c_n)), b_init)) for a in seeds]
         solved: dict[frozenset[int], _Entry] = {}
         found: dict[frozenset[int], _Entry] = {}
 
@@ -293,18 +302,18 @@ class HypothesisSearch:
         register(seeded)
         root = seeded[0]
         self.relaxed_ = Hypothesis.from_matrix(root.weights, root.bias, vocabulary, classes)
-        beam = [root] + seeded[2:]
+        beam = [root]
         if self.max_clauses is not None and len(root.support) > self.max_clauses:
             flat = root.weights.reshape(-1)
             keep = frozenset(np.argsort(-flat)[: self.max_clauses].tolist())
-            (capped,) = self._solve(problem, [keep], [(root.weights, root.bias)])
+            (capped,) = self._solve(problem, [keep], [previous.get(keep, (root.weights, root.bias))])
             register([capped])
-            beam = [capped] + seeded[2:]
+            beam = [capped]
 
         stale = 0
         for _depth in range(self.max_depth):
             best_so_far = max(e.log_posterior for e in found.values())
-            children: dict[frozenset[int], tuple[np.ndarray, np.ndarray]] = {}
+            children: dict[frozenset[int], _Start] = {}
             for parent in beam:
                 w_flat = parent.weights.reshape(-1)
                 removes = sorted(parent.support, key=lambda j: w_flat[j])
@@ -317,11 +326,11 @@ class HypothesisSearch:
                     if child not in solved and child not in children:
                         w0 = parent.weights.copy().reshape(-1)
                         w0[j] = 0.0
-                        children[child] = (w0.reshape(k_n, c_n), parent.bias)
+                        children[child] = previous.get(child, (w0.reshape(k_n, c_n), parent.bias))
                 for j in adds:
                     child = parent.allowed | {j}
                     if child not in solved and child not in children:
-                        children[child] = (parent.weights, parent.bias)
+                        children[child] = previous.get(child, (parent.weights, parent.bias))
             if not children:
                 break
             entries = self._solve(problem, list(children), list(children.values()))
@@ -340,8 +349,7 @@ class HypothesisSearch:
                 break
 
         self._finish(found, prior, vocabulary, classes, len(labels))
-        best = max(found.values(), key=lambda e: e.log_posterior)
-        self._warm = {"root": (root.weights, root.bias), "best": (best.allowed, (best.weights, best.bias))}
+        self._warm = {a: (e.weights, e.bias, e.gamma) for a, e in solved.items()}
         self.fit_seconds_ = time.perf_counter() - t_start
         return self
 

@@ -1,0 +1,154 @@
+"""Benchmark: the thread policy (``runtime.threads``), per stage of the default pipeline, with and without a busy core.
+
+    python bench/bench_threads.py [--set KEY=VALUE ...] [--repeats 1] [--doc docs/PERFORMANCE.md]
+
+Runs the default stages (``python -m igcore run``, each in its own process, so that torch's inter-op pool is
+fresh) under two policies: one thread (``runtime.threads=1``, ``runtime.interop_threads=1``; the engine's default
+on a 2-CPU machine, where it means one thread fewer than the CPUs) and the libraries' default (``0``: one torch and BLAS thread per core); each once on the machine as it is and once
+while a competing CPU-bound process (a pure-Python loop pinned to core 0) keeps one core busy. The settings
+default to :data:`testkit.runs.TINY` (every stage, small sizes: a few minutes in all), ``--set`` overrides them.
+
+Reported per stage: seconds in each of the four cases (median over ``--repeats``) and the slowdown a busy
+core causes under each policy (busy / idle). The machine may be shared with other jobs (the load average
+before and after is reported): compare the columns of one table, not tables of different invocations.
+:func:`measure` returns the rows, :func:`markdown` the report; :func:`main` writes it into the
+``bench-threads`` block of docs/PERFORMANCE.md (``--doc ''`` to skip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, provenance, write_section
+from igcore.runtime import BLAS_ENV, RuntimeConfig
+from testkit.runs import tiny_sets
+
+#: The policies compared: the engine's default (one thread) and the libraries' default (one per core).
+POLICIES = {
+    "1 thread": ("runtime.threads=1", "runtime.interop_threads=1"),
+    "libraries' default": ("runtime.threads=0", "runtime.interop_threads=0"),
+}
+#: The pure-Python loop that keeps one core busy (pinned, so it competes with one of the run's threads).
+BUSY_LOOP = "import os\nos.sched_setaffinity(0, {%d})\nwhile True:\n    pass\n"
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+@contextmanager
+def busy_core(core: int = 0) -> Iterator[None]:
+    """A CPU-bound process pinned to ``core`` while the block runs."""
+    proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP % core])
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def stage_seconds(sets: Sequence[str], out: Path) -> dict[str, float]:
+    """One run of the default stages with ``sets`` in a fresh process; the seconds of each stage (manifest)."""
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}  # the policy alone decides the threads
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    args = [sys.executable, "-m", "igcore", "run", "--quiet", "--out", str(out), *(a for s in sets for a in ("--set", s))]
+    done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    run = Path(done.stdout.strip().splitlines()[-1])
+    manifest = json.loads((run / "manifest.json").read_text())
+    return {name: record["seconds"] for name, record in manifest["stages"].items()}
+
+
+def measure(sets: Sequence[str], repeats: int = 1, out: Path | None = None) -> list[dict[str, Any]]:
+    """Rows ``{stage, policy, competing, seconds}`` (median over ``repeats``) for every policy x busy core or not."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-threads-") as tmp:
+        root = out or Path(tmp)
+        for competing in (False, True):
+            times: dict[str, dict[str, list[float]]] = {policy: {} for policy in POLICIES}
+            with busy_core() if competing else _nothing():
+                for _ in range(repeats):
+                    for policy, policy_sets in POLICIES.items():  # interleaved: drift hits both alike
+                        for stage, seconds in stage_seconds([*sets, *policy_sets], root).items():
+                            times[policy].setdefault(stage, []).append(seconds)
+                        print(f"  {'busy core' if competing else 'idle'} / {policy}: done (load {load()})", flush=True)
+            for policy, stages in times.items():
+                for stage, values in stages.items():
+                    rows.append({"stage": stage, "policy": policy, "competing": competing, "seconds": statistics.median(values)})
+    return rows
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The per-stage table: seconds per policy idle and with a busy core, and each policy's busy/idle slowdown."""
+    cell = {(r["stage"], r["policy"], r["competing"]): r["seconds"] for r in rows}
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    names = list(POLICIES)
+    head = [f"{p}, idle (s)" for p in names] + [f"{p}, busy core (s)" for p in names] + [f"{p}: busy / idle" for p in names]
+    lines = ["| stage | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    totals = {(p, c): 0.0 for p in names for c in (False, True)}
+    for stage in stages:
+        values = [cell[(stage, p, c)] for c in (False, True) for p in names]
+        for p in names:
+            for c in (False, True):
+                totals[(p, c)] += cell[(stage, p, c)]
+        ratios = [_ratio(cell[(stage, p, True)], cell[(stage, p, False)]) for p in names]
+        lines.append(f"| {stage} | " + " | ".join(f"{v:.2f}" for v in values) + " | " + " | ".join(ratios) + " |")
+    total = [totals[(p, c)] for c in (False, True) for p in names]
+    ratios = [_ratio(totals[(p, True)], totals[(p, False)]) for p in names]
+    lines.append("| **total** | " + " | ".join(f"**{v:.2f}**" for v in total) + " | " + " | ".join(ratios) + " |")
+    return lines
+
+
+def _ratio(busy: float, idle: float) -> str:
+    """busy / idle, or – for a stage too short to time (under 0.05 s idle)."""
+    return f"{busy / idle:.2f}×" if idle >= 0.05 else "–"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides on top of the tiny settings")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per case (the median is reported)")
+    ap.add_argument("--doc", default=str(ROOT / "docs" / "PERFORMANCE.md"), help="report to write ('' = print only)")
+    args = ap.parse_args(argv)
+    sets = [*tiny_sets(), *args.set]
+    load_start = load()
+    rows = measure(sets, args.repeats)
+    lines = [
+        "## Thread policy: one thread vs the libraries' default, with and without a busy core",
+        "",
+        *provenance(__file__, argv),
+        "",
+        f"Every default stage, the tiny settings (`testkit.runs.TINY`){' with ' + ', '.join(f'`{s}`' for s in args.set) if args.set else ''}; "
+        f"median of {args.repeats} run(s) per case. Busy core: a pure-Python loop pinned to core 0. Load average "
+        f"(1/5/15 min) at start: {load_start}; at end: {load()}. The machine is shared with other jobs, so the "
+        "columns of this table are comparable with each other only.",
+        "",
+        *markdown(rows),
+        "",
+        f"The engine's default is `runtime.threads` = null, one thread fewer than the CPUs (at least one: "
+        f"{RuntimeConfig().intra_op()} on this machine's {os.cpu_count()} CPUs), and `runtime.interop_threads=1` "
+        "(igcore/runtime.py); Ray workers run `ray.threads_per_worker` threads each. A run records the policy in "
+        "effect in `manifest.json` (`threads`).",
+    ]
+    print("\n".join(lines))
+    if args.doc:
+        write_section(Path(args.doc), "bench-threads", "\n".join(lines), "Performance")
+        print(f"wrote {args.doc}")
+
+
+if __name__ == "__main__":
+    main()

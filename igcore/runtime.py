@@ -1,0 +1,96 @@
+"""The run's thread policy, in one place: torch intra-op and inter-op threads and the BLAS pools of numpy/scipy.
+
+Torch's default is one intra-op thread per core. When another process keeps a core busy, every parallel
+region waits at its barrier for the thread that shares that core, and a stage runs several times slower
+than with one thread (the measurements, stage by stage, are in docs/PERFORMANCE.md, written by
+``bench/bench_threads.py``). A run therefore applies ``runtime.*`` (:class:`RuntimeConfig`) when it starts
+(:func:`thread_policy`, restored when it ends; by default one thread fewer than the machine has cores) and records what is in effect in its manifest
+(``manifest["threads"]``); Ray workers apply the same policy with ``ray.threads_per_worker`` threads
+(:mod:`igcore.executors`). The run's per-image work has no DataLoader worker processes: batches are cut in
+the run's process (``executor=local``) or by the Ray actors (``executor=ray``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pydantic import Field
+
+from igcore.settings import Settings
+
+#: Environment variables that size the BLAS/OpenMP pools of a process started later (Ray workers).
+BLAS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+class RuntimeConfig(Settings):
+    """``runtime.*``: threads of the run's process."""
+
+    threads: int | None = Field(
+        None, ge=0, le=1024,
+        description="torch intra-op and BLAS threads of the run's process; null = CPUs - 1 (at least 1); 0 = the libraries' default (one per core)",
+    )
+
+    def intra_op(self) -> int:
+        """The intra-op thread count to apply (0: leave the libraries' default): ``threads``, or one core fewer than
+        the machine has, so that a process busy on one core does not stall every parallel region."""
+        return self.threads if self.threads is not None else max(1, (os.cpu_count() or 1) - 1)
+    interop_threads: int = Field(
+        1, ge=0, le=1024, description="torch inter-op threads (settable once per process); 0 = torch's default"
+    )
+
+
+def blas_env(threads: int) -> dict[str, str]:
+    """The environment that gives a new process's BLAS/OpenMP pools ``threads`` threads (``{}`` for 0: the default)."""
+    return {name: str(threads) for name in BLAS_ENV} if threads else {}
+
+
+def threads_in_effect() -> dict[str, Any]:
+    """What this process runs with: torch intra-op and inter-op threads and each BLAS pool's size."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    return {
+        "torch_intra_op": torch.get_num_threads(),
+        "torch_inter_op": torch.get_num_interop_threads(),
+        "blas": {f"{pool['internal_api']}:{pool['prefix']}": pool["num_threads"] for pool in threadpool_info()},
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def apply_threads(threads: int, interop_threads: int = 0) -> None:
+    """Give torch ``threads`` intra-op threads and every BLAS pool as many (0: leave them), and torch
+    ``interop_threads`` inter-op threads when this process has not started its inter-op pool yet (torch
+    allows setting it once, before any inter-op work; otherwise the current size stays and is what
+    :func:`threads_in_effect` reports)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if threads:
+        torch.set_num_threads(threads)
+        threadpool_limits(limits=threads)
+    if interop_threads and torch.get_num_interop_threads() != interop_threads:
+        try:
+            torch.set_num_interop_threads(interop_threads)
+        except RuntimeError:  # the pool already runs: torch refuses a second setting
+            pass
+
+
+@contextmanager
+def thread_policy(settings: RuntimeConfig) -> Iterator[dict[str, Any]]:
+    """Apply ``settings`` for the duration of a run; yields :func:`threads_in_effect` plus the configured values
+    (what the manifest records). Intra-op and BLAS threads are restored afterwards (a caller such as the
+    dashboard or a test keeps its own setting)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    threads = settings.intra_op()
+    with threadpool_limits(limits=threads or None):
+        apply_threads(threads, settings.interop_threads)
+        try:
+            yield {"threads": settings.threads, "interop_threads": settings.interop_threads, **threads_in_effect()}
+        finally:
+            torch.set_num_threads(before)

@@ -102,9 +102,8 @@ def backbone_section(data224: Path, out: Path, seed: int) -> list[str]:
                                                   embedding_size=64, num_labels=2)).save_pretrained(backbone)
     sets = [*world_sets(data224), "world.image_size=224", f"features.backbone={backbone}", f"seed={seed}",
             f"run_id=byod-backbone-{time.strftime('%Y%m%d-%H%M%S')}"]
-    # Without the microscope: at 224 px its attributions, sanity cascades and TCAV through a ResNet-18 take
-    # far longer than everything else on a 2-core CPU (occlusion alone, 16/8 px windows: 729 occluded copies
-    # of each image), and this section measures the frozen-feature path.
+    # Without the microscope: this section measures the frozen-feature path; bench/bench_microscope_scale.py
+    # measures the microscope at 224 px on the same kind of backbone, under microscope.budget_s.
     run, wall = run_one(sets, out / "runs", skip=("microscope",))
     feats = run.metrics["features"]
     extractor = FeatureExtractor(backbone, batch_size=64, device="cpu")
@@ -123,10 +122,8 @@ def backbone_section(data224: Path, out: Path, seed: int) -> list[str]:
         f"`features.backbone` = a ResNet-18-shaped transformers model with **random weights** (built from config: no pretrained "
         "vision weights can be downloaded on the machine that ran this; the timing does not depend on the weights, the "
         f"accuracy does, so none is reported). Seed {seed}, `world.image_size=224`, {feats['images']} images through the backbone. "
-        "Every default stage but the microscope: at 224 px the microscope's attributions, sanity cascades and TCAV run "
-        "through the whole ResNet-18 (occlusion with its default 16/8 px windows occludes 729 copies of each image), "
-        "which on 2 CPU cores takes far longer than the rest of the run; scale "
-        "`microscope.params.occlusion.window`/`stride` with the image (56/28 px at 224 px) and give it a GPU.",
+        "Every default stage but the microscope, which [bench_microscope.md](bench_microscope.md) measures at 224 px "
+        "(`bench/bench_microscope_scale.py`: the same kind of backbone, under `microscope.budget_s`).",
         "",
         "| measure | value |",
         "|---|---|",

@@ -243,6 +243,22 @@ class TCAVControls(_Open):
     single_repeat_not_significant_rate: float | None = None
 
 
+class Precision(_Open):
+    """``microscope.<model>.precision``: how precise the counterfactual effects came out
+    (:mod:`igcore.microscope.plan`). Without a budget, or when D′ fits it, every image asked for is swapped at
+    once (``effects_all_images``); otherwise images are added in stratified rounds until every effect's 95%
+    half-width (log-odds) is below ``target_half_width`` or the effects' share of the budget is spent.
+    Half-widths are None where an interval is undefined (fewer than two images)."""
+
+    effects_half_width: dict[str, float | None] = {}
+    effects_images: int = 0
+    effects_all_images: bool = True
+    target_half_width: float | None = None
+    rounds: int = 0
+    swap_attribution_steps: int | None = None
+    swap_attribution_half_width: dict[str, float | None] = {}
+
+
 class MicroscopeSection(_Open):
     """``microscope.<model>``: everything the microscope measured on one model (absent parts were not run, or
     the data cannot support them: ``unavailable`` holds the engine's reason per part)."""
@@ -259,6 +275,7 @@ class MicroscopeSection(_Open):
     sanity: dict[str, SanityCheck] = {}
     tcav: list[TCAVRecord] = []
     tcav_controls: TCAVControls | None = None
+    precision: Precision | None = None
     unavailable: dict[str, str] = {}
 
 

@@ -79,7 +79,7 @@ def compute_maps(
     arch = architecture_of(module)
     if not spec.applies_to(arch):
         raise InputError(f"attribution method {method!r} does not apply to {arch} models (it needs {', '.join(spec.architectures)})")
-    resolved = spec.resolve(params)
+    resolved = spec.resolve(params, int(images.shape[1]))
     module.eval()
     out = []
     for b, start in enumerate(range(0, len(images), batch_size)):
@@ -174,7 +174,7 @@ def maps_for(
 
     ``images`` is the whole test_eval array; only indices missing from the cache are computed.
     """
-    resolved = get_method(method).resolve(params)
+    resolved = get_method(method).resolve(params, int(images.shape[1]))
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices) and (indices.min() < 0 or indices.max() >= len(images)):
         raise InputError(f"image indices must be in [0, {len(images) - 1}]")
@@ -226,7 +226,8 @@ def attribution_maps(
     if params is None:
         params = run_method_params(_latest_settings(run), method)
     cache = AttributionCache(run.path / "microscope" / "attributions")
-    resolved = get_method(method).resolve(params)
+    side = (run.config.get("world") or {}).get("image_size")  # parameters that follow the image size, resolved as the run did
+    resolved = get_method(method).resolve(params, int(side) if side else None)
     cached = cache.load(model, method, resolved)
     idx = np.asarray(indices, dtype=np.int64)
     if all(int(i) in cached for i in idx):  # no model, no images needed

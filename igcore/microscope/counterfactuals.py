@@ -155,6 +155,59 @@ def mean_ci(values: np.ndarray, seed: int = 0, n_resamples: int = 2000) -> dict[
             "ci_high": float(res.confidence_interval.high), "n": int(len(values))}
 
 
+@dataclass
+class Changes:
+    """One kind of swap seen by one model: per swapped D′ row, the mean change in the log-odds of the model's
+    answer (an image swapped several times counts once), and whether each counterfactual flipped the answer."""
+
+    rows: np.ndarray
+    change: np.ndarray
+    flips: np.ndarray
+    how: str
+
+    @staticmethod
+    def concat(parts: list[Changes]) -> Changes:
+        """The changes of disjoint sets of rows together."""
+        return Changes(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("rows", "change", "flips")), parts[0].how)
+
+
+def log_odds_changes(
+    model: Any, split: Split, counterfactuals: Mapping[str, Counterfactuals], original_logits: np.ndarray | None = None,
+) -> dict[str, Changes]:
+    """:class:`Changes` of every kind of swap in ``counterfactuals`` (``background``, ``object``).
+
+    ``original_logits`` (N, C) are the model's logits on ``split`` (computed when None); only the rows the
+    counterfactuals change are read.
+    """
+    base = model.logits(split.images) if original_logits is None else original_logits
+    answer = base.argmax(1)
+    base_lo = log_odds(base)[np.arange(len(base)), answer]
+    out: dict[str, Changes] = {}
+    for kind in KINDS:
+        cf = counterfactuals.get(kind)
+        if cf is None:
+            continue
+        logits = model.logits(cf.images)
+        change = log_odds(logits)[np.arange(len(cf.index)), answer[cf.index]] - base_lo[cf.index]
+        rows, inverse = np.unique(cf.index, return_inverse=True)
+        out[kind] = Changes(rows, np.bincount(inverse, weights=change) / np.bincount(inverse), logits.argmax(1) != answer[cf.index], cf.how)
+    return out
+
+
+def summarise_changes(changes: Mapping[str, Changes], split: Split, group_names: list[str], seed: int = 0) -> dict[str, Any]:
+    """``{kind: {"overall": {mean, ci_low, ci_high, n}, "by_group": {group: {...}}, "flip_rate", "how"}}``."""
+    out: dict[str, Any] = {}
+    for kind, c in changes.items():
+        groups = split.groups[c.rows]
+        out[kind] = {
+            "overall": mean_ci(c.change, seed),
+            "by_group": {group_names[g]: mean_ci(c.change[groups == g], seed) for g in np.unique(groups)},
+            "flip_rate": float(c.flips.mean()),
+            "how": c.how,
+        }
+    return out
+
+
 def effects(
     model: Any, split: Split, counterfactuals: Mapping[str, Counterfactuals], group_names: list[str],
     original_logits: np.ndarray | None = None, seed: int = 0,
@@ -165,27 +218,7 @@ def effects(
     for the kinds in ``counterfactuals`` (``background``, ``object``). An image swapped several times (a
     renderer's every other background) counts once, with its mean change.
     """
-    base = model.logits(split.images) if original_logits is None else original_logits
-    answer = base.argmax(1)
-    base_lo = log_odds(base)[np.arange(len(base)), answer]
-    out: dict[str, Any] = {}
-    for kind in KINDS:
-        cf = counterfactuals.get(kind)
-        if cf is None:
-            continue
-        logits = model.logits(cf.images)
-        change = log_odds(logits)[np.arange(len(cf.index)), answer[cf.index]] - base_lo[cf.index]
-        flips = logits.argmax(1) != answer[cf.index]
-        rows, inverse = np.unique(cf.index, return_inverse=True)
-        per_image = np.bincount(inverse, weights=change) / np.bincount(inverse)
-        groups = split.groups[rows]
-        out[kind] = {
-            "overall": mean_ci(per_image, seed),
-            "by_group": {group_names[g]: mean_ci(per_image[groups == g], seed) for g in np.unique(groups)},
-            "flip_rate": float(flips.mean()),
-            "how": cf.how,
-        }
-    return out
+    return summarise_changes(log_odds_changes(model, split, counterfactuals, original_logits), split, group_names, seed)
 
 
 # ---------------------------------------------------------------------------------- swap attribution

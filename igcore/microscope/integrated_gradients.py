@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from igcore.microscope._baselines import BaselineName, baseline_like
-from igcore.microscope.registry import register_attribution
+from igcore.microscope.registry import register_attribution, same_pixels
 from igcore.settings import Settings
 
 if TYPE_CHECKING:
@@ -21,9 +21,15 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+#: Images × steps per pass: 512 at the reference side, the same pixels on larger images.
+PATH_BATCH = same_pixels(internal_batch_size=512)
+
+
 class IntegratedGradientsParams(Settings):
     n_steps: int = Field(32, ge=1, description="points of the path integral (one forward and backward pass each)")
-    internal_batch_size: int = Field(512, ge=1, description="images × steps evaluated per forward/backward pass")
+    internal_batch_size: int | None = Field(
+        None, ge=1, description="images × steps evaluated per forward/backward pass; null = 512 at 64 px, the same pixels on larger images"
+    )
     baseline: BaselineName = Field("black", description="reference image: black | gray | white")
 
 
@@ -32,9 +38,10 @@ class IntegratedGradientsParams(Settings):
     params=IntegratedGradientsParams,
     description="Integrated Gradients (Sundararajan et al., 2017): path integral of gradients from a baseline image",
     cost=lambda p, side: p.n_steps,
+    scaled=PATH_BATCH,
 )
 def integrated_gradients(
-    module: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, n_steps: int, internal_batch_size: int, baseline: str
+    module: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, n_steps: int, internal_batch_size: int | None, baseline: str
 ) -> torch.Tensor:
     """Integrated gradients summed over colour channels.
 
@@ -42,7 +49,7 @@ def integrated_gradients(
         module: images in [0, 1] (N, 3, H, W) → logits.
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
-        n_steps, internal_batch_size, baseline: :class:`IntegratedGradientsParams`.
+        n_steps, internal_batch_size, baseline: :class:`IntegratedGradientsParams` (null batch: :data:`PATH_BATCH`).
 
     Returns:
         (N, H, W) signed attribution maps.
@@ -54,6 +61,6 @@ def integrated_gradients(
         baselines=baseline_like(baseline, inputs),
         target=target,
         n_steps=n_steps,
-        internal_batch_size=max(internal_batch_size, 1),
+        internal_batch_size=internal_batch_size or PATH_BATCH(int(inputs.shape[-1]))["internal_batch_size"],
     )
     return attr.sum(1)

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from igcore.architectures import patch_embedding
 from igcore.microscope._baselines import baseline_like
-from igcore.microscope.integrated_gradients import IntegratedGradientsParams
+from igcore.microscope.integrated_gradients import PATH_BATCH, IntegratedGradientsParams
 from igcore.microscope.registry import InterpolateMode, register_attribution
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class LayerIntegratedGradientsParams(IntegratedGradientsParams):
     architectures=("vit",),
     description="Layer Integrated Gradients on the ViT patch embeddings, one value per patch",
     cost=lambda p, side: p.n_steps,
+    scaled=PATH_BATCH,
 )
 def layer_integrated_gradients(
     module: nn.Module,
@@ -40,7 +41,7 @@ def layer_integrated_gradients(
     target: torch.Tensor,
     *,
     n_steps: int,
-    internal_batch_size: int,
+    internal_batch_size: int | None,
     baseline: str,
     interpolate_mode: str,
 ) -> torch.Tensor:
@@ -50,7 +51,7 @@ def layer_integrated_gradients(
         module: a ViT :class:`~igcore.baseline.PixelClassifier`.
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
-        n_steps, internal_batch_size, baseline, interpolate_mode: :class:`LayerIntegratedGradientsParams`.
+        n_steps, internal_batch_size, baseline, interpolate_mode: :class:`LayerIntegratedGradientsParams` (null batch: ``PATH_BATCH``).
 
     Returns:
         (N, H, W) signed maps.
@@ -62,7 +63,7 @@ def layer_integrated_gradients(
         baselines=baseline_like(baseline, inputs),
         target=target,
         n_steps=n_steps,
-        internal_batch_size=max(internal_batch_size, 1),
+        internal_batch_size=internal_batch_size or PATH_BATCH(int(inputs.shape[-1]))["internal_batch_size"],
     )  # (N, n_patches, hidden)
     per_patch = attr.sum(-1)
     side = math.isqrt(per_patch.shape[1])

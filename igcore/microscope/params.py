@@ -49,6 +49,9 @@ class CounterfactualsConfig(Settings):
     attribution_per_group: int = Field(8, ge=0, description="images per group whose double swap is attributed with integrated gradients (0 = off)")
     n_steps: int = Field(32, ge=2, description="integrated-gradients steps of the swap attribution")
     n_resamples: int = Field(2000, ge=100, description="bootstrap resamples of every confidence interval")
+    half_width: float = Field(
+        0.1, gt=0, description="when D' does not fit the budget: add images until every effect's 95% CI half-width (log-odds) is below this"
+    )
     examples_per_group: int = Field(2, ge=0, description="counterfactual examples per group kept for the dashboard and docs")
 
 
@@ -83,6 +86,10 @@ class MicroscopeConfig(Settings):
     counterfactuals: CounterfactualsConfig = Field(default_factory=CounterfactualsConfig)
     surrogates: bool = Field(True, description="fit z_baseline / z_student (surrogate hypotheses in the language of z*)")
     surrogate_l1: float = Field(20.0, ge=0, le=1e6, description="sparsity cost on every surrogate clause (readable, concept-agnostic)")
+    surrogate_max_images: int | None = Field(None, ge=1, description="test_train images the surrogates are fitted to (a seeded random subset); null = all")
+    budget_s: float | None = Field(
+        None, gt=0, description="seconds the microscope may take; work that does not fit is scaled down (igcore/microscope/plan.py); null = no limit"
+    )
 
     @field_validator("models")
     @classmethod

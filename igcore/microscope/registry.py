@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 AttributionFn = Callable[..., "torch.Tensor"]
 #: ``cost(params, side)``: model passes (forward, or forward and backward) one map of a ``side`` px image takes.
 CostFn = Callable[[Any, int], int]
+#: ``scaled(side) -> {parameter: value}``: the values of parameters left null, chosen from the image side.
+ScaledFn = Callable[[int], dict[str, Any]]
+
+#: The image side the batch-size defaults are written for (the default world's).
+REFERENCE_SIDE = 64
 
 #: Upsampling modes of a coarse layer attribution (``torch.nn.functional.interpolate`` on (N, 1, h, w)).
 InterpolateMode = Literal["nearest", "nearest-exact", "bilinear", "bicubic", "area"]
@@ -45,6 +50,17 @@ def one_pass(params: Any, side: int) -> int:
     return 1
 
 
+def same_pixels(**at_reference: int) -> ScaledFn:
+    """A ``scaled`` rule for batch-size parameters: on larger images a pass holds as many pixels as
+    ``at_reference`` images hold at :data:`REFERENCE_SIDE` (fewer images, the same memory); never more images
+    than at the reference side."""
+
+    def scaled(side: int) -> dict[str, int]:
+        return {k: max(1, min(v, round(v * (REFERENCE_SIDE / side) ** 2))) for k, v in at_reference.items()}
+
+    return scaled
+
+
 @dataclass(frozen=True)
 class AttributionMethod:
     """A registered attribution method.
@@ -57,6 +73,11 @@ class AttributionMethod:
         description: one line for the dashboard.
         signed: whether maps carry a sign (IG, GradientSHAP, occlusion) or are non-negative.
         cost: model passes one map takes, for validated parameters and the image side (``cost(params, side)``).
+        backward: whether each of those passes is a forward and backward pass (input gradients) or a forward
+            pass only (occlusion): what the microscope's plan (:mod:`igcore.microscope.plan`) multiplies by the
+            model's measured seconds per pass.
+        scaled: ``scaled(side) -> {parameter: value}`` for parameters whose default (null) follows the image
+            side (occlusion's window and stride, the batch sizes); None when none does.
     """
 
     name: str
@@ -66,6 +87,8 @@ class AttributionMethod:
     description: str
     signed: bool
     cost_fn: CostFn
+    backward: bool = True
+    scaled: ScaledFn | None = None
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -80,14 +103,18 @@ class AttributionMethod:
         :class:`InputError` naming the key (``microscope.params.<name>.<key>``)."""
         return validated(self.params, dict(params or {}), f"microscope.params.{self.name}")
 
-    def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overridden by ``params`` (checked with :meth:`check`): the keywords ``fn`` is called with."""
+    def resolve(self, params: Mapping[str, Any] | None = None, side: int | None = None) -> dict[str, Any]:
+        """Defaults overridden by ``params`` (checked with :meth:`check`): the keywords ``fn`` is called with.
+        With ``side`` (the image side in pixels) the parameters left null are set from it (:attr:`scaled`)."""
         self.check(params)
-        return {**self.defaults, **dict(params or {})}
+        resolved = {**self.defaults, **dict(params or {})}
+        if side is not None and self.scaled is not None:
+            resolved.update({k: v for k, v in self.scaled(side).items() if resolved.get(k) is None})
+        return resolved
 
     def cost(self, params: Mapping[str, Any] | None, side: int) -> int:
-        """Model passes one map of a ``side`` px image takes with ``params`` (defaults for the rest)."""
-        return int(self.cost_fn(self.check(params), side))
+        """Model passes one map of a ``side`` px image takes with ``params`` (defaults, scaled to ``side``, for the rest)."""
+        return int(self.cost_fn(self.check(self.resolve(params, side)), side))
 
 
 ATTRIBUTIONS: dict[str, AttributionMethod] = {}
@@ -101,16 +128,21 @@ def register_attribution(
     description: str = "",
     signed: bool = True,
     cost: CostFn = one_pass,
+    backward: bool = True,
+    scaled: ScaledFn | None = None,
 ) -> Callable[[AttributionFn], AttributionFn]:
     """Decorator adding an attribution function to :data:`ATTRIBUTIONS` under ``name``.
 
     ``params`` declares its parameters (the function takes them as keywords, without defaults of its own);
-    ``cost(params, side)`` says how many model passes a map takes (default: one).
+    ``cost(params, side)`` says how many model passes a map takes (default: one), ``backward`` whether they
+    are forward and backward passes or forward passes only, ``scaled(side)`` the values of parameters left
+    null on ``side`` px images.
     """
 
     def decorate(fn: AttributionFn) -> AttributionFn:
         ATTRIBUTIONS[name] = AttributionMethod(
-            name, fn, params, tuple(architectures), description or (fn.__doc__ or "").strip().split("\n")[0], signed, cost
+            name, fn, params, tuple(architectures), description or (fn.__doc__ or "").strip().split("\n")[0], signed, cost,
+            backward, scaled,
         )
         return fn
 
@@ -146,5 +178,6 @@ __all__ = [
     "get_method",
     "params_key",
     "register_attribution",
+    "same_pixels",
     "to_image_maps",
 ]

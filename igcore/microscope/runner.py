@@ -32,7 +32,19 @@ import pandas as pd
 from igcore.architectures import architecture_of
 from igcore.methods import SURROGATES
 from igcore.microscope.attribution import AttributionCache, maps_for
+from igcore.microscope.counterfactuals import mean_ci
 from igcore.microscope.params import MicroscopeConfig
+from igcore.microscope.plan import (
+    Budget,
+    ModelCost,
+    Plan,
+    Workload,
+    expired,
+    half_width,
+    make_plan,
+    measure_cost,
+    stratified_rounds,
+)
 from igcore.microscope.registry import get_method
 from igcore.microscope.relevance import relevance_rows, summarise_relevance
 from igcore.microscope.swaps import background_swaps, sample_per_group
@@ -100,6 +112,14 @@ def _num(x: Any) -> float | None:
     return x if np.isfinite(x) else None
 
 
+def _out_of_time(per_model: dict[str, dict[str, Any]], model: str, part: str, what: str, settings: MicroscopeConfig) -> None:
+    """Record in the model's ``unavailable`` that the time budget ran out before ``what`` of ``part``."""
+    per_model[model].setdefault("unavailable", {})[part] = (
+        f"the microscope's time budget (microscope.budget_s = {settings.budget_s:g} s) ran out before {what}; "
+        "raise microscope.budget_s or set it to null"
+    )
+
+
 def _applicable_methods(settings: MicroscopeConfig, classifier: Any) -> list[str]:
     arch = architecture_of(classifier.module_)
     return [m for m in settings.methods if get_method(m).applies_to(arch)]
@@ -110,9 +130,10 @@ def _applicable_methods(settings: MicroscopeConfig, classifier: Any) -> list[str
 
 def attributions(
     inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], sample: np.ndarray, out_dir: Path,
-    per_model: dict[str, dict[str, Any]],
+    per_model: dict[str, dict[str, Any]], deadline: float | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Attribution maps on a per-group sample and the share of relevance inside the object mask.
+    """Attribution maps on a per-group sample and the share of relevance inside the object mask; (model,
+    method) pairs left when ``deadline`` has passed are skipped.
 
     Returns the maps per model and method (reused by the sanity checks).
     """
@@ -122,7 +143,11 @@ def attributions(
     maps: dict[str, dict[str, np.ndarray]] = {m: {} for m in models}
     for m in models:
         clf = inputs.models[m]
-        for method in _applicable_methods(settings, clf):
+        methods = _applicable_methods(settings, clf)
+        for i, method in enumerate(methods):
+            if expired(deadline):
+                _out_of_time(per_model, m, "attributions", f"the maps of {', '.join(methods[i:])}", settings)
+                break
             result = maps_for(
                 cache, m, clf, test.images, sample, method, settings.params.get(method, {}),
                 batch_size=settings.batch_size, seed=inputs.seed,
@@ -173,25 +198,37 @@ def swaps(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str
 def sanity(
     inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], sample: np.ndarray,
     trained_maps: dict[str, dict[str, np.ndarray]], out_dir: Path, per_model: dict[str, dict[str, Any]],
+    deadline: float | None = None,
 ) -> None:
-    """Cascading-randomisation sanity checks (Adebayo et al., 2018) of every method's maps, per model."""
+    """Cascading-randomisation sanity checks (Adebayo et al., 2018) of every method's maps, per model and method
+    ((model, method) pairs left when ``deadline`` has passed are skipped; the cascade re-draws the same weights
+    for every method, so checking methods one by one changes nothing)."""
     from igcore.microscope.sanity import sanity_check
 
     test, n_groups = inputs.test_eval, len(inputs.world.group_names())
     rows = []
     for m in [m for m in (settings.sanity.models or models) if m in models]:
         clf = inputs.models[m]
-        methods = {k: settings.params.get(k, {}) for k in _applicable_methods(settings, clf)}
+        methods = _applicable_methods(settings, clf)
         n = settings.sanity.n_images
         # a subset of the attribution sample (spread over the groups), so the trained maps are reused
         pos = sample_per_group(test.groups[sample], max(1, -(-n // n_groups)), inputs.seed + 2)[:n]
         pick = sample[pos]
         targets = clf.predict(test.images[pick])
-        results, maps = sanity_check(
-            clf.module_, test.images[pick], targets, methods, threshold=settings.sanity.threshold,
-            batch_size=settings.batch_size, device=clf.device_, seed=inputs.seed,
-            trained_maps={k: v[pos] for k, v in trained_maps[m].items()},
-        )
+        results, maps = {}, {}
+        for i, method in enumerate(methods):
+            if expired(deadline):
+                _out_of_time(per_model, m, "sanity", f"the sanity check of {', '.join(methods[i:])}", settings)
+                break
+            found, series = sanity_check(
+                clf.module_, test.images[pick], targets, {method: settings.params.get(method, {})},
+                threshold=settings.sanity.threshold, batch_size=settings.batch_size, device=clf.device_, seed=inputs.seed,
+                trained_maps={k: v[pos] for k, v in trained_maps[m].items() if k == method},
+            )
+            results.update(found)
+            maps.update(series)
+        if not results:
+            continue
         per_model[m]["sanity"] = results
         for method, r in results.items():
             for stage_name, rho, rho_raw in zip(r["stages"], r["spearman_abs"], r["spearman"], strict=True):
@@ -206,23 +243,36 @@ def sanity(
     write_table(out_dir, "sanity", pd.DataFrame.from_records(rows, columns=columns))
 
 
-def tcav(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]]) -> None:
-    """TCAV (Kim et al., 2018) of every concept of the vocabulary, per class and layer, with significance."""
+def tcav_inputs(images: np.ndarray, labels: np.ndarray, classes: list[str], n_inputs: int, seed: int) -> dict[str, np.ndarray]:
+    """The test_eval images per class whose predictions TCAV tests (``n_inputs`` per class, drawn with ``seed + 3``)."""
+    rng = np.random.default_rng(seed + 3)
+    by_class = {}
+    for c, name in enumerate(classes):
+        rows_c = np.flatnonzero(labels == c)
+        by_class[name] = images[np.sort(rng.choice(rows_c, size=min(n_inputs, len(rows_c)), replace=False))]
+    return by_class
+
+
+def tcav(
+    inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]],
+    deadline: float | None = None,
+) -> None:
+    """TCAV (Kim et al., 2018) of every concept of the vocabulary, per class and layer, with significance (models
+    left when ``deadline`` has passed are skipped)."""
     from igcore.microscope.tcav import tcav_repeated
 
-    t, test, classes = settings.tcav, inputs.test_eval, list(inputs.world.classes)
+    t, classes = settings.tcav, list(inputs.world.classes)
     rows = []
+    by_class = tcav_inputs(inputs.test_eval.images, inputs.test_eval.labels, classes, t.n_inputs, inputs.seed)
     for m in [m for m in t.models if m in models]:
+        if expired(deadline):
+            _out_of_time(per_model, m, "tcav", "this model's TCAV", settings)
+            continue
         clf = inputs.models[m]
-        rng = np.random.default_rng(inputs.seed + 3)
-        by_class = {}
-        for c, name in enumerate(classes):
-            rows_c = np.flatnonzero(test.labels == c)
-            by_class[name] = test.images[np.sort(rng.choice(rows_c, size=min(t.n_inputs, len(rows_c)), replace=False))]
         records, controls = tcav_repeated(
             clf.module_, inputs.concept_bank_images, inputs.concept_bank_concepts, inputs.world.vocabulary.ids, by_class,
             t.layers, classes=classes, n_random=t.n_random, n_concept_images=t.n_concept_images,
-            alpha=t.alpha, correction=t.correction, seed=inputs.seed, device=clf.device_, model_id=m,
+            alpha=t.alpha, correction=t.correction, seed=inputs.seed, device=clf.device_,
             n_controls=t.n_controls, repeats=t.repeats,
         )
         per_model[m]["tcav"] = records
@@ -233,42 +283,87 @@ def tcav(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str]
 
 def counterfactual_effects(
     inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]],
+    all_images: bool = True, deadline: float | None = None,
 ) -> None:
     """Background and object swaps: each model's change in the log-odds of its answer, with bootstrap CIs,
-    and the integrated-gradients attribution of a double swap (:mod:`igcore.microscope.counterfactuals`)."""
-    from igcore.microscope.counterfactuals import effects, make_counterfactuals, swap_attribution
+    and the integrated-gradients attribution of a double swap (:mod:`igcore.microscope.counterfactuals`).
+
+    With ``all_images`` every D′ image asked for is swapped at once; otherwise in stratified rounds
+    (:func:`~igcore.microscope.plan.stratified_rounds`) until every effect's 95% half-width is below
+    ``counterfactuals.half_width`` or ``deadline`` passes. Each model's ``precision`` records what was reached.
+    """
+    from igcore.microscope.counterfactuals import (
+        Changes,
+        log_odds_changes,
+        make_counterfactuals,
+        summarise_changes,
+        swap_attribution,
+    )
 
     c, test, names = settings.counterfactuals, inputs.test_eval, inputs.world.group_names()
     rows = np.arange(len(test))
     if c.max_images is not None and c.max_images < len(test):
         rows = sample_per_group(test.groups, max(1, c.max_images // len(names)), inputs.seed + 4)
-    cfs = make_counterfactuals(inputs.world, test, rows, seed=inputs.seed + 4)
+    rounds = [rows] if all_images else stratified_rounds(test.groups, rows, seed=inputs.seed + 4)
+    found: dict[str, dict[str, list[Changes]]] = {m: {} for m in models}
+    first: dict[str, Any] = {}
+    per_row = 0.0  # seconds one D′ row took in the last round (swaps, inpainting and every model's passes)
+    for r, chunk in enumerate(rounds):
+        if r and deadline is not None and time.perf_counter() + per_row * len(chunk) > deadline:
+            break  # the next round would not end in time
+        started = time.perf_counter()
+        cfs = make_counterfactuals(inputs.world, test, chunk, seed=inputs.seed + 4 + r)
+        first = first or cfs
+        for m in models:
+            clf = inputs.models[m]
+            original = None
+            if not all_images:  # the logits of this round's rows only
+                original = np.zeros((len(test), len(inputs.world.classes)))
+                original[chunk] = clf.logits(test.images[chunk])
+            for kind, ch in log_odds_changes(clf, test, cfs, original).items():
+                found[m].setdefault(kind, []).append(ch)
+        per_row = (time.perf_counter() - started) / max(1, len(chunk))
+        if all_images or expired(deadline):
+            break
+        widths = [half_width(mean_ci(Changes.concat(parts).change, inputs.seed)) for m in models for parts in found[m].values()]
+        if max(widths, default=0.0) < c.half_width:
+            break
     records = []
     attributed = np.zeros(0, dtype=np.int64)
-    if "double" in cfs and c.attribution_per_group:
-        attributed = sample_per_group(test.groups[cfs["double"].index], c.attribution_per_group, inputs.seed + 5)
+    if "double" in first and c.attribution_per_group:
+        attributed = sample_per_group(test.groups[first["double"].index], c.attribution_per_group, inputs.seed + 5)
     for m in models:
         clf = inputs.models[m]
-        found = effects(clf, test, cfs, names, seed=inputs.seed)
-        per_model[m]["effects"] = found
-        for kind, e in found.items():
+        summary = summarise_changes({kind: Changes.concat(parts) for kind, parts in found[m].items()}, test, names, seed=inputs.seed)
+        per_model[m]["effects"] = summary
+        for kind, e in summary.items():
             for group, stat in [("all", e["overall"]), *e["by_group"].items()]:
                 records.append({"model": m, "kind": kind, "group": group, **stat})
         if len(attributed):
             per_model[m]["swap_attribution"] = swap_attribution(
-                clf, test, cfs["double"], attributed, n_steps=c.n_steps, batch_size=settings.batch_size,
+                clf, test, first["double"], attributed, n_steps=c.n_steps, batch_size=settings.batch_size,
                 seed=inputs.seed, group_names=names,
             )
+        parts = {k: v for k, v in (per_model[m].get("swap_attribution") or {}).items() if k in ("background_log_odds", "object_log_odds")}
+        per_model[m]["precision"] = {
+            "effects_half_width": {kind: _num(half_width(e["overall"])) for kind, e in summary.items()},
+            "effects_images": max((e["overall"]["n"] for e in summary.values()), default=0),
+            "effects_all_images": all_images,
+            "target_half_width": None if all_images else c.half_width,
+            "rounds": r + 1 if rounds else 0,
+            "swap_attribution_steps": c.n_steps if len(attributed) else None,
+            "swap_attribution_half_width": {k: _num(half_width(v)) for k, v in parts.items()},
+        }
     write_table(out_dir, "effects", pd.DataFrame.from_records(records, columns=["model", "kind", "group", "mean", "ci_low", "ci_high", "n"]))
-    if c.examples_per_group and "double" in cfs:  # a strip of examples: original, background, object, double swap
-        double = cfs["double"]
+    if c.examples_per_group and "double" in first:  # a strip of examples: original, background, object, double swap
+        double = first["double"]
         keep = sample_per_group(test.groups[double.index], c.examples_per_group, inputs.seed + 6)
         strip = {"index": double.index[keep], "original": test.images[double.index[keep]], "double": double.images[keep]}
         for kind in ("background", "object"):
-            cf = cfs.get(kind)
+            cf = first.get(kind)
             if cf is not None:
-                first = {int(r): j for j, r in reversed(list(enumerate(cf.index)))}
-                strip[kind] = cf.images[[first[int(r)] for r in double.index[keep]]]
+                index = {int(i): j for j, i in reversed(list(enumerate(cf.index)))}
+                strip[kind] = cf.images[[index[int(i)] for i in double.index[keep]]]
         write_tensors(out_dir, "counterfactuals", strip)
 
 
@@ -288,11 +383,14 @@ def surrogates(
     summaries: dict[str, Any] = {}
     deletion: dict[str, Any] = {}
     rows = []
+    fit_rows = np.arange(len(inputs.test_train_images))
+    if settings.surrogate_max_images is not None and settings.surrogate_max_images < len(fit_rows):
+        fit_rows = np.sort(np.random.default_rng(inputs.seed + 7).choice(fit_rows, settings.surrogate_max_images, replace=False))
     for m, key in SURROGATES.items():
         if m not in models:
             continue
         s = fit_surrogate(
-            key, m, scores["test_train"], inputs.models[m].predict(inputs.test_train_images),
+            key, m, scores["test_train"][fit_rows], inputs.models[m].predict(inputs.test_train_images[fit_rows]),
             scores["test_eval"], inputs.predictions_of(m), inputs.world.vocabulary, list(inputs.world.classes),
             eval_labels=inputs.test_eval.labels, search_config=inputs.search, device=inputs.device, l1=settings.surrogate_l1,
         )
@@ -343,6 +441,43 @@ def check_layers(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> None:
             resolve_layer(inputs.models[m].module_, layer)
 
 
+def workload(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> Workload:
+    """The :class:`~igcore.microscope.plan.Workload` of ``inputs`` for ``settings``."""
+    from igcore.microscope.sanity import cascade_blocks
+
+    test, world = inputs.test_eval, inputs.world
+    models = {m: inputs.models[m].module_ for m in settings.models}
+    return Workload(
+        side=int(test.images.shape[1]),
+        n_groups=len(world.group_names()),
+        n_test=len(test),
+        n_test_train=len(inputs.test_train_images) if inputs.test_train_images is not None else 0,
+        n_bank=len(inputs.concept_bank_images),
+        n_concepts=len(world.vocabulary.ids),
+        n_classes=len(world.classes),
+        n_backgrounds=len(world.backgrounds) if world.can_render else 0,
+        has_masks=test.masks is not None,
+        architectures={m: architecture_of(module) for m, module in models.items()},
+        cascade_steps={m: len(cascade_blocks(module)) for m, module in models.items()},
+    )
+
+
+def plan_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig) -> Plan:
+    """The :class:`~igcore.microscope.plan.Plan` of this run: the models' costs are measured only when there is a budget."""
+    work = workload(inputs, settings)
+    costs: dict[str, ModelCost] = {}
+    if settings.budget_s is not None:
+        measured: dict[tuple[Any, ...], ModelCost] = {}  # models of one shape (heads on one backbone) cost the same
+        for m in settings.models:
+            module = inputs.models[m].module_
+            shape = (type(module.model).__name__, str(inputs.models[m].device_),
+                     tuple((name, tuple(p.shape)) for name, p in module.named_parameters()))
+            if shape not in measured:
+                measured[shape] = measure_cost(module, work.side, inputs.models[m].device_)
+            costs[m] = measured[shape]
+    return make_plan(settings, work, costs)
+
+
 def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir: str | Path) -> MicroscopeResult:
     """Run every microscope part on ``settings.models`` and write ``out_dir`` (the run's ``microscope/``)."""
     out_dir = Path(out_dir)
@@ -355,23 +490,33 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     clock = _Clock()
     per_model: dict[str, dict[str, Any]] = {m: {} for m in models}
     skipped = unavailable_parts(inputs)
+    start = time.perf_counter()
+    plan = plan_microscope(inputs, settings)
+    settings, budget = plan.settings, Budget(plan, start=start)
+    clock.lap("plan")
 
-    sample = sample_per_group(inputs.test_eval.groups, settings.per_group, inputs.seed)
-    write_tensors(out_dir, "sample", {"indices": sample.astype(np.int64)})
-    trained_maps = attributions(inputs, settings, models, sample, out_dir, per_model)
-    clock.lap("attributions")
+    # The parts that cannot stop half-way run first, so the ones that can (effects, attribution and sanity
+    # pairs) absorb what the estimates got wrong; every part draws its own seeded randomness, so the order
+    # changes no number.
+    budget.deadline("swaps")
     if "swaps" not in skipped:
         swaps(inputs, settings, models, out_dir, per_model)
     clock.lap("swaps")
-    if "effects" not in skipped:
-        counterfactual_effects(inputs, settings, models, out_dir, per_model)
-    clock.lap("effects")
-    sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model)
-    clock.lap("sanity")
-    tcav(inputs, settings, models, out_dir, per_model)
+    tcav(inputs, settings, models, out_dir, per_model, budget.deadline("tcav"))
     clock.lap("tcav")
+    budget.deadline("surrogates")
     hypotheses, summaries, deletion = surrogates(inputs, settings, models, out_dir) if settings.surrogates else ({}, {}, {})
     clock.lap("surrogates")
+    deadline = budget.deadline("effects")
+    if "effects" not in skipped:
+        counterfactual_effects(inputs, settings, models, out_dir, per_model, plan.all_effects, deadline)
+    clock.lap("effects")
+    sample = sample_per_group(inputs.test_eval.groups, settings.per_group, inputs.seed)
+    write_tensors(out_dir, "sample", {"indices": sample.astype(np.int64)})
+    trained_maps = attributions(inputs, settings, models, sample, out_dir, per_model, budget.deadline("attributions"))
+    clock.lap("attributions")
+    sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model, budget.deadline("sanity"))
+    clock.lap("sanity")
 
     info = {
         "settings": settings.model_dump(mode="json"),
@@ -381,8 +526,9 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
         "timings": {k: round(v, 3) for k, v in clock.wall.items()},
         "cpu_timings": {k: round(v, 3) for k, v in clock.cpu.items()},
         "skipped": skipped,
+        "budget": {**plan.report(), "spent_s": round(budget.spent(), 3)},
     }
     for m in models:
-        per_model[m]["unavailable"] = dict(skipped)
+        per_model[m]["unavailable"] = {**skipped, **per_model[m].get("unavailable", {})}
     (out_dir / "info.json").write_text(json.dumps(info, indent=2))
     return MicroscopeResult(per_model, hypotheses, summaries, info, deletion)

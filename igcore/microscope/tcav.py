@@ -4,8 +4,16 @@ Attribution: Quantitative Testing with Concept Activation Vectors (TCAV)", ICML)
 For a concept C, a layer l and a class k: a linear classifier separates the layer-l activations of
 images showing C (concept-bank images annotated with C) from those of a random set of concept-bank
 images; its normal is the concept activation vector (CAV). The TCAV score is the fraction of class-k
-inputs whose class-k logit increases along the CAV (positive directional derivative). Computed with
-:class:`captum.concept.TCAV` over the SAME concept vocabulary that z* is written in.
+inputs whose class-k logit increases along the CAV (positive directional derivative), over the SAME
+concept vocabulary that z* is written in.
+
+Computed once per layer and model (:func:`layer_kernels`): every concept-bank image that any set of any
+repeat uses goes through the model once (captum's ``LayerActivation``, all layers in one pass), and each
+tested input's layer gradient is computed once (captum's ``LayerGradientXActivation`` without the
+multiplication, as inside captum's ``TCAV``). The CAVs are ridge classifiers fitted in memory in their dual
+form (:func:`fit_cav`), so concepts, random sets, controls and repeats all reuse one Gram matrix of the
+activations; the statistics are those of captum's ``TCAV`` with the same classifier, which
+tests/test_tcav.py checks against main's captum path.
 
 Significance (Kim et al., §3.2): the CAV is learned against ``n_random`` different random sets; the
 concept's scores are compared with a two-sided t-test (scipy) to the scores of random-vs-random CAVs
@@ -27,6 +35,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,50 +76,6 @@ def resolve_layer(module: nn.Module, layer: str) -> str:
     return layer
 
 
-def _cav_classifier(seed: int, ridge: float = 0.1) -> Any:
-    """A deterministic captum ``Classifier``: a ridge (L2-regularised least-squares) linear classifier.
-
-    Concept sets are small (tens of images) and activations wide (thousands of features), so the
-    classifier is solved in closed form in its dual (an n × n system, n = images): ~100× faster than an
-    iterative logistic regression, and a linear separator all the same (Kim et al. allow any linear
-    classifier). ``ridge`` is relative to the mean squared activation norm.
-    """
-    from captum.concept._utils.classifier import Classifier
-
-    class RidgeCAV(Classifier):
-        def __init__(self) -> None:
-            self.rng = np.random.default_rng(seed)
-
-        def train_and_eval(self, dataloader: Any, test_split_ratio: float = 0.33, **kwargs: Any) -> dict[str, Any]:
-            xs, ys = zip(*[(x, y) for x, y in dataloader], strict=True)
-            x = torch.cat(xs).detach().cpu().double().numpy()
-            y = torch.cat(ys).cpu().numpy()
-            self.classes_ = np.unique(y)
-            order = self.rng.permutation(len(x))
-            n_test = int(test_split_ratio * len(x))
-            test, train = order[:n_test], order[n_test:]
-            mean = x[train].mean(0)
-            xc = x[train] - mean
-            t = np.where(y[train] == self.classes_[-1], 1.0, -1.0)
-            gram = xc @ xc.T
-            lam = ridge * max(float(np.trace(gram)) / len(train), 1e-12)
-            alpha = np.linalg.solve(gram + lam * np.eye(len(train)), t - t.mean())
-            self.w_ = xc.T @ alpha  # points towards classes_[-1]
-            self.b_ = float(t.mean() - mean @ self.w_)
-            pred = np.where(x[test] @ self.w_ + self.b_ > 0, self.classes_[-1], self.classes_[0])
-            acc = float((pred == y[test]).mean()) if n_test else float("nan")
-            return {"accs": torch.tensor(acc)}
-
-        def weights(self) -> torch.Tensor:
-            w = torch.as_tensor(self.w_, dtype=torch.float32)
-            return torch.stack([-w, w])  # row i is the direction of classes()[i]
-
-        def classes(self) -> list[int]:
-            return [int(c) for c in self.classes_]
-
-    return RidgeCAV()
-
-
 def _adjust(p: np.ndarray, correction: str) -> np.ndarray:
     """Multiple-comparison adjusted p-values."""
     p = np.asarray(p, dtype=np.float64)
@@ -132,130 +97,249 @@ def _adjust(p: np.ndarray, correction: str) -> np.ndarray:
     return out
 
 
-def tcav_scores(
+
+# ------------------------------------------------------------------------------------------ image sets
+
+
+@dataclass(frozen=True)
+class ImageSets:
+    """One draw of TCAV's image sets, as sorted concept-bank rows.
+
+    Attributes:
+        names: concept id of each entry of ``concepts`` (random controls are ``random-control-<j>``).
+        concepts: rows of every concept with enough annotated images, then of every random control.
+        randoms: rows of every random set (the negatives of the CAVs and the null distribution).
+    """
+
+    names: list[str]
+    concepts: list[np.ndarray]
+    randoms: list[np.ndarray]
+
+    def rows(self) -> np.ndarray:
+        """Every bank row some set uses, sorted and unique."""
+        return np.unique(np.concatenate([*self.concepts, *self.randoms])) if self.randoms else np.zeros(0, np.int64)
+
+
+def draw_sets(
+    bank_concepts: np.ndarray, concept_ids: Sequence[str], *, n_random: int, n_concept_images: int, n_controls: int, seed: int
+) -> ImageSets:
+    """Concept, control and random sets of one repeat (concepts with fewer than 4 annotated images are skipped)."""
+    rng = np.random.default_rng(seed)
+    annotations = np.asarray(bank_concepts)
+    n_bank = len(annotations)
+    names, concepts = [], []
+    for k, name in enumerate(concept_ids):
+        pos = np.flatnonzero(annotations[:, k] > 0)
+        if len(pos) >= 4:
+            names.append(name)
+            concepts.append(np.sort(rng.choice(pos, size=min(n_concept_images, len(pos)), replace=False)))
+    for j in range(n_controls):
+        names.append(f"{CONTROL_PREFIX}{j}")
+        concepts.append(np.sort(rng.choice(n_bank, size=min(n_concept_images, n_bank), replace=False)))
+    randoms = [np.sort(rng.choice(n_bank, size=min(n_concept_images, n_bank), replace=False)) for _ in range(n_random)]
+    return ImageSets(names, concepts, randoms)
+
+
+# ------------------------------------------------------------------------------------- layer kernels
+
+
+@dataclass
+class LayerKernel:
+    """What every CAV of one layer needs, computed once for all of them.
+
+    A ridge CAV is a linear combination of its training activations (the dual form), so neither fitting
+    it nor scoring along it needs the activations themselves, only their inner products: the Gram matrix
+    of the activations of the bank rows in use, and the inner products of each tested input's layer
+    gradient with those activations.
+
+    Attributes:
+        rows: the concept-bank rows in use (sorted); position ``i`` of ``gram`` is ``rows[i]``.
+        gram: (M, M) float64 ``<a(rows[i]), a(rows[j])>``.
+        grad_dot: {class: (N, M) float64 ``<∂ logit_class / ∂ a(x_n), a(rows[j])>``} for the class's inputs.
+    """
+
+    rows: np.ndarray
+    gram: np.ndarray
+    grad_dot: dict[str, np.ndarray]
+
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.rows, rows)
+
+
+#: Bytes of bank activations held in memory; beyond this they are written to a temporary memory-mapped file.
+MAX_ACTIVATION_BYTES = 2 * 2**30
+
+
+def _flat(out: torch.Tensor | list[torch.Tensor]) -> list[np.ndarray]:
+    """captum's per-layer output (a tensor for one layer, a list for several) as float32 (N, features) arrays."""
+    return [t.detach().flatten(1).float().cpu().numpy() for t in (out if isinstance(out, list) else [out])]
+
+
+def layer_kernels(
     module: nn.Module,
+    paths: Sequence[str],
     bank_images: np.ndarray,
-    bank_concepts: np.ndarray,
-    concept_ids: Sequence[str],
+    rows: np.ndarray,
     inputs_by_class: Mapping[str, np.ndarray],
-    layers: Sequence[str] = ("penultimate", "middle"),
+    classes: Sequence[str],
     *,
-    classes: Sequence[str] | None = None,
-    n_random: int = 10,
-    n_concept_images: int = 40,
-    alpha: float = 0.05,
-    correction: str = "bh",
-    seed: int = 0,
     device: torch.device | str = "cpu",
-    model_id: str = "model",
-    n_controls: int = 0,
-) -> list[dict[str, Any]]:
-    """TCAV scores with significance for every concept × class × layer.
+    batch_size: int = 64,
+    feature_chunk: int = 4096,
+) -> dict[str, LayerKernel]:
+    """:class:`LayerKernel` of every layer in ``paths``: one forward pass per batch of bank images for all
+    layers (captum's ``LayerActivation``), one backward pass per batch of tested inputs for all layers
+    (captum's ``LayerGradientXActivation`` without the multiplication by the activation: the plain layer
+    gradient, as in captum's TCAV). Activations are held as float32, in memory up to
+    :data:`MAX_ACTIVATION_BYTES` and in a temporary memory-mapped file beyond; the inner products are
+    accumulated in float64 over chunks of ``feature_chunk`` features."""
+    from captum.attr import LayerActivation, LayerGradientXActivation
+
+    paths = list(dict.fromkeys(paths))
+    layers = [module.get_submodule(p) for p in paths]
+    rows = np.asarray(rows, dtype=np.int64)
+    activation = LayerActivation(module, layers)
+    gradient = LayerGradientXActivation(module, layers, multiply_by_inputs=False)
+    grads: dict[str, list[np.ndarray]] = {}
+    for class_name in classes:
+        images = inputs_by_class.get(class_name)
+        if images is None or len(images) == 0:
+            continue
+        target = list(classes).index(class_name)
+        parts = [_flat(gradient.attribute(to_pixels(images[i : i + batch_size], device), target=target))
+                 for i in range(0, len(images), batch_size)]
+        grads[class_name] = [np.concatenate(layer) for layer in zip(*parts, strict=True)]
+    with tempfile.TemporaryDirectory(prefix="igcore-tcav-") as tmp:
+        bank: list[np.ndarray] = []
+        for start in range(0, len(rows), batch_size):
+            out = _flat(activation.attribute(to_pixels(bank_images[rows[start : start + batch_size]], device)))
+            if not bank:
+                on_disk = len(rows) * sum(a.shape[1] for a in out) * 4 > MAX_ACTIVATION_BYTES
+                bank = [np.lib.format.open_memmap(f"{tmp}/{i}.npy", "w+", np.float32, (len(rows), a.shape[1])) if on_disk
+                        else np.empty((len(rows), a.shape[1]), np.float32) for i, a in enumerate(out)]
+            for store, a in zip(bank, out, strict=True):
+                store[start : start + len(a)] = a
+        kernels = {}
+        for i, path in enumerate(paths):
+            gram = np.zeros((len(rows), len(rows)))
+            dots = {c: np.zeros((len(g[i]), len(rows))) for c, g in grads.items()}
+            for f in range(0, bank[i].shape[1] if bank else 0, feature_chunk):
+                chunk = np.ascontiguousarray(bank[i][:, f : f + feature_chunk], dtype=np.float64)
+                gram += chunk @ chunk.T
+                for c, g in grads.items():
+                    dots[c] += g[i][:, f : f + feature_chunk].astype(np.float64) @ chunk.T
+            kernels[path] = LayerKernel(rows, gram, dots)
+        del bank  # the memory map is closed before its folder goes
+    return kernels
+
+
+# ----------------------------------------------------------------------------------------------- CAVs
+
+
+def fit_cav(
+    gram: np.ndarray, positive: np.ndarray, negative: np.ndarray, order: np.ndarray, ridge: float = 0.1, test_ratio: float = 0.33
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """A ridge (L2-regularised least-squares) CAV separating ``positive`` from ``negative`` activations,
+    solved in closed form in its dual.
+
+    Concept sets are small (tens of images) and activations wide (thousands of features), so the dual (an
+    n × n system, n = training images) is cheap, and a linear separator all the same (Kim et al. allow any
+    linear classifier). The first ``test_ratio`` of ``order`` (a permutation of the positive then the
+    negative images) is held out for the accuracy. ``ridge`` is relative to the mean squared norm of the
+    centred activations.
 
     Args:
-        module: a :class:`~igcore.baseline.PixelClassifier` ([0, 1] images → logits).
-        bank_images: uint8 (M, H, W, 3) concept-bank images.
-        bank_concepts: (M, K) 0/1 annotations, columns in ``concept_ids`` order.
-        concept_ids: the vocabulary's concept ids.
-        inputs_by_class: {class name: uint8 images of that class} whose predictions are tested.
-        layers: layer aliases (``penultimate``, ``middle``) or dotted module paths.
-        classes: class names in logit order (default: the keys of ``inputs_by_class``).
-        n_random: random sets (≥ 2); each concept gets one CAV per random set.
-        n_concept_images: images per concept set and per random set.
-        alpha: significance level after correction.
-        correction: ``bh`` | ``holm`` | ``bonferroni`` | ``none`` over all tests of the call.
-        seed: sampling of the sets and the CAV train/test splits.
-        device: where to compute.
-        model_id: name used for captum's on-disk activation store (a temporary directory).
-        n_controls: random image sets tested exactly like concepts (records with ``control`` True,
-            concept ``random-control-<j>``): they carry no concept, so every "significant" one is a false
-            positive of the procedure. Their p-values are corrected among themselves.
+        gram: the layer's Gram matrix (:class:`LayerKernel`).
+        positive: positions in ``gram`` of the images the CAV points towards.
+        negative: positions of the images it points away from.
+        order: permutation of ``len(positive) + len(negative)`` (the train/test split).
+        ridge: regularisation.
+        test_ratio: share held out.
 
     Returns:
-        One record per (concept, class, layer): ``concept``, ``class``, ``layer`` (as given),
-        ``layer_module``, ``score`` (mean sign-count TCAV score over random sets), ``score_std``,
-        ``random_score`` (mean random-vs-random score), ``p_value`` (two-sided t-test), ``p_adjusted``,
-        ``significant``, ``cav_acc`` (mean held-out accuracy of the concept's CAVs), ``n_random``,
-        ``n_images`` (concept images used). Concepts with fewer than 4 annotated images are skipped.
+        ``(train, beta, accuracy)``: the CAV is ``v = Σ_j beta_j a(train_j)`` (its direction: a
+        gradient's inner products with the training activations times ``beta``), and its accuracy on the
+        held-out images (nan when none is held out).
     """
-    from captum.concept import TCAV, Concept
+    pos = np.concatenate([positive, negative])
+    label = np.r_[np.ones(len(positive)), -np.ones(len(negative))]
+    n_test = int(test_ratio * len(pos))
+    test, train = order[:n_test], order[n_test:]
+    g = gram[np.ix_(pos[train], pos[train])]
+    means = g.mean(1)
+    centred = g - means[:, None] - means[None, :] + means.mean()  # Gram matrix of the centred activations
+    t = label[train]
+    lam = ridge * max(float(np.trace(centred)) / len(train), 1e-12)
+    alpha = np.linalg.solve(centred + lam * np.eye(len(train)), t - t.mean())
+    beta = alpha - alpha.mean()  # v = Σ alpha_j (a_j - mean a) = Σ beta_j a_j
+    bias = t.mean() - float((g @ beta).mean())
+    if not n_test:
+        return pos[train], beta, float("nan")
+    decision = gram[np.ix_(pos[test], pos[train])] @ beta + bias
+    return pos[train], beta, float(((decision > 0) == (label[test] > 0)).mean())
+
+
+def _records_of_draw(
+    sets: ImageSets, kernels: Mapping[str, LayerKernel], layers: Sequence[str], paths: Sequence[str], classes: Sequence[str],
+    seed: int, ridge: float = 0.1,
+) -> list[dict[str, Any]]:
+    """Uncorrected TCAV records of one draw: a CAV per (concept, random set) and per pair of consecutive random
+    sets (the null), per layer; scores are sign counts of the class's inputs along each CAV."""
     from scipy.stats import ttest_ind
 
-    if n_random < 2:
-        raise InputError(f"TCAV needs at least 2 random sets for its t-test, got {n_random}")
-    if correction not in CORRECTIONS:
-        raise InputError(f"unknown correction {correction!r}; choose one of {', '.join(CORRECTIONS)}")
-    classes = list(classes) if classes is not None else list(inputs_by_class)
-    rng = np.random.default_rng(seed)
-    module.eval()
-    paths = [resolve_layer(module, layer) for layer in layers]
-
-    def batch(idx: np.ndarray) -> list[torch.Tensor]:
-        return [to_pixels(bank_images[np.sort(idx)], device)]
-
-    concepts: list[tuple[str, Any, int]] = []
-    cid = 0
-    for k, name in enumerate(concept_ids):
-        pos = np.flatnonzero(np.asarray(bank_concepts)[:, k] > 0)
-        if len(pos) < 4:
-            continue
-        pick = rng.choice(pos, size=min(n_concept_images, len(pos)), replace=False)
-        concepts.append((name, Concept(cid, f"c{cid}", batch(pick)), len(pick)))
-        cid += 1
-    for j in range(n_controls):
-        pick = rng.choice(len(bank_images), size=min(n_concept_images, len(bank_images)), replace=False)
-        concepts.append((f"{CONTROL_PREFIX}{j}", Concept(cid, f"control{cid}", batch(pick)), len(pick)))
-        cid += 1
-    randoms = []
-    for _ in range(n_random):
-        pick = rng.choice(len(bank_images), size=min(n_concept_images, len(bank_images)), replace=False)
-        randoms.append(Concept(cid, f"random{cid}", batch(pick)))
-        cid += 1
-    concept_sets = [[c, r] for _, c, _ in concepts for r in randoms]
-    null_sets = [[randoms[i], randoms[(i + 1) % n_random]] for i in range(n_random)]
-
+    n_random = len(sets.randoms)
+    pairs = [(c, r) for c in sets.concepts for r in sets.randoms]
+    pairs += [(sets.randoms[i], sets.randoms[(i + 1) % n_random]) for i in range(n_random)]
+    rng = np.random.default_rng(seed)  # one train/test permutation per (pair, layer), pair-major
+    orders = [[rng.permutation(len(a) + len(b)) for _ in paths] for a, b in pairs]
+    scores: dict[tuple[str, str], np.ndarray] = {}  # (class, path) -> score per pair
+    accs: dict[str, np.ndarray] = {}  # path -> accuracy per pair
+    for li, path in enumerate(paths):  # a path named twice is fitted twice, the second fit kept (as captum did)
+        kernel = kernels[path]
+        weights = np.zeros((len(kernel.rows), len(pairs)))  # column j: CAV j as coefficients of the bank activations
+        acc = np.empty(len(pairs))
+        for j, (a, b) in enumerate(pairs):
+            train, beta, acc[j] = fit_cav(kernel.gram, kernel.positions(a), kernel.positions(b), orders[j][li], ridge)
+            np.add.at(weights[:, j], train, beta)
+        accs[path] = acc
+        for class_name, dots in kernel.grad_dot.items():
+            scores[class_name, path] = ((dots @ weights) > 0).mean(0)
     records: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="igcore-tcav-") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tcav = TCAV(module, layers=paths, model_id=model_id, classifier=_cav_classifier(seed), save_path=tmp + "/")
-        # Train every CAV up front: one forward pass per concept set for all layers. (captum 0.9's
-        # lazy path swaps AV.exists' layer/identifier arguments and would recompute activations for
-        # every experimental set.) interpret() below then loads the saved CAVs.
-        tcav.compute_cavs(concept_sets + null_sets, force_train=True)
-        for class_name in classes:
-            images = inputs_by_class.get(class_name)
-            if images is None or len(images) == 0:
+    n_sets = len(sets.concepts) * n_random
+    for class_name in classes:
+        for layer, path in zip(layers, paths, strict=True):
+            if (class_name, path) not in scores:
                 continue
-            target = classes.index(class_name)
-            x = to_pixels(images, device)
-            out = tcav.interpret(x, concept_sets + null_sets, target=target)
-            for layer, path in zip(layers, paths, strict=True):
-                null = np.array([float(out[_key(s)][path]["sign_count"][0]) for s in null_sets])
-                for ci, (name, _concept, n_img) in enumerate(concepts):
-                    sets = concept_sets[ci * n_random : (ci + 1) * n_random]
-                    scores = np.array([float(out[_key(s)][path]["sign_count"][0]) for s in sets])
-                    accs = [float(tcav.cavs[_key(s)][path].stats.get("accs", float("nan"))) for s in sets]
-                    if np.allclose(scores, scores[0]) and np.allclose(null, null[0]):
-                        p = 1.0 if np.isclose(scores[0], null[0]) else 0.0
-                    else:
-                        p = float(ttest_ind(scores, null, equal_var=False).pvalue)
-                    records.append(
-                        {
-                            "concept": name,
-                            "class": class_name,
-                            "layer": layer,
-                            "layer_module": path,
-                            "score": float(scores.mean()),
-                            "score_std": float(scores.std(ddof=1)),
-                            "random_score": float(null.mean()),
-                            "p_value": 1.0 if np.isnan(p) else p,
-                            "cav_acc": float(np.nanmean(accs)),
-                            "n_random": n_random,
-                            "n_images": n_img,
-                            "control": name.startswith(CONTROL_PREFIX),
-                        }
-                    )
-    for family in (False, True):  # concepts and controls are corrected as separate families
+            all_scores = scores[class_name, path]
+            null = all_scores[n_sets:]
+            for ci, (name, rows) in enumerate(zip(sets.names, sets.concepts, strict=True)):
+                mine = all_scores[ci * n_random : (ci + 1) * n_random]
+                if np.allclose(mine, mine[0]) and np.allclose(null, null[0]):
+                    p = 1.0 if np.isclose(mine[0], null[0]) else 0.0
+                else:
+                    with warnings.catch_warnings():  # near-identical scores: scipy warns, the p-value stands
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        p = float(ttest_ind(mine, null, equal_var=False).pvalue)
+                records.append({
+                    "concept": name,
+                    "class": class_name,
+                    "layer": layer,
+                    "layer_module": path,
+                    "score": float(mine.mean()),
+                    "score_std": float(mine.std(ddof=1)),
+                    "random_score": float(null.mean()),
+                    "p_value": 1.0 if np.isnan(p) else p,
+                    "cav_acc": float(np.nanmean(accs[path][ci * n_random : (ci + 1) * n_random])),
+                    "n_random": n_random,
+                    "n_images": len(rows),
+                    "control": name.startswith(CONTROL_PREFIX),
+                })
+    return records
+
+
+def _correct(records: list[dict[str, Any]], correction: str, alpha: float) -> list[dict[str, Any]]:
+    """Adjusted p-values and the significance call; concepts and controls are corrected as separate families."""
+    for family in (False, True):
         members = [r for r in records if r["control"] is family]
         adjusted = _adjust(np.array([r["p_value"] for r in members]), correction)
         for r, pa in zip(members, adjusted, strict=True):
@@ -265,8 +349,91 @@ def tcav_scores(
     return records
 
 
+# ----------------------------------------------------------------------------------------- public API
+
+
+def tcav_draws(
+    module: nn.Module,
+    bank_images: np.ndarray,
+    bank_concepts: np.ndarray,
+    concept_ids: Sequence[str],
+    inputs_by_class: Mapping[str, np.ndarray],
+    layers: Sequence[str] = ("penultimate", "middle"),
+    *,
+    seeds: Sequence[int] = (0,),
+    classes: Sequence[str] | None = None,
+    n_random: int = 10,
+    n_concept_images: int = 40,
+    alpha: float = 0.05,
+    correction: str = "bh",
+    device: torch.device | str = "cpu",
+    n_controls: int = 0,
+    batch_size: int = 64,
+) -> list[list[dict[str, Any]]]:
+    """TCAV scores with significance for every concept × class × layer, for one draw of the image sets per seed.
+
+    Every draw is scored on the same layer kernels: each bank image used by any draw goes through the
+    model once, and each tested input's layer gradients are computed once.
+
+    Args:
+        module: a :class:`~igcore.baseline.PixelClassifier` ([0, 1] images → logits).
+        bank_images: uint8 (M, H, W, 3) concept-bank images.
+        bank_concepts: (M, K) 0/1 annotations, columns in ``concept_ids`` order.
+        concept_ids: the vocabulary's concept ids.
+        inputs_by_class: {class name: uint8 images of that class} whose predictions are tested.
+        layers: layer aliases (``penultimate``, ``middle``) or dotted module paths.
+        seeds: one draw of the concept and random sets (and of the CAV train/test splits) per seed.
+        classes: class names in logit order (default: the keys of ``inputs_by_class``).
+        n_random: random sets (≥ 2); each concept gets one CAV per random set.
+        n_concept_images: images per concept set and per random set.
+        alpha: significance level after correction.
+        correction: ``bh`` | ``holm`` | ``bonferroni`` | ``none`` over all tests of a draw.
+        device: where to compute.
+        n_controls: random image sets tested exactly like concepts (records with ``control`` True,
+            concept ``random-control-<j>``): they carry no concept, so every "significant" one is a false
+            positive of the procedure. Their p-values are corrected among themselves.
+        batch_size: concept-bank images per forward pass.
+
+    Returns:
+        Per seed, one record per (concept, class, layer): ``concept``, ``class``, ``layer`` (as given),
+        ``layer_module``, ``score`` (mean sign-count TCAV score over random sets), ``score_std``,
+        ``random_score`` (mean random-vs-random score), ``p_value`` (two-sided t-test), ``p_adjusted``,
+        ``significant``, ``cav_acc`` (mean held-out accuracy of the concept's CAVs), ``n_random``,
+        ``n_images`` (concept images used). Concepts with fewer than 4 annotated images are skipped.
+    """
+    if n_random < 2:
+        raise InputError(f"TCAV needs at least 2 random sets for its t-test, got {n_random}")
+    if correction not in CORRECTIONS:
+        raise InputError(f"unknown correction {correction!r}; choose one of {', '.join(CORRECTIONS)}")
+    if not seeds:
+        raise InputError("TCAV needs at least one repeat, got none")
+    classes = list(classes) if classes is not None else list(inputs_by_class)
+    module.eval()
+    paths = [resolve_layer(module, layer) for layer in layers]
+    draws = [draw_sets(bank_concepts, concept_ids, n_random=n_random, n_concept_images=n_concept_images,
+                       n_controls=n_controls, seed=s) for s in seeds]
+    rows = np.unique(np.concatenate([d.rows() for d in draws]))
+    kernels = layer_kernels(module, paths, bank_images, rows, inputs_by_class, classes, device=device, batch_size=batch_size)
+    return [_correct(_records_of_draw(d, kernels, layers, paths, classes, s), correction, alpha)
+            for d, s in zip(draws, seeds, strict=True)]
+
+
+def tcav_scores(*args: Any, seed: int = 0, **kwargs: Any) -> list[dict[str, Any]]:
+    """The records of :func:`tcav_draws` for one draw of the image sets (``seed``)."""
+    return tcav_draws(*args, seeds=[seed], **kwargs)[0]
+
+
 def tcav_repeated(*args: Any, repeats: int = 3, seed: int = 0, **kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """:func:`tcav_scores` over ``repeats`` draws of the concept and random images (seeds ``seed + r``).
+    """:func:`tcav_draws` over ``repeats`` draws of the concept and random images (seeds ``seed + r``), merged by
+    :func:`merge_repeats`: a concept is called significant only when it is significant, after correction, in
+    every repeat."""
+    if repeats < 1:
+        raise InputError(f"TCAV needs at least one repeat, got {repeats}")
+    return merge_repeats(tcav_draws(*args, seeds=[seed + r for r in range(repeats)], **kwargs))
+
+
+def merge_repeats(runs: Sequence[Sequence[Mapping[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One record per (concept, class, layer) from the corrected records of every repeat.
 
     A concept is called significant only when it is significant, after correction, in every repeat;
     one significant in some repeats but not all is marked ``unstable`` (the dashboard shows it as such).
@@ -282,9 +449,7 @@ def tcav_repeated(*args: Any, repeats: int = 3, seed: int = 0, **kwargs: Any) ->
         the random controls judged like concepts (significant in every repeat), plus ``single_repeat_*``
         counts of the repeats taken one by one.
     """
-    if repeats < 1:
-        raise InputError(f"TCAV needs at least one repeat, got {repeats}")
-    runs = [tcav_scores(*args, seed=seed + r, **kwargs) for r in range(repeats)]
+    repeats = len(runs)
     key = ("concept", "class", "layer")
     merged: list[dict[str, Any]] = []
     for first, *others in zip(*runs, strict=True):
@@ -328,7 +493,3 @@ def tcav_repeated(*args: Any, repeats: int = 3, seed: int = 0, **kwargs: Any) ->
         "repeats": repeats,
     }
     return [r for r in merged if not r["control"]], controls
-
-
-def _key(concepts: Sequence[Any]) -> str:
-    return "-".join(str(c.id) for c in concepts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from igcore.context import RunContext
+from igcore.microscope.occlusion import geometry
 from igcore.microscope.registry import ATTRIBUTIONS
 from igcore.microscope.runner import MicroscopeInputs, run_microscope
 
@@ -17,9 +18,10 @@ def occlusion_note(side: int, window: int, stride: int) -> str | None:
     copies = ATTRIBUTIONS["occlusion"].cost({"window": window, "stride": stride}, side)  # the registry's cost estimate
     if copies <= OCCLUSION_COPIES_NOTE:
         return None
+    scaled = geometry(side)
     return (f"occlusion with {window}/{stride} px windows occludes {copies} copies of each {side} px image ({copies} forward "
-            f"passes per map); scale microscope.params.occlusion.window and .stride with the image (e.g. "
-            f"{round(16 * side / 64)}/{round(8 * side / 64)} px here) or leave occlusion out of microscope.methods")
+            f"passes per map); leave microscope.params.occlusion.window and .stride unset (null) to scale them with the image "
+            f"({scaled['window']}/{scaled['stride']} px here) or leave occlusion out of microscope.methods")
 
 
 def stage_microscope(ctx: RunContext) -> dict[str, Any]:
@@ -41,11 +43,12 @@ def stage_microscope(ctx: RunContext) -> dict[str, Any]:
         device=str(ctx.device),
     )
     if "occlusion" in settings.methods:
-        occ = ATTRIBUTIONS["occlusion"].resolve(settings.params.get("occlusion"))  # the registry's defaults, overridden
-        note = occlusion_note(int(data.test_eval.images.shape[1]), int(occ["window"]), int(occ["stride"]))
+        side = int(data.test_eval.images.shape[1])
+        occ = ATTRIBUTIONS["occlusion"].resolve(settings.params.get("occlusion"), side)  # scaled with the image unless set
+        note = occlusion_note(side, int(occ["window"]), int(occ["stride"]))
         if note:
             ctx.note(note)
     result = run_microscope(inputs, settings, ctx.writer.subdir("microscope"))
     ctx.microscope = result
     ctx.write_metrics(result.metrics_values())
-    return {"timings": result.info["timings"]}
+    return {"timings": result.info["timings"], "budget": result.info["budget"]}

@@ -132,7 +132,7 @@ def test_a_cycle_is_found():
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("igcore.errors", "igcore.settings", "igcore.schema")),
     ("registries and parameters", (
-        "igcore.architectures", "igcore.worlds", "igcore.hypothesis", "igcore.methods", "igcore.baseline_params", "igcore.concepts_params",
+        "igcore.architectures", "igcore.runtime", "igcore.worlds", "igcore.hypothesis", "igcore.methods", "igcore.baseline_params", "igcore.concepts_params",
         "igcore.features_params", "igcore.search.params", "igcore.prior.params", "igcore.prior.encoders",
         "igcore.microscope.params", "igcore.microscope.registry", "igcore.microscope._baselines",
         "igcore.microscope.grad_cam", "igcore.microscope.gradient_shap", "igcore.microscope.integrated_gradients",

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SerializeAsAny, ValidationInfo, field_validator, model_validator
 
+from igcore.discover.params import DiscoverParams
 from igcore.errors import InputError
 from igcore.settings import REQUIRED, PathText, Settings, describe, validated
 from igcore.worlds.base import WorldParams
@@ -352,6 +353,7 @@ class Config(Settings):
     microscope: MicroscopeConfig = Field(default_factory=MicroscopeConfig)
     concepts: ConceptsConfig = Field(default_factory=ConceptsConfig)
     ig: IGConfig = Field(default_factory=IGConfig)
+    discover: DiscoverParams = Field(default_factory=DiscoverParams)
     peers: list[str] = Field([], description="peer methods to run: groupdro, jtt, dfr")
     jtt: JTTConfig = Field(default_factory=JTTConfig)
     dfr: DFRConfig = Field(default_factory=DFRConfig)

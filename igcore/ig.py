@@ -7,6 +7,7 @@ Prior_M from edited judgments and re-solving z* needs neither images nor the con
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,18 +39,27 @@ def resolve(
     ratings: pd.DataFrame | None = None,
     pairwise: pd.DataFrame | None = None,
     warm: HypothesisSearch | None = None,
+    names: Mapping[str, str | None] | None = None,
 ) -> Resolution:
     """Re-fit Prior_M on ``ratings`` (default: the run's configured judgments) and re-solve z* on the
     run's stored concept scores of D. No image is touched; pass the previous search as ``warm`` to
-    start from its solution."""
+    start from its solution. ``names`` (e.g. :meth:`igcore.discover.NameStore.names`) rename discovered
+    concepts: z* speaks the annotated and named ones (:func:`igcore.discover.names.hypothesis_language`)."""
+    from igcore.discover.names import apply_names, hypothesis_language
+    from igcore.stages.ig import judgments_left_out
+
     start = time.perf_counter()
     config = run.config_model()
-    vocabulary, classes = run.vocabulary()
-    scores = run.tensors("concept_scores")
+    full, classes = run.vocabulary()
+    language = hypothesis_language(apply_names(full, names or {}))
+    vocabulary = language.vocabulary
+    scores = {split: language.of(v) for split, v in run.tensors("concept_scores").items()}
     y = run.table("split_train")["label"].to_numpy()
+    left_out = judgments_left_out(config, full, vocabulary)
     if ratings is None:
-        prior = build_prior(config.prior, vocabulary, classes)
+        prior = build_prior(config.prior, vocabulary, classes, drop=left_out)
     else:
+        ratings = ratings[~ratings["concept"].isin(left_out)].reset_index(drop=True)
         prior = prior_from_config(config.prior).fit(ratings, vocabulary, classes, pairwise)
     if warm is None:
         search = search_from_config(config.search, prior, "cpu")

@@ -538,10 +538,6 @@ FOLDER_BAD: dict[str, tuple[Callable[[Path], dict | None], list[str]]] = {
         ),
         ["group(s) heron/meadow have no images in the train split (D)"],
     ),
-    "no concepts at all": (
-        lambda r: _drop_columns(r / "manifest.csv", "striped", "long_neck", "group"),
-        ["no concept columns and no group column"],
-    ),
 }
 
 

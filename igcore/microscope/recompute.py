@@ -74,11 +74,20 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
         )
     bank = run.tensors("concept_bank")
     table = run.table("predictions")
+    vocabulary, _ = run.vocabulary()
+    present, bank_concepts, tcav_concepts = test.concepts, bank["concepts"], None
+    if len(vocabulary) > present.shape[1]:  # discovered concepts follow the annotated ones (igcore.discover)
+        from igcore.discover.view import stored_present
+
+        present = np.concatenate([present, stored_present(run, "test_eval")], axis=1)
+        if config.discover.tcav:
+            bank_concepts = np.concatenate([bank_concepts, stored_present(run, "concept_bank")], axis=1)
+            tcav_concepts = vocabulary.ids
     inputs = MicroscopeInputs(
         world=world,
         test_eval=test,
         concept_bank_images=bank["images"],
-        concept_bank_concepts=bank["concepts"],
+        concept_bank_concepts=bank_concepts,
         models=models,
         test_train_images=world.split("test_train").images if settings.surrogates else None,
         concept_scores=run.tensors("concept_scores") if settings.surrogates else None,
@@ -86,6 +95,9 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
         seed=config.seed,
         search=config.search,
         device=str(dev),
+        vocabulary=vocabulary,
+        test_eval_concepts=present,
+        tcav_concepts=tcav_concepts,
     )
     with recompute_output(run, "microscope", stage_named("microscope").writes) as output:
         old = run.path / "microscope" / "attributions"

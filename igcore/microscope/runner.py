@@ -37,7 +37,7 @@ from igcore.microscope.registry import architecture_of, get_method
 from igcore.microscope.relevance import relevance_rows, summarise_relevance
 from igcore.microscope.swaps import background_swaps, sample_per_group
 from igcore.store import write_table
-from igcore.worlds.base import Split, World
+from igcore.worlds.base import Split, Vocabulary, World
 
 #: Models that get a surrogate hypothesis, and the metrics key it is stored under.
 SURROGATE_NAMES = {"erm": "z_baseline", "ig_student": "z_student"}
@@ -58,6 +58,21 @@ class MicroscopeInputs:
     seed: int = 0
     search: SearchConfig | None = None  # the run's search settings (surrogates use the same search)
     device: str = "auto"
+    #: the run's concepts when they are more than the world's (discovered ones: igcore.discover); the columns
+    #: of ``concept_scores`` and of ``test_eval_concepts``
+    vocabulary: Vocabulary | None = None
+    #: 0/1 (N, K) over ``vocabulary`` of D′_eval (annotations, then discovered presence); None: the world's
+    test_eval_concepts: np.ndarray | None = None
+    #: ids of ``concept_bank_concepts``' columns (the concepts TCAV tests); None: the world's vocabulary
+    tcav_concepts: list[str] | None = None
+
+    @property
+    def concepts(self) -> Vocabulary:
+        return self.vocabulary if self.vocabulary is not None else self.world.vocabulary
+
+    @property
+    def present(self) -> np.ndarray:
+        return self.test_eval_concepts if self.test_eval_concepts is not None else self.test_eval.concepts
 
     def predictions_of(self, name: str) -> np.ndarray:
         if name not in self.predictions:
@@ -228,7 +243,8 @@ def tcav(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str]
             rows_c = np.flatnonzero(test.labels == c)
             by_class[name] = test.images[np.sort(rng.choice(rows_c, size=min(t.n_inputs, len(rows_c)), replace=False))]
         records, controls = tcav_repeated(
-            clf.module_, inputs.concept_bank_images, inputs.concept_bank_concepts, inputs.world.vocabulary.ids, by_class,
+            clf.module_, inputs.concept_bank_images, inputs.concept_bank_concepts, inputs.tcav_concepts or inputs.world.vocabulary.ids,
+            by_class,
             t.layers, classes=classes, n_random=t.n_random, n_concept_images=t.n_concept_images,
             alpha=t.alpha, correction=t.correction, seed=inputs.seed, device=clf.device_, model_id=m,
             n_controls=t.n_controls, repeats=t.repeats,
@@ -301,13 +317,13 @@ def surrogates(
             continue
         s = fit_surrogate(
             key, m, scores["test_train"], inputs.models[m].predict(inputs.test_train_images),
-            scores["test_eval"], inputs.predictions_of(m), inputs.world.vocabulary, list(inputs.world.classes),
+            scores["test_eval"], inputs.predictions_of(m), inputs.concepts, list(inputs.world.classes),
             eval_labels=inputs.test_eval.labels, search_config=inputs.search, device=inputs.device, l1=settings.surrogate_l1,
         )
         hypotheses[key] = s.records
         hypotheses[f"{key}_text"] = s.text
         summaries[key] = s.summary()
-        deletion[key] = clause_deletion(s.hypothesis, scores["test_eval"], inputs.test_eval.concepts, inputs.world.vocabulary,
+        deletion[key] = clause_deletion(s.hypothesis, scores["test_eval"], inputs.present, inputs.concepts,
                                         list(inputs.world.classes))
         model_pred = inputs.predictions_of(m)
         rows += [{"surrogate": key, "model": m, "index": int(i), "label": int(inputs.test_eval.labels[i]),

@@ -45,7 +45,7 @@ run config describes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +54,7 @@ import pandas as pd
 
 from igcore.config import PriorConfig
 from igcore.errors import InputError
+from igcore.hypothesis import Hypothesis
 from igcore.prior.encoders import (
     ENCODERS,
     CachedEncoder,
@@ -81,7 +82,7 @@ from igcore.prior.judgments import (
 )
 from igcore.prior.model import FEATURES, MODEL_PARAMS, FlatPrior, HypothesisPrior, PriorModel
 from igcore.prior.store import JudgmentsStore
-from igcore.worlds.base import Vocabulary
+from igcore.worlds.base import Concept, Vocabulary
 
 __all__ = [
     "ASSETS_DIR",
@@ -135,7 +136,9 @@ class Judgments:
     notes: list[str] = field(default_factory=list)
 
 
-def load_judgments(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence[str]) -> Judgments:
+def load_judgments(
+    prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence[str], drop: Collection[str] = ()
+) -> Judgments:
     """The ratings and pairwise preferences a config asks for: ``prior.database`` (the SQLite store) if
     set, else ``prior.judgments`` / ``prior.pairwise`` CSVs if set, else the shipped ones when they speak
     about this world's concepts and classes.
@@ -143,8 +146,14 @@ def load_judgments(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence
     Files a person named must fit the world (a concept or class it does not have is an
     :class:`InputError`). The shipped files are for the Snow-and-Wolves vocabulary: for another world
     they are left out, with a note; a world with no ratings at all gets a prior that rates every clause
-    alike, and the note says so plainly.
+    alike, and the note says so plainly. Judgments about a concept in ``drop`` — one withheld from the
+    engine (``world.hide_concepts``), or a discovered concept nobody has named — are left out: ratings of
+    it, and pairwise preferences between hypotheses that mention it.
     """
+    drop = frozenset(drop)
+    if drop:
+        known = Vocabulary(vocabulary.concepts + tuple(Concept(c, c, "core") for c in sorted(drop) if c not in vocabulary.ids))
+        return _without(load_judgments(prior, known, classes), drop, known, classes)
     if prior.database:
         store = JudgmentsStore(prior.database, vocabulary, classes)
         return Judgments(store.ratings(), store.pairwise(), f"database {Path(prior.database).name}")
@@ -169,11 +178,27 @@ def load_judgments(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence
         return Judgments(ratings, None, source, notes)
 
 
+def _without(judgments: Judgments, drop: frozenset[str], vocabulary: Vocabulary, classes: Sequence[str]) -> Judgments:
+    """``judgments`` without the ratings of concepts in ``drop`` and the preferences that mention one."""
+    ratings = judgments.ratings[~judgments.ratings["concept"].isin(drop)].reset_index(drop=True)
+    pairwise = judgments.pairwise
+    if pairwise is not None:
+        def clean(text: str) -> bool:
+            return not Hypothesis.from_json(text, vocabulary, classes).concepts_used() & drop
+
+        keep = [clean(a) and clean(b) for a, b in zip(pairwise["hypothesis_a"], pairwise["hypothesis_b"], strict=True)]
+        pairwise = pairwise[keep].reset_index(drop=True) if any(keep) else None
+    notes = list(judgments.notes)
+    if left_out := len(judgments.ratings) - len(ratings):
+        notes.append(f"{left_out} rating(s) about concepts withheld from the engine or not yet named were left out")
+    return Judgments(ratings, pairwise, judgments.source, notes)
+
+
 def load_ratings_for_config(
-    prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence[str]
+    prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence[str], drop: Collection[str] = ()
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """``(ratings, pairwise)`` of :func:`load_judgments` (validates the files a config names)."""
-    judgments = load_judgments(prior, vocabulary, classes)
+    judgments = load_judgments(prior, vocabulary, classes, drop)
     return judgments.ratings, judgments.pairwise
 
 
@@ -200,9 +225,9 @@ def carried_structure(prior: PriorConfig) -> PriorModel:
     return prior_from_config(prior).fit(ratings, vocabulary, classes, pairwise)
 
 
-def build_prior(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence[str]) -> PriorModel:
+def build_prior(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence[str], drop: Collection[str] = ()) -> PriorModel:
     """Fit the prior a run's ``prior`` section describes, on the judgments it names (:func:`load_judgments`)."""
-    judgments = load_judgments(prior, vocabulary, classes)
+    judgments = load_judgments(prior, vocabulary, classes, drop)
     return fit_prior(prior, judgments, vocabulary, classes)
 
 

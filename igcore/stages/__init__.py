@@ -20,6 +20,14 @@ from typing import Any
 from igcore.config import Config
 from igcore.context import RunContext
 from igcore.errors import InputError
+from igcore.stages.discover import (
+    check_names,
+    check_vocabulary,
+    discovers,
+    effects_models,
+    stage_discover,
+    stage_discover_effects,
+)
 from igcore.stages.features import stage_features
 from igcore.stages.ig import check_judgments, stage_concepts, stage_ig, stage_student
 from igcore.stages.microscope import stage_microscope
@@ -57,6 +65,14 @@ def _erm_requires(config: Config) -> tuple[str, ...]:
 
 def _uses_backbone(config: Config) -> bool:
     return bool(config.features.backbone)
+
+
+def _discover_requires(config: Config) -> tuple[str, ...]:
+    return ("splits", *(f"model:{m}" for m in config.discover.models))
+
+
+def _discover_effects_requires(config: Config) -> tuple[str, ...]:
+    return ("discovered", *(f"model:{m}" for m in effects_models(config)))
 
 
 def _microscope_requires(config: Config) -> tuple[str, ...]:
@@ -114,8 +130,12 @@ STAGES: tuple[Stage, ...] = (
           "train the oracle reference on the labels of D′ (evaluation only)"),
     Stage("true_concepts", stage_true_concepts, ("splits",), ("true_concepts",), frozenset({"methods.true_concepts"}),
           "fit the true-concepts reference (logistic regression on annotated concepts)"),
+    Stage("discover", stage_discover, _discover_requires, ("discovered",), frozenset(),
+          "discover the concepts of discover.models by NMF of a layer (ACE, CRAFT); they become vocabulary",
+          default=discovers, preflight=check_names),
     Stage("concepts", stage_concepts, _with_features("splits"), ("concepts",), frozenset({"concepts"}),
-          "train the concept model on the concept bank; score every split"),
+          "train the concept model on the concept bank; score every split; append the discovered concepts when discover ran",
+          preflight=check_vocabulary),
     Stage("ig", stage_ig, ("splits", "concepts"), ("ig",),
           frozenset({"prior", "methods.ig_direct", "methods.no_prior", "methods.ig_posterior", "clause_deletion.z_star",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_IG)}),
@@ -129,6 +149,9 @@ STAGES: tuple[Stage, ...] = (
           "train the JTT peer (upweights an identification model's errors)", default=_peer("jtt")),
     Stage("dfr", stage_dfr, ("splits", "model:erm"), ("dfr",), frozenset({"methods.dfr"}),
           "re-train ERM's last layer on group-balanced val data (DFR peer)", default=_peer("dfr")),
+    Stage("discover_effects", stage_discover_effects, _discover_effects_requires, ("discover_effects",), frozenset({"discover"}),
+          "remove each discovered concept from every examined model's layer: effect on its answers, ranked",
+          default=discovers),
     Stage("microscope", stage_microscope, _microscope_requires, ("microscope",),
           frozenset({"microscope", "surrogates", "clause_deletion.z_baseline", "clause_deletion.z_student",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_MICROSCOPE)}),

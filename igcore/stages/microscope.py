@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from igcore.context import RunContext
 from igcore.microscope.registry import ATTRIBUTIONS
 from igcore.microscope.runner import MicroscopeInputs, run_microscope
@@ -27,11 +29,16 @@ def stage_microscope(ctx: RunContext) -> dict[str, Any]:
     settings = ctx.config.microscope
     data = ctx.data
     scores = ctx.concepts.scores.as_dict() if ctx.concepts is not None else None
+    bank, tcav_concepts = data.concept_bank.concepts, None
+    found = ctx.discovered or {}
+    if found and ctx.config.discover.tcav:  # discovered concepts are tested like annotated ones
+        bank = np.concatenate([bank, *(d.present("concept_bank") for d in found.values())], axis=1)
+        tcav_concepts = ctx.world.vocabulary.ids + [c.id for d in found.values() for c in d.concepts]
     inputs = MicroscopeInputs(
         world=ctx.world,
         test_eval=data.test_eval,
         concept_bank_images=data.concept_bank.images,
-        concept_bank_concepts=data.concept_bank.concepts,
+        concept_bank_concepts=bank,
         models={name: ctx.classifier(name) for name in settings.models},
         test_train_images=data.test_train.images,
         concept_scores=scores,
@@ -39,6 +46,9 @@ def stage_microscope(ctx: RunContext) -> dict[str, Any]:
         seed=ctx.config.seed,
         search=ctx.config.search,
         device=str(ctx.device),
+        vocabulary=ctx.vocabulary,
+        test_eval_concepts=ctx.annotations("test_eval") if ctx.concepts is not None else None,
+        tcav_concepts=tcav_concepts,
     )
     if "occlusion" in settings.methods:
         occ = ATTRIBUTIONS["occlusion"].resolve(settings.params.get("occlusion"))  # the registry's defaults, overridden

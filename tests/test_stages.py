@@ -16,7 +16,8 @@ from igcore.errors import InputError
 from igcore.stages import MODEL_NAMES, STAGE_NAMES, STAGES, select_stages
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED = ["world", "features", "erm", "oracle", "true_concepts", "concepts", "ig", "student", "groupdro", "jtt", "dfr", "microscope"]
+EXPECTED = ["world", "features", "erm", "oracle", "true_concepts", "discover", "concepts", "ig", "student", "groupdro", "jtt", "dfr",
+            "discover_effects", "microscope"]
 
 
 def _modules() -> list[str]:

@@ -83,7 +83,8 @@ def select_k(x: np.ndarray, candidates: list[int], energy: float, seed: int = 0)
     """
     tried, explained = [], []
     model = None
-    for k in sorted(candidates):
+    cap = min(x.shape)  # NMF's SVD-based start needs K <= min(positions, channels)
+    for k in sorted({min(k, cap) for k in candidates}):
         model = _nmf(x, k, seed)
         tried.append(k)
         explained.append(explained_energy(x, model))
@@ -128,7 +129,7 @@ class ConceptFactorization:
         if self.k is None:
             self.selection_, model = select_k(x, list(self.k_candidates), self.energy, self.seed)
         else:
-            self.selection_, model = None, _nmf(x, self.k, self.seed)
+            self.selection_, model = None, _nmf(x, min(self.k, *x.shape), self.seed)
         self.k_ = int(model.n_components_)
         self.components_ = model.components_.astype(np.float32)
         self.reconstruction_error_ = float(np.sqrt(max(0.0, 1.0 - explained_energy(x, model))))

@@ -130,6 +130,7 @@ def resolve_z_star(run: RunView, ratings: pd.DataFrame, pairwise: pd.DataFrame |
         "prior_summary": out.prior_summary,
         "engine_seconds": out.seconds,
         "search": out.search,
+        "language": out.language,
     }
 
 
@@ -151,7 +152,8 @@ def _elicitation(run: RunView, key: str, _ratings: pd.DataFrame, _pairwise: pd.D
 
     out = resolve_z_star(run, _ratings, _pairwise)
     search = out.pop("search")
-    out["order"] = question_order(search, run.concept_scores("train"), run.split("train")["label"].to_numpy(), _ratings)
+    scores = out.pop("language").of(run.concept_scores("train"))  # z*'s concepts (annotated and named discovered)
+    out["order"] = question_order(search, scores, run.split("train")["label"].to_numpy(), _ratings)
     out["support"] = sorted(search.z_star_.structure)
     return out
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from igcore.discover.names import Language, apply_names, hypothesis_language, judgments_left_out
 from igcore.hypothesis import Hypothesis
 from igcore.prior import build_prior, prior_from_config
 from igcore.search import HypothesisSearch, search_from_config
@@ -32,6 +33,7 @@ class Resolution:
     test_eval_proba: np.ndarray
     prior_summary: dict[str, Any]
     seconds: float
+    language: Language  # the run's concepts z* speaks (``language.of(scores)`` gives the search's columns)
 
 
 def resolve(
@@ -45,9 +47,6 @@ def resolve(
     run's stored concept scores of D. No image is touched; pass the previous search as ``warm`` to
     start from its solution. ``names`` (e.g. :meth:`igcore.discover.NameStore.names`) rename discovered
     concepts: z* speaks the annotated and named ones (:func:`igcore.discover.names.hypothesis_language`)."""
-    from igcore.discover.names import apply_names, hypothesis_language
-    from igcore.stages.ig import judgments_left_out
-
     start = time.perf_counter()
     config = run.config_model()
     full, classes = run.vocabulary()
@@ -77,4 +76,5 @@ def resolve(
         test_eval_proba=search.predict_proba(scores["test_eval"]),
         prior_summary=prior.summary(),
         seconds=time.perf_counter() - start,
+        language=language,
     )

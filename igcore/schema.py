@@ -163,6 +163,8 @@ class Metrics(_Open):
     clause_deletion: dict[str, list[dict[str, Any]]] = {}
     #: agreement of people's labels of D′_eval, given z*, with L_M(·|x, z*) (igcore.labels.write_imitation)
     imitation: dict[str, Any] | None = None
+    #: per source model, its discovered concepts: resemblance, calibration, ablation effects (igcore.discover)
+    discover: dict[str, dict[str, Any]] = {}
 
 
 # --------------------------------------------------------------------------------------- tables, tensors
@@ -205,6 +207,10 @@ SPLIT_TABLE = TableSpec(
 
 TABLES: dict[str, TableSpec] = {
     **{f"split_{name}": SPLIT_TABLE for name in ("train", "val", "test_train", "test_eval", "concept_bank")},
+    "discover_effects": TableSpec(
+        "each discovered concept's ablation effect on every examined model, overall (group ``all``) and per group",
+        ("source", "component", "model", "group", "mean", "ci_low", "ci_high", "n"),
+    ),
     "predictions": TableSpec(
         "every evaluated method's answer on D′_eval",
         ("index", "label", "group", "background"),

@@ -13,7 +13,7 @@ import pytest
 
 from igcore.cli import main
 from igcore.config import load_config
-from igcore.discover import DiscoveryView, NameStore
+from igcore.discover import DiscoveryView
 from igcore.ig import resolve
 from igcore.pipeline import run_pipeline
 from igcore.store import RunStore, load_run_dir
@@ -91,7 +91,8 @@ def test_a_labels_only_manifest_runs_end_to_end_and_names_make_words_for_z_star(
     manifest = _labels_only(tmp_path / "data")
     world = ["world.name=folder", f"world.manifest={manifest}", 'world.hide_concepts=["place::meadow","place::pond"]',
              f"world.cache_dir={tmp_path / 'cache'}"]
-    run = load_run_dir(run_pipeline(load_config(None, [*TINY, *world, "run_id=lo"]), tmp_path / "runs", progress=False))
+    sets = [*TINY, *world, "run_id=lo", "discover.tcav=true", "world.concept_bank=train+val"]
+    run = load_run_dir(run_pipeline(load_config(None, sets), tmp_path / "runs", progress=False))
     assert run.complete
     vocabulary, classes = run.vocabulary()
     assert vocabulary.ids and all(c.kind == "discovered" for c in vocabulary.concepts)  # nothing annotated, nothing else
@@ -101,6 +102,8 @@ def test_a_labels_only_manifest_runs_end_to_end_and_names_make_words_for_z_star(
     assert set(metrics["discover"]["erm"]["components"][0]["effects"]) == {"erm", "ig_student", "oracle"}
     notes = " ".join(n.note for n in run.info().notes)
     assert "unnamed" in notes and "true-concepts" in notes and "withheld" in notes
+    tested = {r["concept"] for r in metrics["microscope"]["erm"]["tcav"]}  # discover.tcav: TCAV tests them like any concept
+    assert tested and tested <= set(vocabulary.ids)
 
     # naming from the CLI: the name is the concept's text, and z* may use it
     names = tmp_path / "names.csv"

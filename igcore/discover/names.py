@@ -9,9 +9,11 @@ the text), the Prior page's questions.
 **z\\* speaks only in words people can judge.** Prior_M(z) is a model of what people find plausible, and
 nobody can judge "unnamed concept 3 is evidence for a wolf". So the hypothesis language of z\\* — and of
 its likelihood-only ablation ``no_prior``, so that the two stay comparable — is the annotated concepts
-plus the *named* discovered ones (:func:`hypothesis_language`). Unnamed concepts are still vocabulary
-for what describes a model rather than a human's knowledge: the surrogates z_baseline / z_student,
-clause deletion, TCAV (``discover.tcav``) and the ablation effects.
+plus the *named* discovered ones (:func:`hypothesis_language`). The surrogates z_baseline / z_student
+speak the same language (they describe a model "in the language of z*"), so a named component enters
+them too. Every discovered concept, named or not, is described by what it resembles and by its ablation
+effect on every model (:mod:`igcore.discover.importance`), is tested by TCAV with ``discover.tcav``, and
+is a column of the run's concept scores; those are what people look at to decide what to name.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from igcore.errors import InputError
 from igcore.worlds.base import Concept, Vocabulary
+
+if TYPE_CHECKING:
+    from igcore.config import Config
 
 PREFIX = "discovered::"
 KIND = "discovered"
@@ -144,3 +150,11 @@ def hypothesis_language(vocabulary: Vocabulary) -> Language:
     """Annotated concepts and named discovered ones (see the module docstring), in vocabulary order."""
     keep = [i for i, c in enumerate(vocabulary.concepts) if not is_discovered(c) or is_named(c)]
     return Language(Vocabulary(tuple(vocabulary.concepts[i] for i in keep)), np.asarray(keep, dtype=np.int64), len(vocabulary))
+
+
+def judgments_left_out(config: Config, vocabulary: Vocabulary, language: Vocabulary) -> set[str]:
+    """Concepts whose judgments Prior_M is not fitted on: those withheld from the engine
+    (``world.hide_concepts``) and discovered ones outside z*'s ``language`` (nobody named them)."""
+    d = config.discover
+    possible = {c.id for m in d.models for c in discovered_concepts(m, d.max_k())}
+    return set(config.world.hide_concepts) | ((possible | set(vocabulary.ids)) - set(language.ids))

@@ -58,8 +58,8 @@ class MicroscopeInputs:
     seed: int = 0
     search: SearchConfig | None = None  # the run's search settings (surrogates use the same search)
     device: str = "auto"
-    #: the run's concepts when they are more than the world's (discovered ones: igcore.discover); the columns
-    #: of ``concept_scores`` and of ``test_eval_concepts``
+    #: the concepts the surrogates speak when they are not the world's (z*'s language: annotated and named
+    #: discovered concepts, igcore.discover); the columns of ``concept_scores`` and of ``test_eval_concepts``
     vocabulary: Vocabulary | None = None
     #: 0/1 (N, K) over ``vocabulary`` of D′_eval (annotations, then discovered presence); None: the world's
     test_eval_concepts: np.ndarray | None = None

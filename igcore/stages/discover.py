@@ -15,6 +15,7 @@ on the IG student can only follow ``student``, hence two stages.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,7 @@ def discovers(config: Config) -> bool:
 
 def stage_discover(ctx: RunContext) -> dict[str, Any]:
     """Factorise each model of ``discover.models``; its components become vocabulary (see :mod:`igcore.discover`)."""
+    cpu = time.process_time()
     params = ctx.config.discover
     names = read_names_csv(params.names, tuple(params.models), params.max_k()) if params.names else {}
     splits = dict(ctx.data.items())
@@ -83,7 +85,7 @@ def stage_discover(ctx: RunContext) -> dict[str, Any]:
     if stray:
         ctx.note(f"discover.names names component(s) that were not discovered (fewer components): {', '.join(stray)}")
     ctx.discovered = found
-    return info
+    return {**info, "cpu_seconds": round(time.process_time() - cpu, 3)}  # every thread of the process (CPU time)
 
 
 def save(d: SourceDiscovery, ctx: RunContext) -> None:
@@ -105,6 +107,7 @@ def effects_models(config: Config) -> tuple[str, ...]:
 
 def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
     """Each component's ablation effect on every model under the microscope (:mod:`igcore.discover.importance`)."""
+    cpu = time.process_time()
     found = ctx.need(ctx.discovered, "discovered")
     test, names = ctx.data.test_eval, ctx.world.group_names()
     n_resamples = ctx.config.microscope.counterfactuals.n_resamples
@@ -142,7 +145,7 @@ def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
     columns = ["source", "component", "model", "group", "mean", "ci_low", "ci_high", "n"]
     ctx.writer.table("discover_effects", pd.DataFrame.from_records(rows, columns=columns))
     ctx.write_metrics({"discover": section})
-    return info
+    return {**info, "cpu_seconds": round(time.process_time() - cpu, 3)}
 
 
 def components_record(d: SourceDiscovery, per_model: dict[str, Any]) -> dict[str, Any]:

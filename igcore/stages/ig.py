@@ -40,14 +40,6 @@ def check_judgments(config: Config, world: World) -> None:
                             drop=config.world.hide_concepts)
 
 
-def judgments_left_out(config: Config, vocabulary: Vocabulary, language: Vocabulary) -> set[str]:
-    """Concepts whose judgments Prior_M does not fit on: withheld ones and discovered ones nobody named."""
-    from igcore.discover.names import discovered_concepts
-
-    possible = {c.id for m in config.discover.models for c in discovered_concepts(m, config.discover.max_k())}
-    return set(config.world.hide_concepts) | ((possible | set(vocabulary.ids)) - set(language.ids))
-
-
 def stage_concepts(ctx: RunContext) -> dict[str, Any]:
     """Train the concept model on the concept bank; score every split; report per-concept ROC AUC. The concepts
     discovered by the ``discover`` stage (when it ran) follow the annotated ones, scored by their calibrated
@@ -105,7 +97,7 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
 
     Both searches speak the run's hypothesis language: annotated and named discovered concepts
     (:func:`igcore.discover.names.hypothesis_language`; an unnamed concept is nothing a person can judge)."""
-    from igcore.discover.names import hypothesis_language
+    from igcore.discover.names import hypothesis_language, judgments_left_out
 
     classes = list(ctx.world.classes)
     scores = ctx.need(ctx.concepts, "concepts").scores

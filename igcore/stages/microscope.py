@@ -26,9 +26,13 @@ def occlusion_note(side: int, window: int, stride: int) -> str | None:
 
 def stage_microscope(ctx: RunContext) -> dict[str, Any]:
     """Attributions, relevance mass, TCAV, surrogates, background swaps and sanity checks of ``microscope.models``."""
+    from igcore.discover.names import hypothesis_language
+
     settings = ctx.config.microscope
     data = ctx.data
-    scores = ctx.concepts.scores.as_dict() if ctx.concepts is not None else None
+    # the surrogates speak z*'s language: annotated concepts and named discovered ones (igcore.discover.names)
+    language = ctx.ig.language if ctx.ig is not None and ctx.ig.language is not None else hypothesis_language(ctx.vocabulary)
+    scores = {k: language.of(v) for k, v in ctx.concepts.scores.as_dict().items()} if ctx.concepts is not None else None
     bank, tcav_concepts = data.concept_bank.concepts, None
     found = ctx.discovered or {}
     if found and ctx.config.discover.tcav:  # discovered concepts are tested like annotated ones
@@ -46,8 +50,8 @@ def stage_microscope(ctx: RunContext) -> dict[str, Any]:
         seed=ctx.config.seed,
         search=ctx.config.search,
         device=str(ctx.device),
-        vocabulary=ctx.vocabulary,
-        test_eval_concepts=ctx.annotations("test_eval") if ctx.concepts is not None else None,
+        vocabulary=language.vocabulary,
+        test_eval_concepts=language.of(ctx.annotations("test_eval")),
         tcav_concepts=tcav_concepts,
     )
     if "occlusion" in settings.methods:

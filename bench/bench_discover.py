@@ -431,7 +431,7 @@ def report(args: argparse.Namespace, argv: list[str] | None, a: list, b_sw: list
                   f"({', '.join(f'seed {s}: ' + ('met' if m else 'not met') for (s, _), m in zip(a, met, strict=True))}).", ""]
         lines += [f"z* of seed {a[0][0]}: {a[0][1]['z_star']}", ""]
     for title, res, what in (("(b) Snow-and-Wolves as a labels-only manifest", b_sw, "Snow-and-Wolves"),
-                             ("(b) The BYOD bench data as a labels-only manifest", b_byod, "the BYOD data set")):
+                             ("(b) The BYOD bench data as a labels-only manifest", b_byod, "The BYOD bench data")):
         if not res:
             continue
         lines += [f"### {title}", "",

@@ -28,7 +28,7 @@ class DiscoverParams(Settings):
     layer: str = Field("last", description="last | penultimate (ResNet stage / ViT block output) | a dotted module path")
     images: int = Field(2000, ge=20, le=1_000_000, description="images of D and D'_train (half each) whose positions are factorised")
     names: PathText | None = Field(None, description="CSV component,text naming discovered concepts (component = discovered::<model>/<k>)")
-    exemplars: int = Field(12, ge=1, le=200, description="D'_eval images kept per component for people to name it (highest presence first)")
+    exemplars: int = Field(12, ge=1, le=200, description="D'_eval exemplars per component shown to people who name it (highest presence first)")
     tcav: bool = Field(False, description="also test discovered concepts with TCAV (the ablation effect already measures their causal use)")
 
     @field_validator("models")

@@ -16,20 +16,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from igcore.config import Config
-from igcore.context import RunContext
-from igcore.discover.discovery import SCORED, SourceDiscovery, discover
-from igcore.discover.importance import ablation_effects, fit_patterns, resample_maps
-from igcore.discover.layers import capture, resolve_site
 from igcore.discover.names import is_named, parse_id, read_names_csv
 from igcore.discover.params import DISCOVER_MODELS
 from igcore.errors import InputError
+from igcore.store import write_tensors
 from igcore.worlds.base import World
+
+if TYPE_CHECKING:  # the stage functions import the torch-side modules when they run
+    from igcore.context import RunContext
+    from igcore.discover.discovery import SourceDiscovery
 
 FOLDER = "discover"
 
@@ -56,6 +57,8 @@ def discovers(config: Config) -> bool:
 
 def stage_discover(ctx: RunContext) -> dict[str, Any]:
     """Factorise each model of ``discover.models``; its components become vocabulary (see :mod:`igcore.discover`)."""
+    from igcore.discover.discovery import SCORED, discover
+
     cpu = time.process_time()
     params = ctx.config.discover
     names = read_names_csv(params.names, tuple(params.models), params.max_k()) if params.names else {}
@@ -92,8 +95,6 @@ def save(d: SourceDiscovery, ctx: RunContext) -> None:
     """``discover/<model>/``: ``components`` (basis), ``scores`` (raw and calibrated, per split), ``maps``
     (D′_eval coefficient maps, float16) and ``info.json``."""
     folder = ctx.writer.subdir(f"{FOLDER}/{d.model}")
-    from igcore.store import write_tensors
-
     write_tensors(folder, "components", {"components": d.factorization.components_})
     write_tensors(folder, "scores", {**{f"score_{s}": v for s, v in d.scores.items()},
                                      **{f"p_{s}": v for s, v in d.probability.items()}})
@@ -107,6 +108,9 @@ def effects_models(config: Config) -> tuple[str, ...]:
 
 def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
     """Each component's ablation effect on every model under the microscope (:mod:`igcore.discover.importance`)."""
+    from igcore.discover.importance import ablation_effects, fit_patterns, resample_maps
+    from igcore.discover.layers import capture, resolve_site
+
     cpu = time.process_time()
     found = ctx.need(ctx.discovered, "discovered")
     test, names = ctx.data.test_eval, ctx.world.group_names()
@@ -133,8 +137,6 @@ def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
                 seed=ctx.config.seed, n_resamples=n_resamples,
             )
             per_model[model] = {"layer": site.path, "r2": quality["r2"], "share": quality["share"], "effects": found_effects}
-            from igcore.store import write_tensors
-
             write_tensors(ctx.writer.subdir(f"{FOLDER}/{source}"), f"patterns_{model}",
                           {"patterns": patterns.patterns, "intercept": patterns.intercept, "map_mean": patterns.map_mean})
             for k, e in enumerate(found_effects):

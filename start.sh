@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -e .  # igcore, dashboard, testkit, bench importable from anywhere
 RUNS_DIR="${IG_RUNS_DIR:-runs}"
 if ! .venv/bin/python -m igcore list --out "$RUNS_DIR" | grep -q " complete "; then
     .venv/bin/python -m igcore run --out "$RUNS_DIR"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,13 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from _common import provenance  # noqa: E402
-
-from igcore.baseline import PixelClassifier, build_model  # noqa: E402
-from igcore.microscope.integrated_gradients import integrated_gradients  # noqa: E402
+from bench.common import ROOT, provenance
+from igcore.baseline import PixelClassifier, build_model
+from igcore.microscope import get_method
 
 
 def best_of(fn: Callable[[], None], repeats: int) -> tuple[float, float]:
@@ -66,8 +61,11 @@ def measure(arch: str, n_steps: int, batch: int, images: int, repeats: int, imag
         module.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(module(xb), tb).backward()
 
+    method = get_method("integrated_gradients")
+    params = method.resolve({"n_steps": n_steps, "internal_batch_size": batch})  # the registry's defaults for the rest
+
     def ig() -> None:
-        integrated_gradients(module, x, target, n_steps=n_steps, internal_batch_size=batch)
+        method.fn(module, x, target, **params)
 
     fb_wall, fb_cpu = best_of(input_grad, repeats)
     full_wall, full_cpu = best_of(full_backward, repeats)

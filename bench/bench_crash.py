@@ -42,32 +42,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from _common import provenance, write_section  # noqa: E402
-
-from igcore.errors import InputError  # noqa: E402
-from igcore.store import JOURNAL, RunStore, load_run_dir  # noqa: E402
+from bench.common import ROOT, provenance, write_section
+from igcore.errors import InputError
+from igcore.store import JOURNAL, RunStore, load_run_dir
+from testkit.concurrency import start_rating_writer
+from testkit.runs import TINY
 
 REPORT = ROOT / "docs" / "RELIABILITY.md"
 VOCAB = ROOT / "assets" / "snowwolf_vocabulary.csv"
 
-#: A run of every default stage in seconds, not minutes: a small world, one epoch, few attributions.
-TINY = {
+#: The tests' tiny run (:data:`testkit.runs.TINY`) made faster still, since every kill restarts one: a smaller
+#: world at 32 px, one epoch, two attribution methods, fewer TCAV, swap and counterfactual draws.
+CRASH_RUN = {
+    **TINY,
     "world.n_train": 120, "world.n_val": 60, "world.n_test_train": 90, "world.n_test_eval": 90,
     "world.n_concept_bank": 120, "world.image_size": 32,
-    "baseline.epochs": 1, "concepts.epochs": 1,
-    "search.n_ranked": 10, "search.beam_width": 2,
-    "microscope.per_group": 1,
-    "microscope.methods": ["saliency", "integrated_gradients"],
-    "microscope.params.integrated_gradients.n_steps": 4,
-    "microscope.tcav.n_random": 2, "microscope.tcav.n_concept_images": 8, "microscope.tcav.n_inputs": 8,
-    "microscope.tcav.layers": ["penultimate"], "microscope.tcav.repeats": 1, "microscope.tcav.n_controls": 2,
-    "microscope.swaps.max_images": 20, "microscope.sanity.n_images": 2,
-    "microscope.counterfactuals.max_images": 20, "microscope.counterfactuals.attribution_per_group": 1,
-    "microscope.counterfactuals.n_steps": 4, "microscope.counterfactuals.n_resamples": 100,
+    "baseline.epochs": 1, "concepts.epochs": 1, "search.n_ranked": 10, "search.beam_width": 2,
+    "microscope.per_group": 1, "microscope.methods": ["saliency", "integrated_gradients"],
+    "microscope.params.integrated_gradients.n_steps": 4, "microscope.tcav.repeats": 1, "microscope.tcav.n_controls": 2,
+    "microscope.swaps.max_images": 20, "microscope.counterfactuals.max_images": 20,
+    "microscope.counterfactuals.attribution_per_group": 1, "microscope.counterfactuals.n_steps": 4,
+    "microscope.counterfactuals.n_resamples": 100,
 }
 #: The two microscope recomputes that alternate (their metrics name different models). Surrogates off:
 #: they need the concepts stage, which the short version (tests/test_crash.py) does not run.
@@ -76,31 +71,16 @@ RECOMPUTES = (["microscope.models=[\"erm\"]", *_RECOMPUTE], ["microscope.models=
 #: Stages the short version runs: enough for a microscope of two models, and every step of the store.
 SHORT_STAGES = "world,erm,oracle"
 
-WRITER = """
-import sys
-from igcore.prior import JudgmentsStore
-from igcore.worlds.base import Vocabulary
-
-store = JudgmentsStore(sys.argv[1], Vocabulary.from_csv(sys.argv[2]), ["husky", "wolf"])
-print("ready", flush=True)
-i = 0
-while True:
-    store.add_rating(f"{sys.argv[3]}-{i}", "amber_eyes", "wolf", 1 + i % 5)
-    print(i, flush=True)  # only after add_rating returned, i.e. after COMMIT
-    i += 1
-"""
-
-
-def tiny_sets(stages: str | None = None) -> list[str]:
-    """``--set`` arguments of :data:`TINY` (and ``--stages`` when given)."""
+def crash_sets(stages: str | None = None) -> list[str]:
+    """``--set`` arguments of :data:`CRASH_RUN` (and ``--stages`` when given)."""
     out = ["--stages", stages] if stages else []
-    for key, value in TINY.items():
+    for key, value in CRASH_RUN.items():
         out += ["--set", f"{key}={json.dumps(value)}"]
     return out
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def igcore(*args: str) -> subprocess.Popen:
@@ -183,7 +163,7 @@ def check_runs(runs: Path, reference: set[str]) -> list[str]:
 def kill_runs(work: Path, kills: int, rng: random.Random, log: list[str], stages: str | None = None) -> tuple[list[Trial], float]:
     runs = work / "runs"
     started = time.monotonic()
-    reference_dir = Path(finish(igcore("run", "--out", str(runs), "--quiet", *tiny_sets(stages)), "reference run").strip().splitlines()[-1])
+    reference_dir = Path(finish(igcore("run", "--out", str(runs), "--quiet", *crash_sets(stages)), "reference run").strip().splitlines()[-1])
     duration = time.monotonic() - started
     reference = files_of(reference_dir)
     log.append(f"reference run: {duration:.1f} s, {len(reference)} files")
@@ -192,7 +172,7 @@ def kill_runs(work: Path, kills: int, rng: random.Random, log: list[str], stages
         moment = rng.uniform(0.0, KILL_WINDOW * duration)
         before = {r.run_id for r in RunStore(runs).list()}
         t0 = time.monotonic()
-        killed = kill_at(igcore("run", "--out", str(runs), "--quiet", *tiny_sets(stages)), moment)
+        killed = kill_at(igcore("run", "--out", str(runs), "--quiet", *crash_sets(stages)), moment)
         if not killed:  # runs got faster than the reference: later kills are drawn over the shorter length
             duration = min(duration, time.monotonic() - t0)
         store = RunStore(runs)
@@ -214,7 +194,7 @@ def kill_runs(work: Path, kills: int, rng: random.Random, log: list[str], stages
                        else "a complete run" if new_runs else "nothing written yet")
         trials.append(trial)
         log.append(f"run kill {n}: {moment:.1f} s -> {trial.found}; problems: {trial.problems or 'none'}")
-    final = Path(finish(igcore("run", "--out", str(runs), "--quiet", *tiny_sets(stages)), "the run after the kills").strip().splitlines()[-1])
+    final = Path(finish(igcore("run", "--out", str(runs), "--quiet", *crash_sets(stages)), "the run after the kills").strip().splitlines()[-1])
     after = check_runs(runs, reference)
     if not load_run_dir(final).complete or after:
         trials.append(Trial(kills + 1, 0.0, False, "the next run", [f"the next run is not whole: {after}"]))
@@ -249,7 +229,7 @@ def check_recompute(run_dir: Path) -> tuple[list[str], str]:
 def kill_recomputes(work: Path, kills: int, rng: random.Random, log: list[str], stages: str | None = None) -> tuple[list[Trial], float, int]:
     runs = work / "runs"
     complete = [r for r in RunStore(runs).list() if r.complete]
-    run_dir = complete[0].path if complete else Path(finish(igcore("run", "--out", str(runs), "--quiet", *tiny_sets(stages)), "run").strip().splitlines()[-1])
+    run_dir = complete[0].path if complete else Path(finish(igcore("run", "--out", str(runs), "--quiet", *crash_sets(stages)), "run").strip().splitlines()[-1])
     sets = [a for s in RECOMPUTES[0] for a in ("--set", s)]
     started = time.monotonic()
     finish(igcore("microscope", str(run_dir), *sets), "reference recompute")
@@ -296,12 +276,8 @@ def kill_judgments(work: Path, kills: int, rng: random.Random, log: list[str]) -
     expected: set[str] = set()
     trials = []
     for n in range(1, kills + 1):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(VOCAB), f"k{n}"], cwd=ROOT, env=_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = start_rating_writer(db, VOCAB, f"k{n}")
         assert proc.stdout is not None
-        ready = proc.stdout.readline()
-        if ready != "ready\n":
-            raise RuntimeError(f"judgments writer did not start: {proc.stderr.read() if proc.stderr else ''}")
         moment = rng.uniform(0.05, 1.5)
         time.sleep(moment)
         os.kill(proc.pid, signal.SIGKILL)

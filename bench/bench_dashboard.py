@@ -7,49 +7,44 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_dashboard.py --runs-dir runs      # uses the newest complete run there
 
 Writes ``docs/bench_dashboard.md`` (no paths of this machine: the runs folder is written as RUNS_DIR).
-Targets: rerun <= 1.0 s, first chart <= 3 s, re-solve <= 1 s, peak RSS <= 1.5 GB.
+Targets: rerun <= 1.0 s, first chart <= 2 s, re-solve <= 1 s, peak RSS <= 1.5 GB. The pages are the
+dashboard's page registry (:data:`dashboard.pages.PAGES`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from streamlit.logger import set_log_level  # noqa: E402
+from streamlit.logger import set_log_level
 
 set_log_level("error")  # before the run view's caches are made: outside a server each would warn that none runs
 
-from _common import cpu_name  # noqa: E402
-from browser_support import CHROMIUM, CHROMIUM_ARGS, IDLE_JS, free_port, stop  # noqa: E402
-
-from dashboard.run_view import RunView, list_runs  # noqa: E402
+from bench.common import ROOT, cpu_name  # noqa: E402  (after the log level)
+from dashboard.pages import PAGES as PAGE_SPECS  # noqa: E402  (after the log level)
+from dashboard.run_view import RunView  # noqa: E402  (after the log level)
+from dashboard.runs import list_runs  # noqa: E402  (after the log level)
+from igcore.store import package_versions  # noqa: E402  (after the log level)
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS, IDLE_JS, start_streamlit, stop  # noqa: E402  (after the log level)
 
 APP = ROOT / "dashboard" / "app.py"
-PAGES = ["overview", "hypotheses", "microscope", "compare", "prior", "share"]
-#: URL path of each page (the default page, Overview, is served at the root).
-PATHS = {name: "" if name == "overview" else name for name in PAGES}
+PAGES = [p.name for p in PAGE_SPECS]
+#: URL path of each page (the default page, Overview, is served at the root) and its sidebar link's text.
+PATHS = {p.name: p.path for p in PAGE_SPECS}
+TITLES = {p.name: p.title for p in PAGE_SPECS}
 #: Package versions the report names.
 VERSIONS = ("streamlit", "plotly", "kaleido", "playwright")
-TITLES = {"overview": "Overview", "hypotheses": "Hypotheses", "microscope": "Baseline microscope", "compare": "Compare", "prior": "Prior", "share": "Share & export"}
-TARGETS = {"rerun": 1.0, "first_chart": 3.0, "resolve": 1.0, "rss_gb": 1.5}
+TARGETS = {"rerun": 1.0, "first_chart": 2.0, "resolve": 1.0, "rss_gb": 1.5}
 
 
 def build_tiny(root: Path) -> None:
-    from conftest import build_tiny_run
+    from testkit.runs import build_tiny_run
 
     build_tiny_run(root, "bench-tiny")
 
@@ -78,15 +73,14 @@ def apptest_timings(reruns: int) -> dict[str, dict[str, float]]:
 
 
 def resolve_timing(run: RunView, repeats: int) -> dict[str, float]:
-    """The Prior page's re-solve (engine.resolve_z_star on the judgments store's ratings)."""
+    """The Prior page's re-solve (engine.resolve_z_star on the page's judgments: the run's own plus what was added)."""
     from dashboard import engine
 
-    store = engine.judgments_store(run)
-    ratings, pairwise = store.ratings(), store.pairwise()
+    judgments = engine.page_judgments(run)
     times, warm = [], None
     for _ in range(repeats):  # as on the page: each re-solve starts from the previous solution
         start = time.perf_counter()
-        warm = engine.resolve_z_star(run, ratings, pairwise, warm=warm)["search"]
+        warm = engine.resolve_z_star(run, judgments, warm=warm)["search"]
         times.append(time.perf_counter() - start)
     return {"median": statistics.median(times[1:]), "max": max(times), "first": times[0]}
 
@@ -101,19 +95,10 @@ def rss_peak_kb(pid: int) -> int:
 def browser_timings(runs_dir: Path) -> tuple[dict[str, float | None], float]:
     from playwright.sync_api import sync_playwright
 
-    port = free_port()
-    env = {**os.environ, "IG_RUNS_DIR": str(runs_dir)}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.headless", "true"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    server = start_streamlit(runs_dir, timeout_s=90)
+    proc, base = server.process, server.url
     timings: dict[str, float | None] = {}
     try:
-        for _ in range(180):
-            try:
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -191,7 +176,7 @@ def main() -> None:
     def ok(value: float, target: float) -> str:
         return "✅" if value <= target else "❌"
 
-    versions = " · ".join(f"{name} {importlib.metadata.version(name)}" for name in VERSIONS)
+    versions = " · ".join(f"{name} {version}" for name, version in package_versions(VERSIONS).items() if name != "python")
     lines = [
         "# Dashboard benchmark",
         "",

@@ -3,7 +3,7 @@
 A simulated rater starts from **no ratings** and answers questions about clauses from a held-back
 ratings file (the run's own judgments: ``prior.judgments`` when the run names one, else the shipped
 ratings); clauses the file does not rate are skipped (a skip is not an answer). After every answer
-Prior_M is refitted and z* re-solved exactly as the Prior page does (:func:`igcore.ig.resolve`, a cold
+Prior_M is refitted and z* re-solved exactly as the Prior page does (:func:`igcore.resolve.resolve`, a cold
 solve each time, so z* is a function of the ratings given so far). Counted: the number of answers
 after which z*'s clause set equals that of z* fitted on the whole file, **and stays equal** for every
 later answer.
@@ -34,9 +34,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -44,17 +43,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from _common import provenance  # noqa: E402
-
-from igcore.config import build_config  # noqa: E402
-from igcore.ig import resolve  # noqa: E402
-from igcore.prior import empty_ratings, load_judgments, prior_from_config  # noqa: E402
-from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, question_order, stopping_signal  # noqa: E402
-from igcore.search import search_from_config  # noqa: E402
-from igcore.store import Run, load_run_dir  # noqa: E402
+from bench.common import provenance
+from igcore.config import build_config
+from igcore.prior import Judgments, fit_prior
+from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, question_order, stopping_signal
+from igcore.resolve import resolve
+from igcore.search import search_from_config
+from igcore.store import Run, load_run_dir
 
 WINDOWS = (3, STOP_WINDOW, 10)
 #: "near": z* is within this many nats of the target in the all-ratings posterior (posterior odds < e^3 ~ 20:1).
@@ -73,7 +68,7 @@ class Case:
     run: Run
     world: str
     heldout: pd.DataFrame
-    pairwise: pd.DataFrame | None
+    judgments: Judgments  # the run's own (its pairwise preferences are kept in every solve)
     source: str
     scores: np.ndarray
     labels: np.ndarray
@@ -86,13 +81,13 @@ class Case:
     prior_overrides: dict[str, Any] = field(default_factory=dict)
 
     def solve(self, ratings: pd.DataFrame) -> Any:
-        """z* on ``ratings`` as the Prior page re-solves it (:func:`igcore.ig.resolve`); with ``--prior-set``,
+        """z* on ``ratings`` as the Prior page re-solves it (:func:`igcore.resolve.resolve`); with ``--prior-set``,
         the same steps with the run's ``prior`` section changed (a what-if the page does not offer)."""
         start = time.perf_counter()
         if self.prior_overrides:
             out = self._what_if(ratings)
         else:
-            out = resolve(self.run, ratings, self.pairwise)
+            out = resolve(self.run, replace(self.judgments, ratings=ratings))
         self.resolve_seconds.append(time.perf_counter() - start)
         return out
 
@@ -100,7 +95,7 @@ class Case:
         config = self.run.config
         config = build_config({**config, "prior": {**config["prior"], **self.prior_overrides}}, stored=True)
         vocabulary, classes = self.run.vocabulary()
-        prior = prior_from_config(config.prior).fit(ratings, vocabulary, classes, self.pairwise)
+        prior = fit_prior(config.prior, replace(self.judgments, ratings=ratings), vocabulary, classes)
         search = search_from_config(config.search, prior, "cpu").fit(self.scores, self.labels, vocabulary, classes)
         test_eval = self.run.tensors("concept_scores")["test_eval"]
         return SimpleNamespace(search=search, z_star=search.z_star_, test_eval_proba=search.predict_proba(test_eval))
@@ -116,16 +111,16 @@ def load_case(path: str, rater: str, prior_overrides: dict[str, Any] | None = No
     run = load_run_dir(path)
     config = run.config_model()
     vocabulary, classes = run.vocabulary()
-    judgments = load_judgments(config.prior, vocabulary, classes)
+    judgments = run.judgments()
+    source = "; ".join(f"{s.key} {Path(s.where).name}" for s in judgments.provenance.of("ratings")) or "no ratings"
     heldout = judgments.ratings[["rater", "concept", "class", "rating"]]
     if rater != "all":
         if rater not in set(heldout["rater"]):
-            raise SystemExit(f"error: no rater {rater!r} in {judgments.source}; raters: {', '.join(sorted(set(heldout['rater'])))}")
+            raise SystemExit(f"error: no rater {rater!r} in {source}; raters: {', '.join(sorted(set(heldout['rater'])))}")
         heldout = heldout[heldout["rater"] == rater]
-    pairwise = judgments.pairwise if judgments.pairwise is not None and len(judgments.pairwise) else None
     case = Case(
-        run=run, world=str(config.world.name), heldout=heldout.reset_index(drop=True), pairwise=pairwise,
-        source=judgments.source, scores=run.tensors("concept_scores")["train"],
+        run=run, world=str(config.world.name), heldout=heldout.reset_index(drop=True), judgments=judgments,
+        source=source, scores=run.tensors("concept_scores")["train"],
         labels=run.table("split_train")["label"].to_numpy(),
         clauses=[(k, c) for k in vocabulary.ids for c in classes], prior_overrides=dict(prior_overrides or {}),
     )
@@ -159,7 +154,7 @@ def answer(case: Case, ratings: pd.DataFrame, clause: tuple[str, str]) -> pd.Dat
 def simulate(case: Case, order: str, seed: int = 0, batch: int = 1) -> dict[str, Any]:
     """Answer until every clause was asked; z*'s clause set after each answer (entry 0: no ratings)."""
     rng = np.random.default_rng(seed)
-    ratings = empty_ratings()
+    ratings = case.heldout.iloc[:0]
     solved = case.solve(ratings)
     history = [step(solved)]
     asked: set[tuple[str, str]] = set()

@@ -24,33 +24,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from _common import provenance, write_section  # noqa: E402
-from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, stop  # noqa: E402
+from bench.common import ROOT, provenance, write_section
+from dashboard.pages import PAGES as PAGE_SPECS  # noqa: E402
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop
 
 REPORT = ROOT / "docs" / "RELIABILITY.md"
-#: Sidebar link text -> page name, in the order clicked (a session starts on Overview, so it comes last:
-#: every click changes the page).
-PAGES = {"Hypotheses": "hypotheses", "Baseline microscope": "microscope", "Compare": "compare",
-         "Prior": "prior", "Label with z*": "label", "Share & export": "share", "Overview": "overview"}
+#: Sidebar link text -> page name, in the order clicked (a session starts on the default page, so it comes
+#: last: every click changes the page).
+PAGES = {p.title: p.name for p in sorted(PAGE_SPECS, key=lambda p: p.default)}
 READY_JS = """(previous) => {
   const app = document.querySelector('[data-testid=stApp]');
   const title = document.querySelector('h1');
@@ -75,23 +67,6 @@ class Session:
     unconfirmed: int = 0  # submissions whose confirmation did not show in time
     errors: list[str] = field(default_factory=list)
     loops: int = 0
-
-
-def start_server(runs: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "IG_RUNS_DIR": str(runs), "PYTHONPATH": str(ROOT)}
-    env.pop("IG_ALLOW_REMOTE", None)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.headless", "true"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"streamlit did not start: {log.read_text()[-2000:]}")
 
 
 async def wait_idle(page, timeout_s: float, previous: str = "") -> None:  # noqa: ANN001  (a Playwright page)
@@ -216,7 +191,7 @@ def report(args: argparse.Namespace, sessions: list[Session], stored: dict[str, 
         "",
         *provenance(__file__, sys.argv[1:]),
         f"{len(sessions)} browser sessions (one headless Debian chromium, one context each) on one loopback server "
-        f"for {seconds:.0f} s, run `{run_id if args.runs_dir else 'tiny (tests/conftest.py TINY)'}`; each clicks through the {len(PAGES)} pages "
+        f"for {seconds:.0f} s, run `{run_id if args.runs_dir else 'tiny (testkit.runs.TINY)'}`; each clicks through the {len(PAGES)} pages "
         "in the sidebar and adds a rating on the Prior page under its own rater name. Before the clock starts, one "
         "uncounted visit of every page warms the server (imports, the run's caches).",
         "",
@@ -251,7 +226,7 @@ def prepare_runs(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
             raise SystemExit(f"no complete run in {args.runs_dir}")
         shutil.copytree(run.path, runs / run.run_id)
         return runs, run.run_id
-    from conftest import build_tiny_run
+    from testkit.runs import build_tiny_run
 
     build_tiny_run(runs, "tiny")
     return runs, "tiny"
@@ -267,15 +242,14 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         runs, run_id = prepare_runs(args, Path(tmp))
-        port = free_port()
-        server = start_server(runs, port, Path(tmp) / "streamlit.log")
+        server = start_streamlit(runs, Path(tmp) / "streamlit.log", timeout_s=120)
         try:
             sessions = [Session(rater=f"load-{i:02d}") for i in range(args.sessions)]
             started = time.monotonic()
-            asyncio.run(load(f"http://127.0.0.1:{port}", run_id, sessions, args.seconds, args.timeout))
+            asyncio.run(load(server.url, run_id, sessions, args.seconds, args.timeout))
             seconds = time.monotonic() - started
         finally:
-            stop(server, timeout_s=20)
+            stop(server.process, timeout_s=20)
         stored = stored_ratings(runs / "judgments.sqlite")
         text, bad = report(args, sessions, stored, run_id, seconds)
     print(text)

@@ -13,20 +13,16 @@ numbers), ``docs/results_methods.html`` / ``.png`` (plotly figure) and ``docs/re
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _common import provenance  # noqa: E402
-
-from igcore.config import load_config  # noqa: E402
-from igcore.pipeline import run_pipeline  # noqa: E402
-from igcore.stages import STAGE_NAMES  # noqa: E402
-from igcore.store import load_run_dir  # noqa: E402
+from bench.common import provenance
+from igcore.config import load_config
+from igcore.pipeline import run_pipeline
+from igcore.stages import STAGE_NAMES
+from igcore.store import load_run_dir
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 METHOD_ORDER = ["erm", "groupdro", "jtt", "dfr", "no_prior", "ig_direct", "ig_student", "oracle", "true_concepts"]
@@ -75,7 +71,8 @@ def main() -> None:
             for method, r in m["methods"].items():
                 rows.append({"rho": rho, "seed": seed, "method": method, "avg_acc": r["avg_acc"],
                              "worst_group_acc": r["worst_group_acc"], "worst_group": r["worst_group"],
-                             "train_weighted_acc": r.get("train_weighted_acc")})
+                             "train_weighted_acc": r.get("train_weighted_acc"),
+                             "world": m["world"]["name"]})  # the dashboard shows the sweep only beside this world's runs
             hyp = m["hypotheses"]
             z_classes = {r["class"] for r in hyp["z_star"] if r["weight"] > 0}
             checks.append({

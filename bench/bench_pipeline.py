@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from _common import provenance  # noqa: E402
-
-from igcore.config import default_config, load_config  # noqa: E402
-from igcore.pipeline import run_pipeline  # noqa: E402
-from igcore.store import load_run_dir  # noqa: E402
+from bench.common import provenance
+from igcore.config import default_config, load_config
+from igcore.pipeline import run_pipeline
+from igcore.store import load_run_dir
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SIZE_KEYS = ("n_train", "n_val", "n_test_train", "n_test_eval", "n_concept_bank")

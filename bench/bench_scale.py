@@ -1,9 +1,9 @@
 """Benchmark: the features stage's per-image work (decode + resize + backbone) on the local path and on Ray.
 
-    python bench/byod_data.py /tmp/bd50k --n 50000 --size 64        # the images (about 2 minutes)
+    python -m testkit.byod_data /tmp/bd50k --n 50000 --size 64        # the images (about 2 minutes)
     nice -n 10 python bench/bench_scale.py /tmp/bd50k [--n 50000] [--workers 1 2] [--batch-size 64]
 
-Every image of a Waterbirds-layout data set (``bench/byod_data.py``) goes once through a tiny ResNet
+Every image of a Waterbirds-layout data set (``testkit/byod_data.py``) goes once through a tiny ResNet
 (``resnet-tiny`` built from the engine's config with *random* weights: speed does not depend on the
 weights). Each mode runs in its own subprocess, so its peak memory is its own:
 
@@ -31,10 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from _common import cpu_name, provenance, write_section  # noqa: E402
+from bench.common import ROOT, cpu_name, provenance, write_section
 
 
 def _images(data: Path, n: int | None, lazy: bool):
@@ -128,7 +125,7 @@ def table(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", type=Path, help="a folder written by bench/byod_data.py")
+    parser.add_argument("data", type=Path, help="a folder written by testkit/byod_data.py")
     parser.add_argument("--n", type=int, default=None, help="use the first N images (default: all)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray worker counts to measure")
     parser.add_argument("--batch-size", type=int, default=64)

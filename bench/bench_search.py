@@ -25,7 +25,6 @@ import argparse
 import math
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,21 +33,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from _common import provenance  # noqa: E402
-
-from igcore import prior as P  # noqa: E402
-from igcore.search import HypothesisSearch  # noqa: E402
-from igcore.worlds.base import Concept, Vocabulary  # noqa: E402
-
-CLASSES = ["husky", "wolf"]
-PAIRS = [("amber_eyes", "blue_eyes"), ("straight_tail", "curled_tail"), ("plain_face", "facial_mask"),
-         ("grizzled_coat", "black_white_coat"), ("long_snout", "short_snout"), ("rounded_ears", "pointed_ears")]
-BACKGROUNDS = ("snowy_ground", "grassy_ground", "forest_floor")
-
-
+from bench.common import ROOT, provenance
+from igcore import prior as P
+from igcore.search import HypothesisSearch
+from igcore.worlds.base import Concept, Vocabulary
+from testkit.scores import CLASSES, world_scores
 
 
 def load() -> str:
@@ -59,26 +48,6 @@ def load() -> str:
 
 
 # ------------------------------------------------------------------------------------------- data
-def world_scores(vocab: Vocabulary, n: int, rho: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Concept scores shaped like the default world's (same generator as tests/test_search.py)."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
-    ann = np.zeros((n, len(vocab)))
-    for wolf_id, husky_id in PAIRS:
-        wolfish = np.where(rng.random(n) < 0.9, y == 1, y == 0)
-        ann[:, vocab.index(wolf_id)], ann[:, vocab.index(husky_id)] = wolfish, ~wolfish
-    typical = np.where(y == 1, 0, 1)
-    other = (typical + rng.integers(1, 3, n)) % 3
-    bg = np.where(rng.random(n) < rho, typical, other)
-    for b, cid in enumerate(BACKGROUNDS):
-        ann[:, vocab.index(cid)] = bg == b
-    for a, b in (("bright_light", "dim_light"), ("animal_left", "animal_right")):
-        on = rng.random(n) < 0.5
-        ann[:, vocab.index(a)], ann[:, vocab.index(b)] = on, ~on
-    logits = (2 * ann - 1) * 2.5 + rng.standard_normal(ann.shape)
-    return (1 / (1 + np.exp(-logits))).astype(np.float32), y
-
-
 def synthetic_scores(n: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
     """(N, K) float32 scores: ``n_inf`` informative concepts (agree with the class w.p. 0.9, alternating
     class), 2 backgrounds (agree w.p. 0.95), the rest independent of the class; logit noise, sigmoid."""
@@ -192,12 +161,12 @@ def bench_scaling(n: int, k: int, dtype: str, big_beam: dict[str, int]) -> dict[
 
 def bench_precision(n: int, k: int) -> dict[str, Any]:
     """float32 vs float64 scores for one MAP solve: time and the float64 objective of each solution."""
-    from igcore.search import _Problem
+    from igcore.search import MAPProblem
 
     s, y, n_inf = synthetic_scores(n, k, seed=0)
     vocab = synthetic_vocab(k, n_inf)
     prior = SyntheticPrior(vocab, n_inf)
-    exact = _Problem(torch.from_numpy(s).double(), torch.as_tensor(y), 2, torch.as_tensor(prior.l1), 1.0, 1e-4)
+    exact = MAPProblem(torch.from_numpy(s).double(), torch.as_tensor(y), 2, torch.as_tensor(prior.l1), 1.0, 1e-4)
     out: dict[str, Any] = {"n": n, "k": k}
     for dtype in ("float64", "float32"):
         t = time.perf_counter()
@@ -261,7 +230,7 @@ def main() -> None:
     precision = bench_precision(100_000, 300) if 100_000 in ns and 300 in ks else None
     threads = {k: bench_threads(1_000_000, k) for k in (12, 300)} if 1_000_000 in ns and not args.threads else None
     lines = [
-        "# Benchmark: z* search (`igcore/search.py`)",
+        "# Benchmark: z* search (`igcore/search/`)",
         "",
         *provenance(__file__),
         "",

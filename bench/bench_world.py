@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from _common import provenance  # noqa: E402
-
-from igcore.worlds import make_world  # noqa: E402
+from bench.common import ROOT, provenance
+from igcore.worlds import make_world
 
 
 def run(n: int, repeats: int, image_size: int) -> tuple[list[float], list[float]]:

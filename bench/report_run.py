@@ -9,21 +9,17 @@ engine's own sentences, like the dashboard.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from streamlit.logger import set_log_level  # noqa: E402
+from streamlit.logger import set_log_level
 
 set_log_level("error")  # before the run view's caches are made: outside a server each would warn that none runs
 
-from _common import write_section  # noqa: E402
-
-from dashboard.run_view import RunView  # noqa: E402
-from igcore.hypothesis import summary_sentence  # noqa: E402
-from igcore.store import load_run_dir  # noqa: E402
+from bench.common import ROOT, write_section  # noqa: E402  (after the log level)
+from dashboard.run_view import RunView  # noqa: E402  (after the log level)
+from igcore.hypothesis import summary_sentence  # noqa: E402  (after the log level)
+from igcore.schema import Interval, Surrogate  # noqa: E402  (after the log level)
+from igcore.store import load_run_dir  # noqa: E402  (after the log level)
 
 DOCS = ROOT / "docs"
 #: Background concepts whose TCAV scores the report lists.
@@ -38,25 +34,30 @@ def verdict(trustworthy: bool | None) -> str:
     return {True: "passes", False: "FAILS", None: "undefined"}[trustworthy]
 
 
-def interval(x: dict) -> str:
-    return f"{x['mean']:+.3f} [{x['ci_low']:+.3f}, {x['ci_high']:+.3f}]"
+def interval(x: Interval | None) -> str:
+    if x is None or x.mean is None:
+        return "–"
+    return f"{x.mean:+.3f} [{x.ci_low:+.3f}, {x.ci_high:+.3f}]" if x.ci_low is not None and x.ci_high is not None else f"{x.mean:+.3f}"
 
 
 def effects_lines(run: RunView) -> list[str]:
-    """Counterfactual effects with bootstrap CIs, and where integrated gradients put the swap's evidence."""
+    """Counterfactual effects with bootstrap CIs, and where integrated gradients put the swap's evidence (log-odds)."""
     rows = []
-    for model in run.examined:
-        m = run.microscope[model]
-        for kind, e in (m.get("effects") or {}).items():
-            share = (m.get("swap_attribution") or {}).get("background_share") if kind == "background" else None
-            rows.append(f"| `{model}` | {kind} | {interval(e['overall'])} | {pct(e.get('flip_rate'))} | {e['overall']['n']} | "
-                        + (f"{pct(share['mean'])} [{pct(share['ci_low'])}, {pct(share['ci_high'])}]" if share else "–") + " |")
+    for model, m in run.microscope.items():
+        a = m.swap_attribution
+        for kind, e in m.effects.items():
+            part = (a.background_log_odds if kind == "background" else a.object_log_odds) if a is not None else None
+            rows.append(f"| `{model}` | {kind} | {interval(e.overall)} | {pct(e.flip_rate)} | {e.overall.n if e.overall else 0} | "
+                        f"{interval(part)} |")
     if not rows:
         return []
     return ["", "Counterfactual effects: mean change of the log-odds of the model's own answer when only the background "
-            "(or only the object) is swapped, 95% bootstrap CI; flip rate = share of answers that change. Background share "
-            "= share of the integrated-gradients attribution of a double swap that sits on background pixels.", "",
-            "| model | swap | Δ log-odds [95% CI] | flip rate % | n | background share % [95% CI] |", "|---|---|---|---|---|---|", *rows]
+            "(or only the object) is swapped, 95% bootstrap CI; flip rate = share of answers that change. Swap attribution = "
+            "the part of the integrated-gradients attribution of a double swap (log-odds of the model's answer, original − "
+            "double swap) that sits on the swapped thing's pixels: background pixels on the background row, the objects' "
+            "pixels on the object row.", "",
+            "| model | swap | Δ log-odds [95% CI] | flip rate % | n | swap attribution on its pixels, log-odds [95% CI] |",
+            "|---|---|---|---|---|---|", *rows]
 
 
 def tcav_lines(run: RunView) -> list[str]:
@@ -67,16 +68,18 @@ def tcav_lines(run: RunView) -> list[str]:
              "repeats, significant = in every repeat):", "",
              "| concept | class | layer | score | spread | p adjusted | significant in |", "|---|---|---|---|---|---|---|"]
     for t in run.tcav():
-        if t["concept"] in BACKGROUNDS:
-            lines.append(f"| {t['concept']} | {t['class']} | {t['layer']} | {t['score']:.2f} | {t.get('score_spread', 0):.2f} | "
-                         f"{t['p_adjusted']:.4f} | {t.get('significant_repeats', int(t['significant']))} of {t.get('repeats', 1)} |")
+        if t.concept in BACKGROUNDS:
+            extra = t.model_extra or {}
+            lines.append(f"| {t.concept} | {t.cls} | {t.layer} | {t.score:.2f} | {extra.get('score_spread', 0):.2f} | "
+                         f"{extra['p_adjusted']:.4f} | {int(t.significant) if t.significant_repeats is None else t.significant_repeats} of {t.repeats} |")
     controls = run.tcav_controls("erm")
     if controls:
-        lines += ["", f"Random controls (image sets with no concept, judged like concepts): {controls['n_significant']} of "
-                  f"{controls['n_tests']} significant, not-significant rate **{pct(controls['not_significant_rate'])} %**"
-                  + (f" ({controls['n_unstable']} significant in some repeats only; one repeat alone: "
-                     f"{pct(controls['single_repeat_not_significant_rate'])} % of {controls['single_repeat_tests']})"
-                     if "single_repeat_tests" in controls else "") + "."]
+        more = controls.model_extra or {}
+        lines += ["", f"Random controls (image sets with no concept, judged like concepts): {more.get('n_significant')} of "
+                  f"{controls.n_tests} significant, not-significant rate **{pct(controls.not_significant_rate)} %**"
+                  + (f" ({more.get('n_unstable')} significant in some repeats only; one repeat alone: "
+                     f"{pct(controls.single_repeat_not_significant_rate)} % of {more['single_repeat_tests']})"
+                     if "single_repeat_tests" in more else "") + "."]
     return lines
 
 
@@ -94,9 +97,9 @@ def deletion_lines(run: RunView) -> list[str]:
                      "present / absent):", "", "| hypothesis | clause | weight | present: n, changed % | absent: n, changed % | specific |",
                      "|---|---|---|---|---|---|"]
         for r in records:
-            lines.append(f"| {key} | {r['concept']} ⇒ {r['class']} | {r['weight']:.2f} | {r['present']['n']}, "
-                         f"{pct(r['present']['answer_change_rate'])} | {r['absent']['n']}, {pct(r['absent']['answer_change_rate'])} | "
-                         f"{r['specific']} |")
+            lines.append(f"| {key} | {r.concept} ⇒ {r.cls} | {r.weight:.2f} | {r.present.n}, "
+                         f"{pct(r.present.answer_change_rate)} | {r.absent.n}, {pct(r.absent.answer_change_rate)} | "
+                         f"{r.specific} |")
     return lines
 
 
@@ -130,7 +133,7 @@ def report(run: RunView, command: str) -> list[str]:
                   f"- **z\\*** (IG): {summary_sentence(run.clauses('z_star'), 'IG', classes)} {run.hypothesis_text('z_star')}",
                   f"- **no_prior** (flat prior): {run.hypothesis_text('no_prior')}"]
         if run.missing("hypotheses.z_baseline", "z_baseline") is None:
-            fid = (run.surrogates.get("z_baseline") or {}).get("fidelity")
+            fid = (run.surrogate("z_baseline") or Surrogate()).fidelity
             lines.append(f"- **z_baseline** (surrogate of `erm`, fidelity {pct(fid)} %): "
                          f"{summary_sentence(run.clauses('z_baseline'), 'The baseline', classes)} {run.hypothesis_text('z_baseline')}")
         lines += ["", f"Ranked alternatives: {len(run.ranked)}; top 5:", "",
@@ -152,13 +155,13 @@ def report(run: RunView, command: str) -> list[str]:
     if run.microscope:
         lines += ["", "## Microscope", ""]
         for model, r in run.microscope.items():
-            rel = ", ".join(f"{k} {v:.3f}" for k, v in r.get("relevance_on_animal", {}).items())
-            lines.append(f"- `{model}`: relevance on animal {rel} (mask area share {r.get('mask_area_share', 0):.3f}); "
-                         f"background-swap flip rate {pct(r.get('swap_flip_rate'))} %, accuracy on swapped images "
-                         f"{pct(r.get('swap_acc'))} %.")
-            if "sanity" in r:
+            rel = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} undefined" for k, v in r.relevance_on_animal.items())
+            lines.append(f"- `{model}`: relevance on the object {rel} (mask area share {r.mask_area_share or 0:.3f}); "
+                         f"background-swap flip rate {pct(r.swap_flip_rate)} %, accuracy on swapped images "
+                         f"{pct(r.swap_acc)} %.")
+            if r.sanity:
                 lines.append("  Sanity (cascading randomisation): "
-                             + ", ".join(f"{k} {verdict(v.get('trustworthy'))}" for k, v in r["sanity"].items()) + ".")
+                             + ", ".join(f"{k} {verdict(v.trustworthy)}" for k, v in r.sanity.items()) + ".")
         lines += effects_lines(run)
         lines += tcav_lines(run)
         lines += deletion_lines(run)

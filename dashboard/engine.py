@@ -2,7 +2,7 @@
 
 The dashboard never re-implements engine logic: likelihoods come from :mod:`igcore.likelihood`,
 hypotheses and their English from :mod:`igcore.hypothesis`, attribution maps from
-:mod:`igcore.microscope`, the prior and the re-solve from :mod:`igcore.prior` / :mod:`igcore.ig`.
+:mod:`igcore.microscope`, the prior and the re-solve from :mod:`igcore.prior` / :mod:`igcore.resolve`.
 Results are cached by the run view's key (runs root, run id, stamp). The torch-backed parts
 (microscope, prior, re-solve) are imported on first use, so pages that only read stored numbers do
 not pay for importing them.
@@ -79,48 +79,57 @@ def attribution_methods() -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------- prior
 def judgments_path(root: str) -> str:
-    """The judgments database lives in RUNS_DIR, shared by every run of this dashboard."""
+    """The judgments database lives in RUNS_DIR, shared by every run of this dashboard (each world sees its own rows)."""
     return str(Path(root) / "judgments.sqlite")
 
 
 def judgments_store(run: RunView) -> Any:
-    """The dashboard's :class:`igcore.prior.JudgmentsStore` for the run's vocabulary and classes."""
-    return _judgments_store(judgments_path(run.root), run)
+    """The dashboard's :class:`igcore.prior.JudgmentsStore`, opened for the run's world: what people added for
+    it, shared by the runs of that world and by no other."""
+    from igcore.prior import vocabulary_fingerprint
+
+    return _judgments_store(judgments_path(run.root), vocabulary_fingerprint(run.vocabulary, run.classes), run)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _judgments_store(path: str, run: RunView) -> Any:
+def _judgments_store(path: str, world: str, _run: RunView) -> Any:
     from igcore.prior import JudgmentsStore
 
-    return JudgmentsStore(path, run.vocabulary, run.classes)
+    return JudgmentsStore(path, _run.vocabulary, _run.classes)
 
 
-def prior_table(run: RunView, ratings: pd.DataFrame, pairwise: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Prior_M fitted on ``ratings`` with the run's prior settings: one row per clause, and its summary."""
-    key = ratings.to_json() + ("" if pairwise is None else pairwise.to_json())
-    return _prior_table(run, key, ratings, pairwise)
+def page_judgments(run: RunView) -> Any:
+    """The Prior page's judgments: the ones the run was solved with (recorded in it) plus what people added for its
+    world since (:meth:`igcore.prior.Judgments.joined`)."""
+    return run.judgments.joined(judgments_store(run))
+
+
+def prior_table(run: RunView, judgments: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Prior_M fitted on ``judgments`` (:func:`igcore.prior.fit_prior`, with the run's prior settings): one row per
+    clause, and its summary."""
+    return _prior_table(run, judgments.key(), judgments)
 
 
 @st.cache_data(show_spinner="Fitting the prior…", max_entries=16)
-def _prior_table(run: RunView, key: str, _ratings: pd.DataFrame, _pairwise: pd.DataFrame | None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    from igcore.prior import prior_from_config
+def _prior_table(run: RunView, key: str, _judgments: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from igcore.prior import fit_prior
 
-    model = prior_from_config(run.run.config_model().prior).fit(_ratings, run.vocabulary, run.classes, _pairwise)
+    model = fit_prior(run.run.config_model().prior, _judgments, run.vocabulary, run.classes)
     return model.table(), model.summary()
 
 
-def resolve_z_star(run: RunView, ratings: pd.DataFrame, pairwise: pd.DataFrame | None = None, warm: Any = None) -> dict[str, Any]:
-    """Re-fit Prior_M on ``ratings`` and re-solve z* for a stored run (:func:`igcore.ig.resolve`: it reuses
-    the run's stored concept scores, no image is touched).
+def resolve_z_star(run: RunView, judgments: Any, warm: Any = None) -> dict[str, Any]:
+    """Re-fit Prior_M on ``judgments`` and re-solve z* for a stored run (:func:`igcore.resolve.resolve`: it reuses
+    the run's stored concept scores, no image is touched), and what that changed (:func:`igcore.resolve.compare`).
 
     Returns ``{"z_star": clause records, "bias", "text", "proba_test_eval", "ranked", "prior_summary",
-    "engine_seconds", "search"}`` (``search`` can be passed back as ``warm`` to start from that solution).
-    Raises :class:`~dashboard.run_view.NotComputed` when the run has no stored concept scores.
+    "engine_seconds", "n_ratings", "comparison", "search"}`` (``search`` can be passed back as ``warm`` to start
+    from that solution). Raises :class:`~dashboard.run_view.NotComputed` when the run has no stored concept scores.
     """
-    from igcore.ig import resolve
+    from igcore.resolve import compare, resolve
 
     run.concept_scores("train")  # the re-solve reads them; a run without them says which stage writes them
-    out = resolve(run.run, ratings, pairwise, warm=warm)
+    out = resolve(run.run, judgments, warm=warm)
     return {
         "z_star": out.records,
         "bias": dict(out.z_star.bias),
@@ -129,33 +138,52 @@ def resolve_z_star(run: RunView, ratings: pd.DataFrame, pairwise: pd.DataFrame |
         "ranked": out.ranked,
         "prior_summary": out.prior_summary,
         "engine_seconds": out.seconds,
+        "n_ratings": len(judgments.ratings),
+        "comparison": compare(run.run, out),
         "search": out.search,
         "language": out.language,
     }
 
 
 # ---------------------------------------------------------------------------------------- elicitation
-def elicitation(run: RunView, ratings: pd.DataFrame, pairwise: pd.DataFrame | None = None) -> dict[str, Any]:
-    """z* re-solved on ``ratings`` (:func:`resolve_z_star`, cold) and the unrated clauses in the order the
+def elicitation(run: RunView, judgments: Any) -> dict[str, Any]:
+    """z* re-solved on ``judgments`` (:func:`resolve_z_star`, cold) and the unrated clauses in the order the
     Prior page asks about them (:func:`igcore.prior.elicit.question_order`), cached per set of judgments.
 
     Returns :func:`resolve_z_star`'s dict without ``search``, plus ``order`` (the question table) and
     ``support`` (z*'s clause set as sorted ``(concept, class)`` pairs).
     """
-    key = ratings.to_json() + ("" if pairwise is None else pairwise.to_json())
-    return _elicitation(run, key, ratings, pairwise)
+    return _elicitation(run, judgments.key(), judgments)
 
 
 @st.cache_data(show_spinner="Re-solving z* and ranking the clauses nobody has rated…", max_entries=16)
-def _elicitation(run: RunView, key: str, _ratings: pd.DataFrame, _pairwise: pd.DataFrame | None) -> dict[str, Any]:
+def _elicitation(run: RunView, key: str, _judgments: Any) -> dict[str, Any]:
     from igcore.prior.elicit import question_order
 
-    out = resolve_z_star(run, _ratings, _pairwise)
+    out = resolve_z_star(run, _judgments)
     search = out.pop("search")
     scores = out.pop("language").of(run.concept_scores("train"))  # z*'s concepts (annotated and named discovered)
-    out["order"] = question_order(search, scores, run.split("train")["label"].to_numpy(), _ratings)
+    out["order"] = question_order(search, scores, run.split("train")["label"].to_numpy(), _judgments.ratings)
     out["support"] = sorted(search.z_star_.structure)
     return out
+
+
+def z_star_history(run: RunView, judgments: Any, support: Sequence[tuple[str, str]]) -> list[tuple[int, frozenset[tuple[str, str]]]]:
+    """z*'s clause sets logged for this run since its world's judgments were last reset, oldest first, after
+    logging ``support`` (z* re-solved on ``judgments``) if it is new.
+
+    The history starts from the run's own z* (as stored, on its own ratings), so the stopping signal counts the
+    changes that ratings added since the run made, and never one that did not happen.
+    """
+    store = judgments_store(run)
+    history = store.z_star_log(run.run_id)
+    if not history:
+        own = run.judgments
+        store.log_z_star(run.run_id, len(own.ratings), [(c["concept"], c["class"]) for c in run.clauses("z_star")])
+    entry = (len(judgments.ratings), frozenset(tuple(pair) for pair in support))
+    if entry not in store.z_star_log(run.run_id):
+        store.log_z_star(run.run_id, *entry)
+    return store.z_star_log(run.run_id)
 
 
 # ---------------------------------------------------------------------------------------------- labels

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from dashboard.run_view import list_runs
+from dashboard.runs import list_runs
 
 LOG = logging.getLogger("dashboard")
 

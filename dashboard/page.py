@@ -18,12 +18,11 @@ from typing import NoReturn
 
 import streamlit as st
 
-from dashboard import session
-from dashboard import state as codec
+from dashboard import session, url_state
 from dashboard.run_view import RunView
 
 #: Turns the decoded view into one valid for the run, appending a note per replaced value.
-Chooser = Callable[[RunView, codec.ViewState, list[str]], codec.ViewState]
+Chooser = Callable[[RunView, url_state.ViewState, list[str]], url_state.ViewState]
 
 
 @dataclass
@@ -34,7 +33,7 @@ class Page:
     run: RunView
 
     @property
-    def view(self) -> codec.ViewState:
+    def view(self) -> url_state.ViewState:
         return self.ctx.view
 
     @property

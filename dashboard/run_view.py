@@ -1,21 +1,22 @@
 """The dashboard's one view of a stored run: typed, cached accessors over :class:`igcore.store.Run`.
 
-:class:`igcore.store.Run` is the only reader of run files; this module adds two things the dashboard
-needs on top of it:
+:class:`igcore.store.Run` is the only reader of run files; :class:`RunView` adds what the pages need on
+top of it:
 
 - caching: every accessor is keyed by ``(runs root, run id, run.stamp())``; the stamp changes when files
   are added to a run (runs are never rewritten, but a recomputed microscope or new attribution maps add
   files), so caches never serve stale data and never mix runs. Arrays and parsed models use
   ``st.cache_resource`` (one read-only copy shared by all sessions); tables use ``st.cache_data``;
+- typed sections: the run schema's models (:mod:`igcore.schema`), never untyped keys;
+- the facts pages state, derived once: which attribution methods the run has, z*'s place in the ranked
+  list, each hypothesis's answer on every D′ image, which place categories each background covers;
 - explanations: a section or file a run lacks raises :class:`NotComputed` with one sentence naming the
-  stage of :data:`igcore.stages.STAGES` that would have written it and why it did not
-  ("This run has no z* because its `ig` stage was not run.").
+  stage of :data:`igcore.stages.STAGES` that would have written it (:func:`igcore.stages.writer_of`,
+  :func:`igcore.stages.file_writer`) and why it did not ("This run has no z* because its `ig` stage was not run.").
 """
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,37 +24,54 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
-from pydantic import ValidationError
 
 from igcore.errors import InputError
-from igcore.schema import ClauseRecord, Hypotheses, Manifest, MethodMetrics, Metrics, RankedRecord, WorldInfo
-from igcore.stages import STAGES, Stage, provider_of
+from igcore.methods import order_methods
+from igcore.prior.sources import Judgments
+from igcore.schema import (
+    ClauseDeletion,
+    ClauseRecord,
+    Hypotheses,
+    Manifest,
+    MethodMetrics,
+    Metrics,
+    MicroscopeSection,
+    RankedRecord,
+    SanityCheck,
+    Surrogate,
+    TCAVControls,
+    TCAVRecord,
+    WorldInfo,
+    pred_column,
+    true_column,
+)
+from igcore.stages import HYPOTHESIS_NAMES, PIPELINE_FILES, file_writer, writer_of
 from igcore.store import Run, RunStore
 from igcore.worlds.base import Vocabulary
 
-RUNS_ENV = "IG_RUNS_DIR"
 
-#: Run files the dashboard reads (path prefixes) -> the stage result (``Stage.provides``) of the stage
-#: that writes them.
-FILE_RESULTS: tuple[tuple[str, str], ...] = (
-    ("contact_sheet.png", "splits"),
-    ("tables/split_", "splits"),
-    ("tensors/test_eval.", "splits"),
-    ("tensors/concept_bank.", "splits"),
-    ("tensors/concept_scores.", "concepts"),
-    ("tensors/pseudo_labels.", "pseudo_labels"),
-    ("microscope/", "microscope"),
-)
+@dataclass(frozen=True)
+class HypothesisSpec:
+    """A stored hypothesis (``hypotheses.<key>``): how pages name it and where its answers on D′ come from.
 
-#: Written by the pipeline itself after its last stage (every evaluated method's answers, one column each).
-PIPELINE_FILES: tuple[str, ...] = ("tables/predictions.parquet",)
+    Attributes:
+        name: how pages name it ("z*").
+        answers: the evaluated method whose answers are this hypothesis read by L_M (``ig_direct`` for z*).
+        surrogate_of: the model it was fitted to imitate (``erm`` for z_baseline); its answers are that
+            model's, except on the images the microscope lists as disagreements.
+    """
 
-#: Stored hypotheses (``hypotheses.<key>``) and how the dashboard names them.
-HYPOTHESIS_NAMES: dict[str, str] = {
-    "z_star": "z*",
-    "no_prior": "no-prior hypothesis",
-    "z_baseline": "z_baseline",
-    "z_student": "z_student",
+    name: str
+    answers: str | None = None
+    surrogate_of: str | None = None
+
+
+#: Every stored hypothesis the dashboard shows.
+HYPOTHESES: dict[str, HypothesisSpec] = {
+    "z_star": HypothesisSpec(HYPOTHESIS_NAMES["z_star"], answers="ig_direct"),
+    "no_prior": HypothesisSpec(HYPOTHESIS_NAMES["no_prior"], answers="no_prior"),
+    "z_baseline": HypothesisSpec(HYPOTHESIS_NAMES["z_baseline"], surrogate_of="erm"),
+    "z_student": HypothesisSpec(HYPOTHESIS_NAMES["z_student"], surrogate_of="ig_student"),
 }
 
 
@@ -66,34 +84,9 @@ class Unavailable(NotComputed):
     carries the engine's reason (``microscope.<model>.unavailable``)."""
 
 
-#: Where the microscope models are listed first: the baseline, the IG student, the oracle reference.
-MODEL_ORDER: tuple[str, ...] = ("erm", "ig_student", "oracle")
-
-
-def runs_dir() -> Path:
-    """RUNS_DIR: ``$IG_RUNS_DIR`` or ``runs/`` (relative to the working directory)."""
-    return Path(os.environ.get(RUNS_ENV) or "runs").resolve()
-
-
-def writer_of(key: str) -> Stage | None:
-    """The stage that writes ``metrics.json`` key ``key`` (dotted; the longest declared prefix wins).
-
-    ``hypotheses.z_star`` -> ``ig``; ``microscope.erm.tcav`` -> ``microscope`` (it owns ``microscope``).
-    """
-    parts = key.split(".")
-    for n in range(len(parts), 0, -1):
-        prefix = ".".join(parts[:n])
-        for stage in STAGES:
-            if prefix in stage.writes:
-                return stage
-    return None
-
-
-def file_writer(relative: str) -> Stage | None:
-    """The stage that writes run file ``relative`` (see :data:`FILE_RESULTS`)."""
-    result = next((r for prefix, r in FILE_RESULTS if relative.startswith(prefix)), None)
-    name = provider_of(result) if result else None
-    return next((s for s in STAGES if s.name == name), None)
+def hypothesis_name(key: str) -> str:
+    """How pages name ``hypotheses.<key>`` (``z_star`` -> ``z*``)."""
+    return HYPOTHESES[key].name if key in HYPOTHESES else key
 
 
 def _lookup(data: Any, key: str) -> Any:
@@ -104,35 +97,17 @@ def _lookup(data: Any, key: str) -> Any:
     return data
 
 
-def clause_records(clauses: list[ClauseRecord]) -> list[dict[str, Any]]:
+def clause_records(clauses: list[ClauseRecord], deletion: list[ClauseDeletion] | None = None) -> list[dict[str, Any]]:
     """Typed clauses back to the ``metrics.json`` records ``{concept, kind, class, weight, text}``
-    (what :func:`igcore.hypothesis.summary_sentence` and the charts read)."""
-    return [c.model_dump(by_alias=True) for c in clauses]
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What the run picker shows about one run."""
-
-    run_id: str
-    complete: bool
-    status: str
-    created: str
-    world: str
-
-
-@st.cache_data(ttl=5, show_spinner=False)
-def list_runs(root: str) -> list[RunInfo]:
-    """All runs in ``root``, newest first; incomplete or unreadable ones are listed and marked."""
+    (what :func:`igcore.hypothesis.summary_sentence` and the charts read), each with ``specific`` from the
+    clause-deletion test when the run has it for these clauses."""
+    specific = {(d.concept, d.cls): d.specific for d in deletion or []}
     out = []
-    for run in RunStore(root).list():
-        try:
-            info = run.info()
-        except (InputError, ValidationError):
-            out.append(RunInfo(run.run_id, False, "unreadable", "", "?"))
-            continue
-        world = str((info.config.get("world") or {}).get("name", "?"))
-        out.append(RunInfo(run.run_id, info.status == "complete", info.status, info.created, world))
+    for c in clauses:
+        record = c.model_dump(by_alias=True)
+        if (c.concept, c.cls) in specific:
+            record["specific"] = specific[(c.concept, c.cls)]
+        out.append(record)
     return out
 
 
@@ -207,6 +182,18 @@ class RunView:
         return {c.id: c.kind for c in self.vocabulary.concepts}
 
     @property
+    def has_masks(self) -> bool:
+        """Whether D′_eval has object masks (the world section says; a world from before it said has them)."""
+        return bool(self.world.model_extra.get("has_masks", True))
+
+    def place_categories(self) -> dict[str, list[str]]:
+        """Per background, the place concepts (``place::<category>``) of the images on it, in their text,
+        when a background covers anything other than itself; else empty. A Waterbirds-layout world keeps
+        its ``place_names`` (default ``land``, ``water``) as backgrounds while its place concepts name the
+        photographs' categories: this says which categories each background name stands for."""
+        return _place_categories(self)
+
+    @property
     def methods(self) -> dict[str, MethodMetrics]:
         """Evaluated methods (``methods.<name>``); empty when no method stage ran."""
         return self.results.methods
@@ -216,11 +203,12 @@ class RunView:
         return self.results.hypotheses
 
     def clauses(self, key: str) -> list[dict[str, Any]]:
-        """The clause records of ``hypotheses.<key>`` (``z_star``, ``no_prior``, ``z_baseline``, ``z_student``)."""
+        """The clause records of ``hypotheses.<key>`` (``z_star``, ``no_prior``, ``z_baseline``, ``z_student``),
+        each with ``specific`` (the clause-deletion test's verdict) when the run has it."""
         clauses = getattr(self.hypotheses, key)
         if clauses is None:
-            raise NotComputed(self.explain(f"hypotheses.{key}", HYPOTHESIS_NAMES.get(key, key)))
-        return clause_records(clauses)
+            raise NotComputed(self.explain(f"hypotheses.{key}", hypothesis_name(key)))
+        return clause_records(clauses, self.results.clause_deletion.get(key))
 
     def hypothesis_text(self, key: str) -> str | None:
         """The engine's field guide of ``hypotheses.<key>`` as stored (``<key>_text``)."""
@@ -235,33 +223,78 @@ class RunView:
         return ranked
 
     @property
-    def microscope(self) -> dict[str, dict[str, Any]]:
-        """``microscope.<model>``; empty when the microscope stage did not run."""
-        return self.results.microscope
+    def z_star_rank(self) -> int:
+        """Position of z* in :attr:`ranked` (the entry with z*'s clause structure), else the one with the
+        highest posterior."""
+        return _z_star_rank(self)
 
-    def tcav(self, model: str = "erm") -> list[dict[str, Any]]:
-        """TCAV records of ``model`` (``microscope.<model>.tcav``), aggregated over the engine's repeats."""
-        tcav = (self.microscope.get(model) or {}).get("tcav")
-        if not tcav:
-            raise NotComputed(self.explain(f"microscope.{model}.tcav", f"TCAV scores for {_who(model)}"))
-        return list(tcav)
+    def ranked_clauses(self, index: int) -> list[dict[str, Any]]:
+        """Clause records of ``ranked[index]``; z*'s carry the clause-deletion verdicts of the stored z*."""
+        deletion = self.results.clause_deletion.get("z_star") if index == self.z_star_rank else None
+        return clause_records(self.ranked[index].clauses, deletion)
 
-    def tcav_controls(self, model: str = "erm") -> dict[str, Any] | None:
-        """``microscope.<model>.tcav_controls``: random image sets tested like concepts (None if not stored)."""
-        return (self.microscope.get(model) or {}).get("tcav_controls")
+    def hypothesis_answers(self, key: str) -> np.ndarray:
+        """Class index per D′_eval image that hypothesis ``key`` answers (read by L_M): z* from ``ig_direct``,
+        a surrogate from its model's answers and the microscope's list of the images where they part."""
+        spec = HYPOTHESES[key]
+        preds = self.predictions()
+        if spec.answers is not None:
+            self.need(f"methods.{spec.answers}", f"answers of {spec.name}")
+            return preds[pred_column(spec.answers)].to_numpy().copy()
+        model = spec.surrogate_of or ""
+        self.need(f"surrogates.{key}", spec.name)
+        answers = preds[pred_column(model)].to_numpy().copy()
+        misses = self.surrogate_disagreements(key)
+        answers[misses["index"].to_numpy()] = misses["surrogate_pred"].to_numpy()
+        return answers
+
+    # -- the microscope --------------------------------------------------------------------------------
+    @property
+    def microscope(self) -> dict[str, MicroscopeSection]:
+        """``microscope.<model>``, in :attr:`examined` order; empty when the microscope stage did not run."""
+        found = self.results.microscope
+        return {m: found[m] for m in order_methods(found)}
 
     @property
     def examined(self) -> list[str]:
-        """Models the microscope examined, the baseline, the IG student and the oracle first."""
-        names = list(self.microscope)
-        return [m for m in MODEL_ORDER if m in names] + [m for m in names if m not in MODEL_ORDER]
+        """Models the microscope examined, in the method registry's order (the baseline first)."""
+        return list(self.microscope)
+
+    def section(self, model: str) -> MicroscopeSection:
+        """``microscope.<model>`` (an empty section when the model was not examined)."""
+        return self.microscope.get(model) or MicroscopeSection()
+
+    @property
+    def attribution_methods(self) -> list[str]:
+        """Attribution methods the microscope computed for any model (relevance or sanity checks); without
+        that stage, every registered method (maps are then computed on demand)."""
+        computed = list(dict.fromkeys(k for m in self.microscope.values() for k in (*m.relevance_on_animal, *m.sanity)))
+        if computed:
+            return computed
+        from igcore.microscope import ATTRIBUTIONS  # torch: only for a run without the microscope stage
+
+        return list(ATTRIBUTIONS)
+
+    def tcav(self, model: str = "erm") -> list[TCAVRecord]:
+        """TCAV records of ``model`` (``microscope.<model>.tcav``), aggregated over the engine's repeats."""
+        tcav = self.section(model).tcav
+        if not tcav:
+            raise NotComputed(self.explain(f"microscope.{model}.tcav", f"TCAV scores for {_subject(model)}"))
+        return list(tcav)
+
+    def tcav_layers(self, model: str = "erm") -> list[str]:
+        """The layers of ``model``'s TCAV scores, the one to show first (the penultimate layer) first."""
+        return sorted({t.layer for t in self.tcav(model)}, key=lambda name: (name != "penultimate", name))
+
+    def tcav_controls(self, model: str = "erm") -> TCAVControls | None:
+        """``microscope.<model>.tcav_controls``: random image sets tested like concepts (None if not stored)."""
+        return self.section(model).tcav_controls
 
     def unavailable(self, part: str) -> str | None:
         """The engine's reason why this run's data cannot support microscope part ``part`` (e.g. ``effects``,
         ``relevance_on_animal``, ``swaps``), or None when it can."""
-        for m in self.examined:
-            reason = (self.microscope[m].get("unavailable") or {}).get(part)
-            if reason:
+        for m in self.microscope.values():
+            if reason := m.unavailable.get(part):
                 return str(reason)
         return None
 
@@ -271,7 +304,7 @@ class RunView:
         Raises :class:`Unavailable` with the engine's reason when the data cannot support the part
         (``part``, default ``field``), else :class:`NotComputed` naming the stage that writes it.
         """
-        found = {m: self.microscope[m][field] for m in self.examined if self.microscope[m].get(field) not in (None, {}, [])}
+        found = {m: getattr(s, field) for m, s in self.microscope.items() if getattr(s, field) not in (None, {}, [])}
         if found:
             return found
         reason = self.unavailable(part or field)
@@ -279,17 +312,21 @@ class RunView:
             raise Unavailable(f"Not available for this data: {reason}.")
         raise NotComputed(self.explain(f"microscope.erm.{field}", what))
 
-    def sanity(self, model: str, method: str) -> dict[str, Any] | None:
+    def sanity(self, model: str, method: str) -> SanityCheck | None:
         """The model-randomisation sanity check of ``method``'s maps of ``model`` (None if not run)."""
-        return ((self.microscope.get(model) or {}).get("sanity") or {}).get(method)
+        return self.section(model).sanity.get(method)
 
-    def clause_deletion(self, key: str) -> list[dict[str, Any]]:
+    def clause_deletion(self, key: str) -> list[ClauseDeletion]:
         """``clause_deletion.<key>``: per clause of hypothesis ``key``, how L_M's answers change when it is
         deleted, where its concept is present and where it is absent (empty for a hypothesis without clauses)."""
         records = self.results.clause_deletion.get(key)
         if records is None:
-            raise NotComputed(self.explain(f"clause_deletion.{key}", f"clause-deletion test of {HYPOTHESIS_NAMES.get(key, key)}"))
+            raise NotComputed(self.explain(f"clause_deletion.{key}", f"clause-deletion test of {hypothesis_name(key)}"))
         return list(records)
+
+    def surrogate(self, key: str) -> Surrogate | None:
+        """``surrogates.<key>``: the fidelity of a readable stand-in (None when the run did not fit it)."""
+        return self.results.surrogates.get(key)
 
     def counterfactual_strip(self) -> dict[str, np.ndarray]:
         """``microscope/tensors/counterfactuals``: D′_eval rows (``index``) and their ``original``,
@@ -308,24 +345,20 @@ class RunView:
         """D′_eval object masks, or None when the data has none (a folder data set without a mask column)."""
         return self.test_eval().get("masks")
 
-    def shipped_judgments_note(self) -> str | None:
-        """One line on where the prior's judgments came from when they are the ones shipped with IG
-        Microscope (written by its developers as a worked example); None when a run used its own."""
-        prior = self.results.prior or {}
-        settings = self.info.config.get("prior") or {}
-        ratings = prior.get("judgments") == "shipped ratings"
-        pairwise = not settings.get("database") and not settings.get("pairwise") and settings.get("fit_pairwise", True)
-        if not (ratings or pairwise):
-            return None
-        which = "ratings and pairwise preferences" if ratings and pairwise else "ratings" if ratings else "pairwise preferences (about a field guide's shape)"
-        return (
-            f"The prior learned from the {which} shipped in `assets/judgments/`: written by the project's developers "
-            "as a worked example, not collected from other people in a study."
-        )
-
     @property
-    def surrogates(self) -> dict[str, Any]:
-        return self.results.surrogates
+    def judgments(self) -> Judgments:
+        """The judgments the run was solved with, and where they came from (recorded in the run by its ``ig`` stage)."""
+        return _judgments(self.root, self.run_id, self.stamp)
+
+    def judgments_note(self) -> str | None:
+        """Where the prior's judgments came from and who wrote them (the run's recorded provenance), in plain
+        sentences; None when the run has no prior yet."""
+        if self.results.prior is None:
+            return None
+        try:
+            return self.judgments.provenance.describe(added=False)
+        except InputError as e:
+            return str(e)
 
     # -- files -----------------------------------------------------------------------------------------
     def has(self, relative: str) -> bool:
@@ -403,7 +436,7 @@ class RunView:
         how = "it has not finished yet" if status == "running" else "it did not finish"
         raise NotComputed(f"This run has no {what}: the pipeline writes it last, and {how} (the run is {status}).")
 
-    def _why(self, stage: Stage | None, what: str, where: str) -> str:
+    def _why(self, stage: Any, what: str, where: str) -> str:
         if stage is None:
             return f"This run has no {what}: no stage of this engine writes {where}."
         info = self.info
@@ -415,56 +448,15 @@ class RunView:
         return f"This run has no {what} because its `{stage.name}` stage was not run."
 
 
-def _who(model: str) -> str:
-    return {"erm": "the baseline", "ig_student": "the IG student", "oracle": "the oracle"}.get(model, f"`{model}`")
+def _subject(model: str) -> str:
+    from igcore.methods import method_spec
 
-
-# ----------------------------------------------------------------------------------- the benchmark
-#: The benchmark's raw results (written by ``bench/bench_methods.py``) and its report (the command, machine).
-BENCH_CSV = Path(__file__).resolve().parents[1] / "docs" / "results_methods.csv"
-BENCH_REPORT = BENCH_CSV.with_name("RESULTS.md")
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """The rho sweep of ``bench/bench_methods.py``: one row per (rho, seed, method), and where it came from."""
-
-    results: pd.DataFrame
-    source: str
-    command: str | None
-    machine: str | None
-
-
-def benchmark(csv: str | Path = BENCH_CSV, report: str | Path | None = None) -> Benchmark:
-    """The benchmark's results (``docs/results_methods.csv``) with its provenance, read from the report the
-    same script wrote (``docs/RESULTS.md``). Raises :class:`NotComputed` when the file is absent or lacks
-    the columns the chart needs."""
-    csv = Path(csv)
-    report = Path(report) if report is not None else csv.with_name("RESULTS.md")
-    mtime = csv.stat().st_mtime if csv.is_file() else 0.0
-    return _benchmark(str(csv), str(report), mtime)
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def _benchmark(csv: str, report: str, mtime: float) -> Benchmark:
-    path = Path(csv)
-    if not path.is_file():
-        raise NotComputed(f"No benchmark results at `{path.name}`: run `python bench/bench_methods.py` to write them.")
-    df = pd.read_csv(path)
-    need = {"rho", "seed", "method", "worst_group_acc"}
-    if not need <= set(df.columns):
-        raise NotComputed(f"`{path.name}` lacks the column(s) {', '.join(sorted(need - set(df.columns)))}; re-run `python bench/bench_methods.py`.")
-    command = machine = None
-    text = Path(report).read_text(encoding="utf-8") if Path(report).is_file() else ""
-    if found := re.search(r"Produced end to end by `([^`]+)`", text):
-        command = found.group(1).strip()
-    if found := re.search(r"^Machine: ([^;\n]+)", text, flags=re.MULTILINE):
-        machine = found.group(1).strip()
-    return Benchmark(df, path.name, command, machine)
+    return method_spec(model).subject
 
 
 # ----------------------------------------------------------------------------------- cached loaders
-# Module-level functions so Streamlit can hash their arguments; ``stamp`` is part of every key.
+# Module-level functions so Streamlit can hash their arguments; ``stamp`` (or the hashable RunView, which
+# holds it) is part of every key.
 
 
 def _run(root: str, run_id: str) -> Run:
@@ -484,6 +476,11 @@ def _raw_metrics(root: str, run_id: str, stamp: float) -> dict[str, Any]:
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _results(root: str, run_id: str, stamp: float) -> Metrics:
     return Metrics.model_validate(_raw_metrics(root, run_id, stamp))
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _judgments(root: str, run_id: str, stamp: float) -> Judgments:
+    return _run(root, run_id).judgments()
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -510,3 +507,36 @@ def _file_bytes(root: str, run_id: str, stamp: float, relative: str) -> bytes:
     if data is None:
         raise NotComputed(f"This run has no `{relative}`.")
     return data
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _z_star_rank(run: RunView) -> int:
+    ranked = run.ranked
+    want = {(c["concept"], c["class"]) for c in run.clauses("z_star")}
+    for i, r in enumerate(ranked):
+        if {(c.concept, c.cls) for c in r.clauses} == want:
+            return i
+    return int(np.argmax([r.posterior for r in ranked]))
+
+
+PLACE_PREFIX = "place::"
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _place_categories(run: RunView) -> dict[str, list[str]]:
+    places = [c for c in run.world.vocabulary if c.id.startswith(PLACE_PREFIX)]
+    if not places:
+        return {}
+    covers: dict[str, set[str]] = {b: set() for b in run.backgrounds}
+    for split in ("train", "val", "test_train", "test_eval"):
+        if not run.has(f"tables/split_{split}.parquet"):
+            continue
+        table = run.split(split)
+        for place in places:
+            column = true_column(place.id)
+            if column in table:
+                for b in np.unique(table.loc[table[column] > 0, "background"]):
+                    covers[run.backgrounds[int(b)]].add(place.text.removeprefix("place: "))
+    if all(found <= {b} for b, found in covers.items()):
+        return {}
+    return {b: sorted(found) for b, found in covers.items()}

@@ -19,8 +19,9 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import state as codec
-from dashboard.run_view import NotComputed, RunInfo, RunView
+from dashboard import url_state
+from dashboard.run_view import NotComputed, RunView
+from dashboard.runs import RunInfo
 from igcore.errors import InputError
 
 LOG = logging.getLogger("dashboard")
@@ -35,7 +36,7 @@ class PageContext:
     root: str
     runs: list[RunInfo]
     run: RunView | None
-    view: codec.ViewState
+    view: url_state.ViewState
     notes: list[str] = field(default_factory=list)
 
 
@@ -48,15 +49,15 @@ def read_params() -> dict[str, str]:
     """
     params = {k: st.query_params.get(k, "") for k in st.query_params.keys()}
     mirror = st.session_state.get(_MIRROR) or {}
-    known = any(k in codec.KEYS or k == codec.VERSION_KEY for k in params)
-    if not known or params.get(codec.VERSION_KEY) == mirror.get(codec.VERSION_KEY):
+    known = any(k in url_state.KEYS or k == url_state.VERSION_KEY for k in params)
+    if not known or params.get(url_state.VERSION_KEY) == mirror.get(url_state.VERSION_KEY):
         return {**mirror, **params}
     return params
 
 
 def store_context(ctx: PageContext) -> None:
     st.session_state[_CTX] = ctx
-    st.session_state[_MIRROR] = codec.encode(ctx.view)
+    st.session_state[_MIRROR] = url_state.encode(ctx.view)
 
 
 def context() -> PageContext:
@@ -71,23 +72,23 @@ def context() -> PageContext:
 def set_view(**changes: Any) -> None:
     """Change part of the view (widget callbacks): updates the mirror and the URL."""
     ctx: PageContext | None = st.session_state.get(_CTX)
-    view = replace(ctx.view if ctx else codec.ViewState(), **changes)
+    view = replace(ctx.view if ctx else url_state.ViewState(), **changes)
     if ctx is not None:
         ctx.view = view
-    st.session_state[_MIRROR] = codec.encode(view)
+    st.session_state[_MIRROR] = url_state.encode(view)
     for key, value in changes.items():
         if value is None:
             if key in st.query_params:
                 del st.query_params[key]
         else:
             st.query_params[key] = str(value)
-    st.query_params[codec.VERSION_KEY] = str(codec.CODEC_VERSION)
+    st.query_params[url_state.VERSION_KEY] = str(url_state.CODEC_VERSION)
 
 
 def publish(ctx: PageContext, keys: Sequence[str]) -> None:
     """Write the (validated) view into the URL: ``v``, ``run`` and this page's ``keys``."""
-    st.session_state[_MIRROR] = codec.encode(ctx.view)
-    wanted = codec.encode(ctx.view, ["run", *keys])
+    st.session_state[_MIRROR] = url_state.encode(ctx.view)
+    wanted = url_state.encode(ctx.view, ["run", *keys])
     current = {k: st.query_params.get(k) for k in st.query_params.keys()}
     if current != wanted:
         st.query_params.from_dict(wanted)

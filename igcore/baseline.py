@@ -2,7 +2,7 @@
 
 One estimator, :class:`ImageClassifier`, trains every image model of the project: the ERM baseline,
 the oracle, the IG student (soft targets) and the concept model (multi-label targets). Architectures
-come from a small registry of transformers configs (:data:`ARCHITECTURES`) or a local checkpoint
+come from a small registry of transformers configs (:data:`igcore.architectures.ARCHITECTURES`) or a local checkpoint
 directory saved with ``save_pretrained``. Model selection uses a held-out split from the *training*
 distribution only (``val``), never D′.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,17 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import (
-    AutoConfig,
-    AutoModelForImageClassification,
-    PreTrainedModel,
-    ResNetConfig,
-    ResNetForImageClassification,
-    ViTConfig,
-    ViTForImageClassification,
-)
+from transformers import AutoConfig, AutoModelForImageClassification, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
+from igcore.architectures import ARCHITECTURE_FAMILIES, ARCHITECTURES, check_architecture
 from igcore.errors import InputError
 
 hf_logging.disable_progress_bar()  # our own tqdm bars report training; no per-save shard bars
@@ -39,57 +32,6 @@ hf_logging.disable_progress_bar()  # our own tqdm bars report training; no per-s
 # Per-channel statistics of the procedural worlds (close to ImageNet's; fixed so models are portable).
 PIXEL_MEAN = (0.5, 0.5, 0.5)
 PIXEL_STD = (0.25, 0.25, 0.25)
-
-ARCHITECTURES: dict[str, Callable[[int, int], PreTrainedModel]] = {}
-
-
-def register_architecture(name: str) -> Callable[[Callable[[int, int], PreTrainedModel]], Callable[[int, int], PreTrainedModel]]:
-    def decorate(factory: Callable[[int, int], PreTrainedModel]) -> Callable[[int, int], PreTrainedModel]:
-        ARCHITECTURES[name] = factory
-        return factory
-
-    return decorate
-
-
-@register_architecture("resnet-tiny")
-def resnet_tiny(num_labels: int, image_size: int) -> PreTrainedModel:
-    """A 4-stage basic-block ResNet (He et al., 2016) with 0.3 M parameters; ~2,400 img/s training on 2 CPU cores."""
-    config = ResNetConfig(
-        num_channels=3,
-        embedding_size=16,
-        hidden_sizes=[16, 32, 64, 128],
-        depths=[1, 1, 1, 1],
-        layer_type="basic",
-        downsample_in_first_stage=False,
-        num_labels=num_labels,
-    )
-    return ResNetForImageClassification(config)
-
-
-@register_architecture("vit-tiny")
-def vit_tiny(num_labels: int, image_size: int) -> PreTrainedModel:
-    """A 4-layer ViT (Dosovitskiy et al., 2021) with 8×8 patches and width 96."""
-    config = ViTConfig(
-        image_size=image_size,
-        patch_size=8,
-        hidden_size=96,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=192,
-        num_labels=num_labels,
-    )
-    return ViTForImageClassification(config)
-
-
-def check_architecture(arch: str) -> str:
-    """``arch`` if it names a registered architecture or a local checkpoint directory, else InputError."""
-    if arch in ARCHITECTURES or (Path(arch).is_dir() and (Path(arch) / "config.json").is_file()):
-        return arch
-    raise InputError(
-        f"unknown architecture {arch!r}: use one of {', '.join(sorted(ARCHITECTURES))} "
-        "or a local checkpoint directory containing config.json"
-    )
-
 
 def build_model(arch: str, num_labels: int, image_size: int) -> PreTrainedModel:
     """Model for ``arch``: a registered name, or a local directory written by ``save_pretrained``."""
@@ -170,6 +112,31 @@ def to_pixels(images: np.ndarray | torch.Tensor, device: torch.device | str = "c
     """uint8 (N, H, W, 3) → float (N, 3, H, W) in [0, 1] on ``device``."""
     t = torch.as_tensor(images).to(device)
     return t.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def head_of(model: nn.Module) -> nn.Linear:
+    """The linear layer of a transformers image-classification head (ResNet: ``Sequential(Flatten, Linear)``)."""
+    head = model.classifier
+    linear = head if isinstance(head, nn.Linear) else next((m for m in head.modules() if isinstance(m, nn.Linear)), None)
+    if linear is None:
+        raise InputError(f"{type(model).__name__} has no linear classification head to train")
+    return linear
+
+
+@torch.inference_mode()
+def head_inputs(module: PixelClassifier, images: Any, batch_size: int, device: torch.device | str) -> torch.Tensor:
+    """What the classification head of ``module`` reads for uint8 ``images`` (N, H, W, 3): the pooled
+    representation (N, D) float32 on ``device``, ``batch_size`` images per forward pass. The penultimate
+    features that DFR re-weights and a frozen backbone's features are both this."""
+    head = head_of(module.model)
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda _m, inp, _out: captured.append(inp[0].flatten(1)))
+    try:
+        for start in range(0, len(images), batch_size):
+            module(to_pixels(images[start : start + batch_size], device))
+    finally:
+        hook.remove()
+    return torch.cat(captured).float() if captured else torch.zeros((0, head.in_features), device=device)
 
 
 class ImageClassifier:
@@ -365,10 +332,6 @@ class ImageClassifier:
 
 # ------------------------------------------------------------------------------------ users' checkpoints
 
-#: Architecture families the microscope can open (attributions by layer, TCAV layers, sanity cascade).
-CHECKPOINT_FAMILIES = ("resnet", "vit")
-
-
 @dataclass(frozen=True)
 class Checkpoint:
     """A user's image classifier, checked against the world: where it is, its name, how it wants its
@@ -414,7 +377,7 @@ def inspect_checkpoint(directory: str | Path, classes: Sequence[str], label_map:
     """Check a user's checkpoint against the world's classes before any work; one-line InputError otherwise.
 
     It must be a local ``save_pretrained`` folder with ``config.json`` and safetensors weights, of an
-    architecture the microscope can open (:data:`CHECKPOINT_FAMILIES`), with exactly one output per world
+    architecture the microscope can open (:data:`ARCHITECTURE_FAMILIES`), with exactly one output per world
     class. Its labels (``id2label``) are matched to the class names (case and spacing ignored), or mapped by
     ``label_map`` (checkpoint label -> class). Input size and normalisation come from its image processor
     (``preprocessor_config.json``); without one, pixels go in as they are, in [0, 1], at the world's size.
@@ -429,8 +392,8 @@ def inspect_checkpoint(directory: str | Path, classes: Sequence[str], label_map:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         raise InputError(f"{where}: config.json cannot be read ({str(e).splitlines()[0][:160]})") from None
-    if config.model_type not in CHECKPOINT_FAMILIES:
-        raise InputError(f"{where} is a {config.model_type!r} model; the microscope opens {', '.join(CHECKPOINT_FAMILIES)} image classifiers")
+    if config.model_type not in ARCHITECTURE_FAMILIES:
+        raise InputError(f"{where} is a {config.model_type!r} model; the microscope opens {', '.join(ARCHITECTURE_FAMILIES)} image classifiers")
     id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
     if len(id2label) != len(classes):
         raise InputError(

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from igcore.baseline import (
@@ -32,8 +31,9 @@ from igcore.baseline import (
     PixelClassifier,
     _processor_spec,
     build_model,
+    head_inputs,
+    head_of,
     resolve_device,
-    to_pixels,
 )
 from igcore.errors import InputError
 from igcore.worlds.images import LazyImages
@@ -46,15 +46,6 @@ def backbone_spec(directory: str | Path) -> InputSpec:
         return InputSpec((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), None)
     mean, std, size, _ = _processor_spec(path)
     return InputSpec(mean, std, size)
-
-
-def head_of(model: nn.Module) -> nn.Linear:
-    """The linear layer of a transformers image-classification head (ResNet: ``Sequential(Flatten, Linear)``)."""
-    head = model.classifier
-    linear = head if isinstance(head, nn.Linear) else next((m for m in head.modules() if isinstance(m, nn.Linear)), None)
-    if linear is None:
-        raise InputError(f"{type(model).__name__} has no linear classification head to train")
-    return linear
 
 
 class FeatureExtractor:
@@ -77,22 +68,8 @@ class FeatureExtractor:
         self.module_ = PixelClassifier(build_model(self.backbone, 2, 0), backbone_spec(backbone)).to(self.device_).eval()
         self.dim_ = head_of(self.module_.model).in_features
 
-    @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        captured: list[torch.Tensor] = []
-        hook = head_of(self.module_.model).register_forward_hook(lambda _m, inp, _o: captured.append(inp[0].flatten(1)))
-        try:
-            self.module_(to_pixels(images, self.device_))
-        finally:
-            hook.remove()
-        return captured[0].float().cpu().numpy()
-
-    def extract(self, images: np.ndarray, progress: bool = True, desc: str = "features") -> np.ndarray:
-        """Features of every image, ``batch_size`` at a time."""
-        out = np.empty((len(images), self.dim_), dtype=np.float32)
-        for start in tqdm(range(0, len(images), self.batch_size), desc=desc, disable=not progress, leave=False):
-            out[start : start + self.batch_size] = self(images[start : start + self.batch_size])
-        return out
+        return head_inputs(self.module_, images, max(1, len(images)), self.device_).cpu().numpy()
 
 
 class LinearHeadClassifier(ImageClassifier):
@@ -119,15 +96,7 @@ class LinearHeadClassifier(ImageClassifier):
             return torch.as_tensor(inputs, dtype=torch.float32, device=self.device_)
         if inputs.ndim != 4:
             raise InputError(f"a linear-head model takes features (N, D) or images (N, H, W, 3), got shape {inputs.shape}")
-        captured: list[torch.Tensor] = []
-        hook = self.head_.register_forward_hook(lambda _m, inp, _o: captured.append(inp[0].flatten(1).detach()))
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(inputs), 256):
-                    self.module_(to_pixels(inputs[start : start + 256], self.device_))
-        finally:
-            hook.remove()
-        return torch.cat(captured).float() if captured else torch.zeros((0, self.head_.in_features), device=self.device_)
+        return head_inputs(self.module_, inputs, 256, self.device_)
 
     def fit(
         self,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -297,17 +297,7 @@ def _clause_from_obj(item: Any, i: int, vocabulary: Vocabulary, classes: Sequenc
     return Clause(concept, cls, _check_weight(item["weight"], f"clause #{i} ({concept}->{cls})"))
 
 
-def hypotheses_equal_structure(a: Hypothesis, b: Hypothesis) -> bool:
-    """True when ``a`` and ``b`` use the same (concept, class) pairs, whatever the weights."""
-    return a.structure == b.structure
-
-
-def from_pairs(pairs: Iterable[tuple[str, str, float]], bias: Mapping[str, float] | None = None) -> Hypothesis:
-    """Convenience constructor: ``from_pairs([("amber_eyes", "wolf", 2.0), ...])``."""
-    return Hypothesis(tuple(Clause(c, y, w) for c, y, w in pairs), dict(bias or {}))
-
-
-#: Concept kinds about the picture around the animal rather than the animal (see :func:`summary_sentence`).
+#: Concept kinds about the picture around the object rather than the object (see :func:`summary_sentence`).
 CONTEXT_KINDS: tuple[str, ...] = ("context", "distractor")
 
 
@@ -319,6 +309,15 @@ def join_words(items: Sequence[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def clause_qualifiers(record: Mapping[str, Any]) -> str:
+    """How strong a clause record is and, when a clause-deletion test found it not specific, that too:
+    ``"weak, not specific"`` (the strength word of :data:`STRENGTH_WORDS`, as the field guide writes it)."""
+    words = [strength_word(float(record["weight"]))]
+    if record.get("specific") is False:
+        words.append("not specific")
+    return ", ".join(words)
+
+
 def summary_sentence(
     records: Sequence[Mapping[str, Any]], subject: str, classes: Sequence[str], verb: str = "learned that", top: int = 3
 ) -> str:
@@ -327,10 +326,12 @@ def summary_sentence(
     Where :meth:`Hypothesis.render` is the full field guide, this is the headline a reader sees first
     (the dashboard's cards, the HTML report). It reads clause *records*, the ``metrics.json`` form
     ``{concept, kind, class, weight, text}`` (:meth:`Hypothesis.to_records`), so stored hypotheses and
-    surrogates are phrased without rebuilding them. Animal features are grouped per class ("a wolf has
+    surrogates are phrased without rebuilding them. Object features are grouped per class ("a wolf has
     amber eyes"); background (``context``) and ``distractor`` clauses are listed as "snowy ground ⇒ wolf".
-    When background clauses carry at least half of the total weight they lead the sentence. At most
-    ``top`` items per part are named, strongest first; the rest are counted.
+    Every clause keeps the field guide's strength word, and a record with ``specific: False`` (the
+    clause-deletion test found that deleting it changes answers no more where its concept is present than
+    where it is absent) says so. When background clauses carry at least half of the total weight they lead
+    the sentence. At most ``top`` items per part are named, strongest first; the rest are counted.
 
     Args:
         records: clause records; an empty list is the hypothesis that only uses the class biases.
@@ -344,7 +345,7 @@ def summary_sentence(
 
     >>> summary_sentence([{"concept": "amber_eyes", "kind": "core", "class": "wolf", "weight": 2.0,
     ...                    "text": "amber eyes"}], "IG", ["husky", "wolf"])
-    'IG learned that a wolf has amber eyes; the background does not matter.'
+    'IG learned that a wolf has amber eyes (strong evidence); the background does not matter.'
     """
     if not records:
         return f"{subject} {verb.split()[0]} no rule at all (empty hypothesis)."
@@ -353,25 +354,28 @@ def summary_sentence(
         return sorted(items, key=lambda r: -float(r["weight"]))[:top]
 
     def phrase(record: Mapping[str, Any]) -> str:
-        return str(record.get("text") or record["concept"])
+        return f"{record.get('text') or record['concept']} ({clause_qualifiers(record)})"
+
+    def sign(record: Mapping[str, Any]) -> str:
+        return f"{record.get('text') or record['concept']} ⇒ {record['class']} ({clause_qualifiers(record)})"
 
     core = [r for r in records if r.get("kind") not in CONTEXT_KINDS]
     background = [r for r in records if r.get("kind") == "context"]
     distractors = [r for r in records if r.get("kind") == "distractor"]
     order = list(classes) + sorted({str(r["class"]) for r in core} - set(classes))
     per_class = [(cls, strongest([r for r in core if str(r["class"]) == cls])) for cls in order]
-    animal = "; ".join(f"{with_article(cls)} has {join_words([phrase(r) for r in own])}" for cls, own in per_class if own)
-    signs = join_words([f"{phrase(r)} ⇒ {r['class']}" for r in strongest(background)])
-    swayed = join_words([f"{phrase(r)} ⇒ {r['class']}" for r in strongest(distractors)])
+    features = "; ".join(f"{with_article(cls)} has {join_words([phrase(r) for r in own])}" for cls, own in per_class if own)
+    signs = join_words([sign(r) for r in strongest(background)])
+    swayed = join_words([sign(r) for r in strongest(distractors)])
     shown = sum(len(own) for _, own in per_class) + min(top, len(background)) + min(top, len(distractors))
     more = len(records) - shown
     extra = f" (plus {more} weaker clause{'s' if more != 1 else ''})" if more > 0 else ""
     tail = f"; distractors also sway it ({swayed})" if distractors else ""
     total = sum(abs(float(r["weight"])) for r in records) or 1.0
     if background and sum(abs(float(r["weight"])) for r in background) / total >= 0.5:
-        rest = f"; animal features matter less ({animal})" if animal else "; the animal itself plays no part"
+        rest = f"; features of the object matter less ({features})" if features else "; the object itself plays no part"
         return f"{subject} {verb} {signs}{rest}{tail}{extra}."
-    body = animal or "the animal itself plays no part"
+    body = features or "the object itself plays no part"
     if background:
         return f"{subject} {verb} {body}; the background also counts ({signs}){tail}{extra}."
     return f"{subject} {verb} {body}; the background does not matter{tail}{extra}."

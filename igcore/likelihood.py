@@ -84,6 +84,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def clause_contributions(scores: Any, hypothesis: Hypothesis, vocabulary: Vocabulary) -> np.ndarray:
+    """What each clause adds to its class's logit on each row: ``weight × s_k(x)``.
+
+    These are the terms of L_M's logits (see the module doc): a class's logit is its bias plus the sum of
+    its clauses' columns. Used to say which clauses of z carried an answer on one image.
+
+    Returns:
+        float64 (N, len(hypothesis.clauses)), columns in the order of ``hypothesis.clauses``.
+    """
+    s = check_scores(scores, len(vocabulary))
+    columns = [vocabulary.index(c.concept) for c in hypothesis.clauses]
+    weights = np.array([c.weight for c in hypothesis.clauses], dtype=np.float64)
+    return s[:, columns].astype(np.float64) * weights
+
+
 class ClauseLikelihood:
     """L_M for the clause language: class logits = bias + sum of clause weight x concept score, softmax.
 

@@ -63,8 +63,7 @@ def prepare(
     with decoding("lazy" if config.executor == "ray" else "eager"):  # ray: images are decoded in its workers
         world = build_world(config.world, config.seed, on_load)
     for stage in selected:
-        if stage.preflight is not None:
-            stage.preflight(config, world)
+        stage.check_inputs(config, world)
     return selected, device, world
 
 

@@ -19,6 +19,7 @@ bumped whenever a reader would misread a run; :func:`check_version` reads runs o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,6 +33,15 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
 RunStatus = Literal["running", "complete", "failed"]
+
+RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
+def check_run_id(run_id: str) -> str:
+    """Run ids are single path components of safe characters (no separators, no ``..``)."""
+    if not isinstance(run_id, str) or not re.fullmatch(RUN_ID_PATTERN, run_id) or ".." in run_id:
+        raise InputError(f"invalid run id {run_id!r}: use letters, digits, '.', '_' and '-' only (no '/', no '..')")
+    return run_id
 
 
 def check_version(version: Any, run_id: str) -> int:
@@ -150,6 +160,139 @@ class Hypotheses(_Open):
     z_student_text: str | None = None
 
 
+# ------------------------------------------------------------------------------------------- microscope
+
+
+class Interval(_Open):
+    """A mean with its bootstrap 95% interval over ``n`` images (``igcore.microscope.counterfactuals.mean_ci``);
+    the bounds are None below two images."""
+
+    mean: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 0
+
+
+class Effect(_Open):
+    """``microscope.<model>.effects.<kind>``: the change in the log-odds of the model's own answer when only
+    the ``kind`` (background or object) of a D′ image is swapped."""
+
+    overall: Interval | None = None
+    by_group: dict[str, Interval] = {}
+    flip_rate: float | None = None
+    how: str | None = None
+
+
+class SwapAttribution(_Open):
+    """``microscope.<model>.swap_attribution``: integrated gradients of the log-odds of the model's answer
+    from the double swap to the original. Completeness makes the background and object parts add up (up to
+    the completeness gap) to the total change; all three are in log-odds, per image, averaged.
+
+    ``background_share`` (the background part over the total) is kept for older readers: it is unbounded
+    when the parts pull in opposite directions, so people are shown the parts instead.
+    """
+
+    background_log_odds: Interval | None = None
+    object_log_odds: Interval | None = None
+    total_log_odds: Interval | None = None
+    background_log_odds_by_group: dict[str, Interval] = {}
+    object_log_odds_by_group: dict[str, Interval] = {}
+    background_share: Interval | None = None
+    background_share_by_group: dict[str, Interval] = {}
+    completeness_gap: float | None = None
+    n_steps: int | None = None
+
+
+class SanityCheck(_Open):
+    """``microscope.<model>.sanity.<method>``: the model-randomisation test (Adebayo et al., 2018) of one
+    attribution method's maps of one model; ``trustworthy`` is None when the maps did not vary."""
+
+    trustworthy: bool | None = None
+    final_spearman_abs: float | None = None
+    threshold: float | None = None
+
+
+class TCAVRecord(_Open):
+    """One TCAV score (``microscope.<model>.tcav``): concept towards class at a layer, over the engine's repeats."""
+
+    concept: str
+    cls: str = Field("", alias="class")
+    layer: str = ""
+    score: float
+    p_value: float | None = None
+    significant: bool = False
+    unstable: bool = False
+    repeats: int = 1
+    significant_repeats: int | None = None
+    score_min: float | None = None
+    score_max: float | None = None
+
+    @property
+    def status(self) -> Literal["significant", "unstable", "not significant"]:
+        """``significant`` (in every repeat), ``unstable`` (in some) or ``not significant`` (in none)."""
+        return "significant" if self.significant else "unstable" if self.unstable else "not significant"
+
+
+class TCAVControls(_Open):
+    """``microscope.<model>.tcav_controls``: random image sets tested and judged exactly like concepts."""
+
+    n_tests: int = 0
+    not_significant_rate: float | None = None
+    repeats: int | None = None
+    single_repeat_not_significant_rate: float | None = None
+
+
+class MicroscopeSection(_Open):
+    """``microscope.<model>``: everything the microscope measured on one model (absent parts were not run, or
+    the data cannot support them: ``unavailable`` holds the engine's reason per part)."""
+
+    # None where no image of the sample had positive attribution (a share of nothing is undefined)
+    relevance_on_animal: dict[str, float | None] = {}
+    relevance_on_animal_by_group: dict[str, dict[str, float | None]] = {}
+    mask_area_share: float | None = None
+    swap_flip_rate: float | None = None
+    swap_acc: float | None = None
+    swap_n: int | None = None
+    effects: dict[str, Effect] = {}
+    swap_attribution: SwapAttribution | None = None
+    sanity: dict[str, SanityCheck] = {}
+    tcav: list[TCAVRecord] = []
+    tcav_controls: TCAVControls | None = None
+    unavailable: dict[str, str] = {}
+
+
+class ClauseDeletionPart(_Open):
+    """Where a clause's concept is present (or absent): how many images, how many of L_M's answers change
+    when the clause is deleted, and the mean drop in the probability of the clause's class."""
+
+    n: int = 0
+    answer_change_rate: float | None = None
+    mean_drop: float | None = None
+
+
+class ClauseDeletion(_Open):
+    """``clause_deletion.<hypothesis>``: one clause and what deleting it does (:func:`igcore.likelihood.clause_deletion`)."""
+
+    concept: str
+    cls: str = Field(alias="class")
+    weight: float
+    text: str = ""
+    present: ClauseDeletionPart = ClauseDeletionPart()
+    absent: ClauseDeletionPart = ClauseDeletionPart()
+    specific: bool | None = None
+
+
+class Surrogate(_Open):
+    """``surrogates.<hypothesis>``: how faithfully a readable hypothesis reproduces a model's answers on D′."""
+
+    model: str | None = None
+    fidelity: float | None = None
+    fidelity_ci_low: float | None = None
+    fidelity_ci_high: float | None = None
+    n_eval: int | None = None
+    n_disagree: int | None = None
+
+
 class Metrics(_Open):
     """``metrics.json``. Sections are absent until the stage that writes them has run."""
 
@@ -158,9 +301,9 @@ class Metrics(_Open):
     concepts: dict[str, Any] | None = None
     prior: dict[str, Any] | None = None
     hypotheses: Hypotheses = Hypotheses()
-    microscope: dict[str, dict[str, Any]] = {}
-    surrogates: dict[str, Any] = {}
-    clause_deletion: dict[str, list[dict[str, Any]]] = {}
+    microscope: dict[str, MicroscopeSection] = {}
+    surrogates: dict[str, Surrogate] = {}
+    clause_deletion: dict[str, list[ClauseDeletion]] = {}
     #: agreement of people's labels of D′_eval, given z*, with L_M(·|x, z*) (igcore.labels.write_imitation)
     imitation: dict[str, Any] | None = None
     #: per source model, its discovered concepts: resemblance, calibration, ablation effects (igcore.discover)
@@ -183,11 +326,6 @@ def proba_column(method: str, cls: str) -> str:
 def true_column(concept: str) -> str:
     """Column of a ``split_<name>`` table holding the 0/1 annotation of ``concept``."""
     return f"true_{concept}"
-
-
-def methods_in(columns: Any) -> list[str]:
-    """Methods that have a prediction column among ``columns``."""
-    return [c[len("pred_") :] for c in columns if str(c).startswith("pred_")]
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ so a bound is written once and the config, the estimators and the docs cannot di
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
 
 from igcore.errors import InputError
 
@@ -34,6 +34,24 @@ class Settings(BaseModel):
     """Strict, closed settings: no coercion, no unknown keys, no NaN/inf."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, validate_assignment=True)
+
+
+def unknown(kind: str, names: Sequence[str], valid: Sequence[str]) -> str | None:
+    """The problem with ``names`` that are not in ``valid`` (a registry's names), or None: what validators raise."""
+    bad = [n for n in names if n not in valid]
+    return f"unknown {kind} {', '.join(map(repr, bad))}; valid: {', '.join(valid)}" if bad else None
+
+
+def unique(names: list[str]) -> list[str]:
+    """``names`` if none repeats (a validator of lists of names), else ValueError."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"names must not repeat, got {names!r}")
+    return names
+
+
+def stored(info: ValidationInfo) -> bool:
+    """Validating a stored run's config: files it named may be gone since, and that is not an error."""
+    return bool(info.context and info.context.get("stored"))
 
 
 def _phrase(message: str) -> str:

@@ -1,70 +1,15 @@
-"""Shared fixtures: one tiny real run (the real pipeline, tiny config), built once per test session."""
+"""Shared fixtures: real runs of the real pipeline on tiny configs, each built once per test session: the
+Snow-and-Wolves run (``runs_dir``) and two runs on users' data layouts (``byod_runs``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-#: The tiny config used by dashboard tests and the dashboard bench.
-TINY = {
-    "world.rho": 0.95,  # the default 0.99 leaves a group of D empty at these sizes (every group needs examples)
-    "world.n_train": 400,
-    "world.n_val": 200,
-    "world.n_test_train": 300,
-    "world.n_test_eval": 300,
-    "world.n_concept_bank": 400,
-    "baseline.epochs": 2,  # 1 epoch of a tiny set trips OneCycleLR (total_steps * pct_start < 2)
-    "microscope.per_group": 2,
-    "microscope.methods": ["integrated_gradients", "saliency", "grad_cam"],
-    "microscope.params.integrated_gradients.n_steps": 8,
-    "microscope.tcav.n_random": 2,
-    "microscope.tcav.n_concept_images": 8,
-    "microscope.tcav.n_inputs": 8,
-    "microscope.tcav.layers": ["penultimate"],
-    "microscope.swaps.max_images": 60,
-    "microscope.sanity.n_images": 2,
-    "search.beam_width": 4,
-    "search.n_ranked": 8,
-    "concepts.epochs": 2,
-}
-
-
-def tiny_sets() -> list[str]:
-    """:data:`TINY` as ``--set`` strings."""
-    return [f"{key}={json.dumps(value)}" for key, value in TINY.items()]
-
-
-def build_tiny_run(root: Path, run_id: str) -> Path:
-    """The real pipeline with :data:`TINY` into ``root/run_id`` (used by the fixture and the dashboard bench)."""
-    from igcore.config import load_config
-    from igcore.pipeline import run_pipeline
-
-    config = load_config(None, [*tiny_sets(), f"run_id={run_id}"])
-    return run_pipeline(config, root, progress=False)
-
-
-def write_incomplete_run(complete: Path, out: Path) -> None:
-    """What a run looks like while its pipeline is still running, just after the world stage: the world's
-    files and metrics, status ``running``, every default stage selected but only ``world`` recorded."""
-    out.mkdir()
-    manifest = json.loads((complete / "manifest.json").read_text())
-    manifest.update(run_id=out.name, status="running", stages={"world": manifest["stages"]["world"]})
-    manifest.pop("total_seconds", None)
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    metrics = json.loads((complete / "metrics.json").read_text())
-    (out / "metrics.json").write_text(json.dumps({"world": metrics["world"]}))
-    shutil.copy(complete / "contact_sheet.png", out / "contact_sheet.png")
-    for name in ("tables/split_train.parquet", "tables/split_val.parquet", "tables/split_test_train.parquet",
-                 "tables/split_test_eval.parquet", "tables/split_concept_bank.parquet",
-                 "tensors/test_eval.safetensors", "tensors/concept_bank.safetensors"):
-        (out / name).parent.mkdir(exist_ok=True)
-        shutil.copy(complete / name, out / name)
+from testkit.runs import build_tiny_run, write_incomplete_run
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +38,40 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ["IG_RUNS_DIR"] = previous
 
 
+#: The runs of :func:`byod_runs`.
+BYOD_RUNS = ("waterbirds", "folder")
+
+
+@pytest.fixture(scope="session")
+def byod_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A RUNS_DIR with two complete runs on users' data (:data:`testkit.byod_fixtures.TINY_SETS`): ``waterbirds``
+    (the Waterbirds layout with CUB attributes and segmentations; ``place_names`` left at land/water while the
+    photographs' places are Places365 categories; nobody rated its concepts) and ``folder`` (a CSV manifest
+    without masks)."""
+    from igcore.config import load_config
+    from igcore.pipeline import run_pipeline
+    from testkit import byod_fixtures as fx
+
+    root, data = tmp_path_factory.mktemp("byod-runs"), tmp_path_factory.mktemp("byod-data")
+    birds = fx.make_waterbirds(data / "waterbirds", n=64)
+    manifest = fx.make_folder(data / "folder", n=48, with_mask=False)
+    worlds = {
+        "waterbirds": ["world.name=waterbirds", f"world.root={birds['root']}", f"world.cub_root={birds['cub_root']}"],
+        "folder": ["world.name=folder", f"world.manifest={manifest}"],
+    }
+    for run_id, world in worlds.items():
+        config = load_config(None, [*fx.TINY_SETS, *world, f"run_id={run_id}", f"world.cache_dir={data / 'cache'}"])
+        run_pipeline(config, root, progress=False)
+    return root
+
+
+@pytest.fixture
+def byod_runs_dir(byod_runs: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """:func:`byod_runs`, with ``IG_RUNS_DIR`` pointing at it for one test."""
+    monkeypatch.setenv("IG_RUNS_DIR", str(byod_runs))
+    return byod_runs
+
+
 @pytest.fixture
 def fresh_runs_dir(runs_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the session RUNS_DIR (for tests that write, e.g. ratings)."""
@@ -101,3 +80,44 @@ def fresh_runs_dir(runs_dir: Path, tmp_path: Path) -> Path:
     os.environ["IG_RUNS_DIR"] = str(dst)
     yield dst
     os.environ["IG_RUNS_DIR"] = str(runs_dir)
+
+
+#: The Waterbirds-layout run solved with its own ratings: enough images for its concept model to see the bills,
+#: and a prior strength scaled to its small D (the default is set for D of thousands of images).
+RATED_WATERBIRDS = ["concepts.epochs=10", "prior.strength=10.0", "microscope.counterfactuals.max_images=8"]
+
+
+def build_rated_waterbirds(root: Path, data: Path) -> Path:
+    """Into ``root``: ``waterbirds``, the Waterbirds layout solved with its own ratings file by a simulated rater
+    (``prior.judgments``); its data under ``data``."""
+    import pandas as pd
+
+    from igcore.config import load_config
+    from igcore.pipeline import run_pipeline
+    from igcore.prior import write_ratings_csv
+    from igcore.worlds import build_world
+    from testkit import byod_fixtures as fx
+
+    birds = fx.make_waterbirds(data / "waterbirds", n=192)
+    waterbirds = ["world.name=waterbirds", f"world.root={birds['root']}", f"world.cub_root={birds['cub_root']}",
+                  f"world.cache_dir={data / 'cache'}"]
+    world = build_world(load_config(None, [*fx.TINY_SETS, *waterbirds]).world)
+    ratings = pd.DataFrame(fx.simulated_ratings(world.vocabulary.ids, list(world.classes)), columns=["rater", "concept", "class", "rating"])
+    csv = write_ratings_csv(ratings, data / "waterbirds_ratings.csv")
+    sets = [*fx.TINY_SETS, *waterbirds, *RATED_WATERBIRDS, f"prior.judgments={csv}", "run_id=waterbirds"]
+    run_pipeline(load_config(None, sets), root, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def worlds_dir(runs_dir: Path, byod_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A RUNS_DIR with one complete run of each world: ``tiny`` (Snow and Wolves, the shipped judgments; a copy
+    of the session's), ``waterbirds`` (:func:`build_rated_waterbirds`) and ``folder`` (a copy of :func:`byod_runs`'
+    run, whose concepts nobody rated). Built once per test session; tests that write (ratings) work on a copy.
+    """
+    root = tmp_path_factory.mktemp("worlds-runs")
+    shutil.copytree(runs_dir / "tiny", root / "tiny")
+    shutil.copytree(byod_runs / "folder", root / "folder")
+    build_rated_waterbirds(root, tmp_path_factory.mktemp("worlds-data"))
+    os.utime(root / "tiny")  # the default view stays the Snow-and-Wolves run
+    return root

@@ -28,13 +28,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import byod_fixtures as fx
 import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from dashboard.run_view import list_runs
+from dashboard.runs import list_runs
 from igcore.cli import main
+from testkit import byod_fixtures as fx
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"

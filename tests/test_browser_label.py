@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_idle
 
 from igcore.labels import LabelStore, agreement, lm_proba
 from igcore.store import RunStore
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_idle
 
 ROOT = Path(__file__).resolve().parents[1]
 N_LABELS = 3

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import byod_fixtures as fx
 import pytest
 
 from igcore.cli import main
 from igcore.config import load_config
 from igcore.pipeline import run_pipeline
 from igcore.store import load_run_dir
-
-TINY = [
-    "world.image_size=32", "baseline.epochs=2", "baseline.batch_size=16", "concepts.epochs=2",
-    "microscope.per_group=1", 'microscope.methods=["saliency","grad_cam"]', "microscope.tcav.n_random=2",
-    "microscope.tcav.n_concept_images=4", "microscope.tcav.n_inputs=3", 'microscope.tcav.layers=["penultimate"]',
-    "microscope.sanity.n_images=2", "search.n_ranked=4", "search.max_depth=3",
-]
+from testkit import byod_fixtures as fx
 
 
 def _run(tmp: Path, run_id: str, world: list[str]) -> Path:
-    config = load_config(None, [*TINY, *world, f"run_id={run_id}", f"world.cache_dir={tmp / 'cache'}"])
+    config = load_config(None, [*fx.TINY_SETS, *world, f"run_id={run_id}", f"world.cache_dir={tmp / 'cache'}"])
     return run_pipeline(config, tmp / "runs", progress=False)
 
 

@@ -14,6 +14,7 @@ from igcore.baseline import ImageClassifier, inspect_checkpoint
 from igcore.cli import main
 from igcore.config import load_config
 from igcore.errors import InputError
+from igcore.executors import LocalExecutor
 from igcore.features import FeatureExtractor, LinearHeadClassifier
 from igcore.pipeline import run_pipeline
 from igcore.store import load_run_dir
@@ -131,7 +132,7 @@ def test_feature_extraction_is_the_backbones_own_head_input(tmp_path):
     world = make_world("snowwolf", seed=7, **SMALL)
     images = world.split("test_eval").images[:10]
     extractor = FeatureExtractor(folder, batch_size=4, device="cpu")
-    feats = extractor.extract(images, progress=False)
+    feats = LocalExecutor(progress=False).map_batches(lambda: extractor, images, extractor.batch_size)  # the features stage's path
     assert feats.shape == (10, extractor.dim_) and feats.dtype == np.float32
     assert np.allclose(feats[:4], extractor(images[:4]), atol=1e-5)  # batching changes nothing
     head = LinearHeadClassifier(str(folder), num_labels=2, epochs=3, batch_size=8, progress=False, device="cpu", image_size=SIZE)

@@ -142,6 +142,12 @@ def test_swap_attribution_is_complete(world):
     out = swap_attribution(clf, test, cfs["double"], np.arange(6), n_steps=24, group_names=world.group_names())
     parts = out["background_log_odds"]["mean"] + out["object_log_odds"]["mean"]
     assert parts == pytest.approx(out["total_log_odds"]["mean"], abs=1e-6)
+    # the parts per group, in log-odds: their image-weighted means give the overall parts
+    for part in ("background_log_odds", "object_log_odds"):
+        by_group = out[f"{part}_by_group"]
+        assert sum(s["n"] for s in by_group.values()) == out[part]["n"] == 6
+        weighted = sum(s["mean"] * s["n"] for s in by_group.values()) / 6
+        assert weighted == pytest.approx(out[part]["mean"], abs=1e-9)
     # completeness: the attributions add up to the change in log-odds between the double swap and the original
     x, x0 = test.images[cfs["double"].index[:6]], cfs["double"].images[:6]
     answer = clf.predict(x)

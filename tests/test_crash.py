@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import bench_crash  # noqa: E402
+from bench import bench_crash
 
 
 @pytest.mark.slow

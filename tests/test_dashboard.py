@@ -15,25 +15,30 @@ import re
 from html import escape
 from pathlib import Path
 
-import byod_fixtures as fx
 import pytest
-from apptest_support import all_text, assert_clean
-from conftest import tiny_sets
+from conftest import BYOD_RUNS
 from streamlit.testing.v1 import AppTest
 
-from dashboard import export
+from dashboard import export, url_state
+from dashboard.benchmark import benchmark
 from dashboard.components import charts, text
 from dashboard.components.figures import key_figures
 from dashboard.components.style import possessive
 from dashboard.first_launch import DemoJob, describe
-from dashboard.run_view import NotComputed, RunView, benchmark, writer_of
+from dashboard.pages import PAGES as PAGE_SPECS
+from dashboard.run_view import NotComputed, RunView, writer_of
 from igcore.hypothesis import summary_sentence
-from igcore.schema import MethodMetrics
+from igcore.schema import MethodMetrics, SanityCheck
 from igcore.stages import STAGES, Stage
+from testkit import byod_fixtures as fx
+from testkit.apptest import all_text, assert_clean
+from testkit.runs import tiny_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
-PAGES = ["overview", "hypotheses", "microscope", "compare", "prior", "share"]
+#: Every page of the registry (a new page is opened by these tests the moment it is registered).
+PAGES = [p.name for p in PAGE_SPECS]
+V = str(url_state.CODEC_VERSION)
 TIMEOUT = 120
 #: Every key figure, in order (Overview, the PNG zip and the report share them).
 KEY_FIGURES = ["accuracy", "groups", "effects", "clauses_z_star", "clauses_z_baseline", "tcav", "weights_tcav", "relevance"]
@@ -44,7 +49,7 @@ def open_app(page: str = "overview", params: dict[str, str] | None = None) -> Ap
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.query_params.update(params or {})
     if page != "overview":
-        at.switch_page(f"app_pages/{page}.py")  # url_path == file stem, so this works before the first run
+        at.switch_page(f"app_pages/{page}.py")  # the registry's file stem, so this works before the first run
     return at.run()
 
 
@@ -69,7 +74,7 @@ def test_page_renders(runs_dir: Path, page: str) -> None:
     at = open_app(page)
     assert_complete(at)
     assert at.title, "every page has a title"
-    assert at.query_params.get("v") == "1"
+    assert at.query_params.get("v") == V
     assert at.query_params.get("run") == "tiny"
     # the sidebar run picker lists the runs and marks the incomplete one
     picker = at.sidebar.selectbox(key="w_run")
@@ -82,11 +87,13 @@ def methods_of(m: dict) -> dict[str, MethodMetrics]:
     return {k: MethodMetrics.model_validate(v) for k, v in m["methods"].items()}
 
 
-def effects_of(m: dict) -> dict[str, dict]:
-    """``microscope.<model>.effects`` in the dashboard's model order (the baseline, the IG student, the oracle)."""
-    first = [k for k in ("erm", "ig_student", "oracle") if k in m["microscope"]]
-    order = first + [k for k in m["microscope"] if k not in first]
-    return {k: m["microscope"][k]["effects"] for k in order if m["microscope"][k].get("effects")}
+def view(runs_dir: Path, run: str = "tiny") -> RunView:
+    return RunView.open(str(runs_dir), run)
+
+
+def effects_of(runs_dir: Path, run: str = "tiny") -> dict:
+    """``microscope.<model>.effects``, typed, in the method registry's order (the baseline first)."""
+    return view(runs_dir, run).evidence("effects", "counterfactual effects")
 
 
 def test_overview_elements(runs_dir: Path) -> None:
@@ -97,14 +104,15 @@ def test_overview_elements(runs_dir: Path) -> None:
     # accuracy bars, group heat map, counterfactual effects, the benchmark's rho sweep, stage times
     assert len(plotly_charts(at)) >= 5
     assert at.dataframe, "the accuracy table"
-    assert summary_sentence(m["hypotheses"]["z_star"], "IG", m["world"]["classes"]) in text_
-    assert summary_sentence(m["hypotheses"]["z_baseline"], "The baseline", m["world"]["classes"]) in text_
+    run = view(runs_dir)
+    assert summary_sentence(run.clauses("z_star"), "IG", run.classes) in text_
+    assert summary_sentence(run.clauses("z_baseline"), "The baseline", run.classes) in text_
     assert len(at.metric) == 4  # worst-group accuracy of erm, ig_student, ig_direct, no_prior
     # the demo's story: what the prior added on this run, the benchmark beside it, whether the baseline uses the background
     story = text.prior_sentence(methods_of(m))
     assert story and f"**{story}**" in text_
-    assert "The benchmark's numbers, not this run's: `docs/results_methods.csv`" in text_
-    assert f"**{text.effects_sentence(effects_of(m), 'background')}**" in text_
+    assert "The benchmark's numbers, not this run's: `docs/results_methods.csv`, measured on the snowwolf world" in text_
+    assert f"**{text.effects_sentence(effects_of(runs_dir), 'background')}**" in text_
     # the shipped judgments are said to be the developers' worked example
     assert "written by the project's developers as a worked example" in text_
     z = m["surrogates"]["z_baseline"]
@@ -125,6 +133,7 @@ def test_prior_sentence_states_the_difference() -> None:
 
 def test_benchmark_is_read_with_its_provenance(tmp_path: Path) -> None:
     bench = benchmark()
+    assert bench.world == "snowwolf"  # the default config's world: the command names no other
     assert {"rho", "seed", "method", "worst_group_acc"} <= set(bench.results.columns)
     assert {"erm", "no_prior", "ig_student"} <= set(bench.results["method"])
     assert bench.command and bench.command.startswith("python bench/bench_methods.py")
@@ -136,33 +145,40 @@ def test_benchmark_is_read_with_its_provenance(tmp_path: Path) -> None:
     (tmp_path / "other.csv").write_text("rho,seed\n0.9,0\n")
     with pytest.raises(NotComputed, match="lacks the column"):
         benchmark(tmp_path / "other.csv")
+    (tmp_path / "birds.csv").write_text("rho,seed,method,worst_group_acc,world\n0.9,0,erm,0.5,waterbirds\n")
+    assert benchmark(tmp_path / "birds.csv").world == "waterbirds"  # the CSV's own column wins
 
 
 def test_hypotheses_elements_and_selection_roundtrip(runs_dir: Path) -> None:
     ranked = metrics(runs_dir)["hypotheses"]["ranked"]
     assert len(ranked) >= 3, "the tiny run's search keeps several hypotheses"
+    star = view(runs_dir).z_star_rank
     at = open_app("hypotheses")
     assert_complete(at)
     assert plotly_charts(at), "prior-vs-likelihood scatter"
     assert "In the engine's words:" in all_text(at)
     pick = at.selectbox(key="w_hyp")
-    assert pick.value == 0
-    target = 2
+    assert pick.value == star and at.query_params["hyp"] == str(star + 1)  # z*, numbered from 1 as on the page
+    target = 2 if star != 2 else 1  # a position in the list (from 0): hypothesis #target+1
     pick.select(target).run()
     assert_clean(at)
-    assert at.query_params["hyp"] == str(target)
+    assert at.query_params["hyp"] == str(target + 1)
     assert f"Hypothesis #{target + 1} as a field guide" in all_text(at)
     # the URL restores the selection in a fresh session
     again = open_app("hypotheses", dict(at.query_params))
     assert_clean(again)
     assert again.selectbox(key="w_hyp").value == target
-    assert again.query_params["hyp"] == str(target)
+    assert again.query_params["hyp"] == str(target + 1)
+    assert f"Hypothesis #{target + 1} as a field guide" in all_text(again)
+    # an old link (v=1 counted from 0) still shows what it showed
+    old = open_app("hypotheses", {"v": "1", "run": "tiny", "hyp": str(target)})
+    assert f"Hypothesis #{target + 1} as a field guide" in all_text(old) and old.query_params["hyp"] == str(target + 1)
 
 
 def test_microscope_state_roundtrip(runs_dir: Path) -> None:
     m = metrics(runs_dir)
     group = m["world"]["groups"][-1]
-    at = open_app("microscope", {"v": "1", "run": "tiny", "group": group, "correct": "wrong", "img": "3"})
+    at = open_app("microscope", {"v": V, "run": "tiny", "group": group, "correct": "wrong", "img": "3"})
     assert_clean(at)
     assert at.query_params["group"] == group
     assert at.query_params["correct"] == "wrong"
@@ -189,16 +205,16 @@ def image_captions(at: AppTest) -> list[str]:
 def test_microscope_shows_the_counterfactual_evidence(runs_dir: Path) -> None:
     """The headline: effects with their intervals in a computed sentence per swap, how the swaps were made,
     the swap attribution and the counterfactual strip; relevance explained as secondary."""
-    m = metrics(runs_dir)
     at = open_app("microscope")
     assert_complete(at)
     text_ = all_text(at)
-    effects = effects_of(m)
-    assert set(effects) == {"erm", "ig_student", "oracle"}
+    effects = effects_of(runs_dir)
+    assert list(effects) == ["erm", "ig_student", "oracle"]
     for kind in ("background", "object"):
         assert f"**{text.effects_sentence(effects, kind)}**" in text_
-        assert effects["erm"][kind]["how"] in text_  # how the swap was made, in the engine's words
-    assert text.share_sentence({k: m["microscope"][k]["swap_attribution"] for k in effects}) in text_
+        assert effects["erm"][kind].how in text_  # how the swap was made, in the engine's words
+    parts = text.swap_parts_sentence(view(runs_dir).evidence("swap_attribution", "swap attribution"))
+    assert parts and parts in text_ and "log-odds" in parts
     assert "Left to right: original, background swapped, object swapped, both swapped." in text_
     strip = RunView.open(str(runs_dir), "tiny").counterfactual_strip()
     assert any(c.startswith(f"#{int(strip['index'][0])} · ") for c in image_captions(at)), image_captions(at)
@@ -208,15 +224,15 @@ def test_microscope_shows_the_counterfactual_evidence(runs_dir: Path) -> None:
 
 
 def test_microscope_tcav_shows_repeats_and_controls(runs_dir: Path) -> None:
-    m = metrics(runs_dir)
+    run = view(runs_dir)
     at = open_app("microscope")
     assert_complete(at)
     text_ = all_text(at)
-    tcav = [t for t in m["microscope"]["erm"]["tcav"] if t["layer"] == "penultimate"]
-    status = [charts.tcav_status(t) for t in tcav]
+    tcav = [t for t in run.tcav() if t.layer == "penultimate"]
+    status = [t.status for t in tcav]
     assert (f"**{status.count('significant')}** of {len(tcav)} concept/class scores are significant in every one of "
-            f"{tcav[0]['repeats']} repeats, **{status.count('unstable')}** only in some (unstable)") in text_
-    assert text.tcav_controls_sentence(m["microscope"]["erm"]["tcav_controls"]) in text_
+            f"{tcav[0].repeats} repeats, **{status.count('unstable')}** only in some (unstable)") in text_
+    assert text.tcav_controls_sentence(run.tcav_controls()) in text_
     assert "came out not significant in" in text_
     spec = next(c.proto.spec for c in plotly_charts(at) if "TCAV:" in c.proto.spec)
     assert '"error_x"' in spec  # whiskers: the range over repeats
@@ -228,26 +244,26 @@ def test_microscope_tcav_shows_repeats_and_controls(runs_dir: Path) -> None:
 def test_every_map_carries_its_own_models_verdict(runs_dir: Path) -> None:
     """The verdict under a map is that model's sanity check of that method (the IG student's, not the baseline's)."""
     m = metrics(runs_dir)
-    at = open_app("microscope", {"v": "1", "run": "tiny", "model": "ig_student", "method": "saliency", "img": "0"})
+    at = open_app("microscope", {"v": V, "run": "tiny", "model": "ig_student", "method": "saliency", "img": "0"})
     assert_complete(at)
     captions = [str(c.value) for c in at.caption]
-    sanity = m["microscope"]["ig_student"]["sanity"]
+    sanity = {k: SanityCheck.model_validate(v) for k, v in m["microscope"]["ig_student"]["sanity"].items()}
     for method, entry in sanity.items():
         assert text.sanity_verdict(entry, "the IG student's") in captions, method
     assert not any("the baseline's maps" in c for c in captions)
     gallery = f"Maps: **saliency** of IG student · {text.sanity_verdict(sanity['saliency'], possessive('ig_student'))}"
     assert gallery in all_text(at)
-    compare = open_app("compare", {"v": "1", "run": "tiny", "method": "saliency"})
+    compare = open_app("compare", {"v": V, "run": "tiny", "method": "saliency"})
     assert_complete(compare)
     captions = [str(c.value) for c in compare.caption]
     for model in ("erm", "ig_student"):
-        want = text.sanity_verdict(m["microscope"][model]["sanity"]["saliency"], possessive(model))
+        want = text.sanity_verdict(SanityCheck.model_validate(m["microscope"][model]["sanity"]["saliency"]), possessive(model))
         assert want in captions, (model, want)
 
 
 def test_compare_and_share_elements(runs_dir: Path) -> None:
     m = metrics(runs_dir)
-    at = open_app("compare", {"v": "1", "run": "tiny", "method": "saliency"})
+    at = open_app("compare", {"v": V, "run": "tiny", "method": "saliency"})
     assert_complete(at)
     text_ = all_text(at)
     assert "z* (Imitative Generalization)" in text_
@@ -255,9 +271,9 @@ def test_compare_and_share_elements(runs_dir: Path) -> None:
     # clause weights of z*, z_baseline and no_prior, the effects, the swap attribution, weights vs TCAV
     assert len(plotly_charts(at)) == 6
     for kind in ("background", "object"):
-        assert f"**{text.effects_sentence(effects_of(m), kind)}**" in text_
+        assert f"**{text.effects_sentence(effects_of(runs_dir), kind)}**" in text_
     # surrogate fidelity with its interval, and the D′ images where z_baseline and the baseline part ways
-    assert text.fidelity_sentence(m["surrogates"]["z_baseline"], "z_baseline", "the baseline's") in text_
+    assert text.fidelity_sentence(view(runs_dir).surrogate("z_baseline"), "z_baseline", "the baseline's") in text_
     misses = RunView.open(str(runs_dir), "tiny").surrogate_disagreements("z_baseline")
     assert len(misses) == m["surrogates"]["z_baseline"]["n_disagree"] > 0
     captions = [c for c in image_captions(at) if "z_baseline says" in c]
@@ -269,8 +285,14 @@ def test_compare_and_share_elements(runs_dir: Path) -> None:
     assert_complete(share)
     assert len(share.get("download_button")) >= 2  # report + chart PNGs
     codes = [c.value for c in share.code]
-    assert any("/hypotheses?v=1&run=tiny" in c for c in codes)
-    assert any(c.startswith("/?v=1&run=tiny") for c in codes), "Overview is the default page, served at the root"
+    assert any(f"/hypotheses?v={V}&run=tiny" in c for c in codes)
+    assert any(c.startswith(f"/?v={V}&run=tiny") for c in codes), "Overview is the default page, served at the root"
+    # one link per registered page but the Share page itself, each with the keys its page reads
+    assert len(codes) == len(PAGE_SPECS) - 1
+    for spec in PAGE_SPECS:
+        if spec.name != "share":
+            link = next(c for c in codes if c.startswith(f"/{spec.path}?"))
+            assert all(f"{k}=" in link for k in spec.keys if getattr(url_state.ViewState(), k) is not None), (spec.name, link)
 
 
 def test_hypotheses_show_clause_deletion(runs_dir: Path) -> None:
@@ -290,14 +312,14 @@ def test_hypotheses_show_clause_deletion(runs_dir: Path) -> None:
         table = next(d.value for d in at.dataframe if "specific" in d.value.columns and set(d.value["clause"]) == clauses)
         for r in records:
             row = table[table["clause"] == f"{r['text']} → {r['class']}"].iloc[0]
-            assert row["answers changed, concept present"] == pytest.approx(100 * r["present"]["answer_change_rate"])
-            assert row["answers changed, concept absent"] == pytest.approx(100 * r["absent"]["answer_change_rate"])
+            assert row["answers changed, concept present"] == pytest.approx(100 * r["present"]["answer_change_rate"], abs=0.05)
+            assert row["answers changed, concept absent"] == pytest.approx(100 * r["absent"]["answer_change_rate"], abs=0.05)
             assert row["specific"] == ("yes" if r["specific"] else "no")
 
 
 def test_state_survives_page_switch(runs_dir: Path) -> None:
     """Streamlit clears query params when the sidebar switches pages; the session keeps the view."""
-    at = open_app("microscope", {"v": "1", "run": "tiny", "correct": "wrong"})
+    at = open_app("microscope", {"v": V, "run": "tiny", "correct": "wrong"})
     at.query_params.clear()
     at.switch_page("app_pages/overview.py").run()
     at.query_params.clear()
@@ -308,7 +330,7 @@ def test_state_survives_page_switch(runs_dir: Path) -> None:
 
 def test_share_links_carry_the_session_view(runs_dir: Path) -> None:
     """Selections made on other pages appear in the Share page's links (the URL only holds the page's keys)."""
-    at = open_app("microscope", {"v": "1", "run": "tiny", "img": "4", "correct": "wrong"})
+    at = open_app("microscope", {"v": V, "run": "tiny", "img": "4", "correct": "wrong"})
     at.switch_page("app_pages/share.py").run()
     assert_clean(at)
     assert "img" not in at.query_params  # the share page's own URL stays short
@@ -320,7 +342,7 @@ def test_share_links_carry_the_session_view(runs_dir: Path) -> None:
 def test_incomplete_run_says_what_is_still_running(runs_dir: Path, page: str) -> None:
     """A run whose pipeline is still running (only the world stage done): each missing section names the
     stage that will write it."""
-    at = open_app(page, {"v": "1", "run": "tiny-incomplete"})
+    at = open_app(page, {"v": V, "run": "tiny-incomplete"})
     assert_clean(at)
     assert at.query_params.get("run") == "tiny-incomplete"
     assert any("running" in str(w.value) for w in at.sidebar.warning)
@@ -337,18 +359,20 @@ def test_incomplete_run_says_what_is_still_running(runs_dir: Path, page: str) ->
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
-        ({"v": "1", "run": "no-such-run"}, "There is no run `no-such-run`"),
-        ({"v": "1", "run": "../../etc/passwd"}, "is not a valid run id"),
-        ({"v": "1", "run": "tiny/../tiny"}, "is not a valid run id"),
-        ({"v": "1", "run": "a/b"}, "is not a valid run id"),
-        ({"v": "1", "run": "junk"}, "cannot be opened as a run"),
+        ({"v": V, "run": "no-such-run"}, "There is no run `no-such-run`"),
+        ({"v": V, "run": "../../etc/passwd"}, "is not a valid run id"),
+        ({"v": V, "run": "tiny/../tiny"}, "is not a valid run id"),
+        ({"v": V, "run": "a/b"}, "is not a valid run id"),
+        ({"v": V, "run": "junk"}, "cannot be opened as a run"),
     ],
 )
 def test_bad_run_id(runs_dir: Path, params: dict[str, str], expected: str) -> None:
     at = open_app("overview", params)
     assert_clean(at)
     assert expected in all_text(at)
-    assert at.query_params["run"] == "tiny"  # safe default: the newest complete run
+    assert at.query_params["run"] == "tiny"  # safe default: the newest complete run, and the note says which it is
+    assert "showing the newest complete run, `tiny`, instead." in all_text(at)
+    assert at.sidebar.selectbox(key="w_run").value == "tiny"
 
 
 @pytest.mark.parametrize(
@@ -358,26 +382,30 @@ def test_bad_run_id(runs_dir: Path, params: dict[str, str], expected: str) -> No
         ({"v": "9", "hyp": "1"}, "newer version"),
         ({"v": "one", "hyp": "1"}, "is not valid"),
         ({"hyp": "1"}, "no format version"),
-        ({"v": "1", "hyp": "abc"}, "could not be read"),
-        ({"v": "1", "hyp": "-3"}, "could not be read"),
-        ({"v": "1", "hyp": "999999"}, "out of range"),
+        ({"v": V, "hyp": "abc"}, "could not be read"),
+        ({"v": V, "hyp": "-3"}, "could not be read"),
+        ({"v": V, "hyp": "999999"}, "out of range"),
     ],
 )
 def test_bad_query_values(runs_dir: Path, params: dict[str, str], expected: str) -> None:
+    star = view(runs_dir).z_star_rank + 1
     at = open_app("hypotheses", params)
     assert_complete(at)
     assert expected in all_text(at)
-    assert at.query_params.get("hyp", "0") == "0"  # safe default: the first (MAP) hypothesis
+    assert at.query_params.get("hyp") == str(star)  # safe default: z*, numbered as the page numbers it
+    assert f"Hypothesis #{star} as a field guide" in all_text(at)
+    if expected == "out of range":  # the note says what the page shows instead
+        assert f"showing #{star} (z*) instead" in all_text(at)
 
 
 @pytest.mark.parametrize(
     "params",
     [
-        {"v": "1", "img": "123456"},
-        {"v": "1", "group": "zebra/moon"},
-        {"v": "1", "correct": "maybe"},
-        {"v": "1", "model": "<script>"},
-        {"v": "1", "method": "no_such_method"},
+        {"v": V, "img": "123456"},
+        {"v": V, "group": "zebra/moon"},
+        {"v": V, "correct": "maybe"},
+        {"v": V, "model": "<script>"},
+        {"v": V, "method": "no_such_method"},
     ],
 )
 def test_bad_microscope_values(runs_dir: Path, params: dict[str, str]) -> None:
@@ -424,7 +452,7 @@ def test_resolve_z_star(fresh_runs_dir: Path) -> None:
     [b for b in at.button if "Re-solve" in b.label][0].click().run()
     assert_complete(at)
     text = all_text(at)
-    assert "Re-solved in" in text and "**After** (your ratings): IG learned that" in text
+    assert "Re-solved in" in text and "**After** (the current ratings): IG learned that" in text
     assert len(at.metric) == 6  # 3 about the judgments, 3 about what changed
 
 
@@ -465,10 +493,21 @@ def test_run_view_reads_every_section(runs_dir: Path) -> None:
     m = metrics(runs_dir)
     assert run.classes == m["world"]["classes"] and run.groups == m["world"]["groups"]
     assert set(run.methods) >= {"erm", "oracle", "true_concepts", "ig_direct", "no_prior", "ig_student"}
-    for key in ("z_star", "no_prior", "z_baseline", "z_student"):
-        assert run.clauses(key) == m["hypotheses"][key]
+    for key in ("z_star", "no_prior", "z_baseline", "z_student"):  # the stored records, with the deletion test's verdicts
+        verdicts = {(r["concept"], r["class"]): r["specific"] for r in m["clause_deletion"].get(key, [])}
+        assert run.clauses(key) == [{**c, **({"specific": verdicts[(c["concept"], c["class"])]} if verdicts else {})}
+                                    for c in m["hypotheses"][key]]
     assert len(run.ranked) == len(m["hypotheses"]["ranked"])
-    assert run.tcav() == m["microscope"]["erm"]["tcav"]
+    assert [t.model_dump(by_alias=True, exclude_unset=True) for t in run.tcav()] == m["microscope"]["erm"]["tcav"]
+    assert run.examined == ["erm", "ig_student", "oracle"]  # the method registry's order
+    assert run.attribution_methods == list(m["microscope"]["erm"]["relevance_on_animal"])
+    star = run.ranked[run.z_star_rank]
+    assert {(c.concept, c.cls) for c in star.clauses} == {(c["concept"], c["class"]) for c in m["hypotheses"]["z_star"]}
+    # each hypothesis's answers: z* read by L_M is ig_direct; z_baseline is the baseline's answers but where they part
+    preds = run.predictions()
+    assert (run.hypothesis_answers("z_star") == preds["pred_ig_direct"].to_numpy()).all()
+    base = run.hypothesis_answers("z_baseline")
+    assert int((base != preds["pred_erm"].to_numpy()).sum()) == m["surrogates"]["z_baseline"]["n_disagree"]
     n = m["world"]["sizes"]["test_eval"]
     assert len(run.predictions()) == n and run.test_eval()["images"].shape[0] == n
     assert run.concept_scores().shape == (n, len(m["world"]["vocabulary"]))
@@ -499,14 +538,15 @@ def test_key_figures_of_a_complete_run(runs_dir: Path) -> None:
 
 def test_report_of_a_complete_run(runs_dir: Path) -> None:
     m = metrics(runs_dir)
-    html = export.report_html(RunView.open(str(runs_dir), "tiny"))
-    classes = m["world"]["classes"]
-    assert escape(summary_sentence(m["hypotheses"]["z_star"], "IG", classes)) in html
-    assert escape(summary_sentence(m["hypotheses"]["z_baseline"], "The baseline", classes)) in html
+    run = view(runs_dir)
+    html = export.report_html(run)
+    assert escape(summary_sentence(run.clauses("z_star"), "IG", run.classes)) in html
+    assert escape(summary_sentence(run.clauses("z_baseline"), "The baseline", run.classes)) in html
     assert html.count("<figure><h2>") == len(KEY_FIGURES) and "This run has no" not in html
     assert escape(text.prior_sentence(methods_of(m))) in html
     for kind in ("background", "object"):
-        assert escape(text.effects_sentence(effects_of(m), kind)) in html
+        assert escape(text.effects_sentence(effects_of(runs_dir), kind)) in html
+    assert "<figure class='sheet'>" in html  # the contact sheet at full width
     assert escape("written by the project's developers as a worked example") in html
 
 
@@ -528,17 +568,11 @@ def test_first_launch_reports_reading_the_world(tmp_path: Path, monkeypatch: pyt
 
 
 # ------------------------------------------------------------------------------------------ any world
-#: The dashboard's own files (the Prior page, the router and the URL state belong to other work).
-OWN_FILES = [
-    *(ROOT / "dashboard" / "app_pages" / f"{p}.py" for p in ("overview", "hypotheses", "microscope", "compare", "share")),
-    *sorted((ROOT / "dashboard" / "components").glob("*.py")),
-    *(ROOT / "dashboard" / f"{p}.py" for p in ("first_launch", "export", "run_view", "engine")),
-]
+#: The dashboard's own files (the Prior page belongs to other work). What the pages show on other worlds,
+#: the engine's sentences included, is checked by tests/test_dashboard_consistency.py.
+OWN_FILES = [p for p in sorted((ROOT / "dashboard").rglob("*.py")) if p.name != "prior.py"]
 #: Words of the default world that no text, colour or layout may assume.
 WORLD_WORDS = re.compile(r"husk|wol(f|ves)|snow|animal", re.IGNORECASE)
-#: igcore.hypothesis.summary_sentence's own wording, which names "the animal" on every world (an engine
-#: string the dashboard shows as it is; the engine, not the dashboard, has to change it).
-ENGINE_WORDING = ("animal features matter less", "the animal itself plays no part")
 
 
 def test_dashboard_assumes_no_world() -> None:
@@ -548,48 +582,16 @@ def test_dashboard_assumes_no_world() -> None:
             assert not WORLD_WORDS.search(line), f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
 
 
-#: Runs on users' data, as small as the pipeline allows (the settings of tests/test_byod_runs.py).
-BYOD_SETS = [
-    "world.image_size=32", "baseline.epochs=2", "baseline.batch_size=16", "concepts.epochs=2",
-    "microscope.per_group=1", 'microscope.methods=["saliency","grad_cam"]', "microscope.tcav.n_random=2",
-    "microscope.tcav.n_concept_images=4", "microscope.tcav.n_inputs=3", 'microscope.tcav.layers=["penultimate"]',
-    "microscope.sanity.n_images=2", "search.n_ranked=4", "search.max_depth=3",
-]
-BYOD_RUNS = ("waterbirds", "folder")
-
-
-@pytest.fixture(scope="module")
-def byod_runs_dir(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A RUNS_DIR with two complete runs on users' data: ``waterbirds`` (the Waterbirds layout with CUB
-    attributes and segmentations) and ``folder`` (a CSV manifest without masks)."""
-    from igcore.config import load_config
-    from igcore.pipeline import run_pipeline
-
-    root, data = tmp_path_factory.mktemp("byod-runs"), tmp_path_factory.mktemp("byod-data")
-    birds = fx.make_waterbirds(data / "waterbirds", n=64)
-    manifest = fx.make_folder(data / "folder", n=48, with_mask=False)
-    worlds = {
-        "waterbirds": ["world.name=waterbirds", f"world.root={birds['root']}", f"world.cub_root={birds['cub_root']}"],
-        "folder": ["world.name=folder", f"world.manifest={manifest}"],
-    }
-    for run_id, world in worlds.items():
-        config = load_config(None, [*BYOD_SETS, *world, f"run_id={run_id}", f"world.cache_dir={data / 'cache'}"])
-        run_pipeline(config, root, progress=False)
-    os.environ["IG_RUNS_DIR"] = str(root)
-    yield root
-    os.environ["IG_RUNS_DIR"] = str(runs_dir)
-
-
 @pytest.mark.parametrize("run_id", BYOD_RUNS)
 @pytest.mark.parametrize("page", PAGES)
 def test_byod_run_renders_every_page(byod_runs_dir: Path, page: str, run_id: str) -> None:
-    at = open_app(page, {"v": "1", "run": run_id})
+    at = open_app(page, {"v": V, "run": run_id})
     assert_complete(at)  # no exception, no error box, nothing "could not be drawn", no section missing
     assert at.query_params["run"] == run_id
     shown = all_text(at)
     # the engine's notes may name the shipped Snow-and-Wolves files a run borrowed from: that is provenance
     notes = [n["note"] for n in json.loads((byod_runs_dir / run_id / "manifest.json").read_text())["notes"]]
-    for wording in (*ENGINE_WORDING, *notes):
+    for wording in notes:
         shown = shown.replace(wording, "")
     found = WORLD_WORDS.search(shown)
     assert not found, shown[max(0, found.start() - 200) : found.end() + 100]
@@ -600,11 +602,11 @@ def test_byod_run_without_masks_says_why_parts_are_missing(byod_runs_dir: Path) 
     assert set(reasons) >= {"effects", "relevance_on_animal"}
     effects = f"Not available for this data: {reasons['effects']}."
     for page in ("overview", "microscope", "compare"):
-        at = open_app(page, {"v": "1", "run": "folder"})
+        at = open_app(page, {"v": V, "run": "folder"})
         infos = [str(i.value) for i in at.info]
         assert any(effects in i for i in infos), (page, infos)
         assert sum(reasons["effects"] in i for i in infos) == 1, (page, infos)  # said once per page
-    micro = open_app("microscope", {"v": "1", "run": "folder"})
+    micro = open_app("microscope", {"v": V, "run": "folder"})
     assert any(f"Not available for this data: {reasons['relevance_on_animal']}." in str(i.value) for i in micro.info)
     assert "the cyan line outlines" not in all_text(micro)  # no masks, no outline
     assert micro.get("image"), "the gallery draws maps without masks"
@@ -614,20 +616,20 @@ def test_byod_run_without_masks_says_why_parts_are_missing(byod_runs_dir: Path) 
 
 def test_byod_photographs_show_inpainted_counterfactuals(byod_runs_dir: Path) -> None:
     m = metrics(byod_runs_dir, "waterbirds")
-    effects = effects_of(m)
+    effects = effects_of(byod_runs_dir, "waterbirds")
     assert effects and "swaps" in m["microscope"]["erm"]["unavailable"]  # no renderer: swaps by inpainting
-    at = open_app("compare", {"v": "1", "run": "waterbirds"})
+    at = open_app("compare", {"v": V, "run": "waterbirds"})
     assert_complete(at)
     shown = all_text(at)
     for kind in ("background", "object"):
         assert f"**{text.effects_sentence(effects, kind)}**" in shown
-        assert effects["erm"][kind]["how"] in shown
+        assert effects["erm"][kind].how in shown
     assert any(c.endswith(("a landbird", "a waterbird")) for c in image_captions(at))  # the strip, in the run's class names
-    overview = open_app("overview", {"v": "1", "run": "waterbirds"})
+    overview = open_app("overview", {"v": V, "run": "waterbirds"})
     notes = "\n".join(n["note"] for n in json.loads((byod_runs_dir / "waterbirds" / "manifest.json").read_text())["notes"])
     assert "No ratings for this world's concepts" in notes and "No ratings for this world's concepts" in all_text(overview)
-    hyp = open_app("hypotheses", {"v": "1", "run": "waterbirds"})
-    assert "pairwise preferences (about a field guide's shape) shipped in `assets/judgments/`" in all_text(hyp)
+    hyp = open_app("hypotheses", {"v": V, "run": "waterbirds"})
+    assert "pairwise preferences shipped in `assets/judgments/` for the demo world" in all_text(hyp)
 
 
 def test_hypotheses_escape_a_clause_kind_from_the_run(fresh_runs_dir: Path) -> None:
@@ -638,7 +640,7 @@ def test_hypotheses_escape_a_clause_kind_from_the_run(fresh_runs_dir: Path) -> N
     evil = "<img src=x onerror=alert(1)>"
     m["hypotheses"]["ranked"][0]["clauses"][0]["kind"] = evil  # hyp=0: the page's field guide of z*
     path.write_text(json.dumps(m))
-    at = open_app("hypotheses", {"v": "1", "run": "tiny", "hyp": "0"})
+    at = open_app("hypotheses", {"v": V, "run": "tiny", "hyp": "0"})
     assert not at.exception
     html = [str(e.value) for e in at.markdown if "border-radius:4px" in str(e.value)]
     assert html and not any(evil in h for h in html)

@@ -7,12 +7,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import state
-from dashboard.components import charts, images, report, text
+from dashboard import url_state as state
+from dashboard.components import charts, images, report, tables, text
 from dashboard.components.figures import KeyFigure
+from dashboard.explanations import Explanation, Reason
 from dashboard.first_launch import DemoJob, Progress, describe
 from igcore.hypothesis import summary_sentence
-from igcore.schema import MethodMetrics, RankedRecord
+from igcore.schema import (
+    ClauseDeletion,
+    Effect,
+    MethodMetrics,
+    RankedRecord,
+    SanityCheck,
+    Surrogate,
+    SwapAttribution,
+    TCAVControls,
+    TCAVRecord,
+)
 
 Z_STAR = [
     {"concept": "amber_eyes", "kind": "core", "class": "wolf", "weight": 2.0, "text": "amber eyes"},
@@ -40,7 +51,7 @@ def test_codec_empty_is_default_without_note() -> None:
     [
         ({"hyp": "1"}, "no format version"),
         ({"v": "0", "hyp": "1"}, "older version"),
-        ({"v": "2", "hyp": "1"}, "newer version"),
+        ({"v": "3", "hyp": "1"}, "newer version"),
         ({"v": "x1"}, "is not valid"),
     ],
 )
@@ -57,7 +68,7 @@ def test_codec_version_problems_reset_everything(params: dict, fragment: str) ->
 def test_codec_malformed_value_falls_back(key: str, value: str) -> None:
     decoded = state.decode({"v": "1", key: value, "hyp": "2"} if key != "hyp" else {"v": "1", key: value})
     assert getattr(decoded.state, key) == getattr(state.ViewState(), key)
-    assert any("could not be read" in n or "is not a valid run id" in n for n in decoded.notes)
+    assert any("could not be read" in n or "is not a valid run id" in n for n in [*decoded.notes, decoded.run_problem or ""])
     assert "<script>" not in " ".join(decoded.notes) or "`<script>`" in " ".join(decoded.notes)
 
 
@@ -65,24 +76,39 @@ def test_choose_helpers_note_only_real_changes() -> None:
     notes: list[str] = []
     assert state.choose("b", ["a", "b"], "a", "x", notes) == "b" and not notes
     assert state.choose("z", ["a", "b"], "a", "x", notes) == "a" and "does not exist" in notes[0]
-    assert state.choose_index(5, 3, 0, "image", notes) == 0 and "out of range" in notes[-1]
+    assert state.choose_index(5, 3, 0, "image", notes) == 0 and "out of range" in notes[-1] and "showing `0` instead" in notes[-1]
+    assert state.choose_index(4, 3, 2, "hypothesis number", notes, first=1, shown="#2 (z*)") == 2
+    assert "numbered 1 to 3" in notes[-1] and "showing #2 (z*) instead" in notes[-1]
+    assert state.choose_index(3, 3, 2, "hypothesis number", notes, first=1) == 3
 
 
-def test_summary_sentences() -> None:
+def test_summary_sentences_keep_strength_and_specificity() -> None:
     ig = summary_sentence(Z_STAR, "IG", ["husky", "wolf"])
-    assert ig == "IG learned that a husky has ice-blue eyes; a wolf has amber eyes; the background does not matter."
+    assert ig == ("IG learned that a husky has ice-blue eyes (moderate); a wolf has amber eyes (strong evidence); "
+                  "the background does not matter.")
     base = summary_sentence(Z_BASE, "The baseline", ["husky", "wolf"])
-    assert base == "The baseline learned that snowy ground ⇒ wolf; animal features matter less (a wolf has amber eyes)."
+    assert base == ("The baseline learned that snowy ground ⇒ wolf (strong evidence); features of the object matter less "
+                    "(a wolf has amber eyes (weak)).")
     assert summary_sentence([], "IG", ["husky", "wolf"]) == "IG learned no rule at all (empty hypothesis)."
     mixed = [*Z_STAR, {"concept": "grassy_ground", "kind": "context", "class": "husky", "weight": 0.5, "text": "green grass"}]
     assert summary_sentence(mixed, "This hypothesis", ["husky", "wolf"], verb="says that").endswith(
-        "; the background also counts (green grass ⇒ husky).")
+        "; the background also counts (green grass ⇒ husky (weak)).")
     many = [{"concept": f"c{i}", "kind": "core", "class": "wolf", "weight": float(i + 1), "text": f"c{i}"} for i in range(5)]
-    assert summary_sentence(many, "IG", ["husky", "wolf"]) == "IG learned that a wolf has c4, c3 and c2; the background does not matter (plus 2 weaker clauses)."
+    assert summary_sentence(many, "IG", ["husky", "wolf"]) == (
+        "IG learned that a wolf has c4 (strong evidence), c3 (strong evidence) and c2 (strong evidence); the background does not "
+        "matter (plus 2 weaker clauses).")
+    # a clause the deletion test found not specific says so wherever the sentence cites it
+    marked = [{**Z_STAR[0], "specific": False}, {**Z_STAR[1], "specific": True}]
+    assert summary_sentence(marked, "IG", ["husky", "wolf"]) == (
+        "IG learned that a husky has ice-blue eyes (moderate); a wolf has amber eyes (strong evidence, not specific); "
+        "the background does not matter.")
+    assert "animal" not in summary_sentence([Z_BASE[0]], "The baseline", ["husky", "wolf"])  # no world's words
 
 
 def test_clause_line_and_label() -> None:
-    assert text.clause_line(Z_STAR[0]) == "Amber eyes suggests **wolf** (weight +2.00)"
+    assert text.clause_line(Z_STAR[0]) == "Amber eyes suggests **wolf** (weight +2.00, strong evidence)"
+    assert text.clause_line({**Z_BASE[1], "specific": False}) == "Amber eyes suggests **wolf** (weight +0.50, weak, not specific)"
+    assert text.clause_name({**Z_BASE[1], "specific": False}) == "✗ amber eyes → wolf" and text.clause_name(Z_STAR[0]) == "amber eyes → wolf"
     record = RankedRecord.model_validate({"clauses": Z_STAR, "log_prior": -1, "log_likelihood": -2, "log_posterior": -3, "posterior": 0.625})
     assert text.hypothesis_label(2, record, True) == "#3 ★ z* · 2 clauses · posterior 0.625"
 
@@ -108,16 +134,32 @@ def test_charts_build_from_metrics() -> None:
     }
     assert len(charts.accuracy_bars(methods).data) == 2
     assert charts.group_heatmap(methods, ["wolf/grass", "wolf/snow"]).data[0].z[0][0] == 0.1
-    assert list(charts.accuracy_table(methods)["worst group"]) == ["wolf/grass", "wolf/snow"]
+    covered = charts.group_heatmap(methods, ["wolf/grass", "wolf/snow"], {"grass": ["meadow", "lawn"], "snow": ["glacier"]})
+    assert list(covered.layout.xaxis.ticktext) == ["wolf/grass<br><sub>(meadow, lawn)</sub>", "wolf/snow<br><sub>(glacier)</sub>"]
+    table = tables.accuracy_table({**methods, "x": method(0.43854, 0.4385, {"wolf/grass": 0.4385})})
+    assert list(table["worst group"]) == ["wolf/grass", "wolf/snow", "wolf/grass"]
+    assert table["average accuracy"].iloc[-1] == 43.9 and text.percent(0.43854) == "43.9%"  # one rounding everywhere
     ranked = [
         RankedRecord.model_validate({"clauses": Z_STAR, "log_prior": -1, "log_likelihood": -10, "log_posterior": -11, "posterior": 0.7}),
         RankedRecord.model_validate({"clauses": Z_BASE, "log_prior": -5, "log_likelihood": -8, "log_posterior": -13, "posterior": 0.3}),
     ]
     fig = charts.posterior_scatter(ranked, selected=1)
     assert len(fig.data) == 2 and list(fig.data[0].customdata[1])[0] == 1
-    tcav = [{"concept": "snowy_ground", "class": "wolf", "score": 0.9, "p_value": 0.01, "significant": True}]
+    tcav = [TCAVRecord.model_validate({"concept": "snowy_ground", "class": "wolf", "score": 0.9, "p_value": 0.01, "significant": True})]
     assert charts.tcav_bars(tcav, {"snowy_ground": "context"}, {"snowy_ground": "snowy ground"}).data
-    assert charts.weights_vs_tcav({"z_star": Z_STAR, "z_baseline": Z_BASE}, tcav, "wolf", ["husky", "wolf"], {}).data
+    assert charts.weights_vs_tcav({"z_star": Z_STAR, "z_baseline": Z_BASE}, tcav, "wolf", ["husky", "wolf"], {}, {}).data
+
+
+def test_weights_vs_tcav_names_each_concept_once_and_spreads_the_labels() -> None:
+    concepts = [f"c{i}" for i in range(9)]
+    tcav = [TCAVRecord.model_validate({"concept": c, "class": "b", "score": 0.5 + 0.01 * i}) for i, c in enumerate(concepts)]
+    z1 = [{"concept": c, "kind": "core", "class": "b", "weight": float(i + 1), "text": c} for i, c in enumerate(concepts)]
+    z2 = [{"concept": c, "kind": "core", "class": "b", "weight": 0.5, "text": c} for c in concepts]
+    fig = charts.weights_vs_tcav({"z_star": z1, "z_baseline": z2}, tcav, "b", ["a", "b"], {}, {})
+    named = [t for trace in fig.data for t in trace.text if t]
+    assert len(named) == len(set(named)) == 6  # the six heaviest, each named once
+    positions = [p for trace in fig.data for p, t in zip(trace.textposition, trace.text, strict=True) if t]
+    assert len(set(positions)) > 1
 
 
 def test_report_is_self_contained_and_escaped() -> None:
@@ -132,8 +174,11 @@ def test_report_is_self_contained_and_escaped() -> None:
         ],
         images=[(images.png_bytes(np.zeros((4, 4, 3), np.uint8)), "an <img> caption")],
         user_ratings=[{"rater": "<script>alert(1)</script>", "concept": "amber_eyes", "class": "wolf", "rating": 5}],
+        contact_sheet=images.png_bytes(np.zeros((4, 8, 3), np.uint8)),
     )
     html = report.build_report(inp)
+    assert "<figure class='sheet'>" in html  # the contact sheet full width, apart from the small images
+    assert "<td>strong evidence</td>" in html and "<td>object feature</td>" in html  # z*'s clauses with their strength
     assert html.startswith("<!DOCTYPE html>")
     assert "IG learned that a husky has ice-blue eyes" in html
     assert "data:image/png;base64," in html
@@ -149,12 +194,15 @@ def stat(mean: float, low: float, high: float, n: int = 10) -> dict:
 
 
 EFFECTS = {
-    "erm": {
-        "background": {"overall": stat(-2.31, -2.52, -2.1), "by_group": {"a/x": stat(-3.0, -3.2, -2.8), "b/y": stat(-1.5, -1.7, -1.3)},
-                       "flip_rate": 0.4, "how": "re-rendered on every other background"},
-        "object": {"overall": stat(-0.04, -0.1, 0.02), "by_group": {"a/x": stat(0.0, -0.1, 0.1)}, "flip_rate": 0.0, "how": "pasted"},
-    },
-    "ig_student": {"background": {"overall": stat(-0.08, -0.12, -0.05), "by_group": {}}},
+    model: {kind: Effect.model_validate(e) for kind, e in kinds.items()}
+    for model, kinds in {
+        "erm": {
+            "background": {"overall": stat(-2.31, -2.52, -2.1), "by_group": {"a/x": stat(-3.0, -3.2, -2.8), "b/y": stat(-1.5, -1.7, -1.3)},
+                           "flip_rate": 0.4, "how": "re-rendered on every other background"},
+            "object": {"overall": stat(-0.04, -0.1, 0.02), "by_group": {"a/x": stat(0.0, -0.1, 0.1)}, "flip_rate": 0.0, "how": "pasted"},
+        },
+        "ig_student": {"background": {"overall": stat(-0.08, -0.12, -0.05), "by_group": {}}},
+    }.items()
 }
 
 
@@ -165,7 +213,8 @@ def test_effects_sentence_reads_every_model_with_its_interval() -> None:
     assert text.effects_sentence(EFFECTS, "object") == (
         "Swapping only the object does not clearly change the baseline's confidence in its answer (mean -0.04 log-odds, "
         "95% CI -0.10 to 0.02).")
-    assert text.effect_phrase(stat(0.5, 0.2, 0.8), "the oracle's") == "raises the oracle's confidence in its answer by 0.50 log-odds (95% CI 0.20–0.80)"
+    assert text.effect_phrase(Effect.model_validate({"overall": stat(0.5, 0.2, 0.8)}).overall, "the oracle's") == (
+        "raises the oracle's confidence in its answer by 0.50 log-odds (95% CI 0.20–0.80)")
     assert text.effects_sentence({"erm": {}}, "background") is None
 
 
@@ -180,73 +229,84 @@ def test_effects_chart_has_error_bars_per_model_and_group() -> None:
     assert len([t for t in fig.data if t.xaxis == "x2"]) == 1  # only the baseline has an object swap
 
 
-def test_swap_attribution_bars_span_the_intervals() -> None:
-    attribution = {"erm": {"background_share": stat(0.9, 0.8, 1.0), "background_share_by_group": {"a/x": stat(2.5, 0.5, 4.0)}}}
-    fig = charts.swap_attribution_bars(attribution, ["a/x"])
-    assert list(fig.data[0].y) == [0.9, 2.5]
-    assert fig.layout.yaxis.range[1] == 2.0  # an extreme interval is clipped, not allowed to flatten the rest
-    assert text.share_sentence(attribution) == (
-        "Share of the change in log-odds between the double swap and the original that sits on background pixels: "
-        "the baseline 90% (95% CI 80% to 100%).")
+def test_swap_attribution_is_shown_in_log_odds_not_as_an_unbounded_share() -> None:
+    """The background share (background part / total) explodes when the parts pull apart (here 291%); people
+    read the two parts in log-odds instead, each with its interval."""
+    attribution = {"erm": SwapAttribution.model_validate({
+        "background_share": stat(2.91, 0.76, 6.5),
+        "background_log_odds": stat(2.1, 1.8, 2.4), "object_log_odds": stat(-1.4, -1.9, -0.9),
+        "background_log_odds_by_group": {"a/x": stat(2.5, 0.5, 4.0)}, "object_log_odds_by_group": {"a/x": stat(-1.0, -2.0, 0.1)}})}
+    fig = charts.swap_parts_chart(attribution, ["a/x"])
+    background, objects = fig.data
+    assert list(background.x) == ["all groups", "a/x"] and list(background.y) == [2.1, 2.5] and list(objects.y) == [-1.4, -1.0]
+    assert "%" not in fig.to_json().split('"layout"')[1].split('"template"')[0]  # no percentage axis
+    sentence = text.swap_parts_sentence(attribution)
+    assert sentence == ("Integrated gradients split each model's change in the log-odds of its answer, from the double swap to the "
+                        "original, by where the pixels are: the baseline +2.10 log-odds (95% CI +1.80 to +2.40) on the background "
+                        "and -1.40 log-odds (95% CI -1.90 to -0.90) on the objects.")
+    old = {"erm": SwapAttribution.model_validate({"background_log_odds": stat(2.1, 1.8, 2.4), "object_log_odds": stat(0.1, 0.0, 0.2)})}
+    assert list(charts.swap_parts_chart(old, ["a/x"]).data[0].x) == ["all groups"]  # a run from before the per-group parts
 
 
 def test_tcav_marks_significant_unstable_and_not() -> None:
     base = {"class": "b", "layer": "penultimate", "repeats": 3}
-    tcav = [
+    tcav = [TCAVRecord.model_validate(t) for t in (
         {**base, "concept": "c1", "score": 0.9, "score_min": 0.8, "score_max": 1.0, "significant": True, "unstable": False, "significant_repeats": 3},
         {**base, "concept": "c2", "score": 0.6, "score_min": 0.2, "score_max": 0.9, "significant": False, "unstable": True, "significant_repeats": 1},
         {**base, "concept": "c3", "score": 0.5, "score_min": 0.4, "score_max": 0.6, "significant": False, "unstable": False, "significant_repeats": 0},
-    ]
-    assert [charts.tcav_status(t) for t in tcav] == ["significant", "unstable", "not significant"]
+    )]
+    assert [t.status for t in tcav] == ["significant", "unstable", "not significant"]
     fig = charts.tcav_bars(tcav, {"c1": "core", "c2": "context", "c3": "distractor"}, {})
     bars = fig.data[0]
     assert list(bars.text) == ["★", "◐", ""]
     assert list(bars.marker.opacity) == [1.0, 0.65, 0.25] and list(bars.marker.pattern.shape) == ["", "/", ""]
     assert list(bars.error_x.array) == pytest.approx([0.1, 0.3, 0.1]) and list(bars.error_x.arrayminus) == pytest.approx([0.1, 0.4, 0.1])
-    table = charts.tcav_table(tcav, {"c1": "concept one"})
+    table = tables.tcav_table(tcav, {"c1": "concept one"})
     assert list(table["significant in"]) == ["3 of 3 repeats", "1 of 3 repeats", "0 of 3 repeats"]
     assert table["concept"][0] == "concept one"
 
 
 def test_tcav_controls_sentence() -> None:
-    good = text.tcav_controls_sentence({"n_tests": 40, "n_significant": 1, "not_significant_rate": 0.975, "repeats": 3,
-                                        "single_repeat_not_significant_rate": 0.858})
+    good = text.tcav_controls_sentence(TCAVControls.model_validate({"n_tests": 40, "n_significant": 1, "not_significant_rate": 0.975,
+                                                                    "repeats": 3, "single_repeat_not_significant_rate": 0.858}))
     assert good == ("Random image sets, tested and judged exactly like concepts, came out not significant in 98% of 40 tests "
                     "(significant means: in every one of 3 repeats): the test rarely calls noise a concept. "
                     "One repeat alone would have passed 86% of them, which is why one repeat is not enough.")
-    bad = text.tcav_controls_sentence({"n_tests": 20, "n_significant": 5, "not_significant_rate": 0.75})
+    bad = text.tcav_controls_sentence(TCAVControls.model_validate({"n_tests": 20, "n_significant": 5, "not_significant_rate": 0.75}))
     assert bad.endswith("below the 95% a sound test reaches, so read the significant scores with care.")
-    assert text.tcav_controls_sentence({}).startswith("No random image sets were tested")
+    assert text.tcav_controls_sentence(None).startswith("No random image sets were tested")
 
 
 def test_clause_deletion_chart_and_table() -> None:
-    records = [
+    records = [ClauseDeletion.model_validate(r) for r in (
         {"concept": "c1", "class": "b", "weight": 1.2, "text": "one", "specific": True,
          "present": {"n": 40, "answer_change_rate": 0.5, "mean_drop": 0.2}, "absent": {"n": 60, "answer_change_rate": 0.0, "mean_drop": 0.01}},
         {"concept": "c2", "class": "a", "weight": 0.4, "text": "two", "specific": False,
          "present": {"n": 0, "answer_change_rate": None, "mean_drop": None}, "absent": {"n": 100, "answer_change_rate": 0.1, "mean_drop": 0.05}},
-    ]
+    )]
     fig = charts.clause_deletion_bars(records, "z*")
     assert [t.name for t in fig.data] == ["concept present", "concept absent"]
     assert list(fig.data[0].y) == ["✓ one → b", "✗ two → a"] and list(fig.data[0].x) == [0.5, None]
-    table = charts.clause_deletion_table(records)
+    table = tables.clause_deletion_table(records)
     assert table["answers changed, concept present"][0] == 50.0 and pd.isna(table["answers changed, concept present"][1])
     assert list(fig.data[0].text) == ["50.0% · drop 0.200", "no images"]
     assert list(table["specific"]) == ["yes", "no"] and table["images present / absent"][1] == "0 / 100"
 
 
 def test_fidelity_and_sanity_words() -> None:
-    summary = {"fidelity": 0.9833, "fidelity_ci_low": 0.9616, "fidelity_ci_high": 0.9929, "n_eval": 300}
+    summary = Surrogate(fidelity=0.9833, fidelity_ci_low=0.9616, fidelity_ci_high=0.9929, n_eval=300)
     assert text.fidelity_sentence(summary, "z_baseline", "the baseline's") == (
         "z_baseline reproduces 98.3% (95% CI 96.2–99.3%) of the baseline's 300 answers on D′.")
-    assert text.fidelity_sentence({}, "z_baseline", "the baseline's") is None
-    assert text.sanity_verdict({"trustworthy": False}, "the IG student's") == "❌ the IG student's maps fail the sanity check: do not trust them"
+    assert text.fidelity_sentence(Surrogate(), "z_baseline", "the baseline's") is None
+    assert text.fidelity_sentence(None, "z_baseline", "the baseline's") is None
+    assert text.sanity_verdict(SanityCheck(trustworthy=False), "the IG student's") == "❌ the IG student's maps fail the sanity check: do not trust them"
     assert text.sanity_verdict(None, "the oracle's") == "sanity check not run for the oracle's maps"
 
 
 def test_rho_sweep_is_mean_and_std_over_seeds() -> None:
     df = pd.DataFrame({"rho": [0.9, 0.9, 0.99, 0.99], "seed": [0, 1, 0, 1], "method": ["erm"] * 4, "worst_group_acc": [0.6, 0.8, 0.0, 0.2]})
-    fig = charts.rho_sweep(df, ["erm", "ig_student"], run_rho=0.99)
+    fig = charts.rho_sweep(df, ["erm", "ig_student"], run_rho=0.99, world="snowwolf")
+    assert "on the snowwolf world" in fig.layout.title.text  # a benchmark says which world it measured
     assert len(fig.data) == 1 and list(fig.data[0].y) == pytest.approx([0.7, 0.1])
     assert list(fig.data[0].error_y.array) == pytest.approx([df["worst_group_acc"][:2].std(), df["worst_group_acc"][2:].std()])
     assert fig.layout.shapes[0].x0 == 0.99  # this run's rho
@@ -268,3 +328,29 @@ def test_demo_progress_in_words() -> None:
 def test_report_lists_the_findings_escaped() -> None:
     html = report.build_report(report.ReportInput(run_id="r", findings=["Swapping <b>only</b> the background …"]))
     assert "<h2>What this run shows</h2>" in html and "Swapping &lt;b&gt;only&lt;/b&gt; the background" in html
+
+
+def explanation(answer: str, said: str, reasons: tuple[Reason, ...] = ()) -> Explanation:
+    return Explanation("erm", 0, answer, "z_baseline", "fitted to its answers", said, reasons, tuple(c for c in ("cow", "horse") if c != answer))
+
+
+def test_one_explanation_per_model() -> None:
+    """A model's answer is explained by its own hypothesis: readings are probabilities, weak and non-specific
+    clauses say so, and a hypothesis that answers differently does not lend its reasons."""
+    spotted = Reason("coat pattern: spotted", 0.71, 1.2, 0.85, "moderate, not specific")
+    assert text.explanation_sentence(explanation("cow", "cow", (spotted,))) == (
+        "**Baseline (ERM)** says *cow*. z_baseline (fitted to its answers) gives the same answer, from: “coat pattern: spotted”, "
+        "which the concept model reads at p = 0.71 (weight 1.20, moderate, not specific).")
+    assert text.explanation_sentence(explanation("horse", "cow"), Surrogate(fidelity=0.983)) == (
+        "**Baseline (ERM)** says *horse*. z_baseline (fitted to its answers) says *cow* here, so it does not explain this answer "
+        "(z_baseline reproduces 98.3% of the baseline's answers on D′; this image is among the rest).")
+    assert text.explanation_sentence(explanation("cow", "cow")) == (
+        "**Baseline (ERM)** says *cow*. z_baseline (fitted to its answers) gives the same answer, but none of its clauses for *cow* "
+        "fires on this image: it answers *cow* because its evidence for *horse* is weaker here.")
+
+
+def test_place_legend_and_times() -> None:
+    assert text.place_legend({}) is None
+    legend = text.place_legend({"land": ["grass"], "water": ["brick", "gravel"]})
+    assert legend and "**land** = grass; **water** = brick, gravel" in legend
+    assert text.utc_time("2026-11-30T17:36:08+00:00") == "2026-11-30 17:36 UTC"

@@ -7,16 +7,16 @@ import csv
 import json
 from pathlib import Path
 
-import byod_fixtures as fx
 import numpy as np
 import pytest
 
 from igcore.cli import main
 from igcore.config import load_config
 from igcore.discover import DiscoveryView
-from igcore.ig import resolve
 from igcore.pipeline import run_pipeline
+from igcore.resolve import resolve
 from igcore.store import RunStore, load_run_dir
+from testkit import byod_fixtures as fx
 
 TINY = [
     "world.image_size=32", "baseline.epochs=2", "baseline.batch_size=16", "concepts.epochs=2",

@@ -194,7 +194,7 @@ def test_stopping_signal_refuses_a_shuffled_history() -> None:
 
 
 def test_support_of() -> None:
-    from igcore.hypothesis import from_pairs
+    from testkit.hypotheses import from_pairs
 
     assert support_of(from_pairs([("amber_eyes", "wolf", 2.0)])) == frozenset(A)
     assert support_of([["amber_eyes", "wolf"]]) == frozenset(A)
@@ -202,7 +202,7 @@ def test_support_of() -> None:
 
 # ---------------------------------------------------------------------------------- the store
 def _store(path: Path | str) -> JudgmentsStore:
-    return JudgmentsStore(path, VOCAB, CLASSES, shipped_ratings=None, shipped_pairwise=None)
+    return JudgmentsStore(path, VOCAB, CLASSES)
 
 
 def test_a_batch_of_ratings_is_one_transaction(tmp_path: Path) -> None:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from igcore.errors import InputError
-from igcore.hypothesis import Clause, Hypothesis, clause_sentence, from_pairs, strength_word
+from igcore.hypothesis import Clause, Hypothesis, clause_sentence, strength_word
 from igcore.worlds.base import Vocabulary
+from testkit.hypotheses import from_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["husky", "wolf"]

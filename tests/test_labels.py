@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from concurrency import run_processes, run_threads
 
 from igcore.errors import InputError
 from igcore.labels import (
@@ -38,6 +37,7 @@ from igcore.prior import JudgmentsStore
 from igcore.schema import Metrics, pred_column
 from igcore.store import RunStore
 from igcore.worlds.base import Vocabulary
+from testkit.concurrency import run_processes, run_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["husky", "wolf"]

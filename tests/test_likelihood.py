@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from igcore.hypothesis import from_pairs
-from igcore.likelihood import clause_deletion, predict_proba
+from igcore.likelihood import ClauseLikelihood, clause_contributions, clause_deletion, predict_proba
 from igcore.worlds.base import Concept, Vocabulary
+from testkit.hypotheses import from_pairs
 
 VOCAB = Vocabulary((Concept("stripes", "stripes", "core"), Concept("spots", "spots", "core"), Concept("snow", "snow", "context")))
 CLASSES = ["cat", "dog"]
@@ -38,3 +38,17 @@ def test_a_clause_on_a_concept_that_is_everywhere_has_no_absent_images():
     z = from_pairs([("snow", "dog", 1.0)])
     (r,) = clause_deletion(z, scores, np.ones((10, 3), bool), VOCAB, CLASSES)
     assert r["absent"] == {"n": 0, "answer_change_rate": None, "mean_drop": None} and r["specific"] is None
+
+
+def test_clause_contributions_are_the_terms_of_the_logits():
+    """Each class's logit is its bias plus the contributions (weight × concept score) of its clauses."""
+    scores = np.random.default_rng(1).random((20, 3))
+    z = from_pairs([("stripes", "cat", 2.0), ("snow", "cat", 0.5), ("spots", "dog", 1.5)], bias={"cat": 0.3, "dog": -0.2})
+    parts = clause_contributions(scores, z, VOCAB)
+    assert parts.shape == (20, 3)
+    logits = ClauseLikelihood(VOCAB, CLASSES).logits(scores, z)
+    for c, cls in enumerate(CLASSES):
+        mine = [j for j, clause in enumerate(z.clauses) if clause.cls == cls]
+        assert logits[:, c] == pytest.approx(z.bias[cls] + parts[:, mine].sum(1))
+    stripes = next(j for j, clause in enumerate(z.clauses) if clause.concept == "stripes")
+    assert parts[:, stripes] == pytest.approx(2.0 * scores[:, 0])

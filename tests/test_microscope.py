@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
 from pathlib import Path
 
@@ -128,8 +129,30 @@ def test_config_defaults_list_every_method_with_its_registry_defaults():
 def test_unknown_method_or_parameter_is_an_input_error():
     with pytest.raises(InputError, match="unknown attribution method 'magic'; valid: .*integrated_gradients"):
         load_config(None, ['microscope.methods=["integrated_gradients","magic"]'])
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="unknown config key 'microscope.params.saliency.n_steps'; valid keys here: abs"):
         ATTRIBUTIONS["saliency"].resolve({"n_steps": 3})
+
+
+@pytest.mark.parametrize("method", list(ATTRIBUTIONS))
+def test_every_method_declares_each_parameter_once_with_its_meaning(method):
+    """The registry entry is the one place a parameter's default and bounds are written: the function has no
+    defaults of its own, every parameter has a line of meaning, and the config validates against the entry."""
+    spec = ATTRIBUTIONS[method]
+    keywords = [p for p in inspect.signature(spec.fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert [p.name for p in keywords] == list(spec.defaults)
+    assert all(p.default is inspect.Parameter.empty for p in keywords)
+    assert all(field.description for field in spec.params.model_fields.values())
+    for name, value in spec.defaults.items():
+        if isinstance(value, int) and not isinstance(value, bool) and spec.params.model_fields[name].metadata:
+            with pytest.raises(InputError, match=f"microscope.params.{method}.{name}"):
+                load_config(None, [f"microscope.params.{method}.{name}=-1"])
+
+
+def test_a_methods_cost_is_the_model_passes_of_one_map():
+    assert ATTRIBUTIONS["saliency"].cost(None, 64) == 1
+    assert ATTRIBUTIONS["integrated_gradients"].cost({"n_steps": 8}, 64) == 8
+    assert ATTRIBUTIONS["occlusion"].cost(None, 64) == 49  # 7 x 7 window positions of 16 px every 8 px
+    assert ATTRIBUTIONS["occlusion"].cost({"window": 56, "stride": 28}, 224) == 49
 
 
 # -- relevance mass ------------------------------------------------------------------------------
@@ -226,7 +249,7 @@ def test_swaps_change_only_background_pixels_and_measure_flips(world):
 def edge_detector():
     """A method that ignores the model: image gradient magnitude (Adebayo et al.'s edge detector)."""
 
-    @register_attribution("edge_detector_test", defaults={}, description="test only")
+    @register_attribution("edge_detector_test", description="test only")
     def edge(module, inputs, target):
         gray = inputs.mean(1)
         gx = torch.zeros_like(gray)

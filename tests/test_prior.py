@@ -13,8 +13,8 @@ import pytest
 from igcore import prior as P
 from igcore.config import PriorConfig
 from igcore.errors import InputError
-from igcore.hypothesis import from_pairs
 from igcore.worlds.base import Vocabulary
+from testkit.hypotheses import from_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["husky", "wolf"]
@@ -107,32 +107,28 @@ def test_bad_pairwise_csv_is_an_input_error(tmp_path: Path, vocab: Vocabulary, r
 
 
 # ---------------------------------------------------------------------------------- store
-def test_store_seeds_adds_validates_and_resets(tmp_path: Path, vocab: Vocabulary, ratings: pd.DataFrame) -> None:
+def test_store_adds_validates_and_resets(tmp_path: Path, vocab: Vocabulary) -> None:
     path = tmp_path / "db" / "judgments.sqlite"
     store = P.JudgmentsStore(path, vocab, CLASSES)
-    assert len(store.ratings()) == len(ratings)
-    assert len(store.pairwise()) > 0
+    assert store.ratings().empty and store.pairwise().empty  # what people add, nothing else
     store.add_rating("dana", "rounded_ears", "wolf", 5)
     got = store.ratings()
-    assert len(got) == len(ratings) + 1
-    assert got.iloc[-1][["rater", "concept", "class", "rating", "source"]].tolist() == ["dana", "rounded_ears", "wolf", 5, "user"]
-    # a second store on the same file sees the rating and does not seed again
-    assert len(P.JudgmentsStore(path, vocab, CLASSES).ratings()) == len(ratings) + 1
+    assert got[["rater", "concept", "class", "rating", "source"]].values.tolist() == [["dana", "rounded_ears", "wolf", 5, "user"]]
+    assert len(P.JudgmentsStore(path, vocab, CLASSES).ratings()) == 1  # a second store on the same file sees it
     for bad in [("dana", "rounded_ears", "wolf", 7), ("dana", "wings", "wolf", 3), ("", "amber_eyes", "wolf", 3),
                 ("dana", "amber_eyes", "cat", 3), ("dana", "amber_eyes", "wolf", "abc"), ("dana", "amber_eyes", "wolf", 2.5)]:
         with pytest.raises(InputError):
             store.add_rating(*bad)
-    assert len(store.ratings()) == len(ratings) + 1
+    assert len(store.ratings()) == 1
     z = from_pairs([("amber_eyes", "wolf", 1.0)])
     store.add_pairwise("dana", z, "[]", "a")
     with pytest.raises(InputError):
         store.add_pairwise("dana", z, "[]", "maybe")
     store.reset()
-    assert len(store.ratings()) == len(ratings)
-    assert (store.ratings()["source"] == "shipped").all()
+    assert store.ratings().empty and store.pairwise().empty
 
 
-def test_store_for_another_world_starts_empty(tmp_path: Path) -> None:
+def test_a_world_the_shipped_judgments_do_not_fit(tmp_path: Path) -> None:
     from igcore.worlds.base import Concept
 
     other = Vocabulary((Concept("fins", "fins", "core"), Concept("sand", "sandy ground", "context")))
@@ -142,13 +138,17 @@ def test_store_for_another_world_starts_empty(tmp_path: Path) -> None:
     assert len(store.ratings()) == 1
     # the shipped judgments speak about another world: left out, with a plain note, and the prior still fits
     judgments = P.load_judgments(PriorConfig(encoder="hashing"), other, ["fish", "crab"])
-    assert judgments.ratings.empty and judgments.pairwise is None and judgments.source == "no ratings"
+    assert judgments.ratings.empty and judgments.pairwise is None and judgments.provenance.sources == []
     assert "No ratings for this world's concepts" in judgments.notes[0]
     prior = P.fit_prior(PriorConfig(encoder="hashing"), judgments, other, ["fish", "crab"])
     assert np.allclose(prior.plausibility_, prior.plausibility_[0, 0])  # it knows nothing: every clause alike
-    assert any("carry over from the shipped" in n for n in prior.summary()["notes"])
-    shipped = P.carried_structure(PriorConfig(encoder="hashing"))
-    assert prior.coef_length_ == shipped.coef_length_ and prior.coef_empty_class_ == shipped.coef_empty_class_
+    assert any("carry over from the shipped" in n for n in prior.judgments_.notes)
+    vocab, classes = Vocabulary.from_csv(P.SHIPPED_VOCABULARY), list(P.SHIPPED_CLASSES)
+    shipped = P.fit_prior(PriorConfig(encoder="hashing"), P.load_judgments(PriorConfig(encoder="hashing"), vocab, classes), vocab, classes)
+    carried = prior.judgments_.provenance.carried
+    assert carried is not None and carried.where == "assets/judgments/pairwise.csv"
+    assert (prior.coef_length_, prior.coef_empty_class_) == (shipped.coef_length_, shipped.coef_empty_class_)
+    assert (carried.coef_length, carried.coef_empty_class) == (shipped.coef_length_, shipped.coef_empty_class_)
 
 
 def test_memory_store(vocab: Vocabulary) -> None:
@@ -221,12 +221,12 @@ def test_changing_the_judgments_changes_the_prior(ratings: pd.DataFrame, fitted:
     assert m2.plausibility_[k, 1] > fitted.plausibility_[k, 1] + 0.1
 
 
-def test_build_prior_from_config(tmp_path: Path, ratings: pd.DataFrame, vocab: Vocabulary) -> None:
+def test_fit_prior_from_config(tmp_path: Path, ratings: pd.DataFrame, vocab: Vocabulary) -> None:
     from igcore.config import load_config
 
     path = P.write_ratings_csv(ratings.assign(rating=6 - ratings["rating"]), tmp_path / "rev.csv")
     cfg = load_config(None, [f"prior.judgments={path}", "prior.encoder=hashing", "prior.strength=50.0"])
-    m = P.build_prior(cfg.prior, vocab, CLASSES)
+    m = P.fit_prior(cfg.prior, P.load_judgments(cfg.prior, vocab, CLASSES), vocab, CLASSES)
     assert m.strength == 50.0
     assert m.predicted_rating("snowy_ground", "wolf") > 4
 

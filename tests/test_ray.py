@@ -1,6 +1,6 @@
 """executor=ray: the per-image work as Ray Data pipelines on a local 2-worker Ray, against the local path.
 
-The world is a small Waterbirds-layout data set written by the tests (``byod_fixtures``), decoded lazily
+The world is a small Waterbirds-layout data set written by the tests (:mod:`testkit.byod_fixtures`), decoded lazily
 on the ray path (in the workers); the backbone is a tiny ResNet with random weights saved by the test
 (``save_pretrained``). Nothing is downloaded.
 """
@@ -11,7 +11,6 @@ import os
 import signal
 from pathlib import Path
 
-import byod_fixtures as fx
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,6 +27,7 @@ from igcore.store import load_run_dir
 from igcore.worlds import make_world
 from igcore.worlds.images import LazyImages
 from igcore.worlds.imageset import decoding
+from testkit import byod_fixtures as fx
 
 WORKERS = 2
 SMALL_RUN = [

@@ -11,40 +11,14 @@ import torch
 
 from igcore import prior as P
 from igcore.errors import InputError
-from igcore.hypothesis import from_pairs
 from igcore.likelihood import ClauseLikelihood, log_likelihood, predict_proba
-from igcore.search import HypothesisSearch, _Problem, search_from_config, solve_map
+from igcore.search import HypothesisSearch, MAPProblem, search_from_config, solve_map
 from igcore.worlds.base import Vocabulary
+from testkit.hypotheses import from_pairs
+from testkit.scores import CLASSES, world_scores
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSES = ["husky", "wolf"]
-# (wolf-typical, husky-typical) values of the six binary attributes
-PAIRS = [("amber_eyes", "blue_eyes"), ("straight_tail", "curled_tail"), ("plain_face", "facial_mask"),
-         ("grizzled_coat", "black_white_coat"), ("long_snout", "short_snout"), ("rounded_ears", "pointed_ears")]
-BACKGROUNDS = ("snowy_ground", "grassy_ground", "forest_floor")
 NON_CORE = {"snowy_ground", "grassy_ground", "forest_floor", "bright_light", "dim_light", "animal_left", "animal_right"}
-
-
-def world_scores(vocab: Vocabulary, n: int, rho: float, seed: int, balanced: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Concept scores like a concept model's on the default world: true annotations (attributes agree
-    with the class w.p. 0.9; background typical for the class w.p. rho, else one of the other two;
-    lighting and position independent of the class) plus logit noise, squashed to [0, 1]."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)  # 0 husky, 1 wolf
-    ann = np.zeros((n, len(vocab)))
-    for wolf_id, husky_id in PAIRS:
-        wolfish = np.where(rng.random(n) < 0.9, y == 1, y == 0)
-        ann[:, vocab.index(wolf_id)], ann[:, vocab.index(husky_id)] = wolfish, ~wolfish
-    typical = np.where(y == 1, 0, 1)  # wolf -> snow, husky -> grass
-    other = (typical + rng.integers(1, 3, n)) % 3
-    bg = np.where(rng.random(n) < (1 / 3 if balanced else rho), typical, other)
-    for b, cid in enumerate(BACKGROUNDS):
-        ann[:, vocab.index(cid)] = bg == b
-    for a, b in (("bright_light", "dim_light"), ("animal_left", "animal_right")):
-        on = rng.random(n) < 0.5
-        ann[:, vocab.index(a)], ann[:, vocab.index(b)] = on, ~on
-    logits = (2 * ann - 1) * 2.5 + rng.standard_normal(ann.shape)
-    return (1 / (1 + np.exp(-logits))).astype(np.float32), y
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +36,8 @@ def prior(vocab: Vocabulary, ratings: pd.DataFrame) -> P.PriorModel:
     """The default Prior_M: shipped judgments, the configured encoder (MiniLM; hashing if unavailable)."""
     from igcore.config import PriorConfig
 
-    pairwise = P.load_pairwise_csv(P.SHIPPED_PAIRWISE, vocab, CLASSES)
-    return P.prior_from_config(PriorConfig()).fit(ratings, vocab, CLASSES, pairwise)
+    config = PriorConfig()
+    return P.fit_prior(config, P.load_judgments(config, vocab, CLASSES), vocab, CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +93,8 @@ def test_binary_fast_path_matches_the_general_softmax() -> None:
     y = torch.randint(0, 2, (50,), generator=gen)
     l1 = torch.rand(4, 2, dtype=torch.float64, generator=gen)
     x = torch.rand(3, 10, dtype=torch.float64, generator=gen)
-    fast = _Problem(s, y, 2, l1, 0.3, 0.01)
-    slow = _Problem(s, y, 2, l1, 0.3, 0.01)
+    fast = MAPProblem(s, y, 2, l1, 0.3, 0.01)
+    slow = MAPProblem(s, y, 2, l1, 0.3, 0.01)
     slow.sign = None
     f1, n1, g1 = fast.fg(x)
     f2, n2, g2 = slow.fg(x)
@@ -138,7 +112,7 @@ def test_map_is_exact_against_scipy(vocab: Vocabulary) -> None:
     s, y = world_scores(vocab, 300, 0.95, seed=3)
     st = torch.as_tensor(s, dtype=torch.float64)
     l1 = torch.rand(len(vocab), 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 20
-    problem = _Problem(st, torch.as_tensor(y), 2, l1, 0.5, 1e-4)
+    problem = MAPProblem(st, torch.as_tensor(y), 2, l1, 0.5, 1e-4)
     allowed = torch.ones(1, len(vocab), 2, dtype=torch.bool)
     res = solve_map(problem, allowed, torch.zeros(1, len(vocab), 2), torch.zeros(1, 2), tol=1e-10)
 

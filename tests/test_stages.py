@@ -13,11 +13,13 @@ import igcore
 from igcore.cli import main
 from igcore.config import load_config
 from igcore.errors import InputError
+from igcore.peers import PEERS
 from igcore.stages import MODEL_NAMES, STAGE_NAMES, STAGES, select_stages
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED = ["world", "features", "erm", "oracle", "true_concepts", "discover", "concepts", "ig", "student", "groupdro", "jtt", "dfr",
-            "discover_effects", "microscope"]
+#: The pipeline's order: its own stages, every registered peer method (after the student), the microscope last.
+EXPECTED = ["world", "features", "erm", "oracle", "true_concepts", "discover", "concepts", "ig", "student", *PEERS, "discover_effects",
+            "microscope"]
 
 
 def _modules() -> list[str]:
@@ -82,7 +84,7 @@ print(json.dumps({name: in_child(first(name)) for name in sys.argv[1:]}))
 def test_stage_order_is_the_same_whichever_module_is_imported_first():
     """For every igcore and dashboard module: a fresh interpreter state that imports it first sees the same order."""
     modules = _modules()
-    assert "igcore.ig" in modules and "igcore.microscope.runner" in modules and "dashboard.state" in modules
+    assert "igcore.resolve" in modules and "igcore.microscope.runner" in modules and "dashboard.url_state" in modules
     proc = subprocess.run([sys.executable, "-c", _DRIVER, *modules], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -92,13 +94,15 @@ def test_stage_order_is_the_same_whichever_module_is_imported_first():
 
 
 def test_stage_graph_is_consistent():
+    assert list(PEERS)[:3] == ["groupdro", "jtt", "dfr"]
     assert list(STAGE_NAMES) == EXPECTED
-    config = load_config(None, ['peers=["groupdro","jtt","dfr"]'])
+    config = load_config(None, [f"peers={json.dumps(list(PEERS))}"])
     provided: set[str] = set()
     for stage in STAGES:  # every requirement is provided by an earlier stage, in the full order
         assert set(stage.requirements(config)) <= provided, stage.name
         provided |= set(stage.provides)
-    assert MODEL_NAMES == ("erm", "oracle", "ig_student", "groupdro", "jtt")
+    peer_models = tuple(r.removeprefix("model:") for p in PEERS.values() for r in p.results if r.startswith("model:"))
+    assert MODEL_NAMES == ("erm", "oracle", "ig_student", *peer_models) and peer_models[:2] == ("groupdro", "jtt")
 
 
 def test_one_writer_per_metrics_section():
@@ -114,7 +118,7 @@ def test_one_writer_per_metrics_section():
 
 def test_default_selection_follows_peers():
     names = [s.name for s in select_stages(load_config())]
-    assert names == [n for n in EXPECTED if n not in ("features", "groupdro", "jtt", "dfr")]
+    assert names == [n for n in EXPECTED if n != "features" and n not in PEERS]
     names = [s.name for s in select_stages(load_config(None, ['peers=["dfr"]']))]
     assert "dfr" in names and "jtt" not in names
 
@@ -130,10 +134,14 @@ def test_default_selection_follows_peers():
         (["world", "erm", "microscope"], ['microscope.models=["erm"]', "microscope.surrogates=false"], None),
         (["world", "dfr"], [], "stage 'dfr' needs 'model:erm'"),
         (["world", "fly"], [], "unknown stage 'fly'"),
+        (None, ['microscope.models=["erm","bogus"]'], "unknown model(s) in microscope.models 'bogus'; valid: erm, oracle"),
+        (["world"], ['microscope.models=["nope"]'], "unknown model(s) in microscope.models 'nope'"),  # whatever the subset
+        (None, ['microscope.tcav.models=["jtt"]'], "microscope.tcav.models names jtt, which microscope.models does not examine"),
+        (None, ['microscope.sanity.models=["nope"]'], "unknown model(s) in microscope.sanity.models 'nope'"),
     ],
 )
 def test_subset_requirements(stages, sets, message):
-    config = load_config(None, sets)
+    config = load_config(None, sets)  # the config knows no stages: which models a run can hold is the stage list's check
     if message is None:
         assert [s.name for s in select_stages(config, stages)] == [n for n in EXPECTED if n in stages]
     else:
@@ -177,3 +185,30 @@ def test_reports_in_docs_name_no_path_of_the_machine_that_wrote_them():
             if re.search(r"(?<![\w.])/(work|root|home|tmp|Users|private|var/folders)/", line):
                 offenders.append(f"{path.name}:{n}: {line.strip()[:100]}")
     assert offenders == []
+
+
+def test_every_stage_says_which_files_and_keys_it_writes_and_how_people_call_them():
+    """What the dashboard reads to explain a missing part comes from the stage entries (files, keys, labels)."""
+    from igcore.stages import HYPOTHESIS_NAMES, PIPELINE_FILES, file_writer, writer_of
+
+    assert file_writer("tables/split_train.parquet").name == "world"
+    assert file_writer("tensors/concept_scores.safetensors").name == "concepts"
+    assert file_writer("tensors/pseudo_labels.safetensors").name == "student"
+    assert file_writer("microscope/tables/tcav.parquet").name == "microscope"
+    assert file_writer("models/jtt/estimator.json").name == "jtt"  # a model's folder: the stage that provides it
+    assert file_writer(PIPELINE_FILES[0]) is None and file_writer("notes.txt") is None
+    assert writer_of("hypotheses.z_star").name == "ig" and writer_of("microscope.erm.tcav").name == "microscope"
+    assert HYPOTHESIS_NAMES == {"z_star": "z*", "no_prior": "no-prior hypothesis", "z_baseline": "z_baseline", "z_student": "z_student"}
+    for stage in STAGES:
+        assert set(stage.labels) <= stage.writes, stage.name
+
+
+def test_the_stage_list_names_functions_that_exist():
+    """Stage functions are imported when a stage runs: every dotted path resolves to a callable."""
+    import importlib
+
+    for stage in STAGES:
+        for path in (stage.function, stage.preflight):
+            if path:
+                module, _, name = path.partition(":")
+                assert callable(getattr(importlib.import_module(module), name)), path

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from igcore.errors import InputError
-from igcore.store import JOURNAL, SCHEMA_VERSION, RunStore, load_run_dir, recompute_output, recover
+from igcore.schema import SCHEMA_VERSION
+from igcore.store import JOURNAL, RunStore, load_run_dir, recompute_output, recover
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,7 +183,7 @@ def test_recompute_output_keeps_history_and_replaces_owned_keys(tmp_path):
 @pytest.mark.parametrize("crash_after", ["backup", "move"])
 def test_an_interrupted_publication_is_finished_on_the_next_opening(tmp_path, crash_after, monkeypatch):
     """A crash between the steps (found in review: between the two renames) never leaves a run without its folder."""
-    import igcore.store as store_module
+    import igcore.store.journal as store_module
 
     store = RunStore(tmp_path)
     _run(store, "r", {"microscope": {"v": "old"}})

@@ -1,4 +1,5 @@
-"""The snowwolf world: determinism, split statistics, annotations, counterfactuals, argument checks."""
+"""Every world that needs no files meets the split contract; the snowwolf world: determinism, split statistics,
+annotations, counterfactuals, argument checks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from igcore.errors import InputError
 from igcore.worlds import SPLITS, WORLDS, make_world
 from igcore.worlds import snowwolf as sw
 from igcore.worlds.preview import contact_sheet, counterfactual_strip
+from igcore.worlds.snowwolf.render import Renderer
+from igcore.worlds.snowwolf.sampling import MIN_SCALE, sample_latents
 
 SMALL = {"n_train": 96, "n_val": 32, "n_test_train": 48, "n_test_eval": 60, "n_concept_bank": 48}
 
@@ -24,6 +27,35 @@ def stats_world() -> sw.SnowWolfWorld:
     return make_world(
         "snowwolf", seed=5, rho=0.8, n_train=2000, n_val=8, n_test_train=8, n_test_eval=1500, n_concept_bank=1500
     )
+
+
+#: Registered worlds that can be built from their keys alone (loaders of people's files are tested on fixtures).
+PROCEDURAL = [name for name, spec in WORLDS.items() if not any(f.is_required() for f in spec.params.model_fields.values())]
+
+
+@pytest.mark.parametrize("name", PROCEDURAL)
+def test_every_world_without_files_meets_the_split_contract(name: str) -> None:
+    """What the pipeline relies on from any world (igcore/worlds/base.py), checked on a small build of each."""
+    keys = {k: v for k, v in SMALL.items() if k in WORLDS[name].params.model_fields}
+    world, again = make_world(name, seed=1, **keys), make_world(name, seed=1, **keys)
+    n_classes, n_bg, size = len(world.classes), len(world.backgrounds), world.image_size
+    assert world.name == name and n_classes >= 2 and n_bg >= 1 and len(world.group_names()) == n_classes * n_bg
+    for split in SPLITS:
+        s = world.split(split)
+        n = len(s)
+        assert n > 0 and s.images.shape == (n, size, size, 3) and s.images.dtype == np.uint8
+        assert s.concepts.shape == (n, len(world.vocabulary)) and s.concepts.dtype == np.uint8
+        assert s.background.min() >= 0 and s.background.max() < n_bg
+        assert s.masks is None or (s.masks.shape == (n, size, size) and s.masks.dtype == bool)
+        labelled = s.labels >= 0
+        assert split == "concept_bank" or labelled.all()
+        assert s.labels.max() < n_classes
+        assert np.array_equal(s.groups[labelled], s.labels[labelled] * n_bg + s.background[labelled])
+        assert np.array_equal(s.images, again.split(split).images)  # deterministic by seed
+    if world.can_render:
+        test = world.split("test_eval")
+        other = world.render_on_background(test, (test.background + 1) % n_bg)
+        assert other.images.shape == test.images.shape and np.array_equal(other.labels, test.labels)
 
 
 def test_registered() -> None:
@@ -143,15 +175,20 @@ def test_counterfactual_keeps_the_animal(world: sw.SnowWolfWorld) -> None:
 def test_windowed_rendering_matches_full_canvas(monkeypatch: pytest.MonkeyPatch) -> None:
     """Body parts are evaluated on canvas windows only; no window may clip a part, at any pose extreme."""
     w = make_world("snowwolf", animal_scale=0.6, **SMALL)
-    lat = dict(w._sample_latents("test_eval", np.random.default_rng(0)))
+    renderer = w.renderer
+    lat = sample_latents(
+        "test_eval", w.sizes["test_eval"], np.random.default_rng(0), n_classes=w.n_classes, rho=w.rho, feature_p=w.feature_p,
+        codewords=w.codewords, typical_background=w.typical_background, image_size=w.image_size,
+        canvas=renderer.canvas, max_scale=renderer.max_scale,
+    )
     n, rng = len(lat["labels"]), np.random.default_rng(1)
     lat["pose"] = (rng.choice([-1, 1], (n, 4)) * np.array([0.05, 0.08, 0.12, 0.1])).astype(np.float32)
-    lat["scale"] = (w._max_scale * rng.choice([sw._MIN_SCALE, 1.0], n)).astype(np.float32)
+    lat["scale"] = (renderer.max_scale * rng.choice([MIN_SCALE, 1.0], n)).astype(np.float32)
     lat["subpixel"] = rng.choice([0.0, 0.999], (n, 2)).astype(np.float32)
     out = [(np.empty((n, 64, 64, 3), np.uint8), np.empty((n, 64, 64), bool)) for _ in range(2)]
-    w._render(lat, *out[0])
-    monkeypatch.setattr(sw.SnowWolfWorld, "_window", lambda self, u, v: (slice(None), slice(None)))
-    w._render(lat, *out[1])
+    renderer.draw(lat, *out[0])
+    monkeypatch.setattr(Renderer, "window", lambda self, u, v: (slice(None), slice(None)))
+    renderer.draw(lat, *out[1])
     assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
 
 

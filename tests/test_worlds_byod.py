@@ -1,28 +1,24 @@
 """Loaders of users' data (waterbirds, folder): layouts, annotations, pixels, masks, splits, cache, bad input.
 
-The data sets are written by :mod:`byod_fixtures` into temporary folders; nothing is downloaded.
+The data sets are written by :mod:`testkit.byod_fixtures` into temporary folders; nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the fixtures helper lives next to this file
-
-import byod_fixtures as fx  # noqa: E402
-
-from igcore.errors import InputError  # noqa: E402
-from igcore.worlds import SPLITS, WORLDS, make_world  # noqa: E402
-from igcore.worlds.cub import attribute_text  # noqa: E402
-from igcore.worlds.images import permute_rows  # noqa: E402
-from igcore.worlds.imageset import place_category  # noqa: E402
+from igcore.errors import InputError
+from igcore.worlds import SPLITS, WORLDS, make_world
+from igcore.worlds.cub import attribute_text
+from igcore.worlds.images import permute_rows
+from igcore.worlds.imageset import place_category
+from testkit import byod_fixtures as fx
 
 SIZE = 32
 N = 48
@@ -562,8 +558,8 @@ def test_folder_bad_input(case: str, folder_manifest: Path, tmp_path: Path) -> N
 
 
 def test_bench_generator_round_trip(tmp_path: Path) -> None:
-    from bench.byod_data import CLASSES, attribute_names, write_dataset
     from igcore.prior import load_judgments_csv
+    from testkit.byod_data import CLASSES, attribute_names, write_dataset
 
     stats = write_dataset(tmp_path / "a", n=120, size=48, seed=3, workers=2)
     assert 0.15 <= stats["mean_object_fraction"] <= 0.30

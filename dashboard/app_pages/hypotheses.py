@@ -9,35 +9,22 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import engine, session
-from dashboard import state as codec
-from dashboard.components import charts, images, text, widgets
+from dashboard import engine, session, url_state
+from dashboard.components import figures, images, tables, text, widgets
 from dashboard.components.style import KIND_COLORS, KIND_LABELS
+from dashboard.escape import css_color, html_text
 from dashboard.page import open_page
-from dashboard.run_view import HYPOTHESIS_NAMES, RunView, clause_records
-from dashboard.safe import css_color, html_text
+from dashboard.run_view import RunView, hypothesis_name
 from igcore.hypothesis import summary_sentence
-from igcore.schema import RankedRecord
 
 
-def z_star_index(ranked: list[RankedRecord], z_star: list[dict]) -> int:
-    """Position of z* in the ranked list (same clause structure), else the highest posterior."""
-    want = {(c["concept"], c["class"]) for c in z_star}
-    for i, r in enumerate(ranked):
-        if {(c.concept, c.cls) for c in r.clauses} == want:
-            return i
-    return int(np.argmax([r.posterior for r in ranked]))
-
-
-def _star(run: RunView) -> int:
-    return z_star_index(run.ranked, run.clauses("z_star"))
-
-
-def _choose(run: RunView, view: codec.ViewState, notes: list[str]) -> codec.ViewState:
-    """The hypothesis in the link if the run has it, else z*."""
+def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_state.ViewState:
+    """The hypothesis in the link (numbered from 1, as on the page) if the run has it, else z*."""
     if run.missing("hypotheses.ranked", "ranked list of hypotheses"):
-        return replace(view, hyp=0)
-    return replace(view, hyp=codec.choose_index(view.hyp, len(run.ranked), _star(run), "hypothesis number", notes))
+        return replace(view, hyp=None)
+    star = run.z_star_rank + 1
+    return replace(view, hyp=url_state.choose_index(view.hyp, len(run.ranked), star, "hypothesis number", notes, first=1,
+                                                    shown=f"#{star} (z*)"))
 
 
 page = open_page(
@@ -48,16 +35,28 @@ page = open_page(
     choose=_choose,
 )
 run = page.run
-if note := run.shipped_judgments_note():
+if note := run.judgments_note():
     st.caption(note)
 page.require("hypotheses.ranked", "ranked list of hypotheses")
 ranked = run.ranked
-star = _star(run)
-selected = page.view.hyp
+star = run.z_star_rank
+selected = (page.view.hyp or star + 1) - 1  # position in ranked, from 0
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def bank_png(run: RunView, index: int) -> bytes:
+    """PNG of concept-bank image ``index``, encoded once per run."""
+    return images.png_bytes(images.overlay(run.concept_bank()["images"][index], factor=2))
+
+
+def _select(index: int) -> None:
+    """Select ``ranked[index]`` (from 0): the widgets, the URL (from 1) and the session's view."""
+    st.session_state["w_hyp"] = index
+    session.set_view(hyp=index + 1)
 
 
 def _on_pick() -> None:
-    session.set_view(hyp=int(st.session_state["w_hyp"]))
+    session.set_view(hyp=int(st.session_state["w_hyp"]) + 1)
 
 
 def _on_click() -> None:
@@ -69,9 +68,15 @@ def _on_click() -> None:
             continue
         pick = p.get("point_index", p.get("point_number"))
         if isinstance(pick, int) and 0 <= pick < len(ranked):
-            st.session_state["w_hyp"] = pick
-            session.set_view(hyp=pick)
+            _select(pick)
             return
+
+
+def _on_row() -> None:
+    """A click on a row of the ranked table selects that hypothesis (rows are in rank order)."""
+    rows = ((st.session_state.get("hyp_table") or {}).get("selection") or {}).get("rows") or []
+    if rows and 0 <= int(rows[0]) < len(ranked):
+        _select(int(rows[0]))
 
 
 rows = [
@@ -92,7 +97,7 @@ top_left, top_right = st.columns([0.55, 0.45])
 with top_left:
     st.subheader("Prior vs likelihood")
     widgets.chart(
-        charts.posterior_scatter(ranked, selected),
+        figures.run_figure(run, "posterior", selected),
         "hyp_scatter",
         "Click a point to read that hypothesis below. Up = explains D better; right = more plausible to people.",
         run_id=run.run_id,
@@ -112,6 +117,9 @@ with top_right:
     st.dataframe(
         pd.DataFrame(rows),
         hide_index=True,
+        key="hyp_table",
+        on_select=_on_row,
+        selection_mode="single-row",
         height=min(330, 40 + 35 * len(rows)),
         column_config={
             "posterior": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0),
@@ -121,14 +129,18 @@ with top_right:
             "hypothesis": st.column_config.TextColumn(width="large"),
         },
     )
-    st.caption("Posterior = prior × likelihood, normalised over the candidates the search kept.")
+    st.caption("Click a row (or a point) to read that hypothesis below. Posterior = prior × likelihood, normalised over the "
+               "candidates the search kept.")
 
 record = ranked[selected].model_dump(by_alias=True)
-clauses = clause_records(ranked[selected].clauses)
+clauses = run.ranked_clauses(selected)
 st.divider()
 badge = " — this is **z\\***" if selected == star else ""
 st.subheader(f"Hypothesis #{selected + 1} as a field guide")
 st.markdown(f"{summary_sentence(clauses, 'This hypothesis', run.classes, verb='says that')}{badge}")
+if selected == star and any(c.get("specific") is False for c in clauses):
+    st.caption("“not specific”: the clause-deletion test below found that deleting the clause changes L_M's answers no more where "
+               "its concept is present than where it is absent.")
 st.caption("In the engine's words: " + engine.render_text(record, run))
 
 with session.guard("Field guide"):
@@ -153,7 +165,7 @@ with session.guard("Field guide"):
                     st.caption("The concept bank has no image showing this concept.")
                     continue
                 pick = np.sort(np.random.default_rng(k).choice(has, size=min(5, len(has)), replace=False))  # varied, stable
-                widgets.image_strip([images.overlay(bank["images"][i], factor=2) for i in pick], [f"bank #{i}" for i in pick], columns=5, width=110)
+                widgets.image_strip([bank_png(run, int(i)) for i in pick], [f"bank #{i}" for i in pick], columns=5, width=110)
     st.caption("Examples come from the concept bank: images annotated with each concept, collected independently of the task labels.")
 
 st.divider()
@@ -162,12 +174,11 @@ with session.guard("Disagreements on D′"):
     pred_sel = engine.predict_proba(run, record).argmax(1)
     pred_star = engine.predict_proba(run, ranked[star].model_dump(by_alias=True)).argmax(1)
     labels = run.split("test_eval")["label"].to_numpy()
-    test, masks = run.test_eval(), run.masks()
     c1, c2, c3 = st.columns(3)
     disagree = np.flatnonzero(pred_sel != pred_star)
     c1.metric("D′ images where they disagree", f"{len(disagree)} of {len(pred_sel)}")
-    c2.metric(f"Hypothesis #{selected + 1} accuracy on D′", f"{100 * (pred_sel == labels).mean():.1f}%")
-    c3.metric("z* accuracy on D′", f"{100 * (pred_star == labels).mean():.1f}%")
+    c2.metric(f"Hypothesis #{selected + 1} accuracy on D′", text.percent((pred_sel == labels).mean()))
+    c3.metric("z* accuracy on D′", text.percent((pred_star == labels).mean()))
     if selected == star:
         st.caption("This is z* itself; pick another hypothesis to see the images on which they disagree.")
     elif not len(disagree):
@@ -175,8 +186,8 @@ with session.guard("Disagreements on D′"):
     else:
         show = disagree[:12]
         caps = [f"#{i} · true: {run.classes[labels[i]]} · this: {run.classes[pred_sel[i]]} · z*: {run.classes[pred_star[i]]}" for i in show]
-        widgets.image_strip([images.overlay(test["images"][i], mask=None if masks is None else masks[i], factor=2) for i in show], caps, columns=6, width=140)
-        outline = "; the cyan line outlines the object" if masks is not None else ""
+        widgets.image_strip([widgets.test_image_png(run, int(i)) for i in show], caps, columns=6, width=140)
+        outline = "; the cyan line outlines the object" if run.has_masks else ""
         st.caption(f"Showing {len(show)} of {len(disagree)}. Predictions are L_M(y | x, z) on the stored concept scores{outline}.")
 
 st.divider()
@@ -188,15 +199,14 @@ st.markdown(
 )
 left, right = st.columns(2)
 for col, key in ((left, "z_star"), (right, "z_baseline")):
-    name = HYPOTHESIS_NAMES[key]
+    name = hypothesis_name(key)
     with col, session.guard(f"Clause deletion of {name}"):
         records = run.clause_deletion(key)
         if not records:
             st.info(f"{name} has no clauses, so there is nothing to delete.")
             continue
-        specific = sum(bool(r.get("specific")) for r in records)
         widgets.chart(
-            charts.clause_deletion_bars(records, f"{name}: {specific} of {len(records)} clauses specific"),
+            figures.run_figure(run, "clause_deletion", key),
             f"hyp_deletion_{key}",
             "Answers changed when the clause is deleted, where its concept is present (green) and absent (grey); "
             "the label gives the mean drop in the probability of the clause's class. ✓ = specific.",
@@ -205,7 +215,7 @@ for col, key in ((left, "z_star"), (right, "z_baseline")):
         pct = st.column_config.NumberColumn(format="%.1f%%")
         drop = st.column_config.NumberColumn(format="%.3f")
         st.dataframe(
-            charts.clause_deletion_table(records),
+            tables.clause_deletion_table(records),
             hide_index=True,
             width="stretch",
             column_config={

@@ -12,6 +12,8 @@ import streamlit as st
 
 from dashboard import engine, session
 from dashboard.components import images, widgets
+from dashboard.components.tables import percent_value
+from dashboard.components.text import utc_time
 from dashboard.page import open_page
 from igcore.errors import InputError
 from igcore.labels import EVERYONE, Agreement, agreement, disagreements, to_csv, write_imitation
@@ -115,12 +117,10 @@ with session.guard("Agreement with L_M"):
         st.markdown(_sentence(by_rater.get(rater, Agreement(rater, 0, 0, None, None, None)), "You gave", "You have not labelled any image yet."))
     st.markdown(_sentence(by_rater[EVERYONE], f"Everyone together ({_people(len(rows) - 1)}) gave", "Nobody has labelled an image of this run yet."))
     if len(everyone):
-        table = [{"who": a.rater, "labels": a.n, "same as L_M": a.agree, "agreement": a.rate, "95% low": a.ci_low, "95% high": a.ci_high} for a in rows]
-        st.dataframe(table, hide_index=True, width="stretch", column_config={
-            "agreement": st.column_config.NumberColumn(format="percent"),
-            "95% low": st.column_config.NumberColumn(format="percent"),
-            "95% high": st.column_config.NumberColumn(format="percent"),
-        })
+        table = [{"who": a.rater, "labels": a.n, "same as L_M": a.agree, "agreement": percent_value(a.rate), "95% low": percent_value(a.ci_low),
+                  "95% high": percent_value(a.ci_high)} for a in rows]
+        pct = st.column_config.NumberColumn(format="%.1f%%")
+        st.dataframe(table, hide_index=True, width="stretch", column_config={"agreement": pct, "95% low": pct, "95% high": pct})
         st.caption("Wilson 95% intervals; “everyone” pools every label (two people labelling one image count twice).")
         differ = disagreements(everyone, proba, classes)
         if rater is not None:
@@ -156,5 +156,5 @@ with session.guard("Agreement with L_M"):
     stored = run.results.imitation
     if stored:
         o = stored.get("overall") or {}
-        st.caption(f"Stored in this run ({stored.get('written', '')}): {o.get('agree')} of {o.get('n')} labels by "
+        st.caption(f"Stored in this run ({utc_time(stored.get('written'))}): {o.get('agree')} of {o.get('n')} labels by "
                    f"{_people(int(stored.get('n_raters') or 0))} agree with L_M.")

@@ -9,47 +9,35 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import engine, session
-from dashboard import state as codec
-from dashboard.components import charts, evidence, images, text, widgets
-from dashboard.components.figures import tcav_layers
-from dashboard.components.style import method_label, possessive
+from dashboard import engine, session, url_state
+from dashboard.components import evidence, figures, tables, text, widgets
+from dashboard.components.style import attribution_label, method_label, possessive
 from dashboard.page import open_page
 from dashboard.run_view import RunView
+from igcore.methods import order_methods
 from igcore.schema import pred_column
 
 GALLERY = 12
 
 
 def models_of(run: RunView) -> list[str]:
-    """Models the page can put under the microscope: the baseline and the IG student first."""
-    names = [m for m in ("erm", "ig_student") if m in run.microscope or m in run.methods]
-    return (names + [m for m in run.microscope if m not in names]) or ["erm"]
+    """Models the page can put under the microscope: those the microscope examined, else the baseline."""
+    return run.examined or order_methods([m for m in ("erm", "ig_student") if m in run.methods]) or ["erm"]
 
 
-def methods_of(run: RunView) -> list[str]:
-    """Attribution methods the microscope stage computed; without that stage, every registered method
-    (maps are then computed on demand)."""
-    computed: list[str] = []
-    for m in run.microscope.values():
-        for key in ("relevance_on_animal", "sanity"):  # engine keys (relevance_on_animal: on the object's mask)
-            computed += [k for k in (m.get(key) or {}) if k not in computed]
-    return computed or list(engine.attribution_methods())
-
-
-def _choose(run: RunView, view: codec.ViewState, notes: list[str]) -> codec.ViewState:
-    models, methods = models_of(run), methods_of(run)
+def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_state.ViewState:
+    models, methods = models_of(run), run.attribution_methods
     return replace(
         view,
-        model=codec.choose(view.model, models, models[0], "model", notes),
-        method=codec.choose(view.method, methods, methods[0], "attribution method", notes),
-        group=codec.choose(view.group, ["all", *run.groups], "all", "group filter", notes),
-        img=codec.choose_index(view.img, run.world.sizes["test_eval"], None, "image number", notes),
+        model=url_state.choose(view.model, models, models[0], "model", notes),
+        method=url_state.choose(view.method, methods, methods[0], "attribution method", notes),
+        group=url_state.choose(view.group, ["all", *run.groups], "all", "group filter", notes),
+        img=url_state.choose_index(view.img, run.world.sizes["test_eval"], None, "image number", notes, shown="the first image of the gallery"),
     )
 
 
 def _lead(run: RunView) -> str:
-    outline = " (the cyan line outlines the object)" if run.world.model_extra.get("has_masks", True) else ""
+    outline = " (the cyan line outlines the object)" if run.has_masks else ""
     return (
         "Three kinds of evidence, the most decisive first: **counterfactual swaps** change only the background or only the "
         "object of an image and measure how the model's confidence moves; **attribution maps** (captum) show where the "
@@ -66,7 +54,7 @@ page = open_page(
 )
 run = page.run
 view = page.view
-models, methods = models_of(run), methods_of(run)
+models, methods = models_of(run), run.attribution_methods
 model, method, group, img = view.model, view.method, view.group, view.img
 classes, groups = run.classes, run.groups
 micro = run.microscope
@@ -96,15 +84,15 @@ c2.selectbox(
     "Attribution method (gallery)",
     methods,
     key="w_method",
-    format_func=lambda m: m.replace("_", " "),
+    format_func=attribution_label,
     on_change=_set,
     args=("method", "w_method"),
     help="The map drawn over the gallery images; the detail view below shows every method.",
 )
 session.bind("w_group", group)
-c3.selectbox("Group", ["all", *groups], key="w_group", on_change=_set, args=("group", "w_group"))
+c3.selectbox("Group", ["all", *groups], key="w_group", on_change=_set, args=("group", "w_group"), help=text.place_legend(run.place_categories()))
 session.bind("w_correct", view.correct)
-c4.segmented_control("Answer", list(codec.CORRECTNESS), key="w_correct", on_change=_set, args=("correct", "w_correct"), format_func=str.capitalize)
+c4.segmented_control("Answer", list(url_state.CORRECTNESS), key="w_correct", on_change=_set, args=("correct", "w_correct"), format_func=str.capitalize)
 
 def verdict(m: str) -> str:
     """The sanity-check verdict of the selected model's maps of method ``m``, in words."""
@@ -116,7 +104,7 @@ gallery_idx: np.ndarray = np.zeros(0, dtype=np.int64)
 st.markdown("#### Gallery of D′ images")
 with session.guard("Gallery"):
     run.need(f"methods.{model}", f"answers of {method_label(model)}")
-    preds, test, masks = run.predictions(), run.test_eval(), run.masks()
+    preds = run.predictions()
     col = pred_column(model)
     rows = preds
     if run.has("microscope/tensors/sample.safetensors"):  # images whose maps the pipeline precomputed come first
@@ -129,14 +117,14 @@ with session.guard("Gallery"):
         rows = rows[right] if view.correct == "correct" else rows[~right]
     gallery_idx = rows["index"].to_numpy()[:GALLERY]
     st.caption(f"{len(rows)} images match; showing {len(gallery_idx)}. ✓/✗ = {method_label(model)} right/wrong. Click **Inspect** for every method's map.")
-    st.markdown(f"Maps: **{method.replace('_', ' ')}** of {method_label(model)} · {verdict(method)}")
-    maps = engine.attribution_maps(run, model, method, gallery_idx)[0] if len(gallery_idx) else None
+    st.markdown(f"Maps: **{attribution_label(method)}** of {method_label(model)} · {verdict(method)}")
+    if len(gallery_idx):
+        engine.attribution_maps(run, model, method, gallery_idx)  # one batch for the maps the run has not cached yet
     cols = st.columns(6)
     for j, i in enumerate(gallery_idx):
         with cols[j % 6]:
             label, pred = int(preds.at[i, "label"]), int(preds.at[i, col])
-            pic = images.overlay(test["images"][i], maps[j], None if masks is None else masks[i], factor=2)
-            st.image(images.png_bytes(pic), caption=f"{'✓' if label == pred else '✗'} #{i} {groups[int(preds.at[i, 'group'])]} → {classes[pred]}", width="stretch")
+            st.image(widgets.test_image_png(run, int(i), model, method), caption=f"{'✓' if label == pred else '✗'} #{i} {groups[int(preds.at[i, 'group'])]} → {classes[pred]}", width="stretch")
             st.button("Inspect", key=f"insp_{i}", on_click=_inspect, args=(i,), type="primary" if i == img else "secondary", width="stretch")
     if not len(gallery_idx):
         st.info("No image matches these filters.")
@@ -144,7 +132,7 @@ with session.guard("Gallery"):
 # --- one image, every method ------------------------------------------------------------------------
 st.markdown("#### One image, every attribution method")
 with session.guard("Attribution maps"):
-    preds, test, masks = run.predictions(), run.test_eval(), run.masks()
+    preds = run.predictions()
     shown_img = img
     if shown_img is None and len(gallery_idx):
         shown_img = int(gallery_idx[0])
@@ -155,13 +143,12 @@ with session.guard("Attribution maps"):
         label = int(preds.at[shown_img, "label"])
         said = ", ".join(f"{method_label(m)} says **{classes[int(preds.at[shown_img, pred_column(m)])]}**" for m in models if pred_column(m) in preds)
         st.markdown(f"Image **#{shown_img}** · group **{groups[int(preds.at[shown_img, 'group'])]}** · truly a **{classes[label]}** · {said}.")
-        mask = None if masks is None else masks[shown_img]
         cols = st.columns(len(methods) + 1)
-        cols[0].image(images.png_bytes(images.overlay(test["images"][shown_img], None, mask, factor=3)), caption="the image", width="stretch")
+        cols[0].image(widgets.test_image_png(run, shown_img, factor=3), caption="the image", width="stretch")
         for c, m in zip(cols[1:], methods, strict=True):
             with c:
-                mp, target = engine.attribution_maps(run, model, m, [shown_img])
-                st.image(images.png_bytes(images.overlay(test["images"][shown_img], mp[0], mask, factor=3)), caption=f"{m.replace('_', ' ')} (explains “{classes[int(target[0])]}”)", width="stretch")
+                _, target = engine.attribution_maps(run, model, m, [shown_img])
+                st.image(widgets.test_image_png(run, shown_img, model, m, factor=3), caption=f"{attribution_label(m)} (explains “{classes[int(target[0])]}”)", width="stretch")
                 st.caption(verdict(m))
                 st.caption(descriptions.get(m, ""))
         st.caption(
@@ -177,16 +164,15 @@ st.caption(
     "change its mind when only the background changes. The counterfactual effects above answer that question; read this as a secondary view."
 )
 with session.guard("Relevance on the object"):
-    summary = run.evidence("relevance_on_animal", "relevance on the object")  # engine key; the object's mask
-    per_image = run.microscope_table("relevance")
+    run.evidence("relevance_on_animal", "relevance on the object")  # engine key (the object's mask): says why when absent
     widgets.chart(
-        charts.relevance_distribution(per_image[per_image["method"] == method].rename(columns={"relevance_mass": "share"})),
+        figures.run_figure(run, "relevance_distribution", method),
         "micro_relevance_dist",
-        f"Each box is many images of one group ({method.replace('_', ' ')}): the share of each image's positive relevance inside the object's mask.",
+        f"Each box is many images of one group ({attribution_label(method)}): the share of each image's positive relevance inside the object's mask.",
         run_id=run.run_id,
     )
     widgets.chart(
-        charts.relevance_bars({m: micro[m] for m in summary}),
+        figures.run_figure(run, "relevance"),
         "micro_relevance",
         "Mean share of each model's positive relevance inside the object's mask; the dotted line is what a blind map would score.",
         run_id=run.run_id,
@@ -197,13 +183,13 @@ with session.guard("Sanity checks"):
     rows = [
         {
             "model": method_label(mdl),
-            "method": meth,
-            "verdict": {True: "trustworthy", False: "NOT trustworthy", None: "undefined"}[entry.get("trustworthy")],
-            "rank correlation after full randomisation": entry.get("final_spearman_abs"),
-            "threshold": entry.get("threshold"),
+            "method": attribution_label(meth),
+            "verdict": {True: "trustworthy", False: "NOT trustworthy", None: "undefined"}[entry.trustworthy],
+            "rank correlation after full randomisation": entry.final_spearman_abs,
+            "threshold": entry.threshold,
         }
         for mdl, m in micro.items()
-        for meth, entry in (m.get("sanity") or {}).items()
+        for meth, entry in m.sanity.items()
     ]
     if rows:
         with st.expander("Sanity-check details, every model and method (model-randomisation test)"):
@@ -219,24 +205,24 @@ with session.guard("TCAV"):
     if len(with_tcav) > 1:
         tcav_model = st.radio("Model", with_tcav, index=with_tcav.index(tcav_model), horizontal=True, format_func=method_label, key="w_tcav_model")
     tcav = run.tcav(tcav_model)
-    layers = tcav_layers(tcav)
+    layers = run.tcav_layers(tcav_model)
     layer = st.radio("Layer", layers, horizontal=True, key="w_tcav_layer") if len(layers) > 1 else layers[0]
-    shown = [t for t in tcav if str(t.get("layer")) == layer]
+    shown = [t for t in tcav if t.layer == layer]
     widgets.chart(
-        charts.tcav_bars(shown, run.concept_kinds, run.concept_texts),
+        figures.run_figure(run, "tcav", tcav_model, layer),
         "micro_tcav",
         f"{method_label(tcav_model)}, layer {layer}. Green = object features, red = backgrounds. Bars are the mean over repeats, whiskers the "
         "lowest to highest score; ★ solid = significant in every repeat, ◐ hatched = in some repeats only (unstable), faded = in none.",
         run_id=run.run_id,
     )
-    status = [charts.tcav_status(t) for t in shown]
-    repeats = max((int(t.get("repeats", 1)) for t in shown), default=1)
+    status = [t.status for t in shown]
+    repeats = max((t.repeats for t in shown), default=1)
     st.markdown(
         f"**{status.count('significant')}** of {len(shown)} concept/class scores are significant in every one of {repeats} repeats, "
         f"**{status.count('unstable')}** only in some (unstable), {status.count('not significant')} in none (after multiple-testing correction)."
     )
     controls = run.tcav_controls(tcav_model)
-    st.markdown(text.tcav_controls_sentence(controls or {}))
+    st.markdown(text.tcav_controls_sentence(controls))
     with st.expander("TCAV scores, concept by concept"):
-        st.dataframe(charts.tcav_table(shown, run.concept_texts), hide_index=True, width="stretch",
+        st.dataframe(tables.tcav_table(shown, run.concept_texts), hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.2f") for c in ("score (mean)", "lowest", "highest")})

@@ -6,11 +6,11 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import session
-from dashboard.components import charts, text, widgets
-from dashboard.components.figures import key_figures
-from dashboard.components.style import METHOD_HELP, method_color, method_short
+from dashboard.benchmark import Benchmark, benchmark
+from dashboard.components import figures, tables, text, widgets
+from dashboard.components.style import method_color, method_help, method_short
 from dashboard.page import open_page
-from dashboard.run_view import Benchmark, benchmark
+from dashboard.run_view import NotComputed
 from igcore.hypothesis import summary_sentence
 
 #: Methods whose worst-group accuracy heads the page.
@@ -35,14 +35,14 @@ def benchmark_caption(bench: Benchmark) -> str:
     command = f"`{bench.command}`" if bench.command else "`python bench/bench_methods.py`"
     machine = f" on {bench.machine}" if bench.machine else ""
     return (
-        f"The benchmark's numbers, not this run's: `docs/{bench.source}`, written by {command}{machine}; ρ ∈ {{{rhos}}} × {seeds} seeds, "
-        "each one run of the default config (plus the command's settings) without the microscope. Points are the mean over seeds of "
-        "worst-group accuracy on D′, whiskers ± one standard deviation."
+        f"The benchmark's numbers, not this run's: `docs/{bench.source}`, measured on the {bench.world} world by {command}{machine}; "
+        f"ρ ∈ {{{rhos}}} × {seeds} seeds, each one run of the default config (plus the command's settings) without the microscope. "
+        "Points are the mean over seeds of worst-group accuracy on D′, whiskers ± one standard deviation."
     )
 
 
-figures = {f.key: f for f in key_figures(run, keys=("accuracy", "groups", "effects"))}
-judgments = run.shipped_judgments_note()
+key = {f.key: f for f in figures.key_figures(run, keys=("accuracy", "groups", "effects"))}
+judgments = run.judgments_note()
 if run.info.notes:
     with st.expander(f"Notes from the engine about this run ({len(run.info.notes)})", expanded=True):
         st.markdown("\n".join(f"- {n.note} *({n.stage})*" for n in run.info.notes))
@@ -57,7 +57,7 @@ with right, st.container(border=True):
     st.markdown(f"#### <span style='color:{method_color('erm')}'>■</span> What the baseline learned", unsafe_allow_html=True)
     with session.guard("What the baseline learned"):
         st.markdown(f"**{summary_sentence(run.clauses('z_baseline'), 'The baseline', run.classes)}**")
-        fidelity = text.fidelity_sentence(run.surrogates.get("z_baseline") or {}, "It", "the baseline's")
+        fidelity = text.fidelity_sentence(run.surrogate("z_baseline"), "It", "the baseline's")
         st.caption("A hypothesis in the same language fitted to the baseline's own predictions (z_baseline)." + (f" {fidelity}" if fidelity else ""))
 
 with session.guard("Headline numbers"):
@@ -69,7 +69,7 @@ with session.guard("Headline numbers"):
     for col, m in zip(st.columns(len(shown)), shown, strict=True):
         wga = methods[m].worst_group_acc
         delta = None if m == "erm" else f"{100 * (wga - erm_wga):+.1f} pts vs baseline"
-        col.metric(method_short(m), f"{100 * wga:.1f}%", delta, help=METHOD_HELP.get(m))
+        col.metric(method_short(m), text.percent(wga), delta, help=method_help(m))
 
 st.subheader("What did the human prior add?")
 left, right = st.columns([0.45, 0.55])
@@ -88,8 +88,11 @@ with left, session.guard("The prior's contribution on this run"):
         st.caption(judgments)
 with right, session.guard("The benchmark's ρ sweep"):
     bench = benchmark()
+    if bench.world != run.world.name:  # another world's benchmark says nothing about this one
+        raise NotComputed(f"The benchmark's ρ sweep (`docs/{bench.source}`) was measured on another world than this run's "
+                          f"({run.world.name}), so it is not shown beside it; the numbers on this page are this run's.")
     rho = (run.info.config.get("world") or {}).get("rho")
-    widgets.chart(charts.rho_sweep(bench.results, SWEEP, rho if isinstance(rho, (int, float)) else None), "overview_rho_sweep",
+    widgets.chart(figures.sweep_figure(bench, SWEEP, rho if isinstance(rho, (int, float)) else None), "overview_rho_sweep",
                   benchmark_caption(bench), run_id=run.run_id)
 
 st.subheader("Does the baseline use the background?")
@@ -98,15 +101,15 @@ with session.guard("Counterfactual effects"):
     sentence = text.effects_sentence(effects, "background")
     if sentence:
         st.markdown(f"**{sentence}**")
-    widgets.key_figure(figures["effects"], "overview", run.run_id)
+    widgets.key_figure(key["effects"], "overview", run.run_id)
     st.caption("The Microscope and Compare pages show where that evidence sits and the swapped images themselves.")
 
 st.subheader("Accuracy on D′")
 with session.guard("Accuracy per method"):
-    widgets.key_figure(figures["accuracy"], "overview", run.run_id)
+    widgets.key_figure(key["accuracy"], "overview", run.run_id)
     pct = st.column_config.NumberColumn(format="%.1f%%")
     st.dataframe(
-        charts.accuracy_table(run.methods),
+        tables.accuracy_table(run.methods),
         hide_index=True,
         width="stretch",
         column_config={
@@ -117,9 +120,11 @@ with session.guard("Accuracy per method"):
     )
 
 with session.guard("Accuracy per group"):
-    widgets.key_figure(figures["groups"], "overview", run.run_id)
+    widgets.key_figure(key["groups"], "overview", run.run_id)
     counts = run.world.train_group_counts
     st.caption("Training images per group in D: " + ", ".join(f"{g} {n}" for g, n in counts.items()) + ".")
+    if legend := text.place_legend(run.place_categories()):
+        st.caption(legend)
 
 st.subheader("The world at a glance")
 with session.guard("Contact sheet"):
@@ -127,5 +132,5 @@ with session.guard("Contact sheet"):
 
 with st.expander("Run details"):
     info = run.info
-    widgets.chart(charts.stage_times(info.stages), "overview_stages", "Where the pipeline spent its time.", run_id=run.run_id)
+    widgets.chart(figures.run_figure(run, "stage_times"), "overview_stages", "Where the pipeline spent its time.", run_id=run.run_id)
     st.json(info.model_dump(include={"run_id", "created", "status", "device", "total_seconds", "config"}), expanded=False)

@@ -1,18 +1,25 @@
-"""Prior: the human judgments behind Prior_M; add ratings, rate the clauses nobody rated (most informative
-first, :mod:`igcore.prior.elicit`), re-fit, re-solve z* live, reset and restore."""
+"""Prior: the judgments the run's Prior_M learned from and where they came from, plus what people added for its
+world; add ratings, rate the clauses nobody rated (most informative first, :mod:`igcore.prior.elicit`), re-fit,
+re-solve z* live, reset to the run's own judgments and restore."""
 
 from __future__ import annotations
 
 import time
 
-import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import engine, session
 from dashboard.components import charts, widgets
-from dashboard.components.style import base_layout
+from dashboard.components.judgments import (
+    accuracy_delta,
+    change_summary,
+    changes_table,
+    count,
+    plausibility_heatmap,
+    ratings_table,
+    sources_table,
+    stop_status,
+)
 from dashboard.page import open_page
 from igcore.errors import InputError
 from igcore.hypothesis import summary_sentence
@@ -20,9 +27,10 @@ from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, stopping_signal
 from igcore.prior.store import MAX_RATER_LENGTH
 
 page = open_page(
-    "Prior: what people find plausible, and how it shapes z*",
-    "IG's generalisation comes from a **human prior**: people rated how plausible it is that each concept is evidence for each class. "
-    "A model of those ratings (Prior_M) scores every hypothesis. Change the ratings and watch z* change.",
+    "Prior: what the prior learned from, and how it shapes z*",
+    "IG's generalisation comes from a **human prior**: Prior_M, a model of ratings of how plausible it is that each concept is "
+    "evidence for each class, scores every hypothesis. Below: the judgments this run's Prior_M learned from, and who wrote them. "
+    "Change the ratings and watch z* change.",
 )
 run = page.run
 classes, texts, concept_ids = run.classes, run.concept_texts, run.concept_ids
@@ -31,6 +39,7 @@ FLASH = "_prior_flash"
 WARM = f"_prior_search_{run.run_id}"
 SKIPPED = f"_prior_skipped_{run.run_id}"
 SKIP = "skip"
+
 
 def _forget_results() -> None:
     """Results computed on judgments that are no longer there."""
@@ -43,57 +52,48 @@ if flash:
     st.success(flash)
 
 store = engine.judgments_store(run)
-ratings = store.ratings()
-pairwise = store.pairwise()
+try:
+    judgments = engine.page_judgments(run)
+except InputError as e:  # an older run whose judgment files are gone
+    st.info(f"{e} Make the run again to rate and re-solve it here.", icon="🧩")
+    st.stop()
+ratings, pairwise = judgments.ratings, judgments.pairwise
+n_added = judgments.n_added()
 
 # --- the judgments ----------------------------------------------------------------------------------
 st.subheader("The judgments")
 c1, c2, c3 = st.columns(3)
 c1.metric("Ratings", len(ratings))
-c2.metric("Raters", ratings["rater"].nunique())
-c3.metric("Added here", int((ratings["source"] == "user").sum()))
-if (ratings["source"] == "shipped").any():
-    st.caption(
-        "The shipped judgments (source “shipped”) were **written by the project's developers as a worked example** of the format, "
-        "not elicited from the public: they say nothing about what people in general believe (see `assets/judgments/README.md`). "
-        "Ratings added here are marked “user”."
-    )
-shown = ratings.assign(clause=[f"{texts[c]} ⇒ {k}" for c, k in zip(ratings["concept"], ratings["class"], strict=True)])
-with st.expander(f"All {len(ratings)} ratings", expanded=False):
+c2.metric("Raters", ratings["rater"].nunique(), help="Distinct rater names in the ratings; who wrote them is said below.")
+c3.metric("Added since the run", n_added, help="Ratings people added on this page for this world after the run was made; every run of this world shares them.")
+st.markdown(judgments.provenance.describe())
+with st.expander("Where the judgments came from", expanded=False):
+    st.dataframe(sources_table(judgments.provenance), hide_index=True, width="stretch")
+    for note in judgments.notes:
+        st.caption(note)
+with st.expander(f"All {count(len(ratings), 'rating')}", expanded=False):
     st.dataframe(
-        shown[["rater", "clause", "rating", "source", "concept", "class"]].iloc[::-1],
+        ratings_table(ratings, texts),
         hide_index=True,
         width="stretch",
         column_config={"rating": st.column_config.NumberColumn(help="1 = implausible … 5 = very plausible")},
     )
-    st.caption(f"Also {len(pairwise)} pairwise preferences between whole hypotheses (they set the cost of long hypotheses).")
+    n_pairwise = 0 if pairwise is None else len(pairwise)
+    st.caption(f"Also {count(n_pairwise, 'pairwise preference')} between whole hypotheses (they set the cost of long hypotheses).")
 
 with session.guard("Plausibility per clause"):
-    table, summary = engine.prior_table(run, ratings, pairwise)
-    pivot = table.pivot(index="concept", columns="class", values="plausibility").reindex(concept_ids)
-    fig = go.Figure(
-        go.Heatmap(
-            z=pivot.to_numpy(),
-            x=[f"→ {c}" for c in pivot.columns],
-            y=[texts[c] for c in pivot.index],
-            colorscale="RdYlGn",
-            zmin=0,
-            zmax=1,
-            text=[[f"{v:.2f}" for v in row] for row in pivot.to_numpy()],
-            texttemplate="%{text}",
-            colorbar={"title": "P(endorsed)"},
-            hovertemplate="%{y} %{x}<br>plausibility %{z:.2f}<extra></extra>",
-        )
-    )
-    fig.update_layout(**base_layout(height=120 + 24 * len(pivot), title={"text": "Prior_M: how plausible is “concept ⇒ class”?", "font": {"size": 15}}, yaxis={"autorange": "reversed"}))
-    widgets.chart(fig, "prior_plausibility", "Fitted on the current ratings; unrated clauses get a value from a text model of the concept (so the prior generalises).", run_id=run.run_id)
-    st.caption(f"Text encoder: {str(summary.get('encoder')).split(' (')[0]} · {summary.get('n_ratings')} ratings by {summary.get('n_raters')} raters · {summary.get('unrated_clauses')} clauses nobody rated.")
+    table, summary = engine.prior_table(run, judgments)
+    widgets.chart(plausibility_heatmap(table, concept_ids, texts), "prior_plausibility",
+                  "Fitted on the ratings above; unrated clauses get a value from a text model of the concept (so the prior generalises).",
+                  run_id=run.run_id)
+    st.caption(f"Text encoder: {str(summary.get('encoder')).split(' (')[0]} · {count(summary['n_ratings'], 'rating')} under "
+               f"{count(summary['n_raters'], 'rater name')} · {count(summary['unrated_clauses'], 'clause')} nobody rated.")
 
 # --- add a rating -----------------------------------------------------------------------------------
 st.subheader("Add your rating")
 with st.form("add_rating", clear_on_submit=False, border=True):
     a, b, c, d = st.columns([1.1, 1.6, 0.8, 0.8])
-    rater = a.text_input("Your name", key="w_rater", max_chars=60, placeholder="e.g. ana")
+    rater = a.text_input("Your name", key="w_rater", max_chars=MAX_RATER_LENGTH, placeholder="e.g. ana")
     concept = b.selectbox("Concept", concept_ids, key="w_concept", format_func=lambda k: texts[k])
     cls = c.selectbox("is evidence for", classes, key="w_class")
     rating = d.number_input("Rating (1–5)", value=3, step=1, key="w_rating", help="1 = implausible … 5 = very plausible")
@@ -115,113 +115,100 @@ if submitted:
 
 def unrated_clauses() -> None:
     """The unrated clauses, most informative first; one form rates a batch, then z* is re-solved and logged."""
-    state = engine.elicitation(run, ratings, pairwise)
+    state = engine.elicitation(run, judgments)
     order = state["order"]
     n_total = len(concept_ids) * len(classes)
     n_rated = n_total - len(order)
     st.progress(n_rated / n_total if n_total else 1.0, text=f"{n_rated} of {n_total} clauses rated")
-    history = store.z_star_log(run.run_id)
     support = frozenset(tuple(pair) for pair in state["support"])
-    if (len(ratings), support) not in history:
-        store.log_z_star(run.run_id, len(ratings), support)  # z* for this set of judgments, however they were added
-        history = store.z_star_log(run.run_id)
-    signal = stopping_signal(history, window=STOP_WINDOW)
-    if signal.n_answers == history[0][0]:
-        st.caption(f"z* is logged after each set of answers; the page says when {STOP_WINDOW} answers in a row have left it unchanged.")
-    elif signal.stable:
-        st.success(
-            f"**Further answers have stopped changing z*:** the last {signal.answers_since_change} ratings left its clauses as they were "
-            f"(z* changed {signal.changes} time(s) since the judgments were last reset). More ratings can still sharpen the weights."
-        )
-    else:
-        st.info(
-            f"z* changed {signal.answers_since_change} rating(s) ago ({signal.changes} change(s) since the judgments were last reset); "
-            f"the page calls it settled after {STOP_WINDOW} ratings in a row without a change."
-        )
+    history = engine.z_star_history(run, judgments, state["support"])
+    kind, sentence = stop_status(stopping_signal(history, window=STOP_WINDOW), len(history))
+    getattr(st, kind)(sentence)
     if order.empty:
         st.success("Every clause has at least one rating.")
-    else:
-        st.markdown(
-            "Nobody has rated these clauses, so Prior_M guesses their plausibility from the words alone, and that guess is weak. "
-            "They are listed **most informative first**: by the probability that your answer changes which clauses z* uses, judged "
-            "from the solved z* and its alternatives (clauses in z* or close to it, and those the data pull on hardest, whose guessed "
-            "plausibility is least certain). Rate a few; z* is re-solved after each batch."
-        )
-        skipped = st.session_state.setdefault(SKIPPED, set())
-        todo = order[[(k, c) not in skipped for k, c in zip(order["concept"], order["class"], strict=True)]]
-        if todo.empty:
-            todo = order
-            skipped.clear()
-        batch = todo.head(DEFAULT_BATCH)
-        choices: dict[tuple[str, str], object] = {}
-        with st.form("elicit", border=True):
-            name = st.text_input("Your name", key="w_elicit_rater", max_chars=MAX_RATER_LENGTH, placeholder="e.g. ana")
-            for rec in batch.to_dict("records"):
-                choices[(rec["concept"], rec["class"])] = st.radio(
-                    f"How plausible is it that **{texts[rec['concept']]}** is evidence for **{rec['class']}**?",
-                    [SKIP, 1, 2, 3, 4, 5],
-                    horizontal=True,
-                    key=f"w_elicit|{rec['concept']}|{rec['class']}",
-                    format_func=lambda v: "skip" if v == SKIP else f"{v}" + {1: " (implausible)", 5: " (very plausible)"}.get(v, ""),
-                    help=f"Prior_M's guess: {rec['predicted_rating']:.1f} ± {rec['rating_sd']:.1f}; "
-                    f"chance that an answer changes z*: {100 * rec['flip_probability']:.0f}%.",
-                )
-            rate_now = st.form_submit_button(f"Save these ratings and update z* ({len(batch)} shown)", type="primary")
-        if rate_now:
-            answers = [(k, c, v) for (k, c), v in choices.items()]
-            given = [(k, c, int(v)) for k, c, v in answers if v != SKIP]
-            if not str(name).strip():
-                st.error("Please tell us your name (any short name), so your ratings can be told apart from others'. Nothing was saved.")
-            elif not given:
-                skipped.update((k, c) for k, c, _ in answers)
-                st.session_state[FLASH] = f"Skipped {len(answers)} clause(s); here are the next ones."
-                st.rerun()
+        return
+    st.markdown(
+        "Nobody has rated these clauses, so Prior_M guesses their plausibility from the words alone, and that guess is weak. "
+        "They are listed **most informative first**: by the probability that your answer changes which clauses z* uses, judged "
+        "from the solved z* and its alternatives (clauses in z* or close to it, and those the data pull on hardest, whose guessed "
+        "plausibility is least certain). Rate a few; z* is re-solved after each batch."
+    )
+    skipped = st.session_state.setdefault(SKIPPED, set())
+    todo = order[[(k, c) not in skipped for k, c in zip(order["concept"], order["class"], strict=True)]]
+    if todo.empty:
+        todo = order
+        skipped.clear()
+    batch = todo.head(DEFAULT_BATCH)
+    choices: dict[tuple[str, str], object] = {}
+    with st.form("elicit", border=True):
+        name = st.text_input("Your name", key="w_elicit_rater", max_chars=MAX_RATER_LENGTH, placeholder="e.g. ana")
+        for rec in batch.to_dict("records"):
+            choices[(rec["concept"], rec["class"])] = st.radio(
+                f"How plausible is it that **{texts[rec['concept']]}** is evidence for **{rec['class']}**?",
+                [SKIP, 1, 2, 3, 4, 5],
+                horizontal=True,
+                key=f"w_elicit|{rec['concept']}|{rec['class']}",
+                format_func=lambda v: "skip" if v == SKIP else f"{v}" + {1: " (implausible)", 5: " (very plausible)"}.get(v, ""),
+                help=f"Prior_M's guess: {rec['predicted_rating']:.1f} ± {rec['rating_sd']:.1f}; "
+                f"chance that an answer changes z*: {100 * rec['flip_probability']:.0f}%.",
+            )
+        rate_now = st.form_submit_button(f"Save these ratings and update z* ({len(batch)} shown)", type="primary")
+    if rate_now:
+        answers = [(k, c, v) for (k, c), v in choices.items()]
+        given = [(k, c, int(v)) for k, c, v in answers if v != SKIP]
+        if not str(name).strip():
+            st.error("Please tell us your name (any short name), so your ratings can be told apart from others'. Nothing was saved.")
+        elif not given:
+            skipped.update((k, c) for k, c, _ in answers)
+            st.session_state[FLASH] = f"Skipped {count(len(answers), 'clause')}; here are the next ones."
+            st.rerun()
+        else:
+            try:
+                store.add_ratings(str(name).strip(), given)
+            except InputError as e:
+                st.error(f"Those ratings could not be saved: {e}")
             else:
-                try:
-                    store.add_ratings(str(name).strip(), given)
-                except InputError as e:
-                    st.error(f"Those ratings could not be saved: {e}")
-                else:
-                    skipped.update((k, c) for k, c, v in answers if v == SKIP)
-                    new_ratings = store.ratings()
-                    after = engine.elicitation(run, new_ratings, pairwise)
-                    store.log_z_star(run.run_id, len(new_ratings), [tuple(p) for p in after["support"]])
-                    changed = set(map(tuple, after["support"])) != set(support)
-                    st.session_state[FLASH] = (
-                        f"Saved {len(given)} rating(s) by {str(name).strip()}. "
-                        + ("z* changed: see “What changed” below." if changed else "z* uses the same clauses as before.")
-                    )
-                    st.session_state[RESULT] = {k: v for k, v in after.items() if k not in ("order", "support")} | {
-                        "seconds": after["engine_seconds"], "n_ratings": len(new_ratings)}
-                    st.rerun()
-        with st.expander(f"All {len(order)} unrated clauses, in the order they are asked", expanded=False):
-            shown = order.assign(
-                clause=[f"{texts[k]} ⇒ {c}" for k, c in zip(order["concept"], order["class"], strict=True)],
-                changes_if=[", ".join(map(str, a)) or "none" for a in order["flip_answers"]],
-            )
-            st.dataframe(
-                shown[["clause", "in_z_star", "predicted_rating", "rating_sd", "changes_if", "flip_probability", "why"]],
-                hide_index=True,
-                width="stretch",
-                column_config={
-                    "in_z_star": st.column_config.CheckboxColumn("in z*"),
-                    "predicted_rating": st.column_config.NumberColumn("Prior_M's guess", format="%.1f"),
-                    "rating_sd": st.column_config.NumberColumn("± (sd)", format="%.1f"),
-                    "changes_if": st.column_config.TextColumn("ratings that change z*"),
-                    "flip_probability": st.column_config.ProgressColumn("P(answer changes z*)", min_value=0.0, max_value=1.0, format="%.2f"),
-                    "why": st.column_config.TextColumn("what would change"),
-                },
-            )
-            st.caption("The score is defined in `docs/ELICIT.md` (fast, from the solved z*; no re-solve per clause).")
+                skipped.update((k, c) for k, c, v in answers if v == SKIP)
+                now = engine.page_judgments(run)
+                after = engine.elicitation(run, now)
+                engine.z_star_history(run, now, after["support"])
+                changed = set(map(tuple, after["support"])) != support
+                st.session_state[FLASH] = (
+                    f"Saved {count(len(given), 'rating')} by {str(name).strip()}. "
+                    + ("z* changed: see “What changed” below." if changed else "z* uses the same clauses as before.")
+                )
+                st.session_state[RESULT] = {k: v for k, v in after.items() if k not in ("order", "support")} | {"seconds": after["engine_seconds"]}
+                st.rerun()
+    with st.expander(f"All {count(len(order), 'unrated clause')}, in the order they are asked", expanded=False):
+        shown = order.assign(
+            clause=[f"{texts[k]} ⇒ {c}" for k, c in zip(order["concept"], order["class"], strict=True)],
+            changes_if=[", ".join(map(str, a)) or "none" for a in order["flip_answers"]],
+        )
+        st.dataframe(
+            shown[["clause", "in_z_star", "predicted_rating", "rating_sd", "changes_if", "flip_probability", "why"]],
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "in_z_star": st.column_config.CheckboxColumn("in z*"),
+                "predicted_rating": st.column_config.NumberColumn("Prior_M's guess", format="%.1f"),
+                "rating_sd": st.column_config.NumberColumn("± (sd)", format="%.1f"),
+                "changes_if": st.column_config.TextColumn("ratings that change z*"),
+                "flip_probability": st.column_config.ProgressColumn("P(answer changes z*)", min_value=0.0, max_value=1.0, format="%.2f"),
+                "why": st.column_config.TextColumn("what would change"),
+            },
+        )
+        st.caption("The score is defined in `docs/ELICIT.md` (fast, from the solved z*; no re-solve per clause).")
 
 
 # --- clauses nobody has rated -----------------------------------------------------------------------
 st.subheader("Clauses nobody has rated")
-if not run.has("tensors/concept_scores.safetensors"):  # the rest of the page needs only the world and the judgments
+needed = ("concept scores", "concepts") if not run.has("tensors/concept_scores.safetensors") else (
+    ("z*", "ig") if run.missing("hypotheses.z_star", "z*") else None)
+if needed:  # the rest of the page needs only the world and the judgments
     finished = run.info.status == "complete"
     st.caption(
-        "Asking about these clauses in the order that matters most for z* needs the run's concept scores, which its "
-        f"`concepts` stage writes ({'it was not run' if finished else 'it has not finished yet'}). Rate clauses above meanwhile."
+        f"Asking about these clauses in the order that matters most for z* needs the run's {needed[0]}, which its "
+        f"`{needed[1]}` stage writes ({'it was not run' if finished else 'it has not finished yet'}). Rate clauses above meanwhile."
     )
 else:
     with session.guard("Clauses nobody has rated"):
@@ -234,55 +221,44 @@ go_resolve = st.button("Re-solve z* with the current ratings", type="primary", i
 if go_resolve:
     with session.guard("Re-solve"):
         started = time.perf_counter()
-        result = engine.resolve_z_star(run, ratings, pairwise, warm=st.session_state.get(WARM))
+        result = engine.resolve_z_star(run, judgments, warm=st.session_state.get(WARM))
         st.session_state[WARM] = result.pop("search", None)  # the next re-solve starts from this solution
         result["seconds"] = time.perf_counter() - started
-        result["n_ratings"] = len(ratings)
         st.session_state[RESULT] = result
 
 result = st.session_state.get(RESULT)
 if result:
     with session.guard("What changed"):
-        old, new = run.clauses("z_star"), result["z_star"]
-        st.markdown(f"**Re-solved in {result['seconds']:.2f} s** (prior fit + search: {result['engine_seconds']:.2f} s) with {result['n_ratings']} ratings.")
+        comparison = result["comparison"]
+        st.markdown(f"**Re-solved in {result['seconds']:.2f} s** (prior fit + search: {result['engine_seconds']:.2f} s) with "
+                    f"{count(result['n_ratings'], 'rating')}: {change_summary(comparison)}")
         col_before, col_after = st.columns(2)
-        col_before.markdown(f"**Before** (as stored in the run): {summary_sentence(old, 'IG', classes)}")
-        col_after.markdown(f"**After** (your ratings): {summary_sentence(new, 'IG', classes)}")
+        col_before.markdown(f"**Before** (as stored in the run): {summary_sentence(run.clauses('z_star'), 'IG', classes)}")
+        col_after.markdown(f"**After** (the current ratings): {summary_sentence(result['z_star'], 'IG', classes)}")
         col_before.caption("Field guide: " + (run.hypothesis_text("z_star") or ""))
         col_after.caption("Field guide: " + result["text"])
-        before = {(c["concept"], c["class"]): float(c["weight"]) for c in old}
-        after = {(c["concept"], c["class"]): float(c["weight"]) for c in new}
-        rows = []
-        for key in sorted(set(before) | set(after), key=lambda k: (k[1], k[0])):
-            w0, w1 = before.get(key, 0.0), after.get(key, 0.0)
-            change = "added" if key not in before else "removed" if key not in after else "stronger" if w1 > w0 + 1e-6 else "weaker" if w1 < w0 - 1e-6 else "same"
-            rows.append({"clause": f"{texts[key[0]]} ⇒ {key[1]}", "weight before": w0, "weight after": w1, "change": change})
-        diff = pd.DataFrame(rows)
-        st.dataframe(diff, hide_index=True, width="stretch", column_config={"weight before": st.column_config.NumberColumn(format="%.2f"), "weight after": st.column_config.NumberColumn(format="%.2f")})
-        widgets.chart(charts.clause_weights(new, "The re-solved z*"), "prior_new_zstar", "Green = animal features, red = background; compare with the Compare page's z*.", run_id=run.run_id)
-        run.need("hypotheses.z_star_json", "stored z* with its biases")
-        proba_old = engine.predict_proba(run, run.hypotheses.z_star_json)
-        proba_new = np.asarray(result["proba_test_eval"])
-        changed = int((proba_old.argmax(1) != proba_new.argmax(1)).sum())
-        y = run.split("test_eval")["label"].to_numpy()
-        acc0, acc1 = (proba_old.argmax(1) == y).mean(), (proba_new.argmax(1) == y).mean()
+        st.dataframe(changes_table(comparison, texts), hide_index=True, width="stretch",
+                     column_config={"weight before": st.column_config.NumberColumn(format="%.2f"), "weight after": st.column_config.NumberColumn(format="%.2f")})
+        widgets.chart(charts.clause_weights(result["z_star"], "The re-solved z*"), "prior_new_zstar",
+                      "Green = object features, red = background; compare with the Compare page's z*.", run_id=run.run_id)
         m1, m2, m3 = st.columns(3)
-        m1.metric("D′ predictions that changed", f"{changed} of {len(proba_new)}")
-        m2.metric("z* accuracy on D′ before", f"{100 * acc0:.1f}%")
-        m3.metric("after", f"{100 * acc1:.1f}%", f"{100 * (acc1 - acc0):+.1f} pts")
+        m1.metric("D′ answers that changed", f"{comparison.answers_changed} of {comparison.n_images}")
+        m2.metric("z* accuracy on D′ before", f"{100 * comparison.accuracy_before:.1f}%")
+        delta = accuracy_delta(comparison)
+        m3.metric("after" if delta else "after (unchanged)", f"{100 * comparison.accuracy_after:.1f}%", delta)
 
 # --- reset ------------------------------------------------------------------------------------------
 st.subheader("Start over")
 st.caption("A reset keeps a timestamped backup of every rating and preference it removes; any backup can be restored below.")
-with st.popover("Reset to the shipped judgments", icon=":material/restart_alt:"):
-    st.markdown(
-        f"This sets aside the {int((ratings['source'] == 'user').sum())} ratings added here and reloads the shipped ones. "
-        "**It keeps a backup** (timestamped, in the judgments database) that you can restore afterwards."
-    )
+with st.popover("Reset to the run's own judgments", icon=":material/restart_alt:"):
+    added = (f"This sets aside the {count(n_added, 'rating')} people added for this world since the run (every run of this world "
+             "shares them) and goes back to the judgments this run was solved with." if n_added else
+             "Nobody has added ratings for this world since the run: the page already shows the judgments it was solved with.")
+    st.markdown(f"{added} **It keeps a backup** (timestamped, in the judgments database) of whatever it removes, which you can restore afterwards.")
     if st.button("Yes, reset", key="w_reset", type="primary"):
         backup = store.reset()
         _forget_results()
-        st.session_state[FLASH] = f"The judgments are back to the shipped set (the previous ones are kept as backup #{backup})."
+        st.session_state[FLASH] = f"The judgments are back to the run's own (what was added is kept as backup #{backup})."
         st.rerun()
 
 backups = store.backups()
@@ -290,7 +266,8 @@ if len(backups):
     st.markdown(f"**Backups** ({len(backups)}), newest first. Restoring one brings its ratings back; ratings added since stay.")
     for rec in backups.iloc[::-1].to_dict("records"):
         left, right = st.columns([0.8, 0.2], vertical_alignment="center")
-        left.markdown(f"Backup #{rec['id']} · {rec['created'].replace('T', ' ')} UTC · {rec['n_ratings']} ratings, {rec['n_pairwise']} pairwise preferences")
+        left.markdown(f"Backup #{rec['id']} · {rec['created'].replace('T', ' ').removesuffix('+00:00')} UTC · "
+                      f"{count(rec['n_ratings'], 'rating')}, {count(rec['n_pairwise'], 'pairwise preference')}")
         if right.button("Restore", key=f"w_restore_{rec['id']}", icon=":material/history:"):
             try:
                 store.restore(int(rec["id"]))

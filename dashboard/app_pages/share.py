@@ -6,23 +6,14 @@ from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
-from dashboard import export
-from dashboard import state as codec
+from dashboard import export, url_state
 from dashboard.page import open_page
-
-#: URL path of each page (the default page, Overview, lives at the root) and the view keys it reads.
-PAGE_LINKS: dict[str, tuple[str, list[str]]] = {
-    "Overview": ("", []),
-    "Hypotheses": ("hypotheses", ["hyp"]),
-    "Microscope": ("microscope", ["model", "method", "group", "correct", "img"]),
-    "Compare": ("compare", ["method"]),
-    "Prior": ("prior", []),
-}
+from dashboard.pages import PAGES, PageSpec, page_named
 
 
-def link(base: str, page: str, keys: list[str]) -> str:
-    """The link to ``page`` (a URL path) showing the current view."""
-    return f"{base}/{page}?{urlencode(codec.encode(view, ['run', *keys]))}"
+def link(base: str, page: PageSpec) -> str:
+    """The link to ``page`` showing the current view (the run and the keys the page reads)."""
+    return f"{base}/{page.path}?{urlencode(url_state.encode(view, ['run', *page.keys]))}"
 
 
 page = open_page(
@@ -35,16 +26,19 @@ parts = urlsplit(st.context.url or "")
 base = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 st.subheader("Links to the current views")
-for title, (path, keys) in PAGE_LINKS.items():
-    st.markdown(f"**{title}**")
-    st.code(link(base, path, keys), language=None, wrap_lines=True)
-st.caption(f"Links use format version v={codec.CODEC_VERSION}; links from other versions open the default view with a note.")
+for spec in PAGES:
+    if spec.name == "share":
+        continue
+    st.markdown(f"**{spec.title}** · {spec.share}")
+    st.code(link(base, spec), language=None, wrap_lines=True)
+st.caption(f"Links use format version v={url_state.CODEC_VERSION}; links from older versions are read as they were meant, "
+           "links from unknown versions open the default view with a note.")
 
 st.subheader("Report")
 st.markdown("One HTML file with the key results, interactive charts (plotly, embedded) and images (inline): it needs no server and no internet.")
 st.download_button(
     "Download the HTML report",
-    data=lambda: export.report_html(run, link=link(base, "", []) if base else None).encode("utf-8"),
+    data=lambda: export.report_html(run, link=link(base, page_named("overview")) if base else None).encode("utf-8"),
     file_name=f"ig-report-{run.run_id}.html",
     mime="text/html",
     type="primary",

@@ -12,6 +12,8 @@ import plotly.io as pio
 
 from dashboard.components.figures import KeyFigure
 from dashboard.components.images import data_uri
+from dashboard.components.style import KIND_LABELS
+from igcore.hypothesis import clause_qualifiers
 
 
 @dataclass
@@ -28,10 +30,11 @@ class ReportInput:
     z_star_clauses: list[dict] = field(default_factory=list)
     findings: list[str] = field(default_factory=list)  # computed sentences (dashboard.components.text)
     figures: list[KeyFigure] = field(default_factory=list)  # dashboard.components.figures.key_figures
+    contact_sheet: bytes | None = None  # the world's contact sheet (PNG), shown full width
     images: list[tuple[bytes, str]] = field(default_factory=list)  # (png, caption)
     table_html: str | None = None  # already-escaped HTML table (pandas to_html escapes by default)
     notes: list[str] = field(default_factory=list)
-    user_ratings: list[dict] = field(default_factory=list)  # ratings added in the dashboard (rater names!)
+    user_ratings: list[dict] = field(default_factory=list)  # added for the run's world after it (rater names!)
 
 
 def _e(text: object) -> str:
@@ -46,6 +49,7 @@ h1{margin-bottom:.2rem} .meta{color:#666;font-size:.9rem}
 .ig{border-top:5px solid #2e7d5b} .base{border-top:5px solid #d1495b}
 figure{margin:1.2rem 0} figcaption{color:#555;font-size:.9rem}
 .gallery{display:flex;flex-wrap:wrap;gap:.8rem} .gallery figure{width:200px;margin:0} .gallery img{width:200px;image-rendering:pixelated}
+.sheet img{width:100%;image-rendering:pixelated}
 table{border-collapse:collapse;font-size:.9rem} td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left}
 .note{background:#f5f7fa;border-left:4px solid #8d99ae;padding:.5rem .8rem}
 """
@@ -83,13 +87,15 @@ def build_report(data: ReportInput) -> str:
     for note in data.notes:
         parts.append(f"<p class='note'>{_e(note)}</p>")
     if data.z_star_clauses:
-        parts.append("<h2>z*, clause by clause</h2><table><tr><th>concept</th><th>is evidence for</th><th>weight</th><th>kind</th></tr>")
+        parts.append("<h2>z*, clause by clause</h2><table><tr><th>concept</th><th>is evidence for</th><th>weight</th>"
+                     "<th>strength</th><th>kind</th></tr>")
         for c in data.z_star_clauses:
             parts.append(
                 f"<tr><td>{_e(c.get('text') or c.get('concept'))}</td><td>{_e(c.get('class'))}</td>"
-                f"<td>{float(c.get('weight', 0)):.2f}</td><td>{_e(c.get('kind', ''))}</td></tr>"
+                f"<td>{float(c.get('weight', 0)):.2f}</td><td>{_e(clause_qualifiers(c))}</td><td>{_e(KIND_LABELS.get(c.get('kind', ''), c.get('kind', '')))}</td></tr>"
             )
-        parts.append("</table>")
+        parts.append("</table><p class='meta'>“not specific”: deleting the clause changes L_M's answers no more where its concept "
+                     "is present than where it is absent.</p>")
     if data.table_html:
         parts.append(f"<h2>Accuracy on D′</h2>{data.table_html}")
     for i, fig in enumerate(data.figures):
@@ -98,13 +104,18 @@ def build_report(data: ReportInput) -> str:
             continue
         body = pio.to_html(fig.figure, full_html=False, include_plotlyjs=False, div_id=f"fig{i}", config={"displaylogo": False})
         parts.append(f"<figure><h2>{_e(fig.title)}</h2>{body}<figcaption>{_e(fig.caption)}</figcaption></figure>")
+    if data.contact_sheet:
+        parts.append(f"<h2>The world</h2><figure class='sheet'><img alt='contact sheet' src='{data_uri(data.contact_sheet)}'>"
+                     "<figcaption>Example images of every split and group of this run's world.</figcaption></figure>")
     if data.images:
-        parts.append("<h2>Images</h2><div class='gallery'>")
+        parts.append("<h2>Images where the baseline and the IG student disagree</h2><div class='gallery'>")
         for png, caption in data.images:
             parts.append(f"<figure><img alt='{_e(caption)}' src='{data_uri(png)}'><figcaption>{_e(caption)}</figcaption></figure>")
         parts.append("</div>")
     if data.user_ratings:
-        parts.append("<h2>Ratings added in the dashboard</h2><table><tr><th>rater</th><th>concept</th><th>class</th><th>rating</th></tr>")
+        parts.append("<h2>Ratings added for this world after the run</h2><p>People added these on the dashboard's Prior page; "
+                     "this run's z* was solved without them.</p>"
+                     "<table><tr><th>rater</th><th>concept</th><th>class</th><th>rating</th></tr>")
         for r in data.user_ratings:
             parts.append(f"<tr><td>{_e(r.get('rater'))}</td><td>{_e(r.get('concept'))}</td><td>{_e(r.get('class'))}</td><td>{_e(r.get('rating'))}</td></tr>")
         parts.append("</table>")

@@ -1,96 +1,52 @@
-"""One visual language for every chart: a colour and a plain-English name per method, per concept kind."""
+"""One visual language for every chart: a colour and a plain-English name per method (from the method
+registry, :mod:`igcore.methods`) and per concept kind, and the plotly layout every chart shares."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# Consistent colours: the baseline is red-ish, IG is green-ish, references are grey/blue.
-METHOD_COLORS: dict[str, str] = {
-    "erm": "#d1495b",
-    "ig_student": "#2e7d5b",
-    "ig_direct": "#66a182",
-    "ig_posterior": "#8cc084",
-    "no_prior": "#edae49",
-    "oracle": "#8d99ae",
-    "true_concepts": "#00798c",
-    "groupdro": "#9b5de5",
-    "jtt": "#f15bb5",
-    "dfr": "#5c6bc0",
-}
-_FALLBACK = ["#6d597a", "#b56576", "#355070", "#e56b6f", "#eaac8b"]
-
-METHOD_LABELS: dict[str, str] = {
-    "erm": "Baseline (ERM)",
-    "ig_student": "IG student",
-    "ig_direct": "IG direct (z* read by L_M)",
-    "ig_posterior": "IG posterior predictive",
-    "no_prior": "No prior (likelihood only)",
-    "oracle": "Oracle (trained on D′ labels)",
-    "true_concepts": "True concepts (reference)",
-    "groupdro": "GroupDRO",
-    "jtt": "JTT",
-    "dfr": "DFR",
-}
-
-METHOD_SHORT: dict[str, str] = {
-    "erm": "Baseline (ERM)",
-    "ig_student": "IG student",
-    "ig_direct": "IG direct",
-    "ig_posterior": "IG posterior",
-    "no_prior": "No prior",
-    "oracle": "Oracle",
-    "true_concepts": "True concepts",
-}
-
-METHOD_HELP: dict[str, str] = {
-    "erm": "the ordinary classifier trained on D, put under the microscope",
-    "ig_student": "a fresh network trained on D′ images labelled with z*",
-    "ig_direct": "the learned human-likelihood model applying z* to each image",
-    "no_prior": "the same search without the human prior: the ablation",
-    "oracle": "trained on the test distribution's labels: an upper reference, not a competitor",
-    "true_concepts": "logistic regression on the true concept annotations: a reference",
-}
-
-# Order in which methods are listed (unknown ones go last, alphabetically).
-METHOD_ORDER = ["erm", "no_prior", "ig_direct", "ig_posterior", "ig_student", "groupdro", "jtt", "dfr", "true_concepts", "oracle"]
+from igcore.methods import method_spec, order_methods
 
 KIND_COLORS = {"core": "#2e7d5b", "context": "#d1495b", "distractor": "#8d99ae"}
 KIND_LABELS = {"core": "object feature", "context": "background", "distractor": "distractor"}
 
-HYPOTHESIS_COLORS = {"z_star": METHOD_COLORS["ig_student"], "z_baseline": METHOD_COLORS["erm"], "no_prior": METHOD_COLORS["no_prior"]}
+#: Each stored hypothesis drawn in the colour of the model it stands for.
+HYPOTHESIS_COLORS = {"z_star": method_spec("ig_student").color, "z_baseline": method_spec("erm").color, "no_prior": method_spec("no_prior").color}
 
 
-#: How a sentence names a model's possessions ("lowers the baseline's confidence").
-POSSESSIVE: dict[str, str] = {"erm": "the baseline's", "ig_student": "the IG student's", "oracle": "the oracle's"}
+def method_color(name: str) -> str:
+    """The method's colour (:mod:`igcore.methods`)."""
+    return method_spec(name).color
+
+
+def method_label(name: str) -> str:
+    """The method's full name, for legends and tables."""
+    return method_spec(name).label
+
+
+def method_short(name: str) -> str:
+    """The method's short name, for crowded axes and tiles."""
+    return method_spec(name).short
+
+
+def method_help(name: str) -> str:
+    """One line on what the method is."""
+    return method_spec(name).help
 
 
 def possessive(name: str) -> str:
     """``the baseline's``, ``the IG student's``, ``GroupDRO's`` …"""
-    return POSSESSIVE.get(name, f"{method_short(name)}'s")
+    return method_spec(name).possessive
 
 
 def subject(name: str) -> str:
     """``the baseline``, ``the IG student``, ``GroupDRO`` … (a model named inside a sentence)."""
-    return POSSESSIVE[name][:-2] if name in POSSESSIVE else method_short(name)
+    return method_spec(name).subject
 
 
-def method_color(name: str) -> str:
-    if name in METHOD_COLORS:
-        return METHOD_COLORS[name]
-    return _FALLBACK[sum(map(ord, name)) % len(_FALLBACK)]
-
-
-def method_label(name: str) -> str:
-    return METHOD_LABELS.get(name, name.replace("_", " "))
-
-
-def method_short(name: str) -> str:
-    return METHOD_SHORT.get(name, METHOD_LABELS.get(name, name.replace("_", " ")))
-
-
-def order_methods(names: list[str]) -> list[str]:
-    known = [m for m in METHOD_ORDER if m in names]
-    return known + sorted(m for m in names if m not in METHOD_ORDER)
+def attribution_label(name: str) -> str:
+    """An attribution method as people read it, the same on axes, selectors and captions ("grad cam")."""
+    return name.replace("_", " ")
 
 
 def base_layout(**overrides: Any) -> dict[str, Any]:
@@ -107,3 +63,19 @@ def base_layout(**overrides: Any) -> dict[str, Any]:
     if isinstance(title, dict):  # title above the legend, never on top of it
         layout["title"] = {"x": 0.0, "xanchor": "left", "y": 0.985, "yanchor": "top", **title}
     return layout
+
+
+__all__ = [
+    "HYPOTHESIS_COLORS",
+    "KIND_COLORS",
+    "KIND_LABELS",
+    "attribution_label",
+    "base_layout",
+    "method_color",
+    "method_help",
+    "method_label",
+    "method_short",
+    "order_methods",
+    "possessive",
+    "subject",
+]

@@ -13,9 +13,10 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard import engine
 from dashboard.components.figures import KeyFigure
-from dashboard.components.images import png_bytes
-from dashboard.run_view import NotComputed
+from dashboard.components.images import overlay, png_bytes
+from dashboard.run_view import NotComputed, RunView
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -73,11 +74,21 @@ def key_figure(fig: KeyFigure, page: str, run_id: str) -> None:
     chart(fig.figure, f"{page}_{fig.key}", fig.caption, run_id=run_id)
 
 
-def image_strip(images: Sequence[np.ndarray], captions: Sequence[str], *, columns: int = 6, width: int = 150) -> None:
-    """A row (or rows) of images with captions, drawn as crisp PNGs."""
+@st.cache_data(show_spinner=False, max_entries=4096)
+def test_image_png(run: RunView, index: int, model: str | None = None, method: str | None = None, factor: int = 2) -> bytes:
+    """PNG of D′_eval image ``index`` with the object's outline (when the data has masks) and, given a model
+    and an attribution method, that model's map over it; encoded once per run and view, shared by reruns
+    and sessions."""
+    test, masks = run.test_eval(), run.masks()
+    attribution = engine.attribution_maps(run, model, method, [index])[0][0] if model and method else None
+    return png_bytes(overlay(test["images"][index], attribution, None if masks is None else masks[index], factor=factor))
+
+
+def image_strip(images: Sequence[np.ndarray | bytes], captions: Sequence[str], *, columns: int = 6, width: int = 150) -> None:
+    """A row (or rows) of images (arrays, or PNGs already encoded) with captions, drawn as crisp PNGs."""
     if not len(images):
         return
     cols = st.columns(columns)
     for i, (img, cap) in enumerate(zip(images, captions, strict=False)):
         with cols[i % columns]:
-            st.image(png_bytes(img), caption=cap, width=width)
+            st.image(img if isinstance(img, bytes) else png_bytes(img), caption=cap, width=width)

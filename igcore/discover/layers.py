@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from igcore.architectures import architecture_of, vit_layers
 from igcore.baseline import to_pixels
 from igcore.errors import InputError
-from igcore.microscope.registry import architecture_of, vit_layers
 
 GridFn = Callable[[torch.Tensor], torch.Tensor]  # (B, h, w, C) non-negative -> (V, B, h, w, C) variants
 

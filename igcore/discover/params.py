@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from igcore.settings import PathText, Settings
+from igcore.settings import PathText, Settings, stored, unique, unknown
 
 #: Models discovery can explain: trained (or loaded) before the ``ig`` stage, never on D′ labels.
 DISCOVER_MODELS = ("erm",)
@@ -34,12 +34,9 @@ class DiscoverParams(Settings):
     @field_validator("models")
     @classmethod
     def _known_models(cls, models: list[str]) -> list[str]:
-        bad = [m for m in models if m not in DISCOVER_MODELS]
-        if bad:
-            raise ValueError(f"discover.models: unknown model(s) {', '.join(map(repr, bad))}; valid: {', '.join(DISCOVER_MODELS)}")
-        if len(set(models)) < len(models):
-            raise ValueError(f"discover.models must not repeat a model, got {models!r}")
-        return models
+        if problem := unknown("model(s)", models, DISCOVER_MODELS):
+            raise ValueError(problem)
+        return unique(models)
 
     @field_validator("k_candidates")
     @classmethod
@@ -60,8 +57,7 @@ class DiscoverParams(Settings):
     def _names_file(cls, path: str | None, info: ValidationInfo) -> str | None:
         from pathlib import Path
 
-        stored = bool(info.context and info.context.get("stored"))
-        if path is not None and not stored and not Path(path).expanduser().is_file():
+        if path is not None and not stored(info) and not Path(path).expanduser().is_file():
             raise ValueError(f"discover.names: file {path!r} does not exist; give a CSV component,text")
         return path
 

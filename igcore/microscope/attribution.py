@@ -23,9 +23,10 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
+from igcore.architectures import architecture_of
 from igcore.baseline import ImageClassifier, to_pixels
 from igcore.errors import InputError
-from igcore.microscope.registry import architecture_of, get_method, params_key
+from igcore.microscope.registry import get_method, params_key
 
 #: What the maps explain: the model's own predicted class (the question "why did it say that?").
 TARGET_RULE = "predicted"

@@ -209,9 +209,12 @@ def swap_attribution(
     """Integrated gradients of the log-odds of the model's answer from the double swap to the original.
 
     For each chosen entry of ``double`` (``positions``): the attribution inside the background (outside
-    the original's and the pasted object's masks) and inside the objects. Returns the mean share of the
-    total change that sits on the background, the mean background and object parts (log-odds) with
-    bootstrap CIs, the completeness gap and per-group background shares.
+    the original's and the pasted object's masks) and inside the objects. Returns the mean background and
+    object parts and their total (log-odds, the unit people read) with bootstrap CIs, overall and per group
+    (``background_log_odds_by_group``, ``object_log_odds_by_group``), the completeness gap, and the mean
+    share of the total on the background (``background_share``, overall and per group). The share is
+    unbounded where the two parts pull in opposite directions (a total near 0 makes it explode), so it is
+    kept for older readers and the dashboard shows the parts.
     """
     from captum.attr import IntegratedGradients
 
@@ -244,6 +247,8 @@ def swap_attribution(
         "n_steps": n_steps,
     }
     if group_names is not None and len(rows):
-        groups = split.groups[rows][keep]
-        out["background_share_by_group"] = {group_names[g]: mean_ci(share[groups == g], seed) for g in np.unique(groups)}
+        groups = split.groups[rows]
+        out["background_share_by_group"] = {group_names[g]: mean_ci(share[groups[keep] == g], seed) for g in np.unique(groups[keep])}
+        out["background_log_odds_by_group"] = {group_names[g]: mean_ci(bg[groups == g], seed) for g in np.unique(groups)}
+        out["object_log_odds_by_group"] = {group_names[g]: mean_ci(ob[groups == g], seed) for g in np.unique(groups)}
     return out

@@ -7,35 +7,39 @@ gradient, sums over channels, applies a ReLU and upsamples the coarse map to the
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from igcore.microscope.registry import last_conv_stage, register_attribution, to_image_maps
+from pydantic import Field
+
+from igcore.architectures import last_conv_stage
+from igcore.microscope.registry import InterpolateMode, register_attribution, to_image_maps
+from igcore.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class GradCAMParams(Settings):
+    relu: bool = Field(True, description="keep only evidence for the target (the original definition)")
+    interpolate_mode: InterpolateMode = Field("bilinear", description="upsampling of the coarse map to the image")
 
 
 @register_attribution(
     "grad_cam",
+    params=GradCAMParams,
     architectures=("resnet",),
-    defaults={"relu": True, "interpolate_mode": "bilinear"},
     description="Grad-CAM (Selvaraju et al., 2017) on the last ResNet stage, upsampled to the image",
     signed=False,
 )
-def grad_cam(
-    module: nn.Module,
-    inputs: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    relu: bool = True,
-    interpolate_mode: str = "bilinear",
-) -> torch.Tensor:
+def grad_cam(module: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, relu: bool, interpolate_mode: str) -> torch.Tensor:
     """Grad-CAM maps at image resolution.
 
     Args:
         module: a ResNet :class:`~igcore.baseline.PixelClassifier`.
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
-        relu: keep only evidence for the target (the original definition).
-        interpolate_mode: upsampling mode (``bilinear``, ``nearest``, ``bicubic``).
+        relu, interpolate_mode: :class:`GradCAMParams`.
 
     Returns:
         (N, H, W) maps.

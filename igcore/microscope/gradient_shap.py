@@ -8,26 +8,33 @@ white images plus ``n_noise_baselines`` uniform-noise images (seeded by the call
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
+
+from pydantic import Field
 
 from igcore.microscope._baselines import BASELINES
 from igcore.microscope.registry import register_attribution
+from igcore.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class GradientShapParams(Settings):
+    n_samples: int = Field(8, ge=1, description="random (baseline, path point) samples per image (one forward and backward pass each)")
+    stdevs: float = Field(0.05, ge=0, description="std of the Gaussian noise added to the inputs")
+    n_noise_baselines: int = Field(3, ge=0, description="uniform-noise images added to the black, gray and white baselines")
 
 
 @register_attribution(
     "gradient_shap",
-    defaults={"n_samples": 8, "stdevs": 0.05, "n_noise_baselines": 3},
+    params=GradientShapParams,
     description="GradientSHAP (Lundberg & Lee, 2017): expected gradients over random baselines and path points",
+    cost=lambda p, side: p.n_samples,
 )
 def gradient_shap(
-    module: nn.Module,
-    inputs: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    n_samples: int = 8,
-    stdevs: float = 0.05,
-    n_noise_baselines: int = 3,
+    module: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, n_samples: int, stdevs: float, n_noise_baselines: int
 ) -> torch.Tensor:
     """GradientSHAP attributions summed over colour channels.
 
@@ -35,13 +42,12 @@ def gradient_shap(
         module: images in [0, 1] (N, 3, H, W) → logits.
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
-        n_samples: random (baseline, path point) samples per image.
-        stdevs: std of the Gaussian noise added to the inputs.
-        n_noise_baselines: uniform-noise images added to the constant baselines.
+        n_samples, stdevs, n_noise_baselines: :class:`GradientShapParams`.
 
     Returns:
         (N, H, W) signed attribution maps.
     """
+    import torch
     from captum.attr import GradientShap
 
     shape = (1, *inputs.shape[1:])

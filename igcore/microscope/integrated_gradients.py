@@ -8,26 +8,33 @@ of the gradient along the straight line from a baseline ``x'`` to the input, app
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from igcore.microscope._baselines import baseline_like
+from pydantic import Field
+
+from igcore.microscope._baselines import BaselineName, baseline_like
 from igcore.microscope.registry import register_attribution
+from igcore.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class IntegratedGradientsParams(Settings):
+    n_steps: int = Field(32, ge=1, description="points of the path integral (one forward and backward pass each)")
+    internal_batch_size: int = Field(512, ge=1, description="images × steps evaluated per forward/backward pass")
+    baseline: BaselineName = Field("black", description="reference image: black | gray | white")
 
 
 @register_attribution(
     "integrated_gradients",
-    defaults={"n_steps": 32, "internal_batch_size": 512, "baseline": "black"},
+    params=IntegratedGradientsParams,
     description="Integrated Gradients (Sundararajan et al., 2017): path integral of gradients from a baseline image",
+    cost=lambda p, side: p.n_steps,
 )
 def integrated_gradients(
-    module: nn.Module,
-    inputs: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    n_steps: int = 32,
-    internal_batch_size: int = 512,
-    baseline: str = "black",
+    module: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, n_steps: int, internal_batch_size: int, baseline: str
 ) -> torch.Tensor:
     """Integrated gradients summed over colour channels.
 
@@ -35,9 +42,7 @@ def integrated_gradients(
         module: images in [0, 1] (N, 3, H, W) → logits.
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
-        n_steps: points of the path integral.
-        internal_batch_size: images × steps evaluated per forward/backward pass.
-        baseline: reference image (``black``, ``gray`` or ``white``).
+        n_steps, internal_batch_size, baseline: :class:`IntegratedGradientsParams`.
 
     Returns:
         (N, H, W) signed attribution maps.

@@ -9,29 +9,40 @@ only through the patch projection). ViT only.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from pydantic import Field
 
+from igcore.architectures import patch_embedding
 from igcore.microscope._baselines import baseline_like
-from igcore.microscope.registry import patch_embedding, register_attribution
+from igcore.microscope.integrated_gradients import IntegratedGradientsParams
+from igcore.microscope.registry import InterpolateMode, register_attribution
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class LayerIntegratedGradientsParams(IntegratedGradientsParams):
+    interpolate_mode: InterpolateMode = Field("nearest", description="upsampling of the patch grid (nearest keeps patch borders visible)")
 
 
 @register_attribution(
     "layer_integrated_gradients",
+    params=LayerIntegratedGradientsParams,
     architectures=("vit",),
-    defaults={"n_steps": 32, "internal_batch_size": 512, "baseline": "black", "interpolate_mode": "nearest"},
     description="Layer Integrated Gradients on the ViT patch embeddings, one value per patch",
+    cost=lambda p, side: p.n_steps,
 )
 def layer_integrated_gradients(
     module: nn.Module,
     inputs: torch.Tensor,
     target: torch.Tensor,
     *,
-    n_steps: int = 32,
-    internal_batch_size: int = 512,
-    baseline: str = "black",
-    interpolate_mode: str = "nearest",
+    n_steps: int,
+    internal_batch_size: int,
+    baseline: str,
+    interpolate_mode: str,
 ) -> torch.Tensor:
     """Patch-level integrated gradients at image resolution.
 
@@ -39,10 +50,7 @@ def layer_integrated_gradients(
         module: a ViT :class:`~igcore.baseline.PixelClassifier`.
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
-        n_steps: points of the path integral.
-        internal_batch_size: images × steps per forward/backward pass.
-        baseline: reference image (``black``, ``gray`` or ``white``).
-        interpolate_mode: upsampling of the patch grid (``nearest`` keeps patch borders visible).
+        n_steps, internal_batch_size, baseline, interpolate_mode: :class:`LayerIntegratedGradientsParams`.
 
     Returns:
         (N, H, W) signed maps.

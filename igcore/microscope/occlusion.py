@@ -7,27 +7,39 @@ Model-agnostic (forward passes only) and signed; its resolution is the stride.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
-from igcore.microscope._baselines import BASELINES
+from pydantic import Field
+
+from igcore.microscope._baselines import BASELINES, BaselineName
 from igcore.microscope.registry import register_attribution
+from igcore.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class OcclusionParams(Settings):
+    window: int = Field(16, ge=1, description="side of the square occluding patch in pixels")
+    stride: int = Field(8, ge=1, description="step between patches in pixels")
+    baseline: BaselineName = Field("gray", description="colour of the patch: black | gray | white")
+    forward_batch: int = Field(256, ge=1, description="occluded images evaluated per forward pass (all images of the batch together)")
+
+
+def occluded_copies(params: OcclusionParams, side: int) -> int:
+    """Occluded copies of a ``side`` px image, one forward pass each: patch positions per axis, squared."""
+    return max(1, (side - params.window) // params.stride + 1) ** 2
 
 
 @register_attribution(
     "occlusion",
-    defaults={"window": 16, "stride": 8, "baseline": "gray", "forward_batch": 256},
+    params=OcclusionParams,
     description="Occlusion (Zeiler & Fergus, 2014): logit drop when a sliding patch is greyed out",
+    cost=occluded_copies,
 )
 def occlusion(
-    module: nn.Module,
-    inputs: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    window: int = 16,
-    stride: int = 8,
-    baseline: str = "gray",
-    forward_batch: int = 256,
+    module: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, window: int, stride: int, baseline: str, forward_batch: int
 ) -> torch.Tensor:
     """Occlusion maps (all channels occluded together, so channel sum = 3 × the per-pixel drop).
 
@@ -35,20 +47,13 @@ def occlusion(
         module: images in [0, 1] (N, 3, H, W) → logits.
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
-        window: side of the square occluding patch in pixels.
-        stride: step between patches in pixels.
-        baseline: colour of the patch (``black``, ``gray``, ``white``).
-        forward_batch: occluded images evaluated per forward pass (all images of the batch together).
+        window, stride, baseline, forward_batch: :class:`OcclusionParams`.
 
     Returns:
         (N, H, W) signed maps (positive: occluding the region lowers the target logit).
     """
     from captum.attr import Occlusion
 
-    from igcore.errors import InputError
-
-    if baseline not in BASELINES:
-        raise InputError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
     channels = inputs.shape[1]
     attr = Occlusion(module).attribute(
         inputs,

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from igcore.config import MicroscopeConfig, _deep_merge, parse_sets
+from igcore.config.sets import deep_merge, parse_sets
 from igcore.errors import InputError
+from igcore.microscope.params import MicroscopeConfig
 from igcore.microscope.runner import MicroscopeInputs, run_microscope
 from igcore.schema import pred_column
 from igcore.settings import validated
@@ -28,9 +29,9 @@ from igcore.settings import validated
 def microscope_settings(run_config: Mapping[str, Any], overrides: Sequence[str] | Mapping[str, Any] = ()) -> MicroscopeConfig:
     """The run's ``microscope`` section (defaults for keys it lacks) with ``microscope.key=value`` overrides."""
     section = MicroscopeConfig().model_dump()
-    section = _deep_merge(section, dict(run_config.get("microscope") or {}), "microscope.")
+    section = deep_merge(section, dict(run_config.get("microscope") or {}), "microscope.")
     extra = dict(overrides) if isinstance(overrides, Mapping) else parse_sets(list(overrides), only_prefix="microscope").get("microscope", {})
-    return validated(MicroscopeConfig, _deep_merge(section, extra, "microscope."), "microscope")
+    return validated(MicroscopeConfig, deep_merge(section, extra, "microscope."), "microscope")
 
 
 def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] = (), device: str | None = None) -> Path:
@@ -44,7 +45,7 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
             or a world that no longer reproduces the run's test_eval images.
     """
     from igcore.discover.names import hypothesis_language
-    from igcore.stages import stage_named
+    from igcore.stages import check_models, stage_named
     from igcore.store import load_run_dir, recompute_output
     from igcore.worlds import build_world
 
@@ -53,6 +54,7 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
         raise InputError(f"run {run.run_id!r} is not complete (status {run.status!r}); only finished runs can be recomputed")
     config = run.config_model()
     settings = microscope_settings(run.config, overrides)
+    check_models(settings)
     missing = [m for m in settings.models if m not in run.model_names()]
     if missing:
         raise InputError(f"run {run.run_id!r} has no model {', '.join(missing)}; set microscope.models to some of: {', '.join(run.model_names())}")

@@ -1,11 +1,16 @@
-"""Registry of attribution methods (zennit/timm style).
+"""Registry of attribution methods (zennit/timm style): each entry carries everything about its method.
 
 Each method is a function ``fn(module, inputs, target, **params) -> maps`` that takes a
 :class:`~igcore.baseline.PixelClassifier` (images in ``[0, 1]`` → logits), a float batch
 (N, 3, H, W) and the target classes (N,), and returns one (N, H, W) float map per image (attributions
 summed over the colour channels, or a layer attribution upsampled to the image size). A method
-declares which architectures it applies to and its parameters with their defaults, so the config, the
-dashboard and the tests discover it the moment it is registered.
+declares the architecture families it applies to, its parameters (a :class:`~igcore.settings.Settings`
+class: each parameter's default, bounds and one line of meaning) and what a map costs, so the config
+(``microscope.params.<method>.*``: defaults and validation), the dashboard and the tests derive from
+the registration alone.
+
+Importing this module (and the method modules) loads neither torch nor captum; they load when a
+method runs.
 """
 
 from __future__ import annotations
@@ -13,18 +18,31 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from torch import nn
-
+from igcore.architectures import ARCHITECTURE_FAMILIES, architecture_of
 from igcore.errors import InputError
+from igcore.settings import Settings, validated
 
-AttributionFn = Callable[..., torch.Tensor]
+if TYPE_CHECKING:
+    import torch
 
-#: Architecture families the microscope knows how to open (see :func:`architecture_of`).
-ARCHITECTURE_FAMILIES = ("resnet", "vit")
+AttributionFn = Callable[..., "torch.Tensor"]
+#: ``cost(params, side)``: model passes (forward, or forward and backward) one map of a ``side`` px image takes.
+CostFn = Callable[[Any, int], int]
+
+#: Upsampling modes of a coarse layer attribution (``torch.nn.functional.interpolate`` on (N, 1, h, w)).
+InterpolateMode = Literal["nearest", "nearest-exact", "bilinear", "bicubic", "area"]
+
+
+class NoParams(Settings):
+    """A method without parameters."""
+
+
+def one_pass(params: Any, side: int) -> int:
+    """The cost of a method that needs one forward and one backward pass per map."""
+    return 1
 
 
 @dataclass(frozen=True)
@@ -34,32 +52,42 @@ class AttributionMethod:
     Attributes:
         name: registry key (``integrated_gradients`` ...), also the config name.
         fn: ``fn(module, inputs, target, **params) -> (N, H, W)`` maps.
+        params: its parameters: defaults, bounds, one line of meaning each (``microscope.params.<name>.*``).
         architectures: families it applies to (``resnet``, ``vit``).
-        defaults: parameters and their default values (every accepted parameter is listed).
         description: one line for the dashboard.
         signed: whether maps carry a sign (IG, GradientSHAP, occlusion) or are non-negative.
+        cost: model passes one map takes, for validated parameters and the image side (``cost(params, side)``).
     """
 
     name: str
     fn: AttributionFn
+    params: type[Settings]
     architectures: tuple[str, ...]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    description: str = ""
-    signed: bool = True
+    description: str
+    signed: bool
+    cost_fn: CostFn
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every parameter with its default value."""
+        return self.params().model_dump()
 
     def applies_to(self, architecture: str) -> bool:
         return architecture in self.architectures
 
+    def check(self, params: Mapping[str, Any] | None = None) -> Settings:
+        """``params`` validated against the method's parameters: unknown names and values out of bounds raise
+        :class:`InputError` naming the key (``microscope.params.<name>.<key>``)."""
+        return validated(self.params, dict(params or {}), f"microscope.params.{self.name}")
+
     def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults overridden by ``params``; unknown parameter names raise :class:`InputError`."""
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(self.defaults))
-        if unknown:
-            raise InputError(
-                f"attribution method {self.name!r} has no parameter(s) {', '.join(unknown)}; "
-                f"its parameters are: {', '.join(self.defaults) or '(none)'}"
-            )
-        return {**self.defaults, **params}
+        """Defaults overridden by ``params`` (checked with :meth:`check`): the keywords ``fn`` is called with."""
+        self.check(params)
+        return {**self.defaults, **dict(params or {})}
+
+    def cost(self, params: Mapping[str, Any] | None, side: int) -> int:
+        """Model passes one map of a ``side`` px image takes with ``params`` (defaults for the rest)."""
+        return int(self.cost_fn(self.check(params), side))
 
 
 ATTRIBUTIONS: dict[str, AttributionMethod] = {}
@@ -68,16 +96,21 @@ ATTRIBUTIONS: dict[str, AttributionMethod] = {}
 def register_attribution(
     name: str,
     *,
+    params: type[Settings] = NoParams,
     architectures: tuple[str, ...] = ARCHITECTURE_FAMILIES,
-    defaults: Mapping[str, Any] | None = None,
     description: str = "",
     signed: bool = True,
+    cost: CostFn = one_pass,
 ) -> Callable[[AttributionFn], AttributionFn]:
-    """Decorator adding an attribution function to :data:`ATTRIBUTIONS` under ``name``."""
+    """Decorator adding an attribution function to :data:`ATTRIBUTIONS` under ``name``.
+
+    ``params`` declares its parameters (the function takes them as keywords, without defaults of its own);
+    ``cost(params, side)`` says how many model passes a map takes (default: one).
+    """
 
     def decorate(fn: AttributionFn) -> AttributionFn:
         ATTRIBUTIONS[name] = AttributionMethod(
-            name, fn, tuple(architectures), dict(defaults or {}), description or (fn.__doc__ or "").strip().split("\n")[0], signed
+            name, fn, params, tuple(architectures), description or (fn.__doc__ or "").strip().split("\n")[0], signed, cost
         )
         return fn
 
@@ -90,45 +123,10 @@ def get_method(name: str) -> AttributionMethod:
     return ATTRIBUTIONS[name]
 
 
-def available_methods(architecture: str | None = None) -> list[str]:
-    """Registered method names, optionally only those that apply to ``architecture``."""
-    return [n for n, m in ATTRIBUTIONS.items() if architecture is None or m.applies_to(architecture)]
-
-
 def params_key(method: str, params: Mapping[str, Any]) -> str:
     """Stable short key of (method, parameters) for the attribution cache."""
     text = json.dumps({"method": method, "params": dict(params)}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
-# -- architecture helpers ---------------------------------------------------------------------------
-
-
-def architecture_of(module: nn.Module) -> str:
-    """``resnet`` or ``vit`` for a :class:`~igcore.baseline.PixelClassifier` (or its HF model)."""
-    model = getattr(module, "model", module)
-    if hasattr(model, "resnet"):
-        return "resnet"
-    if hasattr(model, "vit"):
-        return "vit"
-    raise InputError(
-        f"the microscope supports {', '.join(ARCHITECTURE_FAMILIES)} models; got {type(model).__name__}"
-    )
-
-
-def last_conv_stage(module: nn.Module) -> nn.Module:
-    """The last ResNet stage (the usual Grad-CAM layer)."""
-    return module.model.resnet.encoder.stages[-1]
-
-
-def patch_embedding(module: nn.Module) -> nn.Module:
-    """The ViT patch embedding (the usual layer for layer integrated gradients)."""
-    return module.model.vit.embeddings.patch_embeddings
-
-
-def vit_layers(module: nn.Module) -> nn.ModuleList:
-    vit = module.model.vit
-    return vit.layers if hasattr(vit, "layers") else vit.encoder.layer
 
 
 def to_image_maps(layer_attr: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
@@ -137,3 +135,16 @@ def to_image_maps(layer_attr: torch.Tensor, size: tuple[int, int], mode: str = "
 
     summed = layer_attr.sum(1, keepdim=True)
     return LayerAttribution.interpolate(summed, size, mode).squeeze(1)
+
+
+__all__ = [
+    "ATTRIBUTIONS",
+    "AttributionMethod",
+    "InterpolateMode",
+    "NoParams",
+    "architecture_of",
+    "get_method",
+    "params_key",
+    "register_attribution",
+    "to_image_maps",
+]

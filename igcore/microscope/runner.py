@@ -22,25 +22,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from safetensors.numpy import save_file
 
-from igcore.config import MicroscopeConfig, SearchConfig
+from igcore.architectures import architecture_of
+from igcore.methods import SURROGATES
 from igcore.microscope.attribution import AttributionCache, maps_for
-from igcore.microscope.registry import architecture_of, get_method
+from igcore.microscope.params import MicroscopeConfig
+from igcore.microscope.registry import get_method
 from igcore.microscope.relevance import relevance_rows, summarise_relevance
 from igcore.microscope.swaps import background_swaps, sample_per_group
-from igcore.store import write_table
+from igcore.search.params import SearchConfig
+from igcore.store import write_table, write_tensors
 from igcore.worlds.base import Split, Vocabulary, World
-
-#: Models that get a surrogate hypothesis, and the metrics key it is stored under.
-SURROGATE_NAMES = {"erm": "z_baseline", "ig_student": "z_student"}
 
 
 @dataclass
@@ -110,12 +108,6 @@ class _Clock:
         now = (time.perf_counter(), time.process_time())
         self.wall[name], self.cpu[name] = now[0] - self._last[0], now[1] - self._last[1]
         self._last = now
-
-
-def write_tensors(out_dir: Path, name: str, arrays: Mapping[str, np.ndarray]) -> None:
-    path = out_dir / "tensors" / f"{name}.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path))
 
 
 def _num(x: Any) -> float | None:
@@ -312,7 +304,7 @@ def surrogates(
     summaries: dict[str, Any] = {}
     deletion: dict[str, Any] = {}
     rows = []
-    for m, key in SURROGATE_NAMES.items():
+    for m, key in SURROGATES.items():
         if m not in models:
             continue
         s = fit_surrogate(

@@ -6,26 +6,36 @@ the input changes the output most. Non-negative; the cheapest method (one backwa
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
+
+from pydantic import Field
 
 from igcore.microscope.registry import register_attribution
+from igcore.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+class SaliencyParams(Settings):
+    abs: bool = Field(True, description="take the absolute value of the gradient (the original definition)")
 
 
 @register_attribution(
     "saliency",
-    defaults={"abs": True},
+    params=SaliencyParams,
     description="Saliency (Simonyan et al., 2014): absolute input gradient of the target logit",
     signed=False,
 )
-def saliency(module: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, abs: bool = True) -> torch.Tensor:  # noqa: A002
+def saliency(module: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, abs: bool) -> torch.Tensor:  # noqa: A002
     """Input gradients summed over colour channels.
 
     Args:
         module: images in [0, 1] (N, 3, H, W) → logits.
         inputs: float images (N, 3, H, W).
         target: class per image (N,).
-        abs: take the absolute value of the gradient (the original definition).
+        abs: :class:`SaliencyParams`.
 
     Returns:
         (N, H, W) maps (non-negative when ``abs``).

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from igcore.architectures import architecture_of, vit_layers
 from igcore.microscope.attribution import compute_maps
-from igcore.microscope.registry import architecture_of, vit_layers
 
 #: Default Spearman threshold at full randomisation above which a method is not trustworthy.
 DEFAULT_THRESHOLD = 0.5

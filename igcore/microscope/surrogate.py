@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from igcore.methods import method_spec
 from igcore.worlds.base import Vocabulary
 
 
@@ -119,7 +120,8 @@ def fit_surrogate(
         search_config: the run's ``search`` settings (the same structure search as z*); None =
             :class:`igcore.search.HypothesisSearch` defaults. The prior is always flat.
         device: where the search runs (``auto`` | ``cpu`` | ``cuda``).
-        who: the noun in the English rendering (default: ``baseline`` for erm, else the model name).
+        who: the noun in the English rendering (default: the method registry's noun, ``baseline`` for erm,
+            else the model name).
         l1: the same sparsity cost on every clause (:class:`igcore.prior.FlatPrior`), so the description
             stays short enough to read; it prefers no concept over another.
     """
@@ -140,7 +142,7 @@ def fit_surrogate(
     acc = None
     if eval_labels is not None:
         acc = float((search.predict_proba(np.asarray(eval_scores)).argmax(1) == np.asarray(eval_labels)).mean())
-    who = who or ("baseline" if model == "erm" else {"ig_student": "IG student"}.get(model, model))
+    who = who or method_spec(model).noun or model
     return Surrogate(
         name, model, z, z.to_records(vocabulary), behaves_as_if(z, vocabulary, classes, who), fidelity, fidelity_train, acc,
         (float(ci.low), float(ci.high)) if ci is not None else (float("nan"), float("nan")),

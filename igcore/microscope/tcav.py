@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from igcore.architectures import architecture_of, vit_layers
 from igcore.baseline import to_pixels
 from igcore.errors import InputError
-from igcore.microscope.registry import architecture_of, vit_layers
+from igcore.microscope.params import CORRECTIONS
 
-CORRECTIONS = ("bh", "holm", "bonferroni", "none")
 CONTROL_PREFIX = "random-control-"  # concept name of a random control set (no concept at all)
 
 

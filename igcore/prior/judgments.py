@@ -9,6 +9,7 @@ as a one-line :class:`InputError` naming the file and line.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -31,6 +32,17 @@ SHIPPED_VOCABULARY = ASSETS_DIR / "snowwolf_vocabulary.csv"
 SHIPPED_CLASSES = ("husky", "wolf")
 RATING_COLUMNS = ("rater", "concept", "class", "rating")
 PAIRWISE_COLUMNS = ("rater", "hypothesis_a", "hypothesis_b", "preferred")
+
+
+def vocabulary_fingerprint(vocabulary: Vocabulary, classes: Sequence[str]) -> str:
+    """A short name of the world a judgment can speak about: a hash of its concept ids and class names.
+
+    Ratings and preferences refer to concepts and classes by id, so two runs whose worlds have the same
+    ids and classes (whatever their order, the concepts' wording or the images) can share judgments, and
+    runs of worlds that differ in any id never see each other's.
+    """
+    key = json.dumps({"concepts": sorted(vocabulary.ids), "classes": sorted(map(str, classes))}, separators=(",", ":"))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def check_rating_value(value: Any, where: str) -> int:
@@ -142,8 +154,3 @@ def write_ratings_csv(df: pd.DataFrame, path: str | Path) -> Path:
         for row in df[list(RATING_COLUMNS)].itertuples(index=False):
             w.writerow(list(row))
     return path
-
-
-def hypothesis_json_list(hypothesis: Hypothesis) -> str:
-    """A hypothesis as the JSON list of clauses used in ``pairwise.csv``."""
-    return json.dumps([c.to_dict() for c in hypothesis.clauses])

@@ -9,15 +9,14 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from igcore.config import PriorConfig
 from igcore.errors import InputError
 from igcore.hypothesis import Hypothesis, clause_sentence
 from igcore.prior.encoders import TextEncoder, make_encoder
 from igcore.prior.judgments import validate_pairwise, validate_ratings
+from igcore.prior.params import PriorConfig
 from igcore.settings import validated
 from igcore.worlds.base import Vocabulary
 
-FEATURES = ("concept", "clause", "concept+clause")
 #: ``prior`` config keys that are :class:`PriorModel` parameters (the rest name the judgments to read).
 MODEL_PARAMS = ("encoder", "features", "ridge_alpha", "shrinkage", "endorse_threshold", "strength", "coef_length",
                 "coef_weight", "coef_class_length", "coef_empty_class", "fit_pairwise", "min_plausibility", "bt_l2")
@@ -80,6 +79,9 @@ class PriorModel:
        ``Q = sum_c n_c^2``, ``E`` = classes without a clause, ``t >= 0`` (small L2 ``bt_l2``); then
        ``coef_length_ = t1 / t0``, ``coef_weight_ = t2 / t0``, ``coef_class_length_ = t3 / t0``,
        ``coef_empty_class_ = t4 / t0``. Without pairwise data (or if ``t0`` ~ 0) the config values are used.
+
+    :func:`igcore.prior.fit_prior` (the way the pipeline, the re-solve and the dashboard build Prior_M) also sets
+    ``judgments_``: the judgments it was fitted on, with their provenance.
 
     ``loco_error_`` is the leave-one-concept-out error of step 2 (both classes of a concept held out, so
     exactly the situation of an unrated concept), next to a predict-the-mean baseline.
@@ -229,7 +231,6 @@ class PriorModel:
         self.coef_class_length_ = float(self.coef_class_length)
         self.coef_empty_class_ = float(self.coef_empty_class)
         self.pairwise_fit_: dict[str, Any] = {"used": False, "n": 0}
-        self.judgments_source_, self.notes_ = "given to fit", []  # set by igcore.prior.fit_prior
         if pairwise is not None and len(pairwise) and self.fit_pairwise:
             self._fit_pairwise(validate_pairwise(pairwise, vocabulary, classes), vocabulary, classes)
         return self
@@ -388,6 +389,4 @@ class PriorModel:
             "coef_class_length": self.coef_class_length_,
             "coef_empty_class": self.coef_empty_class_,
             "pairwise_fit": self.pairwise_fit_,
-            "judgments": self.judgments_source_,
-            "notes": list(self.notes_),
         }

@@ -1,15 +1,33 @@
-"""SQLite storage of human judgments: the shipped CSVs plus whatever users add in the dashboard.
+"""SQLite storage of the judgments people add in the dashboard, kept per world.
+
+**Per world.** A rating speaks about a concept and a class of one world's vocabulary, so every row carries
+the fingerprint of the world it was written for (:func:`~igcore.prior.judgments.vocabulary_fingerprint`:
+a hash of the concept ids and class names). A :class:`JudgmentsStore` is opened for one vocabulary and
+sees, adds, resets and restores only that world's rows: runs of different worlds share the file but never
+see, seed, overwrite or trip over each other's ratings, in whatever order they open it, and the runs of
+one world share what people added for it.
+
+**What people added, not what a run was solved with.** The store holds no copy of the shipped files or
+of a run's own ratings file: each run records the judgments it was solved with in its own directory
+(:mod:`igcore.prior.sources`), and the Prior page shows those plus what this store holds for the run's
+world. :meth:`JudgmentsStore.reset` therefore takes a world back to its runs' own judgments.
 
 One database file may be shared by several processes (CLI runs, dashboard servers) and threads at once,
 so the store relies on SQLite's own locking rather than on anything in this process:
 
-* every write, seeding included, is a single ``BEGIN IMMEDIATE`` transaction: the write lock is taken
-  before anything is read, so a check ("already seeded?") and the write that depends on it cannot
-  interleave with another writer, and a killed writer leaves either all of its transaction or none;
+* every write, opening included, is a single ``BEGIN IMMEDIATE`` transaction: the write lock is taken
+  before anything is read, so a check and the write that depends on it cannot interleave with another
+  writer, and a killed writer leaves either all of its transaction or none;
 * the file is in WAL mode (readers never block the writer and vice versa) and every connection waits up
   to :data:`BUSY_TIMEOUT_S` for a lock instead of failing at once;
 * :meth:`JudgmentsStore.reset` copies the rows it removes into a backup inside the same transaction, so
   any reset can be undone with :meth:`JudgmentsStore.restore`.
+
+**Schema versions.** ``meta.schema`` says which layout a file has; opening a file of an older layout
+upgrades it in place, in the opening transaction (:data:`SCHEMA_VERSION` lists the steps). Files from
+before version 4 hold one shared, unlabelled set of rows: the copies of the shipped files they were
+seeded with are dropped (each run records its own), and every other row is claimed by the first world
+opened whose vocabulary holds its concept and class (its hypotheses, for a pairwise preference).
 
 :class:`SQLiteFile` holds that discipline (connections, ``BEGIN IMMEDIATE`` writes, WAL); the judgments
 store and the human-label store (:mod:`igcore.labels`) both build on it and may share one file.
@@ -24,6 +42,7 @@ import sqlite3
 import threading
 import time
 import unicodedata
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,52 +56,65 @@ from igcore.hypothesis import Hypothesis
 from igcore.prior.judgments import (
     PAIRWISE_COLUMNS,
     RATING_COLUMNS,
-    SHIPPED_PAIRWISE,
-    SHIPPED_RATINGS,
     check_clause_ids,
     check_rater,
     check_rating_value,
-    load_judgments_csv,
-    load_pairwise_csv,
     validate_pairwise,
+    vocabulary_fingerprint,
 )
 from igcore.worlds.base import Vocabulary
 
-SCHEMA_VERSION = 3  # 1: meta, ratings, pairwise; 2: + backups; 3: + zstar_log (older files are upgraded in place)
+#: 1: meta, ratings, pairwise; 2: + backups; 3: + zstar_log; 4: rows per world (``world`` columns, ``worlds``
+#: table with each world's z*-log epoch), no copies of the shipped files. Older files are upgraded in place.
+SCHEMA_VERSION = 4
 MAX_RATER_LENGTH = 64
 BUSY_TIMEOUT_S = 30.0
 BACKUP_COLUMNS = ("id", "created", "n_ratings", "n_pairwise")
+#: Columns of :meth:`JudgmentsStore.ratings` / :meth:`JudgmentsStore.pairwise` besides the CSV columns.
+ROW_COLUMNS = ("source", "id", "created")
+#: ``source`` of every row people add through a store.
+USER = "user"
 
 _RATING_FIELDS = "rater, concept, class, rating, source, created"
 _PAIRWISE_FIELDS = "rater, hypothesis_a, hypothesis_b, preferred, source, created"
 _TABLES = {"ratings": _RATING_FIELDS, "pairwise": _PAIRWISE_FIELDS}
-# One statement per entry: sqlite3's executescript() would commit the surrounding transaction.
+# One statement per entry: sqlite3's executescript() would commit the surrounding transaction. ``world`` is
+# nullable only for rows of files older than version 4 that no world has claimed yet.
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
+    """CREATE TABLE IF NOT EXISTS worlds (
+        fingerprint TEXT PRIMARY KEY, concepts TEXT NOT NULL, classes TEXT NOT NULL,
+        epoch INTEGER NOT NULL, created TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS ratings (
         id INTEGER PRIMARY KEY AUTOINCREMENT, rater TEXT NOT NULL, concept TEXT NOT NULL,
         class TEXT NOT NULL, rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5),
-        source TEXT NOT NULL, created TEXT NOT NULL)""",
+        source TEXT NOT NULL, created TEXT NOT NULL, world TEXT)""",
     """CREATE TABLE IF NOT EXISTS pairwise (
         id INTEGER PRIMARY KEY AUTOINCREMENT, rater TEXT NOT NULL, hypothesis_a TEXT NOT NULL,
         hypothesis_b TEXT NOT NULL, preferred TEXT NOT NULL CHECK (preferred IN ('a', 'b')),
-        source TEXT NOT NULL, created TEXT NOT NULL)""",
-    "CREATE TABLE IF NOT EXISTS backups (id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL)",
+        source TEXT NOT NULL, created TEXT NOT NULL, world TEXT)""",
+    "CREATE TABLE IF NOT EXISTS backups (id INTEGER PRIMARY KEY AUTOINCREMENT, created TEXT NOT NULL, world TEXT)",
     # a backup keeps each row with its original id, so restoring it twice cannot duplicate anything
     """CREATE TABLE IF NOT EXISTS backup_ratings (
         backup_id INTEGER NOT NULL REFERENCES backups (id), id INTEGER NOT NULL, rater TEXT NOT NULL,
         concept TEXT NOT NULL, class TEXT NOT NULL, rating INTEGER NOT NULL, source TEXT NOT NULL,
-        created TEXT NOT NULL, PRIMARY KEY (backup_id, id))""",
+        created TEXT NOT NULL, world TEXT, PRIMARY KEY (backup_id, id))""",
     """CREATE TABLE IF NOT EXISTS backup_pairwise (
         backup_id INTEGER NOT NULL REFERENCES backups (id), id INTEGER NOT NULL, rater TEXT NOT NULL,
         hypothesis_a TEXT NOT NULL, hypothesis_b TEXT NOT NULL, preferred TEXT NOT NULL,
-        source TEXT NOT NULL, created TEXT NOT NULL, PRIMARY KEY (backup_id, id))""",
+        source TEXT NOT NULL, created TEXT NOT NULL, world TEXT, PRIMARY KEY (backup_id, id))""",
     # z*'s clause set after each re-solve of the Prior page, for the stopping signal (igcore.prior.elicit);
-    # ``epoch`` counts resets and restores, so a history never mixes two sets of judgments
+    # ``epoch`` counts the resets and restores of the run's world, so a history never mixes two sets of judgments
     """CREATE TABLE IF NOT EXISTS zstar_log (
         id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, epoch INTEGER NOT NULL,
         n_ratings INTEGER NOT NULL CHECK (n_ratings >= 0), support TEXT NOT NULL, created TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS zstar_log_run ON zstar_log (run_id, epoch, id)",
+)
+#: Tables whose rows belong to a world (version 4 added the ``world`` column to the ones that existed).
+_WORLD_TABLES = ("ratings", "pairwise", "backups", "backup_ratings", "backup_pairwise")
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ratings_world ON ratings (world, id)",
+    "CREATE INDEX IF NOT EXISTS pairwise_world ON pairwise (world, id)",
 )
 #: Longest run id the z* log accepts (run ids are short names; see igcore.store).
 MAX_RUN_ID_LENGTH = 200
@@ -176,67 +208,74 @@ class SQLiteFile:
 
 
 class JudgmentsStore(SQLiteFile):
-    """Human judgments in SQLite (stdlib ``sqlite3``): the shipped CSVs plus whatever users add.
+    """The judgments people added for one world, in SQLite (stdlib ``sqlite3``).
 
-    The first store to open an empty database loads the shipped ratings and pairwise preferences, once,
-    however many stores open it at the same time. Every write is validated (:class:`InputError`) and is
-    one transaction. :meth:`reset` goes back to exactly the shipped judgments after backing up what it
-    removes; :meth:`backups` lists those backups and :meth:`restore` brings one back. :meth:`log_z_star`
-    and :meth:`z_star_log` keep z*'s clause set after each re-solve (the stopping signal of
-    :mod:`igcore.prior.elicit`); a reset or a restore starts a new log. A connection is
-    opened per operation, so one store can be used from several threads (e.g. Streamlit sessions) and
-    several stores, in any processes, can share one file.
+    Every write is validated against the world's vocabulary (:class:`InputError`) and is one transaction.
+    :meth:`reset` backs up and removes what people added for this world (its runs go back to their own
+    judgments); :meth:`backups` lists those backups and :meth:`restore` brings one back. :meth:`log_z_star`
+    and :meth:`z_star_log` keep z*'s clause set after each re-solve of a run of this world (the stopping
+    signal of :mod:`igcore.prior.elicit`); a reset or a restore starts a new log. A connection is opened per
+    operation, so one store can be used from several threads (e.g. Streamlit sessions) and several stores,
+    for any worlds, in any processes, can share one file.
 
     Args:
         path: database file (created with its parent folder), or ``":memory:"`` (private to this object).
-        vocabulary, classes: what ratings may refer to.
-        shipped_ratings, shipped_pairwise: the CSVs that seed an empty database (``None``: no seed).
+        vocabulary, classes: the world: what ratings may refer to, and whose rows this store sees.
+
+    Attributes:
+        world: the world's fingerprint (:func:`~igcore.prior.judgments.vocabulary_fingerprint`).
+        store_id: a name this file got when it was created; a run that read the file (``prior.database``)
+            records it, so the rows it already holds are not counted twice later.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        vocabulary: Vocabulary,
-        classes: Sequence[str],
-        shipped_ratings: str | Path | None = SHIPPED_RATINGS,
-        shipped_pairwise: str | Path | None = SHIPPED_PAIRWISE,
-    ) -> None:
+    def __init__(self, path: str | Path, vocabulary: Vocabulary, classes: Sequence[str]) -> None:
         super().__init__(path)
         self.vocabulary = vocabulary
         self.classes = list(classes)
-        self.shipped_ratings = shipped_ratings
-        self.shipped_pairwise = shipped_pairwise
-        self._initialise()
+        self.world = vocabulary_fingerprint(vocabulary, self.classes)
+        self.store_id = self._initialise()
 
-    def _initialise(self) -> None:
+    def _initialise(self) -> str:
+        """Create or upgrade the layout, register this world and claim the unlabelled rows that fit it."""
         with self._write() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
+            for table in _WORLD_TABLES:  # files older than version 4
+                if "world" not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN world TEXT")
+            for statement in _INDEXES:
+                conn.execute(statement)
+            _drop_shipped_copies(conn)
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value "
                 "WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)",
                 (str(SCHEMA_VERSION),),
             )
-            if conn.execute("SELECT value FROM meta WHERE key = 'seeded'").fetchone() is None:
-                self._seed(conn)
+            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+            # a new world's z* log starts after every epoch logged so far (an older file's logs speak of shared rows)
+            conn.execute(
+                "INSERT OR IGNORE INTO worlds (fingerprint, concepts, classes, epoch, created) "
+                "VALUES (?, ?, ?, (SELECT COALESCE(MAX(epoch) + 1, 0) FROM zstar_log), ?)",
+                (self.world, json.dumps(self.vocabulary.ids), json.dumps(self.classes), _now()),
+            )
+            self._claim(conn)
+            return str(conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()[0])
 
-    # ------------------------------------------------------------------ seeding
-    def _seed(self, conn: sqlite3.Connection) -> None:
-        """Insert the shipped judgments (inside the caller's transaction) and mark the database seeded."""
-        now = _now()
-        try:
-            ratings = None if self.shipped_ratings is None else load_judgments_csv(self.shipped_ratings, self.vocabulary, self.classes)
-            pairwise = None if self.shipped_pairwise is None else load_pairwise_csv(self.shipped_pairwise, self.vocabulary, self.classes)
-        except InputError as e:  # shipped judgments are for another world: start empty, say why
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('seed_skipped', ?)", (str(e),))
-        else:
-            for table, df in (("ratings", ratings), ("pairwise", pairwise)):
-                if df is not None:
-                    conn.executemany(
-                        f"INSERT INTO {table} ({_TABLES[table]}) VALUES (?, ?, ?, ?, 'shipped', ?)",
-                        [(*row, now) for row in df.itertuples(index=False, name=None)],
-                    )
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('seeded', ?)", (now,))
+    def _claim(self, conn: sqlite3.Connection) -> None:
+        """Give this world the rows no world has claimed (from files older than version 4) that fit it."""
+        ids, classes = self.vocabulary.ids, self.classes
+        marks = f"concept IN ({','.join('?' * len(ids))}) AND class IN ({','.join('?' * len(classes))})"
+        for table in ("ratings", "backup_ratings"):
+            conn.execute(f"UPDATE {table} SET world = ? WHERE world IS NULL AND {marks}", (self.world, *ids, *classes))
+        for table, key in (("pairwise", "id"), ("backup_pairwise", "backup_id, id")):
+            for *row_key, a, b in conn.execute(f"SELECT {key}, hypothesis_a, hypothesis_b FROM {table} WHERE world IS NULL").fetchall():
+                try:
+                    for text in (a, b):
+                        Hypothesis.from_json(text, self.vocabulary, classes)
+                except InputError:
+                    continue
+                where = " AND ".join(f"{k.strip()} = ?" for k in key.split(","))
+                conn.execute(f"UPDATE {table} SET world = ? WHERE {where}", (self.world, *row_key))
 
     # ------------------------------------------------------------------ writes
     def add_rating(self, rater: str, concept: str, cls: str, rating: int) -> int:
@@ -244,16 +283,7 @@ class JudgmentsStore(SQLiteFile):
 
         Returns the new rating's id; when this returns, the rating is committed.
         """
-        where = "rating"
-        rater = check_rater_name(rater, where)
-        check_clause_ids(concept, cls, self.vocabulary, self.classes, where)
-        value = check_rating_value(rating, where)
-        with self._write() as conn:
-            cur = conn.execute(
-                f"INSERT INTO ratings ({_RATING_FIELDS}) VALUES (?, ?, ?, ?, 'user', ?)",
-                (rater, concept, cls, value, _now()),
-            )
-        return int(cur.lastrowid)
+        return self.add_ratings(rater, [(concept, cls, rating)])[0]
 
     def add_ratings(self, rater: str, items: Sequence[tuple[str, str, int]]) -> list[int]:
         """Add several ratings by one ``rater`` - ``(concept, class, rating)`` each - as one transaction:
@@ -270,7 +300,9 @@ class JudgmentsStore(SQLiteFile):
         ids = []
         with self._write() as conn:
             for row in rows:
-                cur = conn.execute(f"INSERT INTO ratings ({_RATING_FIELDS}) VALUES (?, ?, ?, ?, 'user', ?)", (*row, now))
+                cur = conn.execute(
+                    f"INSERT INTO ratings ({_RATING_FIELDS}, world) VALUES (?, ?, ?, ?, '{USER}', ?, ?)", (*row, now, self.world)
+                )
                 ids.append(int(cur.lastrowid))
         return ids
 
@@ -286,82 +318,80 @@ class JudgmentsStore(SQLiteFile):
         r = df.iloc[0]
         with self._write() as conn:
             cur = conn.execute(
-                f"INSERT INTO pairwise ({_PAIRWISE_FIELDS}) VALUES (?, ?, ?, ?, 'user', ?)",
-                (r["rater"], r["hypothesis_a"], r["hypothesis_b"], r["preferred"], _now()),
+                f"INSERT INTO pairwise ({_PAIRWISE_FIELDS}, world) VALUES (?, ?, ?, ?, '{USER}', ?, ?)",
+                (r["rater"], r["hypothesis_a"], r["hypothesis_b"], r["preferred"], _now(), self.world),
             )
         return int(cur.lastrowid)
 
     def reset(self) -> int:
-        """Back up every rating and preference, then go back to exactly the shipped judgments.
+        """Back up every rating and preference people added for this world, then remove them: the runs of
+        this world are back to their own judgments.
 
-        Backup, deletion and reseeding are one transaction. Returns the backup's id (see :meth:`restore`).
+        Backup and deletion are one transaction. Returns the backup's id (see :meth:`restore`).
         """
         with self._write() as conn:
-            backup_id = int(conn.execute("INSERT INTO backups (created) VALUES (?)", (_now(),)).lastrowid)
+            backup_id = int(conn.execute("INSERT INTO backups (created, world) VALUES (?, ?)", (_now(), self.world)).lastrowid)
             for table, fields in _TABLES.items():
                 conn.execute(
-                    f"INSERT INTO backup_{table} (backup_id, id, {fields}) SELECT ?, id, {fields} FROM {table}",
-                    (backup_id,),
+                    f"INSERT INTO backup_{table} (backup_id, id, {fields}, world) SELECT ?, id, {fields}, world FROM {table} "
+                    "WHERE world = ?",
+                    (backup_id, self.world),
                 )
-                conn.execute(f"DELETE FROM {table}")
-            self._seed(conn)
-            _next_epoch(conn)
+                conn.execute(f"DELETE FROM {table} WHERE world = ?", (self.world,))
+            _next_epoch(conn, self.world)
         return backup_id
 
     def restore(self, backup_id: int) -> None:
-        """Bring back exactly the rows that backup ``backup_id`` holds, with their original ids.
+        """Bring back exactly this world's rows that backup ``backup_id`` holds, with their original ids.
 
-        User rows added since the backup stay. The backup's shipped rows replace the current ones (which
-        :meth:`reset` reloaded), so shipped judgments are never counted twice. Restoring the same backup
-        again changes nothing.
+        Rows added since the backup stay. Restoring the same backup again changes nothing.
         """
         try:
             backup_id = operator.index(backup_id)
         except TypeError:
             raise InputError(f"backup id must be an integer, got {backup_id!r}; see JudgmentsStore.backups()") from None
         with self._write() as conn:
-            if conn.execute("SELECT 1 FROM backups WHERE id = ?", (backup_id,)).fetchone() is None:
-                known = [str(i) for (i,) in conn.execute("SELECT id FROM backups ORDER BY id")]
-                raise InputError(f"no backup with id {backup_id}; existing backups: {', '.join(known) or 'none'}")
+            known = [int(i) for (i,) in conn.execute(f"SELECT b.id FROM backups b WHERE {_BACKUP_OF_WORLD} ORDER BY b.id", (self.world,) * 3)]
+            if backup_id not in known:
+                raise InputError(f"no backup with id {backup_id} for this world; existing backups: {', '.join(map(str, known)) or 'none'}")
             for table, fields in _TABLES.items():
-                conn.execute(
-                    f"DELETE FROM {table} WHERE source = 'shipped' "
-                    f"AND id NOT IN (SELECT id FROM backup_{table} WHERE backup_id = ?)",
-                    (backup_id,),
-                )
                 # AUTOINCREMENT never reuses an id, so an id already present is this very row restored before
                 conn.execute(
-                    f"INSERT OR IGNORE INTO {table} (id, {fields}) SELECT id, {fields} FROM backup_{table} "
-                    "WHERE backup_id = ?",
-                    (backup_id,),
+                    f"INSERT OR IGNORE INTO {table} (id, {fields}, world) SELECT id, {fields}, world FROM backup_{table} "
+                    "WHERE backup_id = ? AND world = ?",
+                    (backup_id, self.world),
                 )
-            _next_epoch(conn)
+            _next_epoch(conn, self.world)
 
     # ------------------------------------------------------------------ reads
     def ratings(self) -> pd.DataFrame:
-        """All ratings: columns ``rater, concept, class, rating, source`` (source = shipped | user)."""
-        with self._connection() as conn:
-            rows = conn.execute("SELECT rater, concept, class, rating, source FROM ratings ORDER BY id").fetchall()
-        df = pd.DataFrame(rows, columns=[*RATING_COLUMNS, "source"])
-        df["rating"] = df["rating"].astype(np.int64)
-        return df
-
-    def pairwise(self) -> pd.DataFrame:
-        """All pairwise preferences: columns ``rater, hypothesis_a, hypothesis_b, preferred, source``."""
+        """This world's ratings, oldest first: columns ``rater, concept, class, rating, source, id, created``."""
         with self._connection() as conn:
             rows = conn.execute(
-                "SELECT rater, hypothesis_a, hypothesis_b, preferred, source FROM pairwise ORDER BY id"
+                "SELECT rater, concept, class, rating, source, id, created FROM ratings WHERE world = ? ORDER BY id", (self.world,)
             ).fetchall()
-        return pd.DataFrame(rows, columns=[*PAIRWISE_COLUMNS, "source"])
+        df = pd.DataFrame(rows, columns=[*RATING_COLUMNS, *ROW_COLUMNS])
+        return df.astype({"rating": np.int64, "id": np.int64})
+
+    def pairwise(self) -> pd.DataFrame:
+        """This world's pairwise preferences: columns ``rater, hypothesis_a, hypothesis_b, preferred, source, id, created``."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT rater, hypothesis_a, hypothesis_b, preferred, source, id, created FROM pairwise WHERE world = ? ORDER BY id",
+                (self.world,),
+            ).fetchall()
+        return pd.DataFrame(rows, columns=[*PAIRWISE_COLUMNS, *ROW_COLUMNS]).astype({"id": np.int64})
 
     def backups(self) -> pd.DataFrame:
-        """The backups :meth:`reset` made, oldest first: columns ``id, created, n_ratings, n_pairwise``."""
+        """The backups :meth:`reset` made of this world's rows, oldest first: columns ``id, created, n_ratings,
+        n_pairwise``."""
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT b.id, b.created, "
-                "(SELECT COUNT(*) FROM backup_ratings r WHERE r.backup_id = b.id), "
-                "(SELECT COUNT(*) FROM backup_pairwise p WHERE p.backup_id = b.id) "
-                "FROM backups b ORDER BY b.id"
+                "(SELECT COUNT(*) FROM backup_ratings r WHERE r.backup_id = b.id AND r.world = ?), "
+                "(SELECT COUNT(*) FROM backup_pairwise p WHERE p.backup_id = b.id AND p.world = ?) "
+                f"FROM backups b WHERE {_BACKUP_OF_WORLD} ORDER BY b.id",
+                (self.world,) * 5,
             ).fetchall()
         return pd.DataFrame(rows, columns=list(BACKUP_COLUMNS)).astype(
             {"id": np.int64, "n_ratings": np.int64, "n_pairwise": np.int64}
@@ -369,7 +399,8 @@ class JudgmentsStore(SQLiteFile):
 
     # ------------------------------------------------------------------ z* after each re-solve
     def log_z_star(self, run_id: str, n_ratings: int, support: Iterable[tuple[str, str]]) -> int:
-        """Record that z* of run ``run_id``, re-solved on ``n_ratings`` ratings, uses the clauses ``support``.
+        """Record that z* of run ``run_id`` (of this world), re-solved on ``n_ratings`` ratings, uses the clauses
+        ``support``.
 
         Returns the entry's id. The entry belongs to the current set of judgments: :meth:`reset` and
         :meth:`restore` start a new log.
@@ -384,7 +415,7 @@ class JudgmentsStore(SQLiteFile):
         with self._write() as conn:
             cur = conn.execute(
                 "INSERT INTO zstar_log (run_id, epoch, n_ratings, support, created) VALUES (?, ?, ?, ?, ?)",
-                (run_id, _epoch(conn), int(n_ratings), json.dumps(pairs), _now()),
+                (run_id, _epoch(conn, self.world), int(n_ratings), json.dumps(pairs), _now()),
             )
         return int(cur.lastrowid)
 
@@ -396,9 +427,29 @@ class JudgmentsStore(SQLiteFile):
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT n_ratings, support FROM zstar_log WHERE run_id = ? AND epoch = ? ORDER BY n_ratings, id",
-                (run_id, _epoch(conn)),
+                (run_id, _epoch(conn, self.world)),
             ).fetchall()
         return [(int(n), frozenset((k, c) for k, c in json.loads(text))) for n, text in rows]
+
+
+#: A backup belongs to the world that made it, or (files older than version 4) to the worlds that claimed its rows.
+_BACKUP_OF_WORLD = (
+    "(b.world = ? OR (b.world IS NULL AND (EXISTS (SELECT 1 FROM backup_ratings r WHERE r.backup_id = b.id AND r.world = ?) "
+    "OR EXISTS (SELECT 1 FROM backup_pairwise p WHERE p.backup_id = b.id AND p.world = ?))))"
+)
+
+
+def _drop_shipped_copies(conn: sqlite3.Connection) -> None:
+    """Remove the copies of the shipped CSVs that stores older than version 4 seeded a file with (each run now records
+    the judgments it was solved with), and the old backups that held nothing else. Done at every opening, so a file
+    that an older version opens and seeds again is mended the next time this one opens it."""
+    for table in ("ratings", "pairwise", "backup_ratings", "backup_pairwise"):
+        conn.execute(f"DELETE FROM {table} WHERE source = 'shipped'")
+    conn.execute(
+        "DELETE FROM backups WHERE world IS NULL AND id NOT IN "
+        "(SELECT backup_id FROM backup_ratings UNION SELECT backup_id FROM backup_pairwise)"
+    )
+    conn.execute("DELETE FROM meta WHERE key IN ('seeded', 'seed_skipped', 'epoch')")
 
 
 def check_run_id(value: Any, where: str) -> str:
@@ -410,14 +461,14 @@ def check_run_id(value: Any, where: str) -> str:
     return value
 
 
-def _epoch(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+def _epoch(conn: sqlite3.Connection, world: str) -> int:
+    row = conn.execute("SELECT epoch FROM worlds WHERE fingerprint = ?", (world,)).fetchone()
     return int(row[0]) if row else 0
 
 
-def _next_epoch(conn: sqlite3.Connection) -> None:
-    """A new set of judgments begins (inside the caller's transaction): later z* logs start afresh."""
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (str(_epoch(conn) + 1),))
+def _next_epoch(conn: sqlite3.Connection, world: str) -> None:
+    """A new set of judgments begins for ``world`` (inside the caller's transaction): later z* logs start afresh."""
+    conn.execute("UPDATE worlds SET epoch = epoch + 1 WHERE fingerprint = ?", (world,))
 
 
 def _now() -> str:

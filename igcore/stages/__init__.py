@@ -1,53 +1,41 @@
-"""The pipeline's stages, in order, in one place: what each requires, provides and writes.
+"""The pipeline's stages, in order, in one place: everything about each stage.
 
 A stage is a function ``run(ctx) -> info`` over the :class:`~igcore.context.RunContext`. It *requires*
 results provided by earlier stages (``splits``, ``model:erm``, ``concepts``...), *provides* its own
-(typed fields of the context), and *writes* the ``metrics.json`` keys it owns — each key has exactly
-one writer. :func:`select_stages` checks a chosen subset before any work: every requirement must be
-provided by a selected stage that runs earlier, else one line names what is missing and which stage
-provides it.
+(typed fields of the context), *writes* the ``metrics.json`` keys it owns — each key has exactly one
+writer — and the run files it lists. :func:`select_stages` checks a chosen subset before any work: every
+requirement must be provided by a selected stage that runs earlier, else one line names what is missing
+and which stage provides it. Readers of stored runs (the dashboard) ask :func:`writer_of` and
+:func:`file_writer` which stage a missing key or file would have come from.
 
-The order below is the only order; nothing registers itself on import. To add a stage, write its
-function in a module of this package and add one :class:`Stage` entry (docs/ARCHITECTURE.md).
+The order below is the only order; nothing registers itself on import. Stage functions are named by
+their dotted path (``module:function``) and imported when the stage runs, so this list loads no torch:
+the dashboard reads it to explain a run. The peer methods' stages come from their registry
+(:data:`igcore.peers.PEERS`). To add a stage, write its function in a module of this package and add
+one :class:`Stage` entry (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from igcore.config import Config
-from igcore.context import RunContext
 from igcore.errors import InputError
-from igcore.stages.discover import (
-    check_names,
-    check_vocabulary,
-    discovers,
-    effects_models,
-    stage_discover,
-    stage_discover_effects,
-)
-from igcore.stages.features import stage_features
-from igcore.stages.ig import check_judgments, stage_concepts, stage_ig, stage_student
-from igcore.stages.microscope import stage_microscope
-from igcore.stages.peers import stage_dfr, stage_groupdro, stage_jtt
-from igcore.stages.train import check_checkpoint, stage_erm, stage_oracle, stage_true_concepts
-from igcore.stages.world import stage_world
-from igcore.worlds.base import World
+from igcore.peers import PEERS, Peer
+from igcore.settings import unknown
+from igcore.stages.discover import discovers, effects_models  # config predicates (the module loads no torch)
 
-StageFn = Callable[[RunContext], dict[str, Any]]
+if TYPE_CHECKING:
+    from igcore.config import Config
+    from igcore.context import RunContext
+    from igcore.microscope.params import MicroscopeConfig
+    from igcore.worlds.base import World
 
 
 def _always(config: Config) -> bool:
     return True
-
-
-def _peer(name: str) -> Callable[[Config], bool]:
-    def enabled(config: Config) -> bool:
-        return name in config.peers
-
-    return enabled
 
 
 def _with_features(*needs: str) -> Callable[[Config], tuple[str, ...]]:
@@ -82,29 +70,50 @@ def _microscope_requires(config: Config) -> tuple[str, ...]:
     return tuple(needs)
 
 
+def _function(path: str) -> Callable[..., Any]:
+    """The function a dotted path ``package.module:function`` names (imported now)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One step of the pipeline.
+    """One step of the pipeline, and everything about it.
 
     Attributes:
         name: the stage's name (``--stages`` and the manifest use it).
-        run: the stage function.
+        function: where its function ``run(ctx) -> info`` is, as ``package.module:function``.
         requires: results it reads, or a function of the config giving them.
         provides: results it fills (``model:<name>`` for a classifier saved under ``models/<name>``).
         writes: ``metrics.json`` keys it owns (dotted; ``methods.<method>`` for each method it evaluates).
         doc: one line for people (``python -m igcore stages``, the dashboard's progress).
-        default: whether it runs when no subset is chosen (peers run when named in ``peers``).
-        preflight: a cheap check of inputs it will read, run before any stage does work.
+        enabled: whether it runs when no subset is chosen (peers run when named in ``peers``).
+        preflight: where its cheap check of the inputs it will read is (``module:function(config, world)``),
+            run before any stage does work.
+        files: run files it writes, as path prefixes (``tables/split_``, ``microscope/``); the folders of
+            the models it provides are added (:meth:`writes_file`).
+        labels: names for people of the ``metrics.json`` keys it writes (``hypotheses.z_star`` -> ``z*``).
     """
 
     name: str
-    run: StageFn
+    function: str
     requires: tuple[str, ...] | Callable[[Config], tuple[str, ...]]
     provides: tuple[str, ...]
     writes: frozenset[str]
     doc: str
-    default: Callable[[Config], bool] = _always
-    preflight: Callable[[Config, World], None] | None = None
+    enabled: Callable[[Config], bool] = _always
+    preflight: str | None = None
+    files: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Run the stage on ``ctx`` (its function is imported now)."""
+        return _function(self.function)(ctx)
+
+    def check_inputs(self, config: Config, world: World) -> None:
+        """The stage's preflight check, if it has one (raises :class:`InputError` for bad input)."""
+        if self.preflight is not None:
+            _function(self.preflight)(config, world)
 
     def requirements(self, config: Config) -> tuple[str, ...]:
         return self.requires(config) if callable(self.requires) else self.requires
@@ -114,53 +123,72 @@ class Stage:
         """Names of the classifiers this stage trains."""
         return tuple(p.split(":", 1)[1] for p in self.provides if p.startswith("model:"))
 
+    def writes_file(self, relative: str) -> bool:
+        """Whether run file ``relative`` (a path in the run directory) is one this stage writes."""
+        return relative.startswith((*self.files, *(f"models/{m}/" for m in self.models)))
+
+
+def peer_stage(peer: Peer) -> Stage:
+    """The stage of a peer method: it runs when named in ``peers`` and writes ``methods.<name>``."""
+
+    def enabled(config: Config) -> bool:
+        return peer.name in config.peers
+
+    return Stage(peer.name, peer.function, peer.requires, peer.results, frozenset({f"methods.{peer.name}"}), peer.doc, enabled)
+
 
 _HYPOTHESES_IG = ("z_star", "z_star_text", "z_star_json", "no_prior", "no_prior_text", "no_prior_json", "ranked", "no_prior_ranked")
 _HYPOTHESES_MICROSCOPE = ("z_baseline", "z_baseline_text", "z_student", "z_student_text")
 
 STAGES: tuple[Stage, ...] = (
-    Stage("world", stage_world, (), ("splits",), frozenset({"world"}),
-          "draw or load every split of the world (D, val, D′ and the concept bank)"),
-    Stage("features", stage_features, ("splits",), ("features",), frozenset({"features"}),
-          "extract frozen-backbone features of every image once (when features.backbone is set)", default=_uses_backbone),
-    Stage("erm", stage_erm, _erm_requires, ("model:erm",), frozenset({"methods.erm", "baseline"}),
+    Stage("world", "igcore.stages.world:stage_world", (), ("splits",), frozenset({"world"}),
+          "draw or load every split of the world (D, val, D′ and the concept bank)",
+          files=("contact_sheet.png", "tables/split_", "tensors/test_eval.", "tensors/concept_bank.")),
+    Stage("features", "igcore.stages.features:stage_features", ("splits",), ("features",), frozenset({"features"}),
+          "extract frozen-backbone features of every image once (when features.backbone is set)", enabled=_uses_backbone,
+          files=("tensors/features.",)),
+    Stage("erm", "igcore.stages.train:stage_erm", _erm_requires, ("model:erm",), frozenset({"methods.erm", "baseline"}),
           "train the baseline classifier on D (empirical risk minimisation), or load a user's checkpoint",
-          preflight=check_checkpoint),
-    Stage("oracle", stage_oracle, _with_features("splits"), ("model:oracle",), frozenset({"methods.oracle"}),
+          preflight="igcore.stages.train:check_checkpoint"),
+    Stage("oracle", "igcore.stages.train:stage_oracle", _with_features("splits"), ("model:oracle",), frozenset({"methods.oracle"}),
           "train the oracle reference on the labels of D′ (evaluation only)"),
-    Stage("true_concepts", stage_true_concepts, ("splits",), ("true_concepts",), frozenset({"methods.true_concepts"}),
-          "fit the true-concepts reference (logistic regression on annotated concepts)"),
-    Stage("discover", stage_discover, _discover_requires, ("discovered",), frozenset(),
+    Stage("true_concepts", "igcore.stages.train:stage_true_concepts", ("splits",), ("true_concepts",),
+          frozenset({"methods.true_concepts"}), "fit the true-concepts reference (logistic regression on annotated concepts)"),
+    Stage("discover", "igcore.stages.discover:stage_discover", _discover_requires, ("discovered",), frozenset(),
           "discover the concepts of discover.models by NMF of a layer (ACE, CRAFT); they become vocabulary",
-          default=discovers, preflight=check_names),
-    Stage("concepts", stage_concepts, _with_features("splits"), ("concepts",), frozenset({"concepts"}),
+          enabled=discovers, preflight="igcore.stages.discover:check_names", files=("discover/",)),
+    Stage("concepts", "igcore.stages.ig:stage_concepts", _with_features("splits"), ("concepts",), frozenset({"concepts"}),
           "train the concept model on the concept bank; score every split; append the discovered concepts when discover ran",
-          preflight=check_vocabulary),
-    Stage("ig", stage_ig, ("splits", "concepts"), ("ig",),
+          preflight="igcore.stages.discover:check_vocabulary", files=("tensors/concept_scores.", "models/concepts/")),
+    Stage("ig", "igcore.stages.ig:stage_ig", ("splits", "concepts"), ("ig",),
           frozenset({"prior", "methods.ig_direct", "methods.no_prior", "methods.ig_posterior", "clause_deletion.z_star",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_IG)}),
           "fit the human prior; search z* = argmax prior + likelihood, and the no_prior ablation",
-          preflight=check_judgments),
-    Stage("student", stage_student, _with_features("splits", "ig"), ("model:ig_student", "pseudo_labels"), frozenset({"methods.ig_student"}),
-          "label D′ with z* and train the IG student to imitate those labels"),
-    Stage("groupdro", stage_groupdro, ("splits",), ("model:groupdro",), frozenset({"methods.groupdro"}),
-          "train the GroupDRO peer (D's group labels)", default=_peer("groupdro")),
-    Stage("jtt", stage_jtt, ("splits",), ("model:jtt",), frozenset({"methods.jtt"}),
-          "train the JTT peer (upweights an identification model's errors)", default=_peer("jtt")),
-    Stage("dfr", stage_dfr, ("splits", "model:erm"), ("dfr",), frozenset({"methods.dfr"}),
-          "re-train ERM's last layer on group-balanced val data (DFR peer)", default=_peer("dfr")),
-    Stage("discover_effects", stage_discover_effects, _discover_effects_requires, ("discover_effects",), frozenset({"discover"}),
-          "remove each discovered concept from every examined model's layer: effect on its answers, ranked",
-          default=discovers),
-    Stage("microscope", stage_microscope, _microscope_requires, ("microscope",),
+          preflight="igcore.stages.ig:check_judgments",
+          labels={"hypotheses.z_star": "z*", "hypotheses.no_prior": "no-prior hypothesis"}),
+    Stage("student", "igcore.stages.ig:stage_student", _with_features("splits", "ig"), ("model:ig_student", "pseudo_labels"),
+          frozenset({"methods.ig_student"}), "label D′ with z* and train the IG student to imitate those labels",
+          files=("tensors/pseudo_labels.",)),
+    *(peer_stage(peer) for peer in PEERS.values()),
+    Stage("discover_effects", "igcore.stages.discover:stage_discover_effects", _discover_effects_requires, ("discover_effects",),
+          frozenset({"discover"}), "remove each discovered concept from every examined model's layer: effect on its answers, ranked",
+          enabled=discovers, files=("tables/discover_effects.",), labels={"discover": "discovered concepts"}),
+    Stage("microscope", "igcore.stages.microscope:stage_microscope", _microscope_requires, ("microscope",),
           frozenset({"microscope", "surrogates", "clause_deletion.z_baseline", "clause_deletion.z_student",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_MICROSCOPE)}),
-          "put the models under the microscope (attributions, TCAV, swaps, surrogates, sanity)"),
+          "put the models under the microscope (attributions, TCAV, swaps, surrogates, sanity)",
+          files=("microscope/",), labels={"hypotheses.z_baseline": "z_baseline", "hypotheses.z_student": "z_student"}),
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
 #: Every classifier a run can hold (``microscope.models`` names are checked against these).
 MODEL_NAMES: tuple[str, ...] = tuple(m for s in STAGES for m in s.models)
+#: Run files the pipeline itself writes after its last stage (every evaluated method's answers).
+PIPELINE_FILES: tuple[str, ...] = ("tables/predictions.parquet",)
+#: Stored hypotheses (``hypotheses.<key>``) and how people call them, from the stages that write them.
+HYPOTHESIS_NAMES: dict[str, str] = {
+    key.removeprefix("hypotheses."): label for s in STAGES for key, label in s.labels.items() if key.startswith("hypotheses.")
+}
 
 
 def stage_named(name: str) -> Stage:
@@ -175,15 +203,48 @@ def provider_of(result: str) -> str | None:
     return next((s.name for s in STAGES if result in s.provides), None)
 
 
+def writer_of(key: str) -> Stage | None:
+    """The stage that writes ``metrics.json`` key ``key`` (dotted; the longest declared prefix wins).
+
+    ``hypotheses.z_star`` -> ``ig``; ``microscope.erm.tcav`` -> ``microscope`` (it owns ``microscope``).
+    """
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:n])
+        for stage in STAGES:
+            if prefix in stage.writes:
+                return stage
+    return None
+
+
+def file_writer(relative: str) -> Stage | None:
+    """The stage that writes run file ``relative`` (see :attr:`Stage.files`); None for files no stage writes."""
+    return next((s for s in STAGES if s.writes_file(relative)), None)
+
+
+def check_models(microscope: MicroscopeConfig) -> None:
+    """The models a ``microscope`` section names must be ones a stage of this engine trains, and the models
+    whose layers TCAV tests or whose maps are sanity-checked must be examined; one line otherwise."""
+    sanity = microscope.sanity.models or []
+    for key, names in (("models", microscope.models), ("tcav.models", microscope.tcav.models), ("sanity.models", sanity)):
+        if problem := unknown(f"model(s) in microscope.{key}", names, MODEL_NAMES):
+            raise InputError(problem)
+    for key, names in (("tcav.models", microscope.tcav.models), ("sanity.models", sanity)):
+        if outside := [n for n in names if n not in microscope.models]:
+            raise InputError(f"microscope.{key} names {', '.join(outside)}, which microscope.models does not examine")
+
+
 def select_stages(config: Config, names: Sequence[str] | None = None) -> list[Stage]:
     """The stages to run, in pipeline order: ``names`` (any order), or the default selection for ``config``.
 
     Raises:
-        InputError: an unknown stage name, or a selected stage whose requirement no earlier selected
-            stage provides (one line naming the result and its provider).
+        InputError: a model the microscope cannot examine (:func:`check_models`), an unknown stage name,
+            or a selected stage whose requirement no earlier selected stage provides (one line naming the
+            result and its provider).
     """
+    check_models(config.microscope)
     if names is None:
-        selected = [s for s in STAGES if s.default(config)]
+        selected = [s for s in STAGES if s.enabled(config)]
     else:
         wanted = set(names)
         for name in wanted:
@@ -219,4 +280,19 @@ def stages_markdown(config: Config) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MODEL_NAMES", "STAGES", "STAGE_NAMES", "Stage", "provider_of", "select_stages", "stage_named", "stages_markdown"]
+__all__ = [
+    "HYPOTHESIS_NAMES",
+    "MODEL_NAMES",
+    "PIPELINE_FILES",
+    "STAGES",
+    "STAGE_NAMES",
+    "Stage",
+    "check_models",
+    "file_writer",
+    "peer_stage",
+    "provider_of",
+    "select_stages",
+    "stage_named",
+    "stages_markdown",
+    "writer_of",
+]

@@ -6,8 +6,9 @@
 ``student``   D′_train labelled by L_M(·|x′, z*) (soft labels); a student with ERM's architecture and budget
               imitates them (:mod:`igcore.imitate`)
 
-The concept scores are stored in the run (``tensors/concept_scores``), so :func:`igcore.ig.resolve` can
-re-fit the prior from edited judgments and re-solve z* for a finished run without touching images.
+The concept scores are stored in the run (``tensors/concept_scores``) and so are the judgments Prior_M was
+fitted on (``judgments/``, :mod:`igcore.prior.sources`), so :func:`igcore.resolve.resolve` can re-fit the
+prior from the run's own or edited judgments and re-solve z* for a finished run without touching images.
 """
 
 from __future__ import annotations
@@ -20,24 +21,21 @@ import numpy as np
 from igcore.concepts import ConceptModel
 from igcore.config import Config
 from igcore.context import ConceptResult, ConceptScores, IGResult, RunContext
+from igcore.discover.names import hypothesis_language, judgments_left_out
 from igcore.errors import InputError
 from igcore.imitate import imitate, pseudo_label_summary
 from igcore.likelihood import clause_deletion
-from igcore.prior import build_prior, load_ratings_for_config
+from igcore.prior import fit_prior, load_judgments
+from igcore.prior.sources import JUDGMENTS_FOLDER
 from igcore.search import search_from_config
-from igcore.stages.discover import discovers
-from igcore.worlds.base import Vocabulary, World
+from igcore.worlds.base import World
 
 
 def check_judgments(config: Config, world: World) -> None:
     """Read and validate the configured judgments (ratings 1–5, known concepts and classes, required columns,
-    valid hypothesis JSON in the pairwise file) before any training. Concepts the run will discover
-    (``discovered::<model>/<k>``) are known too; judgments of hidden ones are left out."""
-    from igcore.discover.names import discovered_concepts
-
-    found = tuple(c for m in (config.discover.models if discovers(config) else []) for c in discovered_concepts(m, config.discover.max_k()))
-    load_ratings_for_config(config.prior, Vocabulary(world.vocabulary.concepts + found), list(world.classes),
-                            drop=config.world.hide_concepts)
+    valid hypothesis JSON in the pairwise file) before any training. Judgments of concepts the run will discover
+    (``discovered::<model>/<k>``) and of hidden ones (``world.hide_concepts``) are read and left out."""
+    load_judgments(config.prior, world.vocabulary, list(world.classes), drop=judgments_left_out(config, world.vocabulary, world.vocabulary))
 
 
 def stage_concepts(ctx: RunContext) -> dict[str, Any]:
@@ -93,12 +91,11 @@ def stage_concepts(ctx: RunContext) -> dict[str, Any]:
 
 
 def stage_ig(ctx: RunContext) -> dict[str, Any]:
-    """Fit Prior_M, search z* (and the flat-prior ablation) on D's concept scores, evaluate on D′_eval.
+    """Fit Prior_M, search z* (and the flat-prior ablation) on D's concept scores, evaluate on D′_eval; record the
+    judgments Prior_M was fitted on, with their provenance, in the run (``judgments/``).
 
     Both searches speak the run's hypothesis language: annotated and named discovered concepts
     (:func:`igcore.discover.names.hypothesis_language`; an unnamed concept is nothing a person can judge)."""
-    from igcore.discover.names import hypothesis_language, judgments_left_out
-
     classes = list(ctx.world.classes)
     scores = ctx.need(ctx.concepts, "concepts").scores
     language = hypothesis_language(ctx.vocabulary)
@@ -108,8 +105,11 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
                  f"{language.left_out} discovered concept(s) are unnamed (name them with discover.names or on the Discover page)")
     y = ctx.data.train.labels
     start = time.perf_counter()
-    prior = build_prior(ctx.config.prior, vocabulary, classes, drop=judgments_left_out(ctx.config, ctx.vocabulary, vocabulary))
-    for text in prior.notes_:
+    drop = judgments_left_out(ctx.config, ctx.vocabulary, vocabulary)
+    prior = fit_prior(ctx.config.prior, load_judgments(ctx.config.prior, vocabulary, classes, drop=drop), vocabulary, classes)
+    judgments = prior.judgments_
+    judgments.write(ctx.writer.subdir(JUDGMENTS_FOLDER))
+    for text in judgments.notes:
         ctx.note(text)
     prior_seconds = time.perf_counter() - start
     device = str(ctx.device)
@@ -128,7 +128,7 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
             "hypotheses.no_prior_json": flat.z_star_.to_dict(),
             "hypotheses.ranked": search.ranked_records(),
             "hypotheses.no_prior_ranked": flat.ranked_records(),
-            "prior": prior.summary(),
+            "prior": {**prior.summary(), "judgments": judgments.provenance.describe(), "notes": judgments.notes},
             "clause_deletion.z_star": clause_deletion(search.z_star_, test_eval, language.of(ctx.annotations("test_eval")),
                                                       vocabulary, classes),
         }

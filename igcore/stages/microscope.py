@@ -16,7 +16,7 @@ OCCLUSION_COPIES_NOTE = 200
 
 def occlusion_note(side: int, window: int, stride: int) -> str | None:
     """What occlusion will cost on ``side``-pixel images when that is many forward passes per map, else None."""
-    copies = max(1, (side - window) // stride + 1) ** 2
+    copies = ATTRIBUTIONS["occlusion"].cost({"window": window, "stride": stride}, side)  # the registry's cost estimate
     if copies <= OCCLUSION_COPIES_NOTE:
         return None
     return (f"occlusion with {window}/{stride} px windows occludes {copies} copies of each {side} px image ({copies} forward "

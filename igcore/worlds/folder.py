@@ -35,7 +35,6 @@ from pydantic import Field, field_validator
 
 from igcore.errors import InputError
 from igcore.settings import PathText
-from igcore.worlds import register_world
 from igcore.worlds.base import Concept, Vocabulary
 from igcore.worlds.images import ProgressFn
 from igcore.worlds.imageset import (
@@ -50,6 +49,7 @@ from igcore.worlds.imageset import (
     readable_words,
     resolve_inside,
 )
+from igcore.worlds.registry import register_world
 
 REQUIRED = ("path", "label", "split")
 RESERVED = (*REQUIRED, "group", "mask")

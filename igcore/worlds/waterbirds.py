@@ -35,7 +35,6 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from igcore.errors import InputError
 from igcore.settings import PathText
-from igcore.worlds import register_world
 from igcore.worlds.base import Concept, Vocabulary
 from igcore.worlds.cub import read_cub
 from igcore.worlds.images import ProgressFn
@@ -51,6 +50,7 @@ from igcore.worlds.imageset import (
     read_csv,
     readable_words,
 )
+from igcore.worlds.registry import register_world
 
 REQUIRED = ("img_id", "img_filename", "y", "split", "place")
 _FIX = "metadata.csv needs columns img_id,img_filename,y,split,place (place_filename optional), one row per image"

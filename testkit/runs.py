@@ -1,0 +1,62 @@
+"""A tiny real run: the config every test and bench that trains uses, and the runs built from it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+#: The tiny config: every default stage of the real pipeline, small enough to train inside a test (the tests' run, the benches').
+TINY = {
+    "world.rho": 0.95,  # the default 0.99 leaves a group of D empty at these sizes (every group needs examples)
+    "world.n_train": 400,
+    "world.n_val": 200,
+    "world.n_test_train": 300,
+    "world.n_test_eval": 300,
+    "world.n_concept_bank": 400,
+    "baseline.epochs": 2,  # 1 epoch of a tiny set trips OneCycleLR (total_steps * pct_start < 2)
+    "microscope.per_group": 2,
+    "microscope.methods": ["integrated_gradients", "saliency", "grad_cam"],
+    "microscope.params.integrated_gradients.n_steps": 8,
+    "microscope.tcav.n_random": 2,
+    "microscope.tcav.n_concept_images": 8,
+    "microscope.tcav.n_inputs": 8,
+    "microscope.tcav.layers": ["penultimate"],
+    "microscope.swaps.max_images": 60,
+    "microscope.sanity.n_images": 2,
+    "search.beam_width": 4,
+    "search.n_ranked": 8,
+    "concepts.epochs": 2,
+}
+
+
+def tiny_sets() -> list[str]:
+    """:data:`TINY` as ``--set`` strings."""
+    return [f"{key}={json.dumps(value)}" for key, value in TINY.items()]
+
+
+def build_tiny_run(root: Path, run_id: str) -> Path:
+    """The real pipeline with :data:`TINY` into ``root/run_id`` (used by the fixture and the dashboard bench)."""
+    from igcore.config import load_config
+    from igcore.pipeline import run_pipeline
+
+    config = load_config(None, [*tiny_sets(), f"run_id={run_id}"])
+    return run_pipeline(config, root, progress=False)
+
+
+def write_incomplete_run(complete: Path, out: Path) -> None:
+    """What a run looks like while its pipeline is still running, just after the world stage: the world's
+    files and metrics, status ``running``, every default stage selected but only ``world`` recorded."""
+    out.mkdir()
+    manifest = json.loads((complete / "manifest.json").read_text())
+    manifest.update(run_id=out.name, status="running", stages={"world": manifest["stages"]["world"]})
+    manifest.pop("total_seconds", None)
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    metrics = json.loads((complete / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({"world": metrics["world"]}))
+    shutil.copy(complete / "contact_sheet.png", out / "contact_sheet.png")
+    for name in ("tables/split_train.parquet", "tables/split_val.parquet", "tables/split_test_train.parquet",
+                 "tables/split_test_eval.parquet", "tables/split_concept_bank.parquet",
+                 "tensors/test_eval.safetensors", "tensors/concept_bank.safetensors"):
+        (out / name).parent.mkdir(exist_ok=True)
+        shutil.copy(complete / name, out / name)

@@ -1,0 +1,61 @@
+"""The dashboard's number-reading parts do not import torch: every dashboard module imports without it,
+and every page of the registry that does not run models (:attr:`dashboard.pages.PageSpec.runs_models`)
+renders a complete run without loading it. Each check runs in a fresh interpreter, so nothing another
+test imported can hide an import."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dashboard.pages import PAGES
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Heavy libraries a number-reading part must not load.
+HEAVY = ("torch", "transformers", "captum")
+
+
+def dashboard_modules() -> list[str]:
+    """Every module of the dashboard (pages and the router are scripts, not modules: see the page test)."""
+    names = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in (ROOT / "dashboard").rglob("*.py")]
+    names = [n.removesuffix(".__init__") for n in names]
+    return sorted(n for n in names if not n.startswith("dashboard.app_pages") and n != "dashboard.app")
+
+
+def _fresh(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("module", dashboard_modules())
+def test_module_imports_without_torch(module: str) -> None:
+    out = _fresh(f"import importlib, sys; importlib.import_module({module!r}); print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]", (module, out.stdout)
+
+
+def test_pages_that_read_numbers_render_without_torch(runs_dir: Path) -> None:
+    """Each page that does not run models, opened on the complete tiny run, loads none of :data:`HEAVY`."""
+    pages = [p.name for p in PAGES if not p.runs_models]
+    assert pages, "the registry has number-reading pages"
+    code = f"""
+import sys
+from streamlit.testing.v1 import AppTest
+for page in {pages!r}:
+    at = AppTest.from_file({str(ROOT / "dashboard" / "app.py")!r}, default_timeout=300)
+    at.query_params.update({{"v": "2", "run": "tiny"}})
+    if page != "overview":
+        at.switch_page(f"app_pages/{{page}}.py")
+    at.run()
+    assert not at.exception, (page, [e.value for e in at.exception])
+    print(page, sorted(m for m in {HEAVY!r} if m in sys.modules), flush=True)
+"""
+    out = _fresh(code, {"IG_RUNS_DIR": str(runs_dir)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [line for line in out.stdout.splitlines() if line.split(" ", 1)[0] in pages]
+    assert [line.split(" ", 1)[0] for line in lines] == pages, out.stdout
+    loaded = [line for line in lines if not line.endswith("[]")]
+    assert not loaded, loaded  # the first page listed is the one that imported it

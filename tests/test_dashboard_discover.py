@@ -55,7 +55,8 @@ def test_every_section_renders(runs_dir: Path) -> None:
     assert f"Most relied on by erm: **erm** {verdict} on component {record['k']}" in text
     for model in record["effects"]:
         assert f"**{model}**" in text
-    assert len(at.get("imgs")) >= 2, "exemplar images with their maps, and their crops"
+    shown = [c for el in at.get("image") for c in el.captions if c]  # the exemplars with their maps, by D′ index
+    assert shown == [f"#{i}" for i in view.exemplars(view.component_ids()[0], len(shown))] and shown
     assert "No discovered concept is named yet" in text
 
 

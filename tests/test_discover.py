@@ -272,3 +272,19 @@ def test_judgments_about_hidden_concepts_are_left_out():
     assert any("left out" in n for n in judgments.notes)
     if judgments.pairwise is not None:
         assert not any(c in text for c in BACKGROUND for text in judgments.pairwise["hypothesis_a"])
+
+
+def test_recorded_judgments_leave_out_what_is_dropped_and_say_so():
+    from igcore.config import PriorConfig
+    from igcore.prior import load_judgments
+
+    world = make_world("snowwolf", seed=2, **SMALL)
+    judgments = load_judgments(PriorConfig(), world.vocabulary, world.classes)
+    assert judgments.without((), world.vocabulary, world.classes) is judgments  # nothing dropped: the same judgments
+    kept = judgments.without(BACKGROUND, world.vocabulary, world.classes)
+    rated = judgments.ratings["concept"].isin(BACKGROUND)
+    assert rated.any() and len(kept.ratings) == (~rated).sum() and not kept.ratings["concept"].isin(BACKGROUND).any()
+    assert any(f"{int(rated.sum())} rating(s)" in n for n in kept.notes)
+    assert kept.provenance.world == judgments.provenance.world
+    if kept.pairwise is not None:
+        assert not any(c in text for c in BACKGROUND for col in ("hypothesis_a", "hypothesis_b") for text in kept.pairwise[col])

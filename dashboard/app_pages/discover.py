@@ -174,7 +174,7 @@ with session.guard("Naming"):
     st.markdown(f"Current name of {component}: **{current}**" if current else f"{component} is **unnamed**.")
     with st.form("w_discover_name_form", clear_on_submit=True):
         text = st.text_input("What does this concept show?", max_chars=MAX_NAME_LENGTH, key="w_discover_text",
-                             placeholder="e.g. snowy ground")
+                             placeholder="e.g. a ruler at the edge")
         submitted = st.form_submit_button("Save the name", type="primary", disabled=rater is None)
     if submitted and rater is not None:
         _name(store, rater, component, text)

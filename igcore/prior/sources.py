@@ -179,8 +179,8 @@ class Judgments:
         """These judgments without those about a concept in ``drop`` (ratings of it, preferences between hypotheses
         that mention it; ``vocabulary`` must hold every concept they mention), with a note counting them."""
         ratings, pairwise, note = _without(self.ratings, self.pairwise, frozenset(drop), vocabulary, list(classes))
-        if note is None and pairwise is self.pairwise:
-            return self
+        if len(ratings) == len(self.ratings) and (0 if pairwise is None else len(pairwise)) == (0 if self.pairwise is None else len(self.pairwise)):
+            return self  # nothing spoke about a dropped concept
         return Judgments(ratings, pairwise, self.provenance.model_copy(update={"notes": _with(self.provenance.notes, note)}) if note
                          else self.provenance)
 

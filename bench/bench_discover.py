@@ -6,7 +6,7 @@ For every seed:
     (``world.hide_concepts``): does erm's most important discovered component align with the hidden
     background, is its ablation effect on erm clear of 0 and at least 3× its effect on the IG student?
 (b) **Labels only.** Snow-and-Wolves (its images written out as PNGs) and the BYOD bench data
-    (``bench/byod_data.py``) as folder manifests of ``path,label,split`` plus the ``group`` column, whose
+    (``testkit/byod_data.py``) as folder manifests of ``path,label,split`` plus the ``group`` column, whose
     ``place::`` concepts are withheld: no concept of any kind is annotated. A first run discovers erm's
     components; a **simulated namer** names each one after the hidden concept it aligns with best on
     D′_train (ROC AUC of its presence score) when that AUC is at least 0.8 and leaves it unnamed otherwise;
@@ -33,18 +33,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import ROOT, provenance, write_section  # noqa: E402  (puts the repository on sys.path)
 
-from igcore.config import load_config  # noqa: E402
-from igcore.pipeline import run_pipeline  # noqa: E402
-from igcore.stages import select_stages  # noqa: E402
-from igcore.store import Run, load_run_dir  # noqa: E402
+from bench.common import ROOT, provenance, write_section
+from igcore.config import load_config
+from igcore.pipeline import run_pipeline
+from igcore.stages import select_stages
+from igcore.store import Run, load_run_dir
 
 DOC = ROOT / "docs" / "DISCOVER.md"
 SNOWWOLF_BACKGROUND = ("snowy_ground", "grassy_ground", "forest_floor")
@@ -483,7 +482,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     SNOWWOLF.update(args.snowwolf)
     EXTRA.extend(args.set)
-    sys.path.insert(0, str(ROOT / "bench"))
     seeds = [int(s) for s in args.seeds.split(",")]
     parts = set(args.parts.split(","))
     a, b_sw, b_byod = [], [], []
@@ -501,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"(b) snowwolf seed {seed}: names {len(res['names'])} wga {res['erm_wga']:.3f}/{res['student_wga']:.3f} "
                   f"z-background {res['z_background']}  {res['seconds']:.0f} s", flush=True)
         if "byod" in parts:
-            import byod_data
+            from testkit import byod_data
 
             if not (args.byod_data / "metadata.csv").is_file():
                 byod_data.write_dataset(args.byod_data, n=4800, size=96, seed=0, rho=0.95)

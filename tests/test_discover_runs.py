@@ -127,3 +127,21 @@ def test_an_unknown_hidden_concept_exits_2_before_any_work(tmp_path: Path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "purple_sky" in err[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_discovery_run_records_judgments_of_its_own_world(runs_dir: Path, tmp_path: Path):
+    """The recorded judgments speak about the run's whole vocabulary (discovered concepts included), the world the
+    dashboard's judgments store opens for the run, so what people add joins them; none is about an unnamed concept."""
+    from igcore.prior import JudgmentsStore, vocabulary_fingerprint
+
+    run = RunStore(runs_dir).load("tiny")
+    vocabulary, classes = run.vocabulary()
+    judgments = run.judgments()
+    assert judgments.provenance.world == vocabulary_fingerprint(vocabulary, classes)
+    assert not judgments.ratings["concept"].str.startswith("discovered::").any()
+    store = JudgmentsStore(tmp_path / "judgments.sqlite", vocabulary, classes)
+    store.add_ratings("ana", [("discovered::erm/0", classes[0], 5)])
+    joined = judgments.joined(store)
+    assert len(joined.ratings) == len(judgments.ratings) + 1 and joined.n_added() == 1
+    solved = resolve(run, joined)  # a rating of an unnamed concept is left out of the re-solve
+    assert not any(c["concept"].startswith("discovered::") for c in solved.records)

@@ -236,7 +236,7 @@ def load_judgments(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence
     ratings of it, and pairwise preferences between hypotheses that mention it (a note counts them).
     """
     classes = list(classes)
-    drop = frozenset(drop) - set(vocabulary.ids)
+    drop = frozenset(drop)
     reading = _with_concepts(vocabulary, drop)  # files may speak about the dropped concepts
     sources: list[Source] = []
     loaded: dict[str, pd.DataFrame | None] = {}
@@ -266,11 +266,12 @@ def load_judgments(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence
     sources = [s.model_copy(update={"key": DATABASE, "written_by": WRITTEN_BY[DATABASE]}) if s.key == ADDED else s
                for s in joined.provenance.sources]
     rename = {"source": {ADDED: DATABASE}}
-    return Judgments(
+    found = Judgments(
         joined.ratings.replace(rename),
         None if joined.pairwise is None else joined.pairwise.replace(rename),
         joined.provenance.model_copy(update={"sources": sources, "store_id": store.store_id}),
     )
+    return found.without(drop, vocabulary, classes) if drop else found  # the store's rows may speak about them too
 
 
 def _with_concepts(vocabulary: Vocabulary, ids: Collection[str]) -> Vocabulary:

@@ -105,8 +105,10 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
                  f"{language.left_out} discovered concept(s) are unnamed (name them with discover.names or on the Discover page)")
     y = ctx.data.train.labels
     start = time.perf_counter()
+    # Read for the run's whole vocabulary (the world the judgments store and the recorded judgments speak about),
+    # without the judgments about concepts outside z*'s language; Prior_M is fitted on the language.
     drop = judgments_left_out(ctx.config, ctx.vocabulary, vocabulary)
-    prior = fit_prior(ctx.config.prior, load_judgments(ctx.config.prior, vocabulary, classes, drop=drop), vocabulary, classes)
+    prior = fit_prior(ctx.config.prior, load_judgments(ctx.config.prior, ctx.vocabulary, classes, drop=drop), vocabulary, classes)
     judgments = prior.judgments_
     judgments.write(ctx.writer.subdir(JUDGMENTS_FOLDER))
     for text in judgments.notes:

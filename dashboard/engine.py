@@ -150,8 +150,8 @@ def elicitation(run: RunView, judgments: Any) -> dict[str, Any]:
     """z* re-solved on ``judgments`` (:func:`resolve_z_star`, cold) and the unrated clauses in the order the
     Prior page asks about them (:func:`igcore.prior.elicit.question_order`), cached per set of judgments.
 
-    Returns :func:`resolve_z_star`'s dict without ``search``, plus ``order`` (the question table) and
-    ``support`` (z*'s clause set as sorted ``(concept, class)`` pairs).
+    Returns :func:`resolve_z_star`'s dict without ``search``, plus ``order`` (the question table), ``support``
+    (z*'s clause set as sorted ``(concept, class)`` pairs) and ``language`` (the ids of the concepts asked about).
     """
     return _elicitation(run, judgments.key(), judgments)
 
@@ -162,7 +162,9 @@ def _elicitation(run: RunView, key: str, _judgments: Any) -> dict[str, Any]:
 
     out = resolve_z_star(run, _judgments)
     search = out.pop("search")
-    scores = out.pop("language").of(run.concept_scores("train"))  # z*'s concepts (annotated and named discovered)
+    language = out.pop("language")  # z*'s concepts: annotated and named discovered ones (unnamed ones cannot be judged)
+    scores = language.of(run.concept_scores("train"))
+    out["language"] = list(language.vocabulary.ids)
     out["order"] = question_order(search, scores, run.split("train")["label"].to_numpy(), _judgments.ratings)
     out["support"] = sorted(search.z_star_.structure)
     return out

@@ -141,6 +141,7 @@ def resolve_z_star(run: RunView, judgments: Any, warm: Any = None) -> dict[str, 
         "n_ratings": len(judgments.ratings),
         "comparison": compare(run.run, out),
         "search": out.search,
+        "language": out.language,
     }
 
 
@@ -149,8 +150,8 @@ def elicitation(run: RunView, judgments: Any) -> dict[str, Any]:
     """z* re-solved on ``judgments`` (:func:`resolve_z_star`, cold) and the unrated clauses in the order the
     Prior page asks about them (:func:`igcore.prior.elicit.question_order`), cached per set of judgments.
 
-    Returns :func:`resolve_z_star`'s dict without ``search``, plus ``order`` (the question table) and
-    ``support`` (z*'s clause set as sorted ``(concept, class)`` pairs).
+    Returns :func:`resolve_z_star`'s dict without ``search``, plus ``order`` (the question table), ``support``
+    (z*'s clause set as sorted ``(concept, class)`` pairs) and ``language`` (the ids of the concepts asked about).
     """
     return _elicitation(run, judgments.key(), judgments)
 
@@ -161,7 +162,10 @@ def _elicitation(run: RunView, key: str, _judgments: Any) -> dict[str, Any]:
 
     out = resolve_z_star(run, _judgments)
     search = out.pop("search")
-    out["order"] = question_order(search, run.concept_scores("train"), run.split("train")["label"].to_numpy(), _judgments.ratings)
+    language = out.pop("language")  # z*'s concepts: annotated and named discovered ones (unnamed ones cannot be judged)
+    scores = language.of(run.concept_scores("train"))
+    out["language"] = list(language.vocabulary.ids)
+    out["order"] = question_order(search, scores, run.split("train")["label"].to_numpy(), _judgments.ratings)
     out["support"] = sorted(search.z_star_.structure)
     return out
 
@@ -201,3 +205,44 @@ def z_star_proba(run: RunView) -> np.ndarray:
     """L_M(· | x, z*) on D′_eval for the run's stored z* (``hypotheses.z_star_json``; :func:`predict_proba`)."""
     run.need("hypotheses.z_star_json", "stored z* with its biases")
     return predict_proba(run, run.hypotheses.z_star_json or {})
+
+
+# ---------------------------------------------------------------------------------------------- discover
+def discovery_view(run: RunView) -> Any:
+    """The run's discovered concepts read for people (:class:`igcore.discover.DiscoveryView`), one per run."""
+    return _discovery_view(run)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _discovery_view(run: RunView) -> Any:
+    from igcore.discover import DiscoveryView
+
+    return DiscoveryView(run.run)
+
+
+def name_store(run: RunView) -> Any:
+    """The dashboard's :class:`igcore.discover.store.NameStore` of the run's components (in the judgments database,
+    so names survive reloads and are shared by every session of this dashboard)."""
+    view = discovery_view(run)
+    return _name_store(judgments_path(run.root), run.run_id, tuple(view.component_ids()), run)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _name_store(path: str, run_id: str, components: tuple[str, ...], _run: RunView) -> Any:
+    return discovery_view(_run).name_store(path)
+
+
+def resolve_named(run: RunView, names: Mapping[str, str]) -> dict[str, Any]:
+    """z* re-solved on the run's own judgments in the language the ``names`` give (:func:`igcore.resolve.resolve`
+    with ``names``: the annotated concepts and the named discovered ones), cached per set of names."""
+    return _resolve_named(run, tuple(sorted(names.items())))
+
+
+@st.cache_data(show_spinner="Re-solving z* in the named words…", max_entries=16)
+def _resolve_named(run: RunView, names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    from igcore.resolve import resolve
+
+    run.concept_scores("train")  # the re-solve reads them; a run without them says which stage writes them
+    out = resolve(run.run, names=dict(names))
+    return {"text": out.text, "z_star": out.records, "language": [c.id for c in out.language.vocabulary.concepts],
+            "left_out": out.language.left_out, "engine_seconds": out.seconds}

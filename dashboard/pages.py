@@ -65,6 +65,8 @@ PAGES: tuple[PageSpec, ...] = (
              "z* next to z_baseline, with the attribution method of the maps", runs_models=True),
     PageSpec("prior", "Prior", ":material/tune:", "prior", (), "the judgments behind the prior and z* re-solved on them",
              runs_models=True),
+    PageSpec("discover", "Discover", ":material/explore:", "discover", (),
+             "the concepts found in the models that nobody annotated, and the names people gave them", runs_models=True),
     PageSpec("label", "Label with z*", ":material/how_to_vote:", "label", (), "labelling D′ images with z*'s field guide"),
     PageSpec("share", "Share & export", ":material/share:", "share", (), "this page: links and the report"),
 )

@@ -202,15 +202,15 @@ class RunView:
 
     @property
     def concept_ids(self) -> list[str]:
-        return [c.id for c in self.world.vocabulary]
+        return self.vocabulary.ids
 
     @property
     def concept_texts(self) -> dict[str, str]:
-        return {c.id: c.text for c in self.world.vocabulary}
+        return {c.id: c.text for c in self.vocabulary.concepts}
 
     @property
     def concept_kinds(self) -> dict[str, str]:
-        return {c.id: c.kind for c in self.world.vocabulary}
+        return {c.id: c.kind for c in self.vocabulary.concepts}
 
     @property
     def has_masks(self) -> bool:

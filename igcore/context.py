@@ -19,11 +19,13 @@ from igcore.config import Config
 from igcore.evaluate import group_metrics
 from igcore.executors import Executor, LocalExecutor
 from igcore.store import RunWriter
-from igcore.worlds.base import Split, World
+from igcore.worlds.base import Split, Vocabulary, World
 
 if TYPE_CHECKING:
     from igcore.baseline import ImageClassifier
     from igcore.concepts import ConceptModel
+    from igcore.discover.discovery import SourceDiscovery
+    from igcore.discover.names import Language
     from igcore.microscope.runner import MicroscopeResult
     from igcore.prior import PriorModel
     from igcore.search import HypothesisSearch
@@ -87,8 +89,12 @@ class TrainedClassifier:
 
 @dataclass(frozen=True)
 class ConceptResult:
-    model: ConceptModel
+    """The concept scores L_M reads and the vocabulary of their columns: the annotated concepts scored by the
+    concept model (None when the data annotates none), then the discovered ones (:mod:`igcore.discover`)."""
+
+    model: ConceptModel | None
     scores: ConceptScores
+    vocabulary: Vocabulary | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,11 @@ class IGResult:
     prior: PriorModel
     search: HypothesisSearch
     no_prior: HypothesisSearch
+    language: Language | None = None  # the concepts z* may use (None: the whole vocabulary)
+
+    def of(self, scores: np.ndarray) -> np.ndarray:
+        """The columns of the run's concept scores that the searches read."""
+        return scores if self.language is None else self.language.of(scores)
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,7 @@ class RunContext:
     features: Features | None = None
     executor: Executor = field(default_factory=LocalExecutor)
     classifiers: dict[str, TrainedClassifier] = field(default_factory=dict)
+    discovered: dict[str, SourceDiscovery] | None = None
     concepts: ConceptResult | None = None
     ig: IGResult | None = None
     pseudo_labels: np.ndarray | None = None
@@ -142,6 +154,21 @@ class RunContext:
     @property
     def data(self) -> Splits:
         return self.need(self.splits, "splits")
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The run's concepts: the world's annotated ones, then the discovered ones once the ``concepts`` stage
+        has merged them (the columns of the concept scores)."""
+        if self.concepts is not None and self.concepts.vocabulary is not None:
+            return self.concepts.vocabulary
+        return self.world.vocabulary
+
+    def annotations(self, split: str) -> np.ndarray:
+        """0/1 (N, K) over :attr:`vocabulary` of ``split``: the world's annotations, then each discovered concept's
+        presence (P(present) >= 0.5), its unannotated counterpart."""
+        own = getattr(self.data, split).concepts
+        found = [d.present(split) for d in (self.discovered or {}).values()] if len(self.vocabulary) > own.shape[1] else []
+        return np.concatenate([own, *found], axis=1) if found else own
 
     def classifier(self, name: str) -> ImageClassifier:
         return self.need(self.classifiers.get(name), f"model:{name}").model

@@ -9,6 +9,7 @@ images nor the concept model, and re-solving with the run's own judgments (on th
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from igcore.discover.names import Language, apply_names, hypothesis_language, judgments_left_out
 from igcore.hypothesis import Hypothesis
 from igcore.likelihood import predict_proba
 from igcore.prior import Judgments, fit_prior
@@ -41,6 +43,7 @@ class Resolution:
     test_eval_proba: np.ndarray
     prior_summary: dict[str, Any]
     seconds: float
+    language: Language  # the run's concepts z* speaks (``language.of(scores)`` gives the search's columns)
 
 
 @dataclass(frozen=True)
@@ -70,14 +73,25 @@ def _inputs(run: Run) -> _Inputs:
     return _read_inputs(run, run.stamp())
 
 
-def resolve(run: Run, judgments: Judgments | None = None, warm: HypothesisSearch | None = None) -> Resolution:
+def resolve(run: Run, judgments: Judgments | None = None, warm: HypothesisSearch | None = None,
+            names: Mapping[str, str | None] | None = None) -> Resolution:
     """Re-fit Prior_M on ``judgments`` (default: the ones the run recorded, :meth:`igcore.store.Run.judgments`) and re-solve
     z* on the run's stored concept scores of D. No image is touched; pass the previous search as ``warm`` to
-    start from its solution."""
+    start from its solution. ``names`` (e.g. :meth:`igcore.discover.NameStore.names`) rename discovered
+    concepts: z* speaks the annotated and named ones (:func:`igcore.discover.names.hypothesis_language`), and
+    judgments about concepts outside that language are left out."""
     start = time.perf_counter()
     inputs = _inputs(run)
-    config, vocabulary, classes, scores, y = inputs.config, inputs.vocabulary, inputs.classes, inputs.scores, inputs.y_train
-    prior = fit_prior(config.prior, judgments if judgments is not None else run.judgments(), vocabulary, classes)
+    config, full, classes = inputs.config, inputs.vocabulary, inputs.classes
+    language = hypothesis_language(apply_names(full, names or {}))
+    vocabulary = language.vocabulary
+    scores = {split: language.of(v) for split, v in inputs.scores.items()}
+    y = inputs.y_train
+    judgments = judgments if judgments is not None else run.judgments()
+    left_out = judgments_left_out(config, full, vocabulary)
+    if left_out:
+        judgments = judgments.without(left_out, full, classes)
+    prior = fit_prior(config.prior, judgments, vocabulary, classes)
     if warm is None:
         search = search_from_config(config.search, prior, search_device(run))
     else:  # same estimator, new prior: starts from the previous solution
@@ -95,6 +109,7 @@ def resolve(run: Run, judgments: Judgments | None = None, warm: HypothesisSearch
         test_eval_proba=search.predict_proba(scores["test_eval"]),
         prior_summary=prior.summary(),
         seconds=time.perf_counter() - start,
+        language=language,
     )
 
 

@@ -311,6 +311,62 @@ class Surrogate(_Open):
     n_disagree: int | None = None
 
 
+
+# --------------------------------------------------------------------------------- discovered concepts
+class BestMatch(_Open):
+    """The annotated concept, background or group a discovered concept's presence matches best."""
+
+    name: str
+    auc: float | None = None
+
+
+class Resemblance(_Open):
+    """Presence AUC on D′_eval of a discovered concept against every annotated concept, background and group."""
+
+    concepts: dict[str, float | None] = {}
+    backgrounds: dict[str, float | None] = {}
+    groups: dict[str, float | None] = {}
+    best_concept: BestMatch | None = None
+    best_background: BestMatch | None = None
+    best_group: BestMatch | None = None
+
+
+class ComponentEffect(_Open):
+    """What removing a discovered concept from one model's layer does to the log-odds of its answers on D′_eval."""
+
+    overall: Interval
+    by_group: dict[str, Interval] = {}
+    flip_rate: float | None = None  # share of answers that change
+    rank: int  # 1 = the component the model relies on most (most negative effect)
+    share: float | None = None  # share of the model's layer variance the component's pattern explains
+
+
+class DiscoveredComponent(_Open):
+    """One discovered concept ``discovered::<source>/<k>`` (igcore.discover)."""
+
+    id: str
+    k: int
+    text: str
+    named: bool
+    present_share: dict[str, float] = {}  # per split, the share of images where it is present (calibrated)
+    threshold: float | None = None  # presence score above which it counts as present
+    resembles: Resemblance = Resemblance()
+    effects: dict[str, ComponentEffect] = {}
+
+
+class DiscoverSource(_Open):
+    """``discover.<source>``: the components of one model's layer, what they resemble and their effects."""
+
+    layer: str
+    k: int
+    k_selection: dict[str, Any] | None = None  # how K was chosen (None: discover.k was given)
+    reconstruction_error: float | None = None
+    transfer_r2: dict[str, float] = {}  # per examined model: how well its layer is read by the components
+    effect: str = ""
+    ranking: dict[str, list[str]] = {}  # per examined model: component ids, most relied on first
+    components: list[DiscoveredComponent] = []
+
+
 class Metrics(_Open):
     """``metrics.json``. Sections are absent until the stage that writes them has run."""
 
@@ -324,6 +380,8 @@ class Metrics(_Open):
     clause_deletion: dict[str, list[ClauseDeletion]] = {}
     #: agreement of people's labels of D′_eval, given z*, with L_M(·|x, z*) (igcore.labels.write_imitation)
     imitation: dict[str, Any] | None = None
+    #: per source model, its discovered concepts: resemblance, calibration, ablation effects (igcore.discover)
+    discover: dict[str, DiscoverSource] = {}
 
 
 # --------------------------------------------------------------------------------------- tables, tensors
@@ -361,6 +419,10 @@ SPLIT_TABLE = TableSpec(
 
 TABLES: dict[str, TableSpec] = {
     **{f"split_{name}": SPLIT_TABLE for name in ("train", "val", "test_train", "test_eval", "concept_bank")},
+    "discover_effects": TableSpec(
+        "each discovered concept's ablation effect on every examined model, overall (group ``all``) and per group",
+        ("source", "component", "model", "group", "mean", "ci_low", "ci_high", "n"),
+    ),
     "predictions": TableSpec(
         "every evaluated method's answer on D′_eval",
         ("index", "label", "group", "background"),

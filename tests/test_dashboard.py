@@ -510,7 +510,7 @@ def test_run_view_reads_every_section(runs_dir: Path) -> None:
     assert int((base != preds["pred_erm"].to_numpy()).sum()) == m["surrogates"]["z_baseline"]["n_disagree"]
     n = m["world"]["sizes"]["test_eval"]
     assert len(run.predictions()) == n and run.test_eval()["images"].shape[0] == n
-    assert run.concept_scores().shape == (n, len(m["world"]["vocabulary"]))
+    assert run.concept_scores().shape == (n, len(m["concepts"]["vocabulary"]))  # the world's concepts, then the discovered ones
     assert not run.test_eval()["images"].flags.writeable  # shared between sessions: read-only
     assert run.contact_sheet()[:8] == b"\x89PNG\r\n\x1a\n"
     assert run.missing("hypotheses.z_star", "z*") is None

@@ -18,7 +18,8 @@ from igcore.stages import MODEL_NAMES, STAGE_NAMES, STAGES, select_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The pipeline's order: its own stages, every registered peer method (after the student), the microscope last.
-EXPECTED = ["world", "features", "erm", "oracle", "true_concepts", "concepts", "ig", "student", *PEERS, "microscope"]
+EXPECTED = ["world", "features", "erm", "oracle", "true_concepts", "discover", "concepts", "ig", "student", *PEERS, "discover_effects",
+            "microscope"]
 
 
 def _modules() -> list[str]:

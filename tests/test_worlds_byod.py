@@ -441,7 +441,7 @@ WATERBIRDS_BAD: dict[str, tuple[Callable[[Path, Path], dict | None], list[str]]]
         lambda r, c: (r / "metadata.csv").write_bytes(bytes(range(256)) * 8),
         ["metadata.csv is a binary file, not CSV text"],
     ),
-    "unknown parameter": (lambda r, c: {"rho": 0.9}, ["unknown config key 'world.rho'", "valid keys here: name, vocabulary"]),
+    "unknown parameter": (lambda r, c: {"rho": 0.9}, ["unknown config key 'world.rho'", "valid keys here: name, hide_concepts, vocabulary"]),
     "bad concept_bank": (lambda r, c: {"concept_bank": "test"}, ["concept_bank must be one of val, train, train+val"]),
     "misspelt vocabulary id": (
         lambda r, c: [
@@ -533,10 +533,6 @@ FOLDER_BAD: dict[str, tuple[Callable[[Path], dict | None], list[str]]] = {
             lambda x: "pond" if x["split"] == "train" and x["label"] == "heron" else x["group"],
         ),
         ["group(s) heron/meadow have no images in the train split (D)"],
-    ),
-    "no concepts at all": (
-        lambda r: _drop_columns(r / "manifest.csv", "striped", "long_neck", "group"),
-        ["no concept columns and no group column"],
     ),
 }
 

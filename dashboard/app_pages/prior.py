@@ -117,9 +117,11 @@ def unrated_clauses() -> None:
     """The unrated clauses, most informative first; one form rates a batch, then z* is re-solved and logged."""
     state = engine.elicitation(run, judgments)
     order = state["order"]
-    n_total = len(concept_ids) * len(classes)
+    n_total = len(state["language"]) * len(classes)
     n_rated = n_total - len(order)
     st.progress(n_rated / n_total if n_total else 1.0, text=f"{n_rated} of {n_total} clauses rated")
+    if unnamed := len(concept_ids) - len(state["language"]):
+        st.caption(f"{unnamed} discovered concept(s) are unnamed, so nobody is asked about them: name them on the Discover page.")
     support = frozenset(tuple(pair) for pair in state["support"])
     history = engine.z_star_history(run, judgments, state["support"])
     kind, sentence = stop_status(stopping_signal(history, window=STOP_WINDOW), len(history))

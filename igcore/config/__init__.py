@@ -19,6 +19,7 @@ from igcore.config.loading import build_config, default_config, load_config, rea
 from igcore.config.render import config_markdown, config_text, describe_config
 from igcore.config.schema import Config, IGConfig, RayConfig, TrueConceptsConfig
 from igcore.config.sets import deep_merge, parse_sets
+from igcore.discover.params import DiscoverParams
 from igcore.features_params import FeaturesConfig
 from igcore.microscope.params import CounterfactualsConfig, MicroscopeConfig, SanityConfig, SwapsConfig, TCAVConfig
 from igcore.peers import DFRConfig, JTTConfig
@@ -33,6 +34,7 @@ __all__ = [
     "Config",
     "CounterfactualsConfig",
     "DFRConfig",
+    "DiscoverParams",
     "FeaturesConfig",
     "IGConfig",
     "JTTConfig",

@@ -18,6 +18,7 @@ from pydantic import Field, SerializeAsAny, create_model, field_validator, model
 
 from igcore.baseline_params import BaselineConfig
 from igcore.concepts_params import ConceptsConfig
+from igcore.discover.params import DiscoverParams
 from igcore.features_params import FeaturesConfig
 from igcore.microscope.params import MicroscopeConfig
 from igcore.peers import PEERS
@@ -70,6 +71,7 @@ class _RunConfig(Settings):
     microscope: MicroscopeConfig = Field(default_factory=MicroscopeConfig)
     concepts: ConceptsConfig = Field(default_factory=ConceptsConfig)
     ig: IGConfig = Field(default_factory=IGConfig)
+    discover: DiscoverParams = Field(default_factory=DiscoverParams)
     peers: list[str] = Field([], description=f"peer methods to run: {', '.join(PEERS)}")
     executor: Literal["local", "ray"] = Field("local", description="where per-image work runs: local (this process) | ray (Ray Data, ray.*)")
     ray: RayConfig = Field(default_factory=RayConfig)

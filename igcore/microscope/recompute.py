@@ -44,6 +44,7 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
         InputError: not a run directory, an incomplete run, missing models or tensors, bad overrides,
             or a world that no longer reproduces the run's test_eval images.
     """
+    from igcore.discover.names import hypothesis_language
     from igcore.stages import check_models, stage_named
     from igcore.store import load_run_dir, recompute_output
     from igcore.worlds import build_world
@@ -76,18 +77,32 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
         )
     bank = run.tensors("concept_bank")
     table = run.table("predictions")
+    vocabulary, _ = run.vocabulary()
+    present, bank_concepts, tcav_concepts = test.concepts, bank["concepts"], None
+    if len(vocabulary) > present.shape[1]:  # discovered concepts follow the annotated ones (igcore.discover)
+        from igcore.discover.view import stored_present
+
+        present = np.concatenate([present, stored_present(run, "test_eval")], axis=1)
+        if config.discover.tcav:
+            bank_concepts = np.concatenate([bank_concepts, stored_present(run, "concept_bank")], axis=1)
+            tcav_concepts = vocabulary.ids
+    language = hypothesis_language(vocabulary)  # the surrogates speak z*'s language
+    scores = {k: language.of(v) for k, v in run.tensors("concept_scores").items()} if settings.surrogates else None
     inputs = MicroscopeInputs(
         world=world,
         test_eval=test,
         concept_bank_images=bank["images"],
-        concept_bank_concepts=bank["concepts"],
+        concept_bank_concepts=bank_concepts,
         models=models,
         test_train_images=world.split("test_train").images if settings.surrogates else None,
-        concept_scores=run.tensors("concept_scores") if settings.surrogates else None,
+        concept_scores=scores,
         predictions={m: table[pred_column(m)].to_numpy() for m in models if pred_column(m) in table},
         seed=config.seed,
         search=config.search,
         device=str(dev),
+        vocabulary=language.vocabulary,
+        test_eval_concepts=language.of(present),
+        tcav_concepts=tcav_concepts,
     )
     with recompute_output(run, "microscope", stage_named("microscope").writes) as output:
         old = run.path / "microscope" / "attributions"

@@ -50,7 +50,7 @@ from igcore.microscope.relevance import relevance_rows, summarise_relevance
 from igcore.microscope.swaps import background_swaps, sample_per_group
 from igcore.search.params import SearchConfig
 from igcore.store import write_table, write_tensors
-from igcore.worlds.base import Split, World
+from igcore.worlds.base import Split, Vocabulary, World
 
 
 @dataclass
@@ -68,6 +68,21 @@ class MicroscopeInputs:
     seed: int = 0
     search: SearchConfig | None = None  # the run's search settings (surrogates use the same search)
     device: str = "auto"
+    #: the concepts the surrogates speak when they are not the world's (z*'s language: annotated and named
+    #: discovered concepts, igcore.discover); the columns of ``concept_scores`` and of ``test_eval_concepts``
+    vocabulary: Vocabulary | None = None
+    #: 0/1 (N, K) over ``vocabulary`` of D′_eval (annotations, then discovered presence); None: the world's
+    test_eval_concepts: np.ndarray | None = None
+    #: ids of ``concept_bank_concepts``' columns (the concepts TCAV tests); None: the world's vocabulary
+    tcav_concepts: list[str] | None = None
+
+    @property
+    def concepts(self) -> Vocabulary:
+        return self.vocabulary if self.vocabulary is not None else self.world.vocabulary
+
+    @property
+    def present(self) -> np.ndarray:
+        return self.test_eval_concepts if self.test_eval_concepts is not None else self.test_eval.concepts
 
     def predictions_of(self, name: str) -> np.ndarray:
         if name not in self.predictions:
@@ -270,7 +285,8 @@ def tcav(
             continue
         clf = inputs.models[m]
         records, controls = tcav_repeated(
-            clf.module_, inputs.concept_bank_images, inputs.concept_bank_concepts, inputs.world.vocabulary.ids, by_class,
+            clf.module_, inputs.concept_bank_images, inputs.concept_bank_concepts, inputs.tcav_concepts or inputs.world.vocabulary.ids,
+            by_class,
             t.layers, classes=classes, n_random=t.n_random, n_concept_images=t.n_concept_images,
             alpha=t.alpha, correction=t.correction, seed=inputs.seed, device=clf.device_,
             n_controls=t.n_controls, repeats=t.repeats,
@@ -391,13 +407,13 @@ def surrogates(
             continue
         s = fit_surrogate(
             key, m, scores["test_train"][fit_rows], inputs.models[m].predict(inputs.test_train_images[fit_rows]),
-            scores["test_eval"], inputs.predictions_of(m), inputs.world.vocabulary, list(inputs.world.classes),
+            scores["test_eval"], inputs.predictions_of(m), inputs.concepts, list(inputs.world.classes),
             eval_labels=inputs.test_eval.labels, search_config=inputs.search, device=inputs.device, l1=settings.surrogate_l1,
         )
         hypotheses[key] = s.records
         hypotheses[f"{key}_text"] = s.text
         summaries[key] = s.summary()
-        deletion[key] = clause_deletion(s.hypothesis, scores["test_eval"], inputs.test_eval.concepts, inputs.world.vocabulary,
+        deletion[key] = clause_deletion(s.hypothesis, scores["test_eval"], inputs.present, inputs.concepts,
                                         list(inputs.world.classes))
         model_pred = inputs.predictions_of(m)
         rows += [{"surrogate": key, "model": m, "index": int(i), "label": int(inputs.test_eval.labels[i]),

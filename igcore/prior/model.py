@@ -169,6 +169,8 @@ class PriorModel:
         """Text features of every clause, shape (K, C, D)."""
         enc = self._encoder()
         k, c = len(vocabulary), len(classes)
+        if k == 0:  # a vocabulary with no concept (labels-only data before anything is named): nothing to embed
+            return np.zeros((0, c, 1))
         blocks = []
         if self.features in ("concept", "concept+clause"):
             e = enc.encode([con.text for con in vocabulary.concepts])
@@ -196,8 +198,8 @@ class PriorModel:
         self.encoder_name_ = enc.name
         self.vocabulary_, self.classes_ = vocabulary, classes
 
-        ki = ratings["concept"].map({cid: i for i, cid in enumerate(vocabulary.ids)}).to_numpy()
-        ci = ratings["class"].map({cl: i for i, cl in enumerate(classes)}).to_numpy()
+        ki = ratings["concept"].map({cid: i for i, cid in enumerate(vocabulary.ids)}).to_numpy(dtype=np.int64)
+        ci = ratings["class"].map({cl: i for i, cl in enumerate(classes)}).to_numpy(dtype=np.int64)
         r = ratings["rating"].to_numpy(dtype=np.float64)
         sums, counts = np.zeros((k_n, c_n)), np.zeros((k_n, c_n))
         np.add.at(sums, (ki, ci), r)
@@ -220,7 +222,7 @@ class PriorModel:
             return Ridge(alpha=max(self.ridge_alpha, 1e-8)).fit(x, t)
 
         model = ridge_fit(x_train, t_train)
-        flat = feats.reshape(k_n * c_n, -1)
+        flat = feats.reshape(k_n * c_n, feats.shape[-1])
         text_pred = model.predict(flat).reshape(k_n, c_n) if model is not None else np.full((k_n, c_n), 3.0)
         if len(np.unique(kk)) == 1 or len(t_train) < 2:
             text_pred = np.full((k_n, c_n), float(np.mean(t_train)) if len(t_train) else 3.0)

@@ -26,7 +26,7 @@ re-solving a stored run (:mod:`igcore.resolve`) reproduces its z* exactly withou
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -36,6 +36,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from igcore.errors import InputError
+from igcore.hypothesis import Hypothesis
 from igcore.prior.judgments import (
     ASSETS_DIR,
     PAIRWISE_COLUMNS,
@@ -51,7 +52,7 @@ from igcore.prior.judgments import (
 from igcore.prior.model import MODEL_PARAMS, PriorModel
 from igcore.prior.params import PriorConfig
 from igcore.prior.store import JudgmentsStore
-from igcore.worlds.base import Vocabulary
+from igcore.worlds.base import Concept, Vocabulary
 
 #: The folder of a run directory that holds the judgments it was solved with.
 JUDGMENTS_FOLDER = "judgments"
@@ -174,6 +175,15 @@ class Judgments:
         carried = self.provenance.carried.model_dump_json() if self.provenance.carried else ""
         return hashlib.sha256((text + carried).encode()).hexdigest()
 
+    def without(self, drop: Collection[str], vocabulary: Vocabulary, classes: Sequence[str]) -> Judgments:
+        """These judgments without those about a concept in ``drop`` (ratings of it, preferences between hypotheses
+        that mention it; ``vocabulary`` must hold every concept they mention), with a note counting them."""
+        ratings, pairwise, note = _without(self.ratings, self.pairwise, frozenset(drop), vocabulary, list(classes))
+        if len(ratings) == len(self.ratings) and (0 if pairwise is None else len(pairwise)) == (0 if self.pairwise is None else len(self.pairwise)):
+            return self  # nothing spoke about a dropped concept
+        return Judgments(ratings, pairwise, self.provenance.model_copy(update={"notes": _with(self.provenance.notes, note)}) if note
+                         else self.provenance)
+
     # ------------------------------------------------------------------ joining what people added
     def joined(self, store: JudgmentsStore) -> Judgments:
         """These judgments plus what people added for this world in ``store`` (source ``added``), except the
@@ -212,7 +222,7 @@ class Judgments:
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def load_judgments(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence[str]) -> Judgments:
+def load_judgments(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence[str], drop: Collection[str] = ()) -> Judgments:
     """The ratings and pairwise preferences a config asks for, with their provenance.
 
     Ratings: ``prior.judgments`` if set, else the shipped ones when they speak about this world's concepts and
@@ -220,20 +230,30 @@ def load_judgments(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence
     ones when they fit. With ``prior.database`` (the dashboard's judgments store), what people added there for
     this world joins them. Files a person named must fit the world (a concept or class it does not have is an
     :class:`InputError`).
+
+    Judgments about a concept in ``drop`` -- one withheld from the engine (``world.hide_concepts``), or a
+    discovered concept nobody has named (outside z*'s language, :mod:`igcore.discover.names`) -- are left out:
+    ratings of it, and pairwise preferences between hypotheses that mention it (a note counts them).
     """
     classes = list(classes)
+    drop = frozenset(drop)
+    reading = _with_concepts(vocabulary, drop)  # files may speak about the dropped concepts
     sources: list[Source] = []
     loaded: dict[str, pd.DataFrame | None] = {}
     for kind, reader, named, key, shipped in (("ratings", load_judgments_csv, prior.judgments, RATINGS_FILE, SHIPPED_RATINGS),
                                               ("pairwise", load_pairwise_csv, prior.pairwise, PAIRWISE_FILE, SHIPPED_PAIRWISE)):
         try:
-            loaded[kind] = _read(reader, named or shipped, key if named else SHIPPED, kind, vocabulary, classes, sources)
+            loaded[kind] = _read(reader, named or shipped, key if named else SHIPPED, kind, reading, classes, sources)
         except InputError:
             if named:
                 raise
             loaded[kind] = None  # the shipped file speaks about another world (fit_prior carries the shape terms over)
     ratings, pairwise = loaded["ratings"], loaded["pairwise"]
-    notes = [] if ratings is not None else [NO_RATINGS]
+    notes = []
+    if drop:
+        ratings, pairwise, note = _without(ratings, pairwise, drop, reading, classes)
+        notes += [note] if note else []
+    notes += [] if ratings is not None and len(ratings) else [NO_RATINGS]
     judgments = Judgments(
         ratings if ratings is not None else _from_store(_empty(RATING_COLUMNS), SHIPPED, RATING_COLUMNS),
         pairwise,
@@ -246,11 +266,37 @@ def load_judgments(prior: PriorConfig, vocabulary: Vocabulary, classes: Sequence
     sources = [s.model_copy(update={"key": DATABASE, "written_by": WRITTEN_BY[DATABASE]}) if s.key == ADDED else s
                for s in joined.provenance.sources]
     rename = {"source": {ADDED: DATABASE}}
-    return Judgments(
+    found = Judgments(
         joined.ratings.replace(rename),
         None if joined.pairwise is None else joined.pairwise.replace(rename),
         joined.provenance.model_copy(update={"sources": sources, "store_id": store.store_id}),
     )
+    return found.without(drop, vocabulary, classes) if drop else found  # the store's rows may speak about them too
+
+
+def _with_concepts(vocabulary: Vocabulary, ids: Collection[str]) -> Vocabulary:
+    """``vocabulary`` and the concepts ``ids`` it lacks (to read judgments that speak about them)."""
+    extra = tuple(Concept(c, c, "core") for c in sorted(set(ids) - set(vocabulary.ids)))
+    return Vocabulary(vocabulary.concepts + extra) if extra else vocabulary
+
+
+def _without(ratings: pd.DataFrame | None, pairwise: pd.DataFrame | None, drop: frozenset[str], vocabulary: Vocabulary,
+             classes: list[str]) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str | None]:
+    """The ratings without those of concepts in ``drop``, the preferences without those that mention one, and a note."""
+    vocabulary = _with_concepts(vocabulary, drop)
+    left_out = 0
+    if ratings is not None:
+        keep = ~ratings["concept"].isin(drop)
+        left_out = int((~keep).sum())
+        ratings = ratings[keep].reset_index(drop=True)
+    if pairwise is not None:
+        def clean(text: str) -> bool:
+            return not Hypothesis.from_json(text, vocabulary, classes).concepts_used() & drop
+
+        keep = [clean(a) and clean(b) for a, b in zip(pairwise["hypothesis_a"], pairwise["hypothesis_b"], strict=True)]
+        pairwise = pairwise[keep].reset_index(drop=True) if any(keep) else None
+    note = f"{left_out} rating(s) about concepts withheld from the engine or not yet named were left out" if left_out else None
+    return ratings, pairwise, note
 
 
 def _read(reader: Callable[[str | Path, Vocabulary, Sequence[str]], pd.DataFrame], path: str | Path, key: str, kind: str,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from igcore.errors import InputError
 from igcore.peers import PEERS, Peer
 from igcore.settings import unknown
+from igcore.stages.discover import discovers, effects_models  # config predicates (the module loads no torch)
 
 if TYPE_CHECKING:
     from igcore.config import Config
@@ -52,6 +53,14 @@ def _erm_requires(config: Config) -> tuple[str, ...]:
 
 def _uses_backbone(config: Config) -> bool:
     return bool(config.features.backbone)
+
+
+def _discover_requires(config: Config) -> tuple[str, ...]:
+    return ("splits", *(f"model:{m}" for m in config.discover.models))
+
+
+def _discover_effects_requires(config: Config) -> tuple[str, ...]:
+    return ("discovered", *(f"model:{m}" for m in effects_models(config)))
 
 
 def _microscope_requires(config: Config) -> tuple[str, ...]:
@@ -145,9 +154,12 @@ STAGES: tuple[Stage, ...] = (
           "train the oracle reference on the labels of D′ (evaluation only)"),
     Stage("true_concepts", "igcore.stages.train:stage_true_concepts", ("splits",), ("true_concepts",),
           frozenset({"methods.true_concepts"}), "fit the true-concepts reference (logistic regression on annotated concepts)"),
+    Stage("discover", "igcore.stages.discover:stage_discover", _discover_requires, ("discovered",), frozenset(),
+          "discover the concepts of discover.models by NMF of a layer (ACE, CRAFT); they become vocabulary",
+          enabled=discovers, preflight="igcore.stages.discover:check_names", files=("discover/",)),
     Stage("concepts", "igcore.stages.ig:stage_concepts", _with_features("splits"), ("concepts",), frozenset({"concepts"}),
-          "train the concept model on the concept bank; score every split",
-          files=("tensors/concept_scores.", "models/concepts/")),
+          "train the concept model on the concept bank; score every split; append the discovered concepts when discover ran",
+          preflight="igcore.stages.discover:check_vocabulary", files=("tensors/concept_scores.", "models/concepts/")),
     Stage("ig", "igcore.stages.ig:stage_ig", ("splits", "concepts"), ("ig",),
           frozenset({"prior", "methods.ig_direct", "methods.no_prior", "methods.ig_posterior", "clause_deletion.z_star",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_IG)}),
@@ -158,6 +170,9 @@ STAGES: tuple[Stage, ...] = (
           frozenset({"methods.ig_student"}), "label D′ with z* and train the IG student to imitate those labels",
           files=("tensors/pseudo_labels.",)),
     *(peer_stage(peer) for peer in PEERS.values()),
+    Stage("discover_effects", "igcore.stages.discover:stage_discover_effects", _discover_effects_requires, ("discover_effects",),
+          frozenset({"discover"}), "remove each discovered concept from every examined model's layer: effect on its answers, ranked",
+          enabled=discovers, files=("tables/discover_effects.",), labels={"discover": "discovered concepts"}),
     Stage("microscope", "igcore.stages.microscope:stage_microscope", _microscope_requires, ("microscope",),
           frozenset({"microscope", "surrogates", "clause_deletion.z_baseline", "clause_deletion.z_student",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_MICROSCOPE)}),

@@ -21,6 +21,8 @@ import numpy as np
 from igcore.concepts import ConceptModel
 from igcore.config import Config
 from igcore.context import ConceptResult, ConceptScores, IGResult, RunContext
+from igcore.discover.names import hypothesis_language, judgments_left_out
+from igcore.errors import InputError
 from igcore.imitate import imitate, pseudo_label_summary
 from igcore.likelihood import clause_deletion
 from igcore.prior import fit_prior, load_judgments
@@ -31,59 +33,92 @@ from igcore.worlds.base import World
 
 def check_judgments(config: Config, world: World) -> None:
     """Read and validate the configured judgments (ratings 1–5, known concepts and classes, required columns,
-    valid hypothesis JSON in the pairwise file) before any training."""
-    load_judgments(config.prior, world.vocabulary, list(world.classes))
+    valid hypothesis JSON in the pairwise file) before any training. Judgments of concepts the run will discover
+    (``discovered::<model>/<k>``) and of hidden ones (``world.hide_concepts``) are read and left out."""
+    load_judgments(config.prior, world.vocabulary, list(world.classes), drop=judgments_left_out(config, world.vocabulary, world.vocabulary))
 
 
 def stage_concepts(ctx: RunContext) -> dict[str, Any]:
-    """Train the concept model on the concept bank; score every split; report per-concept ROC AUC."""
+    """Train the concept model on the concept bank; score every split; report per-concept ROC AUC. The concepts
+    discovered by the ``discover`` stage (when it ran) follow the annotated ones, scored by their calibrated
+    presence (:mod:`igcore.discover`)."""
+    from igcore.discover.discovery import merge_concepts
+
     c, b = ctx.config.concepts, ctx.config.baseline
     data = ctx.data
-    model = ConceptModel(
-        ctx.world.vocabulary,
-        holdout=c.holdout,
-        seed=ctx.config.seed,
-        estimator=ctx.estimator(),
-        arch=ctx.config.features.backbone or b.arch,
-        image_size=ctx.world.image_size,
-        epochs=c.epochs,
-        batch_size=b.batch_size,
-        lr=c.lr,
-        weight_decay=b.weight_decay,
-        device=str(ctx.device),
-        progress=ctx.progress,
-    ).fit(data.concept_bank, ctx.inputs("concept_bank"))
-    model.classifier_.save(ctx.writer.subdir("models/concepts"))
-    scores = ConceptScores(**{name: model.scores(ctx.inputs(name)) for name in ("train", "val", "test_train", "test_eval")})
+    splits = ("train", "val", "test_train", "test_eval")
+    info: dict[str, Any] = {}
+    model: ConceptModel | None = None
+    metrics: dict[str, Any] = {}
+    if len(ctx.world.vocabulary):
+        model = ConceptModel(
+            ctx.world.vocabulary,
+            holdout=c.holdout,
+            seed=ctx.config.seed,
+            estimator=ctx.estimator(),
+            arch=ctx.config.features.backbone or b.arch,
+            image_size=ctx.world.image_size,
+            epochs=c.epochs,
+            batch_size=b.batch_size,
+            lr=c.lr,
+            weight_decay=b.weight_decay,
+            device=str(ctx.device),
+            progress=ctx.progress,
+        ).fit(data.concept_bank, ctx.inputs("concept_bank"))
+        model.classifier_.save(ctx.writer.subdir("models/concepts"))
+        annotated = {name: model.scores(ctx.inputs(name)) for name in splits}
+        test_auc = model.auc(data.test_eval, annotated["test_eval"])
+        metrics = {"heldout_auc": model.heldout_auc_, "test_eval_auc": test_auc}
+        valid = [v for v in model.heldout_auc_.values() if v is not None]
+        info = {
+            "mean_heldout_auc": round(float(np.mean(valid)), 4),
+            "min_heldout_auc": round(float(np.min(valid)), 4),
+            "mean_test_eval_auc": round(float(np.mean([v for v in test_auc.values() if v is not None])), 4),
+        }
+    else:
+        annotated = {name: np.zeros((len(getattr(data, name)), 0), dtype=np.float32) for name in splits}
+    vocabulary, merged = merge_concepts(ctx.world.vocabulary, annotated, ctx.discovered)
+    if not len(vocabulary):
+        raise InputError("this data set annotates no concept and stage 'discover' did not run, so there is no concept "
+                         "vocabulary; add 0/1 concept columns, or run the discover stage")
+    scores = ConceptScores(**merged)
     ctx.writer.tensors("concept_scores", scores.as_dict())
-    ctx.concepts = ConceptResult(model, scores)
-    test_auc = model.auc(data.test_eval, scores.test_eval)
-    ctx.write_metrics({"concepts": {"heldout_auc": model.heldout_auc_, "test_eval_auc": test_auc}})
-    valid = [v for v in model.heldout_auc_.values() if v is not None]
-    return {
-        "mean_heldout_auc": round(float(np.mean(valid)), 4),
-        "min_heldout_auc": round(float(np.min(valid)), 4),
-        "mean_test_eval_auc": round(float(np.mean([v for v in test_auc.values() if v is not None])), 4),
-    }
+    ctx.concepts = ConceptResult(model, scores, vocabulary)
+    metrics["vocabulary"] = [{"id": x.id, "text": x.text, "kind": x.kind} for x in vocabulary.concepts]
+    ctx.write_metrics({"concepts": metrics})
+    info["discovered"] = len(vocabulary) - len(ctx.world.vocabulary)
+    return info
 
 
 def stage_ig(ctx: RunContext) -> dict[str, Any]:
     """Fit Prior_M, search z* (and the flat-prior ablation) on D's concept scores, evaluate on D′_eval; record the
-    judgments Prior_M was fitted on, with their provenance, in the run (``judgments/``)."""
-    vocabulary, classes = ctx.world.vocabulary, list(ctx.world.classes)
+    judgments Prior_M was fitted on, with their provenance, in the run (``judgments/``).
+
+    Both searches speak the run's hypothesis language: annotated and named discovered concepts
+    (:func:`igcore.discover.names.hypothesis_language`; an unnamed concept is nothing a person can judge)."""
+    classes = list(ctx.world.classes)
     scores = ctx.need(ctx.concepts, "concepts").scores
+    language = hypothesis_language(ctx.vocabulary)
+    vocabulary = language.vocabulary
+    if language.left_out:
+        ctx.note(f"z* and no_prior use {len(vocabulary)} of the run's {len(ctx.vocabulary)} concepts: "
+                 f"{language.left_out} discovered concept(s) are unnamed (name them with discover.names or on the Discover page)")
     y = ctx.data.train.labels
     start = time.perf_counter()
-    prior = fit_prior(ctx.config.prior, load_judgments(ctx.config.prior, vocabulary, classes), vocabulary, classes)
+    # Read for the run's whole vocabulary (the world the judgments store and the recorded judgments speak about),
+    # without the judgments about concepts outside z*'s language; Prior_M is fitted on the language.
+    drop = judgments_left_out(ctx.config, ctx.vocabulary, vocabulary)
+    prior = fit_prior(ctx.config.prior, load_judgments(ctx.config.prior, ctx.vocabulary, classes, drop=drop), vocabulary, classes)
     judgments = prior.judgments_
     judgments.write(ctx.writer.subdir(JUDGMENTS_FOLDER))
     for text in judgments.notes:
         ctx.note(text)
     prior_seconds = time.perf_counter() - start
     device = str(ctx.device)
-    search = search_from_config(ctx.config.search, prior, device).fit(scores.train, y, vocabulary, classes)
-    flat = search_from_config(ctx.config.search, None, device).fit(scores.train, y, vocabulary, classes)
-    ctx.ig = IGResult(prior, search, flat)
+    train, test_eval = language.of(scores.train), language.of(scores.test_eval)
+    search = search_from_config(ctx.config.search, prior, device).fit(train, y, vocabulary, classes)
+    flat = search_from_config(ctx.config.search, None, device).fit(train, y, vocabulary, classes)
+    ctx.ig = IGResult(prior, search, flat, language)
 
     ctx.write_metrics(
         {
@@ -96,13 +131,14 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
             "hypotheses.ranked": search.ranked_records(),
             "hypotheses.no_prior_ranked": flat.ranked_records(),
             "prior": {**prior.summary(), "judgments": judgments.provenance.describe(), "notes": judgments.notes},
-            "clause_deletion.z_star": clause_deletion(search.z_star_, scores.test_eval, ctx.data.test_eval.concepts, vocabulary, classes),
+            "clause_deletion.z_star": clause_deletion(search.z_star_, test_eval, language.of(ctx.annotations("test_eval")),
+                                                      vocabulary, classes),
         }
     )
-    ctx.evaluate("ig_direct", search.predict_proba(scores.test_eval))
-    ctx.evaluate("no_prior", flat.predict_proba(scores.test_eval))
+    ctx.evaluate("ig_direct", search.predict_proba(test_eval))
+    ctx.evaluate("no_prior", flat.predict_proba(test_eval))
     if ctx.config.ig.posterior_predictive:
-        ctx.evaluate("ig_posterior", search.posterior_predictive(scores.test_eval))
+        ctx.evaluate("ig_posterior", search.posterior_predictive(test_eval))
     return {
         "prior_fit_seconds": round(prior_seconds, 3),
         "search_seconds": round(search.fit_seconds_, 3),
@@ -114,8 +150,9 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
 
 def stage_student(ctx: RunContext) -> dict[str, Any]:
     """Label D′_train with L_M(·|x′, z*) (or the posterior predictive) and train the student on it."""
-    search = ctx.need(ctx.ig, "ig").search
-    scores = ctx.need(ctx.concepts, "concepts").scores.test_train
+    ig = ctx.need(ctx.ig, "ig")
+    search = ig.search
+    scores = ig.of(ctx.need(ctx.concepts, "concepts").scores.test_train)
     soft = search.posterior_predictive(scores) if ctx.config.ig.posterior_predictive else search.predict_proba(scores)
     val = ctx.data.val
     student = imitate(ctx.new_classifier("ig_student"), ctx.inputs("test_train"), soft, val=(ctx.inputs("val"), val.labels))

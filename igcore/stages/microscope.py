@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from igcore.context import RunContext
 from igcore.microscope.occlusion import geometry
 from igcore.microscope.registry import ATTRIBUTIONS
@@ -26,14 +28,23 @@ def occlusion_note(side: int, window: int, stride: int) -> str | None:
 
 def stage_microscope(ctx: RunContext) -> dict[str, Any]:
     """Attributions, relevance mass, TCAV, surrogates, background swaps and sanity checks of ``microscope.models``."""
+    from igcore.discover.names import hypothesis_language
+
     settings = ctx.config.microscope
     data = ctx.data
-    scores = ctx.concepts.scores.as_dict() if ctx.concepts is not None else None
+    # the surrogates speak z*'s language: annotated concepts and named discovered ones (igcore.discover.names)
+    language = ctx.ig.language if ctx.ig is not None and ctx.ig.language is not None else hypothesis_language(ctx.vocabulary)
+    scores = {k: language.of(v) for k, v in ctx.concepts.scores.as_dict().items()} if ctx.concepts is not None else None
+    bank, tcav_concepts = data.concept_bank.concepts, None
+    found = ctx.discovered or {}
+    if found and ctx.config.discover.tcav:  # discovered concepts are tested like annotated ones
+        bank = np.concatenate([bank, *(d.present("concept_bank") for d in found.values())], axis=1)
+        tcav_concepts = ctx.world.vocabulary.ids + [c.id for d in found.values() for c in d.concepts]
     inputs = MicroscopeInputs(
         world=ctx.world,
         test_eval=data.test_eval,
         concept_bank_images=data.concept_bank.images,
-        concept_bank_concepts=data.concept_bank.concepts,
+        concept_bank_concepts=bank,
         models={name: ctx.classifier(name) for name in settings.models},
         test_train_images=data.test_train.images,
         concept_scores=scores,
@@ -41,6 +52,9 @@ def stage_microscope(ctx: RunContext) -> dict[str, Any]:
         seed=ctx.config.seed,
         search=ctx.config.search,
         device=str(ctx.device),
+        vocabulary=language.vocabulary,
+        test_eval_concepts=language.of(ctx.annotations("test_eval")),
+        tcav_concepts=tcav_concepts,
     )
     if "occlusion" in settings.methods:
         side = int(data.test_eval.images.shape[1])

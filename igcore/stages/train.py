@@ -59,6 +59,9 @@ def stage_true_concepts(ctx: RunContext) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     core = ctx.world.vocabulary.kinds() == "core"
+    if not core.any():
+        ctx.note("no core concept is annotated, so there is no true-concepts reference (methods.true_concepts)")
+        return {"features": 0}
     train, test = ctx.data.train, ctx.data.test_eval
     clf = LogisticRegression(C=ctx.config.true_concepts.C, max_iter=1000).fit(train.concepts[:, core], train.labels)
     ctx.evaluate("true_concepts", clf.predict_proba(test.concepts[:, core]))

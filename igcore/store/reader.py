@@ -96,13 +96,16 @@ class Run:
 
     # -- world --------------------------------------------------------------------------------------------
     def vocabulary(self) -> tuple[Any, list[str]]:
-        """The world's vocabulary and class names as the run recorded them."""
+        """The run's vocabulary (the columns of its concept scores: the world's concepts, then the discovered
+        ones) and class names as the run recorded them."""
         from igcore.worlds.base import Concept, Vocabulary
 
-        world = self.results().world
+        results = self.results()
+        world = results.world
         if world is None:
             raise InputError(f"run {self.run_id!r} has no world section; its world stage did not finish")
-        vocab = Vocabulary(tuple(Concept(c.id, c.text, c.kind) for c in world.vocabulary))  # type: ignore[arg-type]
+        records = (results.concepts or {}).get("vocabulary") or [c.model_dump() for c in world.vocabulary]
+        vocab = Vocabulary(tuple(Concept(c["id"], c["text"], c["kind"]) for c in records))
         return vocab, list(world.classes)
 
     def judgments(self) -> Any:

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from igcore.errors import InputError
 from igcore.settings import Settings
 
-ConceptKind = Literal["core", "context", "distractor"]
+ConceptKind = Literal["core", "context", "distractor", "discovered"]  # discovered: igcore/discover
 SPLITS = ("train", "val", "test_train", "test_eval", "concept_bank")
 
 
@@ -114,6 +114,14 @@ class WorldParams(Settings):
     (bounds and one line of documentation each), so ``world.*`` accepts exactly what the chosen world reads."""
 
     name: str = Field(description="the registered world (igcore/worlds/)")
+    hide_concepts: list[str] = Field([], description="concept ids withheld from the engine (vocabulary, concept bank, judgments); groups still evaluate")
+
+    @field_validator("hide_concepts")
+    @classmethod
+    def _distinct_hidden(cls, ids: list[str]) -> list[str]:
+        if len(set(ids)) < len(ids):
+            raise ValueError(f"world.hide_concepts repeats a concept, got {ids!r}")
+        return ids
 
 
 class World(Protocol):

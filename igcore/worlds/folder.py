@@ -16,6 +16,8 @@
   between data sources). Without the column there is one background, ``any``, and groups are classes.
 - Every further column is a 0/1 concept annotation named by its header (kind ``core``; text: the header
   with underscores as spaces). ``vocabulary`` (CSV ``id,text,kind``) overrides texts and kinds.
+- A manifest of only ``path,label,split`` is valid: its vocabulary is empty, and the concepts the run
+  speaks in are the ones discovered in its models (:mod:`igcore.discover`).
 
 The CSV is read as UTF-8 (a byte-order mark is accepted). Photographs cannot be re-drawn on another
 background: ``can_render`` is False.
@@ -170,11 +172,6 @@ class FolderWorld(ImageSetWorld):
         else:
             backgrounds = [NO_GROUP]
             background = np.zeros(len(df), dtype=np.int64)
-        if not vocab:
-            raise InputError(
-                f"{what}: no concept columns and no group column, so there is no concept vocabulary; add 0/1 "
-                "columns named by concept (e.g. striped_tail)"
-            )
         ids = [c.id for c in vocab]
         if len(set(ids)) < len(ids):
             clash = sorted({i for i in ids if ids.count(i) > 1})
@@ -190,7 +187,7 @@ class FolderWorld(ImageSetWorld):
             labels=labels,
             split=split,
             background=background,
-            concepts=np.concatenate(blocks, axis=1),
+            concepts=np.concatenate(blocks, axis=1) if blocks else np.zeros((len(df), 0), dtype=np.uint8),
             vocabulary=Vocabulary(tuple(vocab)),
         )
         return table, classes, backgrounds

@@ -13,7 +13,8 @@ which turns it into the world contract of :mod:`igcore.worlds.base`:
   or ``train+val`` (``concept_bank``). It keeps its class labels (its ``labels``/``groups`` arrays are
   filled) because they exist, but the concept model never reads them. Concepts that never or always
   occur in the bank cannot be learned from it and are dropped from the vocabulary (and from every
-  split's concept matrix), each drop recorded in :attr:`ImageSetWorld.notes`.
+  split's concept matrix), each drop recorded in :attr:`ImageSetWorld.notes`. A data set without any
+  concept annotation (labels only) has an empty vocabulary.
 - Every split is shuffled by ``seed`` (file order is usually sorted by class, and code that takes "the
   first k images" should see a mix).
 
@@ -437,7 +438,7 @@ class ImageSetWorld:
                     f"so no concept model can learn them: {listed}"
                 )
         keep = (counts > 0) & (counts < len(bank_rows))
-        if not keep.any():
+        if len(keep) and not keep.any():
             raise InputError(
                 f"{self.name}: no concept both occurs and is absent in the concept bank ({self.concept_bank}); "
                 "annotate concepts on those images or choose another concept_bank"

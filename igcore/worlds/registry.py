@@ -60,11 +60,13 @@ def build_world(params: WorldParams, seed: int = 0, progress: ProgressFn | None 
     """The world described by validated ``params`` (a run config's ``world`` section).
 
     ``progress(done, total)`` is called while a loader decodes images (the dashboard's progress bar).
+    Concepts named in ``hide_concepts`` are withheld (:mod:`igcore.worlds.hidden`).
     """
-    return world_spec(params.name).factory(params, seed, progress)
+    from igcore.worlds.hidden import hide
+
+    return hide(world_spec(params.name).factory(params, seed, progress), params.hide_concepts)
 
 
 def make_world(name: str, seed: int = 0, progress: ProgressFn | None = None, **params: Any) -> World:
     """Build world ``name`` from keyword parameters (validated by its parameters class)."""
-    spec = world_spec(name)
-    return spec.factory(validated(spec.params, {"name": name, **params}, "world"), seed, progress)
+    return build_world(validated(world_spec(name).params, {"name": name, **params}, "world"), seed, progress)

@@ -1,0 +1,205 @@
+"""Discover: the concepts the models use that nobody annotated (:mod:`igcore.discover`), for people to name.
+
+Each component of a model's layer (NMF, ACE / CRAFT) is shown by the D′ images where it is most present, its
+map over them and the crop around its strongest place; what it resembles (presence AUC against every
+annotated concept, background and group); and what removing it from each examined model's layer does to the
+model's answers, with 95% intervals ("erm relies on component 3; ig_student does not"). A form stores a
+person's name for it in the dashboard's database (:class:`igcore.discover.store.NameStore`: rater, time,
+history kept), and z* is re-solved in the named words (:func:`igcore.resolve.resolve` with ``names``).
+
+The selected component and the person's name travel in the URL (``comp``, ``rater``), so a reload or a shared
+link shows the same component; names live in the database, so every session sees them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import engine, session
+from dashboard.components import images
+from dashboard.components.style import possessive
+from dashboard.components.text import effect_phrase, utc_time
+from dashboard.page import open_page
+from igcore.discover.names import MAX_NAME_LENGTH, parse_id
+from igcore.errors import InputError
+from igcore.prior.store import MAX_RATER_LENGTH, check_rater_name
+from igcore.schema import Interval
+
+COMPONENT_PARAM = "comp"  # the selected component's id travels in the URL
+RATER_PARAM = "rater"
+RATER = "w_discover_rater"
+FLASH = "_discover_flash"
+#: Exemplars shown per component (the run's discover.exemplars caps it).
+EXEMPLARS = 8
+
+wanted = st.query_params.get(COMPONENT_PARAM)  # read before open_page writes the view's keys into the URL
+wanted_rater = st.query_params.get(RATER_PARAM)
+page = open_page(
+    "Discover: concepts nobody annotated",
+    "The concepts below were **found in the models themselves**: a non-negative factorisation of a layer's activations "
+    "(ACE, CRAFT), not annotated by anyone. Each is shown by the D′ images where it is most present, what it resembles "
+    "among the annotated concepts, and what removing it from each model does to that model's answers. Name the ones you "
+    "recognise: a named concept becomes a word z* can use, and z* is re-solved in it below.",
+)
+run = page.run
+page.require("discover", "discovered concepts and their effects")
+
+
+def relies(stat: Interval) -> bool:
+    """Removing the component clearly lowers the model's confidence in its own answers (interval below 0)."""
+    return stat.ci_high is not None and stat.ci_high < 0
+
+
+def reliance_sentence(component: str, label: str, effects: dict[str, Interval]) -> str:
+    """"erm relies on component 3 (…); ig_student does not (…)" over every examined model."""
+    parts = [f"**{m}** {'relies' if relies(s) else 'does not rely'} on {label}: removing it {effect_phrase(s, possessive(m))}"
+             for m, s in effects.items()]
+    return "; ".join(parts) + "."
+
+
+def _name(store: object, rater: str, component: str, text: str) -> None:
+    """Form callback: store the name before the page runs again."""
+    try:
+        store.name(rater, component, text)  # type: ignore[attr-defined]
+    except InputError as e:
+        st.session_state[FLASH] = ("error", f"That name could not be saved: {e}")
+        return
+    st.session_state[FLASH] = ("success", f"{component} is now named “{text.strip()}”.")
+
+
+def _unname(store: object, rater: str, component: str) -> None:
+    try:
+        store.unname(rater, component)  # type: ignore[attr-defined]
+    except InputError as e:
+        st.session_state[FLASH] = ("error", f"The name could not be taken back: {e}")
+        return
+    st.session_state[FLASH] = ("info", f"{component} is unnamed again (its old names stay in the history).")
+
+
+with session.guard("Discovered concepts"):
+    view = engine.discovery_view(run)
+    store = engine.name_store(run)
+    names = store.names()
+    sources = view.sources
+    ids = view.component_ids()
+    component = wanted if wanted in ids else ids[0]
+    if wanted and wanted not in ids:
+        st.caption(f"The link's component is not one of this run's; showing {ids[0]}.")
+    source, k = parse_id(component)  # type: ignore[misc]
+    table = view.components(source, names)
+    models = [c.removeprefix("effect_") for c in table.columns if c.startswith("effect_")]
+
+    st.subheader("Every discovered concept")
+    info = view.info(source)
+    st.markdown(
+        f"{len(table)} components of **{source}**'s layer `{info.get('layer', '?')}`. Effect: the mean change in the log-odds of "
+        "the model's own answer on D′_eval when the component is removed from that model's layer (negative = the model "
+        "relies on it), with bootstrap 95% intervals; rank 1 = the component it relies on most."
+    )
+    shown = pd.DataFrame({
+        "component": table["id"], "name": [t if n else "unnamed" for t, n in zip(table["text"], table["named"], strict=True)],
+        "present in D′ (share)": table["present_share"].round(3),
+        "best annotated concept": table["best_concept"], "AUC": table["best_concept_auc"],
+        "best background": table["best_background"], "background AUC": table["best_background_auc"],
+        **{f"effect on {m}": [f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for e, lo, hi in
+                              zip(table[f"effect_{m}"], table[f"ci_low_{m}"], table[f"ci_high_{m}"], strict=True)] for m in models},
+        **{f"rank for {m}": table[f"rank_{m}"] for m in models},
+    })
+    st.dataframe(shown, hide_index=True, width="stretch")
+    if models:
+        top = table.sort_values(f"rank_{models[0]}").iloc[0]
+        effects = {m: Interval(mean=top[f"effect_{m}"], ci_low=top[f"ci_low_{m}"], ci_high=top[f"ci_high_{m}"]) for m in models}
+        label = f"component {top['k']}" + (f" (“{top['text']}”)" if top["named"] else "")
+        st.markdown(f"Most relied on by {models[0]}: " + reliance_sentence(top["id"], label, effects))
+
+    labels = {c: f"{c} · {t}" for c, t in zip(table["id"], table["text"], strict=True)}
+    choice = st.selectbox("Component", ids, index=ids.index(component), format_func=lambda c: labels.get(c, c), key="w_discover_comp")
+    if choice != component:
+        component = choice
+        source, k = parse_id(component)  # type: ignore[misc]
+    st.query_params[COMPONENT_PARAM] = component
+    row = table[table["id"] == component].iloc[0]
+    st.subheader(f"{component}: {row['text']}")
+
+with session.guard("Exemplars and maps"):
+    chosen = view.exemplars(component, min(EXEMPLARS, int(run.run.config_model().discover.exemplars)))
+    pictures, maps, crops = view.images(chosen), view.maps(component, chosen), view.crops(component, chosen)
+    factor = max(1, 128 // pictures.shape[1])
+    st.markdown("**Where it is most present in D′** (the map of the component over each image; below, the crop around its strongest place)")
+    cols = st.columns(len(chosen))
+    for col, i, picture, heat, crop in zip(cols, chosen, pictures, maps, crops, strict=True):
+        col.image(images.png_bytes(images.overlay(picture, heat, factor=factor)), caption=f"#{int(i)}")
+        col.image(images.png_bytes(images.upscale(crop, max(1, 64 // crop.shape[0]))))
+
+with session.guard("What it resembles"):
+    st.markdown("**What it resembles**: the ROC AUC of its presence on D′_eval against every annotated concept, background "
+                "and group (1 = present exactly where the other is; 0.5 = unrelated).")
+    resemblance = view.resemblance(component)
+    if resemblance.empty:
+        st.caption("Nothing annotated to compare it with.")
+    else:
+        st.dataframe(resemblance.head(12).assign(auc=lambda d: d["auc"].round(3)), hide_index=True, width="stretch")
+
+with session.guard("Its effect on each model"):
+    effects_table = view.effects(source)
+    mine = effects_table[effects_table["component"] == component]
+    overall = mine[mine["group"] == "all"]
+    st.markdown("**Its causal effect**: removing it from each model's layer changes the log-odds of the model's own answer by")
+    effects = {r["model"]: Interval(mean=r["mean"], ci_low=r["ci_low"], ci_high=r["ci_high"], n=int(r["n"])) for _, r in overall.iterrows()}
+    st.markdown(reliance_sentence(component, f"component {k}", effects))
+    st.dataframe(mine.pivot_table(index="group", columns="model", values="mean").round(3), width="stretch")
+
+st.subheader("Name it")
+flash = st.session_state.pop(FLASH, None)
+if flash:
+    getattr(st, flash[0])(flash[1])
+if RATER not in st.session_state and wanted_rater:
+    st.session_state[RATER] = wanted_rater
+with session.guard("Naming"):
+    rater_text = st.text_input("Your name", key=RATER, max_chars=MAX_RATER_LENGTH, placeholder="e.g. ana",
+                               help="Names are stored under your name, with the time; the history is kept.")
+    rater = None
+    if str(rater_text).strip():
+        try:
+            rater = check_rater_name(rater_text, "name")
+        except InputError as e:
+            st.error(f"{e}.")
+    if rater:
+        st.query_params[RATER_PARAM] = rater
+    elif RATER_PARAM in st.query_params:
+        del st.query_params[RATER_PARAM]
+    current = names.get(component)
+    st.markdown(f"Current name of {component}: **{current}**" if current else f"{component} is **unnamed**.")
+    with st.form("w_discover_name_form", clear_on_submit=True):
+        text = st.text_input("What does this concept show?", max_chars=MAX_NAME_LENGTH, key="w_discover_text",
+                             placeholder="e.g. a ruler at the edge")
+        submitted = st.form_submit_button("Save the name", type="primary", disabled=rater is None)
+    if submitted and rater is not None:
+        _name(store, rater, component, text)
+        st.rerun()
+    if current and rater is not None:
+        st.button("Take the name back", on_click=_unname, args=(store, rater, component), key="w_discover_unname")
+    if rater is None:
+        st.info("Type your name to name a concept.", icon="✍️")
+    history = store.history(component)
+    if len(history):
+        st.dataframe(history.assign(created=history["created"].map(utc_time), text=history["text"].replace("", "(unnamed)")),
+                     hide_index=True, width="stretch")
+
+st.subheader("z* in the named words")
+with session.guard("z* re-solved with the names"):
+    named = store.names()
+    if not named:
+        st.caption("No discovered concept is named yet: z* speaks only the annotated concepts (a clause about an unnamed "
+                   "concept is nothing a person can judge).")
+    else:
+        solved = engine.resolve_named(run, named)
+        used = sorted({c["concept"] for c in solved["z_star"]} & set(named))
+        st.markdown(f"Re-solved on the run's own judgments with {len(named)} named concept(s) "
+                    f"({', '.join(f'“{named[c]}”' for c in sorted(named))}); z* now reads:")
+        st.markdown(f"> {solved['text']}")
+        st.caption(f"Named concepts z* uses: {', '.join(named[c] for c in used) if used else 'none'}. "
+                   f"{solved['left_out']} discovered concept(s) are still unnamed and left out of z*'s language. "
+                   f"Solved in {np.round(solved['engine_seconds'], 2)} s.")

@@ -1,0 +1,159 @@
+"""Causal importance of a discovered component: project it out of a model's layer and watch the answer.
+
+ACE (Ghorbani et al., 2019) and CRAFT (Fel et al., 2023) estimate a concept's importance by removing or
+perturbing it inside the network and re-running the rest; here the perturbation is a projection.
+
+**A component as each model reads it.** A component is found in one model (the *source*); what is
+shared with every other model is *where* it is: its coefficient maps ``U`` on the same images
+(:mod:`igcore.discover.factorize`). For every model M under the microscope — the source included, so
+that every model is treated alike — the component's **reading** is the non-negative linear map
+``r_k(a) = a · g_k + b_k`` from M's activation ``a`` at a position to the component's coefficient
+``u_k`` there, fitted by non-negative least squares (scikit-learn ``LinearRegression(positive=True)``)
+on the positions of the images the source was factorised on (D and D′_train; maps resampled to M's
+grid when the grids differ). Non-negative weights read the component as CRAFT's basis does, as a set of
+channels that fire together, never as evidence against. How well M reads the component is its **fit**,
+the R² of ``r_k`` on D′_eval positions (images only, no labels): a model that carries the component's
+information reads it well; one that does not, reads it badly, and then a small effect means "M cannot
+see it" rather than "M ignores what it sees" — the record keeps both numbers.
+
+**Ablation.** A forward hook on M's layer (:func:`igcore.discover.layers.variants`) moves every
+position's coordinate along the unit direction ``ĝ_k`` to its mean over the fitting positions,
+``a' = a - ((a - μ) · ĝ_k) ĝ_k``: afterwards M's reading of the component is the same at every position
+of every image, so the component carries no information, while everything orthogonal to it — and the
+average activation — is untouched (a mean ablation along one direction; projecting onto zero instead
+would also shift the mean, which every model feels whether it uses the component or not). The **effect**
+is the change in the log-odds of the model's own answer on D′_eval, ``log-odds(ŷ | ablated) -
+log-odds(ŷ | x)``, with a percentile-bootstrap 95% interval overall and per group: the statistic of the
+counterfactual swaps (:func:`igcore.microscope.counterfactuals.effects`), so the two read alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from igcore.baseline import to_pixels
+from igcore.discover.layers import Site, variants
+from igcore.microscope.counterfactuals import log_odds, mean_ci
+
+
+def resample_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Coefficient maps (N, h, w, K) resampled to (N, size[0], size[1], K) (area / bilinear, torch)."""
+    if tuple(maps.shape[1:3]) == tuple(size):
+        return maps
+    t = torch.as_tensor(np.ascontiguousarray(maps)).permute(0, 3, 1, 2).float()
+    if size[0] <= maps.shape[1]:
+        out = torch.nn.functional.interpolate(t, size=tuple(size), mode="area")
+    else:
+        out = torch.nn.functional.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)
+    return out.clamp(min=0).permute(0, 2, 3, 1).numpy()
+
+
+def _positions(grids: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    maps = resample_maps(maps, grids.shape[1:3])
+    return grids.reshape(-1, grids.shape[-1]).astype(np.float64), maps.reshape(-1, maps.shape[-1]).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """What each component adds to one model's activations (see the module docstring).
+
+    Attributes:
+        patterns: (K, C) ``p_k``: the change of the model's activation per unit of the component's coefficient.
+        intercept: (C,) the activation where no component is present.
+        map_mean: (K,) ``ū_k``, each component's mean coefficient over the fitting positions.
+    """
+
+    patterns: np.ndarray
+    intercept: np.ndarray
+    map_mean: np.ndarray
+
+    def fit_quality(self, grids: np.ndarray, maps: np.ndarray) -> dict[str, Any]:
+        """On other images: ``r2``, the share of the model's activation variance the components explain, and
+        ``share`` per component, the variance of its own term ``(u_k - ū_k) p_k`` over the total."""
+        a, u = _positions(grids, maps)
+        centred = u - self.map_mean
+        rebuilt = centred @ self.patterns + (self.intercept + self.map_mean @ self.patterns)
+        total = max(float(((a - a.mean(0)) ** 2).sum()), 1e-12)
+        share = [float(((centred[:, [k]] * self.patterns[k]) ** 2).sum()) / total for k in range(len(self.patterns))]
+        return {"r2": 1.0 - float(((a - rebuilt) ** 2).sum()) / total, "share": share}
+
+
+def fit_patterns(grids: np.ndarray, source_maps: np.ndarray) -> Patterns:
+    """Least squares ``A ≈ U P + c`` of a model's activations ``grids`` (N, h, w, C) on the source's coefficient
+    maps (N, h', w', K) of the same images (scikit-learn ``LinearRegression``, all components jointly)."""
+    from sklearn.linear_model import LinearRegression
+
+    a, u = _positions(grids, source_maps)
+    reg = LinearRegression().fit(u, a)
+    return Patterns(np.ascontiguousarray(reg.coef_.T, dtype=np.float32), reg.intercept_.astype(np.float32),
+                    u.mean(0).astype(np.float32))
+
+
+def remove_component(grid: torch.Tensor, centred_map: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
+    """``grid - (u_k - ū_k) p_k``: grid (B, h, w, C), centred_map (B, h, w), pattern (C,)."""
+    return grid - centred_map[..., None] * pattern
+
+
+def ablation_effects(
+    model: Any,
+    site: Site,
+    patterns: Patterns,
+    maps: np.ndarray,
+    images: np.ndarray,
+    groups: np.ndarray,
+    group_names: Sequence[str],
+    *,
+    batch_size: int = 256,
+    seed: int = 0,
+    n_resamples: int = 2000,
+) -> list[dict[str, Any]]:
+    """The effect of removing each component from ``model``'s site (see the module docstring).
+
+    Args:
+        model: an :class:`~igcore.baseline.ImageClassifier` (``module_``, ``device_``).
+        site: where the model's activations are changed.
+        patterns: the model's :class:`Patterns`.
+        maps: the source's coefficient maps of ``images`` on this model's grid (N, h, w, K)
+            (:func:`resample_maps`).
+        images: uint8 (N, H, W, 3), the D′_eval images.
+        groups, group_names: each image's group, for the per-group effects.
+
+    Returns:
+        Per component: ``overall`` and ``by_group`` ({mean, ci_low, ci_high, n} of the change in the
+        log-odds of the model's answer) and ``flip_rate`` (share of answers that change).
+    """
+    module, device = model.module_, model.device_
+    module.eval()
+    basis = torch.as_tensor(patterns.patterns).to(device)
+    mean = torch.as_tensor(patterns.map_mean)
+    k_n = len(basis)
+    outs = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            x = to_pixels(images[start : start + batch_size], device)
+            centred = (torch.as_tensor(maps[start : start + batch_size]) - mean).to(device)
+
+            def ablate(grid: torch.Tensor, u: torch.Tensor = centred) -> torch.Tensor:
+                # variant 0: the activations as they are; variant k + 1: component k removed
+                return torch.stack([grid, *(remove_component(grid, u[..., k], basis[k]) for k in range(k_n))])
+
+            with variants(module, site, ablate):
+                outs.append(module(x).float().cpu().reshape(k_n + 1, len(x), -1))
+    logits = torch.cat(outs, dim=1).numpy()
+    answer = logits[0].argmax(1)
+    rows = np.arange(len(answer))
+    before = log_odds(logits[0])[rows, answer]
+    out = []
+    for k in range(k_n):
+        change = log_odds(logits[k + 1])[rows, answer] - before
+        out.append({
+            "overall": mean_ci(change, seed, n_resamples),
+            "by_group": {group_names[g]: mean_ci(change[groups == g], seed, n_resamples) for g in np.unique(groups)},
+            "flip_rate": float((logits[k + 1].argmax(1) != answer).mean()),
+        })
+    return out

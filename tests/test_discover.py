@@ -1,0 +1,290 @@
+"""Concept discovery (igcore/discover/): factorisation and the choice of K, presence and maps, calibration,
+the ablation hook and importance, names (CSV and store), hidden concepts, labels-only data end to end."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from igcore.baseline import PixelClassifier, build_model
+from igcore.cli import main
+from igcore.discover.calibrate import PresenceCalibration
+from igcore.discover.factorize import ConceptFactorization, presence_scores, select_k
+from igcore.discover.importance import ablation_effects, fit_patterns, remove_component, resample_maps
+from igcore.discover.layers import capture, resolve_site, variants
+from igcore.discover.names import (
+    apply_names,
+    concept_id,
+    discovered_concepts,
+    hypothesis_language,
+    read_names_csv,
+    unnamed_text,
+)
+from igcore.discover.store import NameStore
+from igcore.errors import InputError
+from igcore.worlds import make_world
+from igcore.worlds.base import Concept, Vocabulary
+
+
+def _planted(rank: int, n: int = 300, channels: int = 24, noise: float = 0.01, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Grids (n, 2, 2, C) = U W + noise with ``rank`` sparse non-negative components W (rows returned)."""
+    rng = np.random.default_rng(seed)
+    w = np.zeros((rank, channels))
+    for k in range(rank):  # disjoint channel blocks: distinct, identifiable components
+        w[k, k * (channels // rank) : (k + 1) * (channels // rank)] = rng.uniform(0.5, 1.5, channels // rank)
+    u = rng.exponential(1.0, (n * 4, rank)) * (rng.random((n * 4, rank)) < 0.5)
+    x = u @ w + noise * rng.random((n * 4, channels))
+    return x.reshape(n, 2, 2, channels).astype(np.float32), w
+
+
+# ----------------------------------------------------------------------------- factorisation and K
+
+
+def test_k_is_the_first_candidate_that_explains_the_energy_and_components_are_recovered():
+    grids, w = _planted(rank=4)
+    selection, _ = select_k(grids.reshape(-1, grids.shape[-1]), [2, 3, 4, 6, 8], energy=0.99)
+    assert selection.chosen == 4 and selection.candidates == [2, 3, 4]  # no candidate beyond the chosen one is fitted
+    assert selection.explained[-1] >= 0.99 > selection.explained[-2]
+    f = ConceptFactorization(k_candidates=(2, 3, 4, 6, 8), energy=0.99).fit(grids)
+    assert f.k_ == 4 and f.selection_.chosen == 4 and f.n_positions_ == len(grids) * 4
+    cos = (f.components_ / np.linalg.norm(f.components_, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=1, keepdims=True)).T
+    assert np.all(cos.max(axis=1) > 0.99)  # every planted component found
+    never, _ = select_k(grids.reshape(-1, grids.shape[-1]), [2, 3], energy=0.99)
+    assert never.chosen == 3 and "largest" in never.rule
+
+
+def test_presence_and_maps_have_the_documented_shapes():
+    grids, _ = _planted(rank=3, n=40)
+    f = ConceptFactorization(k=3).fit(grids)
+    maps = f.transform(grids[:7])
+    assert maps.shape == (7, 2, 2, 3) and (maps >= 0).all()
+    scores = presence_scores(maps)
+    assert scores.shape == (7, 3) and np.allclose(scores, maps.max(axis=(1, 2)))
+    assert f.selection_ is None  # K given: nothing selected
+    with pytest.raises(ValueError, match="non-negative"):
+        ConceptFactorization(k=2).fit(-grids)
+
+
+def test_calibration_says_present_for_the_upper_population_and_is_monotone():
+    rng = np.random.default_rng(1)
+    absent, present = rng.lognormal(-3.0, 0.4, 600), rng.lognormal(0.0, 0.4, 400)
+    scores = np.stack([np.concatenate([absent, present]), np.zeros(1000)], axis=1)
+    cal = PresenceCalibration().fit(scores)
+    p = cal.predict_proba(scores)
+    truth = np.r_[np.zeros(600), np.ones(400)].astype(bool)
+    assert ((p[:, 0] >= 0.5) == truth).mean() > 0.99
+    assert abs(cal.upper_share_[0] - 0.4) < 0.05
+    grid = np.sort(np.concatenate([absent, present]))
+    assert np.all(np.diff(cal.predict_proba(np.stack([grid, grid], 1))[:, 0]) >= 0)  # monotone in the score
+    assert absent.max() < cal.threshold()[0] < present.min() or abs(cal.threshold()[0] - np.exp(-1.5)) < 0.3
+    assert (p[:, 1] < 0.5).all()  # a component that never fires is never present
+
+
+# ----------------------------------------------------------------------------- layers, hook, importance
+
+
+def _tiny(arch: str = "resnet-tiny", size: int = 32) -> SimpleNamespace:
+    torch.manual_seed(0)
+    return SimpleNamespace(module_=PixelClassifier(build_model(arch, 2, size)).eval(), device_=torch.device("cpu"))
+
+
+def _images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("arch", ["resnet-tiny", "vit-tiny"])
+def test_capture_is_non_negative_and_the_variants_hook_keeps_variant_zero_exact(arch):
+    model, images = _tiny(arch), _images(6)
+    site = resolve_site(model.module_, "last")
+    grids = capture(model.module_, site, images)
+    assert grids.ndim == 4 and grids.shape[0] == 6 and (grids >= 0).all()
+    with torch.no_grad():
+        plain = model.module_(torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255)
+        with variants(model.module_, site, lambda g: torch.stack([g, torch.zeros_like(g)])):
+            both = model.module_(torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255)
+    assert both.shape == (12, 2)
+    assert torch.allclose(both[:6], plain, atol=1e-5) and not torch.allclose(both[6:], plain)
+    if arch == "vit-tiny":  # [relu(x), relu(-x)] is written back exactly
+        out = torch.randn(3, 17, 8)
+        assert torch.allclose(site.from_grid(site.to_grid(out), out), out)
+    with pytest.raises(InputError, match="discover.layer"):
+        resolve_site(model.module_, "no.such.layer")
+
+
+def test_removing_a_component_leaves_no_trace_of_it_in_the_activations():
+    rng = np.random.default_rng(0)
+    u = rng.exponential(1.0, (200, 2, 2, 3)).astype(np.float32)
+    p = rng.normal(size=(3, 16)).astype(np.float32)
+    grids = 1.0 + np.einsum("nhwk,kc->nhwc", u, p) + 0.01 * rng.normal(size=(200, 2, 2, 16)).astype(np.float32)
+    patterns = fit_patterns(grids, u)
+    assert np.allclose(patterns.patterns, p, atol=0.02)
+    centred = torch.as_tensor(u - patterns.map_mean)
+    ablated = remove_component(torch.as_tensor(grids), centred[..., 1], torch.as_tensor(patterns.patterns[1])).numpy()
+    after = fit_patterns(ablated, u)
+    assert np.abs(after.patterns[1]).max() < 0.02  # component 1 is gone
+    assert np.allclose(after.patterns[[0, 2]], patterns.patterns[[0, 2]], atol=1e-4)  # the others are untouched
+    assert np.allclose(ablated.mean(axis=(0, 1, 2)), grids.mean(axis=(0, 1, 2)), atol=1e-3)  # and so is the mean
+    assert resample_maps(u, (4, 4)).shape == (200, 4, 4, 3) and resample_maps(u, (1, 1)).shape == (200, 1, 1, 3)
+
+
+def test_importance_ranks_first_the_component_the_model_reads():
+    """A tiny ResNet whose head reads one planted direction of its last stage: removing that component
+    changes its answers most, and the effect comes with an interval and per-group numbers."""
+    model, images = _tiny(), _images(120, seed=3)
+    site = resolve_site(model.module_, "last")
+    grids = capture(model.module_, site, images)
+    f = ConceptFactorization(k=4).fit(grids)
+    maps = f.transform(grids)
+    patterns = fit_patterns(grids, maps)
+    planted = 2
+    head = model.module_.model.classifier[-1]
+    with torch.no_grad():
+        direction = torch.as_tensor(patterns.patterns[planted])
+        head.weight.zero_()
+        head.weight[1] = 50 * direction / direction.norm() ** 2
+        head.bias.zero_()
+        head.bias[1] = -float(50 * (direction @ torch.as_tensor(grids.mean(axis=(0, 1, 2)))) / direction.norm() ** 2)
+    groups = np.arange(len(images)) % 2
+    effects = ablation_effects(model, site, patterns, maps, images, groups, ["a", "b"], n_resamples=200)
+    means = [e["overall"]["mean"] for e in effects]
+    assert int(np.argmin(means)) == planted
+    e = effects[planted]
+    assert e["overall"]["ci_high"] < 0 and set(e["by_group"]) == {"a", "b"} and 0 <= e["flip_rate"] <= 1
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def _names_csv(path: Path, rows: list[list[str]], header: tuple[str, ...] = ("component", "text")) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def test_names_csv_is_read_and_names_become_the_concepts_texts(tmp_path):
+    path = _names_csv(tmp_path / "n.csv", [["discovered::erm/3", "  snowy   ground "], ["discovered::erm/0", "a black-and-white coat"]])
+    names = read_names_csv(path, ("erm",), 8)
+    assert names == {"discovered::erm/3": "snowy ground", "discovered::erm/0": "a black-and-white coat"}
+    concepts = discovered_concepts("erm", 4, names)
+    assert [c.text for c in concepts] == ["a black-and-white coat", unnamed_text(1), unnamed_text(2), "snowy ground"]
+    vocabulary = Vocabulary((Concept("amber_eyes", "amber eyes", "core"), *concepts))
+    language = hypothesis_language(vocabulary)
+    assert language.vocabulary.ids == ["amber_eyes", concept_id("erm", 0), concept_id("erm", 3)] and language.left_out == 2
+    assert np.array_equal(language.of(np.arange(10).reshape(2, 5)), [[0, 1, 4], [5, 6, 9]])
+    renamed = apply_names(vocabulary, {"discovered::erm/1": "green grass", "discovered::erm/3": None})
+    assert renamed["discovered::erm/1"].text == "green grass" and renamed["discovered::erm/3"].text == unnamed_text(3)
+
+
+@pytest.mark.parametrize(
+    "rows, header, message",
+    [
+        ([["discovered::erm/3", "snow"], ["discovered::erm/3", "ice"]], None, "named twice"),
+        ([["discovered::vit/3", "snow"]], None, "not a discovered concept id"),
+        ([["amber_eyes", "snow"]], None, "not a discovered concept id"),
+        ([["discovered::erm/40", "snow"]], None, "no such component"),
+        ([["discovered::erm/3", ""]], None, "must be non-empty"),
+        ([["discovered::erm/3", "unnamed concept 3"]], None, "how an unnamed concept is written"),
+        ([["discovered::erm/3", "x" * 81]], None, "at most 80 characters"),
+        ([["discovered::erm/3"]], ("component",), "lacks column(s) text"),
+        ([["discovered::erm/3", "snow", "1"]], ("component", "text", "extra"), "besides component,text"),
+    ],
+)
+def test_names_csv_errors_are_one_line(tmp_path, rows, header, message):
+    path = _names_csv(tmp_path / "n.csv", rows, header or ("component", "text"))
+    with pytest.raises(InputError) as err:
+        read_names_csv(path, ("erm",), 16)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_refuses_a_bad_names_file_before_any_work(tmp_path, capsys):
+    path = _names_csv(tmp_path / "n.csv", [["discovered::erm/99", "snow"]])
+    code = main(["run", "--out", str(tmp_path / "runs"), "--set", f"discover.names={path}", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "discovered::erm/99" in err[0]
+    assert not (tmp_path / "runs").exists()
+    code = main(["run", "--out", str(tmp_path / "runs"), "--set", f"discover.names={tmp_path / 'missing.csv'}", "--quiet"])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_name_store_keeps_history_and_survives_reopening(tmp_path):
+    path = tmp_path / "judgments.sqlite"
+    components = [concept_id("erm", k) for k in range(3)]
+    store = NameStore(path, "run-a", components)
+    store.name("ana", "discovered::erm/1", "snowy ground")
+    store.name("ben", "discovered::erm/1", "snow")
+    store.name("ana", "discovered::erm/2", "green grass")
+    store.unname("ben", "discovered::erm/2")
+    again = NameStore(path, "run-a", components)  # a reload: another process, the same file
+    assert again.names() == {"discovered::erm/1": "snow"}
+    history = again.history("discovered::erm/1")
+    assert list(history["text"]) == ["snowy ground", "snow"] and list(history["rater"]) == ["ana", "ben"]
+    assert list(again.history()["text"]) == ["snowy ground", "snow", "green grass", ""]
+    assert NameStore(path, "run-b", components).names() == {}  # names belong to their run
+    for call, message in [
+        (lambda: store.name("ana", "discovered::erm/7", "x"), "not a discovered concept of run"),
+        (lambda: store.name(" ", "discovered::erm/1", "x"), "rater"),
+        (lambda: store.name("ana", "discovered::erm/1", "  "), "non-empty"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            call()
+    with sqlite3.connect(path) as conn:  # one table, in the shared judgments file
+        assert conn.execute("SELECT COUNT(*) FROM concept_names").fetchone()[0] == 4
+
+
+# ----------------------------------------------------------------------------- hidden concepts
+
+
+BACKGROUND = ["snowy_ground", "grassy_ground", "forest_floor"]
+SMALL = {"n_train": 40, "n_val": 20, "n_test_train": 20, "n_test_eval": 20, "n_concept_bank": 40, "image_size": 32}
+
+
+def test_hidden_concepts_leave_the_vocabulary_and_every_split_but_not_the_groups():
+    full = make_world("snowwolf", seed=2, **SMALL)
+    hidden = make_world("snowwolf", seed=2, hide_concepts=BACKGROUND, **SMALL)
+    assert [c for c in full.vocabulary.ids if c not in BACKGROUND] == hidden.vocabulary.ids
+    keep = [i for i, c in enumerate(full.vocabulary.ids) if c not in BACKGROUND]
+    for name in ("train", "test_eval", "concept_bank"):
+        a, b = full.split(name), hidden.split(name)
+        assert np.array_equal(a.images, b.images) and np.array_equal(a.groups, b.groups)
+        assert np.array_equal(b.concepts, a.concepts[:, keep])
+    swapped = hidden.render_on_background(hidden.split("test_eval"), np.zeros(20, dtype=np.int64))
+    assert swapped.concepts.shape[1] == len(hidden.vocabulary)
+    assert hidden.group_names() == full.group_names() and any("withheld" in n for n in hidden.notes)
+    with pytest.raises(InputError, match="hide_concepts names 'purple_sky'"):
+        make_world("snowwolf", seed=2, hide_concepts=["purple_sky"], **SMALL)
+
+
+def test_judgments_about_hidden_concepts_are_left_out():
+    from igcore.config import PriorConfig
+    from igcore.prior import load_judgments
+
+    world = make_world("snowwolf", seed=2, hide_concepts=BACKGROUND, **SMALL)
+    judgments = load_judgments(PriorConfig(), world.vocabulary, world.classes, drop=BACKGROUND)
+    assert len(judgments.ratings) and not set(judgments.ratings["concept"]) & set(BACKGROUND)
+    assert any("left out" in n for n in judgments.notes)
+    if judgments.pairwise is not None:
+        assert not any(c in text for c in BACKGROUND for text in judgments.pairwise["hypothesis_a"])
+
+
+def test_recorded_judgments_leave_out_what_is_dropped_and_say_so():
+    from igcore.config import PriorConfig
+    from igcore.prior import load_judgments
+
+    world = make_world("snowwolf", seed=2, **SMALL)
+    judgments = load_judgments(PriorConfig(), world.vocabulary, world.classes)
+    assert judgments.without((), world.vocabulary, world.classes) is judgments  # nothing dropped: the same judgments
+    kept = judgments.without(BACKGROUND, world.vocabulary, world.classes)
+    rated = judgments.ratings["concept"].isin(BACKGROUND)
+    assert rated.any() and len(kept.ratings) == (~rated).sum() and not kept.ratings["concept"].isin(BACKGROUND).any()
+    assert any(f"{int(rated.sum())} rating(s)" in n for n in kept.notes)
+    assert kept.provenance.world == judgments.provenance.world
+    if kept.pairwise is not None:
+        assert not any(c in text for c in BACKGROUND for col in ("hypothesis_a", "hypothesis_b") for text in kept.pairwise[col])

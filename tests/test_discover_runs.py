@@ -1,0 +1,147 @@
+"""Discovery in whole runs: the default run's discovered vocabulary, a labels-only manifest end to end, names
+from the CLI and from the store, the read-side API the Discover page builds on."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from igcore.cli import main
+from igcore.config import load_config
+from igcore.discover import DiscoveryView
+from igcore.pipeline import run_pipeline
+from igcore.resolve import resolve
+from igcore.store import RunStore, load_run_dir
+from testkit import byod_fixtures as fx
+
+TINY = [
+    "world.image_size=32", "baseline.epochs=2", "baseline.batch_size=16", "concepts.epochs=2",
+    "microscope.per_group=1", 'microscope.methods=["saliency"]', "microscope.tcav.n_random=2",
+    "microscope.tcav.n_concept_images=4", "microscope.tcav.n_inputs=3", 'microscope.tcav.layers=["penultimate"]',
+    "microscope.sanity.n_images=2", "microscope.counterfactuals.n_resamples=100", "search.n_ranked=4", "search.max_depth=3",
+]
+
+
+def test_the_default_run_speaks_of_its_discovered_concepts(runs_dir: Path):
+    run = RunStore(runs_dir).load("tiny")
+    vocabulary, _ = run.vocabulary()
+    found = [c for c in vocabulary.concepts if c.kind == "discovered"]
+    section = run.metrics["discover"]["erm"]
+    assert len(found) == section["k"] >= 2 and found[0].id == "discovered::erm/0" and found[0].text == "unnamed concept 0"
+    assert run.tensors("concept_scores")["train"].shape[1] == len(vocabulary)
+    first = section["components"][0]
+    assert set(first["effects"]) == {"erm", "ig_student", "oracle"}
+    for e in first["effects"].values():
+        assert {"mean", "ci_low", "ci_high", "n"} <= set(e["overall"]) and e["rank"] >= 1 and e["by_group"]
+    assert "snowy_ground" in first["resembles"]["concepts"] and first["resembles"]["backgrounds"]
+    assert sorted(section["ranking"]["erm"]) == sorted(c.id for c in found)
+    z_star = {c.concept for c in run.results().hypotheses.z_star}
+    assert not any(c.startswith("discovered::") for c in z_star)  # nothing is named: z* cannot use them
+    notes = " ".join(n.note for n in run.info().notes)
+    assert "unnamed" in notes and "discovered" in notes
+    stages = run.info().stages
+    assert stages["discover"].seconds >= 0 and stages["discover_effects"].seconds >= 0
+
+
+def test_the_view_gives_components_exemplars_maps_crops_and_names(runs_dir: Path, tmp_path: Path):
+    run = RunStore(runs_dir).load("tiny")
+    view = DiscoveryView(run)
+    assert view.sources == ["erm"]
+    table = view.components("erm")
+    k = len(table)
+    assert list(table["id"]) == view.component_ids() and {"effect_erm", "rank_ig_student", "best_concept_auc"} <= set(table)
+    component = table["id"][0]
+    exemplars = view.exemplars(component, 5)
+    score = view.scores("erm", "test_eval")[0][:, 0]
+    assert len(exemplars) == 5 and score[exemplars[0]] == score.max()
+    images = view.images(exemplars)
+    assert view.maps(component, exemplars).shape == images.shape[:3]
+    crops = view.crops(component, exemplars)
+    assert crops.shape[0] == 5 and crops.shape[1] == crops.shape[2] and crops.dtype == np.uint8
+    resembles = view.resemblance(component)
+    assert list(resembles["auc"]) == sorted(resembles["auc"], reverse=True)
+    assert set(view.effects("erm")["model"]) == {"erm", "ig_student", "oracle"}
+    store = view.name_store(tmp_path / "judgments.sqlite")
+    store.name("ana", component, "snowy ground")
+    named = view.components("erm", store.names())
+    assert named["text"][0] == "snowy ground" and bool(named["named"][0]) and not named["named"][1:].any() and len(named) == k
+    solved = resolve(run, names=store.names())  # the re-solve speaks the named concept too
+    assert component in solved.search.vocabulary_.ids
+    assert all(r["text"] == "snowy ground" for r in solved.records if r["concept"] == component)
+
+
+def _labels_only(root: Path) -> Path:
+    """The folder fixture's manifest reduced to path,label,split plus the group column (for evaluation)."""
+    manifest = fx.make_folder(root, n=48, with_mask=False)
+    rows = list(csv.DictReader(manifest.open()))
+    out = manifest.parent / "labels_only.csv"
+    with out.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split", "group"])
+        w.writerows([r["path"], r["label"], r["split"], r["group"]] for r in rows)
+    return out
+
+
+@pytest.mark.slow
+def test_a_labels_only_manifest_runs_end_to_end_and_names_make_words_for_z_star(tmp_path: Path):
+    manifest = _labels_only(tmp_path / "data")
+    world = ["world.name=folder", f"world.manifest={manifest}", 'world.hide_concepts=["place::meadow","place::pond"]',
+             f"world.cache_dir={tmp_path / 'cache'}"]
+    sets = [*TINY, *world, "run_id=lo", "discover.tcav=true", "world.concept_bank=train+val"]
+    run = load_run_dir(run_pipeline(load_config(None, sets), tmp_path / "runs", progress=False))
+    assert run.complete
+    vocabulary, classes = run.vocabulary()
+    assert vocabulary.ids and all(c.kind == "discovered" for c in vocabulary.concepts)  # nothing annotated, nothing else
+    metrics = run.metrics
+    assert set(metrics["methods"]) >= {"erm", "ig_direct", "ig_student", "oracle"} and "true_concepts" not in metrics["methods"]
+    assert metrics["hypotheses"]["z_star"] == []  # no named concept: z* can only state the class frequencies
+    assert set(metrics["discover"]["erm"]["components"][0]["effects"]) == {"erm", "ig_student", "oracle"}
+    notes = " ".join(n.note for n in run.info().notes)
+    assert "unnamed" in notes and "true-concepts" in notes and "withheld" in notes
+    tested = {r["concept"] for r in metrics["microscope"]["erm"]["tcav"]}  # discover.tcav: TCAV tests them like any concept
+    assert tested and tested <= set(vocabulary.ids)
+
+    # naming from the CLI: the name is the concept's text, and z* may use it
+    names = tmp_path / "names.csv"
+    names.write_text(f"component,text\n{vocabulary.ids[0]},a white bird\n")
+    code = main(["run", "--out", str(tmp_path / "runs"), "--stages", "world,erm,discover,concepts,ig",
+                 *[a for s in [*TINY, *world, f"discover.names={names}", "run_id=named"] for a in ("--set", s)], "--quiet"])
+    assert code == 0
+    named = load_run_dir(tmp_path / "runs" / "named")
+    texts = {c.id: c.text for c in named.vocabulary()[0].concepts}
+    assert texts[vocabulary.ids[0]] == "a white bird" and texts[vocabulary.ids[1]] == "unnamed concept 1"
+    assert any("use 1 of the run's" in n.note for n in named.info().notes)
+    info = json.loads((named.path / "discover" / "erm" / "info.json").read_text())
+    assert info["concepts"][0]["text"] == "a white bird"
+    assert np.array_equal(named.tensors("concept_scores")["train"], run.tensors("concept_scores")["train"])  # same seed
+
+
+def test_an_unknown_hidden_concept_exits_2_before_any_work(tmp_path: Path, capsys):
+    code = main(["run", "--out", str(tmp_path / "runs"), "--set", 'world.hide_concepts=["purple_sky"]', "--set", "world.n_train=40",
+                 "--set", "world.n_val=20", "--set", "world.n_test_train=20", "--set", "world.n_test_eval=20",
+                 "--set", "world.n_concept_bank=20", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "purple_sky" in err[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_discovery_run_records_judgments_of_its_own_world(runs_dir: Path, tmp_path: Path):
+    """The recorded judgments speak about the run's whole vocabulary (discovered concepts included), the world the
+    dashboard's judgments store opens for the run, so what people add joins them; none is about an unnamed concept."""
+    from igcore.prior import JudgmentsStore, vocabulary_fingerprint
+
+    run = RunStore(runs_dir).load("tiny")
+    vocabulary, classes = run.vocabulary()
+    judgments = run.judgments()
+    assert judgments.provenance.world == vocabulary_fingerprint(vocabulary, classes)
+    assert not judgments.ratings["concept"].str.startswith("discovered::").any()
+    store = JudgmentsStore(tmp_path / "judgments.sqlite", vocabulary, classes)
+    store.add_ratings("ana", [("discovered::erm/0", classes[0], 5)])
+    joined = judgments.joined(store)
+    assert len(joined.ratings) == len(judgments.ratings) + 1 and joined.n_added() == 1
+    solved = resolve(run, joined)  # a rating of an unnamed concept is left out of the re-solve
+    assert not any(c["concept"].startswith("discovered::") for c in solved.records)

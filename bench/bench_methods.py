@@ -4,7 +4,7 @@ across spurious strengths ρ and seeds, on the same data, architecture and budge
     python -m bench.bench_methods                      # ρ ∈ {0.90, 0.95, 0.99, 1.0} × seeds {0, 1, 2}
     python -m bench.bench_methods --rhos 0.95 --seeds 0 --out /tmp/bench   # a quick look
 
-Every (ρ, seed) is one `igcore` run (all stages except the microscope) stored under ``--out``. The raw results
+Every (ρ, seed) is one `igcore` run (every stage the config runs except the microscope) stored under ``--out``. The raw results
 are three CSVs: ``docs/results_methods.csv`` (accuracy per run and method; the dashboard's ρ sweep),
 ``docs/results_ig_checks.csv`` (the IG checks per run: z* free of context/distractor clauses, no_prior using the
 background) and ``docs/results_timings.csv`` (seconds per stage). Everything else is rendered from them
@@ -24,7 +24,7 @@ import pandas as pd
 from bench.common import Report
 from igcore.config import default_config, load_config
 from igcore.pipeline import run_pipeline
-from igcore.stages import STAGE_NAMES
+from igcore.stages import select_stages
 from igcore.store import load_run_dir
 
 METHOD_ORDER = ["erm", "groupdro", "jtt", "dfr", "no_prior", "ig_direct", "ig_student", "oracle", "true_concepts"]
@@ -72,7 +72,6 @@ def main(argv: list[str] | None = None) -> None:
     report = Report("methods", argv)
     rhos = [float(r) for r in args.rhos.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    stages = [name for name in STAGE_NAMES if name != "microscope"]
 
     rows, checks, timings = [], [], []
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -80,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         for seed in seeds:
             sets = [*args.set, f"world.rho={rho}", f"seed={seed}", 'peers=["groupdro","jtt","dfr"]', f"run_id=bench-{stamp}-rho{rho}-s{seed}"]
             config = load_config(None, sets)
+            stages = [s.name for s in select_stages(config) if s.name != "microscope"]  # what the config runs, peers included
             t0 = time.perf_counter()
             run = load_run_dir(run_pipeline(config, args.out, stages=stages, progress=False))
             wall = time.perf_counter() - t0

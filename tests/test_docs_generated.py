@@ -150,3 +150,20 @@ def test_structure_differences_name_the_block(tmp_path: Path) -> None:
     (problem,) = structure_differences(BY_NAME["world"], tmp_path)
     assert problem.startswith("docs/bench_world.md#world: structure differs")
     shutil.rmtree(tmp_path / "docs")
+
+
+def test_a_provenance_block_is_compared_unless_the_page_predates_the_records(tmp_path: Path) -> None:
+    """A regenerated provenance block must keep the committed one's structure, except beside a legacy record (numbers
+    measured before generators published records, whose provenance block says so in other words)."""
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    copy_docs(reference)
+    copy_docs(out)
+    page = out / "docs" / "bench_world.md"
+    page.write_text(replace_block(page.read_text(), "world-provenance", "## Provenance\n\nMeasured somewhere."))
+    (problem,) = structure_differences(BY_NAME["world"], out, reference)
+    assert problem.startswith("docs/bench_world.md#world-provenance: structure differs")
+    record = tmp_path / "reference" / PROVENANCE_DIR / "world.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "legacy": True}))
+    assert structure_differences(BY_NAME["world"], out, reference) == []
+    page.write_text(page.read_text().replace("<!-- world-provenance:start -->", "").replace("<!-- world-provenance:end -->", ""))
+    assert structure_differences(BY_NAME["world"], out, reference) == ["docs/bench_world.md#world-provenance: not written"]

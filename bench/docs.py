@@ -38,6 +38,9 @@ MARKER = re.compile(r"^<!-- ([\w.-]+):(start|end) -->$", re.M)
 #: (``L6v2``, ``2nd``) are part of a name, not a figure.
 NUMBER = re.compile(r"(?<![\w.,])(?<![A-Za-z]-)\d(?:[\d,]*\d)?(?:\.\d+)?(?![\w])")
 _MASK = re.compile(r"[-+−]?\d(?:[\d,.]*\d)?")
+#: A list of masked figures (``{#, #, #}``: the ρ values or seeds a setting runs) is one figure: settings differ in
+#: how many they run, not in what the text says.
+_MASKED_LIST = re.compile(r"#(?:, ?#)+")
 
 
 def markdown() -> MarkdownIt:
@@ -77,8 +80,8 @@ def outside_blocks(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------------- shape
 def mask(text: str) -> str:
-    """``text`` with every figure replaced by ``#`` and whitespace collapsed."""
-    return " ".join(_MASK.sub("#", text).split())
+    """``text`` with every figure replaced by ``#`` (a comma-separated list of them by one) and whitespace collapsed."""
+    return " ".join(_MASKED_LIST.sub("#", _MASK.sub("#", text)).split())
 
 
 def _collapse(items: Sequence[Any]) -> tuple[Any, ...]:

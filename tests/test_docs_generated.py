@@ -140,6 +140,9 @@ def test_shape_masks_numbers_and_repeats_but_not_structure() -> None:
     assert shape(a) != shape(b.replace("| ρ | erm |", "| ρ | erm | jtt |").replace("|---|---|", "|---|---|---|"))
     assert shape(a) != shape(b.replace("`oracle`", "`dfr`"))
     assert shape(a) != shape(b.replace("## Seed", "## Seeds"))
+    # the settings' lists of ρ and seeds are one figure: quick settings run fewer
+    assert shape("ρ ∈ {0.9, 0.95, 0.99, 1.0}, seeds {0, 1, 2}: the mean.") == shape("ρ ∈ {0.95}, seeds {0}: the mean.")
+    assert shape("ρ ∈ {0.9, 0.95}: the mean.") != shape("ρ ∈ {0.9, 0.95}, seeds {0}: the mean.")
 
 
 def test_structure_differences_name_the_block(tmp_path: Path) -> None:

@@ -182,8 +182,8 @@ def render(results: list[dict], size: int, batch_size: int) -> list[str]:
             f"**2 workers against 1:** {whole:.2f}× over the whole call, {steady:.2f}× in steady state (target 1.6×). "
             f"The whole call includes the start-up before the first result ({ray[1]['seconds_to_first_result']:.0f} s and "
             f"{ray[2]['seconds_to_first_result']:.0f} s: the local cluster, the actors, the backbone in each), paid once per run, "
-            "so the whole-call ratio approaches the steady one as the data set grows; on this 2-core machine the driver and "
-            "Ray's own processes share the two cores with the workers.",
+            "so the whole-call ratio approaches the steady one as the data set grows; on this machine "
+            f"({os.cpu_count()} CPUs) the driver and Ray's own processes share the cores with the workers.",
             "",
             "**What a cluster would give (an estimate, not a measurement):** the work is embarrassingly parallel and the "
             f"driver only gathers (D × 4) bytes per image, so steady throughput ≈ workers × {per_worker:.0f} images/s "

@@ -119,6 +119,25 @@ GENERATORS: tuple[Generator, ...] = (
         blocks=("docs/PERFORMANCE.md#pipeline",), minutes=40, env=ONE_THREAD,
     ),
     Generator(
+        "threads", "bench.bench_threads", "the thread policy (runtime.threads): every default stage, one thread vs the "
+        "libraries' default, with and without a busy core",
+        full=("--repeats", "1"),
+        quick=("--repeats", "1", "--set", "world.n_train=200", "--set", "world.n_test_eval=200", "--set", "baseline.epochs=2"),
+        blocks=("docs/PERFORMANCE.md#bench-threads",), minutes=20,
+    ),
+    Generator(
+        "tcav", "bench.bench_tcav", "TCAV once per layer and model against main's captum-TCAV path, on the default run",
+        full=("--runs", "{runs}"), quick=("--runs", "{runs}", *TINY_SETS),
+        blocks=("docs/bench_tcav.md#bench_tcav",), minutes=12, env=ONE_THREAD,
+    ),
+    Generator(
+        "microscope-scale", "bench.bench_microscope_scale",
+        "the microscope at 224 px on a ResNet-18-shaped backbone under microscope.budget_s: its plan and effects",
+        full=("--data", "{runs}/byod-data-224", "--out", "{runs}/microscope-scale", "--n", "4800", "--budget", "240"),
+        quick=("--data", "{runs}/byod-data-224", "--out", "{runs}/microscope-scale", "--n", "400", "--budget", "20"),
+        blocks=("docs/bench_microscope.md#bench-microscope-scale",), minutes=40, env=ONE_THREAD,
+    ),
+    Generator(
         "screenshots", "bench.screenshots", "the dashboard's pages on the default run, taken by the browser test",
         full=("--runs", "{runs}"), quick=("--runs", "{runs}", *TINY_SETS),
         files=("docs/screenshots/",), minutes=12, env=ONE_THREAD,

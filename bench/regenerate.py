@@ -13,8 +13,9 @@ shared by the generators of one invocation (the default run is made once for the
 the dashboard bench).
 
 With ``--out``, the structure of every block written (:func:`bench.docs.shape`: headings, tables' header rows and
-row labels, list keys) is compared with the repository's page; ``--check`` makes a difference an error, so CI
-catches a generator that no longer writes what the committed pages hold. Quick settings run one torch thread
+row labels, list keys) is compared with the repository's page; ``--check`` makes a difference an error: run
+before merging a change to a generator, it catches one that no longer writes what the committed pages hold (CI runs
+the test suite, which does this for the generators marked ``ci`` only). Quick settings run one torch thread
 per process (``OMP_NUM_THREADS=1``) unless the environment sets it: on a machine shared by several jobs, two
 threads per process stall each other.
 """

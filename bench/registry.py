@@ -5,8 +5,9 @@ generated blocks of README.md and docs/*.md (``<!-- name:start -->`` … ``<!-- 
 (CSVs, PNGs) or both, through :class:`bench.common.Report`. Its entry here is the only place that says
 
 - its **full** settings: the documented ones, whose results the docs show (``python -m bench.regenerate``);
-- its **quick** settings: small ones for CI (``python -m bench.regenerate --quick --out DIR``), whose pages
-  have the same structure (:func:`bench.docs.shape`) with numbers that mean nothing;
+- its **quick** settings: small ones for checking the machinery (``python -m bench.regenerate --quick --out DIR``;
+  the test suite runs those of the entries marked ``ci``), whose pages have the same structure
+  (:func:`bench.docs.shape`) with numbers that mean nothing;
 - what it **writes**: ``page#block`` for each generated block, and every other file (a folder ends with ``/``);
 - its estimated time at full settings on the reference machine (2 CPU cores), and the environment it needs.
 

@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|",
         *[f"| `{m}` | {c['forward_ms']:.1f} | {c['backward_ms']:.1f} | {c['gflops']:.2f} |" for m, c in budget["model_cost"].items()],
         "",
-        "| lowered | configured | planned |",
-        "|---|---|---|",
-        *[f"| `{k}` | {v[0]} | {v[1]} |" for k, v in budget["reduced"].items()],
+        # one line, not a table: which settings the plan lowers depends on the measured costs
+        "Lowered by the plan (configured → planned): "
+        + (", ".join(f"`{k}` {v[0]} → {v[1]}" for k, v in budget["reduced"].items()) or "nothing") + ".",
         "",
         "| part | planned s | took s |",
         "|---|---|---|",

@@ -1,5 +1,7 @@
-"""Benchmarks: each script measures one thing on the current code and writes its report under docs/.
+"""Benchmarks: each script measures one thing on the current code and writes generated blocks of the docs.
 
-Run one from the repository root as ``python -m bench.<script>`` (e.g. ``python -m bench.bench_search``);
-:mod:`bench.common` names the command, machine and packages in every report.
+Every script is declared once in :data:`bench.registry.GENERATORS` (its documented and quick settings, what it
+writes), writes through :class:`bench.common.Report` (which adds the provenance: command, commit, machine,
+threads, date) and is run by ``python -m bench.regenerate`` or on its own as ``python -m bench.<script>``.
+:mod:`bench.docs` reads the pages back: blocks, their structure, and numbers outside them.
 """

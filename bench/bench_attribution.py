@@ -11,8 +11,8 @@ gradient of the target logits with respect to the input (``torch.autograd.grad``
 ``loss.backward()`` with weight gradients is reported as well. Best of ``--repeats``, wall-clock and
 process-CPU time (the machine may be shared). Writes ``docs/bench_attribution.md``.
 
-    python bench/bench_attribution.py [--arch resnet-tiny] [--n-steps 32] [--batch 512] [--images 64]
-                                      [--repeats 3] [--threads 2] [--out docs/bench_attribution.md]
+    python -m bench.bench_attribution [--arch resnet-tiny] [--n-steps 32] [--batch 512] [--images 64]
+                                      [--repeats 3] [--threads 2]
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ import argparse
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.common import ROOT, provenance
+from bench.common import Report
 from igcore.baseline import PixelClassifier, build_model
 from igcore.microscope import get_method
 
@@ -91,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_attribution.md")
     args = parser.parse_args(argv)
+    report = Report("attribution", argv)
     torch.set_num_threads(args.threads)
 
     r = measure(args.arch, args.n_steps, args.batch, args.images, args.repeats, args.image_size)
@@ -104,8 +103,6 @@ def main(argv: list[str] | None = None) -> int:
         f"at batch {args.batch}; efficiency {r['ratio']:.2f} ({verdict} >= 0.7), per CPU second {r['ratio_cpu']:.2f}"
     )
     lines = [
-        "# Attribution benchmark: Integrated Gradients vs forward+backward",
-        "",
         f"Model `{args.arch}` ({args.image_size}×{args.image_size}, untrained weights: speed does not depend on them), "
         f"captum `IntegratedGradients` through `igcore.microscope.integrated_gradients` with n_steps={args.n_steps}, "
         f"internal_batch_size={args.batch}, {args.images} images per call, black baseline.",
@@ -124,20 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         f"| efficiency vs full backward | {r['ratio_full']:.2f} |",
         f"| cores available / torch threads | {cores} / {args.threads} |",
         f"| load average at the end | {load:.1f} (the machine is shared; CPU-time figures are less sensitive to it) |",
-        "",
-        *provenance(__file__, argv),
-        "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    report.block("docs/bench_attribution.md", "attribution", "\n".join(lines),
+                 title="Attribution benchmark: Integrated Gradients vs forward+backward")
+    report.publish()
     return 0 if np.isfinite(r["ratio"]) else 1
 
-
-def _captum_version() -> str:
-    import captum
-
-    return captum.__version__
 
 
 if __name__ == "__main__":

@@ -8,28 +8,28 @@ inpainted swaps (with an example strip) into the generated block of docs/BYOD.md
 it adds a run on frozen features at 224 px and measures feature extraction against the backbone's plain
 batched forward throughput, side by side.
 
-    python bench/bench_byod.py                         # 3 seeds, the default data set
-    python bench/bench_byod.py --backbone              # + frozen features at 224 px
+    python -m bench.bench_byod                         # 3 seeds, the default data set
+    python -m bench.bench_byod --backbone              # + frozen features at 224 px
+
+The data set's judgments (``judgments_bench.csv``) are simulated: ``testkit/byod_data.py`` draws them with a
+random-number generator from the rule it draws the birds by, under three simulated rater names.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, provenance
+from bench.common import ROOT, Report
 from igcore.config import load_config
 from igcore.pipeline import run_pipeline
 from igcore.stages import select_stages
 from igcore.store import Run, load_run_dir
 
-DOCS = ROOT / "docs"
 METHODS = ("erm", "oracle", "true_concepts", "no_prior", "ig_direct", "ig_student")
-MARK = ("<!-- bench-byod:start -->", "<!-- bench-byod:end -->")
 
 
 def ensure_data(folder: Path, n: int, size: int) -> Path:
@@ -87,7 +87,7 @@ def strip_png(run: Run, path: Path) -> str | None:
     return path.name
 
 
-def backbone_section(data224: Path, out: Path, seed: int) -> list[str]:
+def backbone_section(data224: Path, out: Path, seed: int, extra: list[str]) -> list[str]:
     """Frozen features at 224 px: stage times and extraction vs the backbone's plain forward throughput."""
     import torch
 
@@ -100,7 +100,7 @@ def backbone_section(data224: Path, out: Path, seed: int) -> list[str]:
         torch.manual_seed(0)  # ResNet-18 shape; random weights (no pretrained weights reachable from here)
         ResNetForImageClassification(ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512],
                                                   embedding_size=64, num_labels=2)).save_pretrained(backbone)
-    sets = [*world_sets(data224), "world.image_size=224", f"features.backbone={backbone}", f"seed={seed}",
+    sets = [*extra, *world_sets(data224), "world.image_size=224", f"features.backbone={backbone}", f"seed={seed}",
             f"run_id=byod-backbone-{time.strftime('%Y%m%d-%H%M%S')}"]
     # Without the microscope: this section measures the frozen-feature path; bench/bench_microscope_scale.py
     # measures the microscope at 224 px on the same kind of backbone, under microscope.budget_s.
@@ -117,7 +117,7 @@ def backbone_section(data224: Path, out: Path, seed: int) -> list[str]:
     ratio = feats["images_per_second"] / plain
     stages = run.manifest["stages"]
     lines = [
-        "### Frozen features at 224 px",
+        "## Frozen features at 224 px",
         "",
         f"`features.backbone` = a ResNet-18-shaped transformers model with **random weights** (built from config: no pretrained "
         "vision weights can be downloaded on the machine that ran this; the timing does not depend on the weights, the "
@@ -144,15 +144,15 @@ def backbone_section(data224: Path, out: Path, seed: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT / "runs" / "bench-byod-data", help="the data set (generated when absent)")
-    ap.add_argument("--n", type=int, default=4800)
+    ap.add_argument("--n", type=int, default=4800, help="images in the data set")
+    ap.add_argument("--n-backbone", type=int, default=None, help="images in the 224 px data set (default: --n)")
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-byod")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides for every run")
     ap.add_argument("--backbone", action="store_true", help="also a run on frozen features at 224 px")
-    ap.add_argument("--docs", type=Path, default=DOCS)
     args = ap.parse_args(argv)
-    args.docs.mkdir(parents=True, exist_ok=True)
+    report = Report("byod", argv)
     data = ensure_data(args.data, args.n, args.size)
     seeds = [int(s) for s in args.seeds.split(",")]
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -168,18 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     gap = [a - b for a, b in zip(per_method["ig_student"], per_method["erm"], strict=True)]
     place = [[c["concept"] for c in r.metrics["hypotheses"]["z_star"] if c["concept"].startswith("place::")] for _, r, _ in runs]
     first = runs[0][1]
-    strip = strip_png(first, args.docs / "byod_counterfactual_strip.png")
+    strip = strip_png(first, report.path("docs/byod_counterfactual_strip.png"))
     stage_names = list(first.manifest["stages"])
     n_images = sum(1 for _ in (data / "metadata.csv").open()) - 1
     lines = [
-        MARK[0],
-        "## Benchmark results (generated by `bench/bench_byod.py`)",
-        "",
-        *provenance(__file__, argv),
         f"Data: {n_images:,} JPEGs written by `testkit/byod_data.py` (rho = 0.95 in train, place-balanced val and test, 4% "
         f"annotation noise); per split {', '.join(f'{k} {v}' for k, v in first.metrics['world']['sizes'].items())}; "
         f"`world.image_size` {first.config['world']['image_size']}; seeds {seeds}. "
-        "Judgments: `judgments_bench.csv`, written by the developers as a worked example.",
+        "Judgments: `judgments_bench.csv`, **simulated**: drawn by `testkit/byod_data.py` with a random-number generator "
+        "from the rule it draws the birds by (a bird feature is evidence for the class it is typical of, a place for neither), "
+        "under three simulated rater names; no person rated these concepts.",
         "",
         "| method | worst-group accuracy (mean ± std) | average accuracy |",
         "|---|---|---|",
@@ -190,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "z\\* of seed " + str(seeds[0]) + ": " + first.metrics["hypotheses"]["z_star_text"],
         "",
-        "### Seconds per stage (mean over seeds)",
+        "## Seconds per stage (mean over seeds)",
         "",
         "| stage | seconds |",
         "|---|---|",
@@ -198,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         *[f"| {s} | {np.mean([r.manifest['stages'][s]['seconds'] for _, r, _ in runs]):.1f} |" for s in stage_names],
         f"| **whole run** | {np.mean([w for _, _, w in runs]):.0f} |",
         "",
-        "### Inpainted counterfactuals (seed " + str(seeds[0]) + ")",
+        "## Inpainted counterfactuals (seed " + str(seeds[0]) + ")",
         "",
         "Mean change in the log-odds of the model's own answer when only the background is swapped (the bird pasted onto "
         "an inpainted image of another place) or only the bird is swapped (a bird of the other class pasted onto the "
@@ -213,14 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"![original, background swap, object swap, double swap]({strip})",
                   "", "Columns: original · background swapped · bird swapped · both swapped.", ""]
     if args.backbone:
-        data224 = ensure_data(args.data.with_name(args.data.name + "-224"), args.n, 224)
-        lines += backbone_section(data224, args.out, seeds[0])
-    lines.append(MARK[1])
-    doc = args.docs / "BYOD.md"
-    text = doc.read_text() if doc.is_file() else "# Bring your own data\n\n" + "\n".join(MARK) + "\n"
-    block = re.compile(re.escape(MARK[0]) + ".*?" + re.escape(MARK[1]), re.S)
-    doc.write_text(block.sub(lambda _m: "\n".join(lines), text) if block.search(text) else text + "\n" + "\n".join(lines) + "\n")
-    print(f"wrote {doc}")
+        data224 = ensure_data(args.data.with_name(args.data.name + "-224"), args.n_backbone or args.n, 224)
+        lines += backbone_section(data224, args.out, seeds[0], args.set)
+    report.block("docs/BYOD.md", "byod", "\n".join(lines), title="Bring your own data")
+    report.publish()
     return 0
 
 

@@ -18,8 +18,8 @@ Three writers are killed (``kill -9``: no handler, no ``finally``, no flush):
 
 Usage (from the repository root; heavy, so niced)::
 
-    nice -n 10 .venv/bin/python bench/bench_crash.py                 # 20 + 20 + 20 kills, docs/RELIABILITY.md
-    nice -n 10 .venv/bin/python bench/bench_crash.py --kills 3 2 2 --no-report
+    nice -n 10 .venv/bin/python -m bench.bench_crash                 # 20 + 20 + 20 kills, docs/RELIABILITY.md
+    nice -n 10 .venv/bin/python -m bench.bench_crash --kills 3 2 2 --no-report
 
 tests/test_crash.py runs the same checks with 3 + 2 + 2 kills.
 """
@@ -42,13 +42,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import ROOT, provenance, write_section
+from bench.common import ROOT, Report
 from igcore.errors import InputError
 from igcore.store import JOURNAL, RunStore, load_run_dir
 from testkit.concurrency import start_rating_writer
 from testkit.runs import TINY
 
-REPORT = ROOT / "docs" / "RELIABILITY.md"
 VOCAB = ROOT / "assets" / "snowwolf_vocabulary.csv"
 
 #: The tests' tiny run (:data:`testkit.runs.TINY`) made faster still, since every kill restarts one: a smaller
@@ -327,9 +326,6 @@ def report(args: argparse.Namespace, results: dict) -> str:
     judgments = results["judgments"]
     total = sum(len(t.problems) for t in runs + recomputes + judgments)
     lines = [
-        "## Crash safety (SIGKILL at random moments)",
-        "",
-        *provenance(__file__, results["argv"]),
         f"Seed {args.seed}; kill moments drawn uniformly over the first {100 * KILL_WINDOW:.0f}% of an uninterrupted run "
         f"or recompute (the reference's length, shortened to that of any faster one that finished before its kill; last "
         f"{run_s:.1f} s and {rec_s:.1f} s), and over 0.05–1.5 s of a judgments writer's loop. "
@@ -388,16 +384,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-report", action="store_true", help="print only; do not write docs/RELIABILITY.md")
     args = parser.parse_args(argv)
+    report_to = Report("crash", argv)
     log: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-crash-") as tmp:
         results = run_all(args.kills, args.seed, Path(tmp), log)
-    results["argv"] = list(sys.argv[1:] if argv is None else argv)
     print("\n".join(log))
     found = problems(results)
     print(f"{len(found)} problem(s)" + ("".join(f"\n  {p}" for p in found)))
     if not args.no_report:
-        write_section(REPORT, "crash", report(args, results), "Reliability")
-        print(f"wrote {REPORT.relative_to(ROOT)}")
+        report_to.block("docs/RELIABILITY.md", "crash", report(args, results), title="Reliability")
+        report_to.publish()
     return 1 if found else 0
 
 

@@ -3,8 +3,9 @@ chromium after navigation, Prior-page re-solve time, and the dashboard process's
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/bench_dashboard.py                      # builds a tiny run in a temp RUNS_DIR
-    .venv/bin/python bench/bench_dashboard.py --runs-dir runs      # uses the newest complete run there
+    .venv/bin/python -m bench.bench_dashboard                      # builds a tiny run in a temp RUNS_DIR
+    .venv/bin/python -m bench.bench_dashboard --runs-dir runs      # uses the newest complete run there
+    .venv/bin/python -m bench.bench_dashboard --runs RUNS [--set …] # the default run in RUNS (made there if absent)
 
 Writes ``docs/bench_dashboard.md`` (no paths of this machine: the runs folder is written as RUNS_DIR).
 Targets: rerun <= 1.0 s, first chart <= 2 s, re-solve <= 1 s, peak RSS <= 1.5 GB. The pages are the
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -26,7 +26,7 @@ from streamlit.logger import set_log_level
 
 set_log_level("error")  # before the run view's caches are made: outside a server each would warn that none runs
 
-from bench.common import ROOT, cpu_name  # noqa: E402  (after the log level)
+from bench.common import ROOT, Report, default_run  # noqa: E402  (after the log level)
 from dashboard.pages import PAGES as PAGE_SPECS  # noqa: E402  (after the log level)
 from dashboard.run_view import RunView  # noqa: E402  (after the log level)
 from dashboard.runs import list_runs  # noqa: E402  (after the log level)
@@ -135,16 +135,20 @@ def fmt(v: float | None, unit: str = "s") -> str:
     return "–" if v is None else f"{v:.2f} {unit}" if unit else f"{v:.2f}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs-dir", help="RUNS_DIR with at least one complete run (default: build a tiny run)")
+    ap.add_argument("--runs", help="the default run (with --set) in this folder, made there when absent")
+    ap.add_argument("--set", action="append", default=[], help="config overrides of the run made under --runs")
     ap.add_argument("--reruns", type=int, default=5)
-    ap.add_argument("--out", default=str(ROOT / "docs" / "bench_dashboard.md"))
     ap.add_argument("--no-browser", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    report = Report("dashboard", argv)
 
     tmp = None
-    if args.runs_dir:
+    if args.runs:
+        runs_dir = default_run(Path(args.runs), args.set).parent
+    elif args.runs_dir:
         runs_dir = Path(args.runs_dir).resolve()
     else:
         tmp = tempfile.TemporaryDirectory(prefix="bench-dashboard-")
@@ -176,12 +180,9 @@ def main() -> None:
     def ok(value: float, target: float) -> str:
         return "✅" if value <= target else "❌"
 
-    versions = " · ".join(f"{name} {version}" for name, version in package_versions(VERSIONS).items() if name != "python")
+    versions = ", ".join(f"{name} {version}" for name, version in package_versions(VERSIONS).items() if name != "python")
     lines = [
-        "# Dashboard benchmark",
-        "",
-        f"Command: `.venv/bin/python bench/bench_dashboard.py{' --runs-dir RUNS_DIR' if args.runs_dir else ''}` "
-        f"· {time.strftime('%Y-%m-%d %H:%M')} · {os.cpu_count()} CPUs ({cpu_name()}) · Python {platform.python_version()} · {versions}",
+        f"Browser side: {versions}.",
         "",
         f"Run `{run_id}` ({config_note}; D′_eval {sizes.get('test_eval', '?')} images, concept bank {sizes.get('concept_bank', '?')}). "
         f"The machine was shared with other jobs while measuring (load average {load} on {os.cpu_count()} CPUs), so the numbers are upper bounds.",
@@ -220,8 +221,8 @@ def main() -> None:
         "Navigation starts on the Share page and clicks the sidebar links; pages without a plotly chart show –.",
         "",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
+    report.block("docs/bench_dashboard.md", "dashboard", "\n".join(lines), title="Dashboard benchmark")
+    report.publish()
     print("\n".join(lines))
     if tmp is not None:
         tmp.cleanup()

@@ -22,11 +22,12 @@ Also measured, at the start (no ratings): how well the score's fast test predict
 (every unrated clause rated 1 and rated 5 by a probe rater, each re-solved exactly), and the time of
 one :func:`question_order` against one re-solve.
 
-    python bench/bench_elicit.py RUN_DIR [RUN_DIR ...] [--seeds 5] [--batch 1 5] [--rater all]
-                                 [--out docs/ELICIT.md]
+    python -m bench.bench_elicit --runs RUNS [--n 4800] [--set KEY=VALUE ...]   # makes the two runs it reports
+    python -m bench.bench_elicit RUN_DIR [RUN_DIR ...] [--seeds 5] [--batch 1 5] [--rater all]
 
-A run needs only its ``world`` and ``concepts`` stages (the concept scores of D), e.g.
-``python -m igcore run --stages world,concepts --out RUNS``.
+A run needs only its ``world`` and ``concepts`` stages (the concept scores of D). With ``--runs`` the benchmark
+makes two in ``RUNS/elicit``: Snow and Wolves with the shipped judgments (the default config), and the
+Waterbirds-layout data set of ``testkit/byod_data.py`` (``--n`` images) with its simulated judgments.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.common import provenance
+from bench.common import Report
 from igcore.config import build_config
 from igcore.prior import Judgments, fit_prior
 from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, question_order, stopping_signal
@@ -277,9 +278,29 @@ def fmt(values: list[int | None]) -> str:
     return f"{statistics.mean(done):.1f} ± {statistics.stdev(done):.1f}" if len(done) > 1 else str(done[0])
 
 
+def make_runs(runs: Path, n: int, sets: list[str]) -> list[str]:
+    """The two runs the documented benchmark reports (world and concepts stages), made in ``runs/elicit`` unless
+    complete ones are there."""
+    from bench.bench_byod import ensure_data, world_sets
+    from igcore.config import load_config
+    from igcore.pipeline import run_pipeline
+
+    folder = runs / "elicit"
+    data = ensure_data(folder / "byod-data", n, 96)
+    out = []
+    for run_id, world in (("waterbirds", world_sets(data)), ("snowwolf", [])):
+        if not (folder / run_id / "manifest.json").is_file():
+            run_pipeline(load_config(None, [*sets, *world, f"run_id={run_id}"]), folder, stages=["world", "concepts"], progress=False)
+        out.append(str(folder / run_id))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="run directories (world + concepts stages)")
+    parser.add_argument("runs", nargs="*", help="run directories (world + concepts stages)")
+    parser.add_argument("--runs", dest="runs_root", type=Path, help="make the documented runs in this folder instead")
+    parser.add_argument("--n", type=int, default=4800, help="with --runs: images of the Waterbirds-layout data set")
+    parser.add_argument("--set", action="append", default=[], help="with --runs: config overrides of both runs")
     parser.add_argument("--seeds", type=int, default=5, help="random orders")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, DEFAULT_BATCH], help="page-order batch sizes")
     parser.add_argument("--rater", default="all", help="'all' or one rater of the held-back file")
@@ -287,12 +308,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-critical", action="store_true", help="skip the leave-one-clause-out bound")
     parser.add_argument("--prior-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="what-if: change keys of the run's prior section (e.g. shrinkage=0)")
-    parser.add_argument("--out", default="docs/ELICIT.md")
-    parser.add_argument("--section", default="bench", help="the report replaces the block between <!-- SECTION:start/end --> in --out")
     parser.add_argument("--json", default=None, help="also write the raw results here")
     parser.add_argument("--reuse", default=None, help="raw results of an earlier invocation: parts already computed for the "
                         "same run, prior settings and parameters are taken from there (the same code gives the same numbers)")
     args = parser.parse_args(argv)
+    report = Report("elicit", argv)
+    if args.runs_root:
+        args.runs = make_runs(args.runs_root, args.n, args.set)
+    if not args.runs:
+        parser.error("give run directories or --runs")
 
     earlier = json.loads(Path(args.reuse).read_text()) if args.reuse else []
     results = []
@@ -332,16 +356,15 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
-    write_report(results, args, Path(args.out))
+    report.block("docs/ELICIT.md", "elicit", "\n".join(render(results, args)), title="Eliciting ratings")
+    report.publish()
 
 
-def write_report(results: list[dict[str, Any]], args: argparse.Namespace, out: Path) -> None:
+def render(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    """The benchmark's Markdown block."""
     what_if = ", ".join(f"prior.{k} = {v}" for k, v in (results[0].get("prior_set") or {}).items()) if results else ""
     lines = [
-        f"## Benchmark{' (what-if: ' + what_if + ')' if what_if else ''}",
-        "",
-        *provenance(__file__),
-        "",
+        *([f"What-if: {what_if}.", ""] if what_if else []),
         "How many ratings does a rater have to give, starting from none, before z* is the z* of all ratings and",
         "stays so? The simulated rater answers from the held-back ratings file (`--rater "
         f"{args.rater}`: " + ("one answer reveals every rating of that clause in the file" if args.rater == "all" else "one rater's ratings")
@@ -424,14 +447,7 @@ def write_report(results: list[dict[str, Any]], args: argparse.Namespace, out: P
     lines += ["", "### Speed", "", "| world | one question order (median) | one re-solve: Prior_M fit + z* search (median) |", "|---|---|---|"]
     for r in results:
         lines.append(f"| {r['world']} | {1000 * r['order_s']:.0f} ms | {r['resolve_s']:.2f} s |")
-    start, end = f"<!-- {args.section}:start -->", f"<!-- {args.section}:end -->"
-    block = "\n".join([start, *lines, end])
-    text = out.read_text() if out.is_file() else f"# Eliciting ratings\n\n{start}\n{end}\n"
-    if start not in text or end not in text:
-        raise SystemExit(f"error: {out} lacks the markers {start} / {end} that delimit the benchmark's section")
-    head, rest = text.split(start, 1)
-    out.write_text(head + block + rest.split(end, 1)[1])
-    print(f"wrote {out}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ rater name. Counted:
 
 Usage (from the repository root; heavy, so niced)::
 
-    nice -n 10 .venv/bin/python bench/bench_load.py                    # tiny run in a temporary RUNS_DIR
-    nice -n 10 .venv/bin/python bench/bench_load.py --runs-dir runs    # a copy of the newest complete run there
+    nice -n 10 .venv/bin/python -m bench.bench_load                    # tiny run in a temporary RUNS_DIR
+    nice -n 10 .venv/bin/python -m bench.bench_load --runs-dir runs    # a copy of the newest complete run there
 
 Writes the "Concurrent users" section of docs/RELIABILITY.md (``--no-report``: print only).
 """
@@ -28,18 +28,16 @@ import random
 import shutil
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import ROOT, provenance, write_section
+from bench.common import Report
 from dashboard.pages import PAGES as PAGE_SPECS  # noqa: E402
 from testkit.browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop
 
-REPORT = ROOT / "docs" / "RELIABILITY.md"
 #: Sidebar link text -> page name, in the order clicked (a session starts on the default page, so it comes
 #: last: every click changes the page).
 PAGES = {p.title: p.name for p in sorted(PAGE_SPECS, key=lambda p: p.default)}
@@ -187,9 +185,6 @@ def report(args: argparse.Namespace, sessions: list[Session], stored: dict[str, 
     errors = [e for s in sessions for e in s.errors]
     every = [t for s in sessions for ts in s.times.values() for t in ts]
     lines = [
-        "## Concurrent users",
-        "",
-        *provenance(__file__, sys.argv[1:]),
         f"{len(sessions)} browser sessions (one headless Debian chromium, one context each) on one loopback server "
         f"for {seconds:.0f} s, run `{run_id if args.runs_dir else 'tiny (testkit.runs.TINY)'}`; each clicks through the {len(PAGES)} pages "
         "in the sidebar and adds a rating on the Prior page under its own rater name. Before the clock starts, one "
@@ -232,14 +227,15 @@ def prepare_runs(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
     return runs, "tiny"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--runs-dir", help="use a copy of the newest complete run there (default: build a tiny run)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one page may take before it counts as an error")
     parser.add_argument("--no-report", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    report_to = Report("load", argv)
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         runs, run_id = prepare_runs(args, Path(tmp))
         server = start_streamlit(runs, Path(tmp) / "streamlit.log", timeout_s=120)
@@ -254,8 +250,8 @@ def main() -> int:
         text, bad = report(args, sessions, stored, run_id, seconds)
     print(text)
     if not args.no_report:
-        write_section(REPORT, "load", text, "Reliability")
-        print(f"wrote {REPORT.relative_to(ROOT)}")
+        report_to.block("docs/RELIABILITY.md", "load", text, title="Reliability")
+        report_to.publish()
     return 1 if bad else 0
 
 

@@ -1,31 +1,35 @@
 """Side-by-side benchmark: IG vs ERM, GroupDRO, JTT, DFR, the no_prior ablation and references,
 across spurious strengths ρ and seeds, on the same data, architecture and budget.
 
-    python bench/bench_methods.py                      # ρ ∈ {0.90, 0.95, 0.99, 1.0} × seeds {0, 1, 2}
-    python bench/bench_methods.py --rhos 0.95 --seeds 0 --out /tmp/bench   # a quick look
+    python -m bench.bench_methods                      # ρ ∈ {0.90, 0.95, 0.99, 1.0} × seeds {0, 1, 2}
+    python -m bench.bench_methods --rhos 0.95 --seeds 0 --out /tmp/bench   # a quick look
 
-Every (ρ, seed) is one `igcore` run (all stages except the microscope) stored under ``--out``; the
-results are written to ``docs/RESULTS.md`` (tables of mean ± std), ``docs/results_methods.csv`` (raw
-numbers), ``docs/results_methods.html`` / ``.png`` (plotly figure) and ``docs/results_ig_checks.csv``
-(the IG acceptance checks per run: z* free of context/distractor clauses, no_prior using the background).
+Every (ρ, seed) is one `igcore` run (every stage the config runs except the microscope) stored under ``--out``. The raw results
+are three CSVs: ``docs/results_methods.csv`` (accuracy per run and method; the dashboard's ρ sweep),
+``docs/results_ig_checks.csv`` (the IG checks per run: z* free of context/distractor clauses, no_prior using the
+background) and ``docs/results_timings.csv`` (seconds per stage). Everything else is rendered from them
+(:func:`render`): docs/RESULTS.md (tables of mean ± std), README's results table and the plotly figure
+(``docs/results_methods.html`` / ``.png``), so a test can re-render the committed pages from the committed CSVs.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from bench.common import provenance
-from igcore.config import load_config
+from bench.common import Report
+from igcore.config import default_config, load_config
 from igcore.pipeline import run_pipeline
-from igcore.stages import STAGE_NAMES
+from igcore.stages import select_stages
 from igcore.store import load_run_dir
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 METHOD_ORDER = ["erm", "groupdro", "jtt", "dfr", "no_prior", "ig_direct", "ig_student", "oracle", "true_concepts"]
+#: README's table: the baseline, the peers, the ablation, IG's student and the reference.
+README_METHODS = ["erm", "groupdro", "jtt", "dfr", "no_prior", "ig_student", "oracle"]
 USES = {
     "erm": "D labels",
     "groupdro": "D labels + D group labels",
@@ -37,33 +41,45 @@ USES = {
     "oracle": "D′ labels (reference)",
     "true_concepts": "true concept annotations of D (reference)",
 }
+#: The CSVs (relative to the output root) that hold the raw results.
+CSVS = {"methods": "docs/results_methods.csv", "checks": "docs/results_ig_checks.csv", "timings": "docs/results_timings.csv"}
+
+
+@dataclass(frozen=True)
+class Results:
+    """The raw results of a sweep, as the CSVs hold them."""
+
+    methods: pd.DataFrame
+    checks: pd.DataFrame
+    timings: pd.DataFrame
+
+    @classmethod
+    def read(cls, root: Path) -> Results:
+        return cls(**{name: pd.read_csv(root / path) for name, path in CSVS.items()})
 
 
 def kinds_used(records: list[dict]) -> list[str]:
     return sorted({r["kind"] for r in records if r["weight"] > 0})
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rhos", default="0.90,0.95,0.99,1.0")
+    ap.add_argument("--rhos", default="0.9,0.95,0.99,1.0")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default="runs/bench", help="where the runs are stored")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides for every run")
-    ap.add_argument("--docs", default=str(DOCS))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    report = Report("methods", argv)
     rhos = [float(r) for r in args.rhos.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    stages = [name for name in STAGE_NAMES if name != "microscope"]
-    docs = Path(args.docs)
-    docs.mkdir(parents=True, exist_ok=True)
 
     rows, checks, timings = [], [], []
-    start_all = time.perf_counter()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for rho in rhos:
         for seed in seeds:
-            sets = [f"world.rho={rho}", f"seed={seed}", 'peers=["groupdro","jtt","dfr"]', f"run_id=bench-{stamp}-rho{rho}-s{seed}"]
-            config = load_config(None, sets + args.set)
+            sets = [*args.set, f"world.rho={rho}", f"seed={seed}", 'peers=["groupdro","jtt","dfr"]', f"run_id=bench-{stamp}-rho{rho}-s{seed}"]
+            config = load_config(None, sets)
+            stages = [s.name for s in select_stages(config) if s.name != "microscope"]  # what the config runs, peers included
             t0 = time.perf_counter()
             run = load_run_dir(run_pipeline(config, args.out, stages=stages, progress=False))
             wall = time.perf_counter() - t0
@@ -87,13 +103,14 @@ def main() -> None:
             timings.append({"rho": rho, "seed": seed, "wall_s": round(wall, 1), **stage_s})
             print(f"rho={rho} seed={seed}: {wall:.0f}s  " + "  ".join(
                 f"{k}={v['worst_group_acc']:.3f}" for k, v in m["methods"].items()), flush=True)
-    total = time.perf_counter() - start_all
 
-    df = pd.DataFrame(rows)
-    df.to_csv(docs / "results_methods.csv", index=False)
-    pd.DataFrame(checks).to_csv(docs / "results_ig_checks.csv", index=False)
-    pd.DataFrame(timings).to_csv(docs / "results_timings.csv", index=False)
-    write_report(df, pd.DataFrame(checks), pd.DataFrame(timings), total, rhos, seeds, docs, args.set)
+    results = Results(pd.DataFrame(rows), pd.DataFrame(checks), pd.DataFrame(timings))
+    for name, path in CSVS.items():
+        getattr(results, name).to_csv(report.path(path), index=False)
+    for (page, block), body in render(results).items():
+        report.block(page, block, body)
+    figure(results.methods, report.path("docs/results_methods.html"), report.path("docs/results_methods.png"))
+    report.publish()
 
 
 def md_table(df: pd.DataFrame) -> str:
@@ -102,52 +119,42 @@ def md_table(df: pd.DataFrame) -> str:
     return head + "\n".join("| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False))
 
 
-def fmt(mean: float, std: float) -> str:
-    return f"{100 * mean:.1f} ± {100 * (0 if pd.isna(std) else std):.1f}"
+def fmt(mean: float, std: float, compact: bool = False) -> str:
+    """``mean ± std`` in %; ``compact``: the mean alone when the spread is 0 (README)."""
+    std = 0.0 if pd.isna(std) else std
+    return f"{100 * mean:.1f}" if compact and std == 0 else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def write_report(df: pd.DataFrame, checks: pd.DataFrame, timings: pd.DataFrame, total: float,
-                 rhos: list[float], seeds: list[int], docs: Path, extra: list[str]) -> None:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    agg = df.groupby(["method", "rho"]).agg(
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of average and worst-group accuracy, per method and ρ."""
+    return df.groupby(["method", "rho"]).agg(
         avg_mean=("avg_acc", "mean"), avg_std=("avg_acc", "std"),
         wga_mean=("worst_group_acc", "mean"), wga_std=("worst_group_acc", "std")).reset_index()
+
+
+def render(results: Results) -> dict[tuple[str, str], str]:
+    """The generated blocks, from the raw results alone: ``{(page, block): body}``."""
+    df, checks, timings = results.methods, results.checks, results.timings
+    agg = summary(df)
+    rhos = sorted(df["rho"].unique())
+    seeds = sorted(df["seed"].unique())
     methods = [m for m in METHOD_ORDER if m in set(df["method"])]
 
+    def cell(method: str, rho: float) -> pd.Series | None:
+        row = agg[(agg["method"] == method) & (agg["rho"] == rho)]
+        return row.iloc[0] if len(row) else None
+
     def table(col_mean: str, col_std: str) -> str:
-        head = "| method | uses | " + " | ".join(f"ρ = {r}" for r in rhos) + " |\n"
+        head = "| method | uses | " + " | ".join(f"ρ = {r:g}" for r in rhos) + " |\n"
         head += "|---|---|" + "---|" * len(rhos) + "\n"
         for m in methods:
-            cells = []
-            for r in rhos:
-                row = agg[(agg["method"] == m) & (agg["rho"] == r)]
-                cells.append(fmt(row[col_mean].iloc[0], row[col_std].iloc[0]) if len(row) else "–")
+            cells = [fmt(c[col_mean], c[col_std]) if (c := cell(m, r)) is not None else "–" for r in rhos]
             head += f"| `{m}` | {USES.get(m, '')} | " + " | ".join(cells) + " |\n"
         return head
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Worst-group accuracy on D′_eval", "Average accuracy on D′_eval"))
-    for m in methods:
-        sub = agg[agg["method"] == m].sort_values("rho")
-        for col, (mean, std) in enumerate((("wga_mean", "wga_std"), ("avg_mean", "avg_std")), start=1):
-            fig.add_trace(go.Scatter(x=sub["rho"], y=sub[mean], error_y={"type": "data", "array": sub[std].fillna(0)},
-                                     name=m, legendgroup=m, showlegend=col == 1, mode="lines+markers"), row=1, col=col)
-    fig.update_xaxes(title_text="ρ (class–background correlation in D)")
-    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
-    fig.update_layout(height=450, width=1100, template="plotly_white")
-    fig.write_html(docs / "results_methods.html", include_plotlyjs="cdn")
-    png_note = ""
-    try:
-        fig.write_image(docs / "results_methods.png", scale=1)
-    except Exception as e:  # kaleido needs a chromium; the HTML is always written
-        png_note = f"(PNG export failed: {type(e).__name__}: {e})"
-
     lines = [
-        "# Results: IG against the field's methods",
-        "",
-        *provenance(__file__),
-        f"ρ ∈ {rhos}, seeds {seeds}; device cpu; total wall time {total / 60:.1f} min ({timings['wall_s'].mean():.0f} s per run).",
+        f"ρ ∈ {{{', '.join(f'{r:g}' for r in rhos)}}}, seeds {{{', '.join(map(str, seeds))}}}: {len(timings)} runs, "
+        f"{timings['wall_s'].sum() / 60:.1f} min in all ({timings['wall_s'].mean():.0f} s per run).",
         "",
         "All methods share the world, the architecture (`resnet-tiny`, transformers ResNet built from config), the training "
         "budget (epochs, batch size, learning rate) and the model-selection rule (best *average* accuracy on `val`, "
@@ -163,7 +170,7 @@ def write_report(df: pd.DataFrame, checks: pd.DataFrame, timings: pd.DataFrame, 
         "## Average accuracy",
         "",
         table("avg_mean", "avg_std"),
-        "![results](results_methods.png) " + png_note,
+        "![results](results_methods.png)",
         "",
         "Interactive figure: [results_methods.html](results_methods.html); raw numbers: "
         "[results_methods.csv](results_methods.csv).",
@@ -171,9 +178,9 @@ def write_report(df: pd.DataFrame, checks: pd.DataFrame, timings: pd.DataFrame, 
         "## Who uses which labels (where the comparison is not fair)",
         "",
         "- `groupdro` gets D's group labels (class × background) for every training image — information IG never sees.",
-        "- `dfr` gets group labels for a small group-balanced subset of `val`; at ρ = 1.0 `val` has no minority "
+        "- `dfr` gets group labels for a small group-balanced subset of `val`; at ρ = 1 `val` has no minority "
         "groups, so DFR can only balance the groups present.",
-        "- `jtt` uses no group labels (its up-weighted error set comes from a 1-epoch ERM model).",
+        "- `jtt` uses no group labels (its up-weighted error set comes from an ERM model trained for `jtt.id_epochs`).",
         "- IG (`ig_direct`, `ig_student`) uses D's labels, the concept bank (images annotated with concepts, independent "
         "of the task labels) and the human judgments that train Prior_M; `ig_student` also uses D′_train images without labels.",
         "- `no_prior` is IG's likelihood-only ablation: the same concept model and search with a flat prior.",
@@ -183,15 +190,57 @@ def write_report(df: pd.DataFrame, checks: pd.DataFrame, timings: pd.DataFrame, 
         "",
         "| ρ | seed | z* clause kinds | classes covered | no_prior uses a background |",
         "|---|---|---|---|---|",
+        *[f"| {c.rho:g} | {c.seed} | {c.z_star_kinds} | {c.z_star_classes_covered} | {c.no_prior_uses_background} |"
+          for c in checks.itertuples()],
+        "",
+        "z* of each run (plain English):",
+        "",
+        *[f"- ρ = {c.rho:g}, seed {c.seed}: {c.z_star_text}" for c in checks.itertuples()],
+        "",
+        "## Wall time per run (seconds, per stage)",
+        "",
+        md_table(timings),
     ]
-    for c in checks.itertuples():
-        lines.append(f"| {c.rho} | {c.seed} | {c.z_star_kinds} | {c.z_star_classes_covered} | {c.no_prior_uses_background} |")
-    lines += ["", "z* of each run (plain English):", ""]
-    for c in checks.itertuples():
-        lines.append(f"- ρ = {c.rho}, seed {c.seed}: {c.z_star_text}")
-    lines += ["", "## Wall time per run (seconds, per stage)", "", md_table(timings), ""]
-    (docs / "RESULTS.md").write_text("\n".join(lines))
-    print(f"wrote {docs / 'RESULTS.md'}")
+    return {("docs/RESULTS.md", "methods"): "\n".join(lines), ("README.md", "methods-readme"): readme_table(df)}
+
+
+def readme_table(df: pd.DataFrame) -> str:
+    """README's results table: worst-group accuracy per ρ (the default marked) and method, mean ± std over seeds."""
+    agg = summary(df)
+    default_rho = default_config().world.rho
+    methods = [m for m in README_METHODS if m in set(df["method"])]
+    names = {"ig_student": "**ig_student**", "oracle": "oracle (reference)"}
+    lines = [f"Worst-group accuracy on D′ in % (mean ± std over {df['seed'].nunique()} seeds; the whole sweep, average "
+             "accuracy and the other methods: [docs/RESULTS.md](docs/RESULTS.md)):", "",
+             "| ρ | " + " | ".join(names.get(m, m) for m in methods) + " |", "|---|" + "---|" * len(methods)]
+    for rho in sorted(df["rho"].unique()):
+        cells = []
+        for m in methods:
+            row = agg[(agg["method"] == m) & (agg["rho"] == rho)]
+            text = fmt(row["wga_mean"].iloc[0], row["wga_std"].iloc[0], compact=True) if len(row) else "–"
+            cells.append(f"**{text}**" if m == "ig_student" else text)
+        label = f"{rho:g} (the default)" if rho == default_rho else f"{rho:g}"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def figure(df: pd.DataFrame, html: Path, png: Path) -> None:
+    """Worst-group and average accuracy against ρ, mean ± std over seeds (plotly; PNG through kaleido)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    agg = summary(df)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Worst-group accuracy on D′_eval", "Average accuracy on D′_eval"))
+    for m in [m for m in METHOD_ORDER if m in set(df["method"])]:
+        sub = agg[agg["method"] == m].sort_values("rho")
+        for col, (mean, std) in enumerate((("wga_mean", "wga_std"), ("avg_mean", "avg_std")), start=1):
+            fig.add_trace(go.Scatter(x=sub["rho"], y=sub[mean], error_y={"type": "data", "array": sub[std].fillna(0)},
+                                     name=m, legendgroup=m, showlegend=col == 1, mode="lines+markers"), row=1, col=col)
+    fig.update_xaxes(title_text="ρ (class–background correlation in D)")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    fig.update_layout(height=450, width=1100, template="plotly_white")
+    fig.write_html(html, include_plotlyjs="cdn")
+    fig.write_image(png, scale=1)
 
 
 if __name__ == "__main__":

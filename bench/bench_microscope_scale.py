@@ -7,9 +7,11 @@ are heads on that backbone and the microscope opens the whole ResNet-18. The pip
 microscope; then the microscope is run alone on the stored run (``igcore.microscope.recompute``, what
 ``python -m igcore microscope RUN_DIR`` does) and timed. Reports the plan (the estimate of the configured work,
 what it lowered, each part's planned and actual seconds), the total, and every effect with its interval
-and half-width. Writes a section of ``docs/bench_microscope.md``.
+and half-width. Writes the ``bench-microscope-scale`` block of ``docs/bench_microscope.md`` (generator
+``microscope-scale`` of :data:`bench.registry.GENERATORS`). Torch threads follow the engine's policy
+(``runtime.threads``: one fewer than the CPUs unless ``--threads`` says otherwise).
 
-    python bench/bench_microscope_scale.py [--n 4800] [--budget 240] [--threads 2] [--run RUN_DIR]
+    python -m bench.bench_microscope_scale [--data DIR] [--out DIR] [--n 4800] [--budget 240] [--threads N] [--run RUN_DIR]
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pathlib import Path
 import torch
 
 from bench.bench_byod import ensure_data, run_one, world_sets
-from bench.common import ROOT, provenance, write_section
+from bench.common import ROOT, Report
 from igcore.microscope.recompute import recompute
+from igcore.runtime import RuntimeConfig, apply_threads
 from igcore.store import load_run_dir
 
 
@@ -46,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-microscope-scale")
     ap.add_argument("--run", type=Path, default=None, help="reuse a run this script made before (skips the pipeline)")
     ap.add_argument("--budget", type=float, default=240.0, help="microscope.budget_s (seconds)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads")
-    ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "bench_microscope.md")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: runtime.threads, CPUs - 1)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    report = Report("microscope-scale", argv)
+    apply_threads(RuntimeConfig(threads=args.threads).intra_op())
+    threads = torch.get_num_threads()
 
     if args.run is None:
         data = ensure_data(args.data, args.n, 224)
@@ -70,12 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     micro = run.metrics["microscope"]
 
     lines = [
-        *provenance(__file__, argv),
+        "## The microscope at 224 px",
         "",
         f"Data: the BYOD bench's data set at 224 px ({run.metrics['world']['sizes']}); `features.backbone` = a ResNet-18-shaped "
         "transformers model with random weights (built from config; the cost of a pass does not depend on the weights, the "
         "answers do, so no accuracy is reported); erm, ig_student and oracle are heads on it, and the microscope opens the "
-        f"whole network. Torch threads {args.threads}. The machine may have been shared while this ran.",
+        f"whole network. Torch threads {threads}. The machine may have been shared while this ran.",
         "",
         f"`microscope.budget_s` = {budget['budget_s']:g} s. Estimate of the configured work: **{budget['estimate_s']:.0f} s**; "
         f"planned: {budget['planned_s']:.0f} s; the microscope took **{sum(info['timings'].values()):.0f} s** "
@@ -85,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|",
         *[f"| `{m}` | {c['forward_ms']:.1f} | {c['backward_ms']:.1f} | {c['gflops']:.2f} |" for m, c in budget["model_cost"].items()],
         "",
-        "| lowered | configured | planned |",
-        "|---|---|---|",
-        *[f"| `{k}` | {v[0]} | {v[1]} |" for k, v in budget["reduced"].items()],
+        # one line, not a table: which settings the plan lowers depends on the measured costs
+        "Lowered by the plan (configured → planned): "
+        + (", ".join(f"`{k}` {v[0]} → {v[1]}" for k, v in budget["reduced"].items()) or "nothing") + ".",
         "",
         "| part | planned s | took s |",
         "|---|---|---|",
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             interval = "–" if o["ci_low"] is None else f"{o['mean']:+.3f} [{o['ci_low']:+.3f}, {o['ci_high']:+.3f}]"
             lines.append(f"| `{m}` | {kind} | {interval} | {entry['precision']['effects_half_width'][kind]:.3f} | {o['n']} | {cut} |")
     body = "\n".join(lines)
-    write_section(args.doc, "bench-microscope-scale", "## The microscope at 224 px\n\n" + body, "The microscope's cost")
+    report.block("docs/bench_microscope.md", "bench-microscope-scale", body, title="The microscope's cost")
+    report.publish()
     print(body)
     return 0
 

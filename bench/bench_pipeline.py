@@ -1,13 +1,12 @@
 """Speed and scale of the default pipeline: per-stage wall time and peak memory at 1×, 4×, … the
 default split sizes, written to ``docs/PERFORMANCE.md``.
 
-    python bench/bench_pipeline.py                 # scales 1 and 4 (default sizes × scale)
-    python bench/bench_pipeline.py --scales 1,4,16 # add 16× (about 16× the training time)
+    python -m bench.bench_pipeline --scales 1,4             # the documented settings
+    python -m bench.bench_pipeline --scales 1,4,16          # add 16× (about 16× the training time)
 
-Peak memory is the process's maximum resident set size after each stage (``ru_maxrss``), so it shows
-which stage raised the high-water mark. Other benchmarks that feed the report: ``bench/bench_search.py``
-(z* search scaling) and ``bench/bench_attribution.py`` (captum overhead); their latest results are
-linked from the report.
+Scale multiplies every split size of the config (the default's, or the one ``--set`` makes). Peak memory is the
+process's maximum resident set size after each stage (``ru_maxrss``), so it shows which stage raised the
+high-water mark. The microscope's parts (attributions, TCAV, …) are timed by the stage itself (its manifest entry).
 """
 
 from __future__ import annotations
@@ -15,14 +14,12 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from pathlib import Path
 
-from bench.common import provenance
-from igcore.config import default_config, load_config
+from bench.common import Report
+from igcore.config import load_config
 from igcore.pipeline import run_pipeline
 from igcore.store import load_run_dir
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 SIZE_KEYS = ("n_train", "n_val", "n_test_train", "n_test_eval", "n_concept_bank")
 
 
@@ -30,16 +27,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scales", default="1,4")
     ap.add_argument("--out", default="runs/bench-pipeline")
     ap.add_argument("--device", default="auto")
-    args = ap.parse_args()
+    ap.add_argument("--set", action="append", default=[], help="config overrides of every run (before scaling)")
+    args = ap.parse_args(argv)
+    report = Report("pipeline", argv)
     results = []
-    world = default_config().world
+    base = load_config(None, args.set)
     for scale in [int(s) for s in args.scales.split(",")]:
-        sets = [f"world.{k}={getattr(world, k) * scale}" for k in SIZE_KEYS]
+        sets = [*args.set, *(f"world.{k}={getattr(base.world, k) * scale}" for k in SIZE_KEYS)]
         sets += [f"device={args.device}", f"run_id=perf-{time.strftime('%Y%m%d-%H%M%S')}-x{scale}"]
         config = load_config(None, sets)
         marks: dict[str, float] = {}
@@ -53,23 +52,20 @@ def main() -> None:
         peaks = {name: marks.get(names[i + 1] if i + 1 < len(names) else "done", peak_rss_mb()) for i, name in enumerate(names)}
         results.append((scale, total, stages, peaks, run.manifest.get("device", "cpu")))
         print(f"scale {scale}: {total:.1f}s", {k: v["seconds"] for k, v in stages.items()}, flush=True)
-    write_report(results)
+    report.block("docs/PERFORMANCE.md", "pipeline", "\n".join(render(results, base.world, args.set)), title="Performance")
+    report.publish()
 
 
-def write_report(results: list) -> None:
+def render(results: list, world: object, sets: list[str]) -> list[str]:
+    """The per-stage table (seconds and peak RSS per scale, growth), the microscope's parts, the sizes."""
     base = {s: v["seconds"] for s, v in results[0][2].items()}
+    config = "the default config" + (f" with `{' '.join('--set ' + s for s in sets)}`" if sets else "")
     lines = [
-        "# Performance",
-        "",
-        *provenance(__file__),
-        f"Device `{results[0][4]}`.",
-        "No GPU was lent to the session that produced these numbers, so the CUDA path (`--set device=cuda`) "
-        "has no measured speed-up here.",
+        f"Runs of {config} on device `{results[0][4]}`; scale = multiple of its split sizes ("
+        + ", ".join(f"{k}={getattr(world, k)}" for k in SIZE_KEYS)
+        + "); the training budget in epochs is unchanged, so training cost grows with the data.",
         "",
         "## Per-stage wall time and peak memory",
-        "",
-        "Scale = multiple of the default split sizes (" + ", ".join(f"{k}={getattr(default_config().world, k)}" for k in SIZE_KEYS)
-        + "); the training budget in epochs is unchanged, so training cost grows with the data.",
         "",
         "| stage | " + " | ".join(f"×{r[0]} s | ×{r[0]} peak RSS MB" for r in results) + " | growth ×last / ×1 |",
         "|---|" + "---|---|" * len(results) + "---|",
@@ -83,18 +79,13 @@ def write_report(results: list) -> None:
         lines.append(f"| {stage} | " + " | ".join(cells) + f" | {growth} |")
     lines.append("| **total** | " + " | ".join(f"**{r[1]:.1f}** | {max(r[3].values()):.0f}" for r in results) + " | "
                  + f"{results[-1][1] / results[0][1]:.1f} |")
-    lines += [
-        "",
-        "## Other measurements",
-        "",
-        "- z* search scaling over N × K and the re-solve time after a prior change: [bench_search.md](bench_search.md).",
-        "- captum IntegratedGradients overhead vs the model's own forward+backward: [bench_attribution.md](bench_attribution.md).",
-        "- World rendering throughput: [bench_world.md](bench_world.md).",
-        "- Dashboard rerun times, first chart, re-solve and memory: [bench_dashboard.md](bench_dashboard.md).",
-        "",
-    ]
-    (DOCS / "PERFORMANCE.md").write_text("\n".join(lines))
-    print(f"wrote {DOCS / 'PERFORMANCE.md'}")
+    parts = [(r[0], r[2].get("microscope", {}).get("timings") or {}) for r in results]
+    if any(p for _, p in parts):
+        names = list(dict.fromkeys(k for _, p in parts for k in p))
+        lines += ["", "## The microscope's parts (seconds)", "",
+                  "| part | " + " | ".join(f"×{scale}" for scale, _ in parts) + " |", "|---|" + "---|" * len(parts),
+                  *[f"| {name} | " + " | ".join(f"{p[name]:.1f}" if name in p else "–" for _, p in parts) + " |" for name in names]]
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Benchmark: the features stage's per-image work (decode + resize + backbone) on the local path and on Ray.
 
-    python -m testkit.byod_data /tmp/bd50k --n 50000 --size 64        # the images (about 2 minutes)
-    nice -n 10 python bench/bench_scale.py /tmp/bd50k [--n 50000] [--workers 1 2] [--batch-size 64]
+    python -m bench.bench_scale --data DIR --n 50000 [--workers 1 2] [--batch-size 64]
+
+``DIR`` is a data set written by ``testkit/byod_data.py`` (64 px JPEGs); it is written there first when absent.
 
 Every image of a Waterbirds-layout data set (``testkit/byod_data.py``) goes once through a tiny ResNet
 (``resnet-tiny`` built from the engine's config with *random* weights: speed does not depend on the
@@ -16,8 +17,8 @@ weights). Each mode runs in its own subprocess, so its peak memory is its own:
 Reported per mode: images per second over the whole call (cluster and actor start-up included) and
 in steady state (first result to last), peak RSS of the driver and of each worker, the workers' CPU
 seconds, and the load average before and after (the machine may be shared). Prints a JSON line per
-mode and writes the table, the 2-vs-1-worker speed-up and a cluster estimate into the ``bench-scale``
-section of docs/SCALE.md (``--doc ''`` to skip).
+mode and writes the table, the memory, the 2-vs-1-worker speed-up and a cluster estimate into the ``scale``
+block of docs/SCALE.md.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, cpu_name, provenance, write_section
+from bench.common import Report, cpu_name
 
 
 def _images(data: Path, n: int | None, lazy: bool):
@@ -125,43 +126,53 @@ def table(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", type=Path, help="a folder written by testkit/byod_data.py")
-    parser.add_argument("--n", type=int, default=None, help="use the first N images (default: all)")
+    parser.add_argument("--data", type=Path, required=True, help="a folder written by testkit/byod_data.py (written when absent)")
+    parser.add_argument("--n", type=int, default=None, help="use the first N images (default: all); also the size of a new data set")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Ray worker counts to measure")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--modes", nargs="+", default=["local", "ray"], choices=["local", "ray"])
     parser.add_argument("--one", nargs=2, metavar=("MODE", "WORKERS"), help=argparse.SUPPRESS)  # a subprocess's own mode
     parser.add_argument("--backbone", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--doc", default=str(ROOT / "docs" / "SCALE.md"), help="report file whose bench-scale section is replaced")
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(measure(args.one[0], args.data, args.n, int(args.one[1]), args.batch_size, args.backbone)))
         return 0
+    report = Report("scale", argv)
+    if not (args.data / "metadata.csv").is_file():
+        from testkit import byod_data
+
+        byod_data.write_dataset(args.data, n=args.n or 50_000, size=64, seed=0)
     size = _images(args.data, 1, lazy=True).source.size
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         backbone = _backbone(Path(tmp) / "backbone", size)
         runs = [("local", 1)] * ("local" in args.modes) + [("ray", w) for w in args.workers] * ("ray" in args.modes)
         for mode, workers in runs:
-            cmd = [sys.executable, __file__, str(args.data), "--one", mode, str(workers), "--batch-size", str(args.batch_size),
+            cmd = [sys.executable, "-m", "bench.bench_scale", "--data", str(args.data), "--one", mode, str(workers), "--batch-size", str(args.batch_size),
                    "--backbone", str(backbone), *(["--n", str(args.n)] if args.n else [])]
             done = subprocess.run(cmd, check=True, capture_output=True, text=True)
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(results[-1]), flush=True)
     print(f"\n{os.cpu_count()} × {cpu_name()}, batch {args.batch_size}, {size} px images\n")
     print(table(results))
-    if args.doc:
-        write_section(Path(args.doc), "bench-scale", "\n".join(report(results, size, args.batch_size, argv)), "Scaling out")
-        print(f"wrote {args.doc}")
+    report.block("docs/SCALE.md", "scale", "\n".join(render(results, size, args.batch_size)), title="Scaling out")
+    report.publish()
     return 0
 
 
-def report(results: list[dict], size: int, batch_size: int, argv: list[str] | None) -> list[str]:
-    """The Markdown section: the table, the measured speed-up of 2 workers over 1, and what a cluster would give."""
-    lines = [*provenance(__file__, argv), "",
-             f"Every image once through `resnet-tiny` (random weights), batch {batch_size}, {size} px JPEGs. Each mode in its own "
+def render(results: list[dict], size: int, batch_size: int) -> list[str]:
+    """The Markdown block: the table, the memory, the measured speed-up of 2 workers over 1, and what a cluster would give."""
+    lines = [f"Every image once through `resnet-tiny` (random weights), batch {batch_size}, {size} px JPEGs. Each mode in its own "
              "process; the load average before and after says whether the machine was shared.", "", table(results), ""]
     ray = {r["workers"]: r for r in results if r["mode"] == "ray"}
+    local = next((r for r in results if r["mode"] == "local"), None)
+    workers = [m for r in ray.values() for m in r["worker_peak_rss_mb"]]
+    if workers:
+        drivers = ", ".join(f"{r['driver_peak_rss_mb']:.0f}" for r in ray.values())
+        lines += [f"**Memory.** Peak RSS per worker: {min(workers):.0f}–{max(workers):.0f} MiB for {ray[min(ray)]['images']:,} "
+                  f"images; the driver's peak on the ray path: {drivers} MiB"
+                  + (f", against {local['driver_peak_rss_mb']:.0f} MiB on the local path, whose decoded array alone is "
+                     f"{local['pixels_in_memory_mb']:.0f} MiB." if local else "."), ""]
     if 1 in ray and 2 in ray:
         whole = ray[2]["images_per_second"] / ray[1]["images_per_second"]
         steady = ray[2]["steady_images_per_second"] / ray[1]["steady_images_per_second"]
@@ -171,8 +182,8 @@ def report(results: list[dict], size: int, batch_size: int, argv: list[str] | No
             f"**2 workers against 1:** {whole:.2f}× over the whole call, {steady:.2f}× in steady state (target 1.6×). "
             f"The whole call includes the start-up before the first result ({ray[1]['seconds_to_first_result']:.0f} s and "
             f"{ray[2]['seconds_to_first_result']:.0f} s: the local cluster, the actors, the backbone in each), paid once per run, "
-            "so the whole-call ratio approaches the steady one as the data set grows; on this 2-core machine the driver and "
-            "Ray's own processes share the two cores with the workers.",
+            "so the whole-call ratio approaches the steady one as the data set grows; on this machine "
+            f"({os.cpu_count()} CPUs) the driver and Ray's own processes share the cores with the workers.",
             "",
             "**What a cluster would give (an estimate, not a measurement):** the work is embarrassingly parallel and the "
             f"driver only gathers (D × 4) bytes per image, so steady throughput ≈ workers × {per_worker:.0f} images/s "

@@ -13,10 +13,18 @@ Two measurements, both on precomputed concept scores (no images):
    smaller beam (``--big-beam``: beam_width 1, 4 moves, 1 round, 4 ranked) - every round is a batch of
    full-data MAP solves, so its cost is (rounds x batch) passes over S.
 
-Wall-clock time; the machine may be shared (load average is recorded). Writes ``docs/bench_search.md``.
+3. **Precision**: one MAP solve at the largest N and K with float32 and float64 scores.
+4. **Threads**: one MAP solve at the largest N with 1 and 2 torch threads (unless ``--threads`` fixes them).
 
-    python bench/bench_search.py [--ns 1e3,1e4,1e5,1e6] [--ks 12,100,300] [--dtype float32]
-                                 [--threads 0] [--encoder minilm] [--out docs/bench_search.md]
+Wall-clock time; the machine may be shared (load average is recorded). Writes ``docs/bench_search.md`` through
+two generators of :data:`bench.registry.GENERATORS`: ``search-resolve`` (1., block ``bench-search-resolve``) and
+``search`` (2.-4., block ``search``).
+
+    python -m bench.bench_search --resolve-only [--encoder minilm] [--repeats 6] [--baseline REV]
+    python -m bench.bench_search [--ns 1e3,1e4,1e5,1e6] [--ks 12,100,300] [--dtype float32]
+                                 [--threads 0]
+
+``--baseline REV`` adds a column: the re-solve with the engine of git revision REV, in the same invocation.
 """
 
 from __future__ import annotations
@@ -30,18 +38,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from bench.common import ROOT, provenance, write_section
+from bench.common import ROOT
 from igcore import prior as P
 from igcore.search import HypothesisSearch
 from igcore.worlds.base import Concept, Vocabulary
 from testkit.scores import CLASSES, world_scores
+
+TITLE = "Benchmark: z* search (`igcore/search/`)"
 
 
 def load() -> str:
@@ -216,7 +225,7 @@ def baseline_resolve(rev: str, encoder: str, repeats: int) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def resolve_section(results: dict[str, dict[str, Any]], repeats: int, argv: list[str] | None) -> list[str]:
+def resolve_section(results: dict[str, dict[str, Any]], repeats: int) -> list[str]:
     """The re-solve report (the ``bench-search-resolve`` block): one column per engine measured."""
     names = list(results)
     last = results[names[-1]]
@@ -229,8 +238,6 @@ def resolve_section(results: dict[str, dict[str, Any]], repeats: int, argv: list
 
     return [
         "## Re-solve z* after a prior change (N = 4000, K = 19, C = 2)",
-        "",
-        *provenance(__file__, argv),
         "",
         f"Encoder: {last['encoder']}. One new rating per edit ({repeats} edits); Prior_M refit, then "
         "`HypothesisSearch(warm_start=True).fit`; after each, a cold `HypothesisSearch.fit` under the same prior "
@@ -256,7 +263,7 @@ def resolve_section(results: dict[str, dict[str, Any]], repeats: int, argv: list
     ]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ns", default="1e3,1e4,1e5,1e6")
     ap.add_argument("--ks", default="12,100,300")
@@ -265,12 +272,18 @@ def main() -> None:
     ap.add_argument("--encoder", default="minilm", choices=["minilm", "hashing"])
     ap.add_argument("--repeats", type=int, default=6, help="prior edits in the re-solve benchmark")
     ap.add_argument("--skip", default="", help="comma list of NxK to skip, e.g. 1e6x100")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "bench_search.md"))
-    ap.add_argument("--resolve-only", action="store_true", help="only the re-solve benchmark (its block of --out)")
+    ap.add_argument("--resolve-only", action="store_true",
+                    help="only the re-solve benchmark (the bench-search-resolve block; generator search-resolve)")
     ap.add_argument("--baseline", metavar="REV", help="also time the re-solve with the engine of git revision REV (before/after)")
     ap.add_argument("--json", action="store_true", help="print the re-solve results as one JSON line, write nothing")
-    args = ap.parse_args()
-    argv = sys.argv[1:]
+    args = ap.parse_args(argv)
+    if args.json:  # the "before" of --baseline: bench.common is that revision's, which may predate Report
+        print(json.dumps(bench_resolve(args.encoder, args.repeats) | {"load": load().split()[0]}, default=float))
+        return
+    from bench.common import Report
+
+    # Two generators share this script: the re-solve (``--resolve-only``) and the scaling, precision and threads.
+    report = Report("search-resolve" if args.resolve_only else "search", argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     big_beam = {"beam_width": 1, "max_moves": 4, "max_depth": 1, "n_ranked": 4}
@@ -279,23 +292,18 @@ def main() -> None:
     skip = {tuple(int(float(p)) for p in item.split("x")) for item in args.skip.split(",") if item}
     load_start = load()
 
-    results: dict[str, dict[str, Any]] = {}
-    if args.baseline:
-        print(f"re-solve benchmark, engine of {args.baseline} ...", flush=True)
-        results[f"engine of {args.baseline}"] = baseline_resolve(args.baseline, args.encoder, args.repeats)
-    print("re-solve benchmark ...", flush=True)
-    resolve = bench_resolve(args.encoder, args.repeats)
-    resolve["load"] = load().split()[0]
-    results["this commit"] = resolve
-    if args.json:
-        print(json.dumps(resolve, default=float))
-        return
-    for name, r in results.items():
-        print(f"  {name}: cold {r['cold_fit_s']:.3f}s, re-solves {[round(x, 3) for x in r['resolve_s']]}", flush=True)
-    section = resolve_section(results, args.repeats, argv)
     if args.resolve_only:
-        write_section(Path(args.out), "bench-search-resolve", "\n".join(section), "Benchmark: z* search (`igcore/search/`)")
-        print(f"wrote {args.out}")
+        results: dict[str, dict[str, Any]] = {}
+        if args.baseline:
+            print(f"re-solve benchmark, engine of {args.baseline} ...", flush=True)
+            results[f"engine of {args.baseline}"] = baseline_resolve(args.baseline, args.encoder, args.repeats)
+        print("re-solve benchmark ...", flush=True)
+        results["this commit"] = bench_resolve(args.encoder, args.repeats) | {"load": load().split()[0]}
+        for name, r in results.items():
+            print(f"  {name}: cold {r['cold_fit_s']:.3f}s, re-solves {[round(x, 3) for x in r['resolve_s']]}", flush=True)
+        report.block("docs/bench_search.md", "bench-search-resolve", "\n".join(resolve_section(results, args.repeats)),
+                     title=TITLE)
+        report.publish()
         return
     rows = []
     for k in ks:
@@ -307,20 +315,13 @@ def main() -> None:
             print(f"  N={n:>8} K={k:>3}: map {r['map_s']:.2f}s ({r['map_evals']}+{r['map_presolve_evals']} evals), "
                   f"fit {r['fit_s']:.2f}s ({r['fit_solved']} solves, {r['beam']} beam)  load {load()}", flush=True)
 
-    precision = bench_precision(100_000, 300) if 100_000 in ns and 300 in ks else None
-    threads = {k: bench_threads(1_000_000, k) for k in (12, 300)} if 1_000_000 in ns and not args.threads else None
+    big_n, big_k = max(ns), max(ks)
+    precision = bench_precision(min(big_n, 100_000), big_k)
+    threads = {k: bench_threads(big_n, k) for k in dict.fromkeys((min(ks), big_k))} if not args.threads else None
     lines = [
-        "# Benchmark: z* search (`igcore/search/`)",
-        "",
-        *provenance(__file__),
-        "",
         f"Search threads: {str(args.threads) if args.threads else 'the search default (1 if N*K < 4e6, else min(torch default, CPUs - 1))'}. "
         f"Load average (1/5/15 min) at start: {load_start}; at end: {load()} - the machine is shared with other "
         "jobs, so times are upper bounds and vary run to run.",
-        "",
-        "<!-- bench-search-resolve:start -->",
-        *section,
-        "<!-- bench-search-resolve:end -->",
         "",
         f"## Scaling (C = 2, scores {args.dtype})",
         "",
@@ -348,7 +349,7 @@ def main() -> None:
     if precision is not None:
         gap = precision["float32_objective"] - precision["float64_objective"]
         lines += [
-            "## float32 vs float64 scores (one MAP solve, N = 100,000, K = 300)",
+            f"## float32 vs float64 scores (one MAP solve, N = {precision['n']:,}, K = {precision['k']})",
             "",
             "| dtype | seconds | objective F (evaluated in float64) |",
             "|---|---|---|",
@@ -361,18 +362,17 @@ def main() -> None:
         ]
     if threads is not None:
         lines += [
-            "## Threads (one MAP solve, N = 1,000,000, float32, best of 2)",
+            f"## Threads (one MAP solve, N = {big_n:,}, float32, best of 2)",
             "",
             "| K | 1 thread (s) | 2 threads (s) |",
             "|---|---|---|",
             *[f"| {k} | {t[1]:.2f} | {t[2]:.2f} |" for k, t in threads.items()],
             "",
-            "On this shared 2-core machine a second intra-op thread stalls at every barrier while the other core "
-            "is busy; hence the search's default of at most (CPU count - 1) threads.",
-            "",
+            "A second intra-op thread stalls at every barrier while another job keeps the other cores busy, which is why "
+            "the search's default is at most (CPU count - 1) threads; the table shows how it went on this machine.",
         ]
-    Path(args.out).write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    report.block("docs/bench_search.md", "search", "\n".join(lines), title=TITLE)
+    report.publish()
 
 
 if __name__ == "__main__":

@@ -6,9 +6,12 @@ pass per concept set and repeat, activations and CAVs round-tripped through a te
 the new one (:func:`igcore.microscope.tcav.tcav_repeated`: each bank image through the model once, each
 tested input's layer gradients once, every CAV fitted in memory from the Gram matrix). Reports wall-clock
 and process-CPU seconds of each (best of ``--repeats``; the machine may be shared), and whether the
-significant/unstable calls and the random-control rate agree. Writes a section of ``docs/bench_tcav.md``.
+significant/unstable calls and the random-control rate agree. Writes the ``bench_tcav`` block of
+``docs/bench_tcav.md`` (generator ``tcav`` of :data:`bench.registry.GENERATORS`). Torch threads follow the
+engine's policy (``runtime.threads``: one fewer than the CPUs unless ``--threads`` says otherwise).
 
-    python -m igcore run --out runs && python bench/bench_tcav.py runs/<run_id> [--threads 2] [--repeats 1]
+    python -m bench.bench_tcav --runs DIR [--set KEY=VALUE ...]   # the default run (made once under DIR)
+    python -m bench.bench_tcav --run RUN_DIR [--threads N] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from typing import Any
 
 import torch
 
-from bench.common import ROOT, provenance, write_section
+from bench.common import Report, default_run
 from igcore.microscope.runner import tcav_inputs
 from igcore.microscope.tcav import tcav_repeated
+from igcore.runtime import RuntimeConfig, apply_threads
 from igcore.store import load_run_dir
 from testkit import tcav_reference
 
@@ -47,15 +51,19 @@ def calls(result: tuple[list[dict[str, Any]], dict[str, Any]]) -> tuple[list[tup
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("run", help="a finished run directory (python -m igcore run)")
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", type=Path, help="a finished run directory (python -m igcore run)")
+    where.add_argument("--runs", type=Path, help="a folder of runs: the default run there (made when absent)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config of the default run (--runs)")
     ap.add_argument("--models", default=None, help="comma-separated models (default: the run's microscope.tcav.models)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: runtime.threads, CPUs - 1)")
     ap.add_argument("--repeats", type=int, default=1, help="timed calls of each path (best is reported)")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "bench_tcav.md"))
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    report = Report("tcav", argv)
 
-    run = load_run_dir(args.run)
+    run = load_run_dir(args.run or default_run(args.runs, args.set))
+    apply_threads(RuntimeConfig(threads=args.threads).intra_op())
+    threads = torch.get_num_threads()
     config = run.config_model()
     t = config.microscope.tcav
     vocabulary, classes = run.vocabulary()
@@ -81,12 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 
     n_sets = (len(vocabulary.ids) + t.n_controls) * t.n_random + t.n_random
     lines = [
-        *provenance(__file__, argv),
-        "",
         f"Settings (the run's `microscope.tcav`): layers {', '.join(t.layers)}; {t.n_random} random sets, {t.n_controls} "
         f"random controls, {t.n_concept_images} images per set, {t.n_inputs} tested inputs per class, {t.repeats} repeats "
         f"(up to {n_sets} CAVs per layer and repeat); {len(bank['images'])} concept-bank images of "
-        f"{bank['images'].shape[1]} px; torch threads {args.threads}. Seconds are the best of {args.repeats} call(s), "
+        f"{bank['images'].shape[1]} px; torch threads {threads}. Seconds are the best of {args.repeats} call(s), "
         "measured one after the other in this invocation.",
         "",
         "| model | old wall s | old CPU s | new wall s | new CPU s | speed-up (wall) | tests | significant | unstable "
@@ -99,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['old_wall'] / r['new_wall']:.1f}× | {r['tests']} | {r['significant']} | {r['unstable']} | "
                      f"{'yes' if r['same_calls'] else 'NO'} | {rate} | {r['score_diff']:.2g} |")
     body = "\n".join(lines)
-    write_section(Path(args.out), "bench_tcav", body, "TCAV: computed once per layer and model")
+    report.block("docs/bench_tcav.md", "bench_tcav", body, title="TCAV: computed once per layer and model")
+    report.publish()
     print(body)
     return 0 if all(r["same_calls"] and r["old_rate"] == r["new_rate"] for r in rows) else 1
 

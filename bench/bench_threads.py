@@ -1,6 +1,6 @@
 """Benchmark: the thread policy (``runtime.threads``), per stage of the default pipeline, with and without a busy core.
 
-    python bench/bench_threads.py [--set KEY=VALUE ...] [--repeats 1] [--doc docs/PERFORMANCE.md]
+    python -m bench.bench_threads [--set KEY=VALUE ...] [--repeats 1]
 
 Runs the default stages (``python -m igcore run``, each in its own process, so that torch's inter-op pool is
 fresh) under two policies: one thread (``runtime.threads=1``, ``runtime.interop_threads=1``; the engine's default
@@ -12,7 +12,7 @@ Reported per stage: seconds in each of the four cases (median over ``--repeats``
 core causes under each policy (busy / idle). The machine may be shared with other jobs (the load average
 before and after is reported): compare the columns of one table, not tables of different invocations.
 :func:`measure` returns the rows, :func:`markdown` the report; :func:`main` writes it into the
-``bench-threads`` block of docs/PERFORMANCE.md (``--doc ''`` to skip).
+``bench-threads`` block of docs/PERFORMANCE.md (generator ``threads`` of :data:`bench.registry.GENERATORS`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, provenance, write_section
+from bench.common import ROOT, Report
 from igcore.runtime import BLAS_ENV, RuntimeConfig
 from testkit.runs import tiny_sets
 
@@ -122,15 +122,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides on top of the tiny settings")
     ap.add_argument("--repeats", type=int, default=1, help="runs per case (the median is reported)")
-    ap.add_argument("--doc", default=str(ROOT / "docs" / "PERFORMANCE.md"), help="report to write ('' = print only)")
     args = ap.parse_args(argv)
+    report = Report("threads", argv)
     sets = [*tiny_sets(), *args.set]
     load_start = load()
     rows = measure(sets, args.repeats)
     lines = [
         "## Thread policy: one thread vs the libraries' default, with and without a busy core",
-        "",
-        *provenance(__file__, argv),
         "",
         f"Every default stage, the tiny settings (`testkit.runs.TINY`){' with ' + ', '.join(f'`{s}`' for s in args.set) if args.set else ''}; "
         f"median of {args.repeats} run(s) per case. Busy core: a pure-Python loop pinned to core 0. Load average "
@@ -145,9 +143,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "effect in `manifest.json` (`threads`).",
     ]
     print("\n".join(lines))
-    if args.doc:
-        write_section(Path(args.doc), "bench-threads", "\n".join(lines), "Performance")
-        print(f"wrote {args.doc}")
+    report.block("docs/PERFORMANCE.md", "bench-threads", "\n".join(lines), title="Performance")
+    report.publish()
 
 
 if __name__ == "__main__":

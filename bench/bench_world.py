@@ -1,9 +1,10 @@
 """Benchmark: how fast the default procedural world renders images (images per second, best of N).
 
 Each repeat builds a fresh world (so texture generation and latent sampling are included) and times
-``world.split("train")`` for ``--n`` images. Prints the result and writes ``docs/bench_world.md``.
+``world.split("train")`` for ``--n`` images. Prints the result and writes ``docs/bench_world.md``, and the
+default world's contact sheet (every split, spread over its groups) to ``docs/contact_sheet.png`` (README).
 
-    python bench/bench_world.py [--n 20000] [--repeats 3] [--image-size 64] [--out docs/bench_world.md]
+    python -m bench.bench_world [--n 20000] [--repeats 3] [--image-size 64]
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
-from bench.common import ROOT, provenance
-from igcore.worlds import make_world
+from bench.common import Report
+from igcore.config import default_config
+from igcore.worlds import build_world, make_world
+from igcore.worlds.preview import contact_sheet
 
 
 def run(n: int, repeats: int, image_size: int) -> tuple[list[float], list[float]]:
@@ -39,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=20_000, help="images per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "bench_world.md")
     args = parser.parse_args(argv)
+    report = Report("world", argv)
 
     times, cpu = run(args.n, args.repeats, args.image_size)
     rate, cpu_rate = args.n / min(times), args.n / min(cpu)
@@ -51,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         f"per CPU second (best of {args.repeats}, {args.n} images, load average {load:.1f})"
     )
     lines = [
-        "# World rendering benchmark",
-        "",
         f"Procedural world `snowwolf`, default parameters, {args.image_size}×{args.image_size} RGB, "
         f"{args.n:,} training images per repeat, a fresh world per repeat (textures and latent sampling included).",
         "",
@@ -64,13 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         f"| cores available / load average at the end | {cores} / {load:.1f} |",
         "",
         "The renderer is single-threaded numpy; the machine may be shared, hence the CPU-time column.",
-        "",
-        *provenance(__file__, argv),
-        "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out}")
+    report.block("docs/bench_world.md", "world", "\n".join(lines), title="World rendering benchmark")
+    config = default_config()
+    contact_sheet(build_world(config.world, config.seed), report.path("docs/contact_sheet.png"))
+    report.publish()
     return 0
 
 

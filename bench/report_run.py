@@ -1,27 +1,30 @@
-"""Write one run's numbers — methods, hypotheses, concept model, microscope, stage timings — to
-``docs/DEFAULT_RUN.md``, so the documentation quotes what the code computed. It reads the run through
-the dashboard's run view (typed sections over ``igcore.store.Run``) and phrases hypotheses with the
-engine's own sentences, like the dashboard.
+"""Write the default run's numbers — methods, hypotheses, concept model, microscope — to ``docs/DEFAULT_RUN.md``
+and its microscope evidence to ``docs/microscope.md``, so the documentation quotes what the code computed. It
+reads the run through the dashboard's run view (typed sections over ``igcore.store.Run``) and phrases
+hypotheses with the engine's own sentences, like the dashboard. Its time per stage is measured by
+``bench/bench_pipeline.py`` (docs/PERFORMANCE.md).
 
-    python -m igcore run --out runs && python bench/report_run.py runs/<run_id>
+    python -m bench.report_run --runs RUNS [--set KEY=VALUE ...]   # runs `python -m igcore run` (the default config) into RUNS
+    python -m bench.report_run RUN_DIR                             # reports an existing run
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from streamlit.logger import set_log_level
 
 set_log_level("error")  # before the run view's caches are made: outside a server each would warn that none runs
 
-from bench.common import ROOT, write_section  # noqa: E402  (after the log level)
+from bench.common import Report, default_run  # noqa: E402  (after the log level)
 from dashboard.run_view import RunView  # noqa: E402  (after the log level)
 from igcore.hypothesis import summary_sentence  # noqa: E402  (after the log level)
+from igcore.likelihood import SPECIFIC_ALPHA  # noqa: E402  (after the log level)
 from igcore.schema import Interval, Surrogate  # noqa: E402  (after the log level)
 from igcore.store import load_run_dir  # noqa: E402  (after the log level)
 
-DOCS = ROOT / "docs"
 #: Background concepts whose TCAV scores the report lists.
 BACKGROUNDS = ("snowy_ground", "grassy_ground", "forest_floor")
 
@@ -84,7 +87,8 @@ def tcav_lines(run: RunView) -> list[str]:
 
 
 def deletion_lines(run: RunView) -> list[str]:
-    """Per clause of z* and z_baseline: how often deleting it changes L_M's answer where its concept is present / absent."""
+    """Per clause of z* and z_baseline: how often deleting it changes L_M's answer where its concept is present / absent,
+    the one-sided test of the difference, and the verdict."""
     lines = []
     for key in ("z_star", "z_baseline"):
         if run.missing(f"clause_deletion.{key}", "clause deletion") is not None:
@@ -94,24 +98,29 @@ def deletion_lines(run: RunView) -> list[str]:
             continue
         if not lines:
             lines = ["", "Clause deletion (L_M's answers with one clause deleted; answer-change rate where the concept is "
-                     "present / absent):", "", "| hypothesis | clause | weight | present: n, changed % | absent: n, changed % | specific |",
-                     "|---|---|---|---|---|---|"]
+                     f"present / absent; specific = changed more often where present, one-sided Fisher exact p < {SPECIFIC_ALPHA:g}, "
+                     "and the class probability drops more there):", "",
+                     "| hypothesis | clause | weight | present: n, changed % | absent: n, changed % | p | specific |",
+                     "|---|---|---|---|---|---|---|"]
         for r in records:
+            p = r.p_value
             lines.append(f"| {key} | {r.concept} ⇒ {r.cls} | {r.weight:.2f} | {r.present.n}, "
                          f"{pct(r.present.answer_change_rate)} | {r.absent.n}, {pct(r.absent.answer_change_rate)} | "
-                         f"{r.specific} |")
+                         f"{'–' if p is None else f'{p:.2g}'} | {r.specific} |")
     return lines
 
 
-def report(run: RunView, command: str) -> list[str]:
+def run_line(run: RunView, command: str) -> str:
+    """Which run the report describes: its command, id, seed and device."""
+    return f"The run: `{command}` (run `{run.run_id}`, seed {run.info.seed}, device `{run.info.device}`)."
+
+
+def report_body(run: RunView, command: str) -> list[str]:
     """The Markdown lines of the report."""
     info, world, classes = run.info, run.world, run.classes
     groups = world.groups
     lines = [
-        "# The default run",
-        "",
-        f"Command: `{command}` (run `{run.run_id}`, seed {info.seed}, device `{info.device}`, "
-        f"{info.machine.get('cpus')} CPUs). Written by `python bench/report_run.py RUN_DIR`.",
+        run_line(run, command),
         "",
         f"World `{world.name}`, ρ = {info.config['world'].get('rho')}, sizes "
         + ", ".join(f"{k} {v}" for k, v in world.sizes.items()) + ".",
@@ -144,8 +153,8 @@ def report(run: RunView, command: str) -> list[str]:
     prior = run.results.prior
     if prior:
         encoder = str(prior["encoder"]).split(" (")[0]  # the rest names local files of this machine
-        lines += ["", f"Prior_M: encoder {encoder}; {prior['n_ratings']} ratings from {prior['n_raters']} raters; "
-                  f"leave-one-concept-out MAE {prior['loco_error']['mae']:.2f} (predict-the-mean {prior['loco_error']['baseline_mae']:.2f})."]
+        lines += ["", f"Prior_M: encoder {encoder}; leave-one-concept-out MAE {prior['loco_error']['mae']:.2f} "
+                  f"(predict-the-mean {prior['loco_error']['baseline_mae']:.2f}). Its judgments: {run.judgments_note()}"]
     concepts = run.results.concepts
     if concepts:
         lines += ["", "## Concept model ROC AUC", "", "| concept | held-out concept bank | D′_eval |", "|---|---|---|"]
@@ -165,33 +174,28 @@ def report(run: RunView, command: str) -> list[str]:
         lines += effects_lines(run)
         lines += tcav_lines(run)
         lines += deletion_lines(run)
-    lines += ["", "## Stage wall time (s)", "", "| stage | seconds |", "|---|---|"]
-    for stage, v in info.stages.items():
-        parts = (v.model_extra or {}).get("timings")
-        detail = f" ({', '.join(f'{k} {t:.1f}' for k, t in parts.items())})" if parts else ""
-        lines.append(f"| {stage} | {v.seconds:.1f}{detail} |")
-    lines.append(f"| **total** | **{info.total_seconds or 0:.1f}** |")
+    lines += ["", "Time per stage of the default config: [PERFORMANCE.md](PERFORMANCE.md) (measured by `bench/bench_pipeline.py`)."]
     return lines
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir")
-    ap.add_argument("--command", default="python -m igcore run", help="the command that produced the run")
-    ap.add_argument("--out", default=str(DOCS / "DEFAULT_RUN.md"))
-    ap.add_argument("--microscope-doc", default=str(DOCS / "microscope.md"),
-                    help="also replace the default-run-evidence section of this file ('' to skip)")
-    args = ap.parse_args()
-    path = load_run_dir(args.run_dir).path.resolve()  # one line naming the problem when it is not a run
+    ap.add_argument("run_dir", nargs="?", help="an existing run (default: run the default config into --runs)")
+    ap.add_argument("--runs", help="where to run (or find) the default run")
+    ap.add_argument("--set", action="append", default=[], help="config overrides of the run (the quick settings)")
+    args = ap.parse_args(argv)
+    if (args.run_dir is None) == (args.runs is None):
+        ap.error("give a RUN_DIR or --runs")
+    report = Report("default-run", argv)
+    path = Path(args.run_dir) if args.run_dir else default_run(Path(args.runs), args.set)
+    path = load_run_dir(path).path.resolve()  # one line naming the problem when it is not a run
     run = RunView.open(str(path.parent), path.name)
-    Path(args.out).write_text("\n".join(report(run, args.command)) + "\n")
-    print(args.out)
-    if args.microscope_doc:
-        evidence = [f"From the default run (`{args.command}`, run `{run.run_id}`, seed {run.info.seed}, "
-                    f"{run.info.machine.get('cpus')} CPUs; written by `python bench/report_run.py RUN_DIR`; the whole report is "
-                    "[DEFAULT_RUN.md](DEFAULT_RUN.md)).", *effects_lines(run), *tcav_lines(run), *deletion_lines(run)]
-        write_section(Path(args.microscope_doc), "default-run-evidence", "\n".join(evidence), "The baseline microscope")
-        print(args.microscope_doc)
+    command = shlex.join(["python", "-m", "igcore", "run", *(a for s in args.set for a in ("--set", s))]) if args.runs else "python -m igcore run"
+    report.block("docs/DEFAULT_RUN.md", "default-run", "\n".join(report_body(run, command)), title="The default run")
+    evidence = [run_line(run, command) + " The whole report: [DEFAULT_RUN.md](DEFAULT_RUN.md).",
+                *effects_lines(run), *tcav_lines(run), *deletion_lines(run)]
+    report.block("docs/microscope.md", "default-run-evidence", "\n".join(evidence))
+    report.publish()
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """The benchmark's ρ sweep (``bench/bench_methods.py``), read with where it came from and which world it measured.
 
 The sweep is not a run's result: it is a file the benchmark script wrote (``docs/results_methods.csv``)
-next to its report (``docs/RESULTS.md``, which names the command and the machine). Its world is the CSV's
-``world`` column when the script wrote one, else the world of the config the command ran (the default
-config's, plus the command's ``--set world.name=…``). Pages show it only beside a run of that world.
+next to its provenance record (``docs/provenance/methods.json``: the command, the machine, the commit, the
+date; written by ``bench.common.Report``). Its world is the CSV's ``world`` column when the script wrote one,
+else the world of the config the command ran (the default config's, plus the command's
+``--set world.name=…``). Pages show it only beside a run of that world.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +19,12 @@ import streamlit as st
 
 from dashboard.run_view import NotComputed
 
-#: The benchmark's raw results (written by ``bench/bench_methods.py``) and its report (the command, machine).
+#: The benchmark's raw results (written by ``bench/bench_methods.py``).
 BENCH_CSV = Path(__file__).resolve().parents[1] / "docs" / "results_methods.csv"
+#: Where its provenance record lies, relative to the CSV's folder (``bench.common.PROVENANCE_DIR``).
+RECORD = Path("provenance") / "methods.json"
+#: The command that regenerates it.
+REGENERATE = "python -m bench.regenerate --only methods"
 
 
 @dataclass(frozen=True)
@@ -30,16 +36,28 @@ class Benchmark:
     command: str | None
     machine: str | None
     world: str
+    date: str | None = None
 
 
-def benchmark(csv: str | Path = BENCH_CSV, report: str | Path | None = None) -> Benchmark:
-    """The benchmark's results (``docs/results_methods.csv``) with its provenance, read from the report the
-    same script wrote (``docs/RESULTS.md``). Raises :class:`NotComputed` when the file is absent or lacks
-    the columns the chart needs."""
+def benchmark(csv: str | Path = BENCH_CSV, record: str | Path | None = None) -> Benchmark:
+    """The benchmark's results (``docs/results_methods.csv``) with its provenance, read from the record the
+    same script wrote (``docs/provenance/methods.json``). Raises :class:`NotComputed` when the file is absent
+    or lacks the columns the chart needs."""
     csv = Path(csv)
-    report = Path(report) if report is not None else csv.with_name("RESULTS.md")
-    mtime = csv.stat().st_mtime if csv.is_file() else 0.0
-    return _benchmark(str(csv), str(report), mtime)
+    record = Path(record) if record is not None else csv.parent / RECORD
+    stamps = [p.stat().st_mtime if p.is_file() else 0.0 for p in (csv, record)]
+    return _benchmark(str(csv), str(record), *stamps)
+
+
+def machine_of(record: dict) -> str | None:
+    """The machine a provenance record names, in a few words (``bench.common.machine``'s fields)."""
+    m = record.get("machine") or {}
+    if "summary" in m:  # a record of numbers measured before records named the thread settings
+        return str(m["summary"])
+    if "cpu" not in m:
+        return None
+    threads = f", torch threads {m['torch_threads']}" if m.get("torch_threads") else ""
+    return f"{m['cpu']}, {m.get('cores_available', m.get('cpus'))} CPUs{threads}"
 
 
 def _world_of(df: pd.DataFrame, command: str | None) -> str:
@@ -55,18 +73,14 @@ def _world_of(df: pd.DataFrame, command: str | None) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _benchmark(csv: str, report: str, mtime: float) -> Benchmark:
+def _benchmark(csv: str, record: str, csv_mtime: float, record_mtime: float) -> Benchmark:
     path = Path(csv)
     if not path.is_file():
-        raise NotComputed(f"No benchmark results at `{path.name}`: run `python bench/bench_methods.py` to write them.")
+        raise NotComputed(f"No benchmark results at `{path.name}`: run `{REGENERATE}` to write them.")
     df = pd.read_csv(path)
     need = {"rho", "seed", "method", "worst_group_acc"}
     if not need <= set(df.columns):
-        raise NotComputed(f"`{path.name}` lacks the column(s) {', '.join(sorted(need - set(df.columns)))}; re-run `python bench/bench_methods.py`.")
-    command = machine = None
-    text = Path(report).read_text(encoding="utf-8") if Path(report).is_file() else ""
-    if found := re.search(r"Produced end to end by `([^`]+)`", text):
-        command = found.group(1).strip()
-    if found := re.search(r"^Machine: ([^;\n]+)", text, flags=re.MULTILINE):
-        machine = found.group(1).strip()
-    return Benchmark(df, path.name, command, machine, _world_of(df, command))
+        raise NotComputed(f"`{path.name}` lacks the column(s) {', '.join(sorted(need - set(df.columns)))}; run `{REGENERATE}`.")
+    fields = json.loads(Path(record).read_text(encoding="utf-8")) if Path(record).is_file() else {}
+    command = fields.get("command")
+    return Benchmark(df, path.name, command, machine_of(fields), _world_of(df, command), fields.get("date"))

@@ -1,4 +1,4 @@
-"""``python -m igcore run|baseline|world|microscope|list|config|stages``.
+"""``python -m igcore run|baseline|world|microscope|list|clean|config|stages``.
 
 Bad input (config, paths, ids) ends with exit code 2 and one line ``error: ...``; the last line of
 ``run`` and ``baseline`` is the run directory so scripts can capture it.
@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from igcore.errors import InputError
+from igcore.errors import EXIT_STATUS, InputError
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage otherwise)
         print(f"error: {message} (see `python -m igcore {self.prog.split()[-1]} --help`)", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(EXIT_STATUS)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as e:
         message = one_line(str(e))
         print(f"error: {message}", file=sys.stderr)
-        return 2
+        return EXIT_STATUS
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -19,10 +19,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import fisher_exact
 
 from igcore.errors import InputError
 from igcore.hypothesis import Hypothesis
 from igcore.worlds.base import Vocabulary
+
+#: Significance level of the clause-deletion test: a clause is ``specific`` when the answers its deletion changes
+#: are more frequent where its concept is present than where it is absent at this level (one-sided Fisher exact test).
+SPECIFIC_ALPHA = 0.05
 
 
 def check_scores(scores: Any, n_concepts: int, name: str = "scores") -> np.ndarray:
@@ -156,8 +161,11 @@ def clause_deletion(
     L_M's answers on the images where the concept is present, and not elsewhere (its contribution is
     ``weight × score``). For every clause this measures, on the images where the concept is annotated
     present and on those where it is absent: how many answers change (``answer_change_rate``) and the mean
-    drop in L_M's probability of the clause's class (``mean_drop``). ``specific`` is True when both the
-    drop and the change rate are larger where the concept is present.
+    drop in L_M's probability of the clause's class (``mean_drop``). ``specific`` is True when the change is
+    larger where the concept is present beyond chance: the answer-change rate there exceeds the rate where it
+    is absent by a one-sided Fisher exact test at level :data:`SPECIFIC_ALPHA` (``p_value``), and the mean drop
+    is larger there too. A clause whose deletion changes no answer, or changes one in hundreds on both sides,
+    is not specific.
 
     Args:
         hypothesis: z (or a surrogate such as z_baseline).
@@ -167,7 +175,8 @@ def clause_deletion(
 
     Returns:
         One record per clause: ``concept``, ``class``, ``weight``, ``text``, ``present`` and ``absent``
-        (each ``{"n", "answer_change_rate", "mean_drop"}``), ``specific``.
+        (each ``{"n", "answer_change_rate", "mean_drop"}``), ``p_value`` (the one-sided test of the change rates;
+        None without images on both sides) and ``specific`` (None likewise).
     """
     likelihood = ClauseLikelihood(vocabulary, classes)
     present = np.asarray(present).astype(bool)
@@ -189,11 +198,19 @@ def clause_deletion(
                 "mean_drop": float(drop[rows].mean()) if rows.any() else None,
             }
         p, a = parts["present"], parts["absent"]
-        specific = None
+        p_value = specific = None
         if p["n"] and a["n"]:
-            specific = bool(p["mean_drop"] > a["mean_drop"] and p["answer_change_rate"] >= a["answer_change_rate"])
+            p_value = change_test(int(changed[where].sum()), p["n"], int(changed[~where].sum()), a["n"])
+            specific = bool(p_value < SPECIFIC_ALPHA and p["mean_drop"] > a["mean_drop"])
         records.append({
             "concept": clause.concept, "class": clause.cls, "weight": clause.weight,
-            "text": vocabulary[clause.concept].text, **parts, "specific": specific,
+            "text": vocabulary[clause.concept].text, **parts, "p_value": p_value, "specific": specific,
         })
     return records
+
+
+def change_test(changed_present: int, n_present: int, changed_absent: int, n_absent: int) -> float:
+    """One-sided Fisher exact test (scipy) that answers change more often where a concept is present than where
+    it is absent: the p-value of the 2x2 table (changed, unchanged) x (present, absent). 1.0 when nothing changes."""
+    table = [[changed_present, n_present - changed_present], [changed_absent, n_absent - changed_absent]]
+    return float(fisher_exact(table, alternative="greater").pvalue)

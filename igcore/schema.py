@@ -297,6 +297,8 @@ class ClauseDeletion(_Open):
     text: str = ""
     present: ClauseDeletionPart = ClauseDeletionPart()
     absent: ClauseDeletionPart = ClauseDeletionPart()
+    #: one-sided Fisher exact test that answers change more often where the concept is present (runs before it: absent)
+    p_value: float | None = None
     specific: bool | None = None
 
 

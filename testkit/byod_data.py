@@ -24,8 +24,8 @@ The data set exercises the ``waterbirds`` loader end to end (``world.root=OUT_DI
   annotator noise; certainty ids 2-4, and 1 "not visible" for the leg colour of birds drawn sitting,
   whose legs are hidden) and soft greyscale ``segmentations/*.png`` (the bird's alpha).
 - ``vocabulary_bench.csv`` marks the distractors as kind ``distractor`` (``world.vocabulary``), and
-  ``judgments_bench.csv`` rates every attribute and place concept as evidence for each class (see the
-  README written next to it).
+  ``judgments_bench.csv`` rates every attribute and place concept as evidence for each class: simulated
+  ratings, drawn from the rule the birds are drawn by (see the README written next to it).
 
 Everything is a deterministic function of ``seed``: latents are drawn vectorised up front, and each
 image is rendered (OpenCV shapes, 2x supersampled, anti-aliased) from its latents alone, so the thread
@@ -352,8 +352,14 @@ def render(lat: Latents, i: int, tiles: np.ndarray, size: int) -> tuple[np.ndarr
 # Files
 
 
+#: The names under which :func:`_judgments` rates: simulated raters, not people.
+SIMULATED_RATERS = ("simulated-1", "simulated-2", "simulated-3")
+
+
 def _judgments(seed: int) -> list[tuple[str, str, str, int]]:
-    """Ratings 1-5 of every attribute and place concept as evidence for each class, by three developers."""
+    """Simulated ratings 1-5 of every attribute and place concept as evidence for each class: three simulated raters
+    apply the rule the birds are drawn by, each moving a rating one point towards the middle with probability 0.3
+    (a random-number generator seeded by ``seed``). No person wrote them."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
     items: list[tuple[str, str, int]] = []
     for part, land, water in FEATURES:
@@ -369,7 +375,7 @@ def _judgments(seed: int) -> list[tuple[str, str, str, int]]:
             for cls in CLASSES:
                 items.append((f"place::{path.split('/', 2)[2]}", cls, 1))
     rows = []
-    for rater in ("dev-1", "dev-2", "dev-3"):
+    for rater in SIMULATED_RATERS:
         for concept, cls, base in items:
             step = int(rng.random() < 0.3)  # raters differ by one point now and then, towards the middle
             rating = base - step if base >= 4 else base + step
@@ -393,12 +399,12 @@ how the birds, places and splits are made). Load it with
 
 ## Who wrote the ratings
 
-The raters `dev-1`, `dev-2` and `dev-3` are the project's developers, and the ratings were **written
-by them as a worked example** of the judgments format for this synthetic data set, following the rule
-used to draw it: a bird feature is rated 5 (sometimes 4) as evidence for the class whose typical value
-it is and 1 (sometimes 2) for the other class; size and pose 2 for both classes; every place 1 for both
-classes (a place is not what makes a bird a waterbird). They were **not elicited from the public** and
-say nothing about what people in general believe.
+Nobody: they are **simulated**. `testkit/byod_data.py` draws them with a random-number generator from the
+rule used to draw the birds, under three simulated rater names (`simulated-1`, `simulated-2`, `simulated-3`):
+a bird feature is rated 5 (sometimes 4) as evidence for the class whose typical value it is and 1 (sometimes
+2) for the other class; size and pose 2 for both classes; every place 1 for both classes (a place is not what
+makes a bird a waterbird). They show the judgments format on this synthetic data set and say nothing about
+what people believe.
 """
 
 

@@ -63,7 +63,7 @@ DASHBOARD_CASES = _cases("dashboard.json")
 
 
 def test_the_corpus_is_broad() -> None:
-    """At least 40 cases, spread over every kind of input the brief names."""
+    """At least 40 cases, spread over every kind of input the CLI and the dashboard take (two or more of each)."""
     ids = [p.values[0]["id"] for p in CLI_CASES + DASHBOARD_CASES]
     assert len(ids) == len(set(ids)) >= 40
     for prefix in ("flag-", "value-", "name-", "config-", "file-", "judgments-", "pairwise-", "query-", "rater-", "rating-", "picker-"):

@@ -117,3 +117,15 @@ def test_bad_judgments_exit_2_before_training(kind, content, message, capsys, tm
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing was written
+
+
+def test_readme_lists_every_command_of_the_cli():
+    """README's CLI section names every subcommand of `python -m igcore` (the parser is the list)."""
+    from igcore.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## CLI"):readme.index("## Config keys")]
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert "clean" in commands
+    missing = [name for name in commands if f"python -m igcore {name}" not in section]
+    assert missing == [], f"README's CLI section does not show: {missing}"

@@ -136,17 +136,28 @@ def test_benchmark_is_read_with_its_provenance(tmp_path: Path) -> None:
     assert bench.world == "snowwolf"  # the default config's world: the command names no other
     assert {"rho", "seed", "method", "worst_group_acc"} <= set(bench.results.columns)
     assert {"erm", "no_prior", "ig_student"} <= set(bench.results["method"])
-    assert bench.command and bench.command.startswith("python bench/bench_methods.py")
+    record = json.loads((ROOT / "docs" / "provenance" / "methods.json").read_text())
+    assert bench.command == record["command"] and "bench_methods" in bench.command  # the field the bench wrote
     fig = charts.rho_sweep(bench.results, ["erm", "no_prior", "ig_student"], 0.99)
     erm = bench.results[bench.results["method"] == "erm"].groupby("rho")["worst_group_acc"].mean()
     assert list(fig.data[0].y) == pytest.approx(list(erm.to_numpy()))  # mean over seeds, per rho
-    with pytest.raises(NotComputed, match="run `python bench/bench_methods.py`"):
+    with pytest.raises(NotComputed, match="run `python -m bench.regenerate --only methods`"):
         benchmark(tmp_path / "results_methods.csv")
     (tmp_path / "other.csv").write_text("rho,seed\n0.9,0\n")
     with pytest.raises(NotComputed, match="lacks the column"):
         benchmark(tmp_path / "other.csv")
     (tmp_path / "birds.csv").write_text("rho,seed,method,worst_group_acc,world\n0.9,0,erm,0.5,waterbirds\n")
     assert benchmark(tmp_path / "birds.csv").world == "waterbirds"  # the CSV's own column wins
+    # provenance comes from the record's fields, never from a page's prose
+    assert benchmark(tmp_path / "birds.csv").command is None
+    (tmp_path / "provenance").mkdir()
+    (tmp_path / "provenance" / "methods.json").write_text(json.dumps({
+        "generator": "methods", "command": "python -m bench.bench_methods --set world.name=folder", "date": "2030-01-02 03:04 UTC",
+        "machine": {"cpu": "Some CPU", "cpus": 8, "cores_available": 4, "torch_threads": 4}}))
+    (tmp_path / "RESULTS.md").write_text("Produced end to end by `python bench/bench_methods.py --set world.name=elsewhere`\n")
+    read = benchmark(tmp_path / "birds.csv")
+    assert (read.command, read.machine, read.date) == (
+        "python -m bench.bench_methods --set world.name=folder", "Some CPU, 4 CPUs, torch threads 4", "2030-01-02 03:04 UTC")
 
 
 def test_hypotheses_elements_and_selection_roundtrip(runs_dir: Path) -> None:

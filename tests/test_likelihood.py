@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from igcore.likelihood import ClauseLikelihood, clause_contributions, clause_deletion, predict_proba
+from igcore.likelihood import SPECIFIC_ALPHA, ClauseLikelihood, clause_contributions, clause_deletion, predict_proba
 from igcore.worlds.base import Concept, Vocabulary
 from testkit.hypotheses import from_pairs
 
@@ -23,7 +23,7 @@ def test_clause_deletion_is_specific_to_the_images_showing_the_concept():
         assert r["present"]["n"] + r["absent"]["n"] == 400
         assert r["present"]["mean_drop"] > 0.2 > abs(r["absent"]["mean_drop"]) * 5
         assert r["present"]["answer_change_rate"] > r["absent"]["answer_change_rate"]
-        assert r["specific"] is True and r["text"] == r["concept"]
+        assert r["specific"] is True and r["text"] == r["concept"] and r["p_value"] < SPECIFIC_ALPHA
     # the rates are computed from L_M itself: an image showing stripes and not spots flips to dog without the clause
     only_stripes = present[:, 0] & ~present[:, 1]
     without = predict_proba(scores, from_pairs([("spots", "dog", 3.0)]), VOCAB, CLASSES)
@@ -37,7 +37,28 @@ def test_a_clause_on_a_concept_that_is_everywhere_has_no_absent_images():
     scores = np.full((10, 3), 0.9)
     z = from_pairs([("snow", "dog", 1.0)])
     (r,) = clause_deletion(z, scores, np.ones((10, 3), bool), VOCAB, CLASSES)
-    assert r["absent"] == {"n": 0, "answer_change_rate": None, "mean_drop": None} and r["specific"] is None
+    assert r["absent"] == {"n": 0, "answer_change_rate": None, "mean_drop": None} and r["specific"] is None and r["p_value"] is None
+
+
+def test_a_clause_whose_deletion_changes_nothing_is_not_specific():
+    """A weak clause beside a strong one of the same class: deleting it lowers its class's probability where its
+    concept is present (a drop), yet changes no answer anywhere, so it is not specific (0 of n vs 0 of n is no
+    evidence); nor is one that changes a single answer where the concept is present."""
+    rng = np.random.default_rng(2)
+    present = rng.random((600, 3)) < 0.5
+    scores = np.clip(np.where(present, 0.9, 0.05) + rng.normal(0, 0.02, (600, 3)), 0, 1)
+    z = from_pairs([("stripes", "cat", 6.0), ("spots", "cat", 0.2)], bias={"cat": 0.0, "dog": 3.0})
+    records = {r["concept"]: r for r in clause_deletion(z, scores, present, VOCAB, CLASSES)}
+    weak = records["spots"]
+    assert weak["present"]["answer_change_rate"] == weak["absent"]["answer_change_rate"] == 0.0
+    assert weak["present"]["mean_drop"] > weak["absent"]["mean_drop"]  # the old rule (drop larger, rate no lower) said specific
+    assert weak["p_value"] == 1.0 and weak["specific"] is False
+    assert records["stripes"]["specific"] is True  # the strong clause decides answers where stripes are present
+    # one answer in hundreds changes where the concept is present, none where it is absent: chance, not specificity
+    from igcore.likelihood import change_test
+
+    assert change_test(1, 748, 0, 752) > SPECIFIC_ALPHA
+    assert change_test(150, 750, 3, 750) < SPECIFIC_ALPHA
 
 
 def test_clause_contributions_are_the_terms_of_the_logits():

@@ -175,6 +175,20 @@ def test_architecture_doc_lists_the_stages_as_the_code_does():
     assert block and block.group(1).strip() == stages_markdown(load_config()).strip()
 
 
+def test_the_stage_table_says_when_each_optional_stage_runs():
+    """`features` runs when `features.backbone` is set (not when named in `peers`), a peer when named in `peers`."""
+    from igcore.stages import stages_markdown
+
+    config = load_config()
+    rows = {cells[2].strip(" `"): cells[3].strip() for cells in (line.split("|") for line in stages_markdown(config).splitlines()[2:])}
+    assert rows["features"] == "when `features.backbone` is set"
+    assert all(rows[name] == "when named in `peers`" for name in PEERS)
+    assert {name for name, when in rows.items() if when == "yes"} == {s.name for s in select_stages(config)}
+    features = next(s for s in STAGES if s.name == "features")
+    with_backbone = config.model_copy(update={"features": config.features.model_copy(update={"backbone": "a-backbone"})})
+    assert not features.enabled(config) and features.enabled(with_backbone)
+
+
 def test_reports_in_docs_name_no_path_of_the_machine_that_wrote_them():
     """Scripts that write docs/ record relative paths and package versions, never this machine's folders."""
     import re

@@ -559,7 +559,7 @@ def test_folder_bad_input(case: str, folder_manifest: Path, tmp_path: Path) -> N
 
 def test_bench_generator_round_trip(tmp_path: Path) -> None:
     from igcore.prior import load_judgments_csv
-    from testkit.byod_data import CLASSES, attribute_names, write_dataset
+    from testkit.byod_data import CLASSES, SIMULATED_RATERS, attribute_names, write_dataset
 
     stats = write_dataset(tmp_path / "a", n=120, size=48, seed=3, workers=2)
     assert 0.15 <= stats["mean_object_fraction"] <= 0.30
@@ -592,7 +592,7 @@ def test_bench_generator_round_trip(tmp_path: Path) -> None:
     typical = np.mean(train.labels == train.background)  # rho = 0.95 in train, balanced in test
     assert typical > 0.9 and abs(np.mean(w.split("test_eval").labels == w.split("test_eval").background) - 0.5) < 0.1
     ratings = load_judgments_csv(root / "judgments_bench.csv", w.vocabulary, w.classes)
-    assert set(ratings["rater"]) == {"dev-1", "dev-2", "dev-3"}
+    assert set(ratings["rater"]) == set(SIMULATED_RATERS)
     mean = ratings.groupby(["concept", "class"])["rating"].mean()
     assert mean[("has_wing_color::blue", "waterbird")] >= 4 and mean[("has_wing_color::blue", "landbird")] <= 2
     assert mean[("place::ocean", "waterbird")] <= 2

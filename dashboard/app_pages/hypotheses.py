@@ -16,6 +16,7 @@ from dashboard.escape import css_color, html_text
 from dashboard.page import open_page
 from dashboard.run_view import RunView, hypothesis_name
 from igcore.hypothesis import summary_sentence
+from igcore.likelihood import SPECIFIC_ALPHA
 
 
 def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_state.ViewState:
@@ -139,8 +140,8 @@ badge = " — this is **z\\***" if selected == star else ""
 st.subheader(f"Hypothesis #{selected + 1} as a field guide")
 st.markdown(f"{summary_sentence(clauses, 'This hypothesis', run.classes, verb='says that')}{badge}")
 if selected == star and any(c.get("specific") is False for c in clauses):
-    st.caption("“not specific”: the clause-deletion test below found that deleting the clause changes L_M's answers no more where "
-               "its concept is present than where it is absent.")
+    st.caption("“not specific”: the clause-deletion test below found that deleting the clause does not change L_M's answers more "
+               "often where its concept is present than where it is absent, beyond chance.")
 st.caption("In the engine's words: " + engine.render_text(record, run))
 
 with session.guard("Field guide"):
@@ -194,8 +195,9 @@ st.divider()
 st.subheader("Does each clause do what it says? (clause deletion)")
 st.markdown(
     "Delete one clause and let L_M answer again on D′. A clause that reads its concept should change answers **where the concept is "
-    "present** (by the data's own annotations) and leave the rest alone. The engine calls a clause *specific* when both the share of "
-    "answers that change and the mean drop in its class's probability are larger where its concept is present than where it is absent."
+    "present** (by the data's own annotations) and leave the rest alone. The engine calls a clause *specific* when the share of "
+    "answers that change is larger where its concept is present than where it is absent beyond chance (a one-sided Fisher exact "
+    f"test at level {SPECIFIC_ALPHA:g}), and the mean drop in its class's probability is larger there too."
 )
 left, right = st.columns(2)
 for col, key in ((left, "z_star"), (right, "z_baseline")):

@@ -32,8 +32,9 @@ def benchmark_caption(bench: Benchmark) -> str:
     df = bench.results
     rhos = ", ".join(f"{r:g}" for r in sorted(df["rho"].unique()))
     seeds = df["seed"].nunique()
-    command = f"`{bench.command}`" if bench.command else "`python bench/bench_methods.py`"
+    command = f"`{bench.command}`" if bench.command else "`python -m bench.bench_methods`"
     machine = f" on {bench.machine}" if bench.machine else ""
+    machine += f" ({bench.date})" if bench.date else ""
     return (
         f"The benchmark's numbers, not this run's: `docs/{bench.source}`, measured on the {bench.world} world by {command}{machine}; "
         f"ρ ∈ {{{rhos}}} × {seeds} seeds, each one run of the default config (plus the command's settings) without the microscope. "

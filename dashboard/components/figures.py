@@ -98,8 +98,8 @@ def _key_figures(run: RunView, keys: tuple[str, ...] | None) -> list[KeyFigure]:
 
 #: How the clause-weight charts are read (the Compare page and the key figures).
 CLAUSES_CAPTION = ("Bar length = how much evidence a clause gives its class; green = object feature, red = background; "
-                   "✗ = the clause-deletion test found the clause not specific (deleting it changes answers no more where its "
-                   "concept is present than where it is absent).")
+                   "✗ = the clause-deletion test found the clause not specific (deleting it does not change answers more often where its "
+                   "concept is present than where it is absent, beyond chance).")
 #: How the weights-vs-TCAV scatter names the hypotheses.
 WEIGHTS_TCAV_NAMES = {"z_star": "z* (IG)", "z_baseline": "z_baseline (what the baseline does)", "no_prior": "no-prior ablation"}
 

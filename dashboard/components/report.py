@@ -94,8 +94,8 @@ def build_report(data: ReportInput) -> str:
                 f"<tr><td>{_e(c.get('text') or c.get('concept'))}</td><td>{_e(c.get('class'))}</td>"
                 f"<td>{float(c.get('weight', 0)):.2f}</td><td>{_e(clause_qualifiers(c))}</td><td>{_e(KIND_LABELS.get(c.get('kind', ''), c.get('kind', '')))}</td></tr>"
             )
-        parts.append("</table><p class='meta'>“not specific”: deleting the clause changes L_M's answers no more where its concept "
-                     "is present than where it is absent.</p>")
+        parts.append("</table><p class='meta'>“not specific”: deleting the clause does not change L_M's answers more often where its concept "
+                     "is present than where it is absent, beyond chance.</p>")
     if data.table_html:
         parts.append(f"<h2>Accuracy on D′</h2>{data.table_html}")
     for i, fig in enumerate(data.figures):

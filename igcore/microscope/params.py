@@ -58,7 +58,7 @@ class CounterfactualsConfig(Settings):
 class SanityConfig(Settings):
     models: list[str] | None = Field(None, description="models whose maps get the cascading-randomisation check; null = every examined model")
     n_images: int = Field(8, ge=1, description="images per check")
-    threshold: float = Field(0.5, ge=-1, le=1, description="a method is trustworthy when |Spearman| to the trained maps falls below this")
+    threshold: float = Field(0.5, ge=-1, le=1, description="a method is trustworthy when |Spearman| to the trained maps is at most this")
 
 
 def registry_defaults() -> dict[str, dict[str, Any]]:

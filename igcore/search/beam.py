@@ -101,7 +101,7 @@ class HypothesisSearch:
             ``log_prior``); ``None`` = :class:`igcore.prior.FlatPrior` (the ``no_prior`` ablation: same
             search, likelihood only, no structure terms).
         beam_width: children kept per round of the structure search.
-        n_ranked: length of the ranked list (at least 10 unless fewer distinct clause sets exist).
+        n_ranked: length of the ranked list (shorter only when fewer distinct clause sets exist).
         max_clauses: largest |z| allowed in the ranked list (``None``: no cap).
         max_depth: rounds of the structure search.
         max_moves: toggles tried per beam state and kind (removals of the weakest clauses, additions of the

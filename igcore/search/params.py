@@ -14,7 +14,7 @@ class SearchConfig(Settings):
     """z* search (igcore/search/): exact MAP of the weights + beam search over clause sets."""
 
     beam_width: int = Field(4, ge=1, description="clause sets kept per round")
-    n_ranked: int = Field(12, ge=1, description="ranked alternatives reported (the metrics contract wants >= 10)")
+    n_ranked: int = Field(12, ge=1, description="length of the ranked list of hypotheses (z* first; shorter only when the search finds fewer distinct ones)")
     max_clauses: int | None = Field(None, ge=1, description="largest |z| in the ranked list; null = no cap")
     max_depth: int = Field(10, ge=0, description="rounds of the structure search")
     patience: int = Field(1, ge=0, description="extra rounds after one that found nothing better (0 = stop at the first local optimum)")

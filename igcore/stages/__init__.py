@@ -88,6 +88,7 @@ class Stage:
         writes: ``metrics.json`` keys it owns (dotted; ``methods.<method>`` for each method it evaluates).
         doc: one line for people (``python -m igcore stages``, the dashboard's progress).
         enabled: whether it runs when no subset is chosen (peers run when named in ``peers``).
+        when: for a stage that does not always run, when it does, for people (the stage table).
         preflight: where its cheap check of the inputs it will read is (``module:function(config, world)``),
             run before any stage does work.
         files: run files it writes, as path prefixes (``tables/split_``, ``microscope/``); the folders of
@@ -102,6 +103,7 @@ class Stage:
     writes: frozenset[str]
     doc: str
     enabled: Callable[[Config], bool] = _always
+    when: str = "always"
     preflight: str | None = None
     files: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -134,7 +136,8 @@ def peer_stage(peer: Peer) -> Stage:
     def enabled(config: Config) -> bool:
         return peer.name in config.peers
 
-    return Stage(peer.name, peer.function, peer.requires, peer.results, frozenset({f"methods.{peer.name}"}), peer.doc, enabled)
+    return Stage(peer.name, peer.function, peer.requires, peer.results, frozenset({f"methods.{peer.name}"}), peer.doc, enabled,
+                 when="when named in `peers`")
 
 
 _HYPOTHESES_IG = ("z_star", "z_star_text", "z_star_json", "no_prior", "no_prior_text", "no_prior_json", "ranked", "no_prior_ranked")
@@ -146,6 +149,7 @@ STAGES: tuple[Stage, ...] = (
           files=("contact_sheet.png", "tables/split_", "tensors/test_eval.", "tensors/concept_bank.")),
     Stage("features", "igcore.stages.features:stage_features", ("splits",), ("features",), frozenset({"features"}),
           "extract frozen-backbone features of every image once (when features.backbone is set)", enabled=_uses_backbone,
+          when="when `features.backbone` is set",
           files=("tensors/features.",)),
     Stage("erm", "igcore.stages.train:stage_erm", _erm_requires, ("model:erm",), frozenset({"methods.erm", "baseline"}),
           "train the baseline classifier on D (empirical risk minimisation), or load a user's checkpoint",
@@ -270,7 +274,7 @@ def stages_markdown(config: Config) -> str:
     lines = ["| # | stage | runs by default | requires | provides | writes (metrics.json) | what |", "|---|---|---|---|---|---|---|"]
     for i, stage in enumerate(STAGES, 1):
         cells = [
-            str(i), f"`{stage.name}`", "yes" if stage.name in default else "when named in `peers`",
+            str(i), f"`{stage.name}`", "yes" if stage.name in default else stage.when,
             ", ".join(f"`{r}`" for r in stage.requirements(config)) or "–",
             ", ".join(f"`{p}`" for p in stage.provides),
             ", ".join(f"`{w}`" for w in sorted(stage.writes)),

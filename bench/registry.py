@@ -24,6 +24,7 @@ keeps its own in a subfolder, and the default run (:func:`bench.common.default_r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -35,6 +36,9 @@ from testkit.runs import tiny_sets
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 #: :data:`testkit.runs.TINY` as ``--set`` arguments (the quick settings of the generators that train on Snow and Wolves).
 TINY_SETS = tuple(a for s in tiny_sets() for a in ("--set", s))
+#: The ``world.*`` keys of :data:`testkit.runs.TINY` as one JSON object (for generators that build the world themselves).
+TINY_WORLD_JSON = json.dumps({k.removeprefix("world."): json.loads(v) for k, _, v in (s.partition("=") for s in tiny_sets())
+                              if k.startswith("world.")})
 #: The same without the ``world.*`` keys, for generators that run other worlds (their sizes are their own arguments).
 TINY_MODEL_SETS = tuple(a for s in tiny_sets() if not s.startswith("world.") for a in ("--set", s))
 
@@ -130,6 +134,13 @@ GENERATORS: tuple[Generator, ...] = (
         "tcav", "bench.bench_tcav", "TCAV once per layer and model against main's captum-TCAV path, on the default run",
         full=("--runs", "{runs}"), quick=("--runs", "{runs}", *TINY_SETS),
         blocks=("docs/bench_tcav.md#bench_tcav",), minutes=12, env=ONE_THREAD,
+    ),
+    Generator(
+        "discover", "bench.bench_discover",
+        "concept discovery: background withheld, labels-only data with a simulated namer and raters, an error-slice baseline, its seconds",
+        full=("--seeds", "0,1,2", "--timing", "--out", "{runs}/discover", "--byod-data", "{runs}/byod-data-discover"),
+        quick=("--seeds", "0", "--parts", "a", "--out", "{runs}/discover", "--snowwolf", TINY_WORLD_JSON, *TINY_MODEL_SETS),
+        blocks=("docs/DISCOVER.md#bench-discover",), minutes=25, env=ONE_THREAD,
     ),
     Generator(
         "microscope-scale", "bench.bench_microscope_scale",

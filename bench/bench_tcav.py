@@ -23,9 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.common import Report, default_run
+from igcore.discover.view import stored_present
 from igcore.microscope.runner import tcav_inputs
 from igcore.microscope.tcav import tcav_repeated
 from igcore.runtime import RuntimeConfig, apply_threads
@@ -68,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     t = config.microscope.tcav
     vocabulary, classes = run.vocabulary()
     bank, images = run.tensors("concept_bank"), run.tensors("test_eval")["images"]
+    # the concepts the run tested: the annotated ones, then the discovered ones when discover.tcav (as the run did)
+    bank_concepts, concept_ids = bank["concepts"], list(vocabulary.ids)[: bank["concepts"].shape[1]]
+    if config.discover.tcav and len(vocabulary) > bank_concepts.shape[1]:
+        bank_concepts = np.concatenate([bank_concepts, stored_present(run, "concept_bank")], axis=1)
+        concept_ids = list(vocabulary.ids)
     labels = run.table("predictions").sort_values("index")["label"].to_numpy()  # D′ labels pick the tested inputs, as in the run
     by_class = tcav_inputs(images, labels, classes, t.n_inputs, config.seed)
     settings = {"classes": classes, "n_random": t.n_random, "n_concept_images": t.n_concept_images, "alpha": t.alpha,
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in (args.models.split(",") if args.models else t.models):
         module = run.load_model(name, device="cpu").module_.eval()
-        call = (module, bank["images"], bank["concepts"], list(vocabulary.ids), by_class, t.layers)
+        call = (module, bank["images"], bank_concepts, concept_ids, by_class, t.layers)
         new, new_wall, new_cpu = timed(lambda: tcav_repeated(*call, **settings), args.repeats)  # noqa: B023
         old, old_wall, old_cpu = timed(lambda: tcav_reference.tcav_repeated(*call, **settings), args.repeats)  # noqa: B023
         (old_calls, old_rate), (new_calls, new_rate) = calls(old), calls(new)
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         })
         print(rows[-1], flush=True)
 
-    n_sets = (len(vocabulary.ids) + t.n_controls) * t.n_random + t.n_random
+    n_sets = (len(concept_ids) + t.n_controls) * t.n_random + t.n_random
     lines = [
         f"Settings (the run's `microscope.tcav`): layers {', '.join(t.layers)}; {t.n_random} random sets, {t.n_controls} "
         f"random controls, {t.n_concept_images} images per set, {t.n_inputs} tested inputs per class, {t.repeats} repeats "

@@ -18,10 +18,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import engine, session
-from dashboard.components import images
+from dashboard.components import images, widgets
 from dashboard.components.style import possessive
 from dashboard.components.text import effect_phrase, utc_time
 from dashboard.page import open_page
+from dashboard.run_view import RunView
 from igcore.discover.names import MAX_NAME_LENGTH, parse_id
 from igcore.errors import InputError
 from igcore.prior.store import MAX_RATER_LENGTH, check_rater_name
@@ -45,6 +46,19 @@ page = open_page(
 )
 run = page.run
 page.require("discover", "discovered concepts and their effects")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def exemplar_pngs(run: RunView, component: str) -> list[tuple[int, bytes, bytes]]:
+    """The component's exemplars as (image number, map overlaid, crop) PNGs, encoded once per run and component
+    and shared by every rerun and session (``st.image`` on arrays would re-encode them as JPEG on every rerun)."""
+    view = engine.discovery_view(run)
+    chosen = view.exemplars(component, min(EXEMPLARS, int(run.run.config_model().discover.exemplars)))
+    pictures, maps, crops = view.images(chosen), view.maps(component, chosen), view.crops(component, chosen)
+    factor = max(1, 128 // pictures.shape[1])
+    return [(int(i), images.png_bytes(images.overlay(picture, heat, factor=factor)),
+             images.png_bytes(images.upscale(crop, max(1, 64 // crop.shape[0]))))
+            for i, picture, heat, crop in zip(chosen, pictures, maps, crops, strict=True)]
 
 
 def relies(stat: Interval) -> bool:
@@ -124,14 +138,12 @@ with session.guard("Discovered concepts"):
     st.subheader(f"{component}: {row['text']}")
 
 with session.guard("Exemplars and maps"):
-    chosen = view.exemplars(component, min(EXEMPLARS, int(run.run.config_model().discover.exemplars)))
-    pictures, maps, crops = view.images(chosen), view.maps(component, chosen), view.crops(component, chosen)
-    factor = max(1, 128 // pictures.shape[1])
     st.markdown("**Where it is most present in D′** (the map of the component over each image; below, the crop around its strongest place)")
-    cols = st.columns(len(chosen))
-    for col, i, picture, heat, crop in zip(cols, chosen, pictures, maps, crops, strict=True):
-        col.image(images.png_bytes(images.overlay(picture, heat, factor=factor)), caption=f"#{int(i)}")
-        col.image(images.png_bytes(images.upscale(crop, max(1, 64 // crop.shape[0]))))
+    shown_exemplars = exemplar_pngs(run, component)
+    cols = st.columns(max(1, len(shown_exemplars)))
+    for col, (i, overlay_png, crop_png) in zip(cols, shown_exemplars, strict=False):
+        widgets.show_png(overlay_png, where=col, caption=f"#{i}")
+        widgets.show_png(crop_png, where=col)
 
 with session.guard("What it resembles"):
     st.markdown("**What it resembles**: the ROC AUC of its presence on D′_eval against every annotated concept, background "

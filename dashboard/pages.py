@@ -28,8 +28,9 @@ class PageSpec:
         default: whether it is the page at the root of the site.
         runs_models: whether the page runs models (attribution maps, the prior's text encoder), so that
             opening it may import torch; a page that only reads stored numbers must not (a test checks). The
-            Hypotheses page is one, except that once people have named discovered concepts since the run it also
-            shows z* re-solved in those names (:attr:`dashboard.run_view.RunView.renamed`).
+            Hypotheses page is one, except where a discovered concept is named: it then shows z* re-solved in names
+            given since the run (:attr:`dashboard.run_view.RunView.renamed`) and, for a clause about a discovered
+            concept, the maps of its exemplars.
         partial: whether the page is offered while the first launch's demo run is still computing its last
             stages (:mod:`dashboard.first_launch`): it reads only stored numbers and writes nothing, so it can
             show a run in progress, each section that lacks a stage saying so.

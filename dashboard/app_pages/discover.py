@@ -22,7 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import engine, session, url_state
-from dashboard.components import images, widgets
+from dashboard.components import widgets
 from dashboard.components.style import possessive
 from dashboard.components.text import effect_phrase, utc_time
 from dashboard.page import open_page
@@ -34,8 +34,6 @@ from igcore.schema import Interval
 RATER = "w_discover_rater"
 COMPONENT = "w_discover_comp"
 FLASH = "_discover_flash"
-#: Exemplars shown per component (the run's discover.exemplars caps it).
-EXEMPLARS = 8
 
 
 def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_state.ViewState:
@@ -63,19 +61,6 @@ page = open_page(
 )
 run = page.run
 page.require("discover", "discovered concepts and their effects")
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def exemplar_pngs(run: RunView, component: str) -> list[tuple[int, bytes, bytes]]:
-    """The component's exemplars as (image number, map overlaid, crop) PNGs, encoded once per run and component
-    and shared by every rerun and session (``st.image`` on arrays would re-encode them as JPEG on every rerun)."""
-    view = engine.discovery_view(run)
-    chosen = view.exemplars(component, min(EXEMPLARS, int(run.run.config_model().discover.exemplars)))
-    pictures, maps, crops = view.images(chosen), view.maps(component, chosen), view.crops(component, chosen)
-    factor = max(1, 128 // pictures.shape[1])
-    return [(int(i), images.png_bytes(images.overlay(picture, heat, factor=factor)),
-             images.png_bytes(images.upscale(crop, max(1, 64 // crop.shape[0]))))
-            for i, picture, heat, crop in zip(chosen, pictures, maps, crops, strict=True)]
 
 
 def relies(stat: Interval) -> bool:
@@ -150,7 +135,7 @@ with session.guard("Discovered concepts"):
 
 with session.guard("Exemplars and maps"):
     st.markdown("**Where it is most present in D′** (the map of the component over each image; below, the crop around its strongest place)")
-    shown_exemplars = exemplar_pngs(run, component)
+    shown_exemplars = widgets.exemplar_pngs(run, component)
     cols = st.columns(max(1, len(shown_exemplars)))
     for col, (i, overlay_png, crop_png) in zip(cols, shown_exemplars, strict=False):
         widgets.show_png(overlay_png, where=col, caption=f"#{i}")

@@ -16,7 +16,7 @@ import streamlit as st
 
 from dashboard import engine
 from dashboard.components.figures import KeyFigure
-from dashboard.components.images import fit_width, overlay, png_bytes
+from dashboard.components.images import fit_width, overlay, png_bytes, upscale
 from dashboard.run_view import NotComputed, RunView
 from igcore.errors import InputError
 from igcore.prior.store import MAX_RATER_LENGTH, check_rater_name
@@ -101,6 +101,24 @@ def test_image_png(run: RunView, index: int, model: str | None = None, method: s
     test, masks = run.test_eval(), run.masks()
     attribution = engine.attribution_maps(run, model, method, [index])[0][0] if model and method else None
     return png_bytes(overlay(test["images"][index], attribution, None if masks is None else masks[index], factor=factor))
+
+
+#: Exemplars shown per discovered concept (the run's discover.exemplars caps it).
+EXEMPLARS = 8
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def exemplar_pngs(run: RunView, component: str) -> list[tuple[int, bytes, bytes]]:
+    """A discovered concept's exemplars (the D′ images where it is most present) as (image number, its map overlaid,
+    the crop around its strongest place) PNGs, encoded once per run and component and shared by every rerun and session
+    (``st.image`` on arrays would re-encode them as JPEG on every rerun). The Discover page shows them, and a field
+    guide shows them for a discovered concept, which the concept bank has no images of."""
+    view = engine.discovery_view(run)
+    chosen = view.exemplars(component, min(EXEMPLARS, int(run.run.config_model().discover.exemplars)))
+    pictures, maps, crops = view.images(chosen), view.maps(component, chosen), view.crops(component, chosen)
+    factor = max(1, 128 // pictures.shape[1])
+    return [(int(i), png_bytes(overlay(picture, heat, factor=factor)), png_bytes(upscale(crop, max(1, 64 // crop.shape[0]))))
+            for i, picture, heat, crop in zip(chosen, pictures, maps, crops, strict=True)]
 
 
 def image_strip(images: Sequence[np.ndarray | bytes], captions: Sequence[str], *, columns: int = 6, width: int = 150) -> None:

@@ -286,7 +286,7 @@ class RunView:
         clauses = getattr(self.hypotheses, key, None)
         if stored is None or not clauses or not set(self.renamed) & {c.concept for c in clauses}:
             return stored
-        return _rendered(self, key)
+        return rendered_text(self, key)
 
     @property
     def ranked(self) -> list[RankedRecord]:
@@ -588,10 +588,19 @@ def _named_records(run: RunView, records: list[Any]) -> list[Any]:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _rendered(run: RunView, key: str) -> str:
-    """``hypotheses.<key>`` rendered by the engine in the run's current names."""
+def rendered_text(run: RunView, key: str) -> str:
+    """``hypotheses.<key>`` rendered in the run's current names as the engine rendered it: a field guide
+    (:meth:`Hypothesis.render`), or for a surrogate what its model behaves as if
+    (:func:`igcore.microscope.surrogate.behaves_as_if`)."""
+    from igcore.methods import method_spec
+    from igcore.microscope.surrogate import behaves_as_if
+
     clauses = [{"concept": c.concept, "class": c.cls, "weight": c.weight} for c in getattr(run.hypotheses, key)]
-    return Hypothesis.from_json({"clauses": clauses, "bias": {}}, run.vocabulary, run.classes).render(run.vocabulary, run.classes)
+    hypothesis = Hypothesis.from_json({"clauses": clauses, "bias": {}}, run.vocabulary, run.classes)
+    model = HYPOTHESES[key].surrogate_of
+    if model is None:
+        return hypothesis.render(run.vocabulary, run.classes)
+    return behaves_as_if(hypothesis, run.vocabulary, run.classes, method_spec(model).noun or model)
 
 
 #: The dashboard's database in RUNS_DIR: what people write (ratings, labels, names), shared by every run.

@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import url_state
-from dashboard.run_view import RunView, clause_records
+from dashboard.run_view import RunView, clause_records, rendered_text
 from igcore.discover import DiscoveryView
 from igcore.resolve import resolve
 from igcore.store import RunStore
@@ -144,6 +144,9 @@ def test_the_text_lookup_applies_names(fresh_runs_dir: Path) -> None:
     assert before.vocabulary == before.recorded_vocabulary and before.renamed == []
     for key in ("z_star", "no_prior", "z_baseline", "z_student"):
         assert before.hypothesis_text(key) == getattr(before.hypotheses, f"{key}_text")
+        # rendered again as the engine rendered it (a field guide, or what a surrogate's model behaves as if), the
+        # stored text comes back exactly: rendering in people's names changes nothing but the names
+        assert rendered_text(before, key) == getattr(before.hypotheses, f"{key}_text"), key
     ids = DiscoveryView(before.run).component_ids()
     assert [before.concept_texts[c] for c in ids] == [f"unnamed concept {k}" for k in range(len(ids))]
 

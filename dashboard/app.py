@@ -10,8 +10,8 @@ anything unless ``IG_ALLOW_REMOTE=1`` is set, and then warns that there is no lo
 The pages are the entries of :data:`dashboard.pages.PAGES`.
 Runs are read from ``$IG_RUNS_DIR`` (default ``<repository>/runs``). With no run there, the app computes
 the demo run with the default config, showing the pipeline's progress stage by stage, and shows the Overview
-and Hypotheses pages as soon as their stages exist, while the microscope finishes behind them
-(:mod:`dashboard.first_launch`). Two knobs for quick
+and Hypotheses pages as soon as their stages exist, while the microscope finishes behind them; the other pages
+say meanwhile what they wait for (:mod:`dashboard.first_launch`). Two knobs for quick
 trials and tests: ``IG_DEMO_SET="world.n_train=400;baseline.epochs=1"`` (config overrides, ``;``
 separated) and ``IG_DEMO_STAGES="world;erm"`` (a subset of the pipeline's stages).
 """
@@ -34,9 +34,14 @@ LOG = logging.getLogger("dashboard")
 
 
 def navigation(partial: bool = False) -> list[st.Page]:
-    """One ``st.Page`` per registry entry (``partial``: only those that can show a run in progress)."""
-    return [st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path, default=p.default) for p in PAGES
-            if p.partial or not partial]
+    """One ``st.Page`` per registry entry; with ``partial`` (the demo run is still being computed), a page that cannot
+    show a run in progress is a note on what it still waits for, with a link to the Overview
+    (:func:`dashboard.first_launch.waiting_page`), so a link to it is never "page not found"."""
+    pages = [st.Page(p.file, title=p.title, icon=p.icon, url_path=p.url_path, default=p.default) for p in PAGES]
+    if not partial:
+        return pages
+    overview = next(page for page, spec in zip(pages, PAGES, strict=True) if spec.default)
+    return [page if spec.partial else first_launch.waiting_page(spec, overview) for page, spec in zip(pages, PAGES, strict=True)]
 
 
 def _pick_run(root: str, runs: list[RunInfo], wanted: str | None, notes: list[str], problem: str | None = None) -> RunView | None:
@@ -71,7 +76,7 @@ def _pick_run(root: str, runs: list[RunInfo], wanted: str | None, notes: list[st
 
 def _on_run_change() -> None:
     # A new run resets the selections that only make sense within one run.
-    session.set_view(run=st.session_state["w_run"], hyp=None, img=None, method=None, group="all", correct="all")
+    session.set_view(run=st.session_state["w_run"], hyp=None, img=None, method=None, group="all", correct="all", comp=None)
 
 
 def sidebar(ctx: session.PageContext) -> None:

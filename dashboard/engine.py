@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from dashboard import run_view
 from dashboard.run_view import RunView
 from igcore.hypothesis import Hypothesis
 from igcore.likelihood import predict_proba as likelihood_proba
@@ -80,7 +80,7 @@ def attribution_methods() -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- prior
 def judgments_path(root: str) -> str:
     """The judgments database lives in RUNS_DIR, shared by every run of this dashboard (each world sees its own rows)."""
-    return str(Path(root) / "judgments.sqlite")
+    return run_view.database_path(root)
 
 
 def judgments_store(run: RunView) -> Any:
@@ -121,6 +121,8 @@ def _prior_table(run: RunView, key: str, _judgments: Any) -> tuple[pd.DataFrame,
 def resolve_z_star(run: RunView, judgments: Any, warm: Any = None) -> dict[str, Any]:
     """Re-fit Prior_M on ``judgments`` and re-solve z* for a stored run (:func:`igcore.resolve.resolve`: it reuses
     the run's stored concept scores, no image is touched), and what that changed (:func:`igcore.resolve.compare`).
+    z* speaks the run's words with the names people gave its discovered concepts (:attr:`RunView.names`), and
+    Prior_M's text model reads those names, as on the Discover page.
 
     Returns ``{"z_star": clause records, "bias", "text", "proba_test_eval", "ranked", "prior_summary",
     "engine_seconds", "n_ratings", "comparison", "search"}`` (``search`` can be passed back as ``warm`` to start
@@ -129,7 +131,7 @@ def resolve_z_star(run: RunView, judgments: Any, warm: Any = None) -> dict[str, 
     from igcore.resolve import compare, resolve
 
     run.concept_scores("train")  # the re-solve reads them; a run without them says which stage writes them
-    out = resolve(run.run, judgments, warm=warm)
+    out = resolve(run.run, judgments, warm=warm, names=run.name_map)
     return {
         "z_star": out.records,
         "bias": dict(out.z_star.bias),
@@ -222,27 +224,22 @@ def _discovery_view(run: RunView) -> Any:
 
 def name_store(run: RunView) -> Any:
     """The dashboard's :class:`igcore.discover.store.NameStore` of the run's components (in the judgments database,
-    so names survive reloads and are shared by every session of this dashboard)."""
-    view = discovery_view(run)
-    return _name_store(judgments_path(run.root), run.run_id, tuple(view.component_ids()), run)
+    so names survive reloads and are shared by every session of this dashboard; :func:`dashboard.run_view.read_names`
+    reads the same one)."""
+    return run_view.name_store(judgments_path(run.root), run.run)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _name_store(path: str, run_id: str, components: tuple[str, ...], _run: RunView) -> Any:
-    return discovery_view(_run).name_store(path)
-
-
-def resolve_named(run: RunView, names: Mapping[str, str]) -> dict[str, Any]:
-    """z* re-solved on the run's own judgments in the language the ``names`` give (:func:`igcore.resolve.resolve`
-    with ``names``: the annotated concepts and the named discovered ones), cached per set of names."""
-    return _resolve_named(run, tuple(sorted(names.items())))
+def resolve_named(run: RunView) -> dict[str, Any]:
+    """z* re-solved on the run's own judgments in the language its names give (:func:`igcore.resolve.resolve` with
+    ``names``: the annotated concepts and the named discovered ones), cached per run view (its names included)."""
+    return _resolve_named(run)
 
 
 @st.cache_data(show_spinner="Re-solving z* in the named words…", max_entries=16)
-def _resolve_named(run: RunView, names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+def _resolve_named(run: RunView) -> dict[str, Any]:
     from igcore.resolve import resolve
 
     run.concept_scores("train")  # the re-solve reads them; a run without them says which stage writes them
-    out = resolve(run.run, names=dict(names))
+    out = resolve(run.run, names=run.name_map)
     return {"text": out.text, "z_star": out.records, "language": [c.id for c in out.language.vocabulary.concepts],
             "left_out": out.language.left_out, "engine_seconds": out.seconds}

@@ -15,7 +15,8 @@ only stored numbers (:attr:`dashboard.pages.PageSpec.partial`) show the run from
 each stage, a stage's files are read only once the manifest records it, and a :class:`Gate` keeps the
 folder from being renamed while a script run reads it (the job closes the gate before the pipeline
 publishes the run). Each page says what is still being computed (:func:`still_computing`) and reruns by
-itself when it is done.
+itself when it is done; a link to any other page meanwhile says which evidence that is and offers the Overview
+(:func:`waiting_page`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard import session
+from dashboard.pages import PAGES, PageSpec
 from dashboard.run_view import RunView
 from dashboard.runs import list_runs
 from igcore.store import WRITER_FILE
@@ -315,6 +318,26 @@ def still_computing(root: str, run: RunView, seen: int) -> None:
         st.rerun()
     seconds = time.perf_counter() - job.events[-1][3] if job.events else None
     st.info(pending_sentence(run, seconds), icon="⏳")
+
+
+def waiting_page(spec: PageSpec, overview: st.Page) -> st.Page:
+    """Page ``spec`` while the demo run is still being computed and it cannot show a run in progress (it is not
+    :attr:`~dashboard.pages.PageSpec.partial`): its title, what it shows, what is still being computed (redrawn
+    until the page itself can open, :func:`still_computing`) and a link to the Overview. A link straight to the
+    page finds this instead of "page not found"."""
+
+    def draw() -> None:
+        ctx = session.context()
+        st.title(spec.title)
+        ready = " and ".join(f"the {p.title}" for p in PAGES if p.partial)
+        st.info(f"The {spec.title} page needs the whole demo run, which is still being computed; it opens here by itself when "
+                f"the run is complete. Meanwhile {ready} show what is already computed.", icon="🧩")
+        if ctx.run is not None and ctx.computing is not None:
+            ctx.computing(ctx.run)
+        st.page_link(overview, label="Open the Overview", icon=":material/insights:")
+
+    draw.__name__ = f"waiting_{spec.name}"  # one page function per entry
+    return st.Page(draw, title=spec.title, icon=spec.icon, url_path=spec.url_path)
 
 
 def watcher(root: str) -> Callable[[RunView], None]:

@@ -27,7 +27,10 @@ class PageSpec:
         share: one line on what a link to the page shows (the Share page).
         default: whether it is the page at the root of the site.
         runs_models: whether the page runs models (attribution maps, the prior's text encoder), so that
-            opening it may import torch; a page that only reads stored numbers must not (a test checks).
+            opening it may import torch; a page that only reads stored numbers must not (a test checks). The
+            Hypotheses page is one, except where a discovered concept is named: it then shows z* re-solved in names
+            given since the run (:attr:`dashboard.run_view.RunView.renamed`) and, for a clause about a discovered
+            concept, the maps of its exemplars.
         partial: whether the page is offered while the first launch's demo run is still computing its last
             stages (:mod:`dashboard.first_launch`): it reads only stored numbers and writes nothing, so it can
             show a run in progress, each section that lacks a stage saying so.
@@ -65,8 +68,9 @@ PAGES: tuple[PageSpec, ...] = (
              "z* next to z_baseline, with the attribution method of the maps", runs_models=True),
     PageSpec("prior", "Prior", ":material/tune:", "prior", (), "the judgments behind the prior and z* re-solved on them",
              runs_models=True),
-    PageSpec("discover", "Discover", ":material/explore:", "discover", (),
-             "the concepts found in the models that nobody annotated, and the names people gave them", runs_models=True),
+    PageSpec("discover", "Discover", ":material/explore:", "discover", ("comp",),
+             "the concepts found in the models that nobody annotated, the one selected, and the names people gave them",
+             runs_models=True),
     PageSpec("label", "Label with z*", ":material/how_to_vote:", "label", (), "labelling D′ images with z*'s field guide"),
     PageSpec("share", "Share & export", ":material/share:", "share", (), "this page: links and the report"),
 )

@@ -12,7 +12,12 @@ top of it:
   list, each hypothesis's answer on every D′ image, which place categories each background covers;
 - explanations: a section or file a run lacks raises :class:`NotComputed` with one sentence naming the
   stage of :data:`igcore.stages.STAGES` that would have written it (:func:`igcore.stages.writer_of`,
-  :func:`igcore.stages.file_writer`) and why it did not ("This run has no z* because its `ig` stage was not run.").
+  :func:`igcore.stages.file_writer`) and why it did not ("This run has no z* because its `ig` stage was not run.");
+- names: the names people gave the run's discovered concepts (:class:`igcore.discover.store.NameStore`, in the
+  dashboard's database) are read once when a view is opened and are part of its identity, so every text a page
+  shows — concept labels, clause records, field guides, the ranked list, the report — comes from one lookup
+  (:attr:`RunView.vocabulary`, the run's vocabulary with those names applied), and every cache keyed by the view
+  sees a new name at once and recomputes nothing otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from igcore.discover.names import apply_names
 from igcore.errors import InputError
+from igcore.hypothesis import Hypothesis
 from igcore.methods import order_methods
 from igcore.prior.sources import Judgments
 from igcore.schema import (
@@ -97,14 +104,18 @@ def _lookup(data: Any, key: str) -> Any:
     return data
 
 
-def clause_records(clauses: list[ClauseRecord], deletion: list[ClauseDeletion] | None = None) -> list[dict[str, Any]]:
+def clause_records(clauses: list[ClauseRecord], deletion: list[ClauseDeletion] | None = None,
+                   texts: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Typed clauses back to the ``metrics.json`` records ``{concept, kind, class, weight, text}``
     (what :func:`igcore.hypothesis.summary_sentence` and the charts read), each with ``specific`` from the
-    clause-deletion test when the run has it for these clauses."""
+    clause-deletion test when the run has it for these clauses; ``texts`` (concept id -> text) replaces the
+    recorded texts (:attr:`RunView.concept_texts`: people's names for discovered concepts)."""
     specific = {(d.concept, d.cls): d.specific for d in deletion or []}
     out = []
     for c in clauses:
         record = c.model_dump(by_alias=True)
+        if texts and c.concept in texts:
+            record["text"] = texts[c.concept]
         if (c.concept, c.cls) in specific:
             record["specific"] = specific[(c.concept, c.cls)]
         out.append(record)
@@ -125,18 +136,23 @@ class RunView:
         stamp: :meth:`igcore.store.Run.stamp` when opened (part of every cache key).
         folder: the run's folder in ``root`` when it is not ``run_id``: the temporary folder of a run that is
             still being written (``.tmp-<id>-…``, renamed to ``run_id`` when complete).
+        names: ``(component id, name)`` pairs people gave the run's discovered concepts, as the naming store held
+            them when the view was opened (:func:`read_names`); part of every cache key, so a new name is seen at
+            once by every cache and nothing is recomputed while the names stay the same.
     """
 
     root: str
     run_id: str
     stamp: float
     folder: str = ""
+    names: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def open(cls, root: str, run_id: str) -> RunView:
-        """The run ``run_id`` of RUNS_DIR ``root`` (raises igcore's InputError for unknown or unsafe ids)."""
+        """The run ``run_id`` of RUNS_DIR ``root`` with the names people gave its discovered concepts (raises
+        igcore's InputError for unknown or unsafe ids)."""
         run = RunStore(root).load(run_id)
-        return cls(root, run.run_id, run.stamp())
+        return cls(root, run.run_id, run.stamp(), names=read_names(root, run))
 
     @classmethod
     def in_progress(cls, root: str, folder: str) -> RunView:
@@ -148,7 +164,7 @@ class RunView:
         launch's gate, :mod:`dashboard.first_launch`).
         """
         run = Run(Path(root) / folder)
-        return cls(root, run.info().run_id, run.stamp(), folder)
+        return cls(root, run.info().run_id, run.stamp(), folder, read_names(root, run))
 
     @property
     def directory(self) -> str:
@@ -196,9 +212,30 @@ class RunView:
         return list(self.world.backgrounds)
 
     @property
-    def vocabulary(self) -> Vocabulary:
-        """The concept vocabulary as the run recorded it."""
+    def recorded_vocabulary(self) -> Vocabulary:
+        """The concept vocabulary as the run recorded it (discovered concepts named as they were when it ran)."""
         return _vocabulary(self.root, self.directory, self.stamp)
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        """The concept vocabulary with the names people gave its discovered concepts (:attr:`names`): the one
+        place every page, chart, field guide and the report take a concept's text from ("unnamed concept k"
+        until someone names it)."""
+        return _named_vocabulary(self.root, self.directory, self.stamp, self.names)
+
+    @property
+    def name_map(self) -> dict[str, str]:
+        """``{component id: name}`` people gave (what :func:`igcore.resolve.resolve` takes as ``names``)."""
+        return dict(self.names)
+
+    @property
+    def renamed(self) -> list[str]:
+        """Concepts whose text people changed since the run was solved (named, or named otherwise, on the
+        Discover page): z* as stored was solved in other words, and re-solving it in these may change it."""
+        if not self.names:
+            return []
+        recorded = {c.id: c.text for c in self.recorded_vocabulary.concepts}
+        return [c.id for c in self.vocabulary.concepts if recorded.get(c.id) != c.text]
 
     @property
     def concept_ids(self) -> list[str]:
@@ -239,19 +276,25 @@ class RunView:
         clauses = getattr(self.hypotheses, key)
         if clauses is None:
             raise NotComputed(self.explain(f"hypotheses.{key}", hypothesis_name(key)))
-        return clause_records(clauses, self.results.clause_deletion.get(key))
+        return clause_records(clauses, self.results.clause_deletion.get(key), self.concept_texts)
 
     def hypothesis_text(self, key: str) -> str | None:
-        """The engine's field guide of ``hypotheses.<key>`` as stored (``<key>_text``)."""
-        return getattr(self.hypotheses, f"{key}_text", None)
+        """The engine's field guide of ``hypotheses.<key>`` (``<key>_text``), rendered again
+        (:meth:`igcore.hypothesis.Hypothesis.render`) in the current names when one of its concepts was named
+        since the run."""
+        stored = getattr(self.hypotheses, f"{key}_text", None)
+        clauses = getattr(self.hypotheses, key, None)
+        if stored is None or not clauses or not set(self.renamed) & {c.concept for c in clauses}:
+            return stored
+        return rendered_text(self, key)
 
     @property
     def ranked(self) -> list[RankedRecord]:
-        """``hypotheses.ranked``: the alternatives the search kept, best first."""
+        """``hypotheses.ranked``: the alternatives the search kept, best first (clause texts in the current names)."""
         ranked = self.hypotheses.ranked
         if not ranked:
             raise NotComputed(self.explain("hypotheses.ranked", "ranked list of hypotheses"))
-        return ranked
+        return _named_records(self, ranked) if self.renamed else ranked
 
     @property
     def z_star_rank(self) -> int:
@@ -353,7 +396,7 @@ class RunView:
         records = self.results.clause_deletion.get(key)
         if records is None:
             raise NotComputed(self.explain(f"clause_deletion.{key}", f"clause-deletion test of {hypothesis_name(key)}"))
-        return list(records)
+        return _named_records(self, records) if self.renamed else list(records)
 
     def surrogate(self, key: str) -> Surrogate | None:
         """``surrogates.<key>``: the fidelity of a readable stand-in (None when the run did not fit it)."""
@@ -524,6 +567,75 @@ def _judgments(root: str, directory: str, stamp: float) -> Judgments:
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _vocabulary(root: str, directory: str, stamp: float) -> Vocabulary:
     return _run(root, directory).vocabulary()[0]
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _named_vocabulary(root: str, directory: str, stamp: float, names: tuple[tuple[str, str], ...]) -> Vocabulary:
+    recorded = _vocabulary(root, directory, stamp)
+    return apply_names(recorded, dict(names)) if names else recorded
+
+
+def _named_records(run: RunView, records: list[Any]) -> list[Any]:
+    """Copies of stored records (ranked hypotheses, clause-deletion rows) with their texts in the current names."""
+    texts = run.concept_texts
+
+    def named(r: Any) -> Any:
+        if hasattr(r, "clauses"):
+            return r.model_copy(update={"clauses": [named(c) for c in r.clauses]})
+        return r.model_copy(update={"text": texts.get(r.concept, r.text)})
+
+    return [named(r) for r in records]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def rendered_text(run: RunView, key: str) -> str:
+    """``hypotheses.<key>`` rendered in the run's current names as the engine rendered it: a field guide
+    (:meth:`Hypothesis.render`), or for a surrogate what its model behaves as if
+    (:func:`igcore.microscope.surrogate.behaves_as_if`)."""
+    from igcore.methods import method_spec
+    from igcore.microscope.surrogate import behaves_as_if
+
+    clauses = [{"concept": c.concept, "class": c.cls, "weight": c.weight} for c in getattr(run.hypotheses, key)]
+    hypothesis = Hypothesis.from_json({"clauses": clauses, "bias": {}}, run.vocabulary, run.classes)
+    model = HYPOTHESES[key].surrogate_of
+    if model is None:
+        return hypothesis.render(run.vocabulary, run.classes)
+    return behaves_as_if(hypothesis, run.vocabulary, run.classes, method_spec(model).noun or model)
+
+
+#: The dashboard's database in RUNS_DIR: what people write (ratings, labels, names), shared by every run.
+DATABASE = "judgments.sqlite"
+
+
+def database_path(root: str) -> str:
+    """The dashboard's database of RUNS_DIR ``root`` (every run of this dashboard shares it; each world and run sees its own rows)."""
+    return str(Path(root) / DATABASE)
+
+
+def read_names(root: str, run: Run) -> tuple[tuple[str, str], ...]:
+    """The names people gave ``run``'s discovered concepts in the dashboard's database, sorted; nothing when the run
+    discovered none or nobody has written to the database yet (reading creates nothing)."""
+    path = database_path(root)
+    if not Path(path).is_file() or not (run.path / "discover").is_dir():
+        return ()
+    try:
+        store = name_store(path, run)
+    except InputError:  # discovery did not finish: nothing to name yet
+        return ()
+    return tuple(sorted(store.names().items()))
+
+
+def name_store(path: str, run: Run) -> Any:
+    """The :class:`igcore.discover.store.NameStore` of ``run``'s components in database ``path``, one per process and
+    run (so reading the names is one query per script run)."""
+    return _name_store(path, str(run.path), run.stamp())
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _name_store(path: str, directory: str, stamp: float) -> Any:
+    from igcore.discover import DiscoveryView
+
+    return DiscoveryView(Run(Path(directory))).name_store(path)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -15,7 +15,8 @@ span it cannot leave, so a link can never put Markdown (a link, an image) into t
 Version history:
     v=1  run, hyp, img, model, method, group, correct (``hyp`` counted the ranked hypotheses from 0)
     v=2  the same keys; ``hyp`` counts from 1, as the pages do ("Hypothesis #1"). A v=1 link is read with
-         its ``hyp`` moved up by one, so old links keep showing what they showed.
+         its ``hyp`` moved up by one, so old links keep showing what they showed. Later, ``comp`` (the
+         Discover page's component), optional, so every earlier v=2 link reads as before.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from dashboard.escape import code_text
 from igcore.config import RUN_ID_PATTERN
+from igcore.discover.names import parse_id
 
 CODEC_VERSION = 2
 #: Older versions this codec still reads, each with how its values become this version's.
@@ -56,6 +58,7 @@ class ViewState:
     method: str | None = None  # attribution method (None = first available)
     group: str = "all"  # gallery filter: a group name ("class/background"), or "all"
     correct: str = "all"  # gallery filter: all | correct | wrong
+    comp: str | None = None  # discovered concept shown on the Discover page (``discovered::<model>/<k>``; None = the first)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,6 +130,12 @@ def _parse_correct(text: str) -> str:
     return text
 
 
+def _parse_component(text: str) -> str:
+    if parse_id(check_text(text)) is None:
+        raise ValueError("a discovered concept is written discovered::<model>/<k>, e.g. discovered::erm/3")
+    return text
+
+
 _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "run": (_parse_run, "run id"),
     "hyp": (_parse_number, "hypothesis number"),
@@ -135,6 +144,7 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "method": (_parse_name, "attribution method"),
     "group": (_parse_group, "group filter"),
     "correct": (_parse_correct, "correctness filter"),
+    "comp": (_parse_component, "discovered concept"),
 }
 KEYS = tuple(_PARSERS)
 

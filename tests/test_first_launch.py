@@ -1,5 +1,6 @@
 """First launch: the dashboard shows the Overview of the demo run as soon as its stages exist, says what is
-still being computed while the microscope finishes behind it, and the run stays atomic on disk (nothing is
+still being computed while the microscope finishes behind it (a link to any other page says so too, with a link
+to the Overview, never "page not found"), and the run stays atomic on disk (nothing is
 published before it is complete; the pages read its temporary folder, which is not renamed under them)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 import igcore.stages.microscope as microscope_stage
 from dashboard.first_launch import DemoJob, Gate, _jobs
+from dashboard.pages import PAGES
 from igcore.store import RunStore
 from testkit.apptest import all_text, assert_clean
 from testkit.runs import tiny_sets
@@ -67,6 +69,13 @@ def test_overview_shows_while_the_microscope_computes(tmp_path: Path, monkeypatc
         hypotheses = open_app("hypotheses")  # the other page that reads only stored numbers
         assert_clean(hypotheses)
         assert PENDING in all_text(hypotheses)
+        for page in (p for p in PAGES if not p.partial):  # a link straight to a page that needs the whole run
+            waiting = open_app(page.name)
+            assert_clean(waiting)
+            shown = all_text(waiting)
+            assert waiting.title[0].value == page.title and PENDING in shown, shown
+            assert f"The {page.title} page needs the whole demo run, which is still being computed" in shown
+            assert [link.proto.label for link in waiting.get("page_link")] == ["Open the Overview"]
     finally:
         release.set()
     job = _jobs()[1][str(root)]

@@ -64,6 +64,10 @@ def assert_inert(note: str) -> None:
         ("group", "/etc", "class/background"),
         ("group", "wolf\nsnow", "control character"),
         ("correct", "maybe", "must be one of all, correct, wrong"),
+        ("comp", "erm/3", "discovered::<model>/<k>"),
+        ("comp", "discovered::erm/../3", "discovered::<model>/<k>"),
+        ("comp", "discovered::erm/3\n[x](https://ev.il)", "control character"),
+        ("comp", "discovered::erm/" + "9" * 300, "at most 200"),
     ],
 )
 def test_codec_refuses_bad_values_with_an_inert_note(key: str, value: str, why: str) -> None:
@@ -103,7 +107,7 @@ def test_unknown_versions_give_the_default_view(params: dict[str, str], fragment
 
 def test_good_values_round_trip() -> None:
     state = url_state.ViewState(run="20260101-snowwolf_rho0.99-s0.a1", hyp=3, img=1499, model="ig_student",
-                            method="integrated_gradients", group="red fox/forest floor", correct="wrong")
+                            method="integrated_gradients", group="red fox/forest floor", correct="wrong", comp="discovered::erm/3")
     decoded = url_state.decode(url_state.encode(state))
     assert decoded.state == state and decoded.notes == []
 
@@ -194,6 +198,7 @@ def test_markdown_injection_through_the_run_id_is_inert(runs_dir: Path) -> None:
         ({"v": V, "model": "erm/../../etc"}, "microscope"),
         ({"v": V, "hyp": "１２"}, "hypotheses"),
         ({"v": V, "group": "x" * 10_000}, "microscope"),
+        ({"v": V, "comp": "discovered::../../etc"}, "discover"),
     ],
 )
 def test_bad_values_fall_back_on_the_page(runs_dir: Path, params: dict[str, str], page: str) -> None:

@@ -7,58 +7,60 @@ model's answers, with 95% intervals ("erm relies on component 3; ig_student does
 person's name for it in the dashboard's database (:class:`igcore.discover.store.NameStore`: rater, time,
 history kept), and z* is re-solved in the named words (:func:`igcore.resolve.resolve` with ``names``).
 
-The selected component and the person's name travel in the URL (``comp``, ``rater``), so a reload or a shared
-link shows the same component; names live in the database, so every session sees them.
+The selected component and the person's name travel in the URL (``comp``, a view key of
+:class:`dashboard.url_state.ViewState`, and ``rater``), so a reload or a shared link shows the same component;
+names live in the database, so every session sees them, and every page shows the concept by its name (the run
+view reads the names when it opens: :attr:`dashboard.run_view.RunView.vocabulary`).
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import engine, session
-from dashboard.components import images, widgets
+from dashboard import engine, session, url_state
+from dashboard.components import widgets
 from dashboard.components.style import possessive
 from dashboard.components.text import effect_phrase, utc_time
 from dashboard.page import open_page
 from dashboard.run_view import RunView
 from igcore.discover.names import MAX_NAME_LENGTH, parse_id
 from igcore.errors import InputError
-from igcore.prior.store import MAX_RATER_LENGTH, check_rater_name
 from igcore.schema import Interval
 
-COMPONENT_PARAM = "comp"  # the selected component's id travels in the URL
-RATER_PARAM = "rater"
 RATER = "w_discover_rater"
+COMPONENT = "w_discover_comp"
 FLASH = "_discover_flash"
-#: Exemplars shown per component (the run's discover.exemplars caps it).
-EXEMPLARS = 8
 
-wanted = st.query_params.get(COMPONENT_PARAM)  # read before open_page writes the view's keys into the URL
-wanted_rater = st.query_params.get(RATER_PARAM)
+
+def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_state.ViewState:
+    """The link's component if the run discovered it, else the first one (None when the run discovered none)."""
+    try:
+        ids = engine.discovery_view(run).component_ids()
+    except InputError:
+        return replace(view, comp=None)
+    return replace(view, comp=url_state.choose(view.comp, ids, ids[0], "discovered concept", notes))
+
+
+def _on_pick() -> None:
+    session.set_view(comp=st.session_state[COMPONENT])
+
+
+wanted_rater = widgets.wanted_rater()
 page = open_page(
     "Discover: concepts nobody annotated",
     "The concepts below were **found in the models themselves**: a non-negative factorisation of a layer's activations "
     "(ACE, CRAFT), not annotated by anyone. Each is shown by the D′ images where it is most present, what it resembles "
     "among the annotated concepts, and what removing it from each model does to that model's answers. Name the ones you "
     "recognise: a named concept becomes a word z* can use, and z* is re-solved in it below.",
+    keys=["comp"],
+    choose=_choose,
 )
 run = page.run
 page.require("discover", "discovered concepts and their effects")
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def exemplar_pngs(run: RunView, component: str) -> list[tuple[int, bytes, bytes]]:
-    """The component's exemplars as (image number, map overlaid, crop) PNGs, encoded once per run and component
-    and shared by every rerun and session (``st.image`` on arrays would re-encode them as JPEG on every rerun)."""
-    view = engine.discovery_view(run)
-    chosen = view.exemplars(component, min(EXEMPLARS, int(run.run.config_model().discover.exemplars)))
-    pictures, maps, crops = view.images(chosen), view.maps(component, chosen), view.crops(component, chosen)
-    factor = max(1, 128 // pictures.shape[1])
-    return [(int(i), images.png_bytes(images.overlay(picture, heat, factor=factor)),
-             images.png_bytes(images.upscale(crop, max(1, 64 // crop.shape[0]))))
-            for i, picture, heat, crop in zip(chosen, pictures, maps, crops, strict=True)]
 
 
 def relies(stat: Interval) -> bool:
@@ -95,12 +97,9 @@ def _unname(store: object, rater: str, component: str) -> None:
 with session.guard("Discovered concepts"):
     view = engine.discovery_view(run)
     store = engine.name_store(run)
-    names = store.names()
-    sources = view.sources
+    names = run.name_map  # read when the page opened, as every page reads them
     ids = view.component_ids()
-    component = wanted if wanted in ids else ids[0]
-    if wanted and wanted not in ids:
-        st.caption(f"The link's component is not one of this run's; showing {ids[0]}.")
+    component = page.view.comp or ids[0]
     source, k = parse_id(component)  # type: ignore[misc]
     table = view.components(source, names)
     models = [c.removeprefix("effect_") for c in table.columns if c.startswith("effect_")]
@@ -128,18 +127,15 @@ with session.guard("Discovered concepts"):
         label = f"component {top['k']}" + (f" (“{top['text']}”)" if top["named"] else "")
         st.markdown(f"Most relied on by {models[0]}: " + reliance_sentence(top["id"], label, effects))
 
-    labels = {c: f"{c} · {t}" for c, t in zip(table["id"], table["text"], strict=True)}
-    choice = st.selectbox("Component", ids, index=ids.index(component), format_func=lambda c: labels.get(c, c), key="w_discover_comp")
-    if choice != component:
-        component = choice
-        source, k = parse_id(component)  # type: ignore[misc]
-    st.query_params[COMPONENT_PARAM] = component
+    texts = run.concept_texts
+    session.bind(COMPONENT, component)
+    st.selectbox("Component", ids, key=COMPONENT, format_func=lambda c: f"{c} · {texts.get(c, c)}", on_change=_on_pick)
     row = table[table["id"] == component].iloc[0]
     st.subheader(f"{component}: {row['text']}")
 
 with session.guard("Exemplars and maps"):
     st.markdown("**Where it is most present in D′** (the map of the component over each image; below, the crop around its strongest place)")
-    shown_exemplars = exemplar_pngs(run, component)
+    shown_exemplars = widgets.exemplar_pngs(run, component)
     cols = st.columns(max(1, len(shown_exemplars)))
     for col, (i, overlay_png, crop_png) in zip(cols, shown_exemplars, strict=False):
         widgets.show_png(overlay_png, where=col, caption=f"#{i}")
@@ -167,21 +163,8 @@ st.subheader("Name it")
 flash = st.session_state.pop(FLASH, None)
 if flash:
     getattr(st, flash[0])(flash[1])
-if RATER not in st.session_state and wanted_rater:
-    st.session_state[RATER] = wanted_rater
 with session.guard("Naming"):
-    rater_text = st.text_input("Your name", key=RATER, max_chars=MAX_RATER_LENGTH, placeholder="e.g. ana",
-                               help="Names are stored under your name, with the time; the history is kept.")
-    rater = None
-    if str(rater_text).strip():
-        try:
-            rater = check_rater_name(rater_text, "name")
-        except InputError as e:
-            st.error(f"{e}.")
-    if rater:
-        st.query_params[RATER_PARAM] = rater
-    elif RATER_PARAM in st.query_params:
-        del st.query_params[RATER_PARAM]
+    rater = widgets.rater_name(RATER, wanted_rater, "Names are stored under your name, with the time; the history is kept.")
     current = names.get(component)
     st.markdown(f"Current name of {component}: **{current}**" if current else f"{component} is **unnamed**.")
     with st.form("w_discover_name_form", clear_on_submit=True):
@@ -202,12 +185,12 @@ with session.guard("Naming"):
 
 st.subheader("z* in the named words")
 with session.guard("z* re-solved with the names"):
-    named = store.names()
+    named = names
     if not named:
         st.caption("No discovered concept is named yet: z* speaks only the annotated concepts (a clause about an unnamed "
                    "concept is nothing a person can judge).")
     else:
-        solved = engine.resolve_named(run, named)
+        solved = engine.resolve_named(run)
         used = sorted({c["concept"] for c in solved["z_star"]} & set(named))
         st.markdown(f"Re-solved on the run's own judgments with {len(named)} named concept(s) "
                     f"({', '.join(f'“{named[c]}”' for c in sorted(named))}); z* now reads:")

@@ -161,6 +161,12 @@ with session.guard("Field guide"):
                 st.markdown(text.clause_line(c))
             with right:
                 k = vocab_ids.index(c["concept"])
+                if k >= bank["concepts"].shape[1]:  # a discovered concept: nobody annotated images of it
+                    shown = widgets.exemplar_pngs(run, c["concept"])[:5]
+                    widgets.image_strip([png for _, png, _ in shown], [f"D′ #{i}" for i, _, _ in shown], columns=5, width=110)
+                    st.caption("Discovered in a model, not annotated: the D′ images where it is most present, its map over "
+                               "them (the Discover page shows more).")
+                    continue
                 has = np.flatnonzero(bank["concepts"][:, k] > 0.5)
                 if not len(has):
                     st.caption("The concept bank has no image showing this concept.")
@@ -168,6 +174,20 @@ with session.guard("Field guide"):
                 pick = np.sort(np.random.default_rng(k).choice(has, size=min(5, len(has)), replace=False))  # varied, stable
                 widgets.image_strip([bank_png(run, int(i)) for i in pick], [f"bank #{i}" for i in pick], columns=5, width=110)
     st.caption("Examples come from the concept bank: images annotated with each concept, collected independently of the task labels.")
+
+if run.renamed:
+    st.divider()
+    st.subheader("z* in the names given since this run")
+    with session.guard("z* re-solved in the named words"):
+        solved = engine.resolve_named(run)
+        given = ", ".join(f"“{run.concept_texts[c]}”" for c in run.renamed)
+        st.markdown(f"People named {len(run.renamed)} discovered concept(s) on the Discover page since this run was solved ({given}). "
+                    "The hypotheses above are the run's, with their concepts in today's names. Re-solved on the run's own judgments "
+                    "in the named words (Prior_M reading the names), z* becomes:")
+        st.markdown(f"**{summary_sentence(solved['z_star'], 'This hypothesis', run.classes, verb='says that')}**")
+        for c in sorted(solved["z_star"], key=lambda c: (c["class"], -c["weight"])):
+            st.markdown(f"- {text.clause_line(c)}")
+        st.caption("In the engine's words: " + solved["text"])
 
 st.divider()
 st.subheader("Where this hypothesis and z* disagree on D′")

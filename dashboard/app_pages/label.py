@@ -17,15 +17,13 @@ from dashboard.components.text import utc_time
 from dashboard.page import open_page
 from igcore.errors import InputError
 from igcore.labels import EVERYONE, Agreement, agreement, disagreements, to_csv, write_imitation
-from igcore.prior.store import MAX_RATER_LENGTH, check_rater_name
 
-RATER_PARAM = "rater"  # the person's name travels in the URL, so a reload keeps it
-NAME = "w_label_rater"
+NAME = "w_label_rater"  # the person's name travels in the URL too (widgets.rater_name), so a reload keeps it
 FLASH = "_label_flash"
 #: Disagreements shown as images (the table lists them all).
 GALLERY = 12
 
-wanted = st.query_params.get(RATER_PARAM)  # read before open_page writes the view's keys into the URL
+wanted = widgets.wanted_rater()
 page = open_page(
     "Label with z*: would a person answer as L_M does?",
     "IG assumes that L_M(y | x, z) labels an image **the way a person who has read z would**. Check it: read z*'s field guide, "
@@ -62,20 +60,7 @@ def _sentence(a: Agreement, who: str, empty: str) -> str:
     )
 
 
-if NAME not in st.session_state and wanted:
-    st.session_state[NAME] = wanted
-name = st.text_input("Your name", key=NAME, max_chars=MAX_RATER_LENGTH, placeholder="e.g. ana",
-                     help="Your answers are stored under this name; use the same name to continue later.")
-rater = None
-if str(name).strip():
-    try:
-        rater = check_rater_name(name, "name")
-    except InputError as e:
-        st.error(f"{e}.")
-if rater:
-    st.query_params[RATER_PARAM] = rater
-elif RATER_PARAM in st.query_params:
-    del st.query_params[RATER_PARAM]
+rater = widgets.rater_name(NAME, wanted, "Your answers are stored under this name; use the same name to continue later.")
 
 flash = st.session_state.pop(FLASH, None)
 if flash:

@@ -54,6 +54,9 @@ with left, st.container(border=True):
     with session.guard("What IG learned"):
         st.markdown(f"**{summary_sentence(run.clauses('z_star'), 'IG', run.classes)}**")
         st.caption("The most probable hypothesis given the learned human prior and the labelled data (z*). " + (run.hypothesis_text("z_star") or ""))
+        if run.renamed:
+            st.caption(f"People named {len(run.renamed)} discovered concept(s) since this run was solved; the Hypotheses page shows "
+                       "z* re-solved in those words.")
 with right, st.container(border=True):
     st.markdown(f"#### <span style='color:{method_color('erm')}'>■</span> What the baseline learned", unsafe_allow_html=True)
     with session.guard("What the baseline learned"):

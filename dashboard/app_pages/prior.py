@@ -24,8 +24,8 @@ from dashboard.page import open_page
 from igcore.errors import InputError
 from igcore.hypothesis import summary_sentence
 from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, stopping_signal
-from igcore.prior.store import MAX_RATER_LENGTH
 
+wanted_rater = widgets.wanted_rater()
 page = open_page(
     "Prior: what the prior learned from, and how it shapes z*",
     "IG's generalisation comes from a **human prior**: Prior_M, a model of ratings of how plausible it is that each concept is "
@@ -34,9 +34,10 @@ page = open_page(
 )
 run = page.run
 classes, texts, concept_ids = run.classes, run.concept_texts, run.concept_ids
-RESULT = f"_prior_resolve_{run.run_id}"
+VERSION = f"{run.run_id}_{hash(run.names)}"  # a re-solve belongs to the run and to the names its concepts had
+RESULT = f"_prior_resolve_{VERSION}"
 FLASH = "_prior_flash"
-WARM = f"_prior_search_{run.run_id}"
+WARM = f"_prior_search_{VERSION}"
 SKIPPED = f"_prior_skipped_{run.run_id}"
 SKIP = "skip"
 
@@ -93,7 +94,7 @@ with session.guard("Plausibility per clause"):
 st.subheader("Add your rating")
 with st.form("add_rating", clear_on_submit=False, border=True):
     a, b, c, d = st.columns([1.1, 1.6, 0.8, 0.8])
-    rater = a.text_input("Your name", key="w_rater", max_chars=MAX_RATER_LENGTH, placeholder="e.g. ana")
+    rater = widgets.rater_name("w_rater", wanted_rater, "Your ratings are stored under this name, with the time.", where=a)
     concept = b.selectbox("Concept", concept_ids, key="w_concept", format_func=lambda k: texts[k])
     cls = c.selectbox("is evidence for", classes, key="w_class")
     rating = d.number_input("Rating (1–5)", value=3, step=1, key="w_rating", help="1 = implausible … 5 = very plausible")
@@ -101,15 +102,16 @@ with st.form("add_rating", clear_on_submit=False, border=True):
 if submitted:
     if rating is None or not float(rating).is_integer() or not 1 <= rating <= 5:
         st.error(f"Ratings go from 1 (implausible) to 5 (very plausible); {rating:g} is outside that range. Nothing was saved." if rating is not None else "Please enter a rating from 1 to 5.")
-    elif not str(rater).strip():
-        st.error("Please tell us your name (any short name), so your ratings can be told apart from others'.")
+    elif rater is None:  # a name that is there but not valid already says why, under the field
+        if not str(st.session_state.get("w_rater") or "").strip():
+            st.error("Please tell us your name (any short name), so your ratings can be told apart from others'.")
     else:
         try:
-            store.add_rating(str(rater).strip(), concept, cls, int(rating))
+            store.add_rating(rater, concept, cls, int(rating))
         except InputError as e:
             st.error(f"That rating could not be saved: {e}")
         else:
-            st.session_state[FLASH] = f"Saved: {rater.strip()} rates “{texts[concept]} ⇒ {cls}” as {int(rating)}. Re-solve below to see the effect."
+            st.session_state[FLASH] = f"Saved: {rater} rates “{texts[concept]} ⇒ {cls}” as {int(rating)}. Re-solve below to see the effect."
             st.rerun()
 
 
@@ -143,7 +145,7 @@ def unrated_clauses() -> None:
     batch = todo.head(DEFAULT_BATCH)
     choices: dict[tuple[str, str], object] = {}
     with st.form("elicit", border=True):
-        name = st.text_input("Your name", key="w_elicit_rater", max_chars=MAX_RATER_LENGTH, placeholder="e.g. ana")
+        name = widgets.rater_name("w_elicit_rater", wanted_rater, "Your ratings are stored under this name, with the time.", url=False)
         for rec in batch.to_dict("records"):
             choices[(rec["concept"], rec["class"])] = st.radio(
                 f"How plausible is it that **{texts[rec['concept']]}** is evidence for **{rec['class']}**?",
@@ -158,7 +160,7 @@ def unrated_clauses() -> None:
     if rate_now:
         answers = [(k, c, v) for (k, c), v in choices.items()]
         given = [(k, c, int(v)) for k, c, v in answers if v != SKIP]
-        if not str(name).strip():
+        if name is None:
             st.error("Please tell us your name (any short name), so your ratings can be told apart from others'. Nothing was saved.")
         elif not given:
             skipped.update((k, c) for k, c, _ in answers)
@@ -166,7 +168,7 @@ def unrated_clauses() -> None:
             st.rerun()
         else:
             try:
-                store.add_ratings(str(name).strip(), given)
+                store.add_ratings(name, given)
             except InputError as e:
                 st.error(f"Those ratings could not be saved: {e}")
             else:
@@ -176,7 +178,7 @@ def unrated_clauses() -> None:
                 engine.z_star_history(run, now, after["support"])
                 changed = set(map(tuple, after["support"])) != support
                 st.session_state[FLASH] = (
-                    f"Saved {count(len(given), 'rating')} by {str(name).strip()}. "
+                    f"Saved {count(len(given), 'rating')} by {name}. "
                     + ("z* changed: see “What changed” below." if changed else "z* uses the same clauses as before.")
                 )
                 st.session_state[RESULT] = {k: v for k, v in after.items() if k not in ("order", "support")} | {"seconds": after["engine_seconds"]}

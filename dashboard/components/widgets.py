@@ -1,4 +1,5 @@
-"""Small Streamlit widgets shared by the pages (charts with a PNG download, key figures, image strips)."""
+"""Small Streamlit widgets shared by the pages (charts with a PNG download, key figures, image strips, the
+name of the person who writes)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import streamlit as st
 
 from dashboard import engine
 from dashboard.components.figures import KeyFigure
-from dashboard.components.images import fit_width, overlay, png_bytes
+from dashboard.components.images import fit_width, overlay, png_bytes, upscale
 from dashboard.run_view import NotComputed, RunView
+from igcore.errors import InputError
+from igcore.prior.store import MAX_RATER_LENGTH, check_rater_name
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -100,6 +103,24 @@ def test_image_png(run: RunView, index: int, model: str | None = None, method: s
     return png_bytes(overlay(test["images"][index], attribution, None if masks is None else masks[index], factor=factor))
 
 
+#: Exemplars shown per discovered concept (the run's discover.exemplars caps it).
+EXEMPLARS = 8
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def exemplar_pngs(run: RunView, component: str) -> list[tuple[int, bytes, bytes]]:
+    """A discovered concept's exemplars (the D′ images where it is most present) as (image number, its map overlaid,
+    the crop around its strongest place) PNGs, encoded once per run and component and shared by every rerun and session
+    (``st.image`` on arrays would re-encode them as JPEG on every rerun). The Discover page shows them, and a field
+    guide shows them for a discovered concept, which the concept bank has no images of."""
+    view = engine.discovery_view(run)
+    chosen = view.exemplars(component, min(EXEMPLARS, int(run.run.config_model().discover.exemplars)))
+    pictures, maps, crops = view.images(chosen), view.maps(component, chosen), view.crops(component, chosen)
+    factor = max(1, 128 // pictures.shape[1])
+    return [(int(i), png_bytes(overlay(picture, heat, factor=factor)), png_bytes(upscale(crop, max(1, 64 // crop.shape[0]))))
+            for i, picture, heat, crop in zip(chosen, pictures, maps, crops, strict=True)]
+
+
 def image_strip(images: Sequence[np.ndarray | bytes], captions: Sequence[str], *, columns: int = 6, width: int = 150) -> None:
     """A row (or rows) of images (arrays, or PNGs already encoded) with captions, drawn as crisp PNGs."""
     if not len(images):
@@ -108,3 +129,33 @@ def image_strip(images: Sequence[np.ndarray | bytes], captions: Sequence[str], *
     for i, (img, cap) in enumerate(zip(images, captions, strict=False)):
         with cols[i % columns]:
             show_png(img if isinstance(img, bytes) else png_bytes(img), caption=cap, width=width)
+
+
+#: The URL key that carries the name of the person who writes (so a reload keeps it).
+RATER_PARAM = "rater"
+
+
+def wanted_rater() -> str | None:
+    """The name in the URL; read it before :func:`dashboard.page.open_page`, which writes the view's keys into the URL."""
+    return st.query_params.get(RATER_PARAM)
+
+
+def rater_name(key: str, wanted: str | None, help: str, *, where: object = st, url: bool = True) -> str | None:
+    """"Your name", the field of every page where people write (names, labels, ratings): the URL's name
+    (``wanted``, :func:`wanted_rater`) fills it the first time; a valid name goes into the URL (``url``: the one
+    field of a page that keeps it there) and an invalid one gets the store's one-line reason
+    (:func:`igcore.prior.store.check_rater_name`). Returns the checked name, or None while there is none."""
+    if key not in st.session_state and wanted:
+        st.session_state[key] = wanted
+    text = where.text_input("Your name", key=key, max_chars=MAX_RATER_LENGTH, placeholder="e.g. ana", help=help)  # type: ignore[attr-defined]
+    rater = None
+    if str(text).strip():
+        try:
+            rater = check_rater_name(text, "name")
+        except InputError as e:
+            where.error(f"{e}.")  # type: ignore[attr-defined]
+    if url and rater:
+        st.query_params[RATER_PARAM] = rater
+    elif url and RATER_PARAM in st.query_params:
+        del st.query_params[RATER_PARAM]
+    return rater

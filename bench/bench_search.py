@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"## Scaling (C = 2, scores {args.dtype})",
         "",
-        "`map_s`: one exact MAP solve with all K x C clauses allowed (projected L-BFGS to tol = 1e-8 x N; from "
+        "`map_s`: one exact MAP solve with all K x C clauses allowed (projected Newton where the exact Hessian is cheap "
+        "(`MAPProblem.newton`: small K), else projected L-BFGS; to tol = 1e-8 x N; from "
         "N > 100k warm-started on a 50k-row subsample). `fit_s`: the whole search (root + structure rounds + "
         "ranked list); `small` beam = beam_width 1, 4 moves, 1 round, 4 ranked (N >= 1e5). `evals`: batched "
         "passes over the full S (+ subsample passes). Data generation is not timed.",

@@ -264,6 +264,10 @@ class HypothesisSearch:
         problem = MAPProblem(
             s_t, torch.as_tensor(labels, device=dev), c_n, torch.as_tensor(l1, dtype=torch.float64, device=dev), l2, self.bias_l2
         )
+        if self.warm_start:  # the next fit under a new prior reuses this one's products of the scores (Newton)
+            if hasattr(self, "_problem"):
+                problem.share_products(self._problem)
+            self._problem = problem
         self.n_solved_, self.max_solver_iter_, self.n_evals_, self.n_evals_presolve_ = 0, 0, 0, 0
         self._presolve: MAPProblem | None = None
         if self.presolve_rows is not None and n > 2 * self.presolve_rows:

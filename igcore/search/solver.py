@@ -74,13 +74,22 @@ class MAPProblem:
 
     def fg(self, x: torch.Tensor, want_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``F`` (B,), ``nll`` (B,) and the gradient (B, P) for packed parameters x = [vec(W), b']."""
+        return self._evaluate(x, want_grad, False)[:3]
+
+    def fg_curvature(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`fg` (with the gradient) and the per-example curvature :meth:`hessian` needs, from the same pass."""
+        f, nll, g, curvature = self._evaluate(x, True, True)
+        assert g is not None and curvature is not None
+        return f, nll, g, curvature
+
+    def _evaluate(self, x: torch.Tensor, want_grad: bool, want_curvature: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         b_n = x.shape[0]
         w = x[:, : self.kc].reshape(b_n, self.k, self.c)
         b_c = x[:, self.kc :]
         bias = self.true_bias(w, b_c)
         penalty = (self.l1.unsqueeze(0) * w).sum((1, 2)) + self.l2 * (w * w).sum((1, 2)) + self.bias_l2 * (bias * bias).sum(1)
         if self.sign is not None:
-            return self._fg_binary(w, bias, penalty, want_grad)
+            return self._fg_binary(w, bias, penalty, want_grad, want_curvature)
         w_rows = w.transpose(1, 2).reshape(b_n * self.c, self.k).to(self.s.dtype)  # (B*C, K)
         # S @ W^T streams S once with a small right-hand side: the fast GEMM shape for tall S
         z = (self.s @ w_rows.T).T.to(torch.float64).reshape(b_n, self.c, self.n) + bias.unsqueeze(2)
@@ -92,16 +101,17 @@ class MAPProblem:
         nll = (lse - picked).sum(1)
         f = nll + penalty
         if not want_grad:
-            return f, nll, None
-        g_z = e / se.unsqueeze(1) - self.onehot.unsqueeze(0)  # (B, C, N)
+            return f, nll, None, None
+        probs = e / se.unsqueeze(1)  # (B, C, N)
+        g_z = probs - self.onehot.unsqueeze(0)
         g_zsum = g_z.sum(2)  # (B, C)
         g_w = (g_z.reshape(b_n * self.c, self.n).to(self.s.dtype) @ self.s).to(torch.float64)  # (B*C, K)
         g_w = g_w.view(b_n, self.c, self.k).transpose(1, 2)
-        return f, nll, self._pack_grad(w, bias, g_w, g_zsum)
+        return f, nll, self._pack_grad(w, bias, g_w, g_zsum), probs if want_curvature else None
 
     def _fg_binary(
-        self, w: torch.Tensor, bias: torch.Tensor, penalty: torch.Tensor, want_grad: bool
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        self, w: torch.Tensor, bias: torch.Tensor, penalty: torch.Tensor, want_grad: bool, want_curvature: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Two classes: everything depends on the logit difference d = z_1 - z_0 (half the work)."""
         assert self.sign is not None
         dt = self.s.dtype  # per-example work in the scores' precision, sums in float64
@@ -111,13 +121,74 @@ class MAPProblem:
         nll = torch.nn.functional.softplus(neg_margin).sum(1, dtype=torch.float64)
         f = nll + penalty
         if not want_grad:
-            return f, nll, None
-        g_d = self.neg_sign_s * torch.sigmoid(neg_margin)  # dnll/dd, (B, N)
+            return f, nll, None, None
+        wrong = torch.sigmoid(neg_margin)  # (B, N): the probability of the other class
+        g_d = self.neg_sign_s * wrong  # dnll/dd
         g1 = (g_d @ self.s).to(torch.float64)  # (B, K)
         g_w = torch.stack([-g1, g1], dim=2)
         g_dsum = g_d.sum(1, dtype=torch.float64)
         g_zsum = torch.stack([-g_dsum, g_dsum], dim=1)
-        return f, nll, self._pack_grad(w, bias, g_w, g_zsum)
+        return f, nll, self._pack_grad(w, bias, g_w, g_zsum), wrong * (1 - wrong) if want_curvature else None
+
+    #: Largest (N x pairwise products of the K + 1 centred columns) for which the problem keeps those products and
+    #: :func:`solve_map` takes Newton steps (memory: this many floats; above it, L-BFGS).
+    NEWTON_MAX_ELEMENTS = 2**24
+
+    @property
+    def newton(self) -> bool:
+        """Whether :func:`solve_map` solves this problem by projected Newton: when the exact Hessian is small to
+        keep and cheap to build, i.e. its (K + 1)(K + 2)/2 distinct entries cost at most as much per example as
+        8 gradient evaluations (2 K C multiply-adds each), and N of them fit :attr:`NEWTON_MAX_ELEMENTS`. Small
+        K (the worlds' vocabularies); large K keeps the L-BFGS."""
+        q = (self.k + 1) * (self.k + 2) // 2
+        return q <= 16 * self.kc and self.n * q <= self.NEWTON_MAX_ELEMENTS
+
+    @property
+    def _curvature_terms(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What every Hessian of this problem shares, built once: the products of every pair j <= l of the centred
+        columns X = [S - mu, 1] (N, Q), the index that spreads those Q sums over a symmetric (K + 1, K + 1) matrix
+        (both :meth:`share_products`), and the Hessian of the penalties (P, P). A Hessian's data part is then one GEMM."""
+        if not hasattr(self, "_products"):
+            k1, dev = self.k + 1, self.s.device
+            x = torch.cat([self.s.to(torch.float64) - self.mu, torch.ones(self.n, 1, dtype=torch.float64, device=dev)], 1)
+            jl = torch.triu_indices(k1, k1, device=dev)
+            pairs = (x.unsqueeze(2) * x.unsqueeze(1)).reshape(self.n, k1 * k1).index_select(1, jl[0] * k1 + jl[1])
+            spread = torch.zeros(k1, k1, dtype=torch.long, device=dev)
+            spread[jl[0], jl[1]] = spread[jl[1], jl[0]] = torch.arange(jl.shape[1], device=dev)
+            self._products = (pairs.to(self.s.dtype), spread.reshape(-1))
+        if not hasattr(self, "_penalty_hessian"):
+            dev = self.s.device
+            a = torch.cat([-self.mu, torch.ones(1, dtype=torch.float64, device=dev)])
+            penalty = 2 * self.bias_l2 * torch.kron(torch.outer(a, a), torch.eye(self.c, dtype=torch.float64, device=dev))
+            penalty[: self.kc, : self.kc] += 2 * self.l2 * torch.eye(self.kc, dtype=torch.float64, device=dev)
+            self._penalty_hessian = penalty
+        return (*self._products, self._penalty_hessian)
+
+    def share_products(self, other: MAPProblem) -> None:
+        """Take ``other``'s pairwise products when it has them for the same scores (a re-solve under a new prior: only
+        the penalties differ)."""
+        if hasattr(other, "_products") and other.s.shape == self.s.shape and other.s.dtype == self.s.dtype and torch.equal(other.s, self.s):
+            self._products = other._products
+
+    def hessian(self, curvature: torch.Tensor) -> torch.Tensor:
+        """The exact Hessian of F (B, P, P) from the per-example curvature of :meth:`fg_curvature` at the same point:
+        p (1 - p) (B, N) for two classes, the class probabilities (B, C, N) otherwise. P = (K + 1) C is laid out as a
+        (K + 1, C) matrix, row K the solver biases b'. The data part is X^T diag(v) X per class pair, X = [S - mu, 1],
+        v the softmax's curvature (for two classes p (1 - p) times [[1, -1], [-1, 1]]); then the weight L2 and the bias
+        prior (b = b' - mu W, so its Hessian is 2 bias_l2 (a a^T) (x) I_C with a = [-mu, 1])."""
+        b_n, k1, c = curvature.shape[0], self.k + 1, self.c
+        pairs, spread, penalty = self._curvature_terms
+        if self.sign is None:
+            eye = torch.eye(c, dtype=curvature.dtype, device=curvature.device)
+            p = curvature.unsqueeze(2)
+            curvature = (p * eye.unsqueeze(2) - p * curvature.unsqueeze(1)).reshape(b_n * c * c, self.n)
+        m = (curvature.to(self.s.dtype) @ pairs).to(torch.float64).index_select(1, spread)  # (B [C C], (K + 1)^2)
+        if self.sign is not None:
+            pattern = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64, device=m.device)
+            h = m.view(b_n, k1, 1, k1, 1) * pattern.view(1, 1, c, 1, c)
+        else:
+            h = m.view(b_n, c, c, k1, k1).permute(0, 3, 1, 4, 2)
+        return h.reshape(b_n, k1 * c, k1 * c) + penalty
 
     def _pack_grad(self, w: torch.Tensor, bias: torch.Tensor, g_w: torch.Tensor, g_zsum: torch.Tensor) -> torch.Tensor:
         """Full gradient [dF/dW, dF/db'] from the data gradient w.r.t. W (uncentred) and the logit sums."""
@@ -155,17 +226,19 @@ def solve_map(
             the first step is a unit steepest-descent step, backtracked). From a nearby optimum a scaled first
             step is accepted at once instead of being halved many times.
 
+    Problems small enough for an exact Hessian (:attr:`MAPProblem.newton`) are solved by projected Newton steps
+    instead (:func:`_solve_newton`; ``history`` and ``gamma0`` do not apply): same minimiser, same stopping rules,
+    in a handful of iterations, from a nearby start in one or two.
+
     Returns:
         :class:`MAPResult` (weights exactly 0 outside A and where the bound is active).
     """
+    if problem.newton:
+        return _solve_newton(problem, allowed, w0, b0, max_iter, tol)
     dev = problem.l1.device
     b_n, kc = allowed.shape[0], problem.kc
     p = kc + problem.c
-    mask = torch.cat([allowed.reshape(b_n, kc), torch.ones(b_n, problem.c, dtype=torch.bool, device=dev)], 1)
-    bounded = torch.zeros(p, dtype=torch.bool, device=dev)
-    bounded[:kc] = True
-    w0 = (w0.to(torch.float64).clamp(min=0) * allowed).reshape(b_n, problem.k, problem.c)
-    x = torch.cat([w0.reshape(b_n, kc), problem.centred_bias(w0, b0.to(torch.float64))], 1)
+    mask, bounded, x = _packed_start(problem, allowed, w0, b0)
     f, nll, g = problem.fg(x)
     assert g is not None
     n_evals = 1
@@ -176,10 +249,7 @@ def solve_map(
     if gamma0 is not None:
         gamma = gamma0.to(device=dev, dtype=torch.float64).clone()
     active = torch.ones(b_n, dtype=torch.bool, device=dev)
-    gtol = tol * max(problem.n, 1)
-    # relative size of rounding noise in F: below it, Armijo comparisons are meaningless
-    noise = 1e-6 if problem.s.dtype == torch.float32 else 1e-13
-    ftol = max(1e-3 * tol, noise)
+    gtol, noise, ftol = _tolerances(problem, tol)
     it = 0
     for it in range(1, max_iter + 1):
         idx = torch.nonzero(active).squeeze(1)
@@ -187,8 +257,7 @@ def solve_map(
             break
         xa, ga, fa, ma = x[idx], g[idx], f[idx], mask[idx]
         # projected gradient and the free variables (not held at the bound by a pushing gradient)
-        at_bound = bounded & (xa <= 0)
-        pg = torch.where(at_bound, torch.clamp(ga, max=0), ga) * ma
+        at_bound, pg = _projected_gradient(xa, ga, ma, bounded)
         pg_norm = pg.abs().amax(1)
         done = pg_norm <= gtol
         free = ma & ~(at_bound & (ga > 0))
@@ -260,3 +329,104 @@ def solve_map(
     w = x[:, :kc].reshape(b_n, problem.k, problem.c)
     g_w = g[:, :kc].reshape(b_n, problem.k, problem.c)
     return MAPResult(w, problem.true_bias(w, x[:, kc:]), nll, f, g_w, it, converged, n_evals, gamma)
+
+
+def _tolerances(problem: MAPProblem, tol: float) -> tuple[float, float, float]:
+    """Both solvers' stopping rules (:func:`solve_map`): the projected-gradient bound, the relative rounding noise of F
+    (below it Armijo comparisons are meaningless) and the relative decrease that counts as none."""
+    noise = 1e-6 if problem.s.dtype == torch.float32 else 1e-13
+    return tol * max(problem.n, 1), noise, max(1e-3 * tol, noise)
+
+
+def _projected_gradient(x: torch.Tensor, g: torch.Tensor, mask: torch.Tensor, bounded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which variables sit at the bound, and the gradient projected on the feasible directions (0 where not allowed)."""
+    at_bound = bounded & (x <= 0)
+    return at_bound, torch.where(at_bound, torch.clamp(g, max=0), g) * mask
+
+
+def _packed_start(problem: MAPProblem, allowed: torch.Tensor, w0: torch.Tensor, b0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Both solvers' start: which packed variables each problem may move (B, P), which are bounded below by 0 (P,),
+    and the packed start x (B, P), clipped to the feasible set."""
+    dev = problem.l1.device
+    b_n, kc = allowed.shape[0], problem.kc
+    mask = torch.cat([allowed.reshape(b_n, kc), torch.ones(b_n, problem.c, dtype=torch.bool, device=dev)], 1)
+    bounded = torch.zeros(kc + problem.c, dtype=torch.bool, device=dev)
+    bounded[:kc] = True
+    w0 = (w0.to(torch.float64).clamp(min=0) * allowed).reshape(b_n, problem.k, problem.c)
+    return mask, bounded, torch.cat([w0.reshape(b_n, kc), problem.centred_bias(w0, b0.to(torch.float64))], 1)
+
+
+def _solve_newton(problem: MAPProblem, allowed: torch.Tensor, w0: torch.Tensor, b0: torch.Tensor, max_iter: int, tol: float) -> MAPResult:
+    """:func:`solve_map` by projected Newton (Bertsekas 1982, the paper the L-BFGS's two-metric projection comes
+    from): the variables at (or within eps of) the bound whose gradient pushes them out are held there and take a
+    scaled gradient step; the free ones a Newton step with the exact Hessian (:meth:`MAPProblem.hessian`), solved by
+    Cholesky; then the same projected Armijo backtracking and stopping rules as the L-BFGS. The setting of
+    scikit-learn's ``newton-cholesky`` solver (many examples, few features), with bounds."""
+    dev = problem.l1.device
+    b_n, kc = allowed.shape[0], problem.kc
+    p = kc + problem.c
+    mask, bounded, x = _packed_start(problem, allowed, w0, b0)
+    f, nll, g, curv = problem.fg_curvature(x)
+    n_evals = 1
+    active = torch.ones(b_n, dtype=torch.bool, device=dev)
+    gtol, noise, ftol = _tolerances(problem, tol)
+    eye = torch.eye(p, dtype=torch.float64, device=dev)
+    it = 0
+    for it in range(1, max_iter + 1):
+        idx = torch.nonzero(active).squeeze(1)
+        _, pg = _projected_gradient(x[idx], g[idx], mask[idx], bounded)
+        done = pg.abs().amax(1) <= gtol  # converged: no Hessian needed
+        active[idx[done]] = False
+        idx = idx[~done]
+        if idx.numel() == 0:
+            break
+        xa, ga, fa, ma = x[idx], g[idx], f[idx], mask[idx]
+        # Bertsekas's eps-active set: eps = min(1e-3, |x - P(x - g)|), the length of a projected gradient step
+        eps = (torch.where(bounded, torch.minimum(ga, xa), ga) * ma).norm(dim=1).clamp(max=1e-3)
+        held = bounded & (xa <= eps.unsqueeze(1)) & (ga > 0) & ma
+        free = ma & ~held
+        h = problem.hessian(curv[idx])
+        chol, info = torch.linalg.cholesky_ex(torch.where(free.unsqueeze(2) & free.unsqueeze(1), h, eye))
+        g_free = ga * free
+        d = -torch.cholesky_solve(g_free.unsqueeze(2), chol).squeeze(2) * free
+        diag = torch.diagonal(h, dim1=1, dim2=2).clamp(min=1e-12)
+        failed = info != 0  # not positive definite (rounding): a scaled gradient step instead
+        if bool(failed.any()):
+            d[failed] = -(g_free[failed] / diag[failed])
+        d = d - (ga / diag) * held
+        # projected backtracking (Armijo along the projection arc), as in the L-BFGS; every problem still in the
+        # loop has been halved as often as the others, so one step length serves them all
+        accepted = torch.zeros(len(idx), dtype=torch.bool, device=dev)
+        x_new, f_new, nll_new, g_new, curv_new = xa, fa, nll[idx], ga, curv[idx]
+        pos = torch.arange(len(idx), device=dev)
+        xs, ds, gs, fs, ms, step_len = xa, d, ga, fa, ma, 1.0
+        for _ in range(40):
+            xt = xs + step_len * ds
+            xt = torch.where(bounded, xt.clamp(min=0), xt) * ms
+            step = (gs * (xt - xs)).sum(1)
+            if bool((-step <= noise * fs.abs().clamp(min=1.0)).all()):
+                break  # the possible decrease is below rounding noise: numerically at the optimum
+            ft, nllt, gt, ct = problem.fg_curvature(xt)
+            n_evals += 1
+            ok = ft <= fs + 1e-4 * step
+            if step_len == 1.0 and bool(ok.all()):  # the usual case: every full Newton step accepted
+                x_new, f_new, nll_new, g_new, curv_new = xt, ft, nllt, gt, ct
+                accepted[:] = True
+                break
+            if step_len == 1.0:  # some are backtracked: the results are written per problem
+                x_new, f_new, g_new = xa.clone(), fa.clone(), ga.clone()
+            ok_pos = pos[ok]
+            x_new[ok_pos], f_new[ok_pos], nll_new[ok_pos], g_new[ok_pos], curv_new[ok_pos] = xt[ok], ft[ok], nllt[ok], gt[ok], ct[ok]
+            accepted[ok_pos] = True
+            if bool(ok.all()):
+                break
+            rest = ~ok
+            pos, xs, ds, gs, fs, ms, step_len = pos[rest], xs[rest], ds[rest], gs[rest], fs[rest], ms[rest], step_len / 2
+        stalled = ~accepted
+        small = (fa - f_new) <= ftol * fa.abs().clamp(min=1.0)
+        x[idx], f[idx], nll[idx], g[idx], curv[idx] = x_new, f_new, nll_new, g_new, curv_new
+        active[idx] = ~(stalled | (small & accepted & (it > 1)))
+    converged = ~active
+    w = x[:, :kc].reshape(b_n, problem.k, problem.c)
+    g_w = g[:, :kc].reshape(b_n, problem.k, problem.c)
+    return MAPResult(w, problem.true_bias(w, x[:, kc:]), nll, f, g_w, it, converged, n_evals, torch.zeros(b_n, dtype=torch.float64, device=dev))

@@ -19,7 +19,7 @@ class SearchConfig(Settings):
     max_depth: int = Field(10, ge=0, description="rounds of the structure search")
     patience: int = Field(1, ge=0, description="extra rounds after one that found nothing better (0 = stop at the first local optimum)")
     max_moves: int | None = Field(16, ge=1, description="removals / additions tried per beam state; null = all")
-    max_iter: int = Field(500, ge=1, description="projected L-BFGS iterations per MAP problem")
+    max_iter: int = Field(500, ge=1, description="iterations per MAP problem (projected Newton for small problems, projected L-BFGS otherwise)")
     tol: float = Field(1e-8, ge=0, description="projected-gradient tolerance, times N")
     history: int = Field(10, ge=1, description="L-BFGS memory")
     bias_l2: float = Field(1e-4, ge=0, description="tiny Gaussian prior on the class biases")

@@ -30,6 +30,17 @@ TINY = {
 }
 
 
+#: The test session's run (tests/conftest.py, ``runs_dir``): :data:`TINY` with the counterfactual effects' bootstrap
+#: and the integrated gradients of the double swaps cut to the least that still fills every section the dashboard
+#: reads, which is most of the microscope's time at TINY. The benches keep :data:`TINY`.
+TEST_RUN = {
+    **TINY,
+    "microscope.counterfactuals.n_resamples": 200,
+    "microscope.counterfactuals.attribution_per_group": 2,
+    "microscope.counterfactuals.n_steps": 8,
+}
+
+
 #: The headline runs (tests/test_headline.py): :data:`TINY` at the story's extreme, ρ = 1 (every wolf of D on snow,
 #: every husky on grass), with a concept bank and training long enough for the concept model to see coats and faces
 #: (at TINY's bank it perceives little but the backgrounds, and no prior can help then).
@@ -43,12 +54,13 @@ def tiny_sets(config: dict[str, object] = TINY) -> list[str]:
     return [f"{key}={json.dumps(value)}" for key, value in config.items()]
 
 
-def build_tiny_run(root: Path, run_id: str) -> Path:
-    """The real pipeline with :data:`TINY` into ``root/run_id`` (used by the fixture and the dashboard bench)."""
+def build_tiny_run(root: Path, run_id: str, values: dict[str, object] = TINY) -> Path:
+    """The real pipeline with :data:`TINY` (or another of these configs) into ``root/run_id`` (used by the fixture,
+    with :data:`TEST_RUN`, and by the dashboard benches)."""
     from igcore.config import load_config
     from igcore.pipeline import run_pipeline
 
-    config = load_config(None, [*tiny_sets(), f"run_id={run_id}"])
+    config = load_config(None, [*tiny_sets(values), f"run_id={run_id}"])
     return run_pipeline(config, root, progress=False)
 
 

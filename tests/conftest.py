@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.runs import build_tiny_run, write_incomplete_run
+from testkit.runs import TEST_RUN, build_tiny_run, write_incomplete_run
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,7 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if existing:  # e.g. the default demo run, to take the documentation screenshots from it
         shutil.copytree(existing, root / "tiny")
     else:
-        build_tiny_run(root, "tiny")
+        build_tiny_run(root, "tiny", TEST_RUN)
     write_incomplete_run(root / "tiny", root / "tiny-incomplete")
     (root / "junk").mkdir()  # a folder that is not a run
     # the complete run must stay the newest one (the default view)
@@ -43,24 +43,34 @@ BYOD_RUNS = ("waterbirds", "folder")
 
 
 @pytest.fixture(scope="session")
-def byod_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def byod_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str] | Path]:
+    """The users' data of :func:`byod_runs`: each layout's ``world.*`` settings (``waterbirds``, ``folder``) and the
+    decoded-image cache they share (``cache``; a run on the same data with it finds its images there)."""
+    from testkit import byod_fixtures as fx
+
+    data = tmp_path_factory.mktemp("byod-data")
+    birds = fx.make_waterbirds(data / "waterbirds", n=64)
+    manifest = fx.make_folder(data / "folder", n=48, with_mask=False)
+    return {
+        "waterbirds": ["world.name=waterbirds", f"world.root={birds['root']}", f"world.cub_root={birds['cub_root']}"],
+        "folder": ["world.name=folder", f"world.manifest={manifest}"],
+        "cache": data / "cache",
+    }
+
+
+@pytest.fixture(scope="session")
+def byod_runs(byod_data: dict[str, list[str] | Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A RUNS_DIR with two complete runs on users' data (:data:`testkit.byod_fixtures.TINY_SETS`): ``waterbirds``
     (the Waterbirds layout with CUB attributes and segmentations; ``place_names`` left at land/water while the
     photographs' places are Places365 categories; nobody rated its concepts) and ``folder`` (a CSV manifest
-    without masks)."""
+    without masks). Each is the first run on its data (its images decoded, not found in the cache)."""
     from igcore.config import load_config
     from igcore.pipeline import run_pipeline
     from testkit import byod_fixtures as fx
 
-    root, data = tmp_path_factory.mktemp("byod-runs"), tmp_path_factory.mktemp("byod-data")
-    birds = fx.make_waterbirds(data / "waterbirds", n=64)
-    manifest = fx.make_folder(data / "folder", n=48, with_mask=False)
-    worlds = {
-        "waterbirds": ["world.name=waterbirds", f"world.root={birds['root']}", f"world.cub_root={birds['cub_root']}"],
-        "folder": ["world.name=folder", f"world.manifest={manifest}"],
-    }
-    for run_id, world in worlds.items():
-        config = load_config(None, [*fx.TINY_SETS, *world, f"run_id={run_id}", f"world.cache_dir={data / 'cache'}"])
+    root = tmp_path_factory.mktemp("byod-runs")
+    for run_id in BYOD_RUNS:
+        config = load_config(None, [*fx.TINY_SETS, *byod_data[run_id], f"run_id={run_id}", f"world.cache_dir={byod_data['cache']}"])
         run_pipeline(config, root, progress=False)
     return root
 

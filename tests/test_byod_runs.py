@@ -1,4 +1,7 @@
-"""Whole runs on users' data: the waterbirds and folder layouts on fixtures the tests write (nothing downloaded)."""
+"""Whole runs on users' data: the waterbirds and folder layouts on fixtures the tests write (nothing downloaded).
+
+The session's runs on them (``byod_runs``, tests/conftest.py) are the first runs; a second run on the same data is
+made here."""
 
 from __future__ import annotations
 
@@ -13,21 +16,17 @@ from igcore.store import load_run_dir
 from testkit import byod_fixtures as fx
 
 
-def _run(tmp: Path, run_id: str, world: list[str]) -> Path:
-    config = load_config(None, [*fx.TINY_SETS, *world, f"run_id={run_id}", f"world.cache_dir={tmp / 'cache'}"])
-    return run_pipeline(config, tmp / "runs", progress=False)
-
-
 @pytest.fixture(scope="module")
 def waterbirds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return fx.make_waterbirds(tmp_path_factory.mktemp("wb") / "data", n=64)
 
 
 @pytest.mark.slow
-def test_waterbirds_run_completes_and_repeats(waterbirds: dict[str, Path], tmp_path: Path) -> None:
-    world = ["world.name=waterbirds", f"world.root={waterbirds['root']}", f"world.cub_root={waterbirds['cub_root']}"]
-    a = load_run_dir(_run(tmp_path, "a", world))
-    b = load_run_dir(_run(tmp_path, "b", world))
+def test_waterbirds_run_completes_and_repeats(byod_runs: Path, byod_data: dict, tmp_path: Path) -> None:
+    """The session's Waterbirds-layout run, and a second run of the same config on the same data and cache."""
+    a = load_run_dir(byod_runs / "waterbirds")
+    config = load_config(None, [*fx.TINY_SETS, *byod_data["waterbirds"], "run_id=b", f"world.cache_dir={byod_data['cache']}"])
+    b = load_run_dir(run_pipeline(config, tmp_path / "runs", progress=False))
     assert a.complete and b.complete
     ma, mb = a.results(), b.results()
     assert ma.methods == mb.methods and ma.hypotheses.z_star == mb.hypotheses.z_star  # same seed, same metrics
@@ -49,9 +48,8 @@ def test_waterbirds_run_completes_and_repeats(waterbirds: dict[str, Path], tmp_p
 
 
 @pytest.mark.slow
-def test_folder_run_without_masks_says_what_is_missing(tmp_path: Path) -> None:
-    manifest = fx.make_folder(tmp_path / "data", n=48, with_mask=False)
-    run = load_run_dir(_run(tmp_path, "f", ["world.name=folder", f"world.manifest={manifest}"]))
+def test_folder_run_without_masks_says_what_is_missing(byod_runs: Path) -> None:
+    run = load_run_dir(byod_runs / "folder")  # a CSV manifest without masks
     metrics = run.metrics
     assert metrics["world"]["has_masks"] is False and metrics["world"]["can_render"] is False
     erm = metrics["microscope"]["erm"]

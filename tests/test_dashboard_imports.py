@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from dashboard.pages import PAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +28,24 @@ def _fresh(code: str, env: dict[str, str] | None = None) -> subprocess.Completed
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("module", dashboard_modules())
-def test_module_imports_without_torch(module: str) -> None:
-    out = _fresh(f"import importlib, sys; importlib.import_module({module!r}); print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+def test_modules_import_without_torch() -> None:
+    """Every dashboard module, imported one after another in one fresh interpreter, loads none of :data:`HEAVY`. An
+    earlier module cannot hide a later one's import: whatever a module imports is loaded when it is imported, so
+    the first module whose import loads a heavy library is the one named."""
+    modules = dashboard_modules()
+    assert "dashboard.run_view" in modules and "dashboard.components.charts" in modules
+    code = f"""
+import importlib, sys
+for module in {modules!r}:
+    importlib.import_module(module)
+    print(module, sorted(m for m in {HEAVY!r} if m in sys.modules), flush=True)
+"""
+    out = _fresh(code)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[]", (module, out.stdout)
+    lines = [line for line in out.stdout.splitlines() if line.split(" ", 1)[0] in modules]
+    assert [line.split(" ", 1)[0] for line in lines] == modules, out.stdout
+    loaded = [line for line in lines if not line.endswith("[]")]
+    assert not loaded, loaded  # the first module listed is the one that imported it
 
 
 def test_pages_that_read_numbers_render_without_torch(runs_dir: Path) -> None:

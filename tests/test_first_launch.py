@@ -21,10 +21,13 @@ from testkit.runs import tiny_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
-#: The demo run of these tests: the tiny config, the baseline and the microscope on it (what the mechanism needs),
-#: the microscope cut to what the Overview shows of it (the counterfactual effects) and one attribution method.
+#: The demo run of these tests: the tiny config with a smaller world (the smallest the CLI's tests run on), the baseline
+#: and the microscope on it (what the mechanism needs), the microscope cut to what the Overview shows of it (the
+#: counterfactual effects) and one attribution method.
 STAGES = "world;erm;microscope"
-SETS = [*tiny_sets(), 'microscope.models=["erm"]', "microscope.surrogates=false", 'microscope.methods=["saliency"]',
+SMALL_WORLD = ["world.n_train=120", "world.n_val=60", "world.n_test_train=90", "world.n_test_eval=90", "world.n_concept_bank=120",
+               "world.image_size=32"]
+SETS = [*tiny_sets(), *SMALL_WORLD, 'microscope.models=["erm"]', "microscope.surrogates=false", 'microscope.methods=["saliency"]',
         "microscope.tcav.repeats=1", "microscope.tcav.n_controls=0", "microscope.counterfactuals.max_images=60",
         "microscope.counterfactuals.attribution_per_group=0", "microscope.counterfactuals.n_resamples=200"]
 PENDING = "Still being computed:** the `microscope` stage"

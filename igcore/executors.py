@@ -182,6 +182,7 @@ class _BatchWorker:
         out = np.zeros((len(rows), 0), np.float32) if any(errors) else np.asarray(self.fn(images, rows))
         return {
             "pos": np.asarray(batch["pos"], dtype=np.int64),
+            "row": rows,
             "out": out,
             "error": np.asarray(errors, dtype=object),
             "pid": np.full(len(rows), os.getpid(), dtype=np.int64),

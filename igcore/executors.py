@@ -66,9 +66,12 @@ class Executor(Protocol):
 
     def map_batches(
         self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "", rows: np.ndarray | None = None,
+        loading: bool = True,
     ) -> np.ndarray:
         """``fn(pixels, rows)`` over ``images[rows]`` (every image when ``rows`` is None) in batches of
-        ``batch_size``, concatenated in the order of ``rows``."""
+        ``batch_size``, concatenated in the order of ``rows``. ``loading``: the call reads the world's images
+        (the features stage), so its progress goes to ``on_progress`` (what the dashboard shows as reading the
+        images); the later stages' per-image work does not report there."""
         ...
 
     def close(self) -> None:
@@ -98,6 +101,7 @@ class LocalExecutor:
 
     def map_batches(
         self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "", rows: np.ndarray | None = None,
+        loading: bool = True,
     ) -> np.ndarray:
         start = time.perf_counter()
         every = rows is None
@@ -108,7 +112,7 @@ class LocalExecutor:
             batch = rows[lo : lo + batch_size]
             pixels = images[lo : lo + batch_size] if every else images[batch]  # LazyImages decode just this batch
             parts.append(fn(pixels, batch))
-            if self.on_progress:
+            if self.on_progress and loading:
                 self.on_progress(min(lo + batch_size, len(rows)), len(rows))
         self._record(len(rows), time.perf_counter() - start)
         return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
@@ -319,6 +323,7 @@ class RayExecutor:
 
     def map_batches(
         self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "", rows: np.ndarray | None = None,
+        loading: bool = True,
     ) -> np.ndarray:
         rows = _rows(images, rows)
         n = len(rows)
@@ -345,7 +350,7 @@ class RayExecutor:
                     cpu_seconds[int(pid)] = max(cpu_seconds.get(int(pid), 0.0), float(cpu))
                 done += len(positions)
                 bar.update(len(positions))
-                if self.on_progress:
+                if self.on_progress and loading:
                     self.on_progress(done, n)
         if errors:
             self._unreadable(images, errors)

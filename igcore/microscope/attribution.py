@@ -218,7 +218,7 @@ def maps_for(
     if len(missing):
         executor = executor or LocalExecutor(progress=False)
         work = functools.partial(PredictAndAttribute, classifier, method, resolved, batch_size, seed)
-        packed = executor.map_batches(work, images, batch_size, desc=f"{method} {model_name}", rows=missing)
+        packed = executor.map_batches(work, images, batch_size, desc=f"{method} {model_name}", rows=missing, loading=False)
         targets, maps = unpack_maps(packed, tuple(images.shape[1:3]))
         cache.add(model_name, method, resolved, missing, targets, maps)
         for i, t, m in zip(missing.tolist(), targets.tolist(), maps, strict=True):

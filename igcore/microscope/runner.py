@@ -327,7 +327,7 @@ def counterfactual_effects(
     def logits_of(clf: Any) -> Callable[[Any, np.ndarray | None], np.ndarray]:
         """The model's logits of ``images[rows]``, batch by batch on the run's executor."""
         work = functools.partial(BatchLogits, clf)
-        return lambda images, rows: inputs.executor.map_batches(work, images, LOGITS_BATCH, desc="log-odds", rows=rows)
+        return lambda images, rows: inputs.executor.map_batches(work, images, LOGITS_BATCH, desc="log-odds", rows=rows, loading=False)
 
     c, test, names = settings.counterfactuals, inputs.test_eval, inputs.world.group_names()
     rows = np.arange(len(test))
@@ -372,7 +372,7 @@ def counterfactual_effects(
         if len(attributed):
             work = functools.partial(SwapIntegratedGradients, clf, c.n_steps, settings.batch_size)
             maps = inputs.executor.map_batches(work, swap_pairs(test, first["double"], attributed), settings.batch_size,
-                                               desc="swap attribution")
+                                               desc="swap attribution", loading=False)
             per_model[m]["swap_attribution"] = swap_attribution(
                 clf, test, first["double"], attributed, n_steps=c.n_steps, seed=inputs.seed, group_names=names, attributed=maps,
             )

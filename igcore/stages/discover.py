@@ -98,7 +98,7 @@ def activations(ctx: RunContext, model: str, images: Any, desc: str, rows: np.nd
     from igcore.discover.layers import CAPTURE_BATCH, LayerActivations
 
     work = functools.partial(LayerActivations, ctx.classifier(model), ctx.config.discover.layer)
-    return ctx.executor.map_batches(work, images, CAPTURE_BATCH, desc=f"activations {desc}", rows=rows)
+    return ctx.executor.map_batches(work, images, CAPTURE_BATCH, desc=f"activations {desc}", rows=rows, loading=False)
 
 
 def save(d: SourceDiscovery, ctx: RunContext) -> None:

@@ -42,8 +42,8 @@ def stage_erm(ctx: RunContext) -> dict[str, Any]:
     # scored image by image on the run's executor: on executor=ray the checkpoint's weights go to the workers
     work = functools.partial(BatchLogits, model)
     val, test = ctx.data.val, ctx.data.test_eval
-    val_acc = float((ctx.executor.map_batches(work, val.images, LOGITS_BATCH, desc="erm val").argmax(1) == val.labels).mean())
-    proba = model.proba(ctx.executor.map_batches(work, test.images, LOGITS_BATCH, desc="erm test_eval"))
+    val_acc = float((ctx.executor.map_batches(work, val.images, LOGITS_BATCH, desc="erm val", loading=False).argmax(1) == val.labels).mean())
+    proba = model.proba(ctx.executor.map_batches(work, test.images, LOGITS_BATCH, desc="erm test_eval", loading=False))
     ctx.evaluate("erm", proba, val_acc=val_acc, checkpoint=checkpoint.name)
     ctx.write_metrics({"baseline": {
         "name": checkpoint.name, "trained": False, "arch": checkpoint.model_type, "labels": checkpoint.labels,

@@ -33,6 +33,10 @@ hf_logging.disable_progress_bar()  # our own tqdm bars report training; no per-s
 PIXEL_MEAN = (0.5, 0.5, 0.5)
 PIXEL_STD = (0.25, 0.25, 0.25)
 
+#: Images per forward pass when a classifier scores images (and per executor batch of :class:`BatchLogits`).
+LOGITS_BATCH = 512
+
+
 def build_model(arch: str, num_labels: int, image_size: int) -> PreTrainedModel:
     """Model for ``arch``: a registered name, or a local directory written by ``save_pretrained``."""
     if check_architecture(arch) in ARCHITECTURES:
@@ -265,7 +269,7 @@ class ImageClassifier:
 
     # -- inference --------------------------------------------------------------------------------
     @torch.no_grad()
-    def logits(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    def logits(self, images: np.ndarray, batch_size: int = LOGITS_BATCH) -> np.ndarray:
         self.module_.eval()
         out = []
         for start in range(0, len(images), batch_size):
@@ -273,7 +277,11 @@ class ImageClassifier:
         return torch.cat(out).numpy() if out else np.zeros((0, self.num_labels), np.float32)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        z = torch.from_numpy(self.logits(images))
+        return self.proba(self.logits(images))
+
+    def proba(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities from this model's logits (sigmoid when multi-label, else softmax)."""
+        z = torch.from_numpy(np.asarray(logits))
         return (torch.sigmoid(z) if self.multi_label else torch.softmax(z, 1)).numpy()
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -328,6 +336,18 @@ class ImageClassifier:
         est.source_ = {"trained": False, "checkpoint": checkpoint.name, "labels": checkpoint.labels}
         est.sample_weight_ = None
         return est
+
+
+class BatchLogits:
+    """A classifier's logits of each image: ``fn(pixels, rows)``, the per-image work an executor runs
+    (:mod:`igcore.executors`). It holds the classifier, so on ``executor=ray`` its weights (a trained head, or
+    a user's checkpoint) travel to each worker with it; the rows change nothing."""
+
+    def __init__(self, classifier: ImageClassifier) -> None:
+        self.classifier = classifier
+
+    def __call__(self, pixels: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        return self.classifier.logits(pixels)
 
 
 # ------------------------------------------------------------------------------------ users' checkpoints

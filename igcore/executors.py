@@ -1,9 +1,14 @@
 """Where per-image work runs: batches of images through a function that holds a model.
 
-A stage that scores images (backbone features, concept scores, predictions) hands the executor a factory
-``make_fn() -> fn`` and the images; ``fn(batch) -> array`` maps a uint8 batch (B, H, W, 3) to a result
-with one row per image. The factory (not the function) crosses process boundaries, so each worker builds
-its model once. Every executor returns the same array in the same row order:
+Every stage that works image by image (backbone features, attribution maps, the log-odds of counterfactual
+images, a layer's activations for concept discovery) hands the executor a factory ``make_fn() -> fn``, the
+images and, optionally, the rows of them to map; ``fn(pixels, rows) -> array`` maps a uint8 batch
+(B, H, W, 3) and the row number of each image in ``images`` (B,) to a result with one row per image. The
+rows are what makes a result independent of how the work was cut into batches: a stochastic method seeds
+each image from its row (:func:`igcore.microscope.attribution.compute_maps`). The factory (not the
+function) crosses process boundaries, so each worker builds its model once (a factory that holds a
+trained model, a user's checkpoint included, ships its weights with it). Every executor returns the same
+array in the same order (the order of ``rows``):
 
 - :class:`LocalExecutor` runs in this process, batch by batch, with a progress bar (``executor=local``).
 - :class:`RayExecutor` runs a Ray Data pipeline (``executor=ray``, docs/SCALE.md): a dataset with one
@@ -40,16 +45,33 @@ from igcore.worlds.images import LazyImages, ProgressFn, decode
 if TYPE_CHECKING:
     from igcore.config import Config, RayConfig
 
-BatchFn = Callable[[np.ndarray], np.ndarray]
+#: ``fn(pixels, rows)``: uint8 (B, H, W, 3) images and their row numbers (B,) -> one result row per image.
+BatchFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 Images = np.ndarray | LazyImages
+
+
+def _rows(images: Images, rows: np.ndarray | None) -> np.ndarray:
+    """The rows of ``images`` to map (all of them when None), checked."""
+    if rows is None:
+        return np.arange(len(images), dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(images)):
+        raise ValueError(f"rows must be in [0, {len(images) - 1}]")
+    return rows
 
 
 class Executor(Protocol):
     name: str
     stats: dict[str, Any]
 
-    def map_batches(self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "") -> np.ndarray:
-        """``fn(batch)`` over ``images`` in batches, concatenated in the images' order."""
+    def map_batches(
+        self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "", rows: np.ndarray | None = None,
+        loading: bool = True,
+    ) -> np.ndarray:
+        """``fn(pixels, rows)`` over ``images[rows]`` (every image when ``rows`` is None) in batches of
+        ``batch_size``, concatenated in the order of ``rows``. ``loading``: the call reads the world's images
+        (the features stage), so its progress goes to ``on_progress`` (what the dashboard shows as reading the
+        images); the later stages' per-image work does not report there."""
         ...
 
     def close(self) -> None:
@@ -77,15 +99,22 @@ class LocalExecutor:
         self.progress, self.on_progress = progress, on_progress
         self.stats: dict[str, Any] = {"images": 0, "seconds": 0.0, "workers": {}}
 
-    def map_batches(self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "") -> np.ndarray:
+    def map_batches(
+        self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "", rows: np.ndarray | None = None,
+        loading: bool = True,
+    ) -> np.ndarray:
         start = time.perf_counter()
+        every = rows is None
+        rows = _rows(images, rows)
         fn = make_fn()
         parts = []
-        for lo in tqdm(range(0, len(images), batch_size), desc=desc, disable=not self.progress, leave=False):
-            parts.append(fn(images[lo : lo + batch_size]))  # LazyImages decode just this batch
-            if self.on_progress:
-                self.on_progress(min(lo + batch_size, len(images)), len(images))
-        self._record(len(images), time.perf_counter() - start)
+        for lo in tqdm(range(0, len(rows), batch_size), desc=desc, disable=not self.progress, leave=False):
+            batch = rows[lo : lo + batch_size]
+            pixels = images[lo : lo + batch_size] if every else images[batch]  # LazyImages decode just this batch
+            parts.append(fn(pixels, batch))
+            if self.on_progress and loading:
+                self.on_progress(min(lo + batch_size, len(rows)), len(rows))
+        self._record(len(rows), time.perf_counter() - start)
         return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
     def _record(self, n: int, seconds: float) -> None:
@@ -141,7 +170,7 @@ class _ArrayRows:
 class _BatchWorker:
     """A Ray Data actor: builds the model once (``make_fn``), then maps batches of rows to results.
 
-    Each output batch carries the rows it answers (the driver puts them in order), the decoding error of
+    Each output batch carries the positions it answers (the driver puts them in order), the decoding error of
     each row ("" when none: bad files are reported together, as by the local path), and this process's
     id, peak resident memory (what the run reports as memory per worker) and CPU time so far.
     """
@@ -154,8 +183,9 @@ class _BatchWorker:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = np.asarray(batch["row"], dtype=np.int64)
         images, errors = self.loader(batch)
-        out = np.zeros((len(rows), 0), np.float32) if any(errors) else np.asarray(self.fn(images))
+        out = np.zeros((len(rows), 0), np.float32) if any(errors) else np.asarray(self.fn(images, rows))
         return {
+            "pos": np.asarray(batch["pos"], dtype=np.int64),
             "row": rows,
             "out": out,
             "error": np.asarray(errors, dtype=object),
@@ -249,8 +279,9 @@ class RayExecutor:
             self._temp_dir = None
 
     # -- the work ----------------------------------------------------------------------------------
-    def dataset(self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int) -> Any:
-        """The Ray Data pipeline (not yet executed): one row per image, mapped by the actor pool."""
+    def dataset(self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, rows: np.ndarray | None = None) -> Any:
+        """The Ray Data pipeline (not yet executed): one dataset row per image of ``rows`` (its position in
+        the output, its row in ``images``, and its file when lazy), mapped by the actor pool."""
         import pandas as pd
         import ray
         import ray.data
@@ -260,10 +291,11 @@ class RayExecutor:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the executor draws one bar of its own
         context.print_on_execution_start = False
-        n = len(images)
-        columns: dict[str, Any] = {"row": np.arange(n, dtype=np.int64)}
+        rows = _rows(images, rows)
+        n = len(rows)
+        columns: dict[str, Any] = {"pos": np.arange(n, dtype=np.int64), "row": rows}
         if isinstance(images, LazyImages):
-            columns["path"] = images.paths
+            columns["path"] = images.view(rows).paths
             loader: _FileRows | _ArrayRows = _FileRows(images.source.size, images.source.policy)
         else:
             loader = _ArrayRows([ray.put(np.ascontiguousarray(images))])
@@ -289,8 +321,12 @@ class RayExecutor:
                 max_task_retries=s.max_retries,
             )
 
-    def map_batches(self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "") -> np.ndarray:
-        n = len(images)
+    def map_batches(
+        self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, desc: str = "", rows: np.ndarray | None = None,
+        loading: bool = True,
+    ) -> np.ndarray:
+        rows = _rows(images, rows)
+        n = len(rows)
         if n == 0:
             return np.zeros((0,), np.float32)
         start = time.perf_counter()
@@ -301,20 +337,20 @@ class RayExecutor:
         cpu_seconds: dict[int, float] = self.stats.setdefault("cpu_seconds", {})  # pid -> CPU seconds used
         with tqdm(total=n, desc=f"{desc} (ray, {self.settings.workers} workers)", unit="img",
                   disable=not self.progress, leave=False) as bar:
-            for batch in self.dataset(make_fn, images, batch_size).iter_batches(batch_size=None, batch_format="numpy"):
-                rows = batch["row"]
-                failed = {int(r): str(e) for r, e in zip(rows, batch["error"], strict=True) if e}
+            for batch in self.dataset(make_fn, images, batch_size, rows).iter_batches(batch_size=None, batch_format="numpy"):
+                positions = batch["pos"]
+                failed = {int(r): str(e) for r, e in zip(batch["row"], batch["error"], strict=True) if e}
                 errors.update(failed)
                 if not failed:
                     if out is None:
                         out = np.empty((n, *batch["out"].shape[1:]), dtype=batch["out"].dtype)
-                    out[rows] = batch["out"]
+                    out[positions] = batch["out"]
                 for pid, rss, cpu in zip(batch["pid"], batch["peak_rss_mb"], batch["cpu_seconds"], strict=True):
                     workers[int(pid)] = max(workers.get(int(pid), 0.0), round(float(rss), 1))
                     cpu_seconds[int(pid)] = max(cpu_seconds.get(int(pid), 0.0), float(cpu))
-                done += len(rows)
-                bar.update(len(rows))
-                if self.on_progress:
+                done += len(positions)
+                bar.update(len(positions))
+                if self.on_progress and loading:
                     self.on_progress(done, n)
         if errors:
             self._unreadable(images, errors)

@@ -52,7 +52,7 @@ class FeatureExtractor:
     """Pooled features of images through a frozen backbone, batched, with a progress bar.
 
     ``extractor(images)`` maps a uint8 batch (N, H, W, 3) to float32 (N, D): the function an executor runs
-    per batch (one extractor per worker holds the model).
+    per batch (one extractor per worker holds the model; the image rows it is also given change nothing).
 
     Args:
         backbone: a local pretrained transformers vision checkpoint (``save_pretrained`` folder).
@@ -68,7 +68,7 @@ class FeatureExtractor:
         self.module_ = PixelClassifier(build_model(self.backbone, 2, 0), backbone_spec(backbone)).to(self.device_).eval()
         self.dim_ = head_of(self.module_.model).in_features
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         return head_inputs(self.module_, images, max(1, len(images)), self.device_).cpu().numpy()
 
 

@@ -104,8 +104,10 @@ def run_pipeline(
                     if on_stage:
                         on_stage(stage.name, i, len(selected))
                     ctx.stage, ctx.writes = stage.name, stage.writes
-                    start = time.perf_counter()
+                    start, mapped = time.perf_counter(), executor.stats["images"]
                     info = stage.run(ctx) or {}
+                    if executor.stats["images"] > mapped:  # which executor ran this stage's per-image work, on how many images
+                        info["per_image"] = {"executor": executor.name, "images": executor.stats["images"] - mapped}
                     writer.record_stage(
                         stage.name, time.perf_counter() - start,
                         requires=list(stage.requirements(config)), provides=list(stage.provides), **info,

@@ -106,8 +106,6 @@ class _RunConfig(Settings):
                 "executor=ray streams images through a frozen backbone and trains on its features; "
                 "set features.backbone=<save_pretrained folder> (or use executor=local to train whole image models)"
             )
-        if self.executor == "ray" and self.baseline.checkpoint:
-            raise ValueError("executor=ray does not score a user's baseline.checkpoint; run it with executor=local")
         return self
 
     def public(self) -> dict[str, Any]:

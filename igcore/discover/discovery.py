@@ -140,6 +140,11 @@ def resemblance(scores: np.ndarray, split: Split, vocabulary: Vocabulary, backgr
     return out
 
 
+def grid_splits(scored: Sequence[str] = SCORED) -> list[str]:
+    """The splits whose activations :func:`discover` reads: those it scores, and those it factorises."""
+    return list(dict.fromkeys([*scored, "train", "test_train", "test_eval"]))
+
+
 def discover(
     model: Any,
     name: str,
@@ -152,6 +157,7 @@ def discover(
     names: Mapping[str, str] | None = None,
     seed: int = 0,
     scored: Sequence[str] = SCORED,
+    grids: Mapping[str, np.ndarray] | None = None,
 ) -> SourceDiscovery:
     """Discover the concepts of ``model`` (an :class:`~igcore.baseline.ImageClassifier`) named ``name``.
 
@@ -161,6 +167,8 @@ def discover(
         vocabulary, backgrounds, group_names: the data's annotations, for :func:`resemblance` on D′_eval.
         names: ``{concept id: name}`` for components people named.
         scored: splits to score (``test_eval`` is always among them: maps and resemblance).
+        grids: the layer's activations of every split of :func:`grid_splits` (the pipeline reads them on its
+            executor, :class:`~igcore.discover.layers.LayerActivations`); None reads them here.
     """
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -173,7 +181,8 @@ def discover(
 
     module, device = model.module_, model.device_
     site = resolve_site(module, params.layer)
-    grids = {s: capture(module, site, splits[s].images, device=device) for s in dict.fromkeys([*scored, "train", "test_train", "test_eval"])}
+    if grids is None:
+        grids = {s: capture(module, site, splits[s].images, device=device) for s in grid_splits(scored)}
     rows = fit_sample(splits, params.images, seed)
     fit_grids = np.concatenate([grids["train"][rows["train"]], grids["test_train"][rows["test_train"]]])
     lap("capture")

@@ -36,6 +36,8 @@ from igcore.baseline import to_pixels
 from igcore.errors import InputError
 
 GridFn = Callable[[torch.Tensor], torch.Tensor]  # (B, h, w, C) non-negative -> (V, B, h, w, C) variants
+#: Images per forward pass when a site's activations are read.
+CAPTURE_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def _output(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def capture(module: nn.Module, site: Site, images: np.ndarray, batch_size: int = 256, device: str | torch.device = "cpu") -> np.ndarray:
+def capture(module: nn.Module, site: Site, images: np.ndarray, batch_size: int = CAPTURE_BATCH, device: str | torch.device = "cpu") -> np.ndarray:
     """The site's non-negative grid ``(N, h, w, C)`` (float32) for uint8 images ``(N, H, W, 3)``."""
     target = module.get_submodule(site.path)
     grabbed: list[torch.Tensor] = []
@@ -108,6 +110,19 @@ def capture(module: nn.Module, site: Site, images: np.ndarray, batch_size: int =
     if not grabbed:
         raise ValueError("capture needs at least one image")
     return torch.cat(grabbed).numpy()
+
+
+class LayerActivations:
+    """``fn(pixels, rows)``: the grid (B, h, w, C) of a classifier's ``layer`` for each image, the per-image work
+    of discovery that an executor runs (:mod:`igcore.executors`). It holds the classifier, so on
+    ``executor=ray`` its weights travel to each worker; the rows change nothing."""
+
+    def __init__(self, classifier: Any, layer: str) -> None:
+        self.classifier, self.layer = classifier, layer
+
+    def __call__(self, pixels: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        module = self.classifier.module_
+        return capture(module, resolve_site(module, self.layer), pixels, device=self.classifier.device_)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ never rewritten and nothing already computed is computed again.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
@@ -26,6 +27,7 @@ from safetensors.numpy import load_file, save_file
 from igcore.architectures import architecture_of
 from igcore.baseline import ImageClassifier, to_pixels
 from igcore.errors import InputError
+from igcore.executors import Executor, Images, LocalExecutor
 from igcore.microscope.registry import get_method, params_key
 
 #: What the maps explain: the model's own predicted class (the question "why did it say that?").
@@ -59,6 +61,7 @@ def compute_maps(
     batch_size: int = 32,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Attribution maps of ``module`` for uint8 images (N, H, W, 3), explaining ``targets``.
 
@@ -70,7 +73,9 @@ def compute_maps(
         params: method parameters (defaults from the registry for the rest).
         batch_size: images per call of the method.
         device: where to compute.
-        seed: seeds the random draws of stochastic methods (GradientSHAP), per batch.
+        seed: seeds the random draws of stochastic methods (GradientSHAP).
+        rows: the row of each image in its data set (default ``0..N-1``): a stochastic method runs image by
+            image with the seed ``(seed, row)``, so a map is the same whatever batch (or worker) computed it.
 
     Returns:
         float32 (N, H, W) maps.
@@ -81,12 +86,15 @@ def compute_maps(
         raise InputError(f"attribution method {method!r} does not apply to {arch} models (it needs {', '.join(spec.architectures)})")
     resolved = spec.resolve(params, int(images.shape[1]))
     module.eval()
+    rows = np.arange(len(images), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    step = 1 if spec.stochastic else batch_size
     out = []
-    for b, start in enumerate(range(0, len(images), batch_size)):
-        x = to_pixels(images[start : start + batch_size], device).requires_grad_()
-        t = torch.as_tensor(np.asarray(targets[start : start + batch_size]), dtype=torch.long, device=x.device)
-        with torch.random.fork_rng(devices=[]), _numpy_seeded(seed * 100_003 + b):
-            torch.manual_seed(seed * 100_003 + b)
+    for start in range(0, len(images), step):
+        x = to_pixels(images[start : start + step], device).requires_grad_()
+        t = torch.as_tensor(np.asarray(targets[start : start + step]), dtype=torch.long, device=x.device)
+        drawn = seed * 100_003 + int(rows[start])  # a deterministic method draws nothing; a stochastic one: one image
+        with torch.random.fork_rng(devices=[]), _numpy_seeded(drawn):
+            torch.manual_seed(drawn)
             maps = spec.fn(module, x, t, **resolved)
         out.append(maps.detach().float().cpu().numpy())
     h, w = images.shape[1:3]
@@ -158,21 +166,48 @@ class AttributionCache:
         return out
 
 
+class PredictAndAttribute:
+    """The per-image work of :func:`maps_for`, run by an executor: the model's answer on each image and the map
+    that explains it.
+
+    ``fn(pixels, rows)`` returns float32 (B, 1 + H·W): the target class in the first column, the flattened map
+    after it (:func:`unpack_maps` splits them). It holds the classifier, so on ``executor=ray`` the model's
+    weights (a trained head or a user's checkpoint) travel to each worker with it.
+    """
+
+    def __init__(self, classifier: ImageClassifier, method: str, params: Mapping[str, Any], batch_size: int, seed: int) -> None:
+        self.classifier, self.method, self.params = classifier, method, dict(params)
+        self.batch_size, self.seed = batch_size, seed
+
+    def __call__(self, pixels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        targets = self.classifier.predict(pixels)
+        maps = compute_maps(self.classifier.module_, pixels, targets, self.method, self.params,
+                            batch_size=self.batch_size, device=self.classifier.device_, seed=self.seed, rows=rows)
+        return np.concatenate([targets[:, None].astype(np.float32), maps.reshape(len(maps), -1)], axis=1)
+
+
+def unpack_maps(packed: np.ndarray, side: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The targets (N,) and maps (N, H, W) of :class:`PredictAndAttribute`'s output."""
+    return packed[:, 0].astype(np.int64), packed[:, 1:].reshape(len(packed), *side).astype(np.float32)
+
+
 def maps_for(
     cache: AttributionCache,
     model_name: str,
     classifier: ImageClassifier,
-    images: np.ndarray,
+    images: Images,
     indices: Sequence[int] | np.ndarray,
     method: str,
     params: Mapping[str, Any] | None = None,
     *,
     batch_size: int = 32,
     seed: int = 0,
+    executor: Executor | None = None,
 ) -> AttributionMaps:
     """Maps of ``classifier`` (called ``model_name`` in the run) for ``images[indices]``, cached.
 
-    ``images`` is the whole test_eval array; only indices missing from the cache are computed.
+    ``images`` is the whole test_eval array (or its lazily decoded rows); only indices missing from the cache
+    are computed, by ``executor`` (default: this process), each seeded from its index.
     """
     resolved = get_method(method).resolve(params, int(images.shape[1]))
     indices = np.asarray(indices, dtype=np.int64)
@@ -181,11 +216,10 @@ def maps_for(
     cached = cache.load(model_name, method, resolved)
     missing = np.array(sorted({int(i) for i in indices} - set(cached)), dtype=np.int64)
     if len(missing):
-        targets = classifier.predict(images[missing])
-        maps = compute_maps(
-            classifier.module_, images[missing], targets, method, resolved,
-            batch_size=batch_size, device=classifier.device_, seed=seed,
-        )
+        executor = executor or LocalExecutor(progress=False)
+        work = functools.partial(PredictAndAttribute, classifier, method, resolved, batch_size, seed)
+        packed = executor.map_batches(work, images, batch_size, desc=f"{method} {model_name}", rows=missing, loading=False)
+        targets, maps = unpack_maps(packed, tuple(images.shape[1:3]))
         cache.add(model_name, method, resolved, missing, targets, maps)
         for i, t, m in zip(missing.tolist(), targets.tolist(), maps, strict=True):
             cached[i] = (int(t), m)

@@ -27,7 +27,7 @@ differ, so they get all the attribution); the double swap puts background and ob
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,15 +171,22 @@ class Changes:
         return Changes(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("rows", "change", "flips")), parts[0].how)
 
 
+#: ``logits(images, rows)``: a model's logits of ``images[rows]`` (every image when ``rows`` is None).
+LogitsFn = Callable[[Any, "np.ndarray | None"], np.ndarray]
+
+
 def log_odds_changes(
     model: Any, split: Split, counterfactuals: Mapping[str, Counterfactuals], original_logits: np.ndarray | None = None,
+    logits: LogitsFn | None = None,
 ) -> dict[str, Changes]:
     """:class:`Changes` of every kind of swap in ``counterfactuals`` (``background``, ``object``).
 
     ``original_logits`` (N, C) are the model's logits on ``split`` (computed when None); only the rows the
-    counterfactuals change are read.
+    counterfactuals change are read. ``logits`` computes the model's logits (default: in this process; the
+    microscope passes its executor's, :class:`~igcore.baseline.BatchLogits` per batch).
     """
-    base = model.logits(split.images) if original_logits is None else original_logits
+    logits = logits or (lambda images, rows: model.logits(images if rows is None else images[rows]))
+    base = logits(split.images, None) if original_logits is None else original_logits
     answer = base.argmax(1)
     base_lo = log_odds(base)[np.arange(len(base)), answer]
     out: dict[str, Changes] = {}
@@ -187,10 +194,10 @@ def log_odds_changes(
         cf = counterfactuals.get(kind)
         if cf is None:
             continue
-        logits = model.logits(cf.images)
-        change = log_odds(logits)[np.arange(len(cf.index)), answer[cf.index]] - base_lo[cf.index]
+        swapped = logits(cf.images, None)
+        change = log_odds(swapped)[np.arange(len(cf.index)), answer[cf.index]] - base_lo[cf.index]
         rows, inverse = np.unique(cf.index, return_inverse=True)
-        out[kind] = Changes(rows, np.bincount(inverse, weights=change) / np.bincount(inverse), logits.argmax(1) != answer[cf.index], cf.how)
+        out[kind] = Changes(rows, np.bincount(inverse, weights=change) / np.bincount(inverse), swapped.argmax(1) != answer[cf.index], cf.how)
     return out
 
 
@@ -235,9 +242,41 @@ class LogOdds(nn.Module):
         return _log_odds(self.module(pixels))
 
 
+class SwapIntegratedGradients:
+    """The per-image work of :func:`swap_attribution` (``fn(pairs, rows)``, what an executor runs): for each
+    pair (B, 2, H, W, 3) of an original and its double swap, the integrated gradients of the log-odds of the
+    model's answer on the original from the double swap, summed over colour channels, and the completeness
+    gap. Returns float32 (B, H·W + 1): the flattened map, then the gap."""
+
+    def __init__(self, model: Any, n_steps: int, batch_size: int) -> None:
+        self.model, self.n_steps, self.batch_size = model, n_steps, batch_size
+
+    def __call__(self, pairs: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        from captum.attr import IntegratedGradients
+
+        ig = IntegratedGradients(LogOdds(self.model.module_).eval())
+        answer = self.model.predict(pairs[:, 0])
+        out = []
+        for start in range(0, len(pairs), self.batch_size):
+            sl = slice(start, start + self.batch_size)
+            x = to_pixels(pairs[sl, 0], self.model.device_)
+            x0 = to_pixels(pairs[sl, 1], self.model.device_)
+            target = torch.as_tensor(answer[sl], device=self.model.device_)
+            attr, delta = ig.attribute(x, baselines=x0, target=target, n_steps=self.n_steps, return_convergence_delta=True)
+            a = attr.sum(1).detach().float().cpu().numpy()
+            out.append(np.concatenate([a.reshape(len(a), -1), delta.abs().detach().float().cpu().numpy()[:, None]], 1))
+        side = pairs.shape[2] * pairs.shape[3]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, side + 1), np.float32)
+
+
+def swap_pairs(split: Split, double: Counterfactuals, positions: np.ndarray) -> np.ndarray:
+    """uint8 (B, 2, H, W, 3): the originals of the chosen double swaps and the swaps themselves."""
+    return np.stack([split.images[double.index[positions]], double.images[positions]], axis=1)
+
+
 def swap_attribution(
     model: Any, split: Split, double: Counterfactuals, positions: np.ndarray, n_steps: int = 32,
-    batch_size: int = 16, seed: int = 0, group_names: list[str] | None = None,
+    batch_size: int = 16, seed: int = 0, group_names: list[str] | None = None, attributed: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Integrated gradients of the log-odds of the model's answer from the double swap to the original.
 
@@ -248,27 +287,19 @@ def swap_attribution(
     share of the total on the background (``background_share``, overall and per group). The share is
     unbounded where the two parts pull in opposite directions (a total near 0 makes it explode), so it is
     kept for older readers and the dashboard shows the parts.
-    """
-    from captum.attr import IntegratedGradients
 
-    module = LogOdds(model.module_).eval()
-    ig = IntegratedGradients(module)
+    ``attributed`` is :class:`SwapIntegratedGradients`' output for ``swap_pairs(split, double, positions)``
+    (the microscope computes it on its executor); None computes it here.
+    """
     rows, donors = double.index[positions], double.source[positions]
-    answer = model.predict(split.images[rows])
-    bg_part, obj_part, total, gap = [], [], [], []
-    for start in range(0, len(rows), batch_size):
-        sl = slice(start, start + batch_size)
-        x = to_pixels(split.images[rows[sl]], model.device_)
-        x0 = to_pixels(double.images[positions[sl]], model.device_)
-        target = torch.as_tensor(answer[sl], device=model.device_)
-        attr, delta = ig.attribute(x, baselines=x0, target=target, n_steps=n_steps, return_convergence_delta=True)
-        a = attr.sum(1).detach().cpu().numpy()
-        objects = split.masks[rows[sl]] | split.masks[donors[sl]]  # both objects; the rest is background
-        bg_part += (a * ~objects).sum((1, 2)).tolist()
-        obj_part += (a * objects).sum((1, 2)).tolist()
-        total += a.sum((1, 2)).tolist()
-        gap += delta.abs().detach().cpu().numpy().tolist()
-    bg, ob, tot = np.array(bg_part), np.array(obj_part), np.array(total)
+    if attributed is None:
+        attributed = SwapIntegratedGradients(model, n_steps, batch_size)(swap_pairs(split, double, positions))
+    h, w = split.images.shape[1:3]
+    a, gap = attributed[:, :-1].reshape(len(attributed), h, w), attributed[:, -1].astype(np.float64)
+    objects = split.masks[rows] | split.masks[donors]  # both objects; the rest is background
+    # summed in float32 (the maps' precision), then in float64
+    bg, ob, tot = ((a * ~objects).sum((1, 2)).astype(np.float64), (a * objects).sum((1, 2)).astype(np.float64),
+                   a.sum((1, 2)).astype(np.float64))
     keep = np.abs(tot) > 1e-6
     share = bg[keep] / tot[keep]
     out = {
@@ -276,7 +307,7 @@ def swap_attribution(
         "background_log_odds": mean_ci(bg, seed),
         "object_log_odds": mean_ci(ob, seed),
         "total_log_odds": mean_ci(tot, seed),
-        "completeness_gap": float(np.mean(gap)) if gap else None,
+        "completeness_gap": float(np.mean(gap)) if len(gap) else None,
         "n_steps": n_steps,
     }
     if group_names is not None and len(rows):

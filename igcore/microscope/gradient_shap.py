@@ -3,7 +3,8 @@
 Expected gradients: integrated gradients averaged over baselines drawn from a reference distribution
 and random points on each path, with Gaussian noise (``stdevs``) added to the input (as in
 SmoothGrad). Approximates SHAP values; signed. The reference distribution here is the black, gray and
-white images plus ``n_noise_baselines`` uniform-noise images (seeded by the caller's RNG state).
+white images plus ``n_noise_baselines`` uniform-noise images (seeded by the caller's RNG state: the method is
+registered ``stochastic``, so each image is drawn with a seed of its own).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class GradientShapParams(Settings):
     params=GradientShapParams,
     description="GradientSHAP (Lundberg & Lee, 2017): expected gradients over random baselines and path points",
     cost=lambda p, side: p.n_samples,
+    stochastic=True,
 )
 def gradient_shap(
     module: nn.Module, inputs: torch.Tensor, target: torch.Tensor, *, n_samples: int, stdevs: float, n_noise_baselines: int

@@ -78,6 +78,9 @@ class AttributionMethod:
             model's measured seconds per pass.
         scaled: ``scaled(side) -> {parameter: value}`` for parameters whose default (null) follows the image
             side (occlusion's window and stride, the batch sizes); None when none does.
+        stochastic: whether a map depends on random draws (GradientSHAP's baselines and path points): such a
+            method is run image by image, each image seeded from its row, so that a map does not depend on the
+            batch it was computed in (nor on the executor that cut the batches).
     """
 
     name: str
@@ -89,6 +92,7 @@ class AttributionMethod:
     cost_fn: CostFn
     backward: bool = True
     scaled: ScaledFn | None = None
+    stochastic: bool = False
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -130,19 +134,20 @@ def register_attribution(
     cost: CostFn = one_pass,
     backward: bool = True,
     scaled: ScaledFn | None = None,
+    stochastic: bool = False,
 ) -> Callable[[AttributionFn], AttributionFn]:
     """Decorator adding an attribution function to :data:`ATTRIBUTIONS` under ``name``.
 
     ``params`` declares its parameters (the function takes them as keywords, without defaults of its own);
     ``cost(params, side)`` says how many model passes a map takes (default: one), ``backward`` whether they
     are forward and backward passes or forward passes only, ``scaled(side)`` the values of parameters left
-    null on ``side`` px images.
+    null on ``side`` px images, ``stochastic`` whether its maps depend on random draws.
     """
 
     def decorate(fn: AttributionFn) -> AttributionFn:
         ATTRIBUTIONS[name] = AttributionMethod(
             name, fn, params, tuple(architectures), description or (fn.__doc__ or "").strip().split("\n")[0], signed, cost,
-            backward, scaled,
+            backward, scaled, stochastic,
         )
         return fn
 

@@ -20,8 +20,10 @@ Layout of ``microscope/``::
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 from igcore.architectures import architecture_of
+from igcore.baseline import LOGITS_BATCH, BatchLogits
+from igcore.executors import Executor, LocalExecutor
 from igcore.methods import SURROGATES
 from igcore.microscope.attribution import AttributionCache, maps_for
 from igcore.microscope.counterfactuals import mean_ci
@@ -75,6 +79,8 @@ class MicroscopeInputs:
     test_eval_concepts: np.ndarray | None = None
     #: ids of ``concept_bank_concepts``' columns (the concepts TCAV tests); None: the world's vocabulary
     tcav_concepts: list[str] | None = None
+    #: where the per-image work runs (attribution maps, the log-odds of counterfactual images): the run's executor
+    executor: Executor = field(default_factory=lambda: LocalExecutor(progress=False))
 
     @property
     def concepts(self) -> Vocabulary:
@@ -165,7 +171,7 @@ def attributions(
                 break
             result = maps_for(
                 cache, m, clf, test.images, sample, method, settings.params.get(method, {}),
-                batch_size=settings.batch_size, seed=inputs.seed,
+                batch_size=settings.batch_size, seed=inputs.seed, executor=inputs.executor,
             )
             maps[m][method] = result.maps
             if test.masks is not None:
@@ -310,11 +316,18 @@ def counterfactual_effects(
     """
     from igcore.microscope.counterfactuals import (
         Changes,
+        SwapIntegratedGradients,
         log_odds_changes,
         make_counterfactuals,
         summarise_changes,
         swap_attribution,
+        swap_pairs,
     )
+
+    def logits_of(clf: Any) -> Callable[[Any, np.ndarray | None], np.ndarray]:
+        """The model's logits of ``images[rows]``, batch by batch on the run's executor."""
+        work = functools.partial(BatchLogits, clf)
+        return lambda images, rows: inputs.executor.map_batches(work, images, LOGITS_BATCH, desc="log-odds", rows=rows, loading=False)
 
     c, test, names = settings.counterfactuals, inputs.test_eval, inputs.world.group_names()
     rows = np.arange(len(test))
@@ -332,11 +345,12 @@ def counterfactual_effects(
         first = first or cfs
         for m in models:
             clf = inputs.models[m]
+            logits = logits_of(clf)
             original = None
             if not all_images:  # the logits of this round's rows only
                 original = np.zeros((len(test), len(inputs.world.classes)))
-                original[chunk] = clf.logits(test.images[chunk])
-            for kind, ch in log_odds_changes(clf, test, cfs, original).items():
+                original[chunk] = logits(test.images, chunk)
+            for kind, ch in log_odds_changes(clf, test, cfs, original, logits).items():
                 found[m].setdefault(kind, []).append(ch)
         per_row = (time.perf_counter() - started) / max(1, len(chunk))
         if all_images or expired(deadline):
@@ -356,9 +370,11 @@ def counterfactual_effects(
             for group, stat in [("all", e["overall"]), *e["by_group"].items()]:
                 records.append({"model": m, "kind": kind, "group": group, **stat})
         if len(attributed):
+            work = functools.partial(SwapIntegratedGradients, clf, c.n_steps, settings.batch_size)
+            maps = inputs.executor.map_batches(work, swap_pairs(test, first["double"], attributed), settings.batch_size,
+                                               desc="swap attribution", loading=False)
             per_model[m]["swap_attribution"] = swap_attribution(
-                clf, test, first["double"], attributed, n_steps=c.n_steps, batch_size=settings.batch_size,
-                seed=inputs.seed, group_names=names,
+                clf, test, first["double"], attributed, n_steps=c.n_steps, seed=inputs.seed, group_names=names, attributed=maps,
             )
         parts = {k: v for k, v in (per_model[m].get("swap_attribution") or {}).items() if k in ("background_log_odds", "object_log_odds")}
         per_model[m]["precision"] = {

@@ -14,6 +14,7 @@ on the IG student can only follow ``student``, hence two stages.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,7 @@ def discovers(config: Config) -> bool:
 
 def stage_discover(ctx: RunContext) -> dict[str, Any]:
     """Factorise each model of ``discover.models``; its components become vocabulary (see :mod:`igcore.discover`)."""
-    from igcore.discover.discovery import SCORED, discover
+    from igcore.discover.discovery import SCORED, discover, grid_splits
 
     cpu = time.process_time()
     params = ctx.config.discover
@@ -67,9 +68,10 @@ def stage_discover(ctx: RunContext) -> dict[str, Any]:
     found: dict[str, SourceDiscovery] = {}
     info: dict[str, Any] = {}
     for model in params.models:
+        grids = {s: activations(ctx, model, splits[s].images, f"{model} {s}") for s in grid_splits(scored)}
         d = discover(
             ctx.classifier(model), model, splits, params, vocabulary=ctx.world.vocabulary, backgrounds=ctx.world.backgrounds,
-            group_names=ctx.world.group_names(), names=names, seed=ctx.config.seed, scored=scored,
+            group_names=ctx.world.group_names(), names=names, seed=ctx.config.seed, scored=scored, grids=grids,
         )
         found[model] = d
         save(d, ctx)
@@ -91,6 +93,14 @@ def stage_discover(ctx: RunContext) -> dict[str, Any]:
     return {**info, "cpu_seconds": round(time.process_time() - cpu, 3)}  # every thread of the process (CPU time)
 
 
+def activations(ctx: RunContext, model: str, images: Any, desc: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """The grid (N, h, w, C) of ``model``'s ``discover.layer`` for ``images[rows]``, read on the run's executor."""
+    from igcore.discover.layers import CAPTURE_BATCH, LayerActivations
+
+    work = functools.partial(LayerActivations, ctx.classifier(model), ctx.config.discover.layer)
+    return ctx.executor.map_batches(work, images, CAPTURE_BATCH, desc=f"activations {desc}", rows=rows, loading=False)
+
+
 def save(d: SourceDiscovery, ctx: RunContext) -> None:
     """``discover/<model>/``: ``components`` (basis), ``scores`` (raw and calibrated, per split), ``maps``
     (D′_eval coefficient maps, float16) and ``info.json``."""
@@ -109,7 +119,7 @@ def effects_models(config: Config) -> tuple[str, ...]:
 def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
     """Each component's ablation effect on every model under the microscope (:mod:`igcore.discover.importance`)."""
     from igcore.discover.importance import ablation_effects, fit_patterns, resample_maps
-    from igcore.discover.layers import capture, resolve_site
+    from igcore.discover.layers import resolve_site
 
     cpu = time.process_time()
     found = ctx.need(ctx.discovered, "discovered")
@@ -119,7 +129,6 @@ def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
     rows = []
     info: dict[str, Any] = {}
     for source, d in found.items():
-        fit_images = ctx.data.test_train.images[d.fit_images["test_train"]]
         fit_maps = d.fit_maps[len(d.fit_images["train"]):]  # D′_train's part (see importance: patterns)
         per_model: dict[str, Any] = {}
         for model in effects_models(ctx.config):
@@ -128,8 +137,8 @@ def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
             if model == source:  # its activations were read by discovery
                 fit_grids, grids = d.grids["fit"][len(d.fit_images["train"]):], d.grids["test_eval"]
             else:
-                fit_grids = capture(clf.module_, site, fit_images, device=clf.device_)
-                grids = capture(clf.module_, site, test.images, device=clf.device_)
+                fit_grids = activations(ctx, model, ctx.data.test_train.images, f"{model} test_train", d.fit_images["test_train"])
+                grids = activations(ctx, model, test.images, f"{model} test_eval")
             patterns = fit_patterns(fit_grids, fit_maps)
             quality = patterns.fit_quality(grids, d.maps)
             found_effects = ablation_effects(

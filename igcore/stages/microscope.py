@@ -55,6 +55,7 @@ def stage_microscope(ctx: RunContext) -> dict[str, Any]:
         vocabulary=language.vocabulary,
         test_eval_concepts=language.of(ctx.annotations("test_eval")),
         tcav_concepts=tcav_concepts,
+        executor=ctx.executor,
     )
     if "occlusion" in settings.methods:
         side = int(data.test_eval.images.shape[1])

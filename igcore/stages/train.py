@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
-from igcore.baseline import ImageClassifier, inspect_checkpoint
+from igcore.baseline import LOGITS_BATCH, BatchLogits, ImageClassifier, inspect_checkpoint
 from igcore.config import Config
 from igcore.context import RunContext
 from igcore.worlds.base import World
@@ -38,9 +39,12 @@ def stage_erm(ctx: RunContext) -> dict[str, Any]:
     checkpoint = inspect_checkpoint(b.checkpoint, list(ctx.world.classes), b.label_map)
     model = ImageClassifier.from_checkpoint(checkpoint, device=str(ctx.device))
     ctx.add_classifier("erm", model)
-    val = ctx.data.val
-    val_acc = model.score(val.images, val.labels)
-    ctx.evaluate("erm", model.predict_proba(ctx.data.test_eval.images), val_acc=val_acc, checkpoint=checkpoint.name)
+    # scored image by image on the run's executor: on executor=ray the checkpoint's weights go to the workers
+    work = functools.partial(BatchLogits, model)
+    val, test = ctx.data.val, ctx.data.test_eval
+    val_acc = float((ctx.executor.map_batches(work, val.images, LOGITS_BATCH, desc="erm val", loading=False).argmax(1) == val.labels).mean())
+    proba = model.proba(ctx.executor.map_batches(work, test.images, LOGITS_BATCH, desc="erm test_eval", loading=False))
+    ctx.evaluate("erm", proba, val_acc=val_acc, checkpoint=checkpoint.name)
     ctx.write_metrics({"baseline": {
         "name": checkpoint.name, "trained": False, "arch": checkpoint.model_type, "labels": checkpoint.labels,
         "input_size": None if checkpoint.spec.size is None else list(checkpoint.spec.size),

@@ -26,6 +26,7 @@ from igcore.discover.names import (
     read_names_csv,
     unnamed_text,
 )
+from igcore.discover.params import DiscoverParams
 from igcore.discover.store import NameStore
 from igcore.errors import InputError
 from igcore.worlds import make_world
@@ -57,6 +58,40 @@ def test_k_is_the_first_candidate_that_explains_the_energy_and_components_are_re
     assert np.all(cos.max(axis=1) > 0.99)  # every planted component found
     never, _ = select_k(grids.reshape(-1, grids.shape[-1]), [2, 3], energy=0.99)
     assert never.chosen == 3 and "largest" in never.rule
+
+
+def _small_object(n: int = 400, channels: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Grids (n, 2, 2, C) of three background components on every position (noisy) and an object component on
+    one position in twenty, holding about 5% of the energy; returns the object's direction too."""
+    rng = np.random.default_rng(seed)
+    w = np.zeros((4, channels))
+    for k in range(4):
+        w[k, k * (channels // 4) : (k + 1) * (channels // 4)] = rng.uniform(0.5, 1.5, channels // 4)
+    u = np.zeros((n * 4, 4))
+    u[:, :3] = rng.uniform(0, 2.0, (n * 4, 3)) * (rng.random((n * 4, 3)) < 0.5)
+    on = rng.random(n * 4) < 0.05
+    u[on, 3] = rng.uniform(1.5, 2.0, on.sum())
+    x = (u @ w) * rng.uniform(0.6, 1.4, (n * 4, channels))
+    return x.reshape(n, 2, 2, channels).astype(np.float32), w[3]
+
+
+def test_the_default_energy_keeps_a_small_object_apart_from_the_background():
+    """Why discover.energy defaults to 0.95: an object holding ~5% of the energy gets its own component at the
+    default, while 0.9 stops before it and folds it into the background components."""
+    grids, obj = _small_object()
+    x = grids.reshape(-1, grids.shape[-1]).astype(np.float64)
+    share = float((x[:, 18:] ** 2).sum() / (x**2).sum())
+    assert 0.04 < share < 0.07
+
+    def best_cos(f: ConceptFactorization) -> float:
+        return float(((f.components_ / np.linalg.norm(f.components_, axis=1, keepdims=True)) @ (obj / np.linalg.norm(obj))).max())
+
+    candidates = (2, 3, 4, 6, 8)
+    default = ConceptFactorization(k_candidates=candidates).fit(grids)
+    assert default.energy == DiscoverParams().energy == 0.95
+    assert default.k_ == 4 and best_cos(default) > 0.99
+    coarse = ConceptFactorization(k_candidates=candidates, energy=0.9).fit(grids)
+    assert coarse.k_ == 3 and best_cos(coarse) < 0.5
 
 
 def test_presence_and_maps_have_the_documented_shapes():

@@ -24,7 +24,7 @@ class DiscoverParams(Settings):
     k_candidates: list[int] = Field(
         [4, 6, 8, 10, 12, 16, 20, 24, 32], min_length=1, description="K tried in increasing order when discover.k is null (each 2-64)"
     )
-    energy: float = Field(0.9, gt=0, lt=1, description="share of the layer's activation energy (sum of squares) the chosen K must explain")
+    energy: float = Field(0.95, gt=0, lt=1, description="share of the layer's activation energy (sum of squares) the chosen K must explain")
     layer: str = Field("last", description="last | penultimate (ResNet stage / ViT block output) | a dotted module path")
     images: int = Field(2000, ge=20, le=1_000_000, description="images of D and D'_train (half each) whose positions are factorised")
     names: PathText | None = Field(None, description="CSV component,text naming discovered concepts (component = discovered::<model>/<k>)")

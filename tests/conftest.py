@@ -12,6 +12,13 @@ import pytest
 from testkit.runs import TEST_RUN, build_tiny_run, write_incomplete_run
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with ``slow`` tests first (stable otherwise): pytest-xdist hands out whole files in this order
+    (``--dist loadfile``), so the long ones start at once instead of leaving one worker busy at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 @pytest.fixture(scope="session")
 def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A RUNS_DIR holding one complete tiny run (every default stage), one incomplete run and one junk folder.

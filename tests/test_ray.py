@@ -29,6 +29,8 @@ from igcore.worlds.images import LazyImages
 from igcore.worlds.imageset import decoding
 from testkit import byod_fixtures as fx
 
+pytestmark = pytest.mark.slow  # starts a local Ray and runs pipelines on it
+
 WORKERS = 2
 SMALL_RUN = [
     "baseline.epochs=2", "baseline.batch_size=16", "concepts.epochs=2", "features.batch_size=8", "ray.batch_size=8",

@@ -37,6 +37,8 @@ from igcore.store import Run, load_run_dir
 from igcore.worlds import make_world
 from testkit import byod_fixtures as fx
 
+pytestmark = pytest.mark.slow  # starts a local Ray and runs pipelines on it
+
 WORKERS = 2
 RTOL = ATOL = 1e-4
 METHODS = ["integrated_gradients", "gradient_shap", "saliency"]

@@ -28,14 +28,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from testkit.runs import tiny_sets
+from testkit.runs import TINY, set_args, tiny_sets
 
 #: The environment of generators that train: one torch thread per process. On a machine whose cores other jobs keep
 #: busy, torch's default of one thread per core stalls at every barrier and a run becomes many times slower; the
 #: provenance names the setting.
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 #: :data:`testkit.runs.TINY` as ``--set`` arguments (the quick settings of the generators that train on Snow and Wolves).
-TINY_SETS = tuple(a for s in tiny_sets() for a in ("--set", s))
+TINY_SETS = tuple(set_args(TINY))
 #: The ``world.*`` keys of :data:`testkit.runs.TINY` as one JSON object (for generators that build the world themselves).
 TINY_WORLD_JSON = json.dumps({k.removeprefix("world."): json.loads(v) for k, _, v in (s.partition("=") for s in tiny_sets())
                               if k.startswith("world.")})

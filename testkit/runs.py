@@ -41,6 +41,16 @@ TEST_RUN = {
 }
 
 
+#: The smallest world sizes a whole run still works with (the CLI, bad-input and first-launch tests: a run in seconds).
+SMALL_WORLD = {"world.n_train": 120, "world.n_val": 60, "world.n_test_train": 90, "world.n_test_eval": 90,
+               "world.n_concept_bank": 120}
+
+
+def set_args(config: dict[str, object]) -> list[str]:
+    """``config`` as command-line arguments (``--set KEY=VALUE`` for each key)."""
+    return [a for s in tiny_sets(config) for a in ("--set", s)]
+
+
 #: The headline runs (tests/test_headline.py): :data:`TINY` at the story's extreme, ρ = 1 (every wolf of D on snow,
 #: every husky on grass), with a concept bank and training long enough for the concept model to see coats and faces
 #: (at TINY's bank it perceives little but the backgrounds, and no prior can help then).

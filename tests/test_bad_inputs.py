@@ -35,6 +35,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard.runs import list_runs
 from igcore.cli import main
 from testkit import byod_fixtures as fx
+from testkit.runs import SMALL_WORLD, set_args
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -42,8 +43,7 @@ MAX_LINE = 1000
 TIMEOUT = 120
 BIG = 100 * 1024 * 1024
 #: Tiny runs: a wrongly accepted case trains for seconds. Snowwolf keys only for the snowwolf world.
-TINY_WORLD = ["--set", "world.n_train=120", "--set", "world.n_val=60", "--set", "world.n_test_train=90",
-              "--set", "world.n_test_eval=90", "--set", "world.n_concept_bank=120"]
+TINY_WORLD = set_args(SMALL_WORLD)
 TINY_MODELS = ["--set", "world.image_size=32", "--set", "baseline.epochs=1", "--set", "concepts.epochs=1",
                "--set", "microscope.per_group=1", "--set", "search.n_ranked=10"]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from igcore.cli import main
+from testkit.runs import SMALL_WORLD, set_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--set", "world.n_train=120", "--set", "world.n_val=60", "--set", "world.n_test_train=90",
-    "--set", "world.n_test_eval=90", "--set", "world.n_concept_bank=120", "--set", "world.image_size=32",
+    *set_args(SMALL_WORLD), "--set", "world.image_size=32",
     "--set", "baseline.epochs=1", "--set", "concepts.epochs=1", "--set", "microscope.per_group=1",
     "--set", "search.n_ranked=10", "--quiet",
 ]

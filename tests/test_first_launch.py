@@ -17,7 +17,7 @@ from dashboard.first_launch import DemoJob, Gate, _jobs
 from dashboard.pages import PAGES
 from igcore.store import RunStore
 from testkit.apptest import all_text, assert_clean
-from testkit.runs import tiny_sets
+from testkit.runs import SMALL_WORLD, tiny_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
@@ -25,9 +25,7 @@ APP = ROOT / "dashboard" / "app.py"
 #: and the microscope on it (what the mechanism needs), the microscope cut to what the Overview shows of it (the
 #: counterfactual effects) and one attribution method.
 STAGES = "world;erm;microscope"
-SMALL_WORLD = ["world.n_train=120", "world.n_val=60", "world.n_test_train=90", "world.n_test_eval=90", "world.n_concept_bank=120",
-               "world.image_size=32"]
-SETS = [*tiny_sets(), *SMALL_WORLD, 'microscope.models=["erm"]', "microscope.surrogates=false", 'microscope.methods=["saliency"]',
+SETS = [*tiny_sets(), *tiny_sets(SMALL_WORLD), "world.image_size=32", 'microscope.models=["erm"]', "microscope.surrogates=false", 'microscope.methods=["saliency"]',
         "microscope.tcav.repeats=1", "microscope.tcav.n_controls=0", "microscope.counterfactuals.max_images=60",
         "microscope.counterfactuals.attribution_per_group=0", "microscope.counterfactuals.n_resamples=200"]
 PENDING = "Still being computed:** the `microscope` stage"

@@ -71,8 +71,10 @@ class Explanation:
         return hypothesis_name(self.hypothesis)
 
 
+@st.cache_data(show_spinner=False, max_entries=1024)
 def explain(run: RunView, model: str, image: int) -> Explanation:
-    """The explanation of ``model``'s answer on D′_eval image ``image`` (``model`` in :data:`DESCRIBED_BY`)."""
+    """The explanation of ``model``'s answer on D′_eval image ``image`` (``model`` in :data:`DESCRIBED_BY`), worked out
+    once per run view, model and image and shared by every rerun and session."""
     key, relation = DESCRIBED_BY[model]
     classes = run.classes
     answer = classes[int(run.predictions().at[image, pred_column(model)])]

@@ -23,6 +23,7 @@ top of it:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -182,12 +183,14 @@ class RunView:
         return Run(Path(self.root) / self.directory)
 
     # -- JSON sections ---------------------------------------------------------------------------------
-    @property
+    # A page reads these dozens of times per script run, and the app opens one view per script run: kept on the view
+    # after the first read (the process-wide cache's object, not a copy), so the rest skip the cache's key hashing.
+    @cached_property
     def info(self) -> Manifest:
         """The manifest, typed."""
         return _manifest(self.root, self.directory, self.stamp)
 
-    @property
+    @cached_property
     def results(self) -> Metrics:
         """The metrics, typed (sections absent until their stage ran)."""
         return _results(self.root, self.directory, self.stamp)

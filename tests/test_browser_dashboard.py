@@ -108,6 +108,30 @@ def test_visit_every_page(browser: object, server: str, shots: Path | None) -> N
     ctx.close()
 
 
+def test_images_outlive_the_script_run_that_drew_them(browser: object, server: str) -> None:
+    """Every image a page shows can still be loaded after the session's next script run, as bench_load's sessions
+    need: a busy browser is still loading a page's last images when the click on the next page has started that
+    page's run. (Images kept in Streamlit's media store lived only until the session's next run ended: 404.)"""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = ctx.new_page()
+    page.goto(server)
+    wait_idle(page)
+    checked = 0
+    for spec in sorted(PAGE_SPECS, key=lambda p: p.default):  # the default page last: every click changes the page
+        shown = page.eval_on_selector_all("[data-testid=stMain] img", "images => images.map(i => i.src)")
+        title = page.locator("h1").first.inner_text()
+        page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=spec.title, exact=True).click()
+        page.wait_for_function("t => { const h = document.querySelector('h1'); return !!h && h.innerText !== t; }", arg=title, timeout=90_000)
+        wait_idle(page)
+        for src in shown:
+            if not src.startswith("data:"):  # a data URI is loaded with its element
+                status = ctx.request.get(src).status
+                assert status == 200, (title, src, status)
+        checked += len(shown)
+    assert checked, "no page showed an image"
+    ctx.close()
+
+
 def test_unknown_page_is_caught(browser: object, server: str) -> None:
     """The check above would see Streamlit's "Page not found" dialog (a URL path no page has)."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})

@@ -132,7 +132,7 @@ with session.guard("Accuracy per group"):
 
 st.subheader("The world at a glance")
 with session.guard("Contact sheet"):
-    widgets.show_png(widgets.contact_sheet_png(run), caption=f"Example images of every split and group of this run's world ({run.world.name}).", width="stretch")
+    widgets.show_png(run.contact_sheet(), caption=f"Example images of every split and group of this run's world ({run.world.name}).", width="stretch")
 
 with st.expander("Run details"):
     info = run.info

@@ -1,5 +1,5 @@
 """Image helpers (pure numpy/PIL): crisp upscaling, attribution overlays with the object's outline,
-PNG bytes and data URIs for the HTML report."""
+PNG bytes and data URIs (how the pages and the HTML report inline images)."""
 
 from __future__ import annotations
 
@@ -73,17 +73,6 @@ def overlay(image: np.ndarray, attribution: np.ndarray | None = None, mask: np.n
 def png_bytes(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG", optimize=False)
-    return buf.getvalue()
-
-
-def fit_width(png: bytes, width: int) -> bytes:
-    """``png`` shrunk (Lanczos) to at most ``width`` pixels wide, its aspect kept; returned as it is when it fits."""
-    image = Image.open(io.BytesIO(png))
-    if image.width <= width:
-        return png
-    height = max(1, round(image.height * width / image.width))
-    buf = io.BytesIO()
-    image.resize((width, height), Image.LANCZOS).save(buf, format="PNG")
     return buf.getvalue()
 
 

@@ -16,7 +16,7 @@ import streamlit as st
 
 from dashboard import engine
 from dashboard.components.figures import KeyFigure
-from dashboard.components.images import fit_width, overlay, png_bytes, upscale
+from dashboard.components.images import data_uri, overlay, png_bytes, upscale
 from dashboard.run_view import NotComputed, RunView
 from igcore.errors import InputError
 from igcore.prior.store import MAX_RATER_LENGTH, check_rater_name
@@ -77,20 +77,12 @@ def key_figure(fig: KeyFigure, page: str, run_id: str) -> None:
     chart(fig.figure, f"{page}_{fig.key}", fig.caption, run_id=run_id)
 
 
-#: The widest image Streamlit shows as it is (``st.image`` shrinks anything wider, on every rerun).
-MAX_IMAGE_WIDTH = 1460
-
-
 def show_png(png: bytes, *, where: object = st, **kwargs: object) -> None:
-    """Draw PNG bytes as they are, in ``where`` (a column, the sidebar; default the page). ``st.image`` would
-    otherwise decode every image on every rerun to guess a format and re-encode it as JPEG (lossy)."""
-    where.image(png, output_format="PNG", **kwargs)  # type: ignore[attr-defined]
-
-
-@st.cache_data(show_spinner=False, max_entries=32)
-def contact_sheet_png(run: RunView) -> bytes:
-    """The run's contact sheet narrowed to :data:`MAX_IMAGE_WIDTH` once per run, so no rerun has to resize it."""
-    return fit_width(run.contact_sheet(), MAX_IMAGE_WIDTH)
+    """Draw PNG bytes as they are, in ``where`` (a column, the sidebar; default the page), inlined in the element as a
+    data URI, so the image lives as long as the page shows it. ``st.image`` on bytes keeps them in Streamlit's media
+    store only until the session's next script run ends, and a browser still loading a page's last images when the
+    next page's run ends gets 404 (bench_load, ten sessions); it also decodes every image on every rerun."""
+    where.image(data_uri(png), **kwargs)  # type: ignore[attr-defined]
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)

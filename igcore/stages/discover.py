@@ -68,7 +68,9 @@ def stage_discover(ctx: RunContext) -> dict[str, Any]:
     found: dict[str, SourceDiscovery] = {}
     info: dict[str, Any] = {}
     for model in params.models:
+        read = time.perf_counter()
         grids = {s: activations(ctx, model, splits[s].images, f"{model} {s}") for s in grid_splits(scored)}
+        read = time.perf_counter() - read
         d = discover(
             ctx.classifier(model), model, splits, params, vocabulary=ctx.world.vocabulary, backgrounds=ctx.world.backgrounds,
             group_names=ctx.world.group_names(), names=names, seed=ctx.config.seed, scored=scored, grids=grids,
@@ -78,7 +80,7 @@ def stage_discover(ctx: RunContext) -> dict[str, Any]:
         selection = d.factorization.selection_
         info[model] = {"k": d.k, "layer": d.site.path, "chosen_by": "discover.k" if selection is None else selection.rule,
                        "reconstruction_error": round(d.factorization.reconstruction_error_, 4),
-                       "seconds": {k: round(v, 3) for k, v in d.seconds.items()}}
+                       "seconds": {"activations": round(read, 3), **{k: round(v, 3) for k, v in d.seconds.items()}}}
         named = [c for c in d.concepts if is_named(c)]
         ctx.note(
             f"discovered {d.k} concepts in {model}'s layer {d.site.path} (discovered::{model}/0-{d.k - 1}); "

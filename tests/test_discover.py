@@ -323,3 +323,34 @@ def test_recorded_judgments_leave_out_what_is_dropped_and_say_so():
     assert kept.provenance.world == judgments.provenance.world
     if kept.pairwise is not None:
         assert not any(c in text for c in BACKGROUND for col in ("hypothesis_a", "hypothesis_b") for text in kept.pairwise[col])
+
+
+
+class _Rows(SimpleNamespace):
+    """The fields of a Split that :func:`resemblance` reads."""
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+
+def test_resemblance_aucs_are_scikit_learns_one_column_at_a_time():
+    """One multilabel call per component gives each column's roc_auc_score exactly (ties and constant columns too)."""
+    from sklearn.metrics import roc_auc_score
+
+    from igcore.discover.discovery import resemblance
+    from igcore.worlds.base import Concept, Vocabulary
+
+    rng = np.random.default_rng(3)
+    n = 90
+    concepts = (rng.random((n, 4)) < [0.3, 0.5, 0.0, 0.1]).astype(np.uint8)  # the third never present: left out
+    split = _Rows(concepts=concepts, background=rng.integers(0, 2, n), groups=rng.integers(0, 4, n))
+    scores = np.round(rng.random((n, 3)), 1)  # ties
+    vocabulary = Vocabulary(tuple(Concept(f"c{j}", f"concept {j}", "core") for j in range(4)))
+    found = resemblance(scores, split, vocabulary, ["snow", "grass"], ["a", "b", "c", "d"])
+    for k, record in enumerate(found):
+        expected = {f"c{j}": roc_auc_score(concepts[:, j], scores[:, k]) for j in (0, 1, 3)}
+        assert record["concepts"] == expected and list(record["concepts"]) == list(expected)
+        assert record["backgrounds"] == {b: roc_auc_score(split.background == i, scores[:, k]) for i, b in enumerate(["snow", "grass"])}
+        assert record["groups"] == {g: roc_auc_score(split.groups == i, scores[:, k]) for i, g in enumerate("abcd")}
+        best = max(expected, key=expected.__getitem__)
+        assert record["best_concept"] == {"name": best, "auc": expected[best]}

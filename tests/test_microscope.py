@@ -242,6 +242,38 @@ def test_swaps_change_only_background_pixels_and_measure_flips(world):
     assert set(result.table.columns) >= {"model", "from_background", "to_background", "flip_rate", "acc", "n"}
 
 
+def test_effects_read_the_background_swaps_drawn_for_the_swaps_part(world, classifiers, tmp_path):
+    """When the swaps and the effects both take every D′ image, the re-rendered images and their logits are made
+    once (runner.shared_swaps); every number is the one each part computes on its own."""
+    from igcore.microscope.recompute import microscope_settings
+    from igcore.microscope.runner import (
+        MicroscopeInputs,
+        counterfactual_effects,
+        plan_microscope,
+        shared_swaps,
+        shares_swaps,
+        swaps,
+        unavailable_parts,
+    )
+
+    settings = microscope_settings({}, ['microscope.models=["erm","oracle"]', "microscope.counterfactuals.attribution_per_group=1",
+                                        "microscope.counterfactuals.n_steps=2"])
+    bank, test = world.split("concept_bank"), world.split("test_eval")
+    inputs = MicroscopeInputs(world, test, bank.images, bank.concepts, {"erm": classifiers["resnet"], "oracle": classifiers["resnet"]})
+    models = list(settings.models)
+    assert shares_swaps(inputs, settings, plan_microscope(inputs, settings), unavailable_parts(inputs))
+    found = {}
+    for name, shared in (("alone", None), ("shared", shared_swaps(inputs, models))):
+        per_model: dict = {m: {} for m in models}
+        swaps(inputs, settings, models, tmp_path / name, per_model, shared)
+        counterfactual_effects(inputs, settings, models, tmp_path / name, per_model, shared=shared)
+        found[name] = per_model
+    assert found["shared"] == found["alone"] and found["alone"]["erm"]["swap_n"] == len(test) * (len(world.backgrounds) - 1)
+    for table in ("swaps", "effects"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "shared" / "tables" / f"{table}.parquet"),
+                                      pd.read_parquet(tmp_path / "alone" / "tables" / f"{table}.parquet"))
+
+
 # -- sanity checks -------------------------------------------------------------------------------
 
 
@@ -278,6 +310,8 @@ def test_sanity_flags_a_method_that_ignores_the_model(world, classifiers, edge_d
     assert maps["saliency"].shape == (7, 4, SIZE, SIZE)
     for k, v in clf.module_.state_dict().items():  # the trained model is left alone
         assert torch.equal(v, before[k]), k
+    for step, rho in enumerate(results["saliency"]["spearman"]):  # every step ranked at once: the pairwise numbers
+        assert rho == float(np.mean(rank_correlation(maps["saliency"][0], maps["saliency"][step + 1], absolute=False)))
 
 
 def test_rank_correlation_and_verdict():

@@ -108,30 +108,41 @@ def fit_sample(splits: Mapping[str, Split], n_images: int, seed: int) -> dict[st
 
 
 def auc_table(scores: np.ndarray, columns: np.ndarray, names: Sequence[str]) -> dict[str, float]:
-    """ROC AUC of each score column against each 0/1 column ``(N, M)`` (constant columns left out)."""
+    """ROC AUC of each score column against each 0/1 column ``(N, M)`` (constant columns left out).
+
+    One scikit-learn call for all columns (a multilabel ``roc_auc_score`` with ``average=None`` computes each
+    column's binary AUC exactly as a call per column would, without re-validating the inputs each time)."""
     from sklearn.metrics import roc_auc_score
 
-    out = {}
-    for j, name in enumerate(names):
-        y = columns[:, j]
-        if 0 < y.sum() < len(y):
-            out[name] = float(roc_auc_score(y, scores))
-    return out
+    columns = np.asarray(columns)
+    counts = columns.sum(0) if columns.ndim == 2 else np.zeros(0)
+    keep = [j for j in range(len(names)) if 0 < counts[j] < len(columns)]
+    if not keep:
+        return {}
+    if len(keep) == 1:
+        return {names[keep[0]]: float(roc_auc_score(columns[:, keep[0]], scores))}
+    aucs = roc_auc_score(columns[:, keep], np.repeat(np.asarray(scores)[:, None], len(keep), axis=1), average=None)
+    return {names[j]: float(a) for j, a in zip(keep, aucs, strict=True)}
 
 
 def resemblance(scores: np.ndarray, split: Split, vocabulary: Vocabulary, backgrounds: Sequence[str],
                 group_names: Sequence[str]) -> list[dict[str, Any]]:
     """Per component: AUCs of its presence on ``split`` against annotated concepts, backgrounds and groups,
     and the best match of each kind (see the module docstring)."""
-    bg = np.eye(len(backgrounds), dtype=np.uint8)[split.background] if len(backgrounds) > 1 else np.zeros((len(split), 0))
-    gr = np.eye(len(group_names), dtype=np.uint8)[split.groups]
+    kinds = {
+        "concepts": (np.asarray(split.concepts).reshape(len(split), -1), list(vocabulary.ids)),
+        "backgrounds": ((np.eye(len(backgrounds), dtype=np.uint8)[split.background], list(backgrounds)) if len(backgrounds) > 1
+                        else (np.zeros((len(split), 0), np.uint8), [])),
+        "groups": (np.eye(len(group_names), dtype=np.uint8)[split.groups], list(group_names)),
+    }
+    # every kind's columns side by side, so each component needs one AUC call
+    columns = np.concatenate([c.astype(np.float64) for c, _ in kinds.values()], axis=1)
+    labels = [f"{kind}/{name}" for kind, (_, names) in kinds.items() for name in names]
     out = []
     for k in range(scores.shape[1]):
-        record: dict[str, Any] = {
-            "concepts": auc_table(scores[:, k], split.concepts, vocabulary.ids),
-            "backgrounds": auc_table(scores[:, k], bg, list(backgrounds)) if len(backgrounds) > 1 else {},
-            "groups": auc_table(scores[:, k], gr, list(group_names)),
-        }
+        found = auc_table(scores[:, k], columns, labels)
+        record: dict[str, Any] = {kind: {name: found[f"{kind}/{name}"] for name in names if f"{kind}/{name}" in found}
+                                  for kind, (_, names) in kinds.items()}
         for kind in ("concepts", "backgrounds", "groups"):
             table = record[kind]
             best = max(table, key=table.__getitem__) if table else None

@@ -86,23 +86,34 @@ def _donors(split: Split, rows: np.ndarray, differ: np.ndarray, rng: np.random.G
     return out
 
 
-def make_counterfactuals(world: World, split: Split, rows: np.ndarray, seed: int = 0) -> dict[str, Counterfactuals]:
+def rerendered(world: World, split: Split, rows: np.ndarray) -> Counterfactuals:
+    """Background swaps by a world that draws its images: ``split[rows]`` re-rendered on every other background
+    (offset-major: all rows on background + 1, then + 2, ...)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    n_bg = len(world.backgrounds)
+    part = split.subset(rows)
+    parts = [world.render_on_background(part, (part.background + offset) % n_bg).images for offset in range(1, n_bg)]
+    images = np.concatenate(parts) if parts else split.images[:0]
+    return Counterfactuals("background", np.tile(rows, n_bg - 1), images, np.full(len(rows) * (n_bg - 1), -1),
+                           "re-rendered on every other background")
+
+
+def make_counterfactuals(
+    world: World, split: Split, rows: np.ndarray, seed: int = 0, background: Counterfactuals | None = None
+) -> dict[str, Counterfactuals]:
     """Background, object and double swaps of ``split[rows]`` that this data supports (see the module doc).
 
     Without object masks only a renderer can swap backgrounds; without either, nothing is returned.
+    ``background`` is :func:`rerendered` of the same rows when the caller already drew it (the background
+    swaps of :mod:`igcore.microscope.swaps`): it is used instead of drawing them again.
     """
     rng = np.random.default_rng(seed)
     rows = np.asarray(rows, dtype=np.int64)
     out: dict[str, Counterfactuals] = {}
     if world.can_render:
-        n_bg = len(world.backgrounds)
-        parts, index = [], []
-        for offset in range(1, n_bg):
-            part = split.subset(rows)
-            parts.append(world.render_on_background(part, (part.background + offset) % n_bg).images)
-            index.append(rows)
-        out["background"] = Counterfactuals("background", np.concatenate(index), np.concatenate(parts),
-                                            np.full(len(rows) * (n_bg - 1), -1), "re-rendered on every other background")
+        if background is not None and not np.array_equal(background.index, np.tile(rows, len(world.backgrounds) - 1)):
+            raise ValueError("the background swaps given were drawn for other rows")
+        out["background"] = background if background is not None else rerendered(world, split, rows)
     if split.masks is None:
         return out
     masks = split.masks

@@ -15,7 +15,7 @@ Layout of ``microscope/``::
     tensors/sample.safetensors         test_eval indices that have maps
     tensors/swaps.safetensors          a few swapped images + predictions
     tensors/sanity_<model>.safetensors maps through the randomisation cascade (float16)
-    info.json                          settings, timings, what was skipped and why
+    info.json                          settings, timings (per part; part_timings per model, method and step), what was skipped and why
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from igcore.baseline import LOGITS_BATCH, BatchLogits
 from igcore.executors import Executor, LocalExecutor
 from igcore.methods import SURROGATES
 from igcore.microscope.attribution import AttributionCache, maps_for
-from igcore.microscope.counterfactuals import mean_ci
+from igcore.microscope.counterfactuals import Counterfactuals, mean_ci
 from igcore.microscope.params import MicroscopeConfig
 from igcore.microscope.plan import (
     Budget,
@@ -115,17 +116,29 @@ class MicroscopeResult:
 
 
 class _Clock:
-    """Wall-clock and process-CPU seconds per part (CPU time is robust on shared machines)."""
+    """Wall-clock and process-CPU seconds per part (CPU time is robust on shared machines), and wall seconds per
+    section of a part (``parts``: ``attributions/erm/occlusion``, ``effects/oracle/log_odds``, ...)."""
 
     def __init__(self) -> None:
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
+        self.parts: dict[str, float] = {}
         self._last = (time.perf_counter(), time.process_time())
 
     def lap(self, name: str) -> None:
         now = (time.perf_counter(), time.process_time())
         self.wall[name], self.cpu[name] = now[0] - self._last[0], now[1] - self._last[1]
         self._last = now
+
+    @contextmanager
+    def part(self, *name: str) -> Iterator[None]:
+        """Add the block's wall seconds to the section ``/``-joined ``name``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = "/".join(name)
+            self.parts[key] = self.parts.get(key, 0.0) + time.perf_counter() - start
 
 
 def _num(x: Any) -> float | None:
@@ -151,14 +164,14 @@ def _applicable_methods(settings: MicroscopeConfig, classifier: Any) -> list[str
 
 def attributions(
     inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], sample: np.ndarray, out_dir: Path,
-    per_model: dict[str, dict[str, Any]], deadline: float | None = None,
+    per_model: dict[str, dict[str, Any]], deadline: float | None = None, clock: _Clock | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Attribution maps on a per-group sample and the share of relevance inside the object mask; (model,
     method) pairs left when ``deadline`` has passed are skipped.
 
     Returns the maps per model and method (reused by the sanity checks).
     """
-    test, group_names = inputs.test_eval, inputs.world.group_names()
+    test, group_names, clock = inputs.test_eval, inputs.world.group_names(), clock or _Clock()
     cache = AttributionCache(out_dir / "attributions")
     rows = []
     maps: dict[str, dict[str, np.ndarray]] = {m: {} for m in models}
@@ -169,10 +182,11 @@ def attributions(
             if expired(deadline):
                 _out_of_time(per_model, m, "attributions", f"the maps of {', '.join(methods[i:])}", settings)
                 break
-            result = maps_for(
-                cache, m, clf, test.images, sample, method, settings.params.get(method, {}),
-                batch_size=settings.batch_size, seed=inputs.seed, executor=inputs.executor,
-            )
+            with clock.part("attributions", m, method):
+                result = maps_for(
+                    cache, m, clf, test.images, sample, method, settings.params.get(method, {}),
+                    batch_size=settings.batch_size, seed=inputs.seed, executor=inputs.executor,
+                )
             maps[m][method] = result.maps
             if test.masks is not None:
                 rows.append(relevance_rows(m, method, sample, result.maps, test.masks[sample], test.groups[sample], group_names, result.targets))
@@ -196,8 +210,46 @@ def attributions(
     return maps
 
 
-def swaps(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]]) -> None:
-    """Background swaps: flip rate and accuracy when every object is moved to every other background."""
+def logits_on_executor(inputs: MicroscopeInputs, clf: Any) -> Callable[[Any, np.ndarray | None], np.ndarray]:
+    """``fn(images, rows)``: the classifier's logits of ``images[rows]``, batch by batch on the run's executor."""
+    work = functools.partial(BatchLogits, clf)
+    return lambda images, rows: inputs.executor.map_batches(work, images, LOGITS_BATCH, desc="log-odds", rows=rows, loading=False)
+
+
+@dataclass
+class SharedSwaps:
+    """Every D′ image re-rendered on every other background, and each model's logits of them: the background
+    swaps and the counterfactual effects ask for the same images when both take all of D′, so they are drawn
+    and read once (:func:`shared_swaps`)."""
+
+    background: Counterfactuals  # counterfactuals.rerendered of every D′ row
+    logits: dict[str, np.ndarray]
+
+
+def shares_swaps(inputs: MicroscopeInputs, settings: MicroscopeConfig, plan: Plan, skipped: dict[str, str]) -> bool:
+    """Whether the background swaps and the effects ask for the same re-rendered images (both take every D′
+    image of a world that draws them, and every model answers with the argmax of its logits)."""
+    n = len(inputs.test_eval)
+    return (inputs.world.can_render and "swaps" not in skipped and "effects" not in skipped and plan.all_effects
+            and all(k is None or k >= n for k in (settings.swaps.max_images, settings.counterfactuals.max_images))
+            and not any(getattr(inputs.models[m], "multi_label", False) for m in settings.models))
+
+
+def shared_swaps(inputs: MicroscopeInputs, models: list[str]) -> SharedSwaps:
+    """Draw the :class:`SharedSwaps` of ``inputs`` (all of D′) and read them with every model."""
+    from igcore.microscope.counterfactuals import rerendered
+
+    test = inputs.test_eval
+    background = rerendered(inputs.world, test, np.arange(len(test)))
+    return SharedSwaps(background, {m: logits_on_executor(inputs, inputs.models[m])(background.images, None) for m in models})
+
+
+def swaps(
+    inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]],
+    shared: SharedSwaps | None = None,
+) -> None:
+    """Background swaps: flip rate and accuracy when every object is moved to every other background
+    (``shared``: the swapped images and logits, when the effects read the same ones)."""
     test, n_groups = inputs.test_eval, len(inputs.world.group_names())
     max_images = settings.swaps.max_images
     indices = None
@@ -207,6 +259,9 @@ def swaps(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str
         inputs.world, test, {m: inputs.models[m] for m in models},
         original_predictions={m: inputs.predictions_of(m) for m in models},
         indices=indices, keep_per_group=settings.swaps.keep_per_group, seed=inputs.seed,
+        rendered=None if shared is None else shared.background,
+        # the classifier's answer from its logits, as ImageClassifier.predict gives it
+        swapped_predictions=None if shared is None else {m: inputs.models[m].proba(shared.logits[m]).argmax(1) for m in models},
     )
     write_table(out_dir, "swaps", result.table)
     if result.sample:
@@ -219,14 +274,14 @@ def swaps(inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str
 def sanity(
     inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], sample: np.ndarray,
     trained_maps: dict[str, dict[str, np.ndarray]], out_dir: Path, per_model: dict[str, dict[str, Any]],
-    deadline: float | None = None,
+    deadline: float | None = None, clock: _Clock | None = None,
 ) -> None:
     """Cascading-randomisation sanity checks (Adebayo et al., 2018) of every method's maps, per model and method
     ((model, method) pairs left when ``deadline`` has passed are skipped; the cascade re-draws the same weights
     for every method, so checking methods one by one changes nothing)."""
     from igcore.microscope.sanity import sanity_check
 
-    test, n_groups = inputs.test_eval, len(inputs.world.group_names())
+    test, n_groups, clock = inputs.test_eval, len(inputs.world.group_names()), clock or _Clock()
     rows = []
     for m in [m for m in (settings.sanity.models or models) if m in models]:
         clf = inputs.models[m]
@@ -241,11 +296,12 @@ def sanity(
             if expired(deadline):
                 _out_of_time(per_model, m, "sanity", f"the sanity check of {', '.join(methods[i:])}", settings)
                 break
-            found, series = sanity_check(
-                clf.module_, test.images[pick], targets, {method: settings.params.get(method, {})},
-                threshold=settings.sanity.threshold, batch_size=settings.batch_size, device=clf.device_, seed=inputs.seed,
-                trained_maps={k: v[pos] for k, v in trained_maps[m].items() if k == method},
-            )
+            with clock.part("sanity", m, method):
+                found, series = sanity_check(
+                    clf.module_, test.images[pick], targets, {method: settings.params.get(method, {})},
+                    threshold=settings.sanity.threshold, batch_size=settings.batch_size, device=clf.device_, seed=inputs.seed,
+                    trained_maps={k: v[pos] for k, v in trained_maps[m].items() if k == method},
+                )
             results.update(found)
             maps.update(series)
         if not results:
@@ -276,13 +332,13 @@ def tcav_inputs(images: np.ndarray, labels: np.ndarray, classes: list[str], n_in
 
 def tcav(
     inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]],
-    deadline: float | None = None,
+    deadline: float | None = None, clock: _Clock | None = None,
 ) -> None:
     """TCAV (Kim et al., 2018) of every concept of the vocabulary, per class and layer, with significance (models
     left when ``deadline`` has passed are skipped)."""
     from igcore.microscope.tcav import tcav_repeated
 
-    t, classes = settings.tcav, list(inputs.world.classes)
+    t, classes, clock = settings.tcav, list(inputs.world.classes), clock or _Clock()
     rows = []
     by_class = tcav_inputs(inputs.test_eval.images, inputs.test_eval.labels, classes, t.n_inputs, inputs.seed)
     for m in [m for m in t.models if m in models]:
@@ -290,13 +346,14 @@ def tcav(
             _out_of_time(per_model, m, "tcav", "this model's TCAV", settings)
             continue
         clf = inputs.models[m]
-        records, controls = tcav_repeated(
-            clf.module_, inputs.concept_bank_images, inputs.concept_bank_concepts, inputs.tcav_concepts or inputs.world.vocabulary.ids,
-            by_class,
-            t.layers, classes=classes, n_random=t.n_random, n_concept_images=t.n_concept_images,
-            alpha=t.alpha, correction=t.correction, seed=inputs.seed, device=clf.device_,
-            n_controls=t.n_controls, repeats=t.repeats,
-        )
+        with clock.part("tcav", m):
+            records, controls = tcav_repeated(
+                clf.module_, inputs.concept_bank_images, inputs.concept_bank_concepts,
+                inputs.tcav_concepts or inputs.world.vocabulary.ids, by_class,
+                t.layers, classes=classes, n_random=t.n_random, n_concept_images=t.n_concept_images,
+                alpha=t.alpha, correction=t.correction, seed=inputs.seed, device=clf.device_,
+                n_controls=t.n_controls, repeats=t.repeats,
+            )
         per_model[m]["tcav"] = records
         per_model[m]["tcav_controls"] = controls
         rows += [{"model": m, **r} for r in records]
@@ -305,7 +362,7 @@ def tcav(
 
 def counterfactual_effects(
     inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]],
-    all_images: bool = True, deadline: float | None = None,
+    all_images: bool = True, deadline: float | None = None, shared: SharedSwaps | None = None, clock: _Clock | None = None,
 ) -> None:
     """Background and object swaps: each model's change in the log-odds of its answer, with bootstrap CIs,
     and the integrated-gradients attribution of a double swap (:mod:`igcore.microscope.counterfactuals`).
@@ -313,6 +370,7 @@ def counterfactual_effects(
     With ``all_images`` every D′ image asked for is swapped at once; otherwise in stratified rounds
     (:func:`~igcore.microscope.plan.stratified_rounds`) until every effect's 95% half-width is below
     ``counterfactuals.half_width`` or ``deadline`` passes. Each model's ``precision`` records what was reached.
+    ``shared``: the background swaps of every D′ image and their logits, already drawn and read (:func:`shared_swaps`).
     """
     from igcore.microscope.counterfactuals import (
         Changes,
@@ -324,12 +382,14 @@ def counterfactual_effects(
         swap_pairs,
     )
 
-    def logits_of(clf: Any) -> Callable[[Any, np.ndarray | None], np.ndarray]:
-        """The model's logits of ``images[rows]``, batch by batch on the run's executor."""
-        work = functools.partial(BatchLogits, clf)
-        return lambda images, rows: inputs.executor.map_batches(work, images, LOGITS_BATCH, desc="log-odds", rows=rows, loading=False)
+    def logits_of(m: str) -> Callable[[Any, np.ndarray | None], np.ndarray]:
+        """The model's logits of ``images[rows]`` on the run's executor (the shared swaps' are read already)."""
+        compute = logits_on_executor(inputs, inputs.models[m])
+        if shared is None:
+            return compute
+        return lambda images, rows: shared.logits[m] if images is shared.background.images and rows is None else compute(images, rows)
 
-    c, test, names = settings.counterfactuals, inputs.test_eval, inputs.world.group_names()
+    c, test, names, clock = settings.counterfactuals, inputs.test_eval, inputs.world.group_names(), clock or _Clock()
     rows = np.arange(len(test))
     if c.max_images is not None and c.max_images < len(test):
         rows = sample_per_group(test.groups, max(1, c.max_images // len(names)), inputs.seed + 4)
@@ -341,17 +401,20 @@ def counterfactual_effects(
         if r and deadline is not None and time.perf_counter() + per_row * len(chunk) > deadline:
             break  # the next round would not end in time
         started = time.perf_counter()
-        cfs = make_counterfactuals(inputs.world, test, chunk, seed=inputs.seed + 4 + r)
+        with clock.part("effects", "counterfactual_images"):
+            cfs = make_counterfactuals(inputs.world, test, chunk, seed=inputs.seed + 4 + r,
+                                       background=shared.background if shared is not None and all_images else None)
         first = first or cfs
         for m in models:
             clf = inputs.models[m]
-            logits = logits_of(clf)
+            logits = logits_of(m)
             original = None
-            if not all_images:  # the logits of this round's rows only
-                original = np.zeros((len(test), len(inputs.world.classes)))
-                original[chunk] = logits(test.images, chunk)
-            for kind, ch in log_odds_changes(clf, test, cfs, original, logits).items():
-                found[m].setdefault(kind, []).append(ch)
+            with clock.part("effects", m, "log_odds"):
+                if not all_images:  # the logits of this round's rows only
+                    original = np.zeros((len(test), len(inputs.world.classes)))
+                    original[chunk] = logits(test.images, chunk)
+                for kind, ch in log_odds_changes(clf, test, cfs, original, logits).items():
+                    found[m].setdefault(kind, []).append(ch)
         per_row = (time.perf_counter() - started) / max(1, len(chunk))
         if all_images or expired(deadline):
             break
@@ -364,18 +427,20 @@ def counterfactual_effects(
         attributed = sample_per_group(test.groups[first["double"].index], c.attribution_per_group, inputs.seed + 5)
     for m in models:
         clf = inputs.models[m]
-        summary = summarise_changes({kind: Changes.concat(parts) for kind, parts in found[m].items()}, test, names, seed=inputs.seed)
+        with clock.part("effects", m, "bootstrap"):
+            summary = summarise_changes({kind: Changes.concat(parts) for kind, parts in found[m].items()}, test, names, seed=inputs.seed)
         per_model[m]["effects"] = summary
         for kind, e in summary.items():
             for group, stat in [("all", e["overall"]), *e["by_group"].items()]:
                 records.append({"model": m, "kind": kind, "group": group, **stat})
         if len(attributed):
-            work = functools.partial(SwapIntegratedGradients, clf, c.n_steps, settings.batch_size)
-            maps = inputs.executor.map_batches(work, swap_pairs(test, first["double"], attributed), settings.batch_size,
-                                               desc="swap attribution", loading=False)
-            per_model[m]["swap_attribution"] = swap_attribution(
-                clf, test, first["double"], attributed, n_steps=c.n_steps, seed=inputs.seed, group_names=names, attributed=maps,
-            )
+            with clock.part("effects", m, "swap_attribution"):
+                work = functools.partial(SwapIntegratedGradients, clf, c.n_steps, settings.batch_size)
+                maps = inputs.executor.map_batches(work, swap_pairs(test, first["double"], attributed), settings.batch_size,
+                                                   desc="swap attribution", loading=False)
+                per_model[m]["swap_attribution"] = swap_attribution(
+                    clf, test, first["double"], attributed, n_steps=c.n_steps, seed=inputs.seed, group_names=names, attributed=maps,
+                )
         parts = {k: v for k, v in (per_model[m].get("swap_attribution") or {}).items() if k in ("background_log_odds", "object_log_odds")}
         per_model[m]["precision"] = {
             "effects_half_width": {kind: _num(half_width(e["overall"])) for kind, e in summary.items()},
@@ -400,7 +465,7 @@ def counterfactual_effects(
 
 
 def surrogates(
-    inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path
+    inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, clock: _Clock | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Surrogate hypotheses (``z_baseline``, ``z_student``) fitted to each model's own answers on D′, their
     fidelity with a Wilson interval, the D′ images where surrogate and model disagree
@@ -408,7 +473,7 @@ def surrogates(
     from igcore.likelihood import clause_deletion
     from igcore.microscope.surrogate import fit_surrogate
 
-    scores = inputs.concept_scores
+    scores, clock = inputs.concept_scores, clock or _Clock()
     if scores is None or inputs.test_train_images is None:
         raise ValueError("surrogates need the concept scores and the test_train images")
     hypotheses: dict[str, Any] = {}
@@ -421,16 +486,20 @@ def surrogates(
     for m, key in SURROGATES.items():
         if m not in models:
             continue
-        s = fit_surrogate(
-            key, m, scores["test_train"][fit_rows], inputs.models[m].predict(inputs.test_train_images[fit_rows]),
-            scores["test_eval"], inputs.predictions_of(m), inputs.concepts, list(inputs.world.classes),
-            eval_labels=inputs.test_eval.labels, search_config=inputs.search, device=inputs.device, l1=settings.surrogate_l1,
-        )
+        with clock.part("surrogates", m, "predict_test_train"):
+            answers = inputs.models[m].predict(inputs.test_train_images[fit_rows])
+        with clock.part("surrogates", m, "fit"):
+            s = fit_surrogate(
+                key, m, scores["test_train"][fit_rows], answers,
+                scores["test_eval"], inputs.predictions_of(m), inputs.concepts, list(inputs.world.classes),
+                eval_labels=inputs.test_eval.labels, search_config=inputs.search, device=inputs.device, l1=settings.surrogate_l1,
+            )
         hypotheses[key] = s.records
         hypotheses[f"{key}_text"] = s.text
         summaries[key] = s.summary()
-        deletion[key] = clause_deletion(s.hypothesis, scores["test_eval"], inputs.present, inputs.concepts,
-                                        list(inputs.world.classes))
+        with clock.part("surrogates", m, "clause_deletion"):
+            deletion[key] = clause_deletion(s.hypothesis, scores["test_eval"], inputs.present, inputs.concepts,
+                                            list(inputs.world.classes))
         model_pred = inputs.predictions_of(m)
         rows += [{"surrogate": key, "model": m, "index": int(i), "label": int(inputs.test_eval.labels[i]),
                   "model_pred": int(model_pred[i]), "surrogate_pred": int(s.surrogate_predictions[i]),
@@ -531,23 +600,27 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     # pairs) absorb what the estimates got wrong; every part draws its own seeded randomness, so the order
     # changes no number.
     budget.deadline("swaps")
+    shared = None
+    if shares_swaps(inputs, settings, plan, skipped):
+        with clock.part("swaps", "rerender_and_logits"):  # read again by the effects
+            shared = shared_swaps(inputs, models)
     if "swaps" not in skipped:
-        swaps(inputs, settings, models, out_dir, per_model)
+        swaps(inputs, settings, models, out_dir, per_model, shared)
     clock.lap("swaps")
-    tcav(inputs, settings, models, out_dir, per_model, budget.deadline("tcav"))
+    tcav(inputs, settings, models, out_dir, per_model, budget.deadline("tcav"), clock)
     clock.lap("tcav")
     budget.deadline("surrogates")
-    hypotheses, summaries, deletion = surrogates(inputs, settings, models, out_dir) if settings.surrogates else ({}, {}, {})
+    hypotheses, summaries, deletion = surrogates(inputs, settings, models, out_dir, clock) if settings.surrogates else ({}, {}, {})
     clock.lap("surrogates")
     deadline = budget.deadline("effects")
     if "effects" not in skipped:
-        counterfactual_effects(inputs, settings, models, out_dir, per_model, plan.all_effects, deadline)
+        counterfactual_effects(inputs, settings, models, out_dir, per_model, plan.all_effects, deadline, shared, clock)
     clock.lap("effects")
     sample = sample_per_group(inputs.test_eval.groups, settings.per_group, inputs.seed)
     write_tensors(out_dir, "sample", {"indices": sample.astype(np.int64)})
-    trained_maps = attributions(inputs, settings, models, sample, out_dir, per_model, budget.deadline("attributions"))
+    trained_maps = attributions(inputs, settings, models, sample, out_dir, per_model, budget.deadline("attributions"), clock)
     clock.lap("attributions")
-    sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model, budget.deadline("sanity"))
+    sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model, budget.deadline("sanity"), clock)
     clock.lap("sanity")
 
     info = {
@@ -557,6 +630,7 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
         "models": models,
         "timings": {k: round(v, 3) for k, v in clock.wall.items()},
         "cpu_timings": {k: round(v, 3) for k, v in clock.cpu.items()},
+        "part_timings": {k: round(v, 3) for k, v in clock.parts.items()},
         "skipped": skipped,
         "budget": {**plan.report(), "spent_s": round(budget.spent(), 3)},
     }

@@ -62,20 +62,28 @@ def reinitialise_(module: nn.Module, blocks: list[nn.Module], seed: int) -> None
                     model._init_weights(sub)
 
 
-def rank_correlation(a: np.ndarray, b: np.ndarray, absolute: bool = True) -> np.ndarray:
-    """Spearman correlation between map ``a[i]`` and ``b[i]`` per image (NaN where a map is constant)."""
+def centred_ranks(maps: np.ndarray, absolute: bool = True) -> np.ndarray:
+    """Each map's ranks (of its absolute values when ``absolute``) minus their mean: (N, ...) -> (N, pixels).
+
+    Maps are ranked one by one (rows of ``rankdata(axis=1)``), so ranking many at once changes nothing."""
     from scipy.stats import rankdata
 
-    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
-    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
-    if absolute:
-        a, b = np.abs(a), np.abs(b)
-    ra, rb = rankdata(a, axis=1), rankdata(b, axis=1)
-    ra -= ra.mean(1, keepdims=True)
-    rb -= rb.mean(1, keepdims=True)
+    maps = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    ranks = rankdata(np.abs(maps) if absolute else maps, axis=1)
+    ranks -= ranks.mean(1, keepdims=True)
+    return ranks
+
+
+def ranks_correlation(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """Pearson correlation of rows of :func:`centred_ranks` (Spearman of the maps); NaN where a map is constant."""
     denom = np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denom > 0, (ra * rb).sum(1) / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+def rank_correlation(a: np.ndarray, b: np.ndarray, absolute: bool = True) -> np.ndarray:
+    """Spearman correlation between map ``a[i]`` and ``b[i]`` per image (NaN where a map is constant)."""
+    return ranks_correlation(centred_ranks(a, absolute), centred_ranks(b, absolute))
 
 
 def verdict(correlations: list[float | None], threshold: float = DEFAULT_THRESHOLD) -> bool:
@@ -136,8 +144,15 @@ def sanity_check(
     stage_names = [n for n, _ in blocks]
     results: dict[str, dict[str, Any]] = {}
     for m in methods:
-        abs_corr = [_mean(rank_correlation(trained[m], s, True)) for s in series[m][1:]]
-        raw_corr = [_mean(rank_correlation(trained[m], s, False)) for s in series[m][1:]]
+        # the trained maps are ranked once, every step's maps in one call (identical to a pair of maps at a time)
+        corr: dict[bool, list[float | None]] = {}
+        for absolute in (True, False):
+            steps = series[m][1:]
+            trained_ranks = centred_ranks(trained[m], absolute)
+            ranked = centred_ranks(np.concatenate(steps), absolute) if steps else trained_ranks[:0]
+            corr[absolute] = [_mean(ranks_correlation(trained_ranks, ranked[i * len(trained_ranks) : (i + 1) * len(trained_ranks)]))
+                              for i in range(len(steps))]
+        abs_corr, raw_corr = corr[True], corr[False]
         final = abs_corr[-1] if abs_corr else None
         results[m] = {
             "stages": stage_names,

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from igcore.worlds.base import Split, World
+
+if TYPE_CHECKING:
+    from igcore.microscope.counterfactuals import Counterfactuals
 
 
 @dataclass
@@ -57,6 +60,8 @@ def background_swaps(
     keep_per_group: int = 1,
     chunk: int = 512,
     seed: int = 0,
+    rendered: Counterfactuals | None = None,
+    swapped_predictions: Mapping[str, np.ndarray] | None = None,
 ) -> SwapResult:
     """Flip rate and accuracy of each model when every animal is moved to every other background.
 
@@ -69,6 +74,9 @@ def background_swaps(
         keep_per_group: swapped images kept per group (on each other background) for the dashboard.
         chunk: images rendered at once (bounds memory).
         seed: sampling of the kept images.
+        rendered: the swapped images when the caller already drew them
+            (:func:`igcore.microscope.counterfactuals.rerendered` of ``indices``), with ``swapped_predictions``
+            ({model: predictions on ``rendered.images``}); then nothing is drawn or predicted again.
 
     Returns:
         A :class:`SwapResult`.
@@ -84,20 +92,28 @@ def background_swaps(
     labels, from_bg = split.labels[idx], split.background[idx]
     pred_swap: dict[str, list[np.ndarray]] = {m: [] for m in predictors}
     to_bgs, froms, rows, kept_images, kept_pos = [], [], [], [], []
+    if rendered is not None and (swapped_predictions is None or not np.array_equal(rendered.index, np.tile(idx, n_bg - 1))):
+        raise ValueError("background_swaps was given swapped images of other rows, or without their predictions")
     for offset in range(1, n_bg):
         for start in range(0, len(idx), chunk):
             pos = np.arange(start, min(start + chunk, len(idx)))
-            part = split.subset(idx[pos])
-            new_bg = (part.background + offset) % n_bg
-            swapped = world.render_on_background(part, new_bg)
-            for m, p in predictors.items():
-                pred_swap[m].append(np.asarray(p.predict(swapped.images)))
+            old_bg = split.background[idx[pos]]
+            new_bg = (old_bg + offset) % n_bg
+            if rendered is None:
+                images = world.render_on_background(split.subset(idx[pos]), new_bg).images
+                for m, p in predictors.items():
+                    pred_swap[m].append(np.asarray(p.predict(images)))
+            else:  # rendered is offset-major over idx
+                at = (offset - 1) * len(idx) + pos
+                images = rendered.images[at]
+                for m in predictors:
+                    pred_swap[m].append(np.asarray(swapped_predictions[m])[at])  # type: ignore[index]
             to_bgs.append(new_bg)
-            froms.append(part.background)
+            froms.append(old_bg)
             rows.append(pos)
             mine = np.array([i for i, q in enumerate(pos) if int(q) in keep], dtype=np.int64)
             if len(mine):
-                kept_images.append(swapped.images[mine])
+                kept_images.append(images[mine])
                 kept_pos.append(np.stack([pos[mine], new_bg[mine]], 1))
     to_bg, from_all, pos_all = np.concatenate(to_bgs), np.concatenate(froms), np.concatenate(rows)
     metrics: dict[str, dict[str, Any]] = {}

@@ -236,47 +236,59 @@ def layer_kernels(
 # ----------------------------------------------------------------------------------------------- CAVs
 
 
-def fit_cav(
+def fit_cavs(
     gram: np.ndarray, positive: np.ndarray, negative: np.ndarray, order: np.ndarray, ridge: float = 0.1, test_ratio: float = 0.33
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """A ridge (L2-regularised least-squares) CAV separating ``positive`` from ``negative`` activations,
-    solved in closed form in its dual.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ridge (L2-regularised least-squares) CAVs, each separating a set of ``positive`` from a set of ``negative``
+    activations, solved in closed form in their dual; a stack of P CAVs whose sets have the same sizes at once.
 
     Concept sets are small (tens of images) and activations wide (thousands of features), so the dual (an
     n × n system, n = training images) is cheap, and a linear separator all the same (Kim et al. allow any
-    linear classifier). The first ``test_ratio`` of ``order`` (a permutation of the positive then the
+    linear classifier). The first ``test_ratio`` of each row of ``order`` (a permutation of the positive then the
     negative images) is held out for the accuracy. ``ridge`` is relative to the mean squared norm of the
-    centred activations.
+    centred activations. Every CAV of the stack is solved as it would be alone (numpy's stacked ``solve`` and
+    ``matmul`` run one LAPACK solve and one matrix-vector product per CAV).
 
     Args:
         gram: the layer's Gram matrix (:class:`LayerKernel`).
-        positive: positions in ``gram`` of the images the CAV points towards.
-        negative: positions of the images it points away from.
-        order: permutation of ``len(positive) + len(negative)`` (the train/test split).
+        positive: (P, p) positions in ``gram`` of the images each CAV points towards.
+        negative: (P, q) positions of the images it points away from.
+        order: (P, p + q) permutations (the train/test splits).
         ridge: regularisation.
         test_ratio: share held out.
 
     Returns:
-        ``(train, beta, accuracy)``: the CAV is ``v = Σ_j beta_j a(train_j)`` (its direction: a
-        gradient's inner products with the training activations times ``beta``), and its accuracy on the
+        ``(train, beta, accuracy)``: CAV i is ``v = Σ_j beta[i, j] a(train[i, j])`` (its direction: a
+        gradient's inner products with the training activations times ``beta[i]``), and its accuracy on the
         held-out images (nan when none is held out).
     """
-    pos = np.concatenate([positive, negative])
-    label = np.r_[np.ones(len(positive)), -np.ones(len(negative))]
-    n_test = int(test_ratio * len(pos))
-    test, train = order[:n_test], order[n_test:]
-    g = gram[np.ix_(pos[train], pos[train])]
-    means = g.mean(1)
-    centred = g - means[:, None] - means[None, :] + means.mean()  # Gram matrix of the centred activations
+    pos = np.concatenate([positive, negative], axis=1)
+    label = np.r_[np.ones(positive.shape[1]), -np.ones(negative.shape[1])]
+    n_test = int(test_ratio * pos.shape[1])
+    test, train = order[:, :n_test], order[:, n_test:]
+    rows = np.take_along_axis(pos, train, 1)
+    g = gram[rows[:, :, None], rows[:, None, :]]
+    means = g.mean(2)
+    centred = g - means[:, :, None] - means[:, None, :] + means.mean(1)[:, None, None]  # Gram matrices of the centred activations
     t = label[train]
-    lam = ridge * max(float(np.trace(centred)) / len(train), 1e-12)
-    alpha = np.linalg.solve(centred + lam * np.eye(len(train)), t - t.mean())
-    beta = alpha - alpha.mean()  # v = Σ alpha_j (a_j - mean a) = Σ beta_j a_j
-    bias = t.mean() - float((g @ beta).mean())
+    lam = ridge * np.maximum(np.trace(centred, axis1=1, axis2=2) / train.shape[1], 1e-12)
+    alpha = np.linalg.solve(centred + lam[:, None, None] * np.eye(train.shape[1]), (t - t.mean(1, keepdims=True))[..., None])[..., 0]
+    beta = alpha - alpha.mean(1, keepdims=True)  # v = Σ alpha_j (a_j - mean a) = Σ beta_j a_j
+    bias = t.mean(1) - (g @ beta[..., None])[..., 0].mean(1)
     if not n_test:
-        return pos[train], beta, float("nan")
-    decision = gram[np.ix_(pos[test], pos[train])] @ beta + bias
-    return pos[train], beta, float(((decision > 0) == (label[test] > 0)).mean())
+        return rows, beta, np.full(len(pos), np.nan)
+    held = np.take_along_axis(pos, test, 1)
+    decision = (gram[held[:, :, None], rows[:, None, :]] @ beta[..., None])[..., 0] + bias[:, None]
+    return rows, beta, ((decision > 0) == (label[test] > 0)).mean(1)
+
+
+def fit_cav(
+    gram: np.ndarray, positive: np.ndarray, negative: np.ndarray, order: np.ndarray, ridge: float = 0.1, test_ratio: float = 0.33
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """One CAV of :func:`fit_cavs`: ``positive`` (p,), ``negative`` (q,) and ``order`` (p + q,) positions; returns
+    ``(train, beta, accuracy)`` of that CAV."""
+    train, beta, acc = fit_cavs(gram, np.asarray(positive)[None], np.asarray(negative)[None], np.asarray(order)[None], ridge, test_ratio)
+    return train[0], beta[0], float(acc[0])
 
 
 def _records_of_draw(
@@ -294,13 +306,20 @@ def _records_of_draw(
     orders = [[rng.permutation(len(a) + len(b)) for _ in paths] for a, b in pairs]
     scores: dict[tuple[str, str], np.ndarray] = {}  # (class, path) -> score per pair
     accs: dict[str, np.ndarray] = {}  # path -> accuracy per pair
+    shapes: dict[tuple[int, int], list[int]] = {}  # pairs whose sets have the same sizes are fitted as one stack
+    for j, (a, b) in enumerate(pairs):
+        shapes.setdefault((len(a), len(b)), []).append(j)
     for li, path in enumerate(paths):  # a path named twice is fitted twice, the second fit kept (as captum did)
         kernel = kernels[path]
         weights = np.zeros((len(kernel.rows), len(pairs)))  # column j: CAV j as coefficients of the bank activations
         acc = np.empty(len(pairs))
-        for j, (a, b) in enumerate(pairs):
-            train, beta, acc[j] = fit_cav(kernel.gram, kernel.positions(a), kernel.positions(b), orders[j][li], ridge)
-            np.add.at(weights[:, j], train, beta)
+        for members in shapes.values():
+            train, beta, acc[members] = fit_cavs(
+                kernel.gram, np.stack([kernel.positions(pairs[j][0]) for j in members]),
+                np.stack([kernel.positions(pairs[j][1]) for j in members]), np.stack([orders[j][li] for j in members]), ridge,
+            )
+            for j, t, b in zip(members, train, beta, strict=True):
+                np.add.at(weights[:, j], t, b)
         accs[path] = acc
         for class_name, dots in kernel.grad_dot.items():
             scores[class_name, path] = ((dots @ weights) > 0).mean(0)

@@ -68,7 +68,9 @@ def stage_discover(ctx: RunContext) -> dict[str, Any]:
     found: dict[str, SourceDiscovery] = {}
     info: dict[str, Any] = {}
     for model in params.models:
+        read = time.perf_counter()
         grids = {s: activations(ctx, model, splits[s].images, f"{model} {s}") for s in grid_splits(scored)}
+        read = time.perf_counter() - read
         d = discover(
             ctx.classifier(model), model, splits, params, vocabulary=ctx.world.vocabulary, backgrounds=ctx.world.backgrounds,
             group_names=ctx.world.group_names(), names=names, seed=ctx.config.seed, scored=scored, grids=grids,
@@ -78,7 +80,7 @@ def stage_discover(ctx: RunContext) -> dict[str, Any]:
         selection = d.factorization.selection_
         info[model] = {"k": d.k, "layer": d.site.path, "chosen_by": "discover.k" if selection is None else selection.rule,
                        "reconstruction_error": round(d.factorization.reconstruction_error_, 4),
-                       "seconds": {k: round(v, 3) for k, v in d.seconds.items()}}
+                       "seconds": {"activations": round(read, 3), **{k: round(v, 3) for k, v in d.seconds.items()}}}
         named = [c for c in d.concepts if is_named(c)]
         ctx.note(
             f"discovered {d.k} concepts in {model}'s layer {d.site.path} (discovered::{model}/0-{d.k - 1}); "
@@ -131,7 +133,9 @@ def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
     for source, d in found.items():
         fit_maps = d.fit_maps[len(d.fit_images["train"]):]  # D′_train's part (see importance: patterns)
         per_model: dict[str, Any] = {}
+        seconds: dict[str, dict[str, float]] = {}
         for model in effects_models(ctx.config):
+            started = time.perf_counter()
             clf = ctx.classifier(model)
             site = resolve_site(clf.module_, ctx.config.discover.layer)
             if model == source:  # its activations were read by discovery
@@ -139,12 +143,16 @@ def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
             else:
                 fit_grids = activations(ctx, model, ctx.data.test_train.images, f"{model} test_train", d.fit_images["test_train"])
                 grids = activations(ctx, model, test.images, f"{model} test_eval")
+            read = time.perf_counter()
             patterns = fit_patterns(fit_grids, fit_maps)
             quality = patterns.fit_quality(grids, d.maps)
+            fitted = time.perf_counter()
             found_effects = ablation_effects(
                 clf, site, patterns, resample_maps(d.maps, grids.shape[1:3]), test.images, test.groups, names,
                 seed=ctx.config.seed, n_resamples=n_resamples,
             )
+            seconds[model] = {"activations": round(read - started, 3), "patterns": round(fitted - read, 3),
+                              "ablation": round(time.perf_counter() - fitted, 3)}
             per_model[model] = {"layer": site.path, "r2": quality["r2"], "share": quality["share"], "effects": found_effects}
             write_tensors(ctx.writer.subdir(f"{FOLDER}/{source}"), f"patterns_{model}",
                           {"patterns": patterns.patterns, "intercept": patterns.intercept, "map_mean": patterns.map_mean})
@@ -152,7 +160,8 @@ def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
                 for group, stat in [("all", e["overall"]), *e["by_group"].items()]:
                     rows.append({"source": source, "component": d.concepts[k].id, "model": model, "group": group, **stat})
         section[source] = components_record(d, per_model)
-        info[source] = {m: {"r2": round(v["r2"], 3), "top": section[source]["ranking"][m][0]} for m, v in per_model.items()}
+        info[source] = {m: {"r2": round(v["r2"], 3), "top": section[source]["ranking"][m][0], "seconds": seconds[m]}
+                        for m, v in per_model.items()}
     columns = ["source", "component", "model", "group", "mean", "ci_low", "ci_high", "n"]
     ctx.writer.table("discover_effects", pd.DataFrame.from_records(rows, columns=columns))
     ctx.write_metrics({"discover": section})

@@ -66,4 +66,4 @@ def stage_microscope(ctx: RunContext) -> dict[str, Any]:
     result = run_microscope(inputs, settings, ctx.writer.subdir("microscope"))
     ctx.microscope = result
     ctx.write_metrics(result.metrics_values())
-    return {"timings": result.info["timings"], "budget": result.info["budget"]}
+    return {"timings": result.info["timings"], "part_timings": result.info["part_timings"], "budget": result.info["budget"]}

@@ -3,6 +3,12 @@ default split sizes, written to ``docs/PERFORMANCE.md``.
 
     python -m bench.bench_pipeline --scales 1,4             # the documented settings
     python -m bench.bench_pipeline --scales 1,4,16          # add 16× (about 16× the training time)
+    python -m bench.bench_pipeline --scales 1 --compare HEAD~1   # and the default run of another commit beside this one
+
+``--compare REV`` answers "did this change make the default run slower?": the default run (1×, the same
+``--set``) with the code of git revision REV (checked out into a temporary worktree) and with this code, one
+after the other in one invocation on the same machine, each as its own ``python -m igcore run`` process, and the
+per-stage seconds side by side.
 
 Scale multiplies every split size of the config (the default's, or the one ``--set`` makes). Peak memory is the
 process's maximum resident set size after each stage (``ru_maxrss``), so it shows which stage raised the
@@ -12,10 +18,16 @@ high-water mark. The microscope's parts (attributions, TCAV, …) are timed by t
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-from bench.common import Report
+from bench.common import ROOT, Report
 from igcore.config import load_config
 from igcore.pipeline import run_pipeline
 from igcore.store import load_run_dir
@@ -33,7 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="runs/bench-pipeline")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", action="append", default=[], help="config overrides of every run (before scaling)")
+    ap.add_argument("--compare", metavar="REV", help="also time the default run of git revision REV beside this code's")
     args = ap.parse_args(argv)
+    compared = compare(args.compare, args.set, args.device, Path(args.out)) if args.compare else None
     report = Report("pipeline", argv)
     results = []
     base = load_config(None, args.set)
@@ -52,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         peaks = {name: marks.get(names[i + 1] if i + 1 < len(names) else "done", peak_rss_mb()) for i, name in enumerate(names)}
         results.append((scale, total, stages, peaks, run.manifest.get("device", "cpu")))
         print(f"scale {scale}: {total:.1f}s", {k: v["seconds"] for k, v in stages.items()}, flush=True)
-    report.block("docs/PERFORMANCE.md", "pipeline", "\n".join(render(results, base.world, args.set)), title="Performance")
+    lines = render(results, base.world, args.set) + (render_comparison(*compared) if compared else [])
+    report.block("docs/PERFORMANCE.md", "pipeline", "\n".join(lines), title="Performance")
     report.publish()
 
 
@@ -86,6 +101,54 @@ def render(results: list, world: object, sets: list[str]) -> list[str]:
                   "| part | " + " | ".join(f"×{scale}" for scale, _ in parts) + " |", "|---|" + "---|" * len(parts),
                   *[f"| {name} | " + " | ".join(f"{p[name]:.1f}" if name in p else "–" for _, p in parts) + " |" for name in names]]
     return lines
+
+
+def timed_run(code: Path, sets: list[str], out: Path) -> tuple[float, dict[str, float]]:
+    """Wall seconds of ``python -m igcore run`` with the code in folder ``code``, and its manifest's per-stage seconds."""
+    out.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=out))  # runs are never overwritten
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "igcore", "run", "--out", str(out), "--quiet", *(a for s in sets for a in ("--set", s))],
+                   cwd=code, env=env, check=True)
+    wall = time.perf_counter() - t0
+    manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
+    return wall, {name: float(stage.get("seconds") or 0.0) for name, stage in manifest["stages"].items()}
+
+
+def compare(rev: str, sets: list[str], device: str, out: Path) -> tuple[str, tuple, tuple]:
+    """The default run with the code of ``rev`` and with this code, back to back: ``(short rev, (wall, stages) × 2)``."""
+    git = ["git", "-C", str(ROOT)]
+    short = subprocess.run([*git, "rev-parse", "--short=12", rev], capture_output=True, text=True, check=True).stdout.strip()
+    sets = [*sets, f"device={device}"]
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        tree = Path(tmp) / "code"
+        subprocess.run([*git, "worktree", "add", "--detach", "--quiet", str(tree), short], check=True)
+        try:
+            before = timed_run(tree, sets, out / "compare" / f"rev-{short}")
+        finally:
+            subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=False)
+    after = timed_run(ROOT, sets, out / "compare" / "this")
+    print(f"compare {short}: {before[0]:.1f}s, this code: {after[0]:.1f}s", flush=True)
+    return short, before, after
+
+
+def render_comparison(rev: str, before: tuple[float, dict[str, float]], after: tuple[float, dict[str, float]]) -> list[str]:
+    """Per stage: the default run's seconds with the code of ``rev`` and with this code, and their ratio."""
+    stages = list(dict.fromkeys([*before[1], *after[1]]))
+
+    def cell(seconds: dict[str, float], stage: str) -> str:
+        return f"{seconds[stage]:.2f}" if stage in seconds else "–"
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return f"{b / a:.2f}" if a and b is not None and a > 0.01 else "–"
+
+    return ["", f"## This code against commit `{rev}`", "",
+            f"The default run (1×) with the code of commit `{rev}` and then with this code, one after the other on this "
+            "machine, each in its own process (`--compare`); ratio = this code / that commit.", "",
+            f"| stage | `{rev}` s | this code s | ratio |", "|---|---|---|---|",
+            *[f"| {s} | {cell(before[1], s)} | {cell(after[1], s)} | {ratio(before[1].get(s), after[1].get(s))} |" for s in stages],
+            f"| **wall (process)** | **{before[0]:.1f}** | **{after[0]:.1f}** | {ratio(before[0], after[0])} |"]
 
 
 if __name__ == "__main__":

@@ -119,8 +119,10 @@ GENERATORS: tuple[Generator, ...] = (
         minutes=60, env=ONE_THREAD,
     ),
     Generator(
-        "pipeline", "bench.bench_pipeline", "per-stage wall time and peak memory of the default run at 1× and 4× the data",
-        full=("--scales", "1,4", "--out", "{runs}/pipeline"), quick=("--scales", "1,2", "--out", "{runs}/pipeline", *TINY_SETS),
+        "pipeline", "bench.bench_pipeline", "per-stage wall time and peak memory of the default run at 1× and 4× the data, and "
+        "the default run of the commit before this one beside this code's",
+        full=("--scales", "1,4", "--compare", "HEAD~1", "--out", "{runs}/pipeline"),
+        quick=("--scales", "1,2", "--compare", "HEAD", "--out", "{runs}/pipeline", *TINY_SETS),
         blocks=("docs/PERFORMANCE.md#pipeline",), minutes=40, env=ONE_THREAD,
     ),
     Generator(

@@ -138,7 +138,7 @@ class RunView:
         folder: the run's folder in ``root`` when it is not ``run_id``: the temporary folder of a run that is
             still being written (``.tmp-<id>-…``, renamed to ``run_id`` when complete).
         names: ``(component id, name)`` pairs people gave the run's discovered concepts, as the naming store held
-            them when the view was opened (:func:`read_names`); part of every cache key, so a new name is seen at
+            them when the view was opened (:func:`read_names`; an empty name: taken back, unnamed again); part of every cache key, so a new name is seen at
             once by every cache and nothing is recomputed while the names stay the same.
     """
 

@@ -354,3 +354,18 @@ def test_place_legend_and_times() -> None:
     legend = text.place_legend({"land": ["grass"], "water": ["brick", "gravel"]})
     assert legend and "**land** = grass; **water** = brick, gravel" in legend
     assert text.utc_time("2026-11-30T17:36:08+00:00") == "2026-11-30 17:36 UTC"
+
+
+def test_clause_weights_draw_every_clause_whatever_its_kind() -> None:
+    """A clause about a discovered concept is a bar like any other, in its own colour and legend entry."""
+    clauses = [
+        {"concept": "snowy_ground", "text": "snowy ground", "class": "wolf", "weight": 1.2, "kind": "context"},
+        {"concept": "discovered::erm/3", "text": "unnamed concept 3", "class": "wolf", "weight": 0.8, "kind": "discovered"},
+        {"concept": "pointed_ears", "text": "pointed ears", "class": "husky", "weight": 0.5, "kind": "core"},
+    ]
+    fig = charts.clause_weights(clauses, "z*")
+    assert sum(len(bar.x) for bar in fig.data) == len(clauses)
+    assert {bar.name for bar in fig.data} == {"background", "discovered in a model", "object feature"}
+    tcav = [TCAVRecord.model_validate({"class": "wolf", "layer": "penultimate", "concept": "discovered::erm/3", "score": 0.9})]
+    legend = {bar.name for bar in charts.tcav_bars(tcav, {"discovered::erm/3": "discovered"}, {}).data if bar.showlegend}
+    assert "discovered in a model" in legend and "background" not in legend

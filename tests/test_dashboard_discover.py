@@ -166,7 +166,7 @@ def test_the_text_lookup_applies_names(fresh_runs_dir: Path) -> None:
     assert named.hypothesis_text("z_star") == before.hypothesis_text("z_star")
     store.unname("bo", ids[1])
     again = RunView.open(root, "tiny")
-    assert again.names == () and again.concept_texts[ids[1]] == "unnamed concept 1"
+    assert again.names == ((ids[1], ""),) and again.concept_texts[ids[1]] == "unnamed concept 1"
 
 
 def test_a_name_is_refused_in_one_line(fresh_runs_dir: Path) -> None:

@@ -249,6 +249,17 @@ def test_cli_refuses_a_bad_names_file_before_any_work(tmp_path, capsys):
     assert code == 2 and "does not exist" in capsys.readouterr().err
 
 
+def test_taking_back_a_name_the_run_was_given_makes_the_concept_unnamed(tmp_path):
+    """A run named by ``discover.names`` records its names in its vocabulary; a name taken back in the store must
+    override that one, not fall through to it."""
+    components = [concept_id("erm", k) for k in range(2)]
+    recorded = Vocabulary(tuple(discovered_concepts("erm", 2, {"discovered::erm/1": "snowy ground"})))
+    store = NameStore(tmp_path / "judgments.sqlite", "run-a", components)
+    assert [c.text for c in apply_names(recorded, store.names()).concepts] == ["unnamed concept 0", "snowy ground"]
+    store.unname("ana", "discovered::erm/1")
+    assert [c.text for c in apply_names(recorded, store.names()).concepts] == ["unnamed concept 0", "unnamed concept 1"]
+
+
 def test_name_store_keeps_history_and_survives_reopening(tmp_path):
     path = tmp_path / "judgments.sqlite"
     components = [concept_id("erm", k) for k in range(3)]
@@ -258,7 +269,7 @@ def test_name_store_keeps_history_and_survives_reopening(tmp_path):
     store.name("ana", "discovered::erm/2", "green grass")
     store.unname("ben", "discovered::erm/2")
     again = NameStore(path, "run-a", components)  # a reload: another process, the same file
-    assert again.names() == {"discovered::erm/1": "snow"}
+    assert again.names() == {"discovered::erm/1": "snow", "discovered::erm/2": ""}  # "": the name was taken back
     history = again.history("discovered::erm/1")
     assert list(history["text"]) == ["snowy ground", "snow"] and list(history["rater"]) == ["ana", "ben"]
     assert list(again.history()["text"]) == ["snowy ground", "snow", "green grass", ""]

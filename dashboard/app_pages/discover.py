@@ -27,7 +27,7 @@ from dashboard.components.style import possessive
 from dashboard.components.text import effect_phrase, utc_time
 from dashboard.page import open_page
 from dashboard.run_view import RunView
-from igcore.discover.names import MAX_NAME_LENGTH, parse_id
+from igcore.discover.names import MAX_NAME_LENGTH, is_named, parse_id
 from igcore.errors import InputError
 from igcore.schema import Interval
 
@@ -165,7 +165,8 @@ if flash:
     getattr(st, flash[0])(flash[1])
 with session.guard("Naming"):
     rater = widgets.rater_name(RATER, wanted_rater, "Names are stored under your name, with the time; the history is kept.")
-    current = names.get(component)
+    row = table.set_index("id").loc[component]
+    current = row["text"] if row["named"] else None  # the run's own name (discover.names) or a person's, whichever is latest
     st.markdown(f"Current name of {component}: **{current}**" if current else f"{component} is **unnamed**.")
     with st.form("w_discover_name_form", clear_on_submit=True):
         text = st.text_input("What does this concept show?", max_chars=MAX_NAME_LENGTH, key="w_discover_text",
@@ -185,7 +186,7 @@ with session.guard("Naming"):
 
 st.subheader("z* in the named words")
 with session.guard("z* re-solved with the names"):
-    named = names
+    named = {c.id: c.text for c in run.vocabulary.concepts if is_named(c)}  # the run's names with people's on top
     if not named:
         st.caption("No discovered concept is named yet: z* speaks only the annotated concepts (a clause about an unnamed "
                    "concept is nothing a person can judge).")

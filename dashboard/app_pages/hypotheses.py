@@ -15,6 +15,7 @@ from dashboard.components.style import KIND_COLORS, KIND_LABELS
 from dashboard.escape import css_color, html_text
 from dashboard.page import open_page
 from dashboard.run_view import RunView, hypothesis_name
+from igcore.discover.names import KIND as DISCOVERED
 from igcore.hypothesis import summary_sentence
 from igcore.likelihood import SPECIFIC_ALPHA
 
@@ -160,13 +161,13 @@ with session.guard("Field guide"):
                 )
                 st.markdown(text.clause_line(c))
             with right:
-                k = vocab_ids.index(c["concept"])
-                if k >= bank["concepts"].shape[1]:  # a discovered concept: nobody annotated images of it
+                if c["kind"] == DISCOVERED:  # nobody annotated images of it
                     shown = widgets.exemplar_pngs(run, c["concept"])[:5]
                     widgets.image_strip([png for _, png, _ in shown], [f"D′ #{i}" for i, _, _ in shown], columns=5, width=110)
                     st.caption("Discovered in a model, not annotated: the D′ images where it is most present, its map over "
                                "them (the Discover page shows more).")
                     continue
+                k = vocab_ids.index(c["concept"])
                 has = np.flatnonzero(bank["concepts"][:, k] > 0.5)
                 if not len(has):
                     st.caption("The concept bank has no image showing this concept.")

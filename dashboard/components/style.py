@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from igcore.discover.names import KIND as DISCOVERED
 from igcore.methods import method_spec, order_methods
 
-KIND_COLORS = {"core": "#2e7d5b", "context": "#d1495b", "distractor": "#8d99ae"}
-KIND_LABELS = {"core": "object feature", "context": "background", "distractor": "distractor"}
+KIND_COLORS = {"core": "#2e7d5b", "context": "#d1495b", "distractor": "#8d99ae", DISCOVERED: "#7b5ea7"}
+KIND_LABELS = {"core": "object feature", "context": "background", "distractor": "distractor", DISCOVERED: "discovered in a model"}
 
 #: Each stored hypothesis drawn in the colour of the model it stands for.
 HYPOTHESIS_COLORS = {"z_star": method_spec("ig_student").color, "z_baseline": method_spec("erm").color, "no_prior": method_spec("no_prior").color}

@@ -77,14 +77,17 @@ class NameStore(SQLiteFile):
         return self._add(rater, component, "", "unname")
 
     def names(self) -> dict[str, str]:
-        """``{component: name}`` of the components whose latest row names them."""
+        """``{component: name}`` of every component with a row: its latest name, or ``""`` where the latest row
+        takes the name back. The empty text matters: it overrides a name the run was given
+        (``discover.names``), so taking back a name the CSV gave makes the concept unnamed again
+        (:func:`igcore.discover.names.apply_names`)."""
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT component, text FROM concept_names WHERE id IN "
                 "(SELECT MAX(id) FROM concept_names WHERE run_id = ? GROUP BY component)",
                 (self.run_id,),
             ).fetchall()
-        return {component: text for component, text in rows if text and component in self.components}
+        return {component: text for component, text in rows if component in self.components}
 
     def history(self, component: str | None = None) -> pd.DataFrame:
         """Every naming of this run's components (or of one), oldest first (:data:`HISTORY_COLUMNS`; an empty

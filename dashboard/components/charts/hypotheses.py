@@ -64,11 +64,11 @@ def posterior_scatter(ranked: Sequence[RankedRecord], selected: int | None = Non
 
 def clause_weights(clauses: Sequence[Mapping[str, Any]], title: str) -> go.Figure:
     """Horizontal bars: each clause's weight, coloured by concept kind (object feature / background /
-    distractor); a clause the deletion test found not specific is marked ✗ in its label."""
+    distractor / discovered in a model); a clause the deletion test found not specific is marked ✗ in its label."""
     rows = sorted(clauses, key=lambda c: abs(float(c.get("weight", 0))))
     labels = {id(c): clause_name(c) for c in rows}
     fig = go.Figure()
-    for kind in ("core", "context", "distractor"):
+    for kind in KIND_LABELS:
         sub = [c for c in rows if c.get("kind") == kind]
         if not sub:
             continue

@@ -212,7 +212,7 @@ def tcav_bars(tcav: Sequence[TCAVRecord], kinds: Mapping[str, str], texts: Mappi
         )
         fig.add_vline(x=0.5, line_dash="dot", line_color="#555", row=1, col=j)
         fig.update_xaxes(range=[0, 1.15], title_text="TCAV score", row=1, col=j)
-    for kind in ("core", "context", "distractor"):  # a legend for the colours and for the verdicts
+    for kind in (k for k in KIND_LABELS if k in set(df["kind"])):  # a legend for the colours present and for the verdicts
         fig.add_bar(x=[None], y=[None], name=KIND_LABELS[kind], marker={"color": KIND_COLORS[kind]}, showlegend=True)
     for label, opacity, pattern, mark in TCAV_STATUS.values():
         fig.add_bar(x=[None], y=[None], name=f"{mark} {label}".strip(), opacity=opacity, marker={"color": "#666", "pattern": {"shape": pattern}}, showlegend=True)

@@ -230,8 +230,11 @@ def test_discovery_reads_the_same_activations_on_either_executor(cluster: RayExe
     params = DiscoverParams(k=3, images=20)
     work = functools.partial(LayerActivations, clf, params.layer)
     found = {}
+    names = grid_splits()
+    joined = np.concatenate([splits[s].images for s in names])  # one pipeline for every split (one actor pool), cut back
+    ends = np.cumsum([len(splits[s].images) for s in names])[:-1]
     for executor in (LocalExecutor(progress=False), RayExecutor(RayConfig(workers=WORKERS), progress=False)):
-        grids = {s: executor.map_batches(work, splits[s].images, 8) for s in grid_splits()}
+        grids = dict(zip(names, np.split(executor.map_batches(work, joined, 8), ends), strict=True))
         found[executor.name] = discover(clf, "erm", splits, params, vocabulary=world.vocabulary, backgrounds=world.backgrounds,
                                         group_names=world.group_names(), seed=0, grids=grids)
     here = discover(clf, "erm", splits, params, vocabulary=world.vocabulary, backgrounds=world.backgrounds,

@@ -1,22 +1,48 @@
-"""Shared fixtures: real runs of the real pipeline on tiny configs, each built once per test session: the
-Snow-and-Wolves run (``runs_dir``) and two runs on users' data layouts (``byod_runs``)."""
+"""Shared fixtures: real runs of the real pipeline on tiny configs, each built once per test session (once for all of
+pytest-xdist's workers, :func:`built_once`): the Snow-and-Wolves run (``runs_dir``), two runs on users' data layouts
+(``byod_runs``) and the runs of three worlds (``worlds_dir``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from testkit.runs import TEST_RUN, build_tiny_run, write_incomplete_run
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with ``slow`` tests first (stable otherwise): pytest-xdist hands out whole files in this order
-    (``--dist loadfile``), so the long ones start at once instead of leaving one worker busy at the end."""
+    """The files that start a local Ray first (the longest), then those with ``slow`` tests, then the rest (stable
+    otherwise): pytest-xdist hands out whole files in this order (``--dist loadfile --no-loadscope-reorder``, which
+    keeps it), so the long ones start at once instead of leaving one worker busy at the end."""
+    ray_files = {item.path for item in items if item.get_closest_marker("ray")}
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
+    items.sort(key=lambda item: (item.path not in ray_files, item.path not in slow_files))
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder ``name`` that ``build(folder)`` fills, built once per test session: under pytest-xdist the first
+    worker to ask builds it in the session's shared temporary folder while the others wait on a file lock, then all
+    read it (the runs train once, not once per worker). Read-only for tests: a fixture that hands it to tests that
+    may write copies it first."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    folder = tmp_path_factory.getbasetemp().parent / name  # above every worker's basetemp: this session's
+    built = folder.with_name(f"{name}.built")
+    with FileLock(f"{folder}.lock"):
+        if not built.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed to build it left
+            folder.mkdir()
+            build(folder)
+            built.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +57,7 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if existing:  # e.g. the default demo run, to take the documentation screenshots from it
         shutil.copytree(existing, root / "tiny")
     else:
-        build_tiny_run(root, "tiny", TEST_RUN)
+        shutil.copytree(built_once(tmp_path_factory, "test-run", lambda f: build_tiny_run(f, "tiny", TEST_RUN)) / "tiny", root / "tiny")
     write_incomplete_run(root / "tiny", root / "tiny-incomplete")
     (root / "junk").mkdir()  # a folder that is not a run
     # the complete run must stay the newest one (the default view)
@@ -55,9 +81,14 @@ def byod_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str] |
     decoded-image cache they share (``cache``; a run on the same data with it finds its images there)."""
     from testkit import byod_fixtures as fx
 
-    data = tmp_path_factory.mktemp("byod-data")
-    birds = fx.make_waterbirds(data / "waterbirds", n=64)
-    manifest = fx.make_folder(data / "folder", n=48, with_mask=False)
+    def write(data: Path) -> None:
+        birds = fx.make_waterbirds(data / "waterbirds", n=64)
+        manifest = fx.make_folder(data / "folder", n=48, with_mask=False)
+        (data / "paths.json").write_text(json.dumps({**{k: str(v) for k, v in birds.items()}, "manifest": str(manifest)}))
+
+    data = built_once(tmp_path_factory, "byod-data", write)
+    birds = json.loads((data / "paths.json").read_text())
+    manifest = birds["manifest"]
     return {
         "waterbirds": ["world.name=waterbirds", f"world.root={birds['root']}", f"world.cub_root={birds['cub_root']}"],
         "folder": ["world.name=folder", f"world.manifest={manifest}"],
@@ -75,10 +106,15 @@ def byod_runs(byod_data: dict[str, list[str] | Path], tmp_path_factory: pytest.T
     from igcore.pipeline import run_pipeline
     from testkit import byod_fixtures as fx
 
+    def build(runs: Path) -> None:
+        for run_id in BYOD_RUNS:
+            config = load_config(None, [*fx.TINY_SETS, *byod_data[run_id], f"run_id={run_id}", f"world.cache_dir={byod_data['cache']}"])
+            run_pipeline(config, runs, progress=False)
+
     root = tmp_path_factory.mktemp("byod-runs")
+    built = built_once(tmp_path_factory, "byod-runs", build)
     for run_id in BYOD_RUNS:
-        config = load_config(None, [*fx.TINY_SETS, *byod_data[run_id], f"run_id={run_id}", f"world.cache_dir={byod_data['cache']}"])
-        run_pipeline(config, root, progress=False)
+        shutil.copytree(built / run_id, root / run_id)
     return root
 
 
@@ -135,6 +171,7 @@ def worlds_dir(runs_dir: Path, byod_runs: Path, tmp_path_factory: pytest.TempPat
     root = tmp_path_factory.mktemp("worlds-runs")
     shutil.copytree(runs_dir / "tiny", root / "tiny")
     shutil.copytree(byod_runs / "folder", root / "folder")
-    build_rated_waterbirds(root, tmp_path_factory.mktemp("worlds-data"))
+    rated = built_once(tmp_path_factory, "rated-waterbirds", lambda f: build_rated_waterbirds(f / "runs", f / "data"))
+    shutil.copytree(rated / "runs" / "waterbirds", root / "waterbirds")
     os.utime(root / "tiny")  # the default view stays the Snow-and-Wolves run
     return root

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", action="append", default=[], help="config overrides of every run (before scaling)")
     ap.add_argument("--compare", metavar="REV", help="also time the default run of git revision REV beside this code's")
     args = ap.parse_args(argv)
+    report = Report("pipeline", argv)  # its clock (the provenance's wall time) includes the comparison's runs
     compared = compare(args.compare, args.set, args.device, Path(args.out)) if args.compare else None
-    report = Report("pipeline", argv)
     results = []
     base = load_config(None, args.set)
     for scale in [int(s) for s in args.scales.split(",")]:

@@ -4,11 +4,14 @@ default split sizes, written to ``docs/PERFORMANCE.md``.
     python -m bench.bench_pipeline --scales 1,4             # the documented settings
     python -m bench.bench_pipeline --scales 1,4,16          # add 16× (about 16× the training time)
     python -m bench.bench_pipeline --scales 1 --compare HEAD~1   # and the default run of another commit beside this one
+    python -m bench.bench_pipeline --compare published           # ... of the commit that last published the page
 
 ``--compare REV`` answers "did this change make the default run slower?": the default run (1×, the same
 ``--set``) with the code of git revision REV (checked out into a temporary worktree) and with this code, one
 after the other in one invocation on the same machine, each as its own ``python -m igcore run`` process, and the
-per-stage seconds side by side.
+per-stage seconds side by side. ``--compare published`` names the commit that the page's provenance record says
+last published it (``HEAD~1`` when there is none, or it is not in this clone's history): after a run of
+documentation-only commits, ``HEAD~1`` has the same code as this one and the comparison says nothing.
 
 Scale multiplies every split size of the config (the default's, or the one ``--set`` makes). Peak memory is the
 process's maximum resident set size after each stage (``ru_maxrss``), so it shows which stage raised the
@@ -27,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, Report
+from bench.common import ROOT, Report, read_record
 from igcore.config import load_config
 from igcore.pipeline import run_pipeline
 from igcore.store import load_run_dir
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default="runs/bench-pipeline")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", action="append", default=[], help="config overrides of every run (before scaling)")
-    ap.add_argument("--compare", metavar="REV", help="also time the default run of git revision REV beside this code's")
+    ap.add_argument("--compare", metavar="REV", help="also time the default run of git revision REV beside this code's "
+                    f"('{PUBLISHED}': the commit that last published the page)")
     args = ap.parse_args(argv)
     report = Report("pipeline", argv)  # its clock (the provenance's wall time) includes the comparison's runs
     compared = compare(args.compare, args.set, args.device, Path(args.out)) if args.compare else None
@@ -116,9 +120,23 @@ def timed_run(code: Path, sets: list[str], out: Path) -> tuple[float, dict[str, 
     return wall, {name: float(stage.get("seconds") or 0.0) for name, stage in manifest["stages"].items()}
 
 
+#: ``--compare`` value naming the commit of the page's provenance record
+PUBLISHED = "published"
+
+
+def published_commit(record: dict | None) -> str:
+    """The commit of a provenance record (the one that last published docs/PERFORMANCE.md's pipeline block), if this
+    clone has it; else ``HEAD~1``."""
+    commit = (record or {}).get("commit") or ""
+    known = commit and subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"],
+                                      capture_output=True).returncode == 0
+    return commit if known else "HEAD~1"
+
+
 def compare(rev: str, sets: list[str], device: str, out: Path) -> tuple[str, tuple, tuple]:
     """The default run with the code of ``rev`` and with this code, back to back: ``(short rev, (wall, stages) × 2)``."""
     git = ["git", "-C", str(ROOT)]
+    rev = published_commit(read_record("pipeline")) if rev == PUBLISHED else rev
     short = subprocess.run([*git, "rev-parse", "--short=12", rev], capture_output=True, text=True, check=True).stdout.strip()
     sets = [*sets, f"device={device}"]
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:

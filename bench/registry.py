@@ -120,8 +120,8 @@ GENERATORS: tuple[Generator, ...] = (
     ),
     Generator(
         "pipeline", "bench.bench_pipeline", "per-stage wall time and peak memory of the default run at 1× and 4× the data, and "
-        "the default run of the commit before this one beside this code's",
-        full=("--scales", "1,4", "--compare", "HEAD~1", "--out", "{runs}/pipeline"),
+        "the default run of the commit that last published the page beside this code's",
+        full=("--scales", "1,4", "--compare", "published", "--out", "{runs}/pipeline"),
         quick=("--scales", "1,2", "--compare", "HEAD", "--out", "{runs}/pipeline", *TINY_SETS),
         blocks=("docs/PERFORMANCE.md#pipeline",), minutes=40, env=ONE_THREAD,
     ),

@@ -170,3 +170,12 @@ def test_a_provenance_block_is_compared_unless_the_page_predates_the_records(tmp
     assert structure_differences(BY_NAME["world"], out, reference) == []
     page.write_text(page.read_text().replace("<!-- world-provenance:start -->", "").replace("<!-- world-provenance:end -->", ""))
     assert structure_differences(BY_NAME["world"], out, reference) == ["docs/bench_world.md#world-provenance: not written"]
+
+
+def test_pipeline_compares_with_the_commit_that_last_published_it() -> None:
+    from bench.bench_pipeline import published_commit
+
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert published_commit({"commit": head[:12]}) == head[:12]
+    assert published_commit({"commit": "0" * 12}) == "HEAD~1"  # not in this clone's history
+    assert published_commit(None) == published_commit({}) == "HEAD~1"

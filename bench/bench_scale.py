@@ -14,7 +14,7 @@ weights). Each mode runs in its own subprocess, so its peak memory is its own:
   :class:`~igcore.executors.RayExecutor` (a local cluster of ``workers`` CPUs, one torch thread per
   worker); the workers decode and extract.
 
-Reported per mode: images per second over the whole call (cluster and actor start-up included) and
+Reported per mode: images per second over the whole call (cluster and worker start-up included) and
 in steady state (first result to last), peak RSS of the driver and of each worker, the workers' CPU
 seconds, and the load average before and after (the machine may be shared). Prints a JSON line per
 mode and writes the table, the memory, the 2-vs-1-worker speed-up and a cluster estimate into the ``scale``
@@ -181,7 +181,7 @@ def render(results: list[dict], size: int, batch_size: int) -> list[str]:
         lines += [
             f"**2 workers against 1:** {whole:.2f}× over the whole call, {steady:.2f}× in steady state (target 1.6×). "
             f"The whole call includes the start-up before the first result ({ray[1]['seconds_to_first_result']:.0f} s and "
-            f"{ray[2]['seconds_to_first_result']:.0f} s: the local cluster, the actors, the backbone in each), paid once per run, "
+            f"{ray[2]['seconds_to_first_result']:.0f} s: the local cluster, the worker processes, the backbone in each), paid once per run, "
             "so the whole-call ratio approaches the steady one as the data set grows; on this machine "
             f"({os.cpu_count()} CPUs) the driver and Ray's own processes share the cores with the workers.",
             "",

@@ -123,7 +123,7 @@ GENERATORS: tuple[Generator, ...] = (
         "the default run of the commit that last published the page beside this code's",
         full=("--scales", "1,4", "--compare", "published", "--out", "{runs}/pipeline"),
         quick=("--scales", "1,2", "--compare", "HEAD", "--out", "{runs}/pipeline", *TINY_SETS),
-        blocks=("docs/PERFORMANCE.md#pipeline",), minutes=40, env=ONE_THREAD,
+        blocks=("docs/PERFORMANCE.md#pipeline",), minutes=10, env=ONE_THREAD,
     ),
     Generator(
         "threads", "bench.bench_threads", "the thread policy (runtime.threads): every default stage, one thread vs the "
@@ -149,7 +149,7 @@ GENERATORS: tuple[Generator, ...] = (
         "the microscope at 224 px on a ResNet-18-shaped backbone under microscope.budget_s: its plan and effects",
         full=("--data", "{runs}/byod-data-224", "--out", "{runs}/microscope-scale", "--n", "4800", "--budget", "240"),
         quick=("--data", "{runs}/byod-data-224", "--out", "{runs}/microscope-scale", "--n", "400", "--budget", "20"),
-        blocks=("docs/bench_microscope.md#bench-microscope-scale",), minutes=40, env=ONE_THREAD,
+        blocks=("docs/bench_microscope.md#bench-microscope-scale",), minutes=8, env=ONE_THREAD,
     ),
     Generator(
         "screenshots", "bench.screenshots", "the dashboard's pages on the default run, taken by the browser test",

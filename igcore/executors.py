@@ -12,10 +12,11 @@ array in the same order (the order of ``rows``):
 
 - :class:`LocalExecutor` runs in this process, batch by batch, with a progress bar (``executor=local``).
 - :class:`RayExecutor` runs a Ray Data pipeline (``executor=ray``, docs/SCALE.md): a dataset with one
-  row per image (its row number, and its file when the world decodes lazily), ``map_batches`` over an
-  actor pool of ``ray.workers`` actors that each build the model once, decode their own images with the
-  engine's decode function (:func:`igcore.worlds.images.decode`) and run ``fn``; the driver only
-  receives the results. A dead actor is restarted and its batches retried (``ray.max_retries``).
+  row per image (its row number, and its file when the world decodes lazily), ``map_batches`` as tasks,
+  ``ray.workers`` at a time, on Ray's worker processes, which build the model once per pipeline (and are
+  reused by the next one), decode their own images with the engine's decode function
+  (:func:`igcore.worlds.images.decode`) and run ``fn``; the driver only receives the results. The task of a
+  dead worker is retried (``ray.max_retries``).
 
 The images are a numpy array (worlds drawn in memory) or :class:`~igcore.worlds.images.LazyImages`
 (photographs decoded on demand): the local executor decodes those one batch at a time, the ray
@@ -167,32 +168,44 @@ class _ArrayRows:
         return self.images[batch["row"]], [""] * len(batch["row"])
 
 
-class _BatchWorker:
-    """A Ray Data actor: builds the model once (``make_fn``), then maps batches of rows to results.
+#: In a Ray worker process: the function and the row reader built for the pipeline it last worked for, by the
+#: object id of that pipeline's factory (one at a time, so an idle worker holds at most one model).
+_BUILT: dict[str, tuple[BatchFn, _FileRows | _ArrayRows]] = {}
+
+
+def _map_rows(batch: dict[str, np.ndarray], factory: list[Any], loader: _FileRows | _ArrayRows, threads: int) -> dict[str, np.ndarray]:
+    """A Ray Data task: maps one batch of rows to results with the pipeline's function, built once per process.
+
+    ``factory`` is ``[ObjectRef]`` of ``make_fn`` (a list, so Ray hands the reference over unresolved): a
+    worker fetches and calls it only for the first batch of a pipeline it sees, and keeps the function for the
+    pipeline's other batches. Worker processes outlive a pipeline and Ray reuses them for the next one, so torch
+    is imported once per worker and run, not once per pipeline (an actor pool starts new processes for every
+    pipeline: seconds each on a small machine, whatever the pipeline's size).
 
     Each output batch carries the positions it answers (the driver puts them in order), the decoding error of
-    each row ("" when none: bad files are reported together, as by the local path), and this process's
-    id, peak resident memory (what the run reports as memory per worker) and CPU time so far.
+    each row ("" when none: bad files are reported together, as by the local path), and this process's id,
+    peak resident memory (what the run reports as memory per worker) and CPU time so far.
     """
+    key = factory[0].hex()
+    if key not in _BUILT:
+        import ray
 
-    def __init__(self, make_fn: Callable[[], BatchFn], loader: _FileRows | _ArrayRows, threads: int) -> None:
         apply_threads(threads, interop_threads=1)  # the run's thread policy, with this worker's share of the CPUs
-        self.fn = make_fn()
-        self.loader = loader.open()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = np.asarray(batch["row"], dtype=np.int64)
-        images, errors = self.loader(batch)
-        out = np.zeros((len(rows), 0), np.float32) if any(errors) else np.asarray(self.fn(images, rows))
-        return {
-            "pos": np.asarray(batch["pos"], dtype=np.int64),
-            "row": rows,
-            "out": out,
-            "error": np.asarray(errors, dtype=object),
-            "pid": np.full(len(rows), os.getpid(), dtype=np.int64),
-            "peak_rss_mb": np.full(len(rows), _peak_rss_mb(), dtype=np.float64),
-            "cpu_seconds": np.full(len(rows), _cpu_seconds(), dtype=np.float64),
-        }
+        _BUILT.clear()
+        _BUILT[key] = (ray.get(factory[0])(), loader.open())
+    fn, rows_of = _BUILT[key]
+    rows = np.asarray(batch["row"], dtype=np.int64)
+    images, errors = rows_of(batch)
+    out = np.zeros((len(rows), 0), np.float32) if any(errors) else np.asarray(fn(images, rows))
+    return {
+        "pos": np.asarray(batch["pos"], dtype=np.int64),
+        "row": rows,
+        "out": out,
+        "error": np.asarray(errors, dtype=object),
+        "pid": np.full(len(rows), os.getpid(), dtype=np.int64),
+        "peak_rss_mb": np.full(len(rows), _peak_rss_mb(), dtype=np.float64),
+        "cpu_seconds": np.full(len(rows), _cpu_seconds(), dtype=np.float64),
+    }
 
 
 def _loopback_only(on: bool) -> bool:
@@ -217,7 +230,7 @@ def _igcore_root() -> str:
 
 
 class RayExecutor:
-    """Ray Data: ``map_batches`` with a pool of ``settings.workers`` actors that hold the model.
+    """Ray Data: ``map_batches`` as tasks, ``settings.workers`` at a time, on worker processes that hold the model.
 
     Connects to ``settings.address`` or ``$RAY_ADDRESS`` when given (an existing cluster: the run
     directory, the backbone and the image files must be at the same paths on every node — shared
@@ -281,7 +294,7 @@ class RayExecutor:
     # -- the work ----------------------------------------------------------------------------------
     def dataset(self, make_fn: Callable[[], BatchFn], images: Images, batch_size: int, rows: np.ndarray | None = None) -> Any:
         """The Ray Data pipeline (not yet executed): one dataset row per image of ``rows`` (its position in
-        the output, its row in ``images``, and its file when lazy), mapped by the actor pool."""
+        the output, its row in ``images``, and its file when lazy), mapped by :func:`_map_rows` tasks."""
         import pandas as pd
         import ray
         import ray.data
@@ -301,24 +314,24 @@ class RayExecutor:
             loader = _ArrayRows([ray.put(np.ascontiguousarray(images))])
         table = pd.DataFrame(columns)
         s = self.settings
-        # A block (row numbers and paths: bytes per image) is one task for an actor, which maps it batch by
+        # A block (row numbers and paths: bytes per image) is one task for a worker, which maps it batch by
         # batch: at least ~8 blocks per worker to balance the load, at most 16 batches per block so that
         # a large data set is not thousands of tasks for the driver to schedule (it shares the machine).
         per_block = batch_size * min(16, max(1, n // (batch_size * s.workers * 8)))
         blocks = [table.iloc[lo : lo + per_block] for lo in range(0, n, per_block)]
         with warnings.catch_warnings():
-            # Bounded retries have no named parameter yet (Ray Data's default is to retry forever); the
-            # remote-args form they need is deprecated for removal in Ray 2.64, hence requirements' bound.
+            # A task whose worker died is retried ray.max_retries times (Ray Data's default: forever). The bound
+            # has no named parameter yet; the remote-args form is deprecated for removal in Ray 2.64, hence
+            # requirements' bound.
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*is deprecated")
             return ray.data.from_pandas(blocks).map_batches(
-                _BatchWorker,
-                fn_constructor_kwargs={"make_fn": make_fn, "loader": loader, "threads": s.threads_per_worker},
+                _map_rows,
+                fn_kwargs={"factory": [ray.put(make_fn)], "loader": loader, "threads": s.threads_per_worker},
                 batch_size=batch_size,
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=s.workers),
+                compute=ray.data.TaskPoolStrategy(size=s.workers),
                 num_cpus=s.threads_per_worker,
-                max_restarts=s.max_retries,
-                max_task_retries=s.max_retries,
+                max_retries=s.max_retries,
             )
 
     def map_batches(

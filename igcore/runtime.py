@@ -7,7 +7,7 @@ than with one thread (the measurements, stage by stage, are in docs/PERFORMANCE.
 (:func:`thread_policy`, restored when it ends; by default one thread fewer than the machine has cores) and records what is in effect in its manifest
 (``manifest["threads"]``); Ray workers apply the same policy with ``ray.threads_per_worker`` threads
 (:mod:`igcore.executors`). The run's per-image work has no DataLoader worker processes: batches are cut in
-the run's process (``executor=local``) or by the Ray actors (``executor=ray``).
+the run's process (``executor=local``) or by the Ray workers (``executor=ray``).
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def test_ray_path_gives_the_local_paths_answers(runs: dict[str, Run], loads: lis
     local, remote = runs["local"], runs["ray"]
     assert local.complete and remote.complete and remote.manifest["executor"] == "ray"
     summary = remote.metrics["features"]
-    # both actors start; on a data set this small the first one up may answer every batch
+    # at most ray.workers processes; on a data set this small the first one up may answer every batch
     assert summary["executor"] == "ray" and 1 <= summary["workers"] <= WORKERS and summary["peak_rss_mb_per_worker"] > 0
     assert remote.info().stages["world"].model_extra["load"]["cache"] == "lazy"  # nothing decoded up front
     n = sum(remote.metrics["world"]["sizes"].values())
@@ -231,7 +231,7 @@ def test_discovery_reads_the_same_activations_on_either_executor(cluster: RayExe
     work = functools.partial(LayerActivations, clf, params.layer)
     found = {}
     names = grid_splits()
-    joined = np.concatenate([splits[s].images for s in names])  # one pipeline for every split (one actor pool), cut back
+    joined = np.concatenate([splits[s].images for s in names])  # one pipeline for every split, cut back
     ends = np.cumsum([len(splits[s].images) for s in names])[:-1]
     for executor in (LocalExecutor(progress=False), RayExecutor(RayConfig(workers=WORKERS), progress=False)):
         grids = dict(zip(names, np.split(executor.map_batches(work, joined, 8), ends), strict=True))
@@ -272,7 +272,7 @@ def test_a_killed_worker_is_restarted_and_its_batches_retried(cluster: RayExecut
     np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-5)
     assert killed and len(executor.stats["workers"]) >= WORKERS
     with pytest.raises(ProcessLookupError):
-        os.kill(killed[0], 0)  # it really died; the results came from the restarted actor and the other one
+        os.kill(killed[0], 0)  # it really died; its batch was retried on another worker process
 
 
 def test_ray_without_a_backbone_is_refused_in_one_line() -> None:

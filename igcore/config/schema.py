@@ -45,11 +45,11 @@ class RayConfig(Settings):
     address: str | None = Field(
         None, description="an existing Ray cluster (e.g. auto, ray://head:10001); null = $RAY_ADDRESS, else a local cluster here"
     )
-    workers: int = Field(2, ge=1, le=4096, description="actors in the pool that holds the backbone (local cluster: its CPUs)")
+    workers: int = Field(2, ge=1, le=4096, description="Ray workers mapping images at once, each holding the model (local cluster: its CPUs)")
     threads_per_worker: int = Field(1, ge=1, le=256, description="torch threads (and CPUs reserved) per worker")
     batch_size: int = Field(64, ge=1, le=4096, description="images per map_batches call (one backbone forward pass)")
     object_store_mb: int = Field(512, ge=100, le=1_048_576, description="object store of a local cluster, MiB (bounds the data in flight)")
-    max_retries: int = Field(3, ge=0, le=100, description="restarts of a dead worker actor, and retries of its batches, before the run fails")
+    max_retries: int = Field(3, ge=0, le=100, description="retries of a batch whose worker died, before the run fails")
 
 
 def _default_world() -> WorldParams:

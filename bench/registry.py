@@ -126,6 +126,12 @@ GENERATORS: tuple[Generator, ...] = (
         blocks=("docs/PERFORMANCE.md#pipeline",), minutes=10, env=ONE_THREAD,
     ),
     Generator(
+        "first-launch", "bench.bench_first_launch",
+        "a newcomer's first launch: a fresh clone, `bash start.sh` from empty package caches, the first chart in a browser",
+        full=(), quick=("--warm-cache",),
+        blocks=("docs/PERFORMANCE.md#first-launch",), minutes=5,
+    ),
+    Generator(
         "threads", "bench.bench_threads", "the thread policy (runtime.threads): every default stage, one thread vs the "
         "libraries' default, with and without a busy core",
         full=("--repeats", "1"),

@@ -94,7 +94,9 @@ class MAPProblem:
         return self._evaluate(x, want_grad, False)[:3]
 
     def fg_curvature(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`fg` (with the gradient) and the per-example curvature :meth:`hessian` needs, from the same pass."""
+        """:meth:`fg` (with the gradient) and what :meth:`hessian` needs per example, from the same pass: the class
+        probabilities (B, C, N), for two classes the probability of the other class p (B, N) (:meth:`hessian` turns it
+        into the curvature p (1 - p) only where a Hessian is built: most accepted points need none)."""
         f, nll, g, curvature = self._evaluate(x, True, True)
         assert g is not None and curvature is not None
         return f, nll, g, curvature
@@ -145,7 +147,7 @@ class MAPProblem:
         g_w = torch.stack([-g1, g1], dim=2)
         g_dsum = g_d.sum(1, dtype=torch.float64)
         g_zsum = torch.stack([-g_dsum, g_dsum], dim=1)
-        return f, nll, self._pack_grad(w, bias, g_w, g_zsum), wrong * (1 - wrong) if want_curvature else None
+        return f, nll, self._pack_grad(w, bias, g_w, g_zsum), wrong if want_curvature else None
 
     #: Largest (N x pairwise products of the K + 1 centred columns) for which the problem keeps those products and
     #: :func:`solve_map` takes Newton steps (memory: this many floats; above it, L-BFGS).
@@ -209,14 +211,16 @@ class MAPProblem:
         return SolverState(state.x, f, state.nll, grad, hessian, state.has_hessian)
 
     def hessian(self, curvature: torch.Tensor) -> torch.Tensor:
-        """The exact Hessian of F (B, P, P) from the per-example curvature of :meth:`fg_curvature` at the same point:
-        p (1 - p) (B, N) for two classes, the class probabilities (B, C, N) otherwise. P = (K + 1) C is laid out as a
+        """The exact Hessian of F (B, P, P) from the per-example quantities of :meth:`fg_curvature` at the same point:
+        the probability p of the other class (B, N) for two classes, the class probabilities (B, C, N) otherwise. P = (K + 1) C is laid out as a
         (K + 1, C) matrix, row K the solver biases b'. The data part is X^T diag(v) X per class pair, X = [S - mu, 1],
         v the softmax's curvature (for two classes p (1 - p) times [[1, -1], [-1, 1]]); then the weight L2 and the bias
         prior (b = b' - mu W, so its Hessian is 2 bias_l2 (a a^T) (x) I_C with a = [-mu, 1])."""
         b_n, k1, c = curvature.shape[0], self.k + 1, self.c
         pairs, spread, penalty = self._curvature_terms
-        if self.sign is None:
+        if self.sign is not None:
+            curvature = curvature * (1 - curvature)
+        else:
             eye = torch.eye(c, dtype=curvature.dtype, device=curvature.device)
             p = curvature.unsqueeze(2)
             curvature = (p * eye.unsqueeze(2) - p * curvature.unsqueeze(1)).reshape(b_n * c * c, self.n)

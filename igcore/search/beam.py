@@ -125,7 +125,9 @@ class HypothesisSearch:
             from there; the result is still the exact full-data MAP, only reached in fewer passes over S.
             ``None`` = off.
         warm_start: the next ``fit`` starts each clause set this fit solved from its solution (fast re-solve after
-            a prior change; the same search path, hence the same results as a cold fit up to the solver tolerance).
+            a prior change; the same search path, hence the same results as a cold fit up to the solver tolerance). On
+            the same scores and labels, projected Newton solves also start from the solver's state there (F, gradient
+            and last Hessian, repriced to the new penalties: :meth:`MAPProblem.reprice`), without a first evaluation.
 
     Attributes (after ``fit``):
         z_star_: the MAP :class:`Hypothesis`.
@@ -133,6 +135,10 @@ class HypothesisSearch:
         relaxed_: the hypothesis of the MAP with every clause allowed (before the structure terms).
         n_solved_: MAP problems solved; fit_seconds_: wall time of the last fit.
     """
+
+    #: Most parameters (K + 1) C of a MAP problem for which ``warm_start`` keeps the solver's state of every clause set
+    #: solved (a (P, P) Hessian each; :class:`igcore.search.solver.SolverState`); larger problems keep their solutions only.
+    CARRIED_PARAMETERS = 128
 
     def __init__(
         self,
@@ -213,7 +219,7 @@ class HypothesisSearch:
             obj = res.objective.cpu().numpy()
             grad = res.grad_weights.cpu().numpy()
             gamma = res.gamma.cpu().numpy() if res.gamma is not None else np.zeros(len(sets))
-            st = res.state if self.warm_start else None
+            st = res.state if self.warm_start and k * c + c <= self.CARRIED_PARAMETERS else None
             for i, a in enumerate(sets):
                 flat = w[i].reshape(-1)
                 support = frozenset(np.nonzero(flat > 0)[0].tolist())

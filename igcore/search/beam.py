@@ -223,10 +223,7 @@ class HypothesisSearch:
             for i, a in enumerate(sets):
                 flat = w[i].reshape(-1)
                 support = frozenset(np.nonzero(flat > 0)[0].tolist())
-                structure = self._structure_of.get(support)
-                if structure is None:  # a function of the support: many clause sets share one
-                    structure = self._structure_of[support] = self._structure(w[i] > 0)
-                lp = -float(obj[i]) + structure
+                lp = -float(obj[i]) + self._structure(w[i] > 0)
                 row = (st.x[i], st.f[i], st.nll[i], st.grad[i], st.hessian[i], st.has_hessian[i]) if st is not None else None
                 out.append(_Entry(a, support, w[i], b[i], float(nll[i]), float(obj[i]), lp, grad[i], float(gamma[i]), row))
         return out
@@ -284,7 +281,6 @@ class HypothesisSearch:
         prior = self._prior()
         l1, l2 = prior.clause_penalties(vocabulary, classes)
         self._structure = prior.structure_log_prior
-        self._structure_of: dict[frozenset[int], float] = {}
         problem = MAPProblem(
             s_t, torch.as_tensor(labels, device=dev), c_n, torch.as_tensor(l1, dtype=torch.float64, device=dev), l2, self.bias_l2
         )

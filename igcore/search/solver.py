@@ -176,12 +176,16 @@ class MAPProblem:
             spread[jl[0], jl[1]] = spread[jl[1], jl[0]] = torch.arange(jl.shape[1], device=dev)
             self._products = (pairs.to(self.s.dtype), spread.reshape(-1))
         if not hasattr(self, "_penalty_hessian"):
-            dev = self.s.device
-            a = torch.cat([-self.mu, torch.ones(1, dtype=torch.float64, device=dev)])
-            penalty = 2 * self.bias_l2 * torch.kron(torch.outer(a, a), torch.eye(self.c, dtype=torch.float64, device=dev))
-            penalty[: self.kc, : self.kc] += 2 * self.l2 * torch.eye(self.kc, dtype=torch.float64, device=dev)
-            self._penalty_hessian = penalty
+            self._penalty_hessian = self._quadratic_penalty_hessian(self.l2, self.bias_l2)
         return (*self._products, self._penalty_hessian)
+
+    def _quadratic_penalty_hessian(self, l2: float, bias_l2: float) -> torch.Tensor:
+        """The Hessian (P, P) of ``l2 |W|^2 + bias_l2 |b|^2`` in the solver's parameters (b = b' - mu W)."""
+        dev = self.s.device
+        a = torch.cat([-self.mu, torch.ones(1, dtype=torch.float64, device=dev)])
+        penalty = 2 * bias_l2 * torch.kron(torch.outer(a, a), torch.eye(self.c, dtype=torch.float64, device=dev))
+        penalty[: self.kc, : self.kc] += 2 * l2 * torch.eye(self.kc, dtype=torch.float64, device=dev)
+        return penalty
 
     def same_data(self, other: MAPProblem) -> bool:
         """Whether ``other`` has the same scores and labels (a re-solve under a new prior: only the penalties differ)."""
@@ -207,7 +211,7 @@ class MAPProblem:
         g_bias = 2 * d_bias * bias
         g_w = d_l1.unsqueeze(0) + 2 * d_l2 * w - self.mu.view(1, self.k, 1) * g_bias.unsqueeze(1)
         grad = state.grad + torch.cat([g_w.reshape(b_n, self.kc), g_bias], 1)
-        hessian = state.hessian + (self._curvature_terms[2] - other._curvature_terms[2])
+        hessian = state.hessian + self._quadratic_penalty_hessian(d_l2, d_bias)
         return SolverState(state.x, f, state.nll, grad, hessian, state.has_hessian)
 
     def hessian(self, curvature: torch.Tensor) -> torch.Tensor:

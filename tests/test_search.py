@@ -116,6 +116,7 @@ def test_hessian_is_the_true_one(n_classes: int) -> None:
     x = torch.rand(2, 6 * n_classes, dtype=torch.float64, generator=gen)
     _, _, _, curvature = problem.fg_curvature(x)
     h = problem.hessian(curvature)
+    assert torch.allclose(problem.hessian(curvature, single=True), h, rtol=1e-5, atol=1e-6)
     for b in range(2):
         auto = torch.autograd.functional.hessian(lambda v: problem.fg(v[None], want_grad=False)[0][0], x[b])
         assert torch.allclose(h[b], auto, atol=1e-9)

@@ -199,6 +199,8 @@ class MAPProblem:
         the penalties differ)."""
         if hasattr(other, "_products") and self.same_data(other):
             self._products = other._products
+            if hasattr(other, "_single_pairs"):
+                self._single_pairs = other._single_pairs
 
     def reprice(self, other: MAPProblem, state: SolverState) -> SolverState:
         """``state`` (solves of ``other``, :meth:`same_data` as this problem) under this problem's penalties: the same
@@ -214,12 +216,13 @@ class MAPProblem:
         hessian = state.hessian + self._quadratic_penalty_hessian(d_l2, d_bias)
         return SolverState(state.x, f, state.nll, grad, hessian, state.has_hessian)
 
-    def hessian(self, curvature: torch.Tensor) -> torch.Tensor:
+    def hessian(self, curvature: torch.Tensor, single: bool = False) -> torch.Tensor:
         """The exact Hessian of F (B, P, P) from the per-example quantities of :meth:`fg_curvature` at the same point:
         the probability p of the other class (B, N) for two classes, the class probabilities (B, C, N) otherwise. P = (K + 1) C is laid out as a
         (K + 1, C) matrix, row K the solver biases b'. The data part is X^T diag(v) X per class pair, X = [S - mu, 1],
         v the softmax's curvature (for two classes p (1 - p) times [[1, -1], [-1, 1]]); then the weight L2 and the bias
-        prior (b = b' - mu W, so its Hessian is 2 bias_l2 (a a^T) (x) I_C with a = [-mu, 1])."""
+        prior (b = b' - mu W, so its Hessian is 2 bias_l2 (a a^T) (x) I_C with a = [-mu, 1]). ``single``: the data part
+        from single-precision products (half the cost; relative error ~1e-7), for steps whose Hessian only scales them."""
         b_n, k1, c = curvature.shape[0], self.k + 1, self.c
         pairs, spread, penalty = self._curvature_terms
         if self.sign is not None:
@@ -228,7 +231,11 @@ class MAPProblem:
             eye = torch.eye(c, dtype=curvature.dtype, device=curvature.device)
             p = curvature.unsqueeze(2)
             curvature = (p * eye.unsqueeze(2) - p * curvature.unsqueeze(1)).reshape(b_n * c * c, self.n)
-        m = (curvature.to(self.s.dtype) @ pairs).to(torch.float64).index_select(1, spread)  # (B [C C], (K + 1)^2)
+        if single and pairs.dtype != torch.float32:
+            if not hasattr(self, "_single_pairs"):
+                self._single_pairs = pairs.to(torch.float32)
+            pairs = self._single_pairs
+        m = (curvature.to(pairs.dtype) @ pairs).to(torch.float64).index_select(1, spread)  # (B [C C], (K + 1)^2)
         if self.sign is not None:
             pattern = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64, device=m.device)
             h = m.view(b_n, k1, 1, k1, 1) * pattern.view(1, 1, c, 1, c)
@@ -274,7 +281,9 @@ def solve_map(
             step is accepted at once instead of being halved many times.
         state: projected Newton only: where a previous solve of the same data ended, repriced to this problem's penalties
             (:meth:`MAPProblem.reprice`); the problems whose row has a Hessian start there (``w0``, ``b0`` and
-            ``gamma0`` are ignored for them) without a first evaluation and take their first step with that Hessian.
+            ``gamma0`` are ignored for them) without a first evaluation and take their first step with that Hessian; the
+            solve builds its Hessians from single-precision products (:meth:`MAPProblem.hessian`): they only scale the
+            steps, while F, the gradient and the stopping rules stay in float64, so the minimiser is the same.
 
     Problems small enough for an exact Hessian (:attr:`MAPProblem.newton`) are solved by projected Newton steps
     instead (:func:`_solve_newton`; ``history`` and ``gamma0`` do not apply): same minimiser, same stopping rules,
@@ -419,6 +428,7 @@ def _solve_newton(
     p = kc + problem.c
     mask, bounded, x = _packed_start(problem, allowed, w0, b0)
     hessian = torch.zeros(b_n, p, p, dtype=torch.float64, device=dev)  # the last one computed per problem
+    single = state is not None  # a re-solve: Hessians from single-precision products (they only scale the steps)
     has_hessian = torch.zeros(b_n, dtype=torch.bool, device=dev)
     if state is None or not bool(state.has_hessian.any()):
         f, nll, g, curv = problem.fg_curvature(x)
@@ -464,10 +474,10 @@ def _solve_newton(
             h = hessian[idx]
             fresh = torch.nonzero(~carried[idx]).squeeze(1)
             if fresh.numel():
-                h[fresh] = problem.hessian(curv[idx[fresh]])
+                h[fresh] = problem.hessian(curv[idx[fresh]], single)
             carried = None  # every carried problem has taken its first step or is done
         else:
-            h = problem.hessian(curv if everyone else curv[idx])
+            h = problem.hessian(curv if everyone else curv[idx], single)
         if everyone:
             hessian, has_hessian = h, torch.ones(b_n, dtype=torch.bool, device=dev)
         else:

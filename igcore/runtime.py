@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from pydantic import Field
@@ -94,3 +95,20 @@ def thread_policy(settings: RuntimeConfig) -> Iterator[dict[str, Any]]:
             yield {"threads": settings.threads, "interop_threads": settings.interop_threads, **threads_in_effect()}
         finally:
             torch.set_num_threads(before)
+
+
+@lru_cache(maxsize=1)
+def _blas_pools() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # the pools loaded now (numpy's and scipy's): found once, cheap to limit afterwards
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """The BLAS pools of numpy and scipy limited to one thread for the block (restored afterwards), for small
+    interactive linear algebra such as refitting Prior_M after one new rating: its multi-threaded BLAS calls gain
+    nothing at that size and leave the pools' idle workers spinning on the cores that the re-solve of z* right after
+    needs (the warm re-solve's timing, docs/bench_search.md). Call it after scipy is imported."""
+    with _blas_pools().limit(limits=1, user_api="blas"):
+        yield

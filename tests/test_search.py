@@ -116,9 +116,41 @@ def test_hessian_is_the_true_one(n_classes: int) -> None:
     x = torch.rand(2, 6 * n_classes, dtype=torch.float64, generator=gen)
     _, _, _, curvature = problem.fg_curvature(x)
     h = problem.hessian(curvature)
+    assert torch.allclose(problem.hessian(curvature, single=True), h, rtol=1e-5, atol=1e-6)
     for b in range(2):
         auto = torch.autograd.functional.hessian(lambda v: problem.fg(v[None], want_grad=False)[0][0], x[b])
         assert torch.allclose(h[b], auto, atol=1e-9)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_resolve_from_a_repriced_solver_state(n_classes: int) -> None:
+    """A re-solve under new penalties starts from the previous solves' state, repriced (the F and gradient a fresh
+    evaluation gives there) and reaches the cold solve's minimiser in fewer evaluations; a problem without a state in
+    the same batch starts from its own start."""
+    gen = torch.Generator().manual_seed(3)
+    s = torch.rand(400, 6, dtype=torch.float64, generator=gen)
+    y = torch.randint(0, n_classes, (400,), generator=gen)
+    l1 = 5 * torch.rand(6, n_classes, dtype=torch.float64, generator=gen)
+    before = MAPProblem(s, y, n_classes, l1, 0.3, 1e-4)
+    after = MAPProblem(s, y, n_classes, l1 * torch.linspace(0.5, 1.5, 6 * n_classes, dtype=torch.float64).view(6, n_classes), 0.2, 1e-3)
+    assert after.newton and after.same_data(before)
+    assert not after.same_data(MAPProblem(s, torch.roll(y, 1), n_classes, l1, 0.3, 1e-4))
+    allowed = torch.ones(3, 6, n_classes, dtype=torch.bool)
+    allowed[1, :2], allowed[2, 3:] = False, False
+    w0, b0 = torch.zeros(3, 6, n_classes, dtype=torch.float64), torch.zeros(3, n_classes, dtype=torch.float64)
+    first = solve_map(before, allowed, w0, b0)
+    assert first.state is not None and bool(first.state.has_hessian.all())
+    state = after.reprice(before, first.state)
+    f, _, g = after.fg(state.x)
+    assert torch.allclose(state.f, f, rtol=1e-12, atol=0) and torch.allclose(state.grad, g, rtol=0, atol=1e-9)
+    cold = solve_map(after, allowed, w0, b0)
+    warm = solve_map(after, allowed, w0, b0, state=state)
+    assert warm.n_evals < cold.n_evals
+    state.has_hessian[2] = False
+    mixed = solve_map(after, allowed, w0, b0, state=state)
+    for res in (warm, mixed):
+        assert torch.allclose(res.objective, cold.objective, rtol=1e-10, atol=0)
+        assert torch.allclose(res.weights, cold.weights, rtol=0, atol=1e-4) and bool(((res.weights > 0) == (cold.weights > 0)).all())
 
 
 @pytest.mark.parametrize("method", ["newton", "lbfgs"])
@@ -230,6 +262,7 @@ def test_warm_resolve_after_each_new_rating_equals_cold_solve(data: dict, vocab:
         warm.prior = P.PriorModel(encoder="hashing").fit(ratings, vocab, CLASSES, pairwise)
         warm.fit(s, y, vocab, CLASSES)
         cold = HypothesisSearch(prior=warm.prior).fit(s, y, vocab, CLASSES)
+        assert warm.n_solved_ == cold.n_solved_  # the same search path (the sets solved differ by their starts only)
         assert [r.hypothesis.structure for r in warm.ranked_] == [r.hypothesis.structure for r in cold.ranked_]
         assert np.allclose([r.log_posterior for r in warm.ranked_], [r.log_posterior for r in cold.ranked_], rtol=0, atol=1e-6)
         for a, b in zip(warm.ranked_, cold.ranked_, strict=True):

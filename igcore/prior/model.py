@@ -187,7 +187,18 @@ class PriorModel:
         classes: Sequence[str],
         pairwise: pd.DataFrame | None = None,
     ) -> PriorModel:
-        """Fit on ratings ``rater,concept,class,rating`` (and optional pairwise preferences). Returns self."""
+        """Fit on ratings ``rater,concept,class,rating`` (and optional pairwise preferences). Returns self.
+
+        Small linear algebra, on one BLAS thread (:func:`igcore.runtime.one_blas_thread`): live prior editing
+        re-solves z* right after each refit."""
+        import sklearn.linear_model  # noqa: F401  (loads scipy's BLAS pool before it is limited)
+
+        from igcore.runtime import one_blas_thread
+
+        with one_blas_thread():
+            return self._fit(ratings, vocabulary, classes, pairwise)
+
+    def _fit(self, ratings: pd.DataFrame, vocabulary: Vocabulary, classes: Sequence[str], pairwise: pd.DataFrame | None) -> PriorModel:
         from sklearn.linear_model import LogisticRegression, Ridge
 
         self._check_params()

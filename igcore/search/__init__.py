@@ -21,10 +21,10 @@ from igcore.search.params import SearchConfig
 
 if TYPE_CHECKING:
     from igcore.search.beam import HypothesisSearch, RankedHypothesis, search_from_config
-    from igcore.search.solver import MAPProblem, MAPResult, solve_map
+    from igcore.search.solver import MAPProblem, MAPResult, SolverState, solve_map
 
 _BEAM = ("HypothesisSearch", "RankedHypothesis", "search_from_config")
-_SOLVER = ("MAPProblem", "MAPResult", "solve_map")
+_SOLVER = ("MAPProblem", "MAPResult", "SolverState", "solve_map")
 
 
 def __getattr__(name: str) -> Any:
@@ -37,4 +37,4 @@ def __getattr__(name: str) -> Any:
     return getattr(module, name)
 
 
-__all__ = ["HypothesisSearch", "MAPProblem", "MAPResult", "RankedHypothesis", "SearchConfig", "search_from_config", "solve_map"]
+__all__ = ["HypothesisSearch", "MAPProblem", "MAPResult", "RankedHypothesis", "SearchConfig", "SolverState", "search_from_config", "solve_map"]

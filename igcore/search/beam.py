@@ -35,7 +35,7 @@ from igcore.hypothesis import Hypothesis
 from igcore.likelihood import check_labels, check_scores, softmax
 from igcore.prior.model import FlatPrior, HypothesisPrior
 from igcore.search.params import SearchConfig
-from igcore.search.solver import MAPProblem, solve_map
+from igcore.search.solver import MAPProblem, SolverState, solve_map
 from igcore.settings import validated
 from igcore.worlds.base import Vocabulary
 
@@ -74,10 +74,12 @@ class _Entry:
     log_posterior: float
     grad: np.ndarray  # (K, C)
     gamma: float = 0.0  # the solver's last L-BFGS scaling (warm starts the next fit's solve of this set)
+    state: tuple[torch.Tensor, ...] | None = None  # this set's row of the solver's SolverState (projected Newton)
 
 
-#: Where a MAP solve starts: ``(weights (K, C), bias (C,))``, or with the L-BFGS scaling of a previous solve of the same set.
-_Start = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, float]
+#: Where a MAP solve starts: ``(weights (K, C), bias (C,))``, or with the L-BFGS scaling and the solver state (a row of
+#: :class:`SolverState`, or ``None``) of a previous solve of the same set.
+_Start = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, float, tuple[torch.Tensor, ...] | None]
 
 
 def _resolve_device(device: str, scores: Any) -> torch.device:
@@ -123,7 +125,9 @@ class HypothesisSearch:
             from there; the result is still the exact full-data MAP, only reached in fewer passes over S.
             ``None`` = off.
         warm_start: the next ``fit`` starts each clause set this fit solved from its solution (fast re-solve after
-            a prior change; the same search path, hence the same results as a cold fit up to the solver tolerance).
+            a prior change; the same search path, hence the same results as a cold fit up to the solver tolerance). On
+            the same scores and labels, projected Newton solves also start from the solver's state there (F, gradient
+            and last Hessian, repriced to the new penalties: :meth:`MAPProblem.reprice`), without a first evaluation.
 
     Attributes (after ``fit``):
         z_star_: the MAP :class:`Hypothesis`.
@@ -131,6 +135,10 @@ class HypothesisSearch:
         relaxed_: the hypothesis of the MAP with every clause allowed (before the structure terms).
         n_solved_: MAP problems solved; fit_seconds_: wall time of the last fit.
     """
+
+    #: Most parameters (K + 1) C of a MAP problem for which ``warm_start`` keeps the solver's state of every clause set
+    #: solved (a (P, P) Hessian each; :class:`igcore.search.solver.SolverState`); larger problems keep their solutions only.
+    CARRIED_PARAMETERS = 128
 
     def __init__(
         self,
@@ -187,21 +195,21 @@ class HypothesisSearch:
         out: list[_Entry] = []
         for lo in range(0, len(allowed_sets), self.max_batch):
             sets = allowed_sets[lo : lo + self.max_batch]
-            allowed = torch.zeros(len(sets), k * c, dtype=torch.bool, device=dev)
+            batch = starts[lo : lo + self.max_batch]
+            allowed_np = np.zeros((len(sets), k * c), dtype=bool)
             for i, a in enumerate(sets):
-                if a:
-                    allowed[i, list(a)] = True
-            allowed = allowed.reshape(len(sets), k, c)
-            w0 = torch.as_tensor(np.stack([s[0] for s in starts[lo : lo + self.max_batch]]), dtype=torch.float64, device=dev)
-            b0 = torch.as_tensor(np.stack([s[1] for s in starts[lo : lo + self.max_batch]]), dtype=torch.float64, device=dev)
+                allowed_np[i, list(a)] = True
+            allowed = torch.from_numpy(allowed_np).to(dev).reshape(len(sets), k, c)
+            w0 = torch.as_tensor(np.stack([s[0] for s in batch]), dtype=torch.float64, device=dev)
+            b0 = torch.as_tensor(np.stack([s[1] for s in batch]), dtype=torch.float64, device=dev)
             w0 = w0 * allowed
-            gammas = [s[2] if len(s) > 2 else 0.0 for s in starts[lo : lo + self.max_batch]]
+            gammas = [s[2] if len(s) > 2 else 0.0 for s in batch]
             gamma0 = torch.tensor(gammas, dtype=torch.float64, device=dev) if any(gammas) else None
             if self._presolve is not None:
                 pre = solve_map(self._presolve, allowed, w0, b0, self.max_iter, max(self.tol, 1e-6), self.history)
                 w0, b0 = pre.weights, pre.bias
                 self.n_evals_presolve_ += pre.n_evals
-            res = solve_map(problem, allowed, w0, b0, self.max_iter, self.tol, self.history, gamma0)
+            res = solve_map(problem, allowed, w0, b0, self.max_iter, self.tol, self.history, gamma0, self._carried_state(problem, batch))
             self.n_solved_ += len(sets)
             self.n_evals_ += res.n_evals
             self.max_solver_iter_ = max(self.max_solver_iter_, res.n_iter)
@@ -211,12 +219,24 @@ class HypothesisSearch:
             obj = res.objective.cpu().numpy()
             grad = res.grad_weights.cpu().numpy()
             gamma = res.gamma.cpu().numpy() if res.gamma is not None else np.zeros(len(sets))
+            st = res.state if self.warm_start and k * c + c <= self.CARRIED_PARAMETERS else None
             for i, a in enumerate(sets):
                 flat = w[i].reshape(-1)
                 support = frozenset(np.nonzero(flat > 0)[0].tolist())
                 lp = -float(obj[i]) + self._structure(w[i] > 0)
-                out.append(_Entry(a, support, w[i], b[i], float(nll[i]), float(obj[i]), lp, grad[i], float(gamma[i])))
+                row = (st.x[i], st.f[i], st.nll[i], st.grad[i], st.hessian[i], st.has_hessian[i]) if st is not None else None
+                out.append(_Entry(a, support, w[i], b[i], float(nll[i]), float(obj[i]), lp, grad[i], float(gamma[i]), row))
         return out
+
+    def _carried_state(self, problem: MAPProblem, starts: list[_Start]) -> SolverState | None:
+        """The previous fit's solver states of these starts (zero rows without a Hessian where a start has none),
+        repriced to ``problem``'s penalties: only for a warm re-solve on the same data (``self._carry``, that fit's problem)."""
+        rows = [s[3] if len(s) > 3 else None for s in starts]
+        if self._carry is None or not problem.newton or all(r is None for r in rows):
+            return None
+        template = next(r for r in rows if r is not None)
+        columns = [torch.stack([r[j] if r is not None else torch.zeros_like(template[j]) for r in rows]) for j in range(len(template))]
+        return problem.reprice(self._carry, SolverState(*columns))
 
     # ------------------------------------------------------------------ fit
     def fit(self, scores: Any, y: Any, vocabulary: Vocabulary, classes: Sequence[str]) -> HypothesisSearch:
@@ -264,9 +284,14 @@ class HypothesisSearch:
         problem = MAPProblem(
             s_t, torch.as_tensor(labels, device=dev), c_n, torch.as_tensor(l1, dtype=torch.float64, device=dev), l2, self.bias_l2
         )
-        if self.warm_start:  # the next fit under a new prior reuses this one's products of the scores (Newton)
-            if hasattr(self, "_problem"):
-                problem.share_products(self._problem)
+        # warm start: the next fit under a new prior on the same data reuses this one's products of the scores and its
+        # solver states (Newton)
+        self._carry: MAPProblem | None = None
+        if self.warm_start:
+            previous_problem = getattr(self, "_problem", None)
+            if previous_problem is not None and problem.same_data(previous_problem):
+                problem.share_products(previous_problem)
+                self._carry = previous_problem
             self._problem = problem
         self.n_solved_, self.max_solver_iter_, self.n_evals_, self.n_evals_presolve_ = 0, 0, 0, 0
         self._presolve: MAPProblem | None = None
@@ -277,6 +302,7 @@ class HypothesisSearch:
             self._presolve = MAPProblem(
                 s_t[rows], problem.y[rows], c_n, problem.l1 * frac, l2 * frac, self.bias_l2 * frac
             )
+            self._carry = None  # the full-data solve starts from the subsample's solution
 
         freq = np.bincount(labels, minlength=c_n) + 1.0
         b_init = np.log(freq / freq.sum())
@@ -353,7 +379,7 @@ class HypothesisSearch:
                 break
 
         self._finish(found, prior, vocabulary, classes, len(labels))
-        self._warm = {a: (e.weights, e.bias, e.gamma) for a, e in solved.items()}
+        self._warm = {a: (e.weights, e.bias, e.gamma, e.state) for a, e in solved.items()}
         self.fit_seconds_ = time.perf_counter() - t_start
         return self
 

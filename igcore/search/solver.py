@@ -37,6 +37,23 @@ class MAPResult:
     converged: torch.Tensor  # (B,) bool
     n_evals: int = 0  # batched F/gradient evaluations
     gamma: torch.Tensor | None = None  # (B,) the last L-BFGS scaling s'y / y'y (0: none), to warm-start a later solve
+    state: SolverState | None = None  # projected Newton: where each solve ended, to warm-start a re-solve under new penalties
+
+
+@dataclass
+class SolverState:
+    """Where projected Newton solves of one :class:`MAPProblem` ended: the packed solutions x (B, P), F (B,), the
+    negative log-likelihood (B,), the packed gradient (B, P) there, and the last exact Hessian each computed (B, P, P;
+    at the solution's predecessor, ``has_hessian`` False where none was computed). A re-solve of the same data under
+    new penalties (:meth:`MAPProblem.reprice`) starts from it without evaluating F at its start, and takes its first
+    Newton step with that Hessian instead of a fresh one: one evaluation and one Hessian less per problem."""
+
+    x: torch.Tensor
+    f: torch.Tensor
+    nll: torch.Tensor
+    grad: torch.Tensor
+    hessian: torch.Tensor
+    has_hessian: torch.Tensor
 
 
 class MAPProblem:
@@ -77,7 +94,9 @@ class MAPProblem:
         return self._evaluate(x, want_grad, False)[:3]
 
     def fg_curvature(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`fg` (with the gradient) and the per-example curvature :meth:`hessian` needs, from the same pass."""
+        """:meth:`fg` (with the gradient) and what :meth:`hessian` needs per example, from the same pass: the class
+        probabilities (B, C, N), for two classes the probability of the other class p (B, N) (:meth:`hessian` turns it
+        into the curvature p (1 - p) only where a Hessian is built: most accepted points need none)."""
         f, nll, g, curvature = self._evaluate(x, True, True)
         assert g is not None and curvature is not None
         return f, nll, g, curvature
@@ -128,7 +147,7 @@ class MAPProblem:
         g_w = torch.stack([-g1, g1], dim=2)
         g_dsum = g_d.sum(1, dtype=torch.float64)
         g_zsum = torch.stack([-g_dsum, g_dsum], dim=1)
-        return f, nll, self._pack_grad(w, bias, g_w, g_zsum), wrong * (1 - wrong) if want_curvature else None
+        return f, nll, self._pack_grad(w, bias, g_w, g_zsum), wrong if want_curvature else None
 
     #: Largest (N x pairwise products of the K + 1 centred columns) for which the problem keeps those products and
     #: :func:`solve_map` takes Newton steps (memory: this many floats; above it, L-BFGS).
@@ -157,32 +176,66 @@ class MAPProblem:
             spread[jl[0], jl[1]] = spread[jl[1], jl[0]] = torch.arange(jl.shape[1], device=dev)
             self._products = (pairs.to(self.s.dtype), spread.reshape(-1))
         if not hasattr(self, "_penalty_hessian"):
-            dev = self.s.device
-            a = torch.cat([-self.mu, torch.ones(1, dtype=torch.float64, device=dev)])
-            penalty = 2 * self.bias_l2 * torch.kron(torch.outer(a, a), torch.eye(self.c, dtype=torch.float64, device=dev))
-            penalty[: self.kc, : self.kc] += 2 * self.l2 * torch.eye(self.kc, dtype=torch.float64, device=dev)
-            self._penalty_hessian = penalty
+            self._penalty_hessian = self._quadratic_penalty_hessian(self.l2, self.bias_l2)
         return (*self._products, self._penalty_hessian)
+
+    def _quadratic_penalty_hessian(self, l2: float, bias_l2: float) -> torch.Tensor:
+        """The Hessian (P, P) of ``l2 |W|^2 + bias_l2 |b|^2`` in the solver's parameters (b = b' - mu W)."""
+        dev = self.s.device
+        a = torch.cat([-self.mu, torch.ones(1, dtype=torch.float64, device=dev)])
+        penalty = 2 * bias_l2 * torch.kron(torch.outer(a, a), torch.eye(self.c, dtype=torch.float64, device=dev))
+        penalty[: self.kc, : self.kc] += 2 * l2 * torch.eye(self.kc, dtype=torch.float64, device=dev)
+        return penalty
+
+    def same_data(self, other: MAPProblem) -> bool:
+        """Whether ``other`` has the same scores and labels (a re-solve under a new prior: only the penalties differ)."""
+        return (
+            other.s.shape == self.s.shape and other.s.dtype == self.s.dtype and other.s.device == self.s.device
+            and other.c == self.c and torch.equal(other.s, self.s) and torch.equal(other.y, self.y)
+        )
 
     def share_products(self, other: MAPProblem) -> None:
         """Take ``other``'s pairwise products when it has them for the same scores (a re-solve under a new prior: only
         the penalties differ)."""
-        if hasattr(other, "_products") and other.s.shape == self.s.shape and other.s.dtype == self.s.dtype and torch.equal(other.s, self.s):
+        if hasattr(other, "_products") and self.same_data(other):
             self._products = other._products
+            if hasattr(other, "_single_pairs"):
+                self._single_pairs = other._single_pairs
 
-    def hessian(self, curvature: torch.Tensor) -> torch.Tensor:
-        """The exact Hessian of F (B, P, P) from the per-example curvature of :meth:`fg_curvature` at the same point:
-        p (1 - p) (B, N) for two classes, the class probabilities (B, C, N) otherwise. P = (K + 1) C is laid out as a
+    def reprice(self, other: MAPProblem, state: SolverState) -> SolverState:
+        """``state`` (solves of ``other``, :meth:`same_data` as this problem) under this problem's penalties: the same
+        points and likelihood, F, gradient and Hessians moved by the change of the (quadratic) penalty terms."""
+        b_n = state.x.shape[0]
+        w = state.x[:, : self.kc].reshape(b_n, self.k, self.c)
+        bias = self.true_bias(w, state.x[:, self.kc :])
+        d_l1, d_l2, d_bias = self.l1 - other.l1, self.l2 - other.l2, self.bias_l2 - other.bias_l2
+        f = state.f + (d_l1.unsqueeze(0) * w).sum((1, 2)) + d_l2 * (w * w).sum((1, 2)) + d_bias * (bias * bias).sum(1)
+        g_bias = 2 * d_bias * bias
+        g_w = d_l1.unsqueeze(0) + 2 * d_l2 * w - self.mu.view(1, self.k, 1) * g_bias.unsqueeze(1)
+        grad = state.grad + torch.cat([g_w.reshape(b_n, self.kc), g_bias], 1)
+        hessian = state.hessian + self._quadratic_penalty_hessian(d_l2, d_bias)
+        return SolverState(state.x, f, state.nll, grad, hessian, state.has_hessian)
+
+    def hessian(self, curvature: torch.Tensor, single: bool = False) -> torch.Tensor:
+        """The exact Hessian of F (B, P, P) from the per-example quantities of :meth:`fg_curvature` at the same point:
+        the probability p of the other class (B, N) for two classes, the class probabilities (B, C, N) otherwise. P = (K + 1) C is laid out as a
         (K + 1, C) matrix, row K the solver biases b'. The data part is X^T diag(v) X per class pair, X = [S - mu, 1],
         v the softmax's curvature (for two classes p (1 - p) times [[1, -1], [-1, 1]]); then the weight L2 and the bias
-        prior (b = b' - mu W, so its Hessian is 2 bias_l2 (a a^T) (x) I_C with a = [-mu, 1])."""
+        prior (b = b' - mu W, so its Hessian is 2 bias_l2 (a a^T) (x) I_C with a = [-mu, 1]). ``single``: the data part
+        from single-precision products (half the cost; relative error ~1e-7), for steps whose Hessian only scales them."""
         b_n, k1, c = curvature.shape[0], self.k + 1, self.c
         pairs, spread, penalty = self._curvature_terms
-        if self.sign is None:
+        if self.sign is not None:
+            curvature = curvature * (1 - curvature)
+        else:
             eye = torch.eye(c, dtype=curvature.dtype, device=curvature.device)
             p = curvature.unsqueeze(2)
             curvature = (p * eye.unsqueeze(2) - p * curvature.unsqueeze(1)).reshape(b_n * c * c, self.n)
-        m = (curvature.to(self.s.dtype) @ pairs).to(torch.float64).index_select(1, spread)  # (B [C C], (K + 1)^2)
+        if single and pairs.dtype != torch.float32:
+            if not hasattr(self, "_single_pairs"):
+                self._single_pairs = pairs.to(torch.float32)
+            pairs = self._single_pairs
+        m = (curvature.to(pairs.dtype) @ pairs).to(torch.float64).index_select(1, spread)  # (B [C C], (K + 1)^2)
         if self.sign is not None:
             pattern = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64, device=m.device)
             h = m.view(b_n, k1, 1, k1, 1) * pattern.view(1, 1, c, 1, c)
@@ -209,6 +262,7 @@ def solve_map(
     tol: float = 1e-8,
     history: int = 10,
     gamma0: torch.Tensor | None = None,
+    state: SolverState | None = None,
 ) -> MAPResult:
     """Minimise F_A (module docstring) for a batch of allowed sets by projected L-BFGS.
 
@@ -225,6 +279,11 @@ def solve_map(
         gamma0: (B,) initial L-BFGS scaling per problem (a previous solve's :attr:`MAPResult.gamma`; 0 or ``None``:
             the first step is a unit steepest-descent step, backtracked). From a nearby optimum a scaled first
             step is accepted at once instead of being halved many times.
+        state: projected Newton only: where a previous solve of the same data ended, repriced to this problem's penalties
+            (:meth:`MAPProblem.reprice`); the problems whose row has a Hessian start there (``w0``, ``b0`` and
+            ``gamma0`` are ignored for them) without a first evaluation and take their first step with that Hessian; the
+            solve builds its Hessians from single-precision products (:meth:`MAPProblem.hessian`): they only scale the
+            steps, while F, the gradient and the stopping rules stay in float64, so the minimiser is the same.
 
     Problems small enough for an exact Hessian (:attr:`MAPProblem.newton`) are solved by projected Newton steps
     instead (:func:`_solve_newton`; ``history`` and ``gamma0`` do not apply): same minimiser, same stopping rules,
@@ -234,7 +293,7 @@ def solve_map(
         :class:`MAPResult` (weights exactly 0 outside A and where the bound is active).
     """
     if problem.newton:
-        return _solve_newton(problem, allowed, w0, b0, max_iter, tol)
+        return _solve_newton(problem, allowed, w0, b0, max_iter, tol, state)
     dev = problem.l1.device
     b_n, kc = allowed.shape[0], problem.kc
     p = kc + problem.c
@@ -356,7 +415,9 @@ def _packed_start(problem: MAPProblem, allowed: torch.Tensor, w0: torch.Tensor, 
     return mask, bounded, torch.cat([w0.reshape(b_n, kc), problem.centred_bias(w0, b0.to(torch.float64))], 1)
 
 
-def _solve_newton(problem: MAPProblem, allowed: torch.Tensor, w0: torch.Tensor, b0: torch.Tensor, max_iter: int, tol: float) -> MAPResult:
+def _solve_newton(
+    problem: MAPProblem, allowed: torch.Tensor, w0: torch.Tensor, b0: torch.Tensor, max_iter: int, tol: float, state: SolverState | None = None
+) -> MAPResult:
     """:func:`solve_map` by projected Newton (Bertsekas 1982, the paper the L-BFGS's two-metric projection comes
     from): the variables at (or within eps of) the bound whose gradient pushes them out are held there and take a
     scaled gradient step; the free ones a Newton step with the exact Hessian (:meth:`MAPProblem.hessian`), solved by
@@ -366,26 +427,61 @@ def _solve_newton(problem: MAPProblem, allowed: torch.Tensor, w0: torch.Tensor, 
     b_n, kc = allowed.shape[0], problem.kc
     p = kc + problem.c
     mask, bounded, x = _packed_start(problem, allowed, w0, b0)
-    f, nll, g, curv = problem.fg_curvature(x)
-    n_evals = 1
+    hessian = torch.zeros(b_n, p, p, dtype=torch.float64, device=dev)  # the last one computed per problem
+    single = state is not None  # a re-solve: Hessians from single-precision products (they only scale the steps)
+    has_hessian = torch.zeros(b_n, dtype=torch.bool, device=dev)
+    if state is None or not bool(state.has_hessian.any()):
+        f, nll, g, curv = problem.fg_curvature(x)
+        n_evals = 1
+        carried = None
+    else:  # a re-solve: the problems with a previous state start there, the others are evaluated at their start
+        carried = state.has_hessian.clone()
+        x = torch.where(carried.unsqueeze(1), state.x, x)
+        f, nll, g = state.f.clone(), state.nll.clone(), state.grad.clone()
+        hessian[carried], has_hessian[carried] = state.hessian[carried], True
+        new = torch.nonzero(~carried).squeeze(1)
+        n_evals = int(new.numel() > 0)
+        curv_new = None
+        if n_evals:
+            f[new], nll[new], g[new], curv_new = problem.fg_curvature(x[new])
+        if problem.sign is not None:  # the shape and dtype fg_curvature gives; unused until a problem is evaluated
+            curv = torch.zeros(b_n, problem.n, dtype=problem.s.dtype, device=dev)
+        else:
+            curv = torch.zeros(b_n, problem.c, problem.n, dtype=torch.float64, device=dev)
+        if curv_new is not None:
+            curv[new] = curv_new
     active = torch.ones(b_n, dtype=torch.bool, device=dev)
     gtol, noise, ftol = _tolerances(problem, tol)
     eye = torch.eye(p, dtype=torch.float64, device=dev)
     it = 0
     for it in range(1, max_iter + 1):
         idx = torch.nonzero(active).squeeze(1)
-        _, pg = _projected_gradient(x[idx], g[idx], mask[idx], bounded)
+        everyone = idx.numel() == b_n  # every problem still running: the whole tensors, no gathers or scatters
+        _, pg = _projected_gradient(*((x, g, mask) if everyone else (x[idx], g[idx], mask[idx])), bounded)
         done = pg.abs().amax(1) <= gtol  # converged: no Hessian needed
-        active[idx[done]] = False
-        idx = idx[~done]
+        if bool(done.any()):
+            active[idx[done]] = False
+            idx = idx[~done]
+            everyone = False
         if idx.numel() == 0:
             break
-        xa, ga, fa, ma = x[idx], g[idx], f[idx], mask[idx]
+        xa, ga, fa, ma = (x, g, f, mask) if everyone else (x[idx], g[idx], f[idx], mask[idx])
         # Bertsekas's eps-active set: eps = min(1e-3, |x - P(x - g)|), the length of a projected gradient step
         eps = (torch.where(bounded, torch.minimum(ga, xa), ga) * ma).norm(dim=1).clamp(max=1e-3)
         held = bounded & (xa <= eps.unsqueeze(1)) & (ga > 0) & ma
         free = ma & ~held
-        h = problem.hessian(curv[idx])
+        if carried is not None:  # first step of a re-solve: the carried Hessian where there is one
+            h = hessian[idx]
+            fresh = torch.nonzero(~carried[idx]).squeeze(1)
+            if fresh.numel():
+                h[fresh] = problem.hessian(curv[idx[fresh]], single)
+            carried = None  # every carried problem has taken its first step or is done
+        else:
+            h = problem.hessian(curv if everyone else curv[idx], single)
+        if everyone:
+            hessian, has_hessian = h, torch.ones(b_n, dtype=torch.bool, device=dev)
+        else:
+            hessian[idx], has_hessian[idx] = h, True
         chol, info = torch.linalg.cholesky_ex(torch.where(free.unsqueeze(2) & free.unsqueeze(1), h, eye))
         g_free = ga * free
         d = -torch.cholesky_solve(g_free.unsqueeze(2), chol).squeeze(2) * free
@@ -397,7 +493,7 @@ def _solve_newton(problem: MAPProblem, allowed: torch.Tensor, w0: torch.Tensor, 
         # projected backtracking (Armijo along the projection arc), as in the L-BFGS; every problem still in the
         # loop has been halved as often as the others, so one step length serves them all
         accepted = torch.zeros(len(idx), dtype=torch.bool, device=dev)
-        x_new, f_new, nll_new, g_new, curv_new = xa, fa, nll[idx], ga, curv[idx]
+        x_new, f_new, nll_new, g_new, curv_new = xa, fa, nll if everyone else nll[idx], ga, curv if everyone else curv[idx]
         pos = torch.arange(len(idx), device=dev)
         xs, ds, gs, fs, ms, step_len = xa, d, ga, fa, ma, 1.0
         for _ in range(40):
@@ -424,9 +520,16 @@ def _solve_newton(problem: MAPProblem, allowed: torch.Tensor, w0: torch.Tensor, 
             pos, xs, ds, gs, fs, ms, step_len = pos[rest], xs[rest], ds[rest], gs[rest], fs[rest], ms[rest], step_len / 2
         stalled = ~accepted
         small = (fa - f_new) <= ftol * fa.abs().clamp(min=1.0)
-        x[idx], f[idx], nll[idx], g[idx], curv[idx] = x_new, f_new, nll_new, g_new, curv_new
-        active[idx] = ~(stalled | (small & accepted & (it > 1)))
+        if everyone:
+            x, f, nll, g, curv = x_new, f_new, nll_new, g_new, curv_new
+            active = ~(stalled | (small & accepted & (it > 1)))
+        else:
+            x[idx], f[idx], nll[idx], g[idx], curv[idx] = x_new, f_new, nll_new, g_new, curv_new
+            active[idx] = ~(stalled | (small & accepted & (it > 1)))
     converged = ~active
     w = x[:, :kc].reshape(b_n, problem.k, problem.c)
     g_w = g[:, :kc].reshape(b_n, problem.k, problem.c)
-    return MAPResult(w, problem.true_bias(w, x[:, kc:]), nll, f, g_w, it, converged, n_evals, torch.zeros(b_n, dtype=torch.float64, device=dev))
+    return MAPResult(
+        w, problem.true_bias(w, x[:, kc:]), nll, f, g_w, it, converged, n_evals, torch.zeros(b_n, dtype=torch.float64, device=dev),
+        SolverState(x, f, nll, g, hessian, has_hessian),
+    )

@@ -41,6 +41,8 @@ _MASK = re.compile(r"[-+−]?\d(?:[\d,.]*\d)?")
 #: A list of masked figures (``{#, #, #}``: the ρ values or seeds a setting runs) is one figure: settings differ in
 #: how many they run, not in what the text says.
 _MASKED_LIST = re.compile(r"#(?:, ?#)+")
+#: A commit named in a code span is a value, not structure (``--compare REV`` names the commit it ran).
+_COMMIT = re.compile(r"`[0-9a-f]{7,40}`")
 
 
 def markdown() -> MarkdownIt:
@@ -80,8 +82,9 @@ def outside_blocks(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------------- shape
 def mask(text: str) -> str:
-    """``text`` with every figure replaced by ``#`` (a comma-separated list of them by one) and whitespace collapsed."""
-    return " ".join(_MASKED_LIST.sub("#", _MASK.sub("#", text)).split())
+    """``text`` with every figure and commit replaced by ``#`` (a comma-separated list of them by one) and whitespace
+    collapsed."""
+    return " ".join(_MASKED_LIST.sub("#", _MASK.sub("#", _COMMIT.sub("`#`", text))).split())
 
 
 def _collapse(items: Sequence[Any]) -> tuple[Any, ...]:

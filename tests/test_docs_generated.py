@@ -143,6 +143,9 @@ def test_shape_masks_numbers_and_repeats_but_not_structure() -> None:
     # the settings' lists of ρ and seeds are one figure: quick settings run fewer
     assert shape("ρ ∈ {0.9, 0.95, 0.99, 1.0}, seeds {0, 1, 2}: the mean.") == shape("ρ ∈ {0.95}, seeds {0}: the mean.")
     assert shape("ρ ∈ {0.9, 0.95}: the mean.") != shape("ρ ∈ {0.9, 0.95}, seeds {0}: the mean.")
+    # a commit is a value: the pipeline's comparison names the one it ran against
+    assert shape("## This code against commit `c4023e0eeb56`") == shape("## This code against commit `9cb3a1f`")
+    assert shape("## This code against commit `c4023e0eeb56`") != shape("## This code against `erm`")
 
 
 def test_structure_differences_name_the_block(tmp_path: Path) -> None:

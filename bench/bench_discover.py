@@ -352,8 +352,8 @@ def bound(r: Run, components: list[str]) -> dict[str, Any]:
 def timing(out: Path) -> dict[str, Any]:
     """The default run (seed 0) with discovery and without: per-stage seconds of both."""
     stamp = time.strftime("%H%M%S")
-    with_d, wall_with = run([f"run_id=discover-timing-with-{stamp}"], out, skip=())
-    without, wall_without = run([f"run_id=discover-timing-without-{stamp}", "discover.models=[]"], out, skip=())
+    with_d, wall_with = run([*snowwolf_sets(), f"run_id=discover-timing-with-{stamp}"], out, skip=())
+    without, wall_without = run([*snowwolf_sets(), f"run_id=discover-timing-without-{stamp}", "discover.models=[]"], out, skip=())
     return {"with": with_d.manifest["stages"], "without": without.manifest["stages"], "wall_with": wall_with,
             "wall_without": wall_without, "cpus": with_d.manifest["machine"]["cpus"]}
 
@@ -474,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-discover")
     ap.add_argument("--byod-data", type=Path, default=ROOT / "runs" / "bench-byod-data")
+    ap.add_argument("--byod-n", type=int, default=4800, help="images of the BYOD data written when --byod-data has none (quick checks: fewer)")
     ap.add_argument("--parts", default="a,b,byod", help="which experiments: a, b (Snow-and-Wolves labels-only), byod")
     ap.add_argument("--timing", action="store_true", help="also the default run with and without discovery (seed 0)")
     ap.add_argument("--snowwolf", type=json.loads, default={}, help="JSON world.* overrides of Snow-and-Wolves (quick checks)")
@@ -502,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             from testkit import byod_data
 
             if not (args.byod_data / "metadata.csv").is_file():
-                byod_data.write_dataset(args.byod_data, n=4800, size=96, seed=0, rho=0.95)
+                byod_data.write_dataset(args.byod_data, n=args.byod_n, size=96, seed=0, rho=0.95)
             manifest, truth = export_byod(args.byod_data)
             res = experiment_b("byod", seed, manifest, truth, args.byod_data / "judgments_bench.csv", args.out, args.byod_data / "cache", [])
             b_byod.append((seed, res))

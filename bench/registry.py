@@ -147,7 +147,8 @@ GENERATORS: tuple[Generator, ...] = (
         "discover", "bench.bench_discover",
         "concept discovery: background withheld, labels-only data with a simulated namer and raters, an error-slice baseline, its seconds",
         full=("--seeds", "0,1,2", "--timing", "--out", "{runs}/discover", "--byod-data", "{runs}/byod-data-discover"),
-        quick=("--seeds", "0", "--parts", "a", "--out", "{runs}/discover", "--snowwolf", TINY_WORLD_JSON, *TINY_MODEL_SETS),
+        quick=("--seeds", "0", "--timing", "--out", "{runs}/discover", "--byod-data", "{runs}/byod-data-discover", "--byod-n", "400",
+               "--snowwolf", TINY_WORLD_JSON, *TINY_MODEL_SETS),
         blocks=("docs/DISCOVER.md#bench-discover",), minutes=25, env=ONE_THREAD,
     ),
     Generator(

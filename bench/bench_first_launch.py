@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from bench.common import ROOT, Report
-from testkit.browser import CHROMIUM, CHROMIUM_ARGS, free_port
+from testkit.browser import CHROMIUM, CHROMIUM_ARGS, answers, free_port, server_env
 
 #: Seconds from the clone to the first chart the issue asks for (README: two commands; this is the first).
 TARGET_S = 180.0
@@ -46,15 +46,6 @@ def wait_for(predicate, timeout_s: float, every_s: float = 0.2) -> bool:  # noqa
     return False
 
 
-def server_answers(url: str) -> bool:
-    import urllib.request
-
-    try:
-        return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok"
-    except OSError:
-        return False
-
-
 def first_launch(work: Path, warm_cache: bool, timeout_s: float) -> dict[str, float | None]:
     """Seconds from the start of the clone to each milestone (None: not reached within ``timeout_s``)."""
     from playwright.sync_api import sync_playwright
@@ -62,7 +53,7 @@ def first_launch(work: Path, warm_cache: bool, timeout_s: float) -> dict[str, fl
     marks: dict[str, float | None] = dict.fromkeys(("clone", "install", "server", "heading", "chart", "complete"))
     clone, runs, log = work / "clone", work / "runs", work / "start.log"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMLIT_", "VIRTUAL_ENV")) and k != "IG_ALLOW_REMOTE"}
+    env = {k: v for k, v in server_env().items() if not k.startswith("VIRTUAL_ENV")}  # start.sh makes and uses its own .venv
     env.update(IG_RUNS_DIR=str(runs), STREAMLIT_SERVER_PORT=str(port), STREAMLIT_SERVER_HEADLESS="true",
                STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     if not warm_cache:
@@ -86,7 +77,7 @@ def first_launch(work: Path, warm_cache: bool, timeout_s: float) -> dict[str, fl
         if not wait_for(installed, timeout_s):
             return marks
         marks["install"] = since()
-        if not wait_for(lambda: server_answers(url), timeout_s):
+        if not wait_for(lambda: answers(url), timeout_s):
             return marks
         marks["server"] = since()
         with sync_playwright() as p:

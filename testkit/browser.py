@@ -46,6 +46,20 @@ class Server(NamedTuple):
     port: int
 
 
+def server_env() -> dict[str, str]:
+    """This process's environment without ``STREAMLIT_*`` settings and the opt-in to serve beyond loopback: what a
+    dashboard server started for a test or a bench inherits."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_") and k != "IG_ALLOW_REMOTE"}
+
+
+def answers(url: str) -> bool:
+    """The Streamlit server at ``url`` answers its health check."""
+    try:
+        return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok"
+    except OSError:
+        return False
+
+
 def start_streamlit(
     runs_dir: Path,
     log: Path | None = None,
@@ -60,23 +74,20 @@ def start_streamlit(
     process's environment. Its output goes to ``log`` (None: discarded). Stop it with :func:`stop`.
     """
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_") and k != "IG_ALLOW_REMOTE"}
+    env = server_env()
     env.update(IG_RUNS_DIR=str(runs_dir), BROWSER_PATH=CHROMIUM)
     cmd = [sys.executable, "-m", "streamlit", "run", *args, "--server.port", str(port), "--server.headless", "true"]
     out = log.open("w") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout_s
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return Server(proc, url, port)
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                stop(proc)
-                shown = f": {log.read_text()[-2000:]}" if log is not None else ""
-                raise RuntimeError(f"streamlit did not start in {timeout_s:.0f} s{shown}") from None
-            time.sleep(0.5)
+    while not answers(url):
+        if time.time() > deadline or proc.poll() is not None:
+            stop(proc)
+            shown = f": {log.read_text()[-2000:]}" if log is not None else ""
+            raise RuntimeError(f"streamlit did not start in {timeout_s:.0f} s{shown}")
+        time.sleep(0.5)
+    return Server(proc, url, port)
 
 
 @contextmanager

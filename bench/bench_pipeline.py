@@ -59,15 +59,15 @@ def main(argv: list[str] | None = None) -> None:
         sets = [*args.set, *(f"world.{k}={getattr(base.world, k) * scale}" for k in SIZE_KEYS)]
         sets += [f"device={args.device}", f"run_id=perf-{time.strftime('%Y%m%d-%H%M%S')}-x{scale}"]
         config = load_config(None, sets)
-        marks: dict[str, float] = {}
+        marks: dict[str, float] = {}  # the process's peak resident memory as each stage finished
         t0 = time.perf_counter()
-        run_dir = run_pipeline(config, args.out, on_stage=lambda name, i, n, marks=marks: marks.__setitem__(name, peak_rss_mb()), progress=False)
+        run_dir = run_pipeline(config, args.out, on_finish=lambda name, seconds, marks=marks: marks.__setitem__(name, peak_rss_mb()),
+                               progress=False)
         total = time.perf_counter() - t0
         run = load_run_dir(run_dir)
         stages = run.manifest["stages"]
         names = list(stages)
-        # the mark taken when stage i+1 starts is the peak reached during stage i
-        peaks = {name: marks.get(names[i + 1] if i + 1 < len(names) else "done", peak_rss_mb()) for i, name in enumerate(names)}
+        peaks = {name: marks[name] for name in names}  # the peak reached by the time the stage finished
         results.append((scale, total, stages, peaks, run.manifest.get("device", "cpu")))
         print(f"scale {scale}: {total:.1f}s", {k: v["seconds"] for k, v in stages.items()}, flush=True)
     lines = render(results, base.world, args.set) + (render_comparison(*compared) if compared else [])
@@ -83,6 +83,11 @@ def render(results: list, world: object, sets: list[str]) -> list[str]:
         f"Runs of {config} on device `{results[0][4]}`; scale = multiple of its split sizes ("
         + ", ".join(f"{k}={getattr(world, k)}" for k in SIZE_KEYS)
         + "); the training budget in epochs is unchanged, so training cost grows with the data.",
+        "",
+        f"Stages run up to {load_config(None, sets).runtime.concurrent_stages()} at once (`runtime.stages`, each in its own thread, "
+        "a stage starting once the results it reads exist: `igcore.pipeline.run_stages`). A stage's seconds are its own "
+        "wall time, stretched where another stage shares the CPU with it, so the stages add up to more than the total; "
+        "a stage's peak RSS is the process's peak by the time it finished.",
         "",
         "## Per-stage wall time and peak memory",
         "",
@@ -163,7 +168,8 @@ def render_comparison(rev: str, before: tuple[float, dict[str, float]], after: t
 
     return ["", f"## This code against commit `{rev}`", "",
             f"The default run (1×) with the code of commit `{rev}` and then with this code, one after the other on this "
-            "machine, each in its own process (`--compare`); ratio = this code / that commit.", "",
+            "machine, each in its own process (`--compare`); ratio = this code / that commit. A stage's seconds are its "
+            "wall time, stretched where stages run at once; the last row is what a user waits.", "",
             f"| stage | `{rev}` s | this code s | ratio |", "|---|---|---|---|",
             *[f"| {s} | {cell(before[1], s)} | {cell(after[1], s)} | {ratio(before[1].get(s), after[1].get(s))} |" for s in stages],
             f"| **wall (process)** | **{before[0]:.1f}** | **{after[0]:.1f}** | {ratio(before[0], after[0])} |"]

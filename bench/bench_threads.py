@@ -38,6 +38,9 @@ POLICIES = {
     "1 thread": ("runtime.threads=1", "runtime.interop_threads=1"),
     "libraries' default": ("runtime.threads=0", "runtime.interop_threads=0"),
 }
+#: Stages one after the other, so that a stage's seconds are its own (two at once, the default, each stage's seconds
+#: include sharing the CPU with the other; the pipeline bench measures the default run as a whole).
+ONE_STAGE_AT_A_TIME = "runtime.stages=1"
 #: The pure-Python loop that keeps one core busy (pinned, so it competes with one of the run's threads).
 BUSY_LOOP = "import os\nos.sched_setaffinity(0, {%d})\nwhile True:\n    pass\n"
 
@@ -78,7 +81,7 @@ def measure(sets: Sequence[str], repeats: int = 1, out: Path | None = None) -> l
             with busy_core() if competing else _nothing():
                 for _ in range(repeats):
                     for policy, policy_sets in POLICIES.items():  # interleaved: drift hits both alike
-                        for stage, seconds in stage_seconds([*sets, *policy_sets], root).items():
+                        for stage, seconds in stage_seconds([*sets, *policy_sets, ONE_STAGE_AT_A_TIME], root).items():
                             times[policy].setdefault(stage, []).append(seconds)
                         print(f"  {'busy core' if competing else 'idle'} / {policy}: done (load {load()})", flush=True)
             for policy, stages in times.items():
@@ -131,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "## Thread policy: one thread vs the libraries' default, with and without a busy core",
         "",
         f"Every default stage, the tiny settings (`testkit.runs.TINY`){' with ' + ', '.join(f'`{s}`' for s in args.set) if args.set else ''}; "
-        f"median of {args.repeats} run(s) per case. Busy core: a pure-Python loop pinned to core 0. Load average "
+        f"median of {args.repeats} run(s) per case, stages one after the other (`{ONE_STAGE_AT_A_TIME}`, so that a stage's "
+        f"seconds are its own; the default runs two at once, measured as a whole by the pipeline bench). Busy core: a pure-Python loop pinned to core 0. Load average "
         f"(1/5/15 min) at start: {load_start}; at end: {load()}. The machine is shared with other jobs, so the "
         "columns of this table are comparable with each other only.",
         "",

@@ -4,12 +4,13 @@ the Overview as soon as its stages exist while the microscope finishes behind it
 The pipeline runs in a background thread owned by the server process (one demo job per RUNS_DIR),
 not in the visitor's script thread: closing or reloading the tab does not kill the run, and every
 session that opens the app meanwhile watches the same progress. The pipeline reports the decoding of a
-world that reads files through ``on_load(done, total)`` and each stage through ``on_stage(name, i,
-total)``; the worker only records those events, :func:`describe` turns them into a progress bar and a
+world that reads files through ``on_load(done, total)``, each stage as it starts through ``on_stage(name, i,
+total)`` and as it finishes through ``on_finish(name, seconds)`` (stages run at once: igcore.pipeline); the
+worker only records those events, :func:`describe` turns them into a progress bar and a
 checklist, which the page draws inside ``st.status``.
 
 The run stays atomic on disk: the pipeline assembles it in a temporary folder (``.tmp-<id>-…``) and renames
-it into place when complete. Once every stage but those in :data:`BEHIND` has finished (they run last), the pages that read
+it into place when complete. Once every stage but those in :data:`BEHIND` has finished, the pages that read
 only stored numbers (:attr:`dashboard.pages.PageSpec.partial`) show the run from that folder
 (:meth:`dashboard.run_view.RunView.in_progress`): the manifest and metrics are replaced atomically after
 each stage, a stage's files are read only once the manifest records it, and a :class:`Gate` keeps the
@@ -105,7 +106,8 @@ class DemoJob:
     """One demo-run computation in a worker thread; sessions only read it."""
 
     root: str
-    events: list[tuple[str, int, int, float]] = field(default_factory=list)  # (stage, i, total, time)
+    events: list[tuple[str, int, int, float]] = field(default_factory=list)  # (stage, i, total, time) as each starts
+    finished: list[tuple[str, float, float]] = field(default_factory=list)  # (stage, seconds, time) as each finishes
     loads: list[tuple[int, int, float]] = field(default_factory=list)  # (images decoded, of total, time)
     started: float = field(default_factory=time.perf_counter)
     done: bool = False
@@ -123,17 +125,26 @@ class DemoJob:
             self.gate.close()
         self.events.append((name, i, total, time.perf_counter()))
 
+    def on_finish(self, name: str, seconds: float) -> None:
+        self.finished.append((name, seconds, time.perf_counter()))
+
+    @property
+    def moves(self) -> int:
+        """How often the job has moved on (a stage started or finished): pages redraw when it changes."""
+        return len(self.events) + len(self.finished)
+
     def on_load(self, done: int, total: int) -> None:
         self.loads.append((done, total, time.perf_counter()))
 
     @property
     def showable(self) -> bool:
-        """Whether pages may show the run in progress: the stage running and every one after it are in
-        :data:`BEHIND`, and the run is not being published."""
+        """Whether pages may show the run in progress: every stage not in :data:`BEHIND` has finished (stages may
+        run at once, so the last one started says nothing of the others), and the run is not being published."""
         events = list(self.events)
         if self.gate.closed or self.folder is None or not events or events[-1][0] == "done":
             return False
-        return all(name in BEHIND for name in self.selected[events[-1][1]:])
+        finished = {name for name, *_ in self.finished}
+        return all(name in BEHIND or name in finished for name in self.selected)
 
     def work(self) -> None:
         from igcore.config import load_config
@@ -144,7 +155,8 @@ class DemoJob:
         try:
             config = load_config(None, _overrides())
             self.selected = [s.name for s in select_stages(config, _stages())]
-            self.run_dir = str(run_pipeline(config, self.root, on_stage=self.on_stage, stages=_stages(), progress=False, on_load=self.on_load))
+            self.run_dir = str(run_pipeline(config, self.root, on_stage=self.on_stage, stages=_stages(), progress=False, on_load=self.on_load,
+                                            on_finish=self.on_finish))
         except InputError as e:
             self.error = f"The demo run's settings are not valid: {e}"
         except Exception as e:  # noqa: BLE001  (shown to the visitor; the traceback goes to the log)
@@ -199,10 +211,11 @@ class Progress:
 
 
 def describe(job: DemoJob, stage_text: Callable[[str], str] | None = None) -> Progress:
-    """The job's progress in words: the images read (worlds that read files), then the stages, one line per
-    finished step with its seconds. Pure: the same events give the same lines."""
+    """The job's progress in words: the images read (worlds that read files), then one line per finished stage
+    with its seconds, in the order they finished; the label names the stages running now (several when stages
+    run at once). Pure: the same events give the same lines."""
     stage_text = stage_text or _stage_text
-    events, loads = list(job.events), list(job.loads)
+    events, ends, loads = list(job.events), list(job.finished), list(job.loads)
     finished: list[str] = []
     fraction, label = 0.0, "starting…"
     if loads:
@@ -211,14 +224,15 @@ def describe(job: DemoJob, stage_text: Callable[[str], str] | None = None) -> Pr
             finished.append(f"✓ Read the world's {total} images ({t - job.started:.1f} s)")
         else:
             fraction, label = done / max(total, 1), f"Reading the world's images: {done} of {total}"
-    for k, (name, i, total, t) in enumerate(events):
-        if k > 0:
-            prev = events[k - 1]
-            finished.append(f"✓ {stage_text(prev[0])} ({t - prev[3]:.1f} s)")
-        if name != "done":
-            fraction, label = min(i / max(total, 1), 1.0), f"Stage {i + 1} of {total}: {stage_text(name)}"
-        else:
-            fraction, label = 1.0, "done"
+    finished += [f"✓ {stage_text(name)} ({seconds:.1f} s)" for name, seconds, _ in ends]
+    if events and events[-1][0] == "done":
+        return Progress(1.0, "done", finished)
+    over = {name for name, *_ in ends}
+    running = [(name, i, total) for name, i, total, _ in events if name not in over]
+    if running:
+        total = running[0][2]
+        fraction = min(len(ends) / max(total, 1), 1.0)
+        label = "; ".join(f"Stage {i + 1} of {total}: {stage_text(name)}" for name, i, total in running)
     return Progress(fraction, label, finished)
 
 
@@ -313,7 +327,7 @@ def still_computing(root: str, run: RunView, seen: int) -> None:
     lock, jobs = _jobs()
     with lock:
         job = jobs.get(root)
-    if job is None or job.done or len(job.events) != seen:
+    if job is None or job.done or job.moves != seen:
         list_runs.clear()
         st.rerun()
     seconds = time.perf_counter() - job.events[-1][3] if job.events else None
@@ -345,5 +359,5 @@ def watcher(root: str) -> Callable[[RunView], None]:
     lock, jobs = _jobs()
     with lock:
         job = jobs.get(root)
-    seen = len(job.events) if job is not None else 0
+    seen = job.moves if job is not None else 0
     return lambda run: still_computing(root, run, seen)

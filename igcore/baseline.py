@@ -26,6 +26,7 @@ from transformers.utils import logging as hf_logging
 
 from igcore.architectures import ARCHITECTURE_FAMILIES, ARCHITECTURES, check_architecture
 from igcore.errors import InputError
+from igcore.runtime import global_rng
 
 hf_logging.disable_progress_bar()  # our own tqdm bars report training; no per-save shard bars
 
@@ -213,9 +214,9 @@ class ImageClassifier:
         device = resolve_device(self.device)
         self.device_ = device
         self.source_: dict[str, Any] = {"trained": True}
-        torch.manual_seed(self.seed)
+        with global_rng(self.seed):  # the initial weights come from torch's process-wide generator
+            self.module_ = PixelClassifier(build_model(self.arch, self.num_labels, self.image_size)).to(device)
         generator = torch.Generator().manual_seed(self.seed)
-        self.module_ = PixelClassifier(build_model(self.arch, self.num_labels, self.image_size)).to(device)
         x_all = torch.as_tensor(images).to(device)  # uint8, converted per batch
         t = torch.as_tensor(targets)
         t = t.float() if (self.multi_label or t.ndim == 2) else t.long()

@@ -8,6 +8,8 @@ reported by :meth:`RunContext.need` with the stage that should have provided it.
 
 from __future__ import annotations
 
+import copy
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -130,18 +132,35 @@ class RunContext:
     writer: RunWriter
     device: torch.device
     progress: bool = True
-    stage: str = ""  # the stage running now: the owner of what it writes
-    writes: frozenset[str] = frozenset()  # the metrics keys that stage declared
     splits: Splits | None = None
     features: Features | None = None
     executor: Executor = field(default_factory=LocalExecutor)
     classifiers: dict[str, TrainedClassifier] = field(default_factory=dict)
     discovered: dict[str, SourceDiscovery] | None = None
-    concepts: ConceptResult | None = None
+    annotated: ConceptResult | None = None  # the concept model and its scores of the annotated concepts
+    concepts: ConceptResult | None = None  # the run's vocabulary: annotated, then discovered concepts
     ig: IGResult | None = None
     pseudo_labels: np.ndarray | None = None
     microscope: MicroscopeResult | None = None
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    # the stage each thread runs (stages may run at once, one per thread: igcore.pipeline)
+    _running: threading.local = field(default_factory=threading.local, repr=False)
+
+    # -- the stage running in this thread ---------------------------------------------------------------
+    def enter(self, stage: str, writes: frozenset[str]) -> None:
+        """From now on this thread runs ``stage``, the owner of what it writes: the ``metrics.json`` keys it declared
+        (``writes``), its notes, and its own copies of the run's models (:meth:`classifier`)."""
+        self._running.stage, self._running.writes, self._running.models = stage, writes, {}
+
+    @property
+    def stage(self) -> str:
+        """The stage running in this thread ("" before any)."""
+        return getattr(self._running, "stage", "")
+
+    @property
+    def writes(self) -> frozenset[str]:
+        """The ``metrics.json`` keys the stage running in this thread declared."""
+        return getattr(self._running, "writes", frozenset())
 
     # -- typed access ------------------------------------------------------------------------------
     @staticmethod
@@ -171,7 +190,15 @@ class RunContext:
         return np.concatenate([own, *found], axis=1) if found else own
 
     def classifier(self, name: str) -> ImageClassifier:
-        return self.need(self.classifiers.get(name), f"model:{name}").model
+        """The trained model ``name``, as the running stage's own copy: the hooks, train/eval mode and captum state a
+        stage puts on a module are the module's, so two stages that read one model at once each read their own."""
+        trained = self.need(self.classifiers.get(name), f"model:{name}").model
+        models = getattr(self._running, "models", None)
+        if models is None:  # outside a stage (a caller building a context by hand): the model itself
+            return trained
+        if name not in models:
+            models[name] = copy.deepcopy(trained)
+        return models[name]
 
     def inputs(self, split: str) -> np.ndarray:
         """What the run's models take for ``split``: the frozen-backbone features when the run has them, else images."""
@@ -224,7 +251,7 @@ class RunContext:
 
     def note(self, text: str) -> None:
         """A remark people should read about this run (``manifest.json`` ``notes``; the CLI prints them)."""
-        self.writer.manifest.setdefault("notes", []).append({"stage": self.stage, "note": text})
+        self.writer.note(self.stage, text)
 
     def write_metrics(self, values: dict[str, Any]) -> None:
         """Write ``metrics.json`` keys the running stage declared (``Stage.writes``); anything else is a bug."""

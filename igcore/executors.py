@@ -30,6 +30,7 @@ import os
 import resource
 import shutil
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -80,6 +81,19 @@ class Executor(Protocol):
         ...
 
 
+_THREAD = threading.local()
+
+
+def images_in_thread() -> int:
+    """Images the executors have mapped for the calling thread so far: a stage's share of the per-image work when
+    stages run at once in threads (``runtime.stages``), which the executors' shared ``stats`` cannot tell apart."""
+    return getattr(_THREAD, "images", 0)
+
+
+def _count(n: int) -> None:
+    _THREAD.images = images_in_thread() + n
+
+
 def _peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MiB (Linux reports ``ru_maxrss`` in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -119,6 +133,7 @@ class LocalExecutor:
         return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
     def _record(self, n: int, seconds: float) -> None:
+        _count(n)
         self.stats["images"] += n
         self.stats["seconds"] += seconds
         self.stats["workers"] = {os.getpid(): round(_peak_rss_mb(), 1)}
@@ -367,6 +382,7 @@ class RayExecutor:
                     self.on_progress(done, n)
         if errors:
             self._unreadable(images, errors)
+        _count(n)
         self.stats["images"] += n
         self.stats["seconds"] += time.perf_counter() - start
         assert out is not None and done == n, "the Ray pipeline returned fewer rows than it was given"

@@ -36,6 +36,7 @@ from igcore.baseline import (
     resolve_device,
 )
 from igcore.errors import InputError
+from igcore.runtime import global_rng
 from igcore.worlds.images import LazyImages
 
 
@@ -105,8 +106,8 @@ class LinearHeadClassifier(ImageClassifier):
         val: tuple[np.ndarray, np.ndarray] | None = None,
         sample_weight: np.ndarray | None = None,
     ) -> LinearHeadClassifier:
-        torch.manual_seed(self.seed)
-        self._build()
+        with global_rng(self.seed):  # the head's initial weights come from torch's process-wide generator
+            self._build()
         self.source_ = {"trained": True, "head_on": Path(self.arch).name}
         generator = torch.Generator().manual_seed(self.seed)
         x_all = self.features(inputs)

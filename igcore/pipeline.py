@@ -9,11 +9,16 @@ far it got. The run is assembled in a temporary directory and renamed into place
 
 from __future__ import annotations
 
+import contextvars
 import datetime as _dt
+import queue
 import secrets
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,14 +27,17 @@ import torch
 from igcore.baseline import resolve_device
 from igcore.config import Config
 from igcore.context import ProgressFn, RunContext
-from igcore.executors import make_executor
-from igcore.runtime import thread_policy
+from igcore.executors import images_in_thread, make_executor
+from igcore.runtime import RuntimeConfig, thread_policy
 from igcore.schema import pred_column, proba_column
-from igcore.stages import Stage, select_stages
+from igcore.stages import Stage, predecessors, select_stages
 from igcore.store import RunStore
 from igcore.worlds import World, build_world
 from igcore.worlds.images import ProgressFn as LoadProgressFn
 from igcore.worlds.imageset import decoding
+
+
+FinishFn = Callable[[str, float], None]  # (stage name, seconds)
 
 
 def default_run_id(config: Config) -> str:
@@ -68,6 +76,93 @@ def prepare(
     return selected, device, world
 
 
+@dataclass
+class _Finished:
+    stage: Stage
+    seconds: float
+    info: dict[str, Any]
+    error: BaseException | None
+
+
+def _descendants(after: dict[str, tuple[str, ...]]) -> dict[str, set[str]]:
+    """For each stage, every stage that waits for it, directly or not."""
+    below: dict[str, set[str]] = {name: set() for name in after}
+    for name in reversed(list(after)):  # pipeline order: a stage's dependants come after it
+        for before in after[name]:
+            below[before] |= {name, *below[name]}
+    return below
+
+
+def _run_one(stage: Stage, ctx: RunContext, threads: int, finished: queue.Queue[_Finished]) -> None:
+    """One stage in its own thread: torch's intra-op threads of this thread set, what it reports handed back."""
+    start = time.perf_counter()
+    try:
+        if threads:
+            torch.set_num_threads(threads)  # a per-thread setting in torch
+        ctx.enter(stage.name, stage.writes)
+        before = images_in_thread()
+        info = stage.run(ctx) or {}
+        if images_in_thread() > before:  # which executor ran this stage's per-image work, on how many images
+            info["per_image"] = {"executor": ctx.executor.name, "images": images_in_thread() - before}
+        finished.put(_Finished(stage, time.perf_counter() - start, info, None))
+    except BaseException as e:  # noqa: BLE001  (re-raised by the pipeline's thread)
+        finished.put(_Finished(stage, time.perf_counter() - start, {}, e))
+
+
+def run_stages(
+    selected: Sequence[Stage], ctx: RunContext, runtime: RuntimeConfig, on_stage: ProgressFn | None = None,
+    on_finish: FinishFn | None = None,
+) -> None:
+    """Run ``selected`` (pipeline order), up to ``runtime.stages`` at once, each in its own thread.
+
+    A stage starts once the stages it waits for have finished (:func:`igcore.stages.predecessors`: the providers
+    of what it requires or reads), so it reads what it would read one stage after the other, and the run's files
+    are the same (:meth:`RunWriter.in_stage_order` restores the pipeline's order in them). Of the stages ready, those
+    more stages wait for start first (a training stage before a reference model no one waits for), then pipeline
+    order; one at a time, it is the pipeline order. ``on_stage(name, i, total)`` is called as the i-th stage starts,
+    ``on_finish(name, seconds)`` as a stage finishes (after its record is in the manifest).
+    The first stage to fail stops the run: no further stage starts, the running ones finish, its error is raised.
+    """
+    config, writer = ctx.config, ctx.writer
+    workers, threads = runtime.concurrent_stages(), runtime.stage_threads()
+    after = predecessors(selected, config)
+    order = {s.name: i for i, s in enumerate(selected)}
+    below = _descendants(after)
+    first: Callable[[Stage], tuple[int, int]] = (
+        (lambda s: (-len(below[s.name]), order[s.name])) if workers > 1 else (lambda s: (0, order[s.name]))
+    )
+    pending, done, running = list(selected), set[str](), 0
+    finished: queue.Queue[_Finished] = queue.Queue()
+    failure: BaseException | None = None
+    started = 0
+    while pending or running:
+        if failure is None:
+            ready = sorted((s for s in pending if all(p in done for p in after[s.name])), key=first)
+            for stage in ready[: workers - running]:
+                pending.remove(stage)
+                if on_stage:
+                    on_stage(stage.name, started, len(selected))
+                started += 1
+                running += 1
+                context = contextvars.copy_context()  # the caller's context variables (how images are decoded)
+                threading.Thread(target=context.run, args=(_run_one, stage, ctx, threads, finished),
+                                 name=f"stage-{stage.name}", daemon=True).start()
+        if not running:
+            break
+        result = finished.get()
+        running -= 1
+        if result.error is not None:
+            failure = failure or result.error
+            continue
+        done.add(result.stage.name)
+        writer.record_stage(result.stage.name, result.seconds, requires=list(result.stage.requirements(config)),
+                            provides=list(result.stage.provides), **result.info)
+        if on_finish:
+            on_finish(result.stage.name, result.seconds)
+    if failure is not None:
+        raise failure
+
+
 def run_pipeline(
     config: Config,
     out: str | Path = "runs",
@@ -75,6 +170,7 @@ def run_pipeline(
     stages: Sequence[str] | None = None,
     progress: bool = True,
     on_load: LoadProgressFn | None = None,
+    on_finish: FinishFn | None = None,
 ) -> Path:
     """Run the selected stages (default: :func:`igcore.stages.select_stages`) into a new run directory.
 
@@ -95,26 +191,19 @@ def run_pipeline(
             writer.manifest["executor"] = config.executor
             writer.manifest["threads"] = threads  # the thread policy in effect (igcore.runtime)
             executor = make_executor(config, progress, on_load)  # per-image work reports on_load(done, total)
-            ctx = RunContext(config, world, writer, device, progress=progress, stage="world", executor=executor)
+            ctx = RunContext(config, world, writer, device, progress=progress, executor=executor)
+            writer.manifest["stages_at_once"] = config.runtime.concurrent_stages()  # igcore.pipeline.run_stages
             for text in world.notes:
-                ctx.note(text)
+                writer.note("world", text)
+            names = [s.name for s in selected]
             total_start = time.perf_counter()
             try:
-                for i, stage in enumerate(selected):
-                    if on_stage:
-                        on_stage(stage.name, i, len(selected))
-                    ctx.stage, ctx.writes = stage.name, stage.writes
-                    start, mapped = time.perf_counter(), executor.stats["images"]
-                    info = stage.run(ctx) or {}
-                    if executor.stats["images"] > mapped:  # which executor ran this stage's per-image work, on how many images
-                        info["per_image"] = {"executor": executor.name, "images": executor.stats["images"] - mapped}
-                    writer.record_stage(
-                        stage.name, time.perf_counter() - start,
-                        requires=list(stage.requirements(config)), provides=list(stage.provides), **info,
-                    )
+                run_stages(selected, ctx, config.runtime, on_stage, on_finish)
             finally:
                 executor.close()
-            if ctx.splits is not None:
+                writer.in_stage_order(names)
+            if ctx.splits is not None:  # the methods in the order of the stages that evaluated them
+                ctx.evaluations = dict(sorted(ctx.evaluations.items(), key=lambda kv: names.index(writer.owner(f"methods.{kv[0]}"))))
                 writer.table("predictions", predictions_table(ctx))
             writer.manifest["total_seconds"] = round(time.perf_counter() - total_start, 3)
             if on_stage:

@@ -13,6 +13,7 @@ the run's process (``executor=local``) or by the Ray workers (``executor=ray``).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -41,6 +42,22 @@ class RuntimeConfig(Settings):
     interop_threads: int = Field(
         1, ge=0, le=1024, description="torch inter-op threads (settable once per process); 0 = torch's default"
     )
+    stages: int | None = Field(
+        None, ge=1, le=64,
+        description="stages that run at once, each in its own thread, a stage starting once the results it reads exist; "
+                    "null = 2 on a machine with 2 or more CPUs, else 1; 1 = one stage after the other",
+    )
+
+    def concurrent_stages(self) -> int:
+        """How many stages run at once: ``stages``, or two where the machine has two cores (the default run's
+        stages use one thread each, so a second stage fills the second core; docs/PERFORMANCE.md)."""
+        return self.stages if self.stages is not None else min(2, os.cpu_count() or 1)
+
+    def stage_threads(self) -> int:
+        """Intra-op threads of each stage's thread (0: the libraries' default): the process's threads shared among the
+        stages that run at once, at least one each."""
+        threads = self.intra_op()
+        return max(1, threads // self.concurrent_stages()) if threads else 0
 
 
 def blas_env(threads: int) -> dict[str, str]:
@@ -95,6 +112,24 @@ def thread_policy(settings: RuntimeConfig) -> Iterator[dict[str, Any]]:
             yield {"threads": settings.threads, "interop_threads": settings.interop_threads, **threads_in_effect()}
         finally:
             torch.set_num_threads(before)
+
+
+#: Held by whatever seeds and draws from the process-wide random generators of torch and numpy (model
+#: initialisation, captum's stochastic attributions, the sanity checks' re-initialisation): stages that run at
+#: once in threads (``runtime.stages``) take turns, so each draws the numbers a one-stage-at-a-time run draws.
+_GLOBAL_RNG = threading.RLock()
+
+
+@contextmanager
+def global_rng(seed: int | None = None) -> Iterator[None]:
+    """The process-wide random generators of torch (and numpy) to this thread alone for the block, torch's seeded
+    with ``seed`` when given. Code that draws from them (rather than from a generator of its own) runs inside."""
+    import torch
+
+    with _GLOBAL_RNG:
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
 
 
 @lru_cache(maxsize=1)

@@ -56,7 +56,7 @@ def set_args(config: dict[str, object]) -> list[str]:
 #: (at TINY's bank it perceives little but the backgrounds, and no prior can help then).
 HEADLINE = {**TINY, "world.rho": 1.0, "world.n_concept_bank": 1200, "concepts.epochs": 6}
 #: The stages the headline needs: the baseline, the concept model, IG and its student.
-HEADLINE_STAGES = ("world", "erm", "concepts", "ig", "student")
+HEADLINE_STAGES = ("world", "erm", "concepts", "vocabulary", "ig", "student")
 
 
 def tiny_sets(config: dict[str, object] = TINY) -> list[str]:

@@ -63,19 +63,26 @@ def test_unwritable_out(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_run_end_to_end_reproducible_and_never_overwritten(capsys, tmp_path):
-    """A tiny full run twice with the same seed gives identical metrics; reusing its id is refused."""
-    code, out, _ = run_cli(["run", "--out", str(tmp_path), "--set", "run_id=a", *TINY], capsys)
+    """A tiny full run twice with the same seed, two stages at once and one after the other, gives the same files
+    (metrics.json byte for byte, every table and tensor, the notes); reusing its id is refused."""
+    code, out, _ = run_cli(["run", "--out", str(tmp_path), "--set", "run_id=a", "--set", "runtime.stages=2", *TINY], capsys)
     assert code == 0 and out.strip().splitlines()[-1] == str(tmp_path / "a")
-    code, _, _ = run_cli(["run", "--out", str(tmp_path), "--set", "run_id=b", *TINY], capsys)
+    code, _, _ = run_cli(["run", "--out", str(tmp_path), "--set", "run_id=b", "--set", "runtime.stages=1", *TINY], capsys)
     assert code == 0
+    assert (tmp_path / "a" / "metrics.json").read_text() == (tmp_path / "b" / "metrics.json").read_text()
+    for folder in ("tables", "tensors", "discover/erm/tensors"):
+        files = sorted(p.name for p in (tmp_path / "a" / folder).iterdir() if p.suffix in (".parquet", ".safetensors"))
+        assert files and files == sorted(p.name for p in (tmp_path / "b" / folder).iterdir() if p.suffix in (".parquet", ".safetensors"))
+        for name in files:
+            assert (tmp_path / "a" / folder / name).read_bytes() == (tmp_path / "b" / folder / name).read_bytes(), f"{folder}/{name}"
     a = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    b = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert a["methods"] == b["methods"]
-    assert a["hypotheses"]["z_star"] == b["hypotheses"]["z_star"]
+    notes = [json.loads((tmp_path / r / "manifest.json").read_text())["notes"] for r in "ab"]
+    assert notes[0] == notes[1]
     for method in ("erm", "oracle", "true_concepts", "ig_direct", "no_prior", "ig_student"):
         assert 0.0 <= a["methods"][method]["worst_group_acc"] <= 1.0
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and "erm" in manifest["stages"]
+    assert manifest["status"] == "complete" and list(manifest["stages"]) == manifest["stages_selected"]
+    assert manifest["stages_at_once"] == 2
     ranked = a["hypotheses"]["ranked"]
     assert ranked and {"clauses", "log_prior", "log_likelihood", "log_posterior", "posterior"} <= set(ranked[0])
 

@@ -321,8 +321,16 @@ def test_demo_progress_in_words() -> None:
     job.events += [("world", 0, 2, 102.5)]
     now = describe(job, str)
     assert now.finished == ["✓ Read the world's 40 images (2.5 s)"] and now.label == "Stage 1 of 2: world" and now.fraction == 0.0
-    job.events += [("erm", 1, 2, 110.0), ("done", 2, 2, 111.0)]
-    assert describe(job, str) == Progress(1.0, "done", ["✓ Read the world's 40 images (2.5 s)", "✓ world (7.5 s)", "✓ erm (1.0 s)"])
+    job.finished += [("world", 7.5, 110.0)]
+    job.events += [("erm", 1, 3, 110.0), ("oracle", 2, 3, 110.1)]  # two stages at once
+    now = describe(job, str)
+    assert now.label == "Stage 2 of 3: erm; Stage 3 of 3: oracle" and now.fraction == pytest.approx(1 / 3)
+    job.finished += [("oracle", 0.8, 110.9)]
+    assert describe(job, str).label == "Stage 2 of 3: erm"
+    job.finished += [("erm", 1.0, 111.0)]
+    job.events += [("done", 3, 3, 111.0)]
+    assert describe(job, str) == Progress(1.0, "done", ["✓ Read the world's 40 images (2.5 s)", "✓ world (7.5 s)", "✓ oracle (0.8 s)",
+                                                         "✓ erm (1.0 s)"])
 
 
 def test_report_lists_the_findings_escaped() -> None:

@@ -108,7 +108,7 @@ def test_a_labels_only_manifest_runs_end_to_end_and_names_make_words_for_z_star(
     # naming from the CLI: the name is the concept's text, and z* may use it
     names = tmp_path / "names.csv"
     names.write_text(f"component,text\n{vocabulary.ids[0]},a white bird\n")
-    code = main(["run", "--out", str(tmp_path / "runs"), "--stages", "world,erm,discover,concepts,ig",
+    code = main(["run", "--out", str(tmp_path / "runs"), "--stages", "world,erm,discover,concepts,vocabulary,ig",
                  *[a for s in [*TINY, *world, f"discover.names={names}", "run_id=named"] for a in ("--set", s)], "--quiet"])
     assert code == 0
     named = load_run_dir(tmp_path / "runs" / "named")

@@ -107,10 +107,12 @@ def test_gate_holds_the_rename_until_readers_leave() -> None:
 
 
 def started(selected: list[str], upto: str) -> DemoJob:
-    """A job whose pipeline of ``selected`` stages has started stage ``upto``."""
+    """A job whose pipeline of ``selected`` stages has started stage ``upto``, every earlier one finished."""
     job = DemoJob("unused", folder=".tmp-demo-x", selected=selected)
     for i, name in enumerate(selected[: selected.index(upto) + 1]):
         job.events.append((name, i, len(selected), 0.0))
+        if name != upto:
+            job.finished.append((name, 1.0, 0.0))
     return job
 
 
@@ -124,3 +126,9 @@ def test_pages_show_the_run_only_while_stages_behind_are_left() -> None:
     # a stage that runs after the microscope and is not behind must finish before the run is shown
     assert not started(["world", "microscope", "later"], "microscope").showable
     assert not started(["world", "microscope", "later"], "later").showable
+    # stages run at once: the microscope started while erm still trains
+    job = started(["world", "erm", "microscope"], "microscope")
+    job.finished = [f for f in job.finished if f[0] != "erm"]
+    assert not job.showable
+    job.on_finish("erm", 3.0)
+    assert job.showable

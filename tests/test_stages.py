@@ -18,7 +18,7 @@ from igcore.stages import MODEL_NAMES, STAGE_NAMES, STAGES, select_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The pipeline's order: its own stages, every registered peer method (after the student), the microscope last.
-EXPECTED = ["world", "features", "erm", "oracle", "true_concepts", "discover", "concepts", "ig", "student", *PEERS, "discover_effects",
+EXPECTED = ["world", "features", "erm", "oracle", "true_concepts", "discover", "concepts", "vocabulary", "ig", "student", *PEERS, "discover_effects",
             "microscope"]
 
 
@@ -127,7 +127,8 @@ def test_default_selection_follows_peers():
     "stages, sets, message",
     [
         (["world", "student"], [], "stage 'student' needs 'ig'"),
-        (["world", "concepts", "ig", "student"], [], None),
+        (["world", "concepts", "vocabulary", "ig", "student"], [], None),
+        (["world", "concepts", "ig"], [], "stage 'ig' needs 'concepts', which no earlier selected stage provides; add stage 'vocabulary'"),
         (["erm"], [], "stage 'erm' needs 'splits'"),
         (["world", "erm", "microscope"], [], "needs 'model:ig_student'"),
         (["world", "erm", "microscope"], ['microscope.models=["erm"]'], "needs 'concepts'"),
@@ -206,7 +207,7 @@ def test_every_stage_says_which_files_and_keys_it_writes_and_how_people_call_the
     from igcore.stages import HYPOTHESIS_NAMES, PIPELINE_FILES, file_writer, writer_of
 
     assert file_writer("tables/split_train.parquet").name == "world"
-    assert file_writer("tensors/concept_scores.safetensors").name == "concepts"
+    assert file_writer("tensors/concept_scores.safetensors").name == "vocabulary"
     assert file_writer("tensors/pseudo_labels.safetensors").name == "student"
     assert file_writer("microscope/tables/tcav.parquet").name == "microscope"
     assert file_writer("models/jtt/estimator.json").name == "jtt"  # a model's folder: the stage that provides it

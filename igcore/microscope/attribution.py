@@ -29,6 +29,7 @@ from igcore.baseline import ImageClassifier, to_pixels
 from igcore.errors import InputError
 from igcore.executors import Executor, Images, LocalExecutor
 from igcore.microscope.registry import get_method, params_key
+from igcore.runtime import global_rng
 
 #: What the maps explain: the model's own predicted class (the question "why did it say that?").
 TARGET_RULE = "predicted"
@@ -93,7 +94,7 @@ def compute_maps(
         x = to_pixels(images[start : start + step], device).requires_grad_()
         t = torch.as_tensor(np.asarray(targets[start : start + step]), dtype=torch.long, device=x.device)
         drawn = seed * 100_003 + int(rows[start])  # a deterministic method draws nothing; a stochastic one: one image
-        with torch.random.fork_rng(devices=[]), _numpy_seeded(drawn):
+        with global_rng(), torch.random.fork_rng(devices=[]), _numpy_seeded(drawn):
             torch.manual_seed(drawn)
             maps = spec.fn(module, x, t, **resolved)
         out.append(maps.detach().float().cpu().numpy())

@@ -25,6 +25,7 @@ from torch import nn
 
 from igcore.architectures import architecture_of, vit_layers
 from igcore.microscope.attribution import compute_maps
+from igcore.runtime import global_rng
 
 #: Default Spearman threshold at full randomisation above which a method is not trustworthy.
 DEFAULT_THRESHOLD = 0.5
@@ -52,7 +53,7 @@ def cascade_blocks(module: nn.Module) -> list[tuple[str, list[nn.Module]]]:
 def reinitialise_(module: nn.Module, blocks: list[nn.Module], seed: int) -> None:
     """Re-draw the parameters (and reset the statistics) of ``blocks`` from the model's own init."""
     model = module.model
-    with torch.random.fork_rng(devices=[]):
+    with global_rng(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for block in blocks:
             for sub in block.modules():

@@ -8,7 +8,9 @@ requirement must be provided by a selected stage that runs earlier, else one lin
 and which stage provides it. Readers of stored runs (the dashboard) ask :func:`writer_of` and
 :func:`file_writer` which stage a missing key or file would have come from.
 
-The order below is the only order; nothing registers itself on import. Stage functions are named by
+The order below is the only order; nothing registers itself on import. Stages that do not read each other's
+results may run at once (``runtime.stages``, :func:`igcore.pipeline.run_stages`): :func:`predecessors` gives
+the partial order they start in, from what each requires and :attr:`Stage.reads`. Stage functions are named by
 their dotted path (``module:function``) and imported when the stage runs, so this list loads no torch:
 the dashboard reads it to explain a run. The peer methods' stages come from their registry
 (:data:`igcore.peers.PEERS`). To add a stage, write its function in a module of this package and add
@@ -94,6 +96,8 @@ class Stage:
         files: run files it writes, as path prefixes (``tables/split_``, ``microscope/``); the folders of
             the models it provides are added (:meth:`writes_file`).
         labels: names for people of the ``metrics.json`` keys it writes (``hypotheses.z_star`` -> ``z*``).
+        reads: results it reads when a selected stage provides them, without requiring them (the microscope
+            speaks z*'s language when ``ig`` ran): when stages run at once it starts after their providers.
     """
 
     name: str
@@ -107,6 +111,7 @@ class Stage:
     preflight: str | None = None
     files: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    reads: tuple[str, ...] = ()
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         """Run the stage on ``ctx`` (its function is imported now)."""
@@ -161,9 +166,14 @@ STAGES: tuple[Stage, ...] = (
     Stage("discover", "igcore.stages.discover:stage_discover", _discover_requires, ("discovered",), frozenset(),
           "discover the concepts of discover.models by NMF of a layer (ACE, CRAFT); they become vocabulary",
           enabled=discovers, preflight="igcore.stages.discover:check_names", files=("discover/",)),
-    Stage("concepts", "igcore.stages.ig:stage_concepts", _with_features("splits"), ("concepts",), frozenset({"concepts"}),
-          "train the concept model on the concept bank; score every split; append the discovered concepts when discover ran",
-          preflight="igcore.stages.discover:check_vocabulary", files=("tensors/concept_scores.", "models/concepts/")),
+    Stage("concepts", "igcore.stages.ig:stage_concepts", _with_features("splits"), ("annotated_concepts",),
+          frozenset({"concepts.heldout_auc", "concepts.test_eval_auc"}),
+          "train the concept model on the concept bank (annotated concepts); score every split",
+          files=("models/concepts/",)),
+    Stage("vocabulary", "igcore.stages.ig:stage_vocabulary", ("splits", "annotated_concepts"), ("concepts",),
+          frozenset({"concepts.vocabulary"}),
+          "the run's concepts, the columns L_M reads: the annotated ones' scores, then the discovered ones' when discover ran",
+          preflight="igcore.stages.discover:check_vocabulary", files=("tensors/concept_scores.",), reads=("discovered",)),
     Stage("ig", "igcore.stages.ig:stage_ig", ("splits", "concepts"), ("ig",),
           frozenset({"prior", "methods.ig_direct", "methods.no_prior", "methods.ig_posterior", "clause_deletion.z_star",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_IG)}),
@@ -181,7 +191,8 @@ STAGES: tuple[Stage, ...] = (
           frozenset({"microscope", "surrogates", "clause_deletion.z_baseline", "clause_deletion.z_student",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_MICROSCOPE)}),
           "put the models under the microscope (attributions, TCAV, swaps, surrogates, sanity)",
-          files=("microscope/",), labels={"hypotheses.z_baseline": "z_baseline", "hypotheses.z_student": "z_student"}),
+          files=("microscope/",), labels={"hypotheses.z_baseline": "z_baseline", "hypotheses.z_student": "z_student"},
+          reads=("ig", "discovered", "concepts")),
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
@@ -268,6 +279,19 @@ def select_stages(config: Config, names: Sequence[str] | None = None) -> list[St
     return selected
 
 
+def predecessors(selected: Sequence[Stage], config: Config) -> dict[str, tuple[str, ...]]:
+    """For each selected stage, the earlier selected stages it waits for: the providers of what it requires and of
+    what it reads (:attr:`Stage.reads`). Stages that run at once (``runtime.stages``) start in this partial order,
+    and each reads exactly what it would read one stage after the other."""
+    after: dict[str, tuple[str, ...]] = {}
+    provided: dict[str, str] = {}
+    for stage in selected:
+        wanted = (*stage.requirements(config), *stage.reads)
+        after[stage.name] = tuple(dict.fromkeys(provided[r] for r in wanted if r in provided))
+        provided.update({result: stage.name for result in stage.provides})
+    return after
+
+
 def stages_markdown(config: Config) -> str:
     """The stage table of docs/ARCHITECTURE.md (``python -m igcore stages --markdown``)."""
     default = {s.name for s in select_stages(config)}
@@ -275,7 +299,8 @@ def stages_markdown(config: Config) -> str:
     for i, stage in enumerate(STAGES, 1):
         cells = [
             str(i), f"`{stage.name}`", "yes" if stage.name in default else stage.when,
-            ", ".join(f"`{r}`" for r in stage.requirements(config)) or "–",
+            ", ".join([*(f"`{r}`" for r in stage.requirements(config)),
+                       *(f"`{r}` (if run)" for r in stage.reads if r not in stage.requirements(config))]) or "–",
             ", ".join(f"`{p}`" for p in stage.provides),
             ", ".join(f"`{w}`" for w in sorted(stage.writes)),
             stage.doc,
@@ -294,6 +319,7 @@ __all__ = [
     "check_models",
     "file_writer",
     "peer_stage",
+    "predecessors",
     "provider_of",
     "select_stages",
     "stage_named",

@@ -1,6 +1,7 @@
 """Imitative Generalization stages (Barnes, 2021, "Imitative Generalisation (AKA 'Learning the Prior')").
 
 ``concepts``  the perception half of L_M, trained on the concept bank only; scores every split
+``vocabulary`` the annotated concepts' scores, then the discovered concepts': the columns L_M reads
 ``ig``        Prior_M fitted on human judgments; z* = argmax log Prior_M(z) + Σ_D log L_M(y|x,z) with ranked
               alternatives; the ``no_prior`` ablation (same search, flat prior); ``ig_direct`` = L_M(·|x′, z*)
 ``student``   D′_train labelled by L_M(·|x′, z*) (soft labels); a student with ERM's architecture and budget
@@ -30,6 +31,9 @@ from igcore.prior.sources import JUDGMENTS_FOLDER
 from igcore.search import search_from_config
 from igcore.worlds.base import World
 
+#: The splits the concept model scores (the concept bank is its training set).
+SCORED_SPLITS = ("train", "val", "test_train", "test_eval")
+
 
 def check_judgments(config: Config, world: World) -> None:
     """Read and validate the configured judgments (ratings 1–5, known concepts and classes, required columns,
@@ -39,17 +43,12 @@ def check_judgments(config: Config, world: World) -> None:
 
 
 def stage_concepts(ctx: RunContext) -> dict[str, Any]:
-    """Train the concept model on the concept bank; score every split; report per-concept ROC AUC. The concepts
-    discovered by the ``discover`` stage (when it ran) follow the annotated ones, scored by their calibrated
-    presence (:mod:`igcore.discover`)."""
-    from igcore.discover.discovery import merge_concepts
-
+    """Train the concept model on the concept bank; score every split with it; report per-concept ROC AUC. It reads
+    no model of the run, so it runs beside the baseline's training when stages run at once."""
     c, b = ctx.config.concepts, ctx.config.baseline
     data = ctx.data
-    splits = ("train", "val", "test_train", "test_eval")
     info: dict[str, Any] = {}
     model: ConceptModel | None = None
-    metrics: dict[str, Any] = {}
     if len(ctx.world.vocabulary):
         model = ConceptModel(
             ctx.world.vocabulary,
@@ -66,9 +65,9 @@ def stage_concepts(ctx: RunContext) -> dict[str, Any]:
             progress=ctx.progress,
         ).fit(data.concept_bank, ctx.inputs("concept_bank"))
         model.classifier_.save(ctx.writer.subdir("models/concepts"))
-        annotated = {name: model.scores(ctx.inputs(name)) for name in splits}
+        annotated = {name: model.scores(ctx.inputs(name)) for name in SCORED_SPLITS}
         test_auc = model.auc(data.test_eval, annotated["test_eval"])
-        metrics = {"heldout_auc": model.heldout_auc_, "test_eval_auc": test_auc}
+        ctx.write_metrics({"concepts.heldout_auc": model.heldout_auc_, "concepts.test_eval_auc": test_auc})
         valid = [v for v in model.heldout_auc_.values() if v is not None]
         info = {
             "mean_heldout_auc": round(float(np.mean(valid)), 4),
@@ -76,18 +75,26 @@ def stage_concepts(ctx: RunContext) -> dict[str, Any]:
             "mean_test_eval_auc": round(float(np.mean([v for v in test_auc.values() if v is not None])), 4),
         }
     else:
-        annotated = {name: np.zeros((len(getattr(data, name)), 0), dtype=np.float32) for name in splits}
-    vocabulary, merged = merge_concepts(ctx.world.vocabulary, annotated, ctx.discovered)
+        annotated = {name: np.zeros((len(getattr(data, name)), 0), dtype=np.float32) for name in SCORED_SPLITS}
+    ctx.annotated = ConceptResult(model, ConceptScores(**annotated), ctx.world.vocabulary)
+    return info
+
+
+def stage_vocabulary(ctx: RunContext) -> dict[str, Any]:
+    """The run's vocabulary, the columns L_M reads: the annotated concepts scored by the concept model, then the
+    concepts the ``discover`` stage found (when it ran), scored by their calibrated presence (:mod:`igcore.discover`)."""
+    from igcore.discover.discovery import merge_concepts
+
+    annotated = ctx.need(ctx.annotated, "annotated_concepts")
+    vocabulary, merged = merge_concepts(ctx.world.vocabulary, annotated.scores.as_dict(), ctx.discovered)
     if not len(vocabulary):
         raise InputError("this data set annotates no concept and stage 'discover' did not run, so there is no concept "
                          "vocabulary; add 0/1 concept columns, or run the discover stage")
     scores = ConceptScores(**merged)
     ctx.writer.tensors("concept_scores", scores.as_dict())
-    ctx.concepts = ConceptResult(model, scores, vocabulary)
-    metrics["vocabulary"] = [{"id": x.id, "text": x.text, "kind": x.kind} for x in vocabulary.concepts]
-    ctx.write_metrics({"concepts": metrics})
-    info["discovered"] = len(vocabulary) - len(ctx.world.vocabulary)
-    return info
+    ctx.concepts = ConceptResult(annotated.model, scores, vocabulary)
+    ctx.write_metrics({"concepts.vocabulary": [{"id": x.id, "text": x.text, "kind": x.kind} for x in vocabulary.concepts]})
+    return {"concepts": len(vocabulary), "discovered": len(vocabulary) - len(ctx.world.vocabulary)}
 
 
 def stage_ig(ctx: RunContext) -> dict[str, Any]:

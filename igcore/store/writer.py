@@ -7,6 +7,7 @@ import datetime as _dt
 import importlib.metadata as _md
 import os
 import platform
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,22 +53,56 @@ class RunWriter:
         self.metrics: dict[str, Any] = {}
         self.final_path: Path = path  # where the run will live once complete (set by RunStore.create)
         self._owners: dict[str, str] = {}  # metrics key -> the stage that wrote it
+        self._lock = threading.RLock()  # stages running at once in threads write through one writer
 
     def write_metrics(self, owner: str, values: dict[str, Any]) -> None:
         """Set ``metrics.json`` keys (dotted: ``hypotheses.z_star``); each key has one writer and is written once."""
-        for key, value in values.items():
-            if key in self._owners:
-                raise RuntimeError(f"metrics key {key!r} was already written by stage {self._owners[key]!r}; one writer per section")
-            set_dotted(self.metrics, key, value)
-            self._owners[key] = owner
+        with self._lock:
+            for key, value in values.items():
+                if key in self._owners:
+                    raise RuntimeError(f"metrics key {key!r} was already written by stage {self._owners[key]!r}; one writer per section")
+                set_dotted(self.metrics, key, value)
+                self._owners[key] = owner
+
+    def owner(self, key: str) -> str:
+        """The stage that wrote ``metrics.json`` key ``key`` (dotted, as written)."""
+        return self._owners[key]
+
+    def note(self, stage: str, text: str) -> None:
+        """A remark people should read about this run (``manifest.json`` ``notes``), from ``stage``."""
+        with self._lock:
+            self.manifest.setdefault("notes", []).append({"stage": stage, "note": text})
 
     def record_stage(self, name: str, seconds: float, **info: Any) -> None:
-        self.manifest["stages"][name] = {"seconds": round(seconds, 3), **info}
-        self.flush()
+        with self._lock:
+            self.manifest["stages"][name] = {"seconds": round(seconds, 3), **info}
+            self.flush()
 
     def flush(self) -> None:
-        write_json(self.path / "manifest.json", self.manifest)
-        write_json(self.path / "metrics.json", self.metrics)
+        with self._lock:
+            write_json(self.path / "manifest.json", self.manifest)
+            write_json(self.path / "metrics.json", self.metrics)
+
+    def in_stage_order(self, stages: Sequence[str]) -> None:
+        """Put the manifest's stage records, its notes and the ``metrics.json`` sections in the order of ``stages``
+        (the pipeline's order), whatever order stages that ran at once finished in, so that a run's files do not
+        depend on which thread came first."""
+        with self._lock:
+            rank = {name: i for i, name in enumerate(stages)}
+            last = len(rank)
+            records = self.manifest["stages"]
+            self.manifest["stages"] = {name: records[name] for name in sorted(records, key=lambda n: rank.get(n, last))}
+            if "notes" in self.manifest:
+                self.manifest["notes"].sort(key=lambda note: rank.get(note["stage"], -1))  # stable: a stage's own order kept
+            written = sorted(self._owners, key=lambda key: rank.get(self._owners[key], last))  # stable within a stage
+            metrics: dict[str, Any] = {}
+            for key in written:
+                node = self.metrics
+                for part in key.split("."):
+                    node = node[part]
+                set_dotted(metrics, key, node)
+            self.metrics = metrics
+            self.flush()
 
     def table(self, name: str, df: pd.DataFrame) -> None:
         write_table(self.path, name, df)

@@ -263,10 +263,15 @@ class RayExecutor:
         self._started = False
         self._temp_dir: str | None = None
         self._loopback: bool | None = None  # Ray's single-machine setting before a local cluster changed it
+        self._connecting = threading.Lock()  # stages running at once may ask for the cluster at the same time
 
     # -- the cluster ---------------------------------------------------------------------------------
     def connect(self) -> None:
         """Join the configured cluster, or start a bounded local one (once)."""
+        with self._connecting:
+            self._connect()
+
+    def _connect(self) -> None:
         import ray
 
         if ray.is_initialized():

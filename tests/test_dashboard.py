@@ -531,7 +531,7 @@ def test_run_view_reads_every_section(runs_dir: Path) -> None:
 
 def test_run_view_explains_missing_files(runs_dir: Path) -> None:
     run = RunView.open(str(runs_dir), "tiny-incomplete")
-    with pytest.raises(NotComputed, match=r"its `concepts` stage has not finished yet \(the run is running\)"):
+    with pytest.raises(NotComputed, match=r"its `vocabulary` stage has not finished yet \(the run is running\)"):
         run.concept_scores()
     with pytest.raises(NotComputed, match=r"the pipeline writes it last, and it has not finished yet"):
         run.predictions()

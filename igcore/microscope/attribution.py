@@ -93,10 +93,13 @@ def compute_maps(
     for start in range(0, len(images), step):
         x = to_pixels(images[start : start + step], device).requires_grad_()
         t = torch.as_tensor(np.asarray(targets[start : start + step]), dtype=torch.long, device=x.device)
-        drawn = seed * 100_003 + int(rows[start])  # a deterministic method draws nothing; a stochastic one: one image
-        with global_rng(), torch.random.fork_rng(devices=[]), _numpy_seeded(drawn):
-            torch.manual_seed(drawn)
+        if not spec.stochastic:  # draws nothing: no random state to seed, nothing to wait for
             maps = spec.fn(module, x, t, **resolved)
+        else:  # one image at a time, from the process-wide generators seeded for it (captum draws from them)
+            drawn = seed * 100_003 + int(rows[start])
+            with global_rng(), torch.random.fork_rng(devices=[]), _numpy_seeded(drawn):
+                torch.manual_seed(drawn)
+                maps = spec.fn(module, x, t, **resolved)
         out.append(maps.detach().float().cpu().numpy())
     h, w = images.shape[1:3]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, h, w), np.float32)

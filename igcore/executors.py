@@ -34,6 +34,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -81,17 +82,24 @@ class Executor(Protocol):
         ...
 
 
-_THREAD = threading.local()
+_IMAGES: ContextVar[list[int] | None] = ContextVar("igcore_images_mapped", default=None)
+_COUNTING = threading.Lock()
 
 
-def images_in_thread() -> int:
-    """Images the executors have mapped for the calling thread so far: a stage's share of the per-image work when
-    stages run at once in threads (``runtime.stages``), which the executors' shared ``stats`` cannot tell apart."""
-    return getattr(_THREAD, "images", 0)
+def count_images() -> list[int]:
+    """Count from now on, in ``counter[0]``, the images the executors map in this context and in the threads started
+    with a copy of it: a stage's share of the per-image work when stages run at once in threads (``runtime.stages``),
+    which the executors' shared ``stats`` cannot tell apart."""
+    counter = [0]
+    _IMAGES.set(counter)
+    return counter
 
 
 def _count(n: int) -> None:
-    _THREAD.images = images_in_thread() + n
+    counter = _IMAGES.get()
+    if counter is not None:
+        with _COUNTING:
+            counter[0] += n
 
 
 def _peak_rss_mb() -> float:

@@ -27,7 +27,7 @@ import torch
 from igcore.baseline import resolve_device
 from igcore.config import Config
 from igcore.context import ProgressFn, RunContext
-from igcore.executors import images_in_thread, make_executor
+from igcore.executors import count_images, make_executor
 from igcore.runtime import RuntimeConfig, thread_policy
 from igcore.schema import pred_column, proba_column
 from igcore.stages import Stage, predecessors, select_stages
@@ -35,7 +35,6 @@ from igcore.store import RunStore
 from igcore.worlds import World, build_world
 from igcore.worlds.images import ProgressFn as LoadProgressFn
 from igcore.worlds.imageset import decoding
-
 
 FinishFn = Callable[[str, float], None]  # (stage name, seconds)
 
@@ -100,10 +99,10 @@ def _run_one(stage: Stage, ctx: RunContext, threads: int, finished: queue.Queue[
         if threads:
             torch.set_num_threads(threads)  # a per-thread setting in torch
         ctx.enter(stage.name, stage.writes)
-        before = images_in_thread()
+        images = count_images()
         info = stage.run(ctx) or {}
-        if images_in_thread() > before:  # which executor ran this stage's per-image work, on how many images
-            info["per_image"] = {"executor": ctx.executor.name, "images": images_in_thread() - before}
+        if images[0]:  # which executor ran this stage's per-image work, on how many images
+            info["per_image"] = {"executor": ctx.executor.name, "images": images[0]}
         finished.put(_Finished(stage, time.perf_counter() - start, info, None))
     except BaseException as e:  # noqa: BLE001  (re-raised by the pipeline's thread)
         finished.put(_Finished(stage, time.perf_counter() - start, {}, e))

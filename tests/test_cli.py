@@ -63,14 +63,15 @@ def test_unwritable_out(capsys, tmp_path):
 
 @pytest.mark.slow
 def test_run_end_to_end_reproducible_and_never_overwritten(capsys, tmp_path):
-    """A tiny full run twice with the same seed, two stages at once and one after the other, gives the same files
-    (metrics.json byte for byte, every table and tensor, the notes); reusing its id is refused."""
+    """A tiny full run twice with the same seed, two stages (and two models under the microscope) at once and one
+    after the other, gives the same files (metrics.json byte for byte, every table and tensor, the microscope's
+    included, the notes); reusing its id is refused."""
     code, out, _ = run_cli(["run", "--out", str(tmp_path), "--set", "run_id=a", "--set", "runtime.stages=2", *TINY], capsys)
     assert code == 0 and out.strip().splitlines()[-1] == str(tmp_path / "a")
     code, _, _ = run_cli(["run", "--out", str(tmp_path), "--set", "run_id=b", "--set", "runtime.stages=1", *TINY], capsys)
     assert code == 0
     assert (tmp_path / "a" / "metrics.json").read_text() == (tmp_path / "b" / "metrics.json").read_text()
-    for folder in ("tables", "tensors", "discover/erm/tensors"):
+    for folder in ("tables", "tensors", "discover/erm/tensors", "microscope/tables", "microscope/tensors"):
         files = sorted(p.name for p in (tmp_path / "a" / folder).iterdir() if p.suffix in (".parquet", ".safetensors"))
         assert files and files == sorted(p.name for p in (tmp_path / "b" / folder).iterdir() if p.suffix in (".parquet", ".safetensors"))
         for name in files:

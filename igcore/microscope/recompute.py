@@ -103,6 +103,7 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
         vocabulary=language.vocabulary,
         test_eval_concepts=language.of(present),
         tcav_concepts=tcav_concepts,
+        parallel=config.runtime.concurrent_stages(),
     )
     with recompute_output(run, "microscope", stage_named("microscope").writes) as output:
         old = run.path / "microscope" / "attributions"

@@ -20,17 +20,20 @@ Layout of ``microscope/``::
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+import torch
 
 from igcore.architectures import architecture_of
 from igcore.baseline import LOGITS_BATCH, BatchLogits
@@ -57,6 +60,8 @@ from igcore.search.params import SearchConfig
 from igcore.store import write_table, write_tensors
 from igcore.worlds.base import Split, Vocabulary, World
 
+T = TypeVar("T")
+
 
 @dataclass
 class MicroscopeInputs:
@@ -82,6 +87,9 @@ class MicroscopeInputs:
     tcav_concepts: list[str] | None = None
     #: where the per-image work runs (attribution maps, the log-odds of counterfactual images): the run's executor
     executor: Executor = field(default_factory=lambda: LocalExecutor(progress=False))
+    #: models examined at once, each in its own thread (the run's ``runtime.stages``): the parts that go model by
+    #: model (attributions, sanity checks, counterfactual effects) work on that many models side by side
+    parallel: int = 1
 
     @property
     def concepts(self) -> Vocabulary:
@@ -141,6 +149,23 @@ class _Clock:
             self.parts[key] = self.parts.get(key, 0.0) + time.perf_counter() - start
 
 
+def each_model(inputs: MicroscopeInputs, models: list[str], work: Callable[[str], T]) -> list[T]:
+    """``work(m)`` for every model, up to ``inputs.parallel`` at once in threads, the results in the order of ``models``.
+
+    Each model's work reads only that model and writes only its own entries and files, and draws its randomness
+    from its own seeds (the process-wide generators behind :func:`igcore.runtime.global_rng`), so running models
+    side by side changes no number; torch's kernels release the GIL, so two models use two cores."""
+    threads = torch.get_num_threads()  # a per-thread setting in torch: the pool's threads take the caller's
+
+    def run(m: str) -> T:
+        torch.set_num_threads(threads)
+        return work(m)
+
+    contexts = [contextvars.copy_context() for _ in models]  # the caller's context variables (its count of images)
+    with ThreadPoolExecutor(max_workers=max(1, min(inputs.parallel, len(models))), thread_name_prefix="microscope") as pool:
+        return list(pool.map(lambda context, m: context.run(run, m), contexts, models))
+
+
 def _num(x: Any) -> float | None:
     x = float(x)
     return x if np.isfinite(x) else None
@@ -173,11 +198,12 @@ def attributions(
     """
     test, group_names, clock = inputs.test_eval, inputs.world.group_names(), clock or _Clock()
     cache = AttributionCache(out_dir / "attributions")
-    rows = []
-    maps: dict[str, dict[str, np.ndarray]] = {m: {} for m in models}
-    for m in models:
+
+    def of_model(m: str) -> tuple[dict[str, np.ndarray], list[pd.DataFrame]]:
         clf = inputs.models[m]
         methods = _applicable_methods(settings, clf)
+        found: dict[str, np.ndarray] = {}
+        rows = []
         for i, method in enumerate(methods):
             if expired(deadline):
                 _out_of_time(per_model, m, "attributions", f"the maps of {', '.join(methods[i:])}", settings)
@@ -187,9 +213,14 @@ def attributions(
                     cache, m, clf, test.images, sample, method, settings.params.get(method, {}),
                     batch_size=settings.batch_size, seed=inputs.seed, executor=inputs.executor,
                 )
-            maps[m][method] = result.maps
+            found[method] = result.maps
             if test.masks is not None:
                 rows.append(relevance_rows(m, method, sample, result.maps, test.masks[sample], test.groups[sample], group_names, result.targets))
+        return found, rows
+
+    done = each_model(inputs, models, of_model)
+    maps = {m: found for m, (found, _) in zip(models, done, strict=True)}
+    rows = [row for _, model_rows in done for row in model_rows]
     if test.masks is None:
         return maps
     empty = relevance_rows("", "", sample[:0], np.zeros((0, 1, 1)), np.zeros((0, 1, 1), bool), sample[:0], group_names)
@@ -282,8 +313,9 @@ def sanity(
     from igcore.microscope.sanity import sanity_check
 
     test, n_groups, clock = inputs.test_eval, len(inputs.world.group_names()), clock or _Clock()
-    rows = []
-    for m in [m for m in (settings.sanity.models or models) if m in models]:
+
+    def of_model(m: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
         clf = inputs.models[m]
         methods = _applicable_methods(settings, clf)
         n = settings.sanity.n_images
@@ -305,7 +337,7 @@ def sanity(
             results.update(found)
             maps.update(series)
         if not results:
-            continue
+            return rows
         per_model[m]["sanity"] = results
         for method, r in results.items():
             for stage_name, rho, rho_raw in zip(r["stages"], r["spearman_abs"], r["spearman"], strict=True):
@@ -316,6 +348,10 @@ def sanity(
             {"indices": pick.astype(np.int64), "targets": targets.astype(np.int64),
              **{f"maps_{k}": v.astype(np.float16) for k, v in maps.items()}},
         )
+        return rows
+
+    checked = [m for m in (settings.sanity.models or models) if m in models]
+    rows = [row for model_rows in each_model(inputs, checked, of_model) for row in model_rows]
     columns = ["model", "method", "stage", "spearman_abs", "spearman", "trustworthy"]
     write_table(out_dir, "sanity", pd.DataFrame.from_records(rows, columns=columns))
 
@@ -405,27 +441,31 @@ def counterfactual_effects(
             cfs = make_counterfactuals(inputs.world, test, chunk, seed=inputs.seed + 4 + r,
                                        background=shared.background if shared is not None and all_images else None)
         first = first or cfs
-        for m in models:
-            clf = inputs.models[m]
+
+        def changes_of(m: str, chunk: np.ndarray = chunk, cfs: dict[str, Counterfactuals] = cfs) -> dict[str, Changes]:
             logits = logits_of(m)
             original = None
             with clock.part("effects", m, "log_odds"):
                 if not all_images:  # the logits of this round's rows only
                     original = np.zeros((len(test), len(inputs.world.classes)))
                     original[chunk] = logits(test.images, chunk)
-                for kind, ch in log_odds_changes(clf, test, cfs, original, logits).items():
-                    found[m].setdefault(kind, []).append(ch)
+                return log_odds_changes(inputs.models[m], test, cfs, original, logits)
+
+        for m, changes in zip(models, each_model(inputs, models, changes_of), strict=True):
+            for kind, ch in changes.items():
+                found[m].setdefault(kind, []).append(ch)
         per_row = (time.perf_counter() - started) / max(1, len(chunk))
         if all_images or expired(deadline):
             break
         widths = [half_width(mean_ci(Changes.concat(parts).change, inputs.seed)) for m in models for parts in found[m].values()]
         if max(widths, default=0.0) < c.half_width:
             break
-    records = []
     attributed = np.zeros(0, dtype=np.int64)
     if "double" in first and c.attribution_per_group:
         attributed = sample_per_group(test.groups[first["double"].index], c.attribution_per_group, inputs.seed + 5)
-    for m in models:
+
+    def summarise(m: str) -> list[dict[str, Any]]:
+        records = []
         clf = inputs.models[m]
         with clock.part("effects", m, "bootstrap"):
             summary = summarise_changes({kind: Changes.concat(parts) for kind, parts in found[m].items()}, test, names, seed=inputs.seed)
@@ -451,6 +491,9 @@ def counterfactual_effects(
             "swap_attribution_steps": c.n_steps if len(attributed) else None,
             "swap_attribution_half_width": {k: _num(half_width(v)) for k, v in parts.items()},
         }
+        return records
+
+    records = [record for model_records in each_model(inputs, models, summarise) for record in model_records]
     write_table(out_dir, "effects", pd.DataFrame.from_records(records, columns=["model", "kind", "group", "mean", "ci_low", "ci_high", "n"]))
     if c.examples_per_group and "double" in first:  # a strip of examples: original, background, object, double swap
         double = first["double"]

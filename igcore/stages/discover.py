@@ -1,6 +1,6 @@
 """The stages of concept discovery (:mod:`igcore.discover`).
 
-``discover``          after the models it explains, before ``concepts``: the components of each model in
+``discover``          after the models it explains, before ``vocabulary``: the components of each model in
                       ``discover.models`` become vocabulary (``discovered::<model>/<k>``), scored on every
                       split; files under ``discover/<model>/``
 ``discover_effects``  after the student, before the microscope: each component's ablation effect on every

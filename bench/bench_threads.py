@@ -1,15 +1,17 @@
-"""Benchmark: the thread policy (``runtime.threads``), per stage of the default pipeline, with and without a busy core.
+"""Benchmark: the thread policy (``runtime.threads``, ``runtime.stages``), per stage of the default pipeline, with and without a busy core.
 
     python -m bench.bench_threads [--set KEY=VALUE ...] [--repeats 1]
 
 Runs the default stages (``python -m igcore run``, each in its own process, so that torch's inter-op pool is
-fresh) under two policies: one thread (``runtime.threads=1``, ``runtime.interop_threads=1``; the engine's default
-on a 2-CPU machine, where it means one thread fewer than the CPUs) and the libraries' default (``0``: one torch and BLAS thread per core); each once on the machine as it is and once
+fresh) under three policies (:data:`POLICIES`): one thread (``runtime.threads=1``, ``runtime.interop_threads=1``;
+the engine's default on a 2-CPU machine, where it means one thread fewer than the CPUs) and the libraries' default
+(``0``: one torch and BLAS thread per core), both with the stages one after the other (``runtime.stages=1``), and the
+engine's default as a whole: one thread per stage, two stages at once; each once on the machine as it is and once
 while a competing CPU-bound process (a pure-Python loop pinned to core 0) keeps one core busy. The settings
 default to :data:`testkit.runs.TINY` (every stage, small sizes: a few minutes in all), ``--set`` overrides them.
 
-Reported per stage: seconds in each of the four cases (median over ``--repeats``) and the slowdown a busy
-core causes under each policy (busy / idle). The machine may be shared with other jobs (the load average
+Reported per stage and for the run's wall time: seconds in each of the six cases (median over ``--repeats``) and the
+slowdown a busy core causes under each policy (busy / idle). The machine may be shared with other jobs (the load average
 before and after is reported): compare the columns of one table, not tables of different invocations.
 :func:`measure` returns the rows, :func:`markdown` the report; :func:`main` writes it into the
 ``bench-threads`` block of docs/PERFORMANCE.md (generator ``threads`` of :data:`bench.registry.GENERATORS`).
@@ -35,12 +37,12 @@ from testkit.runs import tiny_sets
 
 #: The policies compared: the engine's default (one thread) and the libraries' default (one per core).
 POLICIES = {
-    "1 thread": ("runtime.threads=1", "runtime.interop_threads=1"),
-    "libraries' default": ("runtime.threads=0", "runtime.interop_threads=0"),
+    "1 thread": ("runtime.threads=1", "runtime.interop_threads=1", "runtime.stages=1"),
+    "libraries' default": ("runtime.threads=0", "runtime.interop_threads=0", "runtime.stages=1"),
+    "1 thread, 2 stages at once": ("runtime.threads=1", "runtime.interop_threads=1", "runtime.stages=2"),
 }
-#: Stages one after the other, so that a stage's seconds are its own (two at once, the default, each stage's seconds
-#: include sharing the CPU with the other; the pipeline bench measures the default run as a whole).
-ONE_STAGE_AT_A_TIME = "runtime.stages=1"
+#: The row of a run's own wall time (its manifest's ``total_seconds``): with stages at once, not the stages' sum.
+TOTAL = "**run (wall)**"
 #: The pure-Python loop that keeps one core busy (pinned, so it competes with one of the run's threads).
 BUSY_LOOP = "import os\nos.sched_setaffinity(0, {%d})\nwhile True:\n    pass\n"
 
@@ -68,7 +70,7 @@ def stage_seconds(sets: Sequence[str], out: Path) -> dict[str, float]:
     done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     run = Path(done.stdout.strip().splitlines()[-1])
     manifest = json.loads((run / "manifest.json").read_text())
-    return {name: record["seconds"] for name, record in manifest["stages"].items()}
+    return {**{name: record["seconds"] for name, record in manifest["stages"].items()}, TOTAL: manifest["total_seconds"]}
 
 
 def measure(sets: Sequence[str], repeats: int = 1, out: Path | None = None) -> list[dict[str, Any]]:
@@ -81,7 +83,7 @@ def measure(sets: Sequence[str], repeats: int = 1, out: Path | None = None) -> l
             with busy_core() if competing else _nothing():
                 for _ in range(repeats):
                     for policy, policy_sets in POLICIES.items():  # interleaved: drift hits both alike
-                        for stage, seconds in stage_seconds([*sets, *policy_sets, ONE_STAGE_AT_A_TIME], root).items():
+                        for stage, seconds in stage_seconds([*sets, *policy_sets], root).items():
                             times[policy].setdefault(stage, []).append(seconds)
                         print(f"  {'busy core' if competing else 'idle'} / {policy}: done (load {load()})", flush=True)
             for policy, stages in times.items():
@@ -102,17 +104,11 @@ def markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
     names = list(POLICIES)
     head = [f"{p}, idle (s)" for p in names] + [f"{p}, busy core (s)" for p in names] + [f"{p}: busy / idle" for p in names]
     lines = ["| stage | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-    totals = {(p, c): 0.0 for p in names for c in (False, True)}
-    for stage in stages:
+    for stage in stages:  # the stages, then the run's wall time (TOTAL)
         values = [cell[(stage, p, c)] for c in (False, True) for p in names]
-        for p in names:
-            for c in (False, True):
-                totals[(p, c)] += cell[(stage, p, c)]
         ratios = [_ratio(cell[(stage, p, True)], cell[(stage, p, False)]) for p in names]
-        lines.append(f"| {stage} | " + " | ".join(f"{v:.2f}" for v in values) + " | " + " | ".join(ratios) + " |")
-    total = [totals[(p, c)] for c in (False, True) for p in names]
-    ratios = [_ratio(totals[(p, True)], totals[(p, False)]) for p in names]
-    lines.append("| **total** | " + " | ".join(f"**{v:.2f}**" for v in total) + " | " + " | ".join(ratios) + " |")
+        shown = [f"**{v:.2f}**" if stage == TOTAL else f"{v:.2f}" for v in values]
+        lines.append(f"| {stage} | " + " | ".join(shown) + " | " + " | ".join(ratios) + " |")
     return lines
 
 
@@ -134,8 +130,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "## Thread policy: one thread vs the libraries' default, with and without a busy core",
         "",
         f"Every default stage, the tiny settings (`testkit.runs.TINY`){' with ' + ', '.join(f'`{s}`' for s in args.set) if args.set else ''}; "
-        f"median of {args.repeats} run(s) per case, stages one after the other (`{ONE_STAGE_AT_A_TIME}`, so that a stage's "
-        f"seconds are its own; the default runs two at once, measured as a whole by the pipeline bench). Busy core: a pure-Python loop pinned to core 0. Load average "
+        f"median of {args.repeats} run(s) per case. The first two policies run the stages one after the other "
+        "(`runtime.stages=1`), so that a stage's seconds are its own; the third is the engine's default on two cores, "
+        "two stages at once, where a stage's seconds include sharing the CPU with the other stage. The last row is "
+        "the run's own wall time (`total_seconds`). Busy core: a pure-Python loop pinned to core 0. Load average "
         f"(1/5/15 min) at start: {load_start}; at end: {load()}. The machine is shared with other jobs, so the "
         "columns of this table are comparable with each other only.",
         "",

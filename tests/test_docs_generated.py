@@ -182,3 +182,15 @@ def test_pipeline_compares_with_the_commit_that_last_published_it() -> None:
     assert published_commit({"commit": head[:12]}) == head[:12]
     assert published_commit({"commit": "0" * 12}) == "HEAD~1"  # not in this clone's history
     assert published_commit(None) == published_commit({}) == "HEAD~1"
+
+
+def test_thread_bench_reports_every_policy_and_the_runs_own_wall_time() -> None:
+    """With stages at once a run's wall time is not its stages' sum: the last row is the manifest's total."""
+    from bench.bench_threads import POLICIES, TOTAL, markdown
+
+    rows = [{"stage": stage, "policy": policy, "competing": busy, "seconds": seconds * (1.5 if busy else 1.0)}
+            for policy in POLICIES for busy in (False, True) for stage, seconds in (("erm", 2.0), ("oracle", 2.0), (TOTAL, 2.5))]
+    lines = markdown(rows)
+    assert lines[0].count("busy / idle") == len(POLICIES) == 3 and "2 stages at once" in lines[0]
+    assert lines[-1].startswith(f"| {TOTAL} | **2.50** |") and lines[-1].endswith("| 1.50× | 1.50× | 1.50× |")
+    assert [line.split("|")[1].strip() for line in lines[2:]] == ["erm", "oracle", TOTAL]

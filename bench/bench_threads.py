@@ -140,8 +140,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         *markdown(rows),
         "",
         f"The engine's default is `runtime.threads` = null, one thread fewer than the CPUs (at least one: "
-        f"{RuntimeConfig().intra_op()} on this machine's {os.cpu_count()} CPUs), and `runtime.interop_threads=1` "
-        "(igcore/runtime.py); Ray workers run `ray.threads_per_worker` threads each. A run records the policy in "
+        f"{RuntimeConfig().intra_op()} on this machine's {os.cpu_count()} CPUs), `runtime.interop_threads=1`, and "
+        f"`runtime.stages` = null, two stages at once where there are two CPUs or more ({RuntimeConfig().concurrent_stages()} "
+        f"here, each with {RuntimeConfig().stage_threads()} thread(s)) (igcore/runtime.py); Ray workers run `ray.threads_per_worker` threads each. A run records the policy in "
         "effect in `manifest.json` (`threads`).",
     ]
     print("\n".join(lines))

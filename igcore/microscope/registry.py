@@ -141,7 +141,10 @@ def register_attribution(
     ``params`` declares its parameters (the function takes them as keywords, without defaults of its own);
     ``cost(params, side)`` says how many model passes a map takes (default: one), ``backward`` whether they
     are forward and backward passes or forward passes only, ``scaled(side)`` the values of parameters left
-    null on ``side`` px images, ``stochastic`` whether its maps depend on random draws.
+    null on ``side`` px images, ``stochastic`` whether its maps depend on random draws: a stochastic method runs
+    image by image from the process-wide generators seeded for each image, behind :func:`igcore.runtime.global_rng`;
+    any other runs without seeding or waiting, so a method that draws numbers must say so, or a run's maps would depend
+    on which thread drew first (stages and models run side by side).
     """
 
     def decorate(fn: AttributionFn) -> AttributionFn:

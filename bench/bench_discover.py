@@ -459,12 +459,14 @@ def report(args: argparse.Namespace, a: list, b_sw: list, b_byod: list, times: d
         cpu = sum(times["with"][s].get("cpu_seconds", 0.0) for s in disc if s in times["with"])
         lines += ["### Seconds of the default run (seed 0)", "",
                   f"Wall seconds per stage of `python -m igcore run` with discovery (the default) and with `discover.models=[]`, "
-                  f"{times['cpus']} CPUs, measured one after the other on a machine other work was also using.", "",
+                  f"{times['cpus']} CPUs, the two runs one after the other on a machine other work was also using. Stages run "
+                  "two at a time (`runtime.stages`), so a stage's seconds include sharing the CPU and the stages add up to more "
+                  "than the whole run.", "",
                   "| stage | with discovery | without |", "|---|---|---|",
                   *[f"| {s} | {v['seconds']:.1f} | {times['without'].get(s, {}).get('seconds', float('nan')):.1f} |" for s, v in times["with"].items()],
                   f"| **whole run** | {times['wall_with']:.0f} | {times['wall_without']:.0f} |", "",
-                  f"The two discovery stages take {added:.1f} s of the default run (their process used {cpu:.1f} CPU-seconds, all "
-                  "threads counted); the whole run took "
+                  f"The two discovery stages take {added:.1f} s of the default run (their own threads used {cpu:.1f} CPU-seconds; "
+                  "the per-image work is in them on the local executor); the whole run took "
                   f"{times['wall_with'] - times['wall_without']:+.0f} s more with discovery than without.", ""]
     return "\n".join(lines)
 

@@ -163,6 +163,9 @@ def test_stages_command_lists_requirements(capsys):
     out = capsys.readouterr().out
     for stage in STAGES:
         assert stage.name in out and stage.doc in out
+    assert "reads when run: ig, discovered" in out  # the microscope's reads beyond what it requires
+    assert main(["stages", "--set", "runtime.stages=1"]) == 0
+    assert "up to 1 at once (runtime.stages)" in capsys.readouterr().out
 
 
 def test_architecture_doc_lists_the_stages_as_the_code_does():

@@ -153,8 +153,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
         mark = "*" if stage.name in default else " "
         needs = ", ".join(stage.requirements(config)) or "-"
         print(f"{mark} {stage.name:14s} requires {needs:40s} provides {', '.join(stage.provides)}")
-        reads = [r for r in stage.reads if r not in stage.requirements(config)]
-        if reads:
+        if reads := stage.optional_reads(config):
             print(f"  {'':14s} reads when run: {', '.join(reads)}")
         print(f"  {'':14s} {stage.doc}")
     print(f"(* = run by default with this config; up to {config.runtime.concurrent_stages()} at once (runtime.stages), "

@@ -125,6 +125,11 @@ class Stage:
     def requirements(self, config: Config) -> tuple[str, ...]:
         return self.requires(config) if callable(self.requires) else self.requires
 
+    def optional_reads(self, config: Config) -> tuple[str, ...]:
+        """What it reads when provided beyond what it requires (:attr:`reads`; the microscope requires ``concepts``
+        only with surrogates)."""
+        return tuple(r for r in self.reads if r not in self.requirements(config))
+
     @property
     def models(self) -> tuple[str, ...]:
         """Names of the classifiers this stage trains."""
@@ -299,8 +304,8 @@ def stages_markdown(config: Config) -> str:
     for i, stage in enumerate(STAGES, 1):
         cells = [
             str(i), f"`{stage.name}`", "yes" if stage.name in default else stage.when,
-            ", ".join([*(f"`{r}`" for r in stage.requirements(config)),
-                       *(f"`{r}` (if run)" for r in stage.reads if r not in stage.requirements(config))]) or "–",
+            ", ".join([*(f"`{r}`" for r in stage.requirements(config)), *(f"`{r}` (if run)" for r in stage.optional_reads(config))])
+            or "–",
             ", ".join(f"`{p}`" for p in stage.provides),
             ", ".join(f"`{w}`" for w in sorted(stage.writes)),
             stage.doc,

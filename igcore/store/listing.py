@@ -89,10 +89,8 @@ class RunStore:
             except FileExistsError:  # another process took the id meanwhile: keep this run under a new one
                 writer.final_path = self.root / f"{run_id}-{uuid.uuid4().hex[:6]}"
                 writer.manifest["run_id"] = writer.final_path.name
-                writer.manifest.setdefault("notes", []).append(
-                    {"stage": "store", "note": f"run id {run_id!r} was taken by another run while this one was computed; "
-                                               f"stored as {writer.final_path.name!r}"}
-                )
+                writer.note("store", f"run id {run_id!r} was taken by another run while this one was computed; "
+                                     f"stored as {writer.final_path.name!r}")
                 writer.flush()
         fsync_dir(self.root)
 

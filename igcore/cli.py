@@ -17,7 +17,8 @@ from igcore.errors import EXIT_STATUS, InputError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage otherwise)
-        print(f"error: {message} (see `python -m igcore {self.prog.split()[-1]} --help`)", file=sys.stderr)
+        command = " ".join(["python -m igcore", *self.prog.split()[1:]])  # prog is "igcore" or "igcore <command>"
+        print(f"error: {message} (see `{command} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_STATUS)
 
 
@@ -204,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("clean", help="remove failed and interrupted leftovers (never a run, never one being written)")
     p.add_argument("--out", default="runs", help="runs directory (default: runs)")
     p.set_defaults(fn=cmd_clean)
+    for command in sub.choices.values():  # each command's parser reports what it does not recognise
+        command.set_defaults(parser=command)
     return parser
 
 
@@ -221,7 +224,9 @@ def one_line(message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:  # reported by the command's own parser, so the hint names its --help
+        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.fn(args)
     except InputError as e:

@@ -54,6 +54,15 @@ def test_unknown_subcommand_exits_2_one_line(capsys):
     assert len(err) == 1 and err[0].startswith("error:")
 
 
+@pytest.mark.parametrize("command", ["run", "list", "clean"])
+def test_unknown_option_points_to_its_commands_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--runs", "x"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: unrecognized arguments: --runs x (see `python -m igcore {command} --help`)"]
+
+
 def test_unwritable_out(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -16,7 +16,7 @@ def _train_and_evaluate(ctx: RunContext, name: str, split: str) -> dict[str, Any
     data, val = getattr(ctx.data, split), ctx.data.val
     model = ctx.new_classifier(name).fit(ctx.inputs(split), data.labels, val=(ctx.inputs("val"), val.labels))
     ctx.add_classifier(name, model)
-    val_acc = model.score(ctx.inputs("val"), val.labels)
+    val_acc = max(r["val_score"] for r in model.history_)  # the kept epoch's, scored during fit on the same weights
     ctx.evaluate(name, model.predict_proba(ctx.inputs("test_eval")), val_acc=val_acc, best_epoch=model.best_epoch_)
     return {"val_acc": round(val_acc, 4), "best_epoch": model.best_epoch_}
 

@@ -278,8 +278,13 @@ def fmt(values: list[int | None]) -> str:
     return f"{statistics.mean(done):.1f} ± {statistics.stdev(done):.1f}" if len(done) > 1 else str(done[0])
 
 
+#: The stages of the benchmark's runs: the world, the concept model and the vocabulary that writes the concept
+#: scores :func:`load_case` reads (``tensors/concept_scores``).
+CASE_STAGES = ("world", "concepts", "vocabulary")
+
+
 def make_runs(runs: Path, n: int, sets: list[str]) -> list[str]:
-    """The two runs the documented benchmark reports (world and concepts stages), made in ``runs/elicit`` unless
+    """The two runs the documented benchmark reports (:data:`CASE_STAGES`), made in ``runs/elicit`` unless
     complete ones are there."""
     from bench.bench_byod import ensure_data, world_sets
     from igcore.config import load_config
@@ -290,7 +295,7 @@ def make_runs(runs: Path, n: int, sets: list[str]) -> list[str]:
     out = []
     for run_id, world in (("waterbirds", world_sets(data)), ("snowwolf", [])):
         if not (folder / run_id / "manifest.json").is_file():
-            run_pipeline(load_config(None, [*sets, *world, f"run_id={run_id}"]), folder, stages=["world", "concepts"], progress=False)
+            run_pipeline(load_config(None, [*sets, *world, f"run_id={run_id}"]), folder, stages=list(CASE_STAGES), progress=False)
         out.append(str(folder / run_id))
     return out
 

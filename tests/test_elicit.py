@@ -304,3 +304,16 @@ def test_z_star_log_is_read_in_the_order_of_the_ratings_it_was_solved_on(tmp_pat
     log = store.z_star_log("run")
     assert [n for n, _ in log] == [4, 5, 6]
     assert stopping_signal(log, window=1).changes == 1
+
+
+def test_the_benchmark_runs_the_stages_that_write_what_it_reads() -> None:
+    """bench_elicit's runs read ``tensors/concept_scores``: its stage list holds that file's writer and every
+    requirement (the concepts stage once wrote the scores; since the vocabulary stage does, the bench's runs lacked them)."""
+    from bench.bench_elicit import CASE_STAGES
+    from igcore.config import load_config
+    from igcore.stages import file_writer, select_stages
+
+    writer = file_writer("tensors/concept_scores.safetensors")
+    assert writer is not None and writer.name in CASE_STAGES
+    assert [s.name for s in select_stages(load_config(None, []), CASE_STAGES)] == list(CASE_STAGES)
+

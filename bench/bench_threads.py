@@ -35,7 +35,8 @@ from bench.common import ROOT, Report
 from igcore.runtime import BLAS_ENV, RuntimeConfig
 from testkit.runs import tiny_sets
 
-#: The policies compared: the engine's default (one thread) and the libraries' default (one per core).
+#: The policies compared: one thread and the libraries' default (one per core), stages one after the other, and the
+#: engine's default on two cores (one thread per stage, two stages at once).
 POLICIES = {
     "1 thread": ("runtime.threads=1", "runtime.interop_threads=1", "runtime.stages=1"),
     "libraries' default": ("runtime.threads=0", "runtime.interop_threads=0", "runtime.stages=1"),

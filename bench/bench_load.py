@@ -10,7 +10,11 @@ rater name. Counted:
   store, per rater and in order: a submitted rating missing from the store is lost, one stored more often
   than submitted is duplicated;
 - page time: from the click on a sidebar link to the end of the script run (Streamlit's
-  ``data-test-script-state`` back to ``notRunning``, no spinner or skeleton), p50 / p95 / max.
+  ``data-test-script-state`` back to ``notRunning``, no spinner or skeleton), p50 / p95 / max;
+- where the machine's CPU went while every session ran: the browsers (chromium, every context), the dashboard
+  server, the bench's own drivers (this process, Playwright's), the rest, idle. The browsers share the machine
+  with the server here, where ten people would each bring their own: a page's time is the server's work and its
+  browser's, both slowed by the other nine sessions'.
 
 Usage (from the repository root; heavy, so niced)::
 
@@ -33,6 +37,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from bench.common import Report
 from dashboard.pages import PAGES as PAGE_SPECS  # noqa: E402
@@ -137,7 +143,68 @@ async def drive(browser, base: str, run_id: str, session: Session, until: float,
         await ctx.close()
 
 
-async def load(base: str, run_id: str, sessions: list[Session], seconds: float, timeout_s: float) -> None:
+#: The roles :func:`cpu_split` splits the machine's CPU into, in the order reported.
+ROLES = {
+    "browsers": "browsers (headless chromium, every context)",
+    "server": "dashboard server (streamlit)",
+    "drivers": "the bench's drivers (this Python, Playwright)",
+    "rest": "the rest of the machine",
+    "idle": "idle",
+}
+
+
+def cpu_snapshot(server_pid: int) -> tuple[dict[int, tuple[str, float]], float, float]:
+    """The CPU seconds so far (user + system) of every process alive now with its role (:data:`ROLES`: the server's
+    process tree, every other chromium process, this process and its other descendants), and the machine's busy and
+    idle seconds. :func:`cpu_split` turns two snapshots into a window's split."""
+
+    def is_browser(p: psutil.Process) -> bool:
+        try:
+            return "chrom" in p.name().lower()
+        except psutil.Error:
+            return False
+
+    def tree(p: psutil.Process) -> list[psutil.Process]:
+        try:
+            return [p, *p.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    server = tree(psutil.Process(server_pid))
+    server_pids = {p.pid for p in server}
+    roles = {p.pid: ("server", p) for p in server}
+    # chromium's renderers are forked by its zygote and need not descend from the browser process Playwright started
+    roles.update((p.pid, ("browsers", p)) for p in psutil.process_iter() if p.pid not in server_pids and is_browser(p))
+    roles.update((p.pid, ("drivers", p)) for p in tree(psutil.Process()) if p.pid not in roles)
+    used: dict[int, tuple[str, float]] = {}
+    for pid, (role, p) in roles.items():
+        try:
+            t = p.cpu_times()
+        except psutil.Error:  # exited since it was listed
+            continue
+        used[pid] = (role, t.user + t.system)
+    machine = psutil.cpu_times()
+    idle = machine.idle + getattr(machine, "iowait", 0.0)
+    # Linux counts guest time inside user time: leave it out of the sum
+    busy = sum(machine) - idle - getattr(machine, "guest", 0.0) - getattr(machine, "guest_nice", 0.0)
+    return used, busy, idle
+
+
+def cpu_split(before: tuple[dict[int, tuple[str, float]], float, float], after: tuple[dict[int, tuple[str, float]], float, float]) -> dict[str, float]:
+    """CPU seconds by role between two :func:`cpu_snapshot`: each process alive at the end counts what it used since
+    the start (all it used if it started since); what processes that exited in between used goes to "the rest"."""
+    (used0, busy0, idle0), (used1, busy1, idle1) = before, after
+    split = dict.fromkeys(ROLES, 0.0)
+    for pid, (role, cpu) in used1.items():
+        split[role] += cpu - used0.get(pid, (role, 0.0))[1]
+    split["idle"] = idle1 - idle0
+    split["rest"] = (busy1 - busy0) - split["browsers"] - split["server"] - split["drivers"]
+    return split
+
+
+async def load(base: str, run_id: str, sessions: list[Session], seconds: float, timeout_s: float, server_pid: int) -> dict[str, float]:
+    """Warm the server, then run ``sessions`` at once for ``seconds``; returns the CPU seconds by role
+    (:func:`cpu_split`) over the window in which every session was running, with ``window`` its length."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -147,9 +214,18 @@ async def load(base: str, run_id: str, sessions: list[Session], seconds: float, 
         warm = Session(rater="warm-up")
         await drive(browser, base, run_id, warm, time.monotonic(), -1, timeout_s, rate=False)
         sessions[0].errors += warm.errors
-        until = time.monotonic() + seconds
-        await asyncio.gather(*(drive(browser, base, run_id, s, until, i, timeout_s) for i, s in enumerate(sessions)))
+        started = time.monotonic()
+        until = started + seconds
+        before = cpu_snapshot(server_pid)
+        split: dict[str, float] = {}
+
+        async def sample() -> None:  # at the end of the window: every session is still running until then
+            await asyncio.sleep(max(0.0, until - time.monotonic()))
+            split.update(cpu_split(before, cpu_snapshot(server_pid)), window=time.monotonic() - started)
+
+        await asyncio.gather(sample(), *(drive(browser, base, run_id, s, until, i, timeout_s) for i, s in enumerate(sessions)))
         await browser.close()
+    return split
 
 
 def stored_ratings(db: Path) -> dict[str, list[int]]:
@@ -180,7 +256,23 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-def report(args: argparse.Namespace, sessions: list[Session], stored: dict[str, list[int]], run_id: str, seconds: float) -> tuple[str, int]:
+def cpu_table(split: dict[str, float]) -> list[str]:
+    """Where the machine's CPU went in the window every session ran (:func:`load`'s split), as a table."""
+    cores = psutil.cpu_count() or 1
+    total = split["window"] * cores
+    lines = [
+        f"Where the CPU went while every session ran ({split['window']:.0f} s × {cores} cores = {total:.0f} CPU-seconds):",
+        "",
+        "| process | CPU seconds | share of the machine |",
+        "|---|---|---|",
+    ]
+    for key, label in ROLES.items():
+        lines.append(f"| {label} | {split[key]:.0f} | {100 * split[key] / total:.0f}% |")
+    return lines
+
+
+def report(args: argparse.Namespace, sessions: list[Session], stored: dict[str, list[int]], run_id: str, seconds: float,
+           split: dict[str, float]) -> tuple[str, int]:
     lost, duplicated, late = compare_ratings(sessions, stored)
     errors = [e for s in sessions for e in s.errors]
     every = [t for s in sessions for ts in s.times.values() for t in ts]
@@ -204,6 +296,7 @@ def report(args: argparse.Namespace, sessions: list[Session], stored: dict[str, 
         ts = every if name == "all" else [t for s in sessions for t in s.times.get(name, [])]
         if ts:
             lines.append(f"| {'**all**' if name == 'all' else name} | {len(ts)} | {percentile(ts, 50):.2f} | {percentile(ts, 95):.2f} | {max(ts):.2f} |")
+    lines += ["", *cpu_table(split)]
     if errors:
         lines += ["", "Errors (first 20):", "", *[f"- {e}" for e in errors[:20]]]
     return "\n".join(lines), len(errors) + lost + duplicated
@@ -242,12 +335,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             sessions = [Session(rater=f"load-{i:02d}") for i in range(args.sessions)]
             started = time.monotonic()
-            asyncio.run(load(server.url, run_id, sessions, args.seconds, args.timeout))
+            split = asyncio.run(load(server.url, run_id, sessions, args.seconds, args.timeout, server.process.pid))
             seconds = time.monotonic() - started
         finally:
             stop(server.process, timeout_s=20)
         stored = stored_ratings(runs / "judgments.sqlite")
-        text, bad = report(args, sessions, stored, run_id, seconds)
+        text, bad = report(args, sessions, stored, run_id, seconds, split)
     print(text)
     if not args.no_report:
         report_to.block("docs/RELIABILITY.md", "load", text, title="Reliability")

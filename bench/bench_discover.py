@@ -355,7 +355,8 @@ def timing(out: Path) -> dict[str, Any]:
     with_d, wall_with = run([*snowwolf_sets(), f"run_id=discover-timing-with-{stamp}"], out, skip=())
     without, wall_without = run([*snowwolf_sets(), f"run_id=discover-timing-without-{stamp}", "discover.models=[]"], out, skip=())
     return {"with": with_d.manifest["stages"], "without": without.manifest["stages"], "wall_with": wall_with,
-            "wall_without": wall_without, "cpus": with_d.manifest["machine"]["cpus"]}
+            "wall_without": wall_without, "cpus": with_d.manifest["machine"]["cpus"],
+            "stages_at_once": int(with_d.manifest.get("stages_at_once", 1))}
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -459,9 +460,8 @@ def report(args: argparse.Namespace, a: list, b_sw: list, b_byod: list, times: d
         cpu = sum(times["with"][s].get("cpu_seconds", 0.0) for s in disc if s in times["with"])
         lines += ["### Seconds of the default run (seed 0)", "",
                   f"Wall seconds per stage of `python -m igcore run` with discovery (the default) and with `discover.models=[]`, "
-                  f"{times['cpus']} CPUs, the two runs one after the other on a machine other work was also using. Stages run "
-                  "two at a time (`runtime.stages`), so a stage's seconds include sharing the CPU and the stages add up to more "
-                  "than the whole run.", "",
+                  f"{times['cpus']} CPUs, the two runs one after the other on a machine other work was also using. "
+                  + stages_at_once_sentence(times["stages_at_once"]), "",
                   "| stage | with discovery | without |", "|---|---|---|",
                   *[f"| {s} | {v['seconds']:.1f} | {times['without'].get(s, {}).get('seconds', float('nan')):.1f} |" for s, v in times["with"].items()],
                   f"| **whole run** | {times['wall_with']:.0f} | {times['wall_without']:.0f} |", "",
@@ -469,6 +469,14 @@ def report(args: argparse.Namespace, a: list, b_sw: list, b_byod: list, times: d
                   "the per-image work is in them on the local executor); the whole run took "
                   f"{times['wall_with'] - times['wall_without']:+.0f} s more with discovery than without.", ""]
     return "\n".join(lines)
+
+
+def stages_at_once_sentence(at_once: int) -> str:
+    """How to read per-stage seconds, from the run's own ``stages_at_once`` (its manifest)."""
+    if at_once > 1:
+        return (f"Stages ran up to {at_once} at a time (`runtime.stages`), so a stage's seconds include sharing the CPU and the "
+                "stages add up to more than the whole run.")
+    return "Stages ran one at a time (`runtime.stages`), so each stage's seconds are its own."
 
 
 def main(argv: list[str] | None = None) -> int:

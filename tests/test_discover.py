@@ -365,3 +365,12 @@ def test_resemblance_aucs_are_scikit_learns_one_column_at_a_time():
         assert record["groups"] == {g: roc_auc_score(split.groups == i, scores[:, k]) for i, g in enumerate("abcd")}
         best = max(expected, key=expected.__getitem__)
         assert record["best_concept"] == {"name": best, "auc": expected[best]}
+
+
+def test_the_discovery_bench_reads_stages_at_once_from_the_run() -> None:
+    """The timing section says how many stages ran at once as the run's manifest recorded it, not as a fixed text."""
+    from bench.bench_discover import stages_at_once_sentence
+
+    assert "up to 2 at a time" in stages_at_once_sentence(2) and "add up to more" in stages_at_once_sentence(2)
+    assert "up to 3 at a time" in stages_at_once_sentence(3)
+    assert "one at a time" in stages_at_once_sentence(1) and "add up" not in stages_at_once_sentence(1)

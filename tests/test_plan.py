@@ -206,3 +206,14 @@ def test_a_tiny_budget_is_respected_and_reported(world, tmp_path):
     assert cut & {"attributions", "sanity", "tcav"}  # work left when the budget ran out is named, not silently dropped
     assert erm["effects"] and all(e["overall"]["ci_low"] is not None for e in erm["effects"].values())
     assert erm["precision"]["effects_all_images"] is False and erm["precision"]["rounds"] >= 1
+
+
+def test_the_scale_page_says_when_even_the_floor_was_estimated_over_the_budget() -> None:
+    """bench_microscope_scale's sentence: only when the planned seconds exceed the budget, with whether the run kept it."""
+    from bench.bench_microscope_scale import beyond_floor
+
+    within = beyond_floor({"budget_s": 240, "planned_s": 276}, {"timings": {"tcav": 150, "sanity": 52}})
+    assert "276 s > 240 s" in within and "finished within it (202 s)" in within
+    assert "ran 10 s past it" in beyond_floor({"budget_s": 240, "planned_s": 276}, {"timings": {"tcav": 250}})
+    assert beyond_floor({"budget_s": 240, "planned_s": 230}, {"timings": {"tcav": 250}}) == ""
+    assert beyond_floor({"budget_s": None, "planned_s": 230}, {"timings": {"tcav": 250}}) == ""

@@ -321,6 +321,7 @@ def experiment_b(name: str, seed: int, manifest: Path, t: Truth, ratings: Path, 
     z_background = [c["concept"] for c in r.metrics["hypotheses"]["z_star"] if c["concept"] in background_named]
     facts["slice_auc"] = slice_baseline(r, truth, facts["best_concept"], t, seed) if facts["best_concept"] else None
     facts.update(bound(r, [c for c in after if after[c] not in t.background]))
+    facts.update(probe=probe_aucs(r, truth, t), hidden_texts=t.texts, hidden_background=t.background)
     return {"run": r, "seconds": wall1 + wall2, "names": names, "after": after, "same_components": same,
             "z_background": z_background, **facts, **outcome(r)}
 
@@ -347,6 +348,52 @@ def bound(r: Run, components: list[str]) -> dict[str, Any]:
 
     return {"bound_d": wga(p["p_train"][:, cols], train["label"].to_numpy()),
             "bound_ceiling": wga(p["p_test_eval"][:, cols], test["label"].to_numpy())}
+
+
+def probe_aucs(r: Run, truth: dict[str, np.ndarray], t: Truth) -> dict[str, float]:
+    """What erm's last stage holds of each hidden concept, whatever a factorisation makes of it: ROC AUC on D′_train of a
+    logistic regression on erm's pooled last-stage features fitted on D (a diagnostic with the hidden annotations,
+    never anything the engine sees)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from igcore.discover.layers import capture, resolve_site
+    from igcore.worlds import build_world
+
+    config = r.config_model()
+    world = build_world(config.world, config.seed)
+    erm = r.load_model("erm", device="cpu")
+    site = resolve_site(erm.module_, "last")
+    pooled = {s: capture(erm.module_, site, world.split(s).images, device=erm.device_).mean(axis=(1, 2)) for s in ("train", "test_train")}
+    out = {}
+    for j, cid in enumerate(t.ids):
+        y_fit, y_test = truth["train"][:, j], truth["test_train"][:, j]
+        if 0 < y_fit.sum() < len(y_fit) and 0 < y_test.sum() < len(y_test):
+            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(pooled["train"], y_fit)
+            out[cid] = auc(clf.decision_function(pooled["test_train"]), y_test)
+    return out
+
+
+def probe_sentence(res: list[tuple[int, dict[str, Any]]]) -> str:
+    """The probes of :func:`probe_aucs`, mean over seeds: the backgrounds' range, the other concepts' median and range,
+    and the three best and three worst of those."""
+    t_texts, background = res[0][1]["hidden_texts"], res[0][1]["hidden_background"]
+    ids = [c for c in res[0][1]["probe"] if all(c in r["probe"] for _, r in res)]
+    mean = {c: float(np.mean([r["probe"][c] for _, r in res])) for c in ids}
+    bg = [mean[c] for c in ids if c in background]
+    other = sorted((c for c in ids if c not in background), key=mean.__getitem__)
+    if not other:
+        return ""
+
+    def listed(cs: list[str]) -> str:
+        return ", ".join(f"{t_texts.get(c, c)} {mean[c]:.2f}" for c in cs)
+
+    return (" What erm's last stage holds of each hidden concept, whatever a factorisation makes of it (ROC AUC on D′_train of "
+            "a logistic regression on its pooled features fitted on D, mean over seeds; a diagnostic with the hidden annotations): "
+            + (f"backgrounds {min(bg):.2f}–{max(bg):.2f}; " if bg else "")
+            + f"the other {len(other)} concepts median {float(np.median([mean[c] for c in other])):.2f} "
+            f"({mean[other[0]]:.2f}–{mean[other[-1]]:.2f}), best {listed(other[::-1][:3])}, worst {listed(other[:3])}.")
 
 
 def timing(out: Path) -> dict[str, Any]:
@@ -450,7 +497,7 @@ def report(args: argparse.Namespace, a: list, b_sw: list, b_byod: list, times: d
         lines += ["", "What the named components that are not background can support (a diagnostic of this benchmark, using "
                   "D′_eval's labels, which the engine never sees): worst-group accuracy on D′_eval of a logistic regression on their "
                   f"calibrated presence fitted on D {mean_sd([r['bound_d'] for _, r in res], 100)} %, fitted on D′_eval itself (a "
-                  f"ceiling) {mean_sd([r['bound_ceiling'] for _, r in res], 100)} %."]
+                  f"ceiling) {mean_sd([r['bound_ceiling'] for _, r in res], 100)} %." + probe_sentence(res)]
         lines += ["", f"**{what}:** z* without a background clause in {sum(no_bg)} of {len(no_bg)} seeds; ig_student's worst group "
                   f"is {mean_sd(gaps, 100)} points above erm's (per seed {', '.join(f'{100 * g:+.1f}' for g in gaps)}); "
                   f"at least 40 points in {sum(g >= 0.4 for g in gaps)} of {len(gaps)} seeds.", ""]

@@ -374,3 +374,18 @@ def test_the_discovery_bench_reads_stages_at_once_from_the_run() -> None:
     assert "up to 2 at a time" in stages_at_once_sentence(2) and "add up to more" in stages_at_once_sentence(2)
     assert "up to 3 at a time" in stages_at_once_sentence(3)
     assert "one at a time" in stages_at_once_sentence(1) and "add up" not in stages_at_once_sentence(1)
+
+
+def test_the_discovery_bench_summarises_what_erm_holds_of_each_hidden_concept() -> None:
+    """The probe sentence: the backgrounds' range apart, the other concepts' median, range, best and worst, means over seeds."""
+    from bench.bench_discover import probe_sentence
+
+    def result(probe: dict[str, float]) -> dict:
+        return {"probe": probe, "hidden_texts": {"coat": "a coat", "tail": "a tail", "eyes": "eyes", "ears": "ears"}, "hidden_background": ["snow"]}
+
+    res = [(0, result({"coat": 1.0, "tail": 0.7, "eyes": 0.6, "ears": 0.5, "snow": 1.0})),
+           (1, result({"coat": 0.9, "tail": 0.7, "eyes": 0.7, "ears": 0.5, "snow": 0.9}))]
+    text = probe_sentence(res)
+    assert "backgrounds 0.95–0.95" in text and "the other 4 concepts median 0.67 (0.50–0.95)" in text
+    assert "best a coat 0.95, a tail 0.70, eyes 0.65" in text and "worst ears 0.50" in text
+    assert probe_sentence([(0, result({"snow": 1.0}))]) == ""

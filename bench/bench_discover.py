@@ -34,6 +34,7 @@ import argparse
 import csv
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -241,11 +242,12 @@ def component_facts(r: Run, truth_eval: np.ndarray, t: Truth) -> dict[str, Any]:
     }
 
 
-def slice_baseline(r: Run, split_truth: dict[str, np.ndarray], concept: str, t: Truth, seed: int) -> float | None:
-    """Domino-style error slice on erm's val set, scored on D′_eval: AUC against hidden ``concept``."""
-    from sklearn.decomposition import PCA
-    from sklearn.mixture import GaussianMixture
+#: A run's world (rebuilt from its config), its erm, and erm's pooled last-stage features (N, C) of a split.
+LastStage = tuple[Any, Any, Callable[[str], np.ndarray]]
 
+
+def erm_last_stage(r: Run) -> LastStage:
+    """:data:`LastStage` of run ``r``: what the slice baseline and the probes read, built once per run."""
     from igcore.discover.layers import capture, resolve_site
     from igcore.worlds import build_world
 
@@ -253,10 +255,19 @@ def slice_baseline(r: Run, split_truth: dict[str, np.ndarray], concept: str, t: 
     world = build_world(config.world, config.seed)
     erm = r.load_model("erm", device="cpu")
     site = resolve_site(erm.module_, "last")
+    return world, erm, lambda split: capture(erm.module_, site, world.split(split).images, device=erm.device_).mean(axis=(1, 2))
+
+
+def slice_baseline(stage: LastStage, split_truth: dict[str, np.ndarray], concept: str, t: Truth, seed: int) -> float | None:
+    """Domino-style error slice on erm's val set, scored on D′_eval: AUC against hidden ``concept``."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    world, erm, pooled = stage
 
     def inputs(split: str) -> tuple[np.ndarray, np.ndarray]:
         s = world.split(split)
-        feats = capture(erm.module_, site, s.images, device=erm.device_).mean(axis=(1, 2))
+        feats = pooled(split)
         pred = erm.predict(s.images)
         n = len(world.classes)
         return feats, np.concatenate([np.eye(n)[s.labels], np.eye(n)[pred], (pred != s.labels)[:, None]], axis=1)
@@ -286,7 +297,7 @@ def experiment_a(seed: int, out: Path) -> dict[str, Any]:
             f"run_id=discover-a-s{seed}-{time.strftime('%H%M%S')}"]
     r, wall = run(sets, out)
     facts = component_facts(r, t.per_split["test_eval"], t)
-    facts["slice_auc"] = slice_baseline(r, t.per_split, facts["best_concept"], t, seed) if facts["best_concept"] else None
+    facts["slice_auc"] = slice_baseline(erm_last_stage(r), t.per_split, facts["best_concept"], t, seed) if facts["best_concept"] else None
     return {"run": r, "seconds": wall, **facts, **outcome(r)}
 
 
@@ -319,9 +330,10 @@ def experiment_b(name: str, seed: int, manifest: Path, t: Truth, ratings: Path, 
     facts = component_facts(r, truth["test_eval"], t)
     background_named = {c: after[c] for c in after if after[c] in t.background}
     z_background = [c["concept"] for c in r.metrics["hypotheses"]["z_star"] if c["concept"] in background_named]
-    facts["slice_auc"] = slice_baseline(r, truth, facts["best_concept"], t, seed) if facts["best_concept"] else None
+    stage = erm_last_stage(r)
+    facts["slice_auc"] = slice_baseline(stage, truth, facts["best_concept"], t, seed) if facts["best_concept"] else None
     facts.update(bound(r, [c for c in after if after[c] not in t.background]))
-    facts.update(probe=probe_aucs(r, truth, t), hidden_texts=t.texts, hidden_background=t.background)
+    facts.update(probe=probe_aucs(stage, truth, t), hidden_texts=t.texts, hidden_background=t.background)
     return {"run": r, "seconds": wall1 + wall2, "names": names, "after": after, "same_components": same,
             "z_background": z_background, **facts, **outcome(r)}
 
@@ -350,7 +362,7 @@ def bound(r: Run, components: list[str]) -> dict[str, Any]:
             "bound_ceiling": wga(p["p_test_eval"][:, cols], test["label"].to_numpy())}
 
 
-def probe_aucs(r: Run, truth: dict[str, np.ndarray], t: Truth) -> dict[str, float]:
+def probe_aucs(stage: LastStage, truth: dict[str, np.ndarray], t: Truth) -> dict[str, float]:
     """What erm's last stage holds of each hidden concept, whatever a factorisation makes of it: ROC AUC on D′_train of a
     logistic regression on erm's pooled last-stage features fitted on D (a diagnostic with the hidden annotations,
     never anything the engine sees)."""
@@ -358,14 +370,8 @@ def probe_aucs(r: Run, truth: dict[str, np.ndarray], t: Truth) -> dict[str, floa
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from igcore.discover.layers import capture, resolve_site
-    from igcore.worlds import build_world
-
-    config = r.config_model()
-    world = build_world(config.world, config.seed)
-    erm = r.load_model("erm", device="cpu")
-    site = resolve_site(erm.module_, "last")
-    pooled = {s: capture(erm.module_, site, world.split(s).images, device=erm.device_).mean(axis=(1, 2)) for s in ("train", "test_train")}
+    _, _, pooled_of = stage
+    pooled = {s: pooled_of(s) for s in ("train", "test_train")}
     out = {}
     for j, cid in enumerate(t.ids):
         y_fit, y_test = truth["train"][:, j], truth["test_train"][:, j]

@@ -305,6 +305,7 @@ def outcome(r: Run) -> dict[str, Any]:
     m = r.results().methods
     z = r.metrics["hypotheses"]["z_star"]
     return {"erm_wga": m["erm"].worst_group_acc, "student_wga": m["ig_student"].worst_group_acc,
+            "direct_wga": m["ig_direct"].worst_group_acc,
             "z_star": r.metrics["hypotheses"]["z_star_text"], "z_clauses": z,
             "stage_seconds": {k: v["seconds"] for k, v in r.manifest["stages"].items()}}
 
@@ -333,7 +334,8 @@ def experiment_b(name: str, seed: int, manifest: Path, t: Truth, ratings: Path, 
     stage = erm_last_stage(r)
     facts["slice_auc"] = slice_baseline(stage, truth, facts["best_concept"], t, seed) if facts["best_concept"] else None
     facts.update(bound(r, [c for c in after if after[c] not in t.background]))
-    facts.update(probe=probe_aucs(stage, truth, t), hidden_texts=t.texts, hidden_background=t.background)
+    facts.update(probe=probe_aucs(stage, truth, t), hidden_texts=t.texts, hidden_background=t.background,
+                 val_student_wga=val_selected_student(stage, r))
     return {"run": r, "seconds": wall1 + wall2, "names": names, "after": after, "same_components": same,
             "z_background": z_background, **facts, **outcome(r)}
 
@@ -360,6 +362,24 @@ def bound(r: Run, components: list[str]) -> dict[str, Any]:
 
     return {"bound_d": wga(p["p_train"][:, cols], train["label"].to_numpy()),
             "bound_ceiling": wga(p["p_test_eval"][:, cols], test["label"].to_numpy())}
+
+
+def val_selected_student(stage: LastStage, r: Run) -> float:
+    """What the student's epoch rule is worth: worst-group accuracy on D′_eval of ig_student trained again on the run's
+    own pseudo-labels (all of D′_train), its epoch chosen by accuracy on ``val`` (D's distribution) as the models trained
+    on D's labels choose theirs, instead of keeping its last epoch (:mod:`igcore.imitate`)."""
+    from igcore.baseline import ImageClassifier
+    from igcore.evaluate import group_metrics
+
+    world, _, _ = stage
+    config = r.config_model()
+    b = config.baseline
+    student = ImageClassifier(b.arch, len(world.classes), image_size=world.image_size, epochs=b.epochs, batch_size=b.batch_size,
+                              lr=b.lr, weight_decay=b.weight_decay, device="cpu", seed=config.seed, progress=False,
+                              name="ig_student (val)")
+    val, test = world.split("val"), world.split("test_eval")
+    student.fit(world.split("test_train").images, r.tensors("pseudo_labels")["test_train"], val=(val.images, val.labels))
+    return group_metrics(test.labels, student.predict(test.images), test.groups, r.metrics["world"]["groups"])["worst_group_acc"]
 
 
 def probe_aucs(stage: LastStage, truth: dict[str, np.ndarray], t: Truth) -> dict[str, float]:
@@ -400,6 +420,20 @@ def probe_sentence(res: list[tuple[int, dict[str, Any]]]) -> str:
             + (f"backgrounds {min(bg):.2f}–{max(bg):.2f}; " if bg else "")
             + f"the other {len(other)} concepts median {float(np.median([mean[c] for c in other])):.2f} "
             f"({mean[other[0]]:.2f}–{mean[other[-1]]:.2f}), best {listed(other[::-1][:3])}, worst {listed(other[:3])}.")
+
+
+def student_rule_sentence(res: list[tuple[int, dict[str, Any]]]) -> str:
+    """ig_student's worst group under its epoch rule (its last epoch) beside the rule of the models trained on D's
+    labels (:func:`val_selected_student`), and L_M's own answers (ig_direct), the labels it imitates."""
+
+    def per_seed(key: str) -> str:
+        return f"{mean_sd([r[key] for _, r in res], 100)} % (per seed {', '.join(f'{100 * r[key]:.1f}' for _, r in res)})"
+
+    return ("The student's epoch: ig_student keeps its last epoch "
+            f"(`igcore/imitate.py`); its worst group {per_seed('student_wga')}. Trained again on the same pseudo-labels with "
+            "the epoch that is best on `val` (D's distribution, where the background predicts the class), the rule of the "
+            f"models trained on D's labels: {per_seed('val_student_wga')}. L_M's own answers on D′_eval (ig_direct, what the "
+            f"student imitates): {per_seed('direct_wga')}.")
 
 
 def timing(out: Path) -> dict[str, Any]:
@@ -504,6 +538,7 @@ def report(args: argparse.Namespace, a: list, b_sw: list, b_byod: list, times: d
                   "D′_eval's labels, which the engine never sees): worst-group accuracy on D′_eval of a logistic regression on their "
                   f"calibrated presence fitted on D {mean_sd([r['bound_d'] for _, r in res], 100)} %, fitted on D′_eval itself (a "
                   f"ceiling) {mean_sd([r['bound_ceiling'] for _, r in res], 100)} %." + probe_sentence(res)]
+        lines += ["", student_rule_sentence(res)]
         lines += ["", f"**{what}:** z* without a background clause in {sum(no_bg)} of {len(no_bg)} seeds; ig_student's worst group "
                   f"is {mean_sd(gaps, 100)} points above erm's (per seed {', '.join(f'{100 * g:+.1f}' for g in gaps)}); "
                   f"at least 40 points in {sum(g >= 0.4 for g in gaps)} of {len(gaps)} seeds.", ""]

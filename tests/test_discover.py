@@ -389,3 +389,15 @@ def test_the_discovery_bench_summarises_what_erm_holds_of_each_hidden_concept() 
     assert "backgrounds 0.95–0.95" in text and "the other 4 concepts median 0.67 (0.50–0.95)" in text
     assert "best a coat 0.95, a tail 0.70, eyes 0.65" in text and "worst ears 0.50" in text
     assert probe_sentence([(0, result({"snow": 1.0}))]) == ""
+
+
+def test_the_discovery_bench_puts_the_students_epoch_rule_beside_the_val_rule() -> None:
+    """The sentence reports ig_student under its rule, retrained under the val rule, and L_M's own answers, per seed."""
+    from bench.bench_discover import student_rule_sentence
+
+    res = [(0, {"student_wga": 0.5, "val_student_wga": 0.25, "direct_wga": 0.6}),
+           (1, {"student_wga": 0.7, "val_student_wga": 0.35, "direct_wga": 0.4})]
+    text = student_rule_sentence(res)
+    assert "its worst group 60.0 ± 14.1 % (per seed 50.0, 70.0)" in text
+    assert "D's labels: 30.0 ± 7.1 % (per seed 25.0, 35.0)" in text
+    assert "imitates): 50.0 ± 14.1 % (per seed 60.0, 40.0)" in text

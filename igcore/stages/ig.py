@@ -161,8 +161,7 @@ def stage_student(ctx: RunContext) -> dict[str, Any]:
     search = ig.search
     scores = ig.of(ctx.need(ctx.concepts, "concepts").scores.test_train)
     soft = search.posterior_predictive(scores) if ctx.config.ig.posterior_predictive else search.predict_proba(scores)
-    val = ctx.data.val
-    student = imitate(ctx.new_classifier("ig_student"), ctx.inputs("test_train"), soft, val=(ctx.inputs("val"), val.labels))
+    student = imitate(ctx.new_classifier("ig_student"), ctx.inputs("test_train"), soft)
     ctx.add_classifier("ig_student", student)
     ctx.pseudo_labels = soft.astype(np.float32)
     ctx.writer.tensors("pseudo_labels", {"test_train": ctx.pseudo_labels})

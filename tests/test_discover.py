@@ -401,3 +401,11 @@ def test_the_discovery_bench_puts_the_students_epoch_rule_beside_the_val_rule() 
     assert "its worst group 60.0 ± 14.1 % (per seed 50.0, 70.0)" in text
     assert "D's labels: 30.0 ± 7.1 % (per seed 25.0, 35.0)" in text
     assert "imitates): 50.0 ± 14.1 % (per seed 60.0, 40.0)" in text
+
+
+def test_the_discovery_bench_says_less_when_the_run_with_discovery_was_faster() -> None:
+    from bench.bench_discover import whole_run_sentence
+
+    assert whole_run_sentence(99.4, 94.0) == "the whole run took 5 s more with discovery than without."
+    assert whole_run_sentence(71.0, 74.0).startswith("the whole run took 3 s less with discovery than without:")
+    assert "-" not in whole_run_sentence(71.0, 74.0)

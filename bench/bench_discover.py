@@ -372,11 +372,8 @@ def val_selected_student(stage: LastStage, r: Run) -> float:
     from igcore.evaluate import group_metrics
 
     world, _, _ = stage
-    config = r.config_model()
-    b = config.baseline
-    student = ImageClassifier(b.arch, len(world.classes), image_size=world.image_size, epochs=b.epochs, batch_size=b.batch_size,
-                              lr=b.lr, weight_decay=b.weight_decay, device="cpu", seed=config.seed, progress=False,
-                              name="ig_student (val)")
+    stored = json.loads((r.model_dir("ig_student") / "estimator.json").read_text())["params"]  # the run's own student settings
+    student = ImageClassifier(**{**stored, "device": "cpu", "progress": False, "name": "ig_student (val)"})
     val, test = world.split("val"), world.split("test_eval")
     student.fit(world.split("test_train").images, r.tensors("pseudo_labels")["test_train"], val=(val.images, val.labels))
     return group_metrics(test.labels, student.predict(test.images), test.groups, r.metrics["world"]["groups"])["worst_group_acc"]

@@ -159,7 +159,8 @@ def render(results: Results) -> dict[tuple[str, str], str]:
         "All methods share the world, the architecture (`resnet-tiny`, transformers ResNet built from config), the training "
         "budget (epochs, batch size, learning rate). The models trained on D's labels keep the epoch with the best "
         "*average* accuracy on `val` (D's distribution); `ig_student`, which has no labels, keeps its last epoch "
-        "(`val` would reward the background it learns from L_M's imperfect labels; `igcore/imitate.py`). No method uses a D′ label for training or selection; only the `oracle`, a reference, trains on them. Numbers are accuracy on D′_eval "
+        "(`val` would reward the background it learns from L_M's imperfect labels; `igcore/imitate.py`). No method uses a "
+        "D′ label for training or selection; only the `oracle`, a reference, trains on them. Numbers are accuracy on D′_eval "
         "(balanced groups), mean ± std over seeds, in %.",
         "",
         "The default run with the microscope (attributions, TCAV, swaps, sanity checks, surrogate z_baseline) is "

@@ -2,8 +2,8 @@
 
 Every method trains :class:`~igcore.baseline.ImageClassifier` with the run's ``baseline`` budget
 (architecture, epochs, batch size, learning rate) and the same model-selection rule as ERM: the epoch
-with the best *average* accuracy on ``val`` (D's distribution; never D′). (The IG student, which has no labels, keeps its last epoch
-instead: :mod:`igcore.imitate`.) Who uses which labels:
+with the best *average* accuracy on ``val`` (D's distribution; never D′). (The IG student, which has no
+labels, keeps its last epoch instead: :mod:`igcore.imitate`.) Who uses which labels:
 
 ==========  ==========================================================================
 method      extra information beyond D's class labels

@@ -14,21 +14,22 @@ import inspect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForImageClassification, PreTrainedModel
-from transformers.utils import logging as hf_logging
 
 from igcore.architectures import ARCHITECTURE_FAMILIES, ARCHITECTURES, check_architecture
 from igcore.errors import InputError
 from igcore.runtime import global_rng
 
-hf_logging.disable_progress_bar()  # our own tqdm bars report training; no per-save shard bars
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # Per-channel statistics of the procedural worlds (close to ImageNet's; fixed so models are portable).
 PIXEL_MEAN = (0.5, 0.5, 0.5)
@@ -38,13 +39,29 @@ PIXEL_STD = (0.25, 0.25, 0.25)
 LOGITS_BATCH = 512
 
 
+@lru_cache(maxsize=1)
+def model_library() -> ModuleType:
+    """``transformers`` with its modelling code imported (what building, saving or loading a model needs).
+
+    Imported on first use rather than with this module: it takes seconds (``transformers.modeling_utils`` pulls in
+    torch's distributed and compiler packages), and what only reads a run's tables (the dashboard's pages, the
+    world's drawing) needs none of it."""
+    import transformers
+    from transformers import modeling_utils  # noqa: F401  (the seconds: every model class imports it)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own tqdm bars report training; no per-save shard bars
+    return transformers
+
+
 def build_model(arch: str, num_labels: int, image_size: int) -> PreTrainedModel:
     """Model for ``arch``: a registered name, or a local directory written by ``save_pretrained``."""
+    hf = model_library()
     if check_architecture(arch) in ARCHITECTURES:
         return ARCHITECTURES[arch](num_labels, image_size)
-    config = AutoConfig.from_pretrained(arch, local_files_only=True)
+    config = hf.AutoConfig.from_pretrained(arch, local_files_only=True)
     if config.num_labels == num_labels:
-        return AutoModelForImageClassification.from_pretrained(arch, local_files_only=True, use_safetensors=True)
+        return hf.AutoModelForImageClassification.from_pretrained(arch, local_files_only=True, use_safetensors=True)
     # A new head of num_labels outputs on the checkpoint's body: the head's mismatch is the point, so
     # transformers' load report (a table of "MISMATCH ... Reinit") is not shown.
     from transformers.utils import logging as hf_logging
@@ -52,7 +69,7 @@ def build_model(arch: str, num_labels: int, image_size: int) -> PreTrainedModel:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return AutoModelForImageClassification.from_pretrained(
+        return hf.AutoModelForImageClassification.from_pretrained(
             arch, local_files_only=True, use_safetensors=True, num_labels=num_labels, ignore_mismatched_sizes=True
         )
     finally:
@@ -319,7 +336,7 @@ class ImageClassifier:
         params = {**meta["params"], "device": device}
         est = cls(**params)
         est.device_ = resolve_device(device)
-        model = AutoModelForImageClassification.from_pretrained(directory, local_files_only=True, use_safetensors=True)
+        model = model_library().AutoModelForImageClassification.from_pretrained(directory, local_files_only=True, use_safetensors=True)
         est.module_ = PixelClassifier(model, InputSpec.from_dict(meta.get("input"))).to(est.device_).eval()
         est.history_, est.best_epoch_ = meta["history"], meta["best_epoch"]
         est.source_ = meta.get("source") or {"trained": True}
@@ -331,7 +348,7 @@ class ImageClassifier:
         """A user's trained classifier, used as it is (no training): see :func:`inspect_checkpoint`."""
         est = cls(arch=str(checkpoint.path), num_labels=len(checkpoint.columns), device=device, name=name, progress=False)
         est.device_ = resolve_device(device)
-        model = AutoModelForImageClassification.from_pretrained(checkpoint.path, local_files_only=True, use_safetensors=True)
+        model = model_library().AutoModelForImageClassification.from_pretrained(checkpoint.path, local_files_only=True, use_safetensors=True)
         est.module_ = PixelClassifier(model, checkpoint.spec).to(est.device_).eval()
         est.history_, est.best_epoch_ = [], None
         est.source_ = {"trained": False, "checkpoint": checkpoint.name, "labels": checkpoint.labels}
@@ -410,7 +427,7 @@ def inspect_checkpoint(directory: str | Path, classes: Sequence[str], label_map:
     if not ((path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()):
         raise InputError(f"{where} has no safetensors weights (model.safetensors); re-save it with save_pretrained(safe_serialization=True)")
     try:
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        config = model_library().AutoConfig.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         raise InputError(f"{where}: config.json cannot be read ({str(e).splitlines()[0][:160]})") from None
     if config.model_type not in ARCHITECTURE_FAMILIES:

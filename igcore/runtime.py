@@ -8,11 +8,20 @@ than with one thread (the measurements, stage by stage, are in docs/PERFORMANCE.
 (``manifest["threads"]``); Ray workers apply the same policy with ``ray.threads_per_worker`` threads
 (:mod:`igcore.executors`). The run's per-image work has no DataLoader worker processes: batches are cut in
 the run's process (``executor=local``) or by the Ray workers (``executor=ray``).
+
+The run's process also keeps the memory it frees for reuse (:func:`keep_freed_memory`, ``runtime.keep_freed_memory``):
+glibc's malloc returns a freed block of more than a few megabytes to the kernel at once, so a training loop that
+allocates tensors of the same shapes at every step pays for fresh zero-filled pages every time (system time, measured
+in docs/PERFORMANCE.md). PyTorch's CPU performance guide recommends a caching allocator (jemalloc,
+tcmalloc) for the same reason; these are glibc's own settings for it, applied from inside the process.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +55,11 @@ class RuntimeConfig(Settings):
         None, ge=1, le=64,
         description="stages that run at once, each in its own thread, a stage starting once the results it reads exist; "
                     "null = 2 on a machine with 2 or more CPUs, else 1; 1 = one stage after the other",
+    )
+
+    keep_freed_memory: bool = Field(
+        True, description="keep freed memory in the run's process for reuse instead of returning it to the kernel at "
+                          "once (glibc's malloc settings; igcore.runtime.keep_freed_memory): less system time, a larger peak RSS",
     )
 
     def concurrent_stages(self) -> int:
@@ -94,6 +108,28 @@ def apply_threads(threads: int, interop_threads: int = 0) -> None:
             torch.set_num_interop_threads(interop_threads)
         except RuntimeError:  # the pool already runs: torch refuses a second setting
             pass
+
+
+#: glibc ``mallopt`` settings of :func:`keep_freed_memory` (parameter numbers from ``malloc.h``), in bytes: blocks up
+#: to 32 MiB (glibc's ceiling for its own adaptive threshold) come from the heap rather than fresh mappings, and the
+#: heap keeps up to 1 GiB of free memory at its top, growing by 256 MiB at a time, instead of trimming it at each free.
+HEAP_SETTINGS = {"M_MMAP_THRESHOLD": (-3, 32 << 20), "M_TRIM_THRESHOLD": (-1, 1 << 30), "M_TOP_PAD": (-2, 256 << 20)}
+
+
+@lru_cache(maxsize=1)
+def keep_freed_memory() -> dict[str, int]:
+    """Apply :data:`HEAP_SETTINGS` to this process's malloc, once (they last as long as the process); returns what was
+    set, ``{}`` where the C library is not glibc (macOS, musl: nothing to set) or refuses a setting. The manifest
+    records it (``manifest["heap"]``); docs/PERFORMANCE.md measures the run with and without."""
+    if not sys.platform.startswith("linux"):
+        return {}
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return {}
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return {name: value for name, (param, value) in HEAP_SETTINGS.items() if mallopt(param, value) == 1}
 
 
 @contextmanager

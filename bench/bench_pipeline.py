@@ -5,6 +5,7 @@ default split sizes, written to ``docs/PERFORMANCE.md``.
     python -m bench.bench_pipeline --scales 1,4,16          # add 16× (about 16× the training time)
     python -m bench.bench_pipeline --scales 1 --compare HEAD~1   # and the default run of another commit beside this one
     python -m bench.bench_pipeline --compare published           # ... of the commit that last published the page
+    python -m bench.bench_pipeline --compare published --variant runtime.keep_freed_memory=false  # and this code so
 
 ``--compare REV`` answers "did this change make the default run slower?": the default run (1×, the same
 ``--set``) with the code of git revision REV (checked out into a temporary worktree) and with this code, one
@@ -12,6 +13,8 @@ after the other in one invocation on the same machine, each as its own ``python 
 per-stage seconds side by side. ``--compare published`` names the commit that the page's provenance record says
 last published it (``HEAD~1`` when there is none, or it is not in this clone's history): after a run of
 documentation-only commits, ``HEAD~1`` has the same code as this one and the comparison says nothing.
+``--variant KEY=VALUE`` (repeatable) adds this code's default run with that setting, after the other two, as one more
+column: what a runtime setting (the malloc policy, the threads) is worth, measured the same way.
 
 Scale multiplies every split size of the config (the default's, or the one ``--set`` makes). Peak memory is the
 process's maximum resident set size after each stage (``ru_maxrss``), so it shows which stage raised the
@@ -50,9 +53,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", action="append", default=[], help="config overrides of every run (before scaling)")
     ap.add_argument("--compare", metavar="REV", help="also time the default run of git revision REV beside this code's "
                     f"('{PUBLISHED}': the commit that last published the page)")
+    ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --compare: also this code's default run with KEY=VALUE, as one more column")
     args = ap.parse_args(argv)
+    if args.variant and not args.compare:
+        ap.error("--variant needs --compare (it adds a column to the comparison)")
     report = Report("pipeline", argv)  # its clock (the provenance's wall time) includes the comparison's runs
-    compared = compare(args.compare, args.set, args.device, Path(args.out)) if args.compare else None
+    compared = compare(args.compare, args.set, args.device, Path(args.out), args.variant) if args.compare else None
     results = []
     base = load_config(None, args.set)
     for scale in [int(s) for s in args.scales.split(",")]:
@@ -138,8 +145,12 @@ def published_commit(record: dict | None) -> str:
     return commit if known else "HEAD~1"
 
 
-def compare(rev: str, sets: list[str], device: str, out: Path) -> tuple[str, tuple, tuple]:
-    """The default run with the code of ``rev`` and with this code, back to back: ``(short rev, (wall, stages) × 2)``."""
+Timed = tuple[float, dict[str, float]]  # (the process's wall seconds, the manifest's seconds per stage)
+
+
+def compare(rev: str, sets: list[str], device: str, out: Path, variants: list[str] = ()) -> tuple[str, Timed, Timed, list[tuple[str, Timed]]]:
+    """The default run with the code of ``rev``, with this code, then with this code and each ``variant`` (one
+    ``KEY=VALUE`` setting), back to back: ``(short rev, before, after, [(variant, timed), ...])``."""
     git = ["git", "-C", str(ROOT)]
     rev = published_commit(read_record("pipeline")) if rev == PUBLISHED else rev
     short = subprocess.run([*git, "rev-parse", "--short=12", rev], capture_output=True, text=True, check=True).stdout.strip()
@@ -153,12 +164,18 @@ def compare(rev: str, sets: list[str], device: str, out: Path) -> tuple[str, tup
             subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=False)
     after = timed_run(ROOT, sets, out / "compare" / "this")
     print(f"compare {short}: {before[0]:.1f}s, this code: {after[0]:.1f}s", flush=True)
-    return short, before, after
+    varied = []
+    for variant in variants:
+        varied.append((variant, timed_run(ROOT, [*sets, variant], out / "compare" / "variant")))
+        print(f"this code with {variant}: {varied[-1][1][0]:.1f}s", flush=True)
+    return short, before, after, varied
 
 
-def render_comparison(rev: str, before: tuple[float, dict[str, float]], after: tuple[float, dict[str, float]]) -> list[str]:
-    """Per stage: the default run's seconds with the code of ``rev`` and with this code, and their ratio."""
-    stages = list(dict.fromkeys([*before[1], *after[1]]))
+def render_comparison(rev: str, before: Timed, after: Timed, variants: list[tuple[str, Timed]] = ()) -> list[str]:
+    """Per stage: the default run's seconds with the code of ``rev``, with this code (and with this code under each
+    variant), and the ratio of this code to ``rev``."""
+    columns = [before, after, *(timed for _, timed in variants)]
+    stages = list(dict.fromkeys(s for _, seconds in columns for s in seconds))
 
     def cell(seconds: dict[str, float], stage: str) -> str:
         return f"{seconds[stage]:.2f}" if stage in seconds else "–"
@@ -166,13 +183,18 @@ def render_comparison(rev: str, before: tuple[float, dict[str, float]], after: t
     def ratio(a: float | None, b: float | None) -> str:
         return f"{b / a:.2f}" if a and b is not None and a > 0.01 else "–"
 
+    also = "".join(f" | this code, `{v}` s" for v, _ in variants)
+    variant_text = (" The last column" + ("s" if len(variants) > 1 else "") + " ran this code again with one setting changed, "
+                    "after the other two." if variants else "")
     return ["", f"## This code against commit `{rev}`", "",
             f"The default run (1×) with the code of commit `{rev}` and then with this code, one after the other on this "
             "machine, each in its own process (`--compare`); ratio = this code / that commit. A stage's seconds are its "
-            "wall time, stretched where stages run at once; the last row is what a user waits.", "",
-            f"| stage | `{rev}` s | this code s | ratio |", "|---|---|---|---|",
-            *[f"| {s} | {cell(before[1], s)} | {cell(after[1], s)} | {ratio(before[1].get(s), after[1].get(s))} |" for s in stages],
-            f"| **wall (process)** | **{before[0]:.1f}** | **{after[0]:.1f}** | {ratio(before[0], after[0])} |"]
+            "wall time, stretched where stages run at once; the last row is what a user waits." + variant_text, "",
+            f"| stage | `{rev}` s | this code s | ratio{also} |", "|---|---|---|---|" + "---|" * len(variants),
+            *[f"| {s} | {cell(before[1], s)} | {cell(after[1], s)} | {ratio(before[1].get(s), after[1].get(s))}"
+              + "".join(f" | {cell(t[1], s)}" for _, t in variants) + " |" for s in stages],
+            f"| **wall (process)** | **{before[0]:.1f}** | **{after[0]:.1f}** | {ratio(before[0], after[0])}"
+            + "".join(f" | **{t[0]:.1f}**" for _, t in variants) + " |"]
 
 
 if __name__ == "__main__":

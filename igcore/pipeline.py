@@ -28,7 +28,7 @@ from igcore.baseline import resolve_device
 from igcore.config import Config
 from igcore.context import ProgressFn, RunContext
 from igcore.executors import count_images, make_executor
-from igcore.runtime import RuntimeConfig, keep_freed_memory, thread_policy
+from igcore.runtime import RuntimeConfig, heap_in_effect, keep_freed_memory, thread_policy
 from igcore.schema import pred_column, proba_column
 from igcore.stages import Stage, predecessors, select_stages
 from igcore.store import RunStore
@@ -176,7 +176,8 @@ def run_pipeline(
     Returns the final run directory. Raises :class:`~igcore.errors.InputError` for bad input before any
     heavy work.
     """
-    heap = keep_freed_memory() if config.runtime.keep_freed_memory else {}
+    if config.runtime.keep_freed_memory:
+        keep_freed_memory()
     with thread_policy(config.runtime) as threads:  # before any work: the world is drawn with torch
         torch.manual_seed(config.seed)
         start = time.perf_counter()
@@ -190,7 +191,7 @@ def run_pipeline(
             writer.manifest["prepare_seconds"] = round(prepare_seconds, 3)  # checks + building (loading) the world
             writer.manifest["executor"] = config.executor
             writer.manifest["threads"] = threads  # the thread policy in effect (igcore.runtime)
-            writer.manifest["heap"] = heap  # the malloc settings in effect (igcore.runtime.keep_freed_memory)
+            writer.manifest["heap"] = heap_in_effect()  # the malloc settings in effect (igcore.runtime.keep_freed_memory)
             executor = make_executor(config, progress, on_load)  # per-image work reports on_load(done, total)
             ctx = RunContext(config, world, writer, device, progress=progress, executor=executor)
             writer.manifest["stages_at_once"] = config.runtime.concurrent_stages()  # igcore.pipeline.run_stages

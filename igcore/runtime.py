@@ -116,20 +116,33 @@ def apply_threads(threads: int, interop_threads: int = 0) -> None:
 HEAP_SETTINGS = {"M_MMAP_THRESHOLD": (-3, 32 << 20), "M_TRIM_THRESHOLD": (-1, 1 << 30), "M_TOP_PAD": (-2, 256 << 20)}
 
 
-@lru_cache(maxsize=1)
+_HEAP_APPLIED: dict[str, int] | None = None  # what keep_freed_memory set in this process, once it has run
+
+
 def keep_freed_memory() -> dict[str, int]:
     """Apply :data:`HEAP_SETTINGS` to this process's malloc, once (they last as long as the process); returns what was
     set, ``{}`` where the C library is not glibc (macOS, musl: nothing to set) or refuses a setting. The manifest
-    records it (``manifest["heap"]``); docs/PERFORMANCE.md measures the run with and without."""
+    records what is in effect (:func:`heap_in_effect`); docs/PERFORMANCE.md measures the run with and without."""
+    global _HEAP_APPLIED
+    if _HEAP_APPLIED is None:
+        _HEAP_APPLIED = _mallopt(HEAP_SETTINGS)
+    return _HEAP_APPLIED
+
+
+def heap_in_effect() -> dict[str, int]:
+    """The :data:`HEAP_SETTINGS` this process runs with: those :func:`keep_freed_memory` applied, if it has run."""
+    return dict(_HEAP_APPLIED or {})
+
+
+def _mallopt(settings: dict[str, tuple[int, int]]) -> dict[str, int]:
     if not sys.platform.startswith("linux"):
         return {}
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # no C library by that name, or one without mallopt (musl)
         return {}
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return {name: value for name, (param, value) in HEAP_SETTINGS.items() if mallopt(param, value) == 1}
+    return {name: value for name, (param, value) in settings.items() if mallopt(param, value) == 1}
 
 
 @contextmanager

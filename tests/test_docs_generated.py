@@ -184,6 +184,22 @@ def test_pipeline_compares_with_the_commit_that_last_published_it() -> None:
     assert published_commit(None) == published_commit({}) == "HEAD~1"
 
 
+def test_pipeline_comparison_adds_a_column_per_variant() -> None:
+    """``--variant``: this code's run under one more setting, its seconds per stage and its wall beside the other two."""
+    from bench.bench_pipeline import render_comparison
+
+    before, after = (70.0, {"erm": 12.0, "microscope": 24.0}), (66.0, {"erm": 11.0, "microscope": 24.0})
+    variant = (69.5, {"erm": 12.5, "microscope": 25.0})
+    lines = render_comparison("abc", before, after, [("runtime.keep_freed_memory=false", variant)])
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0] == "| stage | `abc` s | this code s | ratio | this code, `runtime.keep_freed_memory=false` s |"
+    assert all(line.count("|") == 6 for line in table)
+    assert table[2] == "| erm | 12.00 | 11.00 | 0.92 | 12.50 |"
+    assert table[-1] == "| **wall (process)** | **70.0** | **66.0** | 0.94 | **69.5** |"
+    assert "one setting changed" in " ".join(lines)
+    assert "one setting changed" not in " ".join(render_comparison("abc", before, after))
+
+
 def test_thread_bench_reports_every_policy_and_the_runs_own_wall_time() -> None:
     """With stages at once a run's wall time is not its stages' sum: the last row is the manifest's total."""
     from bench.bench_threads import POLICIES, TOTAL, markdown

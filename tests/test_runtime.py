@@ -1,9 +1,12 @@
-"""The run's thread policy (igcore.runtime): applied when a run starts, recorded in its manifest, restored after."""
+"""The run's thread policy and malloc settings (igcore.runtime): applied when a run starts, recorded in its manifest (threads restored after)."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from threadpoolctl import threadpool_info
 from igcore.config import load_config
 from igcore.errors import InputError
 from igcore.pipeline import run_pipeline
-from igcore.runtime import RuntimeConfig, blas_env, thread_policy
+from igcore.runtime import HEAP_SETTINGS, RuntimeConfig, blas_env, thread_policy
 from testkit.runs import tiny_sets
 
 
@@ -40,6 +43,26 @@ def test_run_applies_and_records_the_thread_policy(tmp_path: Path, two_threads: 
     assert recorded["threads"] == 1 and recorded["torch_intra_op"] == 1
     assert recorded["interop_threads"] == 1 and recorded["torch_inter_op"] >= 1
     assert all(n == 1 for n in recorded["blas"].values())
+
+
+def test_a_run_keeps_freed_memory_and_records_what_is_in_effect(tmp_path: Path) -> None:
+    """In a fresh process (the malloc settings last as long as it does): a run with ``runtime.keep_freed_memory=false``
+    applies nothing and records ``{}``; the default run applies glibc's settings and records them."""
+    script = (
+        "import json, sys\n"
+        "from igcore.config import load_config\n"
+        "from igcore.pipeline import run_pipeline\n"
+        "from testkit.runs import tiny_sets\n"
+        "for i, keep in enumerate(('false', 'true')):\n"
+        "    config = load_config(None, [*tiny_sets(), f'runtime.keep_freed_memory={keep}', f'run_id=heap{i}'])\n"
+        "    run = run_pipeline(config, sys.argv[1], stages=['world'], progress=False)\n"
+        "    print(json.dumps(json.loads((run / 'manifest.json').read_text())['heap']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    without, with_ = (json.loads(line) for line in out.strip().splitlines()[-2:])
+    assert without == {}
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert with_ == ({name: value for name, (_, value) in HEAP_SETTINGS.items()} if glibc else {})
 
 
 def test_the_default_leaves_one_core_free(two_threads: None) -> None:

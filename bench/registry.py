@@ -134,7 +134,7 @@ GENERATORS: tuple[Generator, ...] = (
     Generator(
         "threads", "bench.bench_threads", "the thread policy (runtime.threads): every default stage, one thread vs the "
         "libraries' default, with and without a busy core",
-        full=("--repeats", "1"),
+        full=("--repeats", "3"),  # the median of three: one run per case sits within the machine's noise
         quick=("--repeats", "1", "--set", "world.n_train=200", "--set", "world.n_test_eval=200", "--set", "baseline.epochs=2"),
         blocks=("docs/PERFORMANCE.md#bench-threads",), minutes=20,
     ),

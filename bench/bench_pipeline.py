@@ -5,7 +5,7 @@ default split sizes, written to ``docs/PERFORMANCE.md``.
     python -m bench.bench_pipeline --scales 1,4,16          # add 16× (about 16× the training time)
     python -m bench.bench_pipeline --scales 1 --compare HEAD~1   # and the default run of another commit beside this one
     python -m bench.bench_pipeline --compare published           # ... of the commit that last published the page
-    python -m bench.bench_pipeline --compare published --variant runtime.keep_freed_memory=false  # and this code so
+    python -m bench.bench_pipeline --compare published --variant runtime.keep_freed_memory=false  # ... and this code with it off
 
 ``--compare REV`` answers "did this change make the default run slower?": the default run (1×, the same
 ``--set``) with the code of git revision REV (checked out into a temporary worktree) and with this code, one

@@ -139,7 +139,7 @@ def _mallopt(settings: dict[str, tuple[int, int]]) -> dict[str, int]:
         return {}
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):  # no C library by that name, or one without mallopt (musl)
+    except (OSError, AttributeError):  # no C library by that name, or one without mallopt
         return {}
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return {name: value for name, (param, value) in settings.items() if mallopt(param, value) == 1}

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors.numpy import load_file
 
 from igcore.baseline import ImageClassifier
 from igcore.cli import main
@@ -492,3 +493,38 @@ def test_occlusion_cost_is_noted_only_when_large():
     note = occlusion_note(224, 16, 8)
     assert note and "729 copies of each 224 px image" in note and "56/28 px" in note
     assert occlusion_note(224, 56, 28) is None
+
+
+def test_the_microscope_finds_the_same_side_by_side_as_one_thing_at_a_time(world, classifiers, tmp_path):
+    """``parallel`` > 1 runs the two lanes (TCAV beside the image parts) and every model of a part at once, each in
+    its own thread; every number, table and tensor is the one of a run that does one thing at a time."""
+    from igcore.microscope.recompute import microscope_settings
+    from igcore.microscope.runner import MicroscopeInputs, run_microscope
+
+    settings = microscope_settings({}, [
+        "microscope.per_group=1", "microscope.params.integrated_gradients.n_steps=4", "microscope.params.gradient_shap.n_samples=2",
+        "microscope.tcav.n_random=2", "microscope.tcav.n_concept_images=6", "microscope.tcav.n_inputs=4", "microscope.tcav.repeats=1",
+        "microscope.sanity.n_images=2", "microscope.counterfactuals.attribution_per_group=1", "microscope.counterfactuals.n_steps=2",
+        "microscope.surrogates=false",
+    ])
+    bank, test = world.split("concept_bank"), world.split("test_eval")
+    found = {}
+    for parallel in (1, 2):
+        models = {m: copy.deepcopy(classifiers["resnet"]) for m in settings.models}
+        inputs = MicroscopeInputs(world, test, bank.images, bank.concepts, models, parallel=parallel)
+        found[parallel] = run_microscope(inputs, settings, tmp_path / str(parallel))
+    assert len(settings.models) == 3 and found[2].per_model == found[1].per_model and found[1].per_model["erm"]["tcav"]
+    def written(run: str) -> list[Path]:  # the attribution cache's parts are named at random: compared below
+        return sorted(p.relative_to(tmp_path / run) for p in (tmp_path / run).rglob("*")
+                      if p.suffix in (".parquet", ".safetensors") and "attributions" not in p.parts)
+
+    assert written("1") and written("1") == written("2")
+    for path in written("1"):
+        assert (tmp_path / "1" / path).read_bytes() == (tmp_path / "2" / path).read_bytes(), path
+    entries = sorted(p.relative_to(tmp_path / "1") for p in (tmp_path / "1" / "attributions").glob("*/*"))
+    assert entries and entries == sorted(p.relative_to(tmp_path / "2") for p in (tmp_path / "2" / "attributions").glob("*/*"))
+    for entry in entries:
+        maps = [{i: (t, m.tolist()) for part in (tmp_path / run / entry).glob("part-*.safetensors")
+                 for i, t, m in zip(*(load_file(str(part))[k] for k in ("indices", "targets", "maps")), strict=True)}
+                for run in "12"]
+        assert maps[0] and maps[0] == maps[1], entry

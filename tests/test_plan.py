@@ -16,8 +16,10 @@ from igcore.microscope import ATTRIBUTIONS
 from igcore.microscope.counterfactuals import mean_ci
 from igcore.microscope.occlusion import geometry
 from igcore.microscope.plan import (
+    LANES,
     MIN_SAMPLES,
     MIN_STEPS,
+    PARTS,
     Budget,
     ModelCost,
     Workload,
@@ -111,6 +113,19 @@ def test_deadlines_share_what_is_left_in_proportion_to_the_estimates():
     fitting = Budget(make_plan(MicroscopeConfig(budget_s=1e6), work(64), costs(1e-5, 3e-5)))
     assert fitting.deadline("sanity") == fitting.start + 1e6  # a plan that fits is cut only when the whole budget is spent
     assert Budget(make_plan(MicroscopeConfig(budget_s=None), work(64), {})).deadline("tcav") is None
+
+
+def test_lanes_side_by_side_share_what_is_left_among_their_own_parts():
+    """Side by side (the runner's two lanes), a part's share of what is left counts only the parts still to run in its
+    own lane: the other lane spends the same wall time at once."""
+    plan = make_plan(MicroscopeConfig(budget_s=10.0), work(224), costs(0.03, 0.09))
+    planned, budget = plan.planned_s, Budget(plan, LANES)
+    surrogates = budget.deadline("surrogates") - budget.start
+    assert surrogates == pytest.approx(10.0 * planned["surrogates"] / sum(planned[p] for p in LANES[1]), rel=0.05)
+    budget.deadline("swaps"), budget.deadline("tcav")
+    effects = budget.deadline("effects") - budget.start
+    assert effects == pytest.approx(10.0, rel=0.05)  # the last part of its lane: all that is left
+    assert {p for lane in LANES for p in lane} == set(PARTS) and not plan.fits
 
 
 def test_stratified_rounds_double_per_group():
@@ -212,8 +227,8 @@ def test_the_scale_page_says_when_even_the_floor_was_estimated_over_the_budget()
     """bench_microscope_scale's sentence: only when the planned seconds exceed the budget, with whether the run kept it."""
     from bench.bench_microscope_scale import beyond_floor
 
-    within = beyond_floor({"budget_s": 240, "planned_s": 276}, {"timings": {"tcav": 150, "sanity": 52}})
+    within = beyond_floor({"budget_s": 240, "planned_s": 276, "spent_s": 202})
     assert "276 s > 240 s" in within and "finished within it (202 s)" in within
-    assert "ran 10 s past it" in beyond_floor({"budget_s": 240, "planned_s": 276}, {"timings": {"tcav": 250}})
-    assert beyond_floor({"budget_s": 240, "planned_s": 230}, {"timings": {"tcav": 250}}) == ""
-    assert beyond_floor({"budget_s": None, "planned_s": 230}, {"timings": {"tcav": 250}}) == ""
+    assert "ran 10 s past it" in beyond_floor({"budget_s": 240, "planned_s": 276, "spent_s": 250})
+    assert beyond_floor({"budget_s": 240, "planned_s": 230, "spent_s": 250}) == ""
+    assert beyond_floor({"budget_s": None, "planned_s": 230, "spent_s": 250}) == ""

@@ -46,6 +46,7 @@ model in ``metrics.json`` ``microscope.<model>.precision``.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,8 +64,11 @@ MIN_STEPS, MIN_SAMPLES, MIN_SANITY_IMAGES, MIN_SURROGATE_IMAGES = 8, 2, 2, 256
 FIRST_ROUND_PER_GROUP = 8
 #: Images per group whose effects the plan keeps time for when all of D′ does not fit.
 EFFECTS_RESERVE_PER_GROUP = 32
-#: The parts, in the order the runner runs them: those that cannot stop half-way first.
-PARTS = ("swaps", "tcav", "surrogates", "effects", "attributions", "sanity")
+#: The runner's two lanes of parts, side by side (:func:`igcore.microscope.runner.run_microscope`), of about equal
+#: work at the default settings, each in the order it runs them: those that cannot stop half-way first.
+LANES = (("swaps", "tcav", "effects"), ("surrogates", "attributions", "sanity"))
+#: The parts, in the order the runner runs them one at a time (one lane, then the other).
+PARTS = tuple(part for lane in LANES for part in lane)
 #: Parameters holding path points per map, and their floors.
 PATH_POINTS = {"n_steps": MIN_STEPS, "n_samples": MIN_SAMPLES}
 
@@ -320,30 +324,34 @@ def _lower(settings: Any, name: str, work: Workload) -> bool:
 class Budget:
     """Deadlines of the parts. When the configured work fits, every part may run until the budget is spent;
     otherwise each part gets the budget still left in proportion to its planned seconds among the parts still
-    to run."""
+    to run in its lane (``lanes``: parts that run one after the other; the lanes run side by side, so each
+    lane's parts share what is left of the budget's wall time; default: one lane of every part)."""
 
-    def __init__(self, plan: Plan, parts: Sequence[str] = PARTS, start: float | None = None) -> None:
+    def __init__(self, plan: Plan, lanes: Sequence[Sequence[str]] = (PARTS,), start: float | None = None) -> None:
         self.plan = plan
         self.start = time.perf_counter() if start is None else start  # when the budget started running
-        self.pending = list(parts)
+        self.lanes = [list(lane) for lane in lanes]
         self.deadlines: dict[str, float | None] = {}
+        self._lock = threading.Lock()  # the lanes ask from their own threads
 
     def deadline(self, part: str) -> float | None:
         """Start ``part``: the ``time.perf_counter()`` by which it should stop adding work (None: no limit)."""
-        if part in self.pending:
-            self.pending.remove(part)
-        if self.plan.budget_s is None or not self.plan.planned_s:
-            self.deadlines[part] = None
-            return None
-        if self.plan.fits:  # the configured work, cut only if the whole budget runs out
-            self.deadlines[part] = self.start + self.plan.budget_s
+        with self._lock:
+            pending = next((lane for lane in self.lanes if part in lane), [])
+            if part in pending:
+                pending.remove(part)
+            if self.plan.budget_s is None or not self.plan.planned_s:
+                self.deadlines[part] = None
+                return None
+            if self.plan.fits:  # the configured work, cut only if the whole budget runs out
+                self.deadlines[part] = self.start + self.plan.budget_s
+                return self.deadlines[part]
+            now = time.perf_counter()
+            left = self.plan.budget_s - (now - self.start)
+            mine = self.plan.planned_s.get(part, 0.0)
+            rest = mine + sum(self.plan.planned_s.get(p, 0.0) for p in pending)
+            self.deadlines[part] = now + max(0.0, left) * (mine / rest if rest > 0 else 1.0)
             return self.deadlines[part]
-        now = time.perf_counter()
-        left = self.plan.budget_s - (now - self.start)
-        mine = self.plan.planned_s.get(part, 0.0)
-        rest = mine + sum(self.plan.planned_s.get(p, 0.0) for p in self.pending)
-        self.deadlines[part] = now + max(0.0, left) * (mine / rest if rest > 0 else 1.0)
-        return self.deadlines[part]
 
     def spent(self) -> float:
         return time.perf_counter() - self.start

@@ -1,7 +1,7 @@
 """Running the whole microscope on in-memory inputs, one part per function.
 
-:func:`run_microscope` runs the parts in order and writes ``microscope/`` (tables, tensors, the
-attribution cache) into a directory; the pipeline stage (:mod:`igcore.stages.microscope`) feeds it
+:func:`run_microscope` runs the parts (in two lanes side by side when ``MicroscopeInputs.parallel`` > 1) and
+writes ``microscope/`` (tables, tensors, the attribution cache) into a directory; the pipeline stage (:mod:`igcore.stages.microscope`) feeds it
 from a live run, :func:`igcore.microscope.recompute.recompute` from a stored run.
 
 Layout of ``microscope/``::
@@ -21,13 +21,15 @@ Layout of ``microscope/``::
 from __future__ import annotations
 
 import contextvars
+import copy
 import functools
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +45,8 @@ from igcore.microscope.attribution import AttributionCache, maps_for
 from igcore.microscope.counterfactuals import Counterfactuals, mean_ci
 from igcore.microscope.params import MicroscopeConfig
 from igcore.microscope.plan import (
+    LANES,
+    PARTS,
     Budget,
     ModelCost,
     Plan,
@@ -87,8 +91,9 @@ class MicroscopeInputs:
     tcav_concepts: list[str] | None = None
     #: where the per-image work runs (attribution maps, the log-odds of counterfactual images): the run's executor
     executor: Executor = field(default_factory=lambda: LocalExecutor(progress=False))
-    #: models examined at once, each in its own thread (the run's ``runtime.stages``): the parts that go model by
-    #: model (attributions, sanity checks, counterfactual effects) work on that many models side by side
+    #: the cores' worth of threads the microscope may keep busy (the run's ``runtime.stages``): above 1, its two lanes
+    #: (:func:`run_microscope`) and, within a part, every model run side by side (:func:`each_model`); 1: one
+    #: thing at a time
     parallel: int = 1
 
     @property
@@ -124,19 +129,23 @@ class MicroscopeResult:
 
 
 class _Clock:
-    """Wall-clock and process-CPU seconds per part (CPU time is robust on shared machines), and wall seconds per
-    section of a part (``parts``: ``attributions/erm/occlusion``, ``effects/oracle/log_odds``, ...)."""
+    """Wall-clock seconds per part, from its own start to its own end (parts run side by side: :func:`run_microscope`),
+    and per section of a part (``parts``: ``attributions/erm/occlusion``, ``effects/oracle/log_odds``, ...)."""
 
     def __init__(self) -> None:
         self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
         self.parts: dict[str, float] = {}
-        self._last = (time.perf_counter(), time.process_time())
+        self._lock = threading.Lock()
 
-    def lap(self, name: str) -> None:
-        now = (time.perf_counter(), time.process_time())
-        self.wall[name], self.cpu[name] = now[0] - self._last[0], now[1] - self._last[1]
-        self._last = now
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Record the block's wall seconds as part ``name``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.wall[name] = time.perf_counter() - start
 
     @contextmanager
     def part(self, *name: str) -> Iterator[None]:
@@ -146,24 +155,40 @@ class _Clock:
             yield
         finally:
             key = "/".join(name)
-            self.parts[key] = self.parts.get(key, 0.0) + time.perf_counter() - start
+            with self._lock:
+                self.parts[key] = self.parts.get(key, 0.0) + time.perf_counter() - start
 
 
 def each_model(inputs: MicroscopeInputs, models: list[str], work: Callable[[str], T]) -> list[T]:
-    """``work(m)`` for every model, up to ``inputs.parallel`` at once in threads, the results in the order of ``models``.
+    """``work(m)`` for every model, the results in the order of ``models``: all models at once, each in its own
+    thread, when ``inputs.parallel`` > 1, else one after the other.
 
     Each model's work reads only that model and writes only its own entries and files, and draws its randomness
     from its own seeds (the process-wide generators behind :func:`igcore.runtime.global_rng`), so running models
-    side by side changes no number; torch's kernels release the GIL, so two models use two cores."""
-    threads = torch.get_num_threads()  # a per-thread setting in torch: the pool's threads take the caller's
+    side by side changes no number; torch's kernels release the GIL, so two models use two cores. Every model gets
+    its own thread, even beyond ``inputs.parallel``: with the models split over fewer threads, the last model would
+    run alone and leave a core idle at the end of every part. The intra-op threads the microscope may use
+    (``inputs.parallel`` × the caller's) are shared among them, at least one each: one-thread workers share a core
+    by turns at no cost, while several multi-threaded pools on the same cores wait on each other
+    (docs/PERFORMANCE.md, thread policy)."""
+    threads = torch.get_num_threads()  # a per-thread setting in torch: the pool's threads take what is given here
+    per_model = max(1, threads * inputs.parallel // max(len(models), inputs.parallel)) if inputs.parallel > 1 else threads
+    return side_by_side([functools.partial(_with_threads, per_model, work, m) for m in models], inputs.parallel > 1, "microscope")
 
-    def run(m: str) -> T:
-        torch.set_num_threads(threads)
-        return work(m)
 
-    contexts = [contextvars.copy_context() for _ in models]  # the caller's context variables (its count of images)
-    with ThreadPoolExecutor(max_workers=max(1, min(inputs.parallel, len(models))), thread_name_prefix="microscope") as pool:
-        return list(pool.map(lambda context, m: context.run(run, m), contexts, models))
+def _with_threads(threads: int, work: Callable[..., T], *args: Any) -> T:
+    torch.set_num_threads(threads)
+    return work(*args)
+
+
+def side_by_side(calls: list[Callable[[], T]], at_once: bool, name: str = "microscope") -> list[T]:
+    """Every call, the results in order: with ``at_once`` all at once, each in its own thread with the caller's context
+    variables (its count of images; the first exception raised once every call has ended), else one after the other."""
+    if not at_once:
+        return [call() for call in calls]
+    contexts = [contextvars.copy_context() for _ in calls]
+    with ThreadPoolExecutor(max_workers=max(1, len(calls)), thread_name_prefix=name) as pool:
+        return list(pool.map(lambda context, call: context.run(call), contexts, calls))
 
 
 def _num(x: Any) -> float | None:
@@ -272,7 +297,8 @@ def shared_swaps(inputs: MicroscopeInputs, models: list[str]) -> SharedSwaps:
 
     test = inputs.test_eval
     background = rerendered(inputs.world, test, np.arange(len(test)))
-    return SharedSwaps(background, {m: logits_on_executor(inputs, inputs.models[m])(background.images, None) for m in models})
+    logits = each_model(inputs, models, lambda m: logits_on_executor(inputs, inputs.models[m])(background.images, None))
+    return SharedSwaps(background, dict(zip(models, logits, strict=True)))
 
 
 def swaps(
@@ -519,30 +545,34 @@ def surrogates(
     scores, clock = inputs.concept_scores, clock or _Clock()
     if scores is None or inputs.test_train_images is None:
         raise ValueError("surrogates need the concept scores and the test_train images")
-    hypotheses: dict[str, Any] = {}
-    summaries: dict[str, Any] = {}
-    deletion: dict[str, Any] = {}
-    rows = []
     fit_rows = np.arange(len(inputs.test_train_images))
     if settings.surrogate_max_images is not None and settings.surrogate_max_images < len(fit_rows):
         fit_rows = np.sort(np.random.default_rng(inputs.seed + 7).choice(fit_rows, settings.surrogate_max_images, replace=False))
-    for m, key in SURROGATES.items():
-        if m not in models:
-            continue
+
+    def of_model(m: str) -> tuple[Any, dict[str, Any]]:
         with clock.part("surrogates", m, "predict_test_train"):
             answers = inputs.models[m].predict(inputs.test_train_images[fit_rows])
         with clock.part("surrogates", m, "fit"):
             s = fit_surrogate(
-                key, m, scores["test_train"][fit_rows], answers,
+                SURROGATES[m], m, scores["test_train"][fit_rows], answers,
                 scores["test_eval"], inputs.predictions_of(m), inputs.concepts, list(inputs.world.classes),
                 eval_labels=inputs.test_eval.labels, search_config=inputs.search, device=inputs.device, l1=settings.surrogate_l1,
             )
+        with clock.part("surrogates", m, "clause_deletion"):
+            deletion = clause_deletion(s.hypothesis, scores["test_eval"], inputs.present, inputs.concepts, list(inputs.world.classes))
+        return s, deletion
+
+    hypotheses: dict[str, Any] = {}
+    summaries: dict[str, Any] = {}
+    deletion: dict[str, Any] = {}
+    rows = []
+    fitted = [m for m in SURROGATES if m in models]
+    for m, (s, deleted) in zip(fitted, each_model(inputs, fitted, of_model), strict=True):
+        key = SURROGATES[m]
         hypotheses[key] = s.records
         hypotheses[f"{key}_text"] = s.text
         summaries[key] = s.summary()
-        with clock.part("surrogates", m, "clause_deletion"):
-            deletion[key] = clause_deletion(s.hypothesis, scores["test_eval"], inputs.present, inputs.concepts,
-                                            list(inputs.world.classes))
+        deletion[key] = deleted
         model_pred = inputs.predictions_of(m)
         rows += [{"surrogate": key, "model": m, "index": int(i), "label": int(inputs.test_eval.labels[i]),
                   "model_pred": int(model_pred[i]), "surrogate_pred": int(s.surrogate_predictions[i]),
@@ -635,36 +665,53 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     per_model: dict[str, dict[str, Any]] = {m: {} for m in models}
     skipped = unavailable_parts(inputs)
     start = time.perf_counter()
-    plan = plan_microscope(inputs, settings)
-    settings, budget = plan.settings, Budget(plan, start=start)
-    clock.lap("plan")
+    with clock.timed("plan"):
+        plan = plan_microscope(inputs, settings)
+    settings, budget = plan.settings, Budget(plan, LANES if inputs.parallel > 1 else (PARTS,), start=start)
 
-    # The parts that cannot stop half-way run first, so the ones that can (effects, attribution and sanity
-    # pairs) absorb what the estimates got wrong; every part draws its own seeded randomness, so the order
-    # changes no number.
-    budget.deadline("swaps")
-    shared = None
-    if shares_swaps(inputs, settings, plan, skipped):
-        with clock.part("swaps", "rerender_and_logits"):  # read again by the effects
-            shared = shared_swaps(inputs, models)
-    if "swaps" not in skipped:
-        swaps(inputs, settings, models, out_dir, per_model, shared)
-    clock.lap("swaps")
-    tcav(inputs, settings, models, out_dir, per_model, budget.deadline("tcav"), clock)
-    clock.lap("tcav")
-    budget.deadline("surrogates")
-    hypotheses, summaries, deletion = surrogates(inputs, settings, models, out_dir, clock) if settings.surrogates else ({}, {}, {})
-    clock.lap("surrogates")
-    deadline = budget.deadline("effects")
-    if "effects" not in skipped:
-        counterfactual_effects(inputs, settings, models, out_dir, per_model, plan.all_effects, deadline, shared, clock)
-    clock.lap("effects")
-    sample = sample_per_group(inputs.test_eval.groups, settings.per_group, inputs.seed)
-    write_tensors(out_dir, "sample", {"indices": sample.astype(np.int64)})
-    trained_maps = attributions(inputs, settings, models, sample, out_dir, per_model, budget.deadline("attributions"), clock)
-    clock.lap("attributions")
-    sanity(inputs, settings, models, sample, trained_maps, out_dir, per_model, budget.deadline("sanity"), clock)
-    clock.lap("sanity")
+    def first_lane() -> None:
+        """Swaps, TCAV, then the counterfactual effects."""
+        with clock.timed("swaps"):
+            budget.deadline("swaps")
+            shared = None
+            if shares_swaps(inputs, settings, plan, skipped):
+                with clock.part("swaps", "rerender_and_logits"):  # read again by the effects
+                    shared = shared_swaps(inputs, models)
+            if "swaps" not in skipped:
+                swaps(inputs, settings, models, out_dir, per_model, shared)
+        with clock.timed("tcav"):
+            tcav(inputs, settings, models, out_dir, per_model, budget.deadline("tcav"), clock)
+        with clock.timed("effects"):
+            deadline = budget.deadline("effects")
+            if "effects" not in skipped:
+                counterfactual_effects(inputs, settings, models, out_dir, per_model, plan.all_effects, deadline, shared, clock)
+
+    # The second lane's own copy of each model (captum's hooks and a module's state are the module's, and the first
+    # lane hooks the same models at the same time, as RunContext.classifier gives each stage its own), made before
+    # either lane starts: a copy taken while the other lane's hooks are on a module would carry them along.
+    own = replace(inputs, models={m: copy.deepcopy(inputs.models[m]) for m in models})
+
+    def second_lane() -> tuple[np.ndarray, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+        """The surrogates, the attribution maps and their sanity checks, on the lane's own copies of the models."""
+        with clock.timed("surrogates"):
+            budget.deadline("surrogates")
+            analyses = surrogates(own, settings, models, out_dir, clock) if settings.surrogates else ({}, {}, {})
+        sample = sample_per_group(inputs.test_eval.groups, settings.per_group, inputs.seed)
+        write_tensors(out_dir, "sample", {"indices": sample.astype(np.int64)})
+        with clock.timed("attributions"):
+            trained_maps = attributions(own, settings, models, sample, out_dir, per_model, budget.deadline("attributions"), clock)
+        with clock.timed("sanity"):
+            sanity(own, settings, models, sample, trained_maps, out_dir, per_model, budget.deadline("sanity"), clock)
+        return sample, analyses
+
+    # The lanes of plan.LANES side by side, each drawing its own seeded randomness, so running them at once changes
+    # no number: the counterfactual images' drawing, one model's TCAV and the last model of a part no longer leave
+    # a core idle. In each lane the parts that cannot stop half-way run first, so the ones that can (effects,
+    # attribution and sanity pairs) absorb what the estimates got wrong.
+    threads = torch.get_num_threads()
+    _, (sample, (hypotheses, summaries, deletion)) = side_by_side(
+        [functools.partial(_with_threads, threads, first_lane), functools.partial(_with_threads, threads, second_lane)],
+        inputs.parallel > 1, "microscope-lane")
 
     info = {
         "settings": settings.model_dump(mode="json"),
@@ -672,12 +719,12 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
         "sample_size": int(len(sample)),
         "models": models,
         "timings": {k: round(v, 3) for k, v in clock.wall.items()},
-        "cpu_timings": {k: round(v, 3) for k, v in clock.cpu.items()},
         "part_timings": {k: round(v, 3) for k, v in clock.parts.items()},
         "skipped": skipped,
         "budget": {**plan.report(), "spent_s": round(budget.spent(), 3)},
     }
     for m in models:
         per_model[m]["unavailable"] = {**skipped, **per_model[m].get("unavailable", {})}
+        per_model[m] = dict(sorted(per_model[m].items()))  # the lanes add their keys in whichever order they finish
     (out_dir / "info.json").write_text(json.dumps(info, indent=2))
     return MicroscopeResult(per_model, hypotheses, summaries, info, deletion)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from bench.bench_byod import ensure_data, run_one, world_sets
-from bench.common import ROOT, Report
+from bench.common import ROOT, Report, lanes_sentence
 from igcore.microscope.recompute import recompute
 from igcore.runtime import RuntimeConfig, apply_threads
 from igcore.store import load_run_dir
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         "Lowered by the plan (configured → planned): "
         + (", ".join(f"`{k}` {v[0]} → {v[1]}" for k, v in budget["reduced"].items()) or "nothing") + ".",
         "",
-        "Its parts run in two lanes side by side (TCAV and the surrogates beside the swaps, effects, attributions and "
-        "sanity checks), so the parts' seconds overlap and add up to more than the microscope's.",
+        f"Its parts run in two lanes side by side ({lanes_sentence()}), so the parts' seconds overlap and add up to more "
+        "than the microscope's.",
         "",
         "| part | planned s | took s |",
         "|---|---|---|",

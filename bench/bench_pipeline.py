@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, Report, read_record
+from bench.common import ROOT, Report, lanes_sentence, read_record
 from igcore.config import load_config
 from igcore.pipeline import run_pipeline
 from igcore.store import load_run_dir
@@ -114,8 +114,8 @@ def render(results: list, world: object, sets: list[str]) -> list[str]:
     if any(p for _, p in parts):
         names = list(dict.fromkeys(k for _, p in parts for k in p))
         lines += ["", "## The microscope's parts (seconds)", "",
-                  "Each part from its own start to its own end; TCAV and the surrogates run beside the other parts "
-                  "(two lanes, `igcore.microscope.runner.run_microscope`), so the parts add up to more than the stage.", "",
+                  f"Each part from its own start to its own end; the parts run in two lanes side by side ({lanes_sentence()}: "
+                  "`igcore.microscope.plan.LANES`), so they add up to more than the stage.", "",
                   "| part | " + " | ".join(f"×{scale}" for scale, _ in parts) + " |", "|---|" + "---|" * len(parts),
                   *[f"| {name} | " + " | ".join(f"{p[name]:.1f}" if name in p else "–" for _, p in parts) + " |" for name in names]]
     return lines

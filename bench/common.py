@@ -259,3 +259,14 @@ def default_run(runs: Path, sets: Sequence[str] = ()) -> Path:
             print(f"default run: reusing {portable_path(str(run.path))}", flush=True)
             return run.path
     return Path(run_pipeline(load_config(None, sets), folder, progress=False))
+
+
+def lanes_sentence() -> str:
+    """The microscope's lanes (``igcore.microscope.plan.LANES``) in words, for the pages that show its parts' seconds:
+    "a, b and c beside d, e and f"."""
+    from igcore.microscope.plan import LANES
+
+    def listed(parts: tuple[str, ...]) -> str:
+        return ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else parts[0]
+
+    return " beside ".join(listed(lane) for lane in LANES)

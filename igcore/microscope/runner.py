@@ -667,7 +667,8 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     start = time.perf_counter()
     with clock.timed("plan"):
         plan = plan_microscope(inputs, settings)
-    settings, budget = plan.settings, Budget(plan, LANES if inputs.parallel > 1 else (PARTS,), start=start)
+    at_once = inputs.parallel > 1
+    settings, budget = plan.settings, Budget(plan, LANES if at_once else (PARTS,), start=start)
 
     def first_lane() -> None:
         """Swaps, TCAV, then the counterfactual effects."""
@@ -688,8 +689,9 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
 
     # The second lane's own copy of each model (captum's hooks and a module's state are the module's, and the first
     # lane hooks the same models at the same time, as RunContext.classifier gives each stage its own), made before
-    # either lane starts: a copy taken while the other lane's hooks are on a module would carry them along.
-    own = replace(inputs, models={m: copy.deepcopy(inputs.models[m]) for m in models})
+    # either lane starts: a copy taken while the other lane's hooks are on a module would carry them along. One lane
+    # after the other need no copies.
+    own = replace(inputs, models={m: copy.deepcopy(inputs.models[m]) for m in models}) if at_once else inputs
 
     def second_lane() -> tuple[np.ndarray, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
         """The surrogates, the attribution maps and their sanity checks, on the lane's own copies of the models."""
@@ -711,14 +713,14 @@ def run_microscope(inputs: MicroscopeInputs, settings: MicroscopeConfig, out_dir
     threads = torch.get_num_threads()
     _, (sample, (hypotheses, summaries, deletion)) = side_by_side(
         [functools.partial(_with_threads, threads, first_lane), functools.partial(_with_threads, threads, second_lane)],
-        inputs.parallel > 1, "microscope-lane")
+        at_once, "microscope-lane")
 
     info = {
         "settings": settings.model_dump(mode="json"),
         "seed": inputs.seed,
         "sample_size": int(len(sample)),
         "models": models,
-        "timings": {k: round(v, 3) for k, v in clock.wall.items()},
+        "timings": {k: round(clock.wall[k], 3) for k in ("plan", *PARTS) if k in clock.wall},  # not in finishing order
         "part_timings": {k: round(v, 3) for k, v in clock.parts.items()},
         "skipped": skipped,
         "budget": {**plan.report(), "spent_s": round(budget.spent(), 3)},

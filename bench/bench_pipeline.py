@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         stages = run.manifest["stages"]
         names = list(stages)
         peaks = {name: marks[name] for name in names}  # the peak reached by the time the stage finished
-        results.append((scale, total, stages, peaks, run.manifest.get("device", "cpu")))
+        results.append((scale, total, stages, peaks, run.manifest.get("device", "cpu"), run.manifest.get("precision") or "float32"))
         print(f"scale {scale}: {total:.1f}s", {k: v["seconds"] for k, v in stages.items()}, flush=True)
     lines = render(results, base.world, args.set) + (render_comparison(*compared) if compared else [])
     report.block("docs/PERFORMANCE.md", "pipeline", "\n".join(lines), title="Performance")
@@ -87,7 +87,8 @@ def render(results: list, world: object, sets: list[str]) -> list[str]:
     base = {s: v["seconds"] for s, v in results[0][2].items()}
     config = "the default config" + (f" with `{' '.join('--set ' + s for s in sets)}`" if sets else "")
     lines = [
-        f"Runs of {config} on device `{results[0][4]}`; scale = multiple of its split sizes ("
+        f"Runs of {config} on device `{results[0][4]}`, training steps in {results[0][5]} (`runtime.precision="
+        f"{load_config(None, sets).runtime.precision}`: `igcore.runtime.training_precision`); scale = multiple of its split sizes ("
         + ", ".join(f"{k}={getattr(world, k)}" for k in SIZE_KEYS)
         + "); the training budget in epochs is unchanged, so training cost grows with the data.",
         "",
@@ -103,7 +104,7 @@ def render(results: list, world: object, sets: list[str]) -> list[str]:
     ]
     for stage in results[0][2]:
         cells = []
-        for _, _, stages, peaks, _ in results:
+        for _, _, stages, peaks, *_ in results:
             cells += [f"{stages[stage]['seconds']:.2f}", f"{peaks[stage]:.0f}"]
         last = results[-1][2][stage]["seconds"]
         growth = f"{last / base[stage]:.1f}" if base[stage] > 0.01 else "–"

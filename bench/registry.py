@@ -120,9 +120,12 @@ GENERATORS: tuple[Generator, ...] = (
     ),
     Generator(
         "pipeline", "bench.bench_pipeline", "per-stage wall time and peak memory of the default run at 1× and 4× the data, and "
-        "the default run of the commit that last published the page beside this code's, and this code's without the freed-memory policy",
-        full=("--scales", "1,4", "--compare", "published", "--variant", "runtime.keep_freed_memory=false", "--out", "{runs}/pipeline"),
-        quick=("--scales", "1,2", "--compare", "HEAD", "--variant", "runtime.keep_freed_memory=false", "--out", "{runs}/pipeline", *TINY_SETS),
+        "the default run of the commit that last published the page beside this code's, and this code's without the freed-memory policy "
+        "and with float32 training steps",
+        full=("--scales", "1,4", "--compare", "published", "--variant", "runtime.keep_freed_memory=false",
+              "--variant", "runtime.precision=float32", "--out", "{runs}/pipeline"),
+        quick=("--scales", "1,2", "--compare", "HEAD", "--variant", "runtime.keep_freed_memory=false",
+               "--variant", "runtime.precision=float32", "--out", "{runs}/pipeline", *TINY_SETS),
         blocks=("docs/PERFORMANCE.md#pipeline",), minutes=10, env=ONE_THREAD,
     ),
     Generator(

@@ -132,6 +132,7 @@ class RunContext:
     writer: RunWriter
     device: torch.device
     progress: bool = True
+    precision: str = "float32"  # of the training steps: igcore.runtime.training_precision(runtime.precision, device)
     splits: Splits | None = None
     features: Features | None = None
     executor: Executor = field(default_factory=LocalExecutor)
@@ -226,6 +227,7 @@ class RunContext:
             "lr": b.lr,
             "weight_decay": b.weight_decay,
             "device": str(self.device),
+            "precision": self.precision,
             "seed": self.config.seed,
             "progress": self.progress,
             "name": name,
@@ -235,6 +237,7 @@ class RunContext:
 
     def add_classifier(self, name: str, model: ImageClassifier) -> None:
         """Save a trained model into the run (``models/<name>``) and make it available to later stages."""
+        self.note_precision(name, model)
         model.save(self.writer.subdir(f"models/{name}"))
         self.classifiers[name] = TrainedClassifier(name, model)
 
@@ -248,6 +251,14 @@ class RunContext:
         self.evaluations[method] = Evaluation(method, result, pred, proba)
         self.write_metrics({f"methods.{method}": result})
         return result
+
+    def note_precision(self, name: str, model: ImageClassifier) -> None:
+        """A note when ``model`` trained in another arithmetic than the run asked for (a bfloat16 fit that failed
+        :func:`igcore.baseline.bfloat16_steps_agree` on its first batch and trained in float32)."""
+        used = getattr(model, "precision_", model.precision)
+        if used != model.precision:
+            self.note(f"{name} trained in {used}, not {model.precision}: a {model.precision} training step of this model at "
+                      f"this image size disagreed with {used} (igcore.baseline.bfloat16_steps_agree)")
 
     def note(self, text: str) -> None:
         """A remark people should read about this run (``manifest.json`` ``notes``; the CLI prints them)."""

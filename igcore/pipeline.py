@@ -28,7 +28,7 @@ from igcore.baseline import resolve_device
 from igcore.config import Config
 from igcore.context import ProgressFn, RunContext
 from igcore.executors import count_images, make_executor
-from igcore.runtime import RuntimeConfig, heap_in_effect, keep_freed_memory, thread_policy
+from igcore.runtime import RuntimeConfig, heap_in_effect, keep_freed_memory, thread_policy, training_precision
 from igcore.schema import pred_column, proba_column
 from igcore.stages import Stage, predecessors, select_stages
 from igcore.store import RunStore
@@ -193,7 +193,10 @@ def run_pipeline(
             writer.manifest["threads"] = threads  # the thread policy in effect (igcore.runtime)
             writer.manifest["heap"] = heap_in_effect()  # the malloc settings in effect (igcore.runtime.keep_freed_memory)
             executor = make_executor(config, progress, on_load)  # per-image work reports on_load(done, total)
-            ctx = RunContext(config, world, writer, device, progress=progress, executor=executor)
+            # a linear head on frozen features (features.backbone) trains in float32: its cost is the features, read once
+            precision = "float32" if config.features.backbone else training_precision(config.runtime.precision, device)
+            writer.manifest["precision"] = precision  # of the training steps (igcore.runtime.training_precision)
+            ctx = RunContext(config, world, writer, device, progress=progress, precision=precision, executor=executor)
             writer.manifest["stages_at_once"] = config.runtime.concurrent_stages()  # igcore.pipeline.run_stages
             for text in world.notes:
                 writer.note("world", text)

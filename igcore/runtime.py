@@ -26,11 +26,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from igcore.settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+
+#: The arithmetic a training step may run in (``runtime.precision`` adds ``auto``: :func:`training_precision`).
+PRECISIONS = ("float32", "bfloat16")
 
 #: Environment variables that size the BLAS/OpenMP pools of a process started later (Ray workers).
 BLAS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -62,6 +68,12 @@ class RuntimeConfig(Settings):
                           "once (glibc's malloc settings; igcore.runtime.keep_freed_memory): less system time, a larger peak RSS",
     )
 
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="arithmetic of the training steps (forward and backward; weights, optimiser and every "
+                            "evaluation stay float32): auto = bfloat16 where the device computes it natively "
+                            "(a CPU with AMX tiles, a CUDA GPU with bfloat16), else float32; igcore.runtime.training_precision",
+    )
+
     def concurrent_stages(self) -> int:
         """How many stages run at once: ``stages``, or two where the machine has two cores (the default run's
         stages use one thread each, so a second stage fills the second core; docs/PERFORMANCE.md)."""
@@ -72,6 +84,34 @@ class RuntimeConfig(Settings):
         stages that run at once, at least one each."""
         threads = self.intra_op()
         return max(1, threads // self.concurrent_stages()) if threads else 0
+
+
+def native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 matrix products in hardware: a CPU with Intel AMX tiles (oneDNN's bfloat16
+    convolutions run on them; on CPUs without, bfloat16 is emulated and slower than float32) or a CUDA GPU that
+    supports bfloat16."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own CPU-capability probe
+        return bool(is_amx and is_amx())
+    return False
+
+
+def training_precision(setting: str, device: torch.device) -> str:
+    """The arithmetic of the run's training steps: ``setting`` (``runtime.precision``), ``auto`` resolved for ``device``.
+
+    Mixed-precision training (Micikevicius et al., 2018; Kalamkar et al., 2019 for bfloat16): the forward and
+    backward passes of a training step run under ``torch.autocast`` in bfloat16 while the weights, the optimiser's
+    state and every evaluation (validation, scores, the microscope) stay float32. bfloat16 keeps float32's exponent
+    range, so no loss scaling is needed. ``auto`` takes it only where the hardware computes it natively
+    (:func:`native_bfloat16`); the measured gain is in docs/PERFORMANCE.md (the pipeline page's last column runs
+    ``runtime.precision=float32``)."""
+    if setting == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return setting
 
 
 def blas_env(threads: int) -> dict[str, str]:

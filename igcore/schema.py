@@ -91,6 +91,7 @@ class Manifest(_Open):
     stages_selected: list[str] = []
     prepare_seconds: float | None = None
     threads: dict[str, Any] = {}  # the thread policy in effect (igcore.runtime.thread_policy)
+    precision: str | None = None  # arithmetic of the training steps (igcore.runtime.training_precision); None = runs before it was recorded: float32
     heap: dict[str, int] = {}  # glibc malloc settings applied (igcore.runtime.keep_freed_memory); {} = the library's defaults
     total_seconds: float | None = None
     notes: list[RunNote] = []

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from igcore.baseline import LOGITS_BATCH
 from igcore.config import MicroscopeConfig
 from igcore.microscope import ATTRIBUTIONS
 from igcore.microscope.counterfactuals import mean_ci
@@ -70,9 +71,10 @@ def test_default_run_keeps_its_settings_when_it_fits():
     settings = MicroscopeConfig(budget_s=240.0)
     plan = make_plan(settings, work(64), costs(1e-4, 3e-4))
     assert plan.fits and plan.all_effects and plan.reduced == {} and 0 < sum(plan.configured_s.values()) <= 240
-    before = {  # the parameters every default run used before they followed the image size
+    before = {  # the parameters every default run used before they followed the image size (occlusion's passes since
+        # they take igcore.baseline.LOGITS_BATCH images)
         "integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black"},
-        "occlusion": {"window": 16, "stride": 8, "baseline": "gray", "forward_batch": 256},
+        "occlusion": {"window": 16, "stride": 8, "baseline": "gray", "forward_batch": LOGITS_BATCH},
         "layer_integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black", "interpolate_mode": "nearest"},
     }
     assert {m: plan.settings.params[m] for m in before} == before

@@ -8,15 +8,20 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from threadpoolctl import threadpool_info
 
+from igcore import baseline
+from igcore.baseline import ImageClassifier
 from igcore.config import load_config
+from igcore.context import RunContext
 from igcore.errors import InputError
 from igcore.pipeline import run_pipeline
-from igcore.runtime import HEAP_SETTINGS, RuntimeConfig, blas_env, thread_policy
+from igcore.runtime import HEAP_SETTINGS, RuntimeConfig, blas_env, thread_policy, training_precision
 from testkit.runs import tiny_sets
 
 
@@ -97,3 +102,110 @@ def test_bad_thread_settings_are_one_line_input_errors(setting: str, message: st
     with pytest.raises(InputError, match=message) as e:
         load_config(None, [setting])
     assert "\n" not in str(e.value)
+
+
+# -- the arithmetic of the training steps ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
+def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch: pytest.MonkeyPatch, native: bool, expected: str) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native, raising=False)
+    cpu = torch.device("cpu")
+    assert training_precision("auto", cpu) == expected
+    assert training_precision("float32", cpu) == "float32" and training_precision("bfloat16", cpu) == "bfloat16"
+
+
+def _dtypes_seen(precision: str, side: int = 32) -> tuple[set[torch.dtype], set[torch.dtype], ImageClassifier]:
+    """The dtypes of the first convolution's outputs during training steps and during evaluation."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, side, side, 3), dtype=np.uint8)
+    labels = np.arange(24) % 2
+    training, evaluating = set(), set()
+    convs: list[torch.nn.Module] = []  # the model's own first convolution, not the copies the bfloat16 check makes
+
+    def record(module: torch.nn.Module, args: object, out: torch.Tensor) -> None:
+        if module is convs[0]:
+            (training if module.training else evaluating).add(out.dtype)
+
+    clf = ImageClassifier("resnet-tiny", 2, image_size=side, epochs=2, batch_size=8, device="cpu", progress=False, precision=precision)
+    original = ImageClassifier.fit
+
+    def fit_with_hook(self: ImageClassifier, *args: object, **kwargs: object) -> ImageClassifier:
+        build = baseline.build_model
+
+        def hooked(*a: object, **k: object) -> torch.nn.Module:
+            model = build(*a, **k)
+            convs.append(next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)))
+            convs[0].register_forward_hook(record)
+            return model
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(baseline, "build_model", hooked)
+            return original(self, *args, **kwargs)
+
+    fit_with_hook(clf, images, labels, val=(images, labels))
+    clf.logits(images)
+    return training, evaluating, clf
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_training_steps_run_in_the_precision_and_everything_else_in_float32(precision: str) -> None:
+    training, evaluating, clf = _dtypes_seen(precision)
+    assert training == {getattr(torch, precision)}
+    assert evaluating == {torch.float32}  # validation and scores
+    assert all(p.dtype == torch.float32 for p in clf.module_.parameters())  # the weights stay float32
+    assert all(np.isfinite(r["train_loss"]) for r in clf.history_)
+    assert clf.logits(np.zeros((2, 32, 32, 3), np.uint8)).dtype == np.float32
+    assert clf.precision_ == precision
+
+
+def test_bfloat16_is_refused_where_a_strided_convolution_sees_one_pixel(tmp_path: Path) -> None:
+    # resnet-tiny on 16 px images: the last stage's 3x3 stride-2 convolution gets a 1x1 input, whose bfloat16 weight
+    # gradient oneDNN gets wrong (igcore.baseline.bfloat16_steps_agree): the fit trains in float32 and says so
+    training, _, clf = _dtypes_seen("bfloat16", side=16)
+    assert training == {torch.float32} and clf.precision_ == "float32"
+    saved = json.loads((clf.save(tmp_path / "model") / "estimator.json").read_text())
+    assert saved["params"]["precision"] == "bfloat16" and saved["precision"] == "float32"
+
+
+class _SignFlipsInBfloat16(torch.nn.Module):
+    """A model whose bfloat16 arithmetic is grossly wrong: its output changes sign under autocast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(12, 2)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        out = self.linear(pixels.flatten(1))
+        return -out if torch.is_autocast_enabled(pixels.device.type) else out
+
+
+def test_bfloat16_steps_that_disagree_with_float32_are_refused() -> None:
+    pixels, targets = torch.rand(8, 3, 2, 2), torch.arange(8) % 2
+
+    def loss(logits: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(logits, targets)
+
+    assert not baseline.bfloat16_steps_agree(_SignFlipsInBfloat16(), pixels, loss)
+    assert baseline.bfloat16_steps_agree(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2)), pixels, loss)
+
+
+def test_an_unknown_precision_is_an_input_error() -> None:
+    clf = ImageClassifier("resnet-tiny", 2, image_size=16, epochs=1, batch_size=8, device="cpu", progress=False, precision="float16")
+    with pytest.raises(InputError, match="precision 'float16' is not one of float32, bfloat16"):
+        clf.fit(np.zeros((4, 16, 16, 3), np.uint8), np.array([0, 1, 0, 1]))
+
+
+def test_a_run_records_the_precision_of_its_training_steps(tmp_path: Path) -> None:
+    config = load_config(None, [*tiny_sets(), "runtime.precision=bfloat16", "run_id=precision"])
+    run = run_pipeline(config, tmp_path, stages=["world", "erm"], progress=False)
+    assert json.loads((run / "manifest.json").read_text())["precision"] == "bfloat16"
+    assert json.loads((run / "models" / "erm" / "estimator.json").read_text())["params"]["precision"] == "bfloat16"
+    assert not any("trained in float32" in note["text"] for note in json.loads((run / "manifest.json").read_text()).get("notes", []))
+    # worlds are 32 px and more; a model that fell back (16 px, above) gets a note in the run that trained it
+    notes: list[str] = []
+    _, _, refused = _dtypes_seen("bfloat16", side=16)
+    RunContext.note_precision(SimpleNamespace(note=notes.append), "erm", refused)  # type: ignore[arg-type]
+    assert notes and notes[0].startswith("erm trained in float32, not bfloat16")
+    with pytest.raises(InputError, match="runtime.precision"):
+        load_config(None, ["runtime.precision=half"])

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from igcore.baseline import to_pixels
+from igcore.baseline import LOGITS_BATCH, to_pixels
 from igcore.discover.layers import Site, variants
 from igcore.microscope.counterfactuals import log_odds, mean_ci
 
@@ -108,7 +108,7 @@ def ablation_effects(
     groups: np.ndarray,
     group_names: Sequence[str],
     *,
-    batch_size: int = 256,
+    batch_size: int = LOGITS_BATCH,
     seed: int = 0,
     n_resamples: int = 2000,
 ) -> list[dict[str, Any]]:

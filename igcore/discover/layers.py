@@ -32,12 +32,12 @@ import torch
 from torch import nn
 
 from igcore.architectures import architecture_of, vit_layers
-from igcore.baseline import to_pixels
+from igcore.baseline import LOGITS_BATCH, to_pixels
 from igcore.errors import InputError
 
 GridFn = Callable[[torch.Tensor], torch.Tensor]  # (B, h, w, C) non-negative -> (V, B, h, w, C) variants
-#: Images per forward pass when a site's activations are read.
-CAPTURE_BATCH = 256
+#: Images per forward pass when a site's activations are read (forward only, as a classifier's scores).
+CAPTURE_BATCH = LOGITS_BATCH
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 
 #: Window and stride as shares of the image side when not set.
 WINDOW_SHARE, STRIDE_SHARE = 1 / 4, 1 / 8
-#: Occluded images per forward pass: 256 at the reference side, the same pixels on larger images.
-FORWARD_BATCH = same_pixels(forward_batch=256)
+#: Occluded images per forward pass: 128 at the reference side (as :data:`igcore.baseline.LOGITS_BATCH`, which this
+#: module does not import: the config reads it without torch), the same pixels on larger images.
+FORWARD_BATCH = same_pixels(forward_batch=128)
 
 
 class OcclusionParams(Settings):
@@ -36,7 +37,7 @@ class OcclusionParams(Settings):
     stride: int | None = Field(None, ge=1, description="step between patches in pixels; null = an eighth of the image side")
     baseline: BaselineName = Field("gray", description="colour of the patch: black | gray | white")
     forward_batch: int | None = Field(
-        None, ge=1, description="occluded images evaluated per forward pass (all images of the batch together); null = 256 at 64 px, the same pixels on larger images"
+        None, ge=1, description="occluded images evaluated per forward pass (all images of the batch together); null = 128 at 64 px, the same pixels on larger images"
     )
 
 

@@ -8,11 +8,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from igcore.baseline import ImageClassifier, head_inputs
+from igcore.baseline import LOGITS_BATCH, ImageClassifier, head_inputs
 from igcore.context import RunContext
 
 
-def penultimate_features(model: ImageClassifier, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+def penultimate_features(model: ImageClassifier, images: np.ndarray, batch_size: int = LOGITS_BATCH) -> np.ndarray:
     """Inputs of the classification head (the representation DFR re-weights)."""
     return head_inputs(model.module_, images, batch_size, model.device_).cpu().numpy()
 

@@ -62,8 +62,10 @@ def stage_concepts(ctx: RunContext) -> dict[str, Any]:
             lr=c.lr,
             weight_decay=b.weight_decay,
             device=str(ctx.device),
+            precision=ctx.precision,
             progress=ctx.progress,
         ).fit(data.concept_bank, ctx.inputs("concept_bank"))
+        ctx.note_precision("concepts", model.classifier_)
         model.classifier_.save(ctx.writer.subdir("models/concepts"))
         annotated = {name: model.scores(ctx.inputs(name)) for name in SCORED_SPLITS}
         test_auc = model.auc(data.test_eval, annotated["test_eval"])

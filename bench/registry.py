@@ -121,11 +121,11 @@ GENERATORS: tuple[Generator, ...] = (
     Generator(
         "pipeline", "bench.bench_pipeline", "per-stage wall time and peak memory of the default run at 1× and 4× the data, and "
         "the default run of the commit that last published the page beside this code's, and this code's without the freed-memory policy "
-        "and with float32 training steps",
+        "and with bfloat16 training steps where the CPU computes them",
         full=("--scales", "1,4", "--compare", "published", "--variant", "runtime.keep_freed_memory=false",
-              "--variant", "runtime.precision=float32", "--out", "{runs}/pipeline"),
+              "--variant", "runtime.precision=auto", "--out", "{runs}/pipeline"),
         quick=("--scales", "1,2", "--compare", "HEAD", "--variant", "runtime.keep_freed_memory=false",
-               "--variant", "runtime.precision=float32", "--out", "{runs}/pipeline", *TINY_SETS),
+               "--variant", "runtime.precision=auto", "--out", "{runs}/pipeline", *TINY_SETS),
         blocks=("docs/PERFORMANCE.md#pipeline",), minutes=10, env=ONE_THREAD,
     ),
     Generator(

@@ -303,8 +303,7 @@ class ImageClassifier:
         ):
             self.precision_ = "float32"  # the stage that trained it says so (RunContext.note_precision)
         steps_per_epoch = max(1, (n + self.batch_size - 1) // self.batch_size)
-        # fused: one kernel for every parameter's update instead of a loop of small ops per parameter
-        optimizer = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay, fused=True)
+        optimizer = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         total_steps = self.epochs * steps_per_epoch
         schedule = (  # one-cycle needs a few steps of warm-up; tiny runs train at a constant rate
             torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=total_steps, pct_start=0.2)

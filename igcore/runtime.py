@@ -68,10 +68,11 @@ class RuntimeConfig(Settings):
                           "once (glibc's malloc settings; igcore.runtime.keep_freed_memory): less system time, a larger peak RSS",
     )
 
-    precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="arithmetic of the training steps (forward and backward; weights, optimiser and every "
-                            "evaluation stay float32): auto = bfloat16 where the device computes it natively "
-                            "(a CPU with AMX tiles, a CUDA GPU with bfloat16), else float32; igcore.runtime.training_precision",
+    precision: Literal["float32", "auto", "bfloat16"] = Field(
+        "float32", description="arithmetic of the training steps (forward and backward; weights, optimiser and every "
+                               "evaluation stay float32): auto = bfloat16 where the device computes it natively (a CPU "
+                               "with AMX tiles, a CUDA GPU with bfloat16), else float32; opt-in (docs/ARCHITECTURE.md); "
+                               "igcore.runtime.training_precision",
     )
 
     def concurrent_stages(self) -> int:
@@ -108,7 +109,7 @@ def training_precision(setting: str, device: torch.device) -> str:
     state and every evaluation (validation, scores, the microscope) stay float32. bfloat16 keeps float32's exponent
     range, so no loss scaling is needed. ``auto`` takes it only where the hardware computes it natively
     (:func:`native_bfloat16`); the measured gain is in docs/PERFORMANCE.md (the pipeline page's last column runs
-    ``runtime.precision=float32``)."""
+    ``runtime.precision=auto``). Not the default: float32 is (docs/ARCHITECTURE.md says why)."""
     if setting == "auto":
         return "bfloat16" if native_bfloat16(device) else "float32"
     return setting

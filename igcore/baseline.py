@@ -10,6 +10,7 @@ distribution only (``val``), never D′.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -37,9 +38,9 @@ PIXEL_STD = (0.25, 0.25, 0.25)
 
 #: Images per forward pass when a classifier scores images (and per executor batch of :class:`BatchLogits`), and the
 #: other forward-only passes' reference (occlusion, discovery's activations and ablations): on a CPU, a pass small
-#: enough that a small model's activations stay in the core's cache runs faster than a larger one (about 128 images
-#: of 64 px for the project's models, measured against 512 by bench/bench_pipeline's comparison), with the same logits
-#: (a model in eval mode scores every image on its own).
+#: enough that a small model's activations stay in the core's cache runs faster than a larger one (128 images of
+#: 64 px scored faster than 512 when this was set, one thread, the project's models), with the same logits (a model in
+#: eval mode scores every image on its own).
 LOGITS_BATCH = 128
 
 
@@ -296,12 +297,13 @@ class ImageClassifier:
         t_all = t.to(device)
         self.sample_weight_ = None if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32, device=device)
         n = len(x_all)
-        first = torch.arange(min(n, self.batch_size), device=device)
         self.precision_ = self.precision
-        if self.precision == "bfloat16" and n and not bfloat16_steps_agree(
-            self.module_, to_pixels(x_all[first], device), lambda logits: self.batch_loss(logits, t_all[first], first)
-        ):
-            self.precision_ = "float32"  # the stage that trained it says so (RunContext.note_precision)
+        if self.precision == "bfloat16" and n:  # checked on the first batch; the stage says when it falls back
+            first = torch.arange(min(n, self.batch_size), device=device)  # (RunContext.note_precision)
+            # the base objective: a subclass's may keep state that every call moves (GroupDRO's group weights)
+            loss = functools.partial(ImageClassifier.batch_loss, self, targets=t_all[first], index=first)
+            if not bfloat16_steps_agree(self.module_, to_pixels(x_all[first], device), loss):
+                self.precision_ = "float32"
         steps_per_epoch = max(1, (n + self.batch_size - 1) // self.batch_size)
         optimizer = torch.optim.AdamW(self.module_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         total_steps = self.epochs * steps_per_epoch

@@ -209,3 +209,23 @@ def test_a_run_records_the_precision_of_its_training_steps(tmp_path: Path) -> No
     assert notes and notes[0].startswith("erm trained in float32, not bfloat16")
     with pytest.raises(InputError, match="runtime.precision"):
         load_config(None, ["runtime.precision=half"])
+
+
+def test_the_bfloat16_check_leaves_a_stateful_objective_alone() -> None:
+    # GroupDRO's loss moves its group weights at every call: the check must not call it (nor refuse bfloat16 because
+    # two of its calls differ), so the weights after the fit are those of training alone
+    from igcore.peers.groupdro import GroupDROClassifier
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    labels, groups = np.arange(24) % 2, np.arange(24) % 4
+    fits = {}
+    for precision, check in (("bfloat16", True), ("bfloat16", False)):
+        with pytest.MonkeyPatch.context() as mp:
+            if not check:
+                mp.setattr(baseline, "bfloat16_steps_agree", lambda *a, **k: True)
+            clf = GroupDROClassifier("resnet-tiny", 2, image_size=32, epochs=2, batch_size=8, device="cpu", progress=False,
+                                     precision=precision).set_groups(groups)
+            fits[check] = clf.fit(images, labels)
+    assert fits[True].precision_ == "bfloat16"
+    assert torch.equal(fits[True].q_, fits[False].q_)

@@ -12,7 +12,7 @@ import torch
 from igcore import prior as P
 from igcore.errors import InputError
 from igcore.likelihood import ClauseLikelihood, log_likelihood, predict_proba
-from igcore.search import HypothesisSearch, MAPProblem, search_from_config, solve_map
+from igcore.search import HypothesisSearch, MAPProblem, SolverState, search_from_config, solve_map
 from igcore.worlds.base import Vocabulary
 from testkit.hypotheses import from_pairs
 from testkit.scores import CLASSES, world_scores
@@ -151,6 +151,27 @@ def test_resolve_from_a_repriced_solver_state(n_classes: int) -> None:
     for res in (warm, mixed):
         assert torch.allclose(res.objective, cold.objective, rtol=1e-10, atol=0)
         assert torch.allclose(res.weights, cold.weights, rtol=0, atol=1e-4) and bool(((res.weights > 0) == (cold.weights > 0)).all())
+
+
+def test_solver_state_rows_gathered_from_several_batches() -> None:
+    """A warm re-solve's carried state is gathered from the rows of several earlier batches (by reference, no per-row
+    copies): each row is exactly its source row, and a set without a state gets zeros and no Hessian."""
+    gen = torch.Generator().manual_seed(4)
+
+    def state(b: int) -> SolverState:
+        return SolverState(torch.rand(b, 6, dtype=torch.float64, generator=gen), torch.rand(b, dtype=torch.float64, generator=gen),
+                           torch.rand(b, dtype=torch.float64, generator=gen), torch.rand(b, 6, dtype=torch.float64, generator=gen),
+                           torch.rand(b, 6, 6, dtype=torch.float64, generator=gen), torch.rand(b, generator=gen) < 0.7)
+
+    first, second = state(3), state(4)
+    rows = [(second, 3), None, (first, 0), (second, 1), (first, 2), None]
+    got = SolverState.gather(rows)
+    for name in ("x", "f", "nll", "grad", "hessian", "has_hessian"):
+        column = getattr(got, name)
+        assert column.shape[0] == len(rows) and column.dtype == getattr(first, name).dtype
+        for i, row in enumerate(rows):
+            expected = getattr(row[0], name)[row[1]] if row is not None else torch.zeros_like(getattr(first, name)[0])
+            assert torch.equal(column[i], expected), (name, i)
 
 
 @pytest.mark.parametrize("method", ["newton", "lbfgs"])

@@ -74,12 +74,12 @@ class _Entry:
     log_posterior: float
     grad: np.ndarray  # (K, C)
     gamma: float = 0.0  # the solver's last L-BFGS scaling (warm starts the next fit's solve of this set)
-    state: tuple[torch.Tensor, ...] | None = None  # this set's row of the solver's SolverState (projected Newton)
+    state: tuple[SolverState, int] | None = None  # the solver's SolverState of this set's batch and its row (projected Newton)
 
 
-#: Where a MAP solve starts: ``(weights (K, C), bias (C,))``, or with the L-BFGS scaling and the solver state (a row of
-#: :class:`SolverState`, or ``None``) of a previous solve of the same set.
-_Start = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, float, tuple[torch.Tensor, ...] | None]
+#: Where a MAP solve starts: ``(weights (K, C), bias (C,))``, or with the L-BFGS scaling and the solver state (a
+#: :class:`SolverState` and the set's row in it, or ``None``) of a previous solve of the same set.
+_Start = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, float, tuple[SolverState, int] | None]
 
 
 def _resolve_device(device: str, scores: Any) -> torch.device:
@@ -224,7 +224,7 @@ class HypothesisSearch:
                 flat = w[i].reshape(-1)
                 support = frozenset(np.nonzero(flat > 0)[0].tolist())
                 lp = -float(obj[i]) + self._structure(w[i] > 0)
-                row = (st.x[i], st.f[i], st.nll[i], st.grad[i], st.hessian[i], st.has_hessian[i]) if st is not None else None
+                row = (st, i) if st is not None else None  # a reference: rows are gathered only when carried
                 out.append(_Entry(a, support, w[i], b[i], float(nll[i]), float(obj[i]), lp, grad[i], float(gamma[i]), row))
         return out
 
@@ -234,9 +234,7 @@ class HypothesisSearch:
         rows = [s[3] if len(s) > 3 else None for s in starts]
         if self._carry is None or not problem.newton or all(r is None for r in rows):
             return None
-        template = next(r for r in rows if r is not None)
-        columns = [torch.stack([r[j] if r is not None else torch.zeros_like(template[j]) for r in rows]) for j in range(len(template))]
-        return problem.reprice(self._carry, SolverState(*columns))
+        return problem.reprice(self._carry, SolverState.gather(rows))
 
     # ------------------------------------------------------------------ fit
     def fit(self, scores: Any, y: Any, vocabulary: Vocabulary, classes: Sequence[str]) -> HypothesisSearch:

@@ -18,7 +18,8 @@ scores' device (GPU if they are CUDA tensors), in float64 (or float32 GEMMs with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -54,6 +55,27 @@ class SolverState:
     grad: torch.Tensor
     hessian: torch.Tensor
     has_hessian: torch.Tensor
+
+    @staticmethod
+    def gather(rows: Sequence[tuple[SolverState, int] | None]) -> SolverState:
+        """One batch of rows taken from several states: row i is row ``rows[i][1]`` of state ``rows[i][0]``, or zeros
+        without a Hessian where ``rows[i]`` is None (at least one is not). One gather per source state and field
+        rather than a stack of per-row views: a warm re-solve carries hundreds of rows from a few batches."""
+        sources: dict[int, tuple[SolverState, list[int], list[int]]] = {}  # id(state) -> (state, positions, its rows)
+        for pos, row in enumerate(rows):
+            if row is not None:
+                source = sources.setdefault(id(row[0]), (row[0], [], []))
+                source[1].append(pos)
+                source[2].append(row[1])
+        names = [f.name for f in fields(SolverState)]
+        first = next(iter(sources.values()))[0]
+        out = {n: getattr(first, n).new_zeros((len(rows), *getattr(first, n).shape[1:])) for n in names}
+        for state, positions, taken in sources.values():
+            dev = state.x.device
+            to, frm = torch.tensor(positions, device=dev), torch.tensor(taken, device=dev)
+            for n in names:
+                out[n][to] = getattr(state, n)[frm]
+        return SolverState(**out)
 
 
 class MAPProblem:
@@ -403,6 +425,12 @@ def _projected_gradient(x: torch.Tensor, g: torch.Tensor, mask: torch.Tensor, bo
     return at_bound, torch.where(at_bound, torch.clamp(g, max=0), g) * mask
 
 
+def _rows(values: torch.Tensor | None, holders: torch.Tensor, problems: torch.Tensor) -> torch.Tensor:
+    """The rows of ``values`` (one per problem of ``holders``, sorted) of ``problems`` (sorted, all in ``holders``)."""
+    assert values is not None
+    return values if problems.numel() == holders.numel() else values[torch.searchsorted(holders, problems)]
+
+
 def _packed_start(problem: MAPProblem, allowed: torch.Tensor, w0: torch.Tensor, b0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Both solvers' start: which packed variables each problem may move (B, P), which are bounded below by 0 (P,),
     and the packed start x (B, P), clipped to the feasible set."""
@@ -430,8 +458,12 @@ def _solve_newton(
     hessian = torch.zeros(b_n, p, p, dtype=torch.float64, device=dev)  # the last one computed per problem
     single = state is not None  # a re-solve: Hessians from single-precision products (they only scale the steps)
     has_hessian = torch.zeros(b_n, dtype=torch.bool, device=dev)
+    # curv: the per-example curvature terms (fg_curvature) at the current points of the problems ``live`` (sorted), rows
+    # of the problems still running only: no (B, N) array is scattered back or gathered for the whole batch per iteration
+    curv: torch.Tensor | None
     if state is None or not bool(state.has_hessian.any()):
         f, nll, g, curv = problem.fg_curvature(x)
+        live = torch.arange(b_n, device=dev)
         n_evals = 1
         carried = None
     else:  # a re-solve: the problems with a previous state start there, the others are evaluated at their start
@@ -441,15 +473,10 @@ def _solve_newton(
         hessian[carried], has_hessian[carried] = state.hessian[carried], True
         new = torch.nonzero(~carried).squeeze(1)
         n_evals = int(new.numel() > 0)
-        curv_new = None
+        curv, live = None, new  # the carried problems take their first step with their carried Hessian
         if n_evals:
-            f[new], nll[new], g[new], curv_new = problem.fg_curvature(x[new])
-        if problem.sign is not None:  # the shape and dtype fg_curvature gives; unused until a problem is evaluated
-            curv = torch.zeros(b_n, problem.n, dtype=problem.s.dtype, device=dev)
-        else:
-            curv = torch.zeros(b_n, problem.c, problem.n, dtype=torch.float64, device=dev)
-        if curv_new is not None:
-            curv[new] = curv_new
+            f[new], nll[new], g[new], curv = problem.fg_curvature(x[new])
+
     active = torch.ones(b_n, dtype=torch.bool, device=dev)
     gtol, noise, ftol = _tolerances(problem, tol)
     eye = torch.eye(p, dtype=torch.float64, device=dev)
@@ -474,10 +501,10 @@ def _solve_newton(
             h = hessian[idx]
             fresh = torch.nonzero(~carried[idx]).squeeze(1)
             if fresh.numel():
-                h[fresh] = problem.hessian(curv[idx[fresh]], single)
+                h[fresh] = problem.hessian(_rows(curv, live, idx[fresh]), single)
             carried = None  # every carried problem has taken its first step or is done
         else:
-            h = problem.hessian(curv if everyone else curv[idx], single)
+            h = problem.hessian(_rows(curv, live, idx), single)
         if everyone:
             hessian, has_hessian = h, torch.ones(b_n, dtype=torch.bool, device=dev)
         else:
@@ -493,7 +520,7 @@ def _solve_newton(
         # projected backtracking (Armijo along the projection arc), as in the L-BFGS; every problem still in the
         # loop has been halved as often as the others, so one step length serves them all
         accepted = torch.zeros(len(idx), dtype=torch.bool, device=dev)
-        x_new, f_new, nll_new, g_new, curv_new = xa, fa, nll if everyone else nll[idx], ga, curv if everyone else curv[idx]
+        x_new, f_new, nll_new, g_new, curv_new = xa, fa, nll if everyone else nll[idx], ga, None
         pos = torch.arange(len(idx), device=dev)
         xs, ds, gs, fs, ms, step_len = xa, d, ga, fa, ma, 1.0
         for _ in range(40):
@@ -509,10 +536,15 @@ def _solve_newton(
                 x_new, f_new, nll_new, g_new, curv_new = xt, ft, nllt, gt, ct
                 accepted[:] = True
                 break
+            ok_pos = pos[ok]
             if step_len == 1.0:  # some are backtracked: the results are written per problem
                 x_new, f_new, g_new = xa.clone(), fa.clone(), ga.clone()
-            ok_pos = pos[ok]
-            x_new[ok_pos], f_new[ok_pos], nll_new[ok_pos], g_new[ok_pos], curv_new[ok_pos] = xt[ok], ft[ok], nllt[ok], gt[ok], ct[ok]
+                # every problem's curvature at its full step: the rows of a shorter step accepted later are overwritten,
+                # and a problem that accepts none stalls, so its row is never used
+                curv_new = ct
+            else:
+                curv_new[ok_pos] = ct[ok]
+            x_new[ok_pos], f_new[ok_pos], nll_new[ok_pos], g_new[ok_pos] = xt[ok], ft[ok], nllt[ok], gt[ok]
             accepted[ok_pos] = True
             if bool(ok.all()):
                 break
@@ -521,11 +553,12 @@ def _solve_newton(
         stalled = ~accepted
         small = (fa - f_new) <= ftol * fa.abs().clamp(min=1.0)
         if everyone:
-            x, f, nll, g, curv = x_new, f_new, nll_new, g_new, curv_new
+            x, f, nll, g = x_new, f_new, nll_new, g_new
             active = ~(stalled | (small & accepted & (it > 1)))
         else:
-            x[idx], f[idx], nll[idx], g[idx], curv[idx] = x_new, f_new, nll_new, g_new, curv_new
+            x[idx], f[idx], nll[idx], g[idx] = x_new, f_new, nll_new, g_new
             active[idx] = ~(stalled | (small & accepted & (it > 1)))
+        curv, live = curv_new, idx  # None only when no step was evaluated: every problem stalled
     converged = ~active
     w = x[:, :kc].reshape(b_n, problem.k, problem.c)
     g_w = g[:, :kc].reshape(b_n, problem.k, problem.c)

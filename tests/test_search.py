@@ -106,6 +106,24 @@ def test_binary_fast_path_matches_the_general_softmax() -> None:
     assert torch.allclose(auto, g2)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_binary_margins_from_sign_scaled_scores_are_bit_identical(dtype: torch.dtype) -> None:
+    """Newton-sized two-class problems take the margins from S with its rows multiplied by -sign (one pass over
+    (B, N) less): F, the negative log-likelihood, the gradient and the curvature are those of the plain product, bit
+    for bit (the search's results must not move)."""
+    gen = torch.Generator().manual_seed(5)
+    s = torch.rand(300, 7, dtype=torch.float64, generator=gen).to(dtype)
+    y = torch.randint(0, 2, (300,), generator=gen)
+    l1 = torch.rand(7, 2, dtype=torch.float64, generator=gen)
+    fast, plain = MAPProblem(s, y, 2, l1, 0.3, 0.01), MAPProblem(s, y, 2, l1, 0.3, 0.01)
+    assert fast.neg_s is not None
+    plain.neg_s = None
+    for b in (1, 5, 33):
+        x = torch.randn(b, 16, dtype=torch.float64, generator=gen)
+        for got, expected in zip(fast.fg_curvature(x), plain.fg_curvature(x), strict=True):
+            assert torch.equal(got, expected)
+
+
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_hessian_is_the_true_one(n_classes: int) -> None:
     """The Newton steps' Hessian (per-example curvature from the same pass as F) is autograd's Hessian of F."""

@@ -155,7 +155,7 @@ def bfloat16_steps_agree(
     too_small: list[bool] = []
 
     def check_geometry(conv: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        too_small.append(any(side == 1 < k and s > 1 for side, k, s in zip(args[0].shape[-2:], conv.kernel_size, conv.stride)))
+        too_small.append(any(side == 1 < k and s > 1 for side, k, s in zip(args[0].shape[-2:], conv.kernel_size, conv.stride, strict=True)))
 
     hooks = [m.register_forward_pre_hook(check_geometry) for m in probe.modules() if isinstance(m, nn.Conv2d)]
 
@@ -172,7 +172,7 @@ def bfloat16_steps_agree(
     if any(too_small):
         return False
     first, second = gradients(True), gradients(True)
-    for a, b, ref in zip(first, second, exact):
+    for a, b, ref in zip(first, second, exact, strict=True):
         if not (torch.equal(a, b) and bool(torch.isfinite(a).all())):
             return False
         if float(ref.norm()) > 0 and float(nn.functional.cosine_similarity(a.flatten(), ref.flatten(), dim=0)) < min_cosine:

@@ -148,9 +148,18 @@ class RankedRecord(_Open):
     posterior: float
 
 
+class ImplausibleClause(_Open):
+    """A clause of z* a rater would more likely reject than endorse (Prior_M's plausibility below one half)."""
+
+    concept: str
+    cls: str = Field(alias="class")
+    plausibility: float
+
+
 class Hypotheses(_Open):
     z_star: list[ClauseRecord] | None = None
     z_star_text: str | None = None
+    z_star_implausible: list[ImplausibleClause] = []
     z_star_json: dict[str, Any] | None = None
     no_prior: list[ClauseRecord] | None = None
     no_prior_text: str | None = None

@@ -203,6 +203,19 @@ def test_pairwise_fit_and_log_prior(fitted: P.PriorModel, vocab: Vocabulary) -> 
     assert split == pytest.approx(fitted.log_prior(animal))
 
 
+def test_implausible_clauses_are_the_ones_raters_would_reject(fitted: P.PriorModel) -> None:
+    """A background given as evidence is a clause the shipped raters reject; the animal's features are not: only the
+    former are reported, least plausible first, with the plausibility the search priced them at."""
+    mixed = from_pairs([("amber_eyes", "wolf", 2.0), ("grassy_ground", "husky", 1.0), ("snowy_ground", "wolf", 1.5)])
+    found = fitted.implausible_clauses(mixed)
+    assert {c.concept for c, _ in found} == {"grassy_ground", "snowy_ground"}
+    assert all(0 < p < 0.5 for _, p in found) and [p for _, p in found] == sorted(p for _, p in found)
+    logp = fitted.clause_log_plausibility()
+    for c, p in found:
+        assert p == pytest.approx(math.exp(logp[fitted.vocabulary_.index(c.concept), fitted.classes_.index(c.cls)]))
+    assert fitted.implausible_clauses(from_pairs([("amber_eyes", "wolf", 2.0), ("blue_eyes", "husky", 2.0)])) == []
+
+
 def test_without_pairwise_the_config_coefficients_are_used(ratings: pd.DataFrame, vocab: Vocabulary) -> None:
     m = P.PriorModel(encoder="hashing", coef_length=0.7, fit_pairwise=True).fit(ratings, vocab, CLASSES)
     assert m.coef_length_ == 0.7 and not m.pairwise_fit_["used"]

@@ -230,3 +230,23 @@ def test_the_stage_list_names_functions_that_exist():
             if path:
                 module, _, name = path.partition(":")
                 assert callable(getattr(importlib.import_module(module), name)), path
+
+
+def test_a_z_star_against_the_prior_is_said_so(tmp_path: Path) -> None:
+    """With the prior weighing nothing (``prior.strength=0``) at rho 0.99, z* takes whatever explains D, the
+    background among it, though the shipped raters reject such clauses: the run records each clause of z* a rater
+    would more likely reject, with its plausibility, and tells its reader in a note."""
+    from igcore.pipeline import run_pipeline
+    from igcore.store import load_run_dir
+    from testkit.runs import SMALL_WORLD, tiny_sets
+
+    sets = [*tiny_sets({**SMALL_WORLD, "world.rho": 0.99, "world.image_size": 32, "concepts.epochs": 2}), "prior.strength=0"]
+    run = load_run_dir(run_pipeline(load_config(None, sets), tmp_path, stages=["world", "concepts", "vocabulary", "ig"], progress=False))
+    implausible = run.metrics["hypotheses"]["z_star_implausible"]
+    backgrounds = {c["id"] for c in run.metrics["world"]["vocabulary"] if c["kind"] == "context"}
+    assert {c["concept"] for c in implausible} & backgrounds
+    assert all(0 < c["plausibility"] < 0.5 for c in implausible)
+    z_star = {(c["concept"], c["class"]) for c in run.metrics["hypotheses"]["z_star"]}
+    assert {(c["concept"], c["class"]) for c in implausible} <= z_star
+    notes = [n["note"] for n in run.manifest["notes"] if n["stage"] == "ig"]
+    assert any("would more likely reject" in n and str(len(implausible)) in n for n in notes)

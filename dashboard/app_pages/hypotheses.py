@@ -40,6 +40,8 @@ run = page.run
 if note := run.judgments_note():
     st.caption(note)
 page.require("hypotheses.ranked", "ranked list of hypotheses")
+if warning := text.implausible_sentence(run.hypotheses.z_star_implausible, run.concept_texts):
+    st.warning(warning)
 ranked = run.ranked
 star = run.z_star_rank
 selected = (page.view.hyp or star + 1) - 1  # position in ranked, from 0

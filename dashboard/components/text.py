@@ -15,9 +15,10 @@ from typing import Any
 
 from dashboard.components.style import method_label, possessive, subject
 from dashboard.explanations import Explanation
-from igcore.hypothesis import clause_qualifiers
+from igcore.hypothesis import clause_qualifiers, clause_sentence
 from igcore.schema import (
     Effect,
+    ImplausibleClause,
     Interval,
     MethodMetrics,
     RankedRecord,
@@ -55,6 +56,18 @@ def clause_line(record: Mapping[str, Any]) -> str:
     strong evidence)", with "not specific" when the clause-deletion test said so."""
     text = str(record.get("text") or record["concept"])
     return f"{text[:1].upper()}{text[1:]} suggests **{record['class']}** (weight {float(record['weight']):+.2f}, {clause_qualifiers(record)})"
+
+
+def implausible_sentence(clauses: list[ImplausibleClause], texts: Mapping[str, str]) -> str | None:
+    """The run's warning that z* holds clauses a rater would more likely reject (``hypotheses.z_star_implausible``),
+    each with Prior_M's plausibility, in the concepts' current names (``texts``); None when there are none."""
+    if not clauses:
+        return None
+    listed = "; ".join(f"*{clause_sentence(texts.get(c.concept, c.concept), c.cls)}* (plausibility {c.plausibility:.2f})"
+                       for c in clauses)
+    return (f"z* holds {len(clauses)} clause(s) a rater would more likely reject than endorse: {listed}. The data "
+            "outweighed the prior, because no plausible concept of z*'s language explains D as well: name more "
+            "discovered concepts (Discover page) or add ratings (Prior page), then re-solve.")
 
 
 def hypothesis_label(index: int, record: RankedRecord, is_z_star: bool) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from igcore.errors import InputError
-from igcore.hypothesis import Hypothesis, clause_sentence
+from igcore.hypothesis import Clause, Hypothesis, clause_sentence
 from igcore.prior.encoders import TextEncoder, make_encoder
 from igcore.prior.judgments import validate_pairwise, validate_ratings
 from igcore.prior.params import PriorConfig
@@ -383,6 +383,19 @@ class PriorModel:
         plaus, size, w2, q, empty = self._hypothesis_terms(hypothesis)
         cost = self.coef_weight_ * w2 + self.coef_length_ * size + self.coef_class_length_ * q + self.coef_empty_class_ * empty
         return float(self.strength * (plaus - cost))
+
+    def implausible_clauses(self, hypothesis: Hypothesis) -> list[tuple[Clause, float]]:
+        """The clauses of ``hypothesis`` a rater is more likely to reject than endorse (plausibility below one half),
+        each with its plausibility, least plausible first.
+
+        The posterior can still choose such a clause when the data outweigh the prior, typically when no plausible
+        concept explains D (a labels-only run whose named concepts are all backgrounds): that is IG working as its
+        objective says, and exactly what a person reading z* must be told."""
+        self._check_fitted()
+        hypothesis.validate(self.vocabulary_, self.classes_)
+        found = [(c, float(self.plausibility_[self.vocabulary_.index(c.concept), self.classes_.index(c.cls)]))
+                 for c in hypothesis.clauses]
+        return sorted(((c, p) for c, p in found if p < 0.5), key=lambda cp: cp[1])
 
     def predicted_rating(self, concept: str, cls: str) -> float:
         self._check_fitted()

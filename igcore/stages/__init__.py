@@ -150,7 +150,7 @@ def peer_stage(peer: Peer) -> Stage:
                  when="when named in `peers`")
 
 
-_HYPOTHESES_IG = ("z_star", "z_star_text", "z_star_json", "no_prior", "no_prior_text", "no_prior_json", "ranked", "no_prior_ranked")
+_HYPOTHESES_IG = ("z_star", "z_star_text", "z_star_implausible", "z_star_json", "no_prior", "no_prior_text", "no_prior_json", "ranked", "no_prior_ranked")
 _HYPOTHESES_MICROSCOPE = ("z_baseline", "z_baseline_text", "z_student", "z_student_text")
 
 STAGES: tuple[Stage, ...] = (

@@ -124,7 +124,7 @@ def resolve_z_star(run: RunView, judgments: Any, warm: Any = None) -> dict[str, 
     z* speaks the run's words with the names people gave its discovered concepts (:attr:`RunView.names`), and
     Prior_M's text model reads those names, as on the Discover page.
 
-    Returns ``{"z_star": clause records, "bias", "text", "proba_test_eval", "ranked", "prior_summary",
+    Returns ``{"z_star": clause records, "implausible" (its clauses a rater is less likely than not to endorse), "bias", "text", "proba_test_eval", "ranked", "prior_summary",
     "engine_seconds", "n_ratings", "comparison", "search"}`` (``search`` can be passed back as ``warm`` to start
     from that solution). Raises :class:`~dashboard.run_view.NotComputed` when the run has no stored concept scores.
     """
@@ -134,6 +134,7 @@ def resolve_z_star(run: RunView, judgments: Any, warm: Any = None) -> dict[str, 
     out = resolve(run.run, judgments, warm=warm, names=run.name_map)
     return {
         "z_star": out.records,
+        "implausible": out.implausible,
         "bias": dict(out.z_star.bias),
         "text": out.text,
         "proba_test_eval": out.test_eval_proba,
@@ -241,5 +242,5 @@ def _resolve_named(run: RunView) -> dict[str, Any]:
 
     run.concept_scores("train")  # the re-solve reads them; a run without them says which stage writes them
     out = resolve(run.run, names=run.name_map)
-    return {"text": out.text, "z_star": out.records, "language": [c.id for c in out.language.vocabulary.concepts],
+    return {"text": out.text, "z_star": out.records, "implausible": out.implausible, "language": [c.id for c in out.language.vocabulary.concepts],
             "left_out": out.language.left_out, "engine_seconds": out.seconds}

@@ -40,6 +40,7 @@ class Resolution:
     ranked: list[dict[str, Any]]
     text: str
     records: list[dict[str, Any]]
+    implausible: list[dict[str, Any]]  # z*'s clauses a rater is less likely than not to endorse ({concept, class, plausibility})
     test_eval_proba: np.ndarray
     prior_summary: dict[str, Any]
     seconds: float
@@ -106,6 +107,7 @@ def resolve(run: Run, judgments: Judgments | None = None, warm: HypothesisSearch
         ranked=search.ranked_records(),
         text=z.render(vocabulary, classes),
         records=z.to_records(vocabulary),
+        implausible=prior.implausible_records(z),
         test_eval_proba=search.predict_proba(scores["test_eval"]),
         prior_summary=prior.summary(),
         seconds=time.perf_counter() - start,

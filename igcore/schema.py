@@ -149,7 +149,7 @@ class RankedRecord(_Open):
 
 
 class ImplausibleClause(_Open):
-    """A clause of z* a rater would more likely reject than endorse (Prior_M's plausibility below one half)."""
+    """A clause of z* a rater is less likely than not to endorse (Prior_M's plausibility below one half)."""
 
     concept: str
     cls: str = Field(alias="class")

@@ -659,15 +659,15 @@ def test_hypotheses_escape_a_clause_kind_from_the_run(fresh_runs_dir: Path) -> N
 
 
 def test_hypotheses_warn_when_z_star_goes_against_the_prior(fresh_runs_dir: Path) -> None:
-    """A run whose z* holds clauses a rater would more likely reject (``hypotheses.z_star_implausible``) says so on
+    """A run whose z* holds clauses a rater is less likely than not to endorse (``hypotheses.z_star_implausible``) says so on
     the Hypotheses page, each clause in the concept's words with its plausibility; a run without says nothing."""
     at = open_app("hypotheses", {"v": V, "run": "tiny"})
-    assert not [w for w in at.warning if "would more likely reject" in str(w.value)]
+    assert not [w for w in at.warning if "less likely than not to endorse" in str(w.value)]
     path = fresh_runs_dir / "tiny" / "metrics.json"
     m = json.loads(path.read_text())
     m["hypotheses"]["z_star_implausible"] = [{"concept": "snowy_ground", "class": "wolf", "plausibility": 0.0123}]
     path.write_text(json.dumps(m))
     at = open_app("hypotheses", {"v": V, "run": "tiny"})
     assert not at.exception
-    warned = [str(w.value) for w in at.warning if "would more likely reject" in str(w.value)]
+    warned = [str(w.value) for w in at.warning if "less likely than not to endorse" in str(w.value)]
     assert len(warned) == 1 and "snowy ground is evidence for a wolf" in warned[0] and "0.01" in warned[0]

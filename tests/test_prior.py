@@ -203,8 +203,8 @@ def test_pairwise_fit_and_log_prior(fitted: P.PriorModel, vocab: Vocabulary) -> 
     assert split == pytest.approx(fitted.log_prior(animal))
 
 
-def test_implausible_clauses_are_the_ones_raters_would_reject(fitted: P.PriorModel) -> None:
-    """A background given as evidence is a clause the shipped raters reject; the animal's features are not: only the
+def test_implausible_clauses_are_the_ones_raters_would_not_endorse(fitted: P.PriorModel) -> None:
+    """A background given as evidence is a clause the shipped raters do not endorse; the animal's features are not: only the
     former are reported, least plausible first, with the plausibility the search priced them at."""
     mixed = from_pairs([("amber_eyes", "wolf", 2.0), ("grassy_ground", "husky", 1.0), ("snowy_ground", "wolf", 1.5)])
     found = fitted.implausible_clauses(mixed)

@@ -24,7 +24,7 @@ import streamlit as st
 from dashboard import engine, session, url_state
 from dashboard.components import widgets
 from dashboard.components.style import possessive
-from dashboard.components.text import effect_phrase, utc_time
+from dashboard.components.text import effect_phrase, implausible_sentence, utc_time
 from dashboard.page import open_page
 from dashboard.run_view import RunView
 from igcore.discover.names import MAX_NAME_LENGTH, is_named, parse_id
@@ -196,6 +196,8 @@ with session.guard("z* re-solved with the names"):
         st.markdown(f"Re-solved on the run's own judgments with {len(named)} named concept(s) "
                     f"({', '.join(f'“{named[c]}”' for c in sorted(named))}); z* now reads:")
         st.markdown(f"> {solved['text']}")
+        if warning := implausible_sentence(solved["implausible"], run.concept_texts):
+            st.warning(warning)
         st.caption(f"Named concepts z* uses: {', '.join(named[c] for c in used) if used else 'none'}. "
                    f"{solved['left_out']} discovered concept(s) are still unnamed and left out of z*'s language. "
                    f"Solved in {np.round(solved['engine_seconds'], 2)} s.")

@@ -20,6 +20,7 @@ from dashboard.components.judgments import (
     sources_table,
     stop_status,
 )
+from dashboard.components.text import implausible_sentence
 from dashboard.page import open_page
 from igcore.errors import InputError
 from igcore.hypothesis import summary_sentence
@@ -241,6 +242,8 @@ if result:
         col_after.markdown(f"**After** (the current ratings): {summary_sentence(result['z_star'], 'IG', classes)}")
         col_before.caption("Field guide: " + (run.hypothesis_text("z_star") or ""))
         col_after.caption("Field guide: " + result["text"])
+        if warning := implausible_sentence(result.get("implausible", []), texts):
+            st.warning(warning)
         st.dataframe(changes_table(comparison, texts), hide_index=True, width="stretch",
                      column_config={"weight before": st.column_config.NumberColumn(format="%.2f"), "weight after": st.column_config.NumberColumn(format="%.2f")})
         widgets.chart(charts.clause_weights(result["z_star"], "The re-solved z*"), "prior_new_zstar",

@@ -9,7 +9,7 @@ Every percentage they write is a fraction of something, so it lies in [0, 100].
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +18,6 @@ from dashboard.explanations import Explanation
 from igcore.hypothesis import clause_qualifiers, clause_sentence
 from igcore.schema import (
     Effect,
-    ImplausibleClause,
     Interval,
     MethodMetrics,
     RankedRecord,
@@ -58,14 +57,15 @@ def clause_line(record: Mapping[str, Any]) -> str:
     return f"{text[:1].upper()}{text[1:]} suggests **{record['class']}** (weight {float(record['weight']):+.2f}, {clause_qualifiers(record)})"
 
 
-def implausible_sentence(clauses: list[ImplausibleClause], texts: Mapping[str, str]) -> str | None:
-    """The run's warning that z* holds clauses a rater would more likely reject (``hypotheses.z_star_implausible``),
-    each with Prior_M's plausibility, in the concepts' current names (``texts``); None when there are none."""
+def implausible_sentence(clauses: Sequence[Mapping[str, Any]], texts: Mapping[str, str]) -> str | None:
+    """The warning that z* holds clauses a rater is less likely than not to endorse: ``clauses`` are records ``{concept, class,
+    plausibility}`` (``hypotheses.z_star_implausible``, or a re-solve's), named in the concepts' current words
+    (``texts``); None when there are none."""
     if not clauses:
         return None
-    listed = "; ".join(f"*{clause_sentence(texts.get(c.concept, c.concept), c.cls)}* (plausibility {c.plausibility:.2f})"
-                       for c in clauses)
-    return (f"z* holds {len(clauses)} clause(s) a rater would more likely reject than endorse: {listed}. The data "
+    listed = "; ".join(f"*{clause_sentence(texts.get(c['concept'], c['concept']), c['class'])}* "
+                       f"(plausibility {float(c['plausibility']):.2f})" for c in clauses)
+    return (f"z* holds {len(clauses)} clause(s) a rater is less likely than not to endorse: {listed}. The data "
             "outweighed the prior, because no plausible concept of z*'s language explains D as well: name more "
             "discovered concepts (Discover page) or add ratings (Prior page), then re-solve.")
 

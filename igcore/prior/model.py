@@ -385,7 +385,7 @@ class PriorModel:
         return float(self.strength * (plaus - cost))
 
     def implausible_clauses(self, hypothesis: Hypothesis) -> list[tuple[Clause, float]]:
-        """The clauses of ``hypothesis`` a rater is more likely to reject than endorse (plausibility below one half),
+        """The clauses of ``hypothesis`` a rater is less likely than not to endorse (plausibility below one half),
         each with its plausibility, least plausible first.
 
         The posterior can still choose such a clause when the data outweigh the prior, typically when no plausible
@@ -396,6 +396,10 @@ class PriorModel:
         found = [(c, float(self.plausibility_[self.vocabulary_.index(c.concept), self.classes_.index(c.cls)]))
                  for c in hypothesis.clauses]
         return sorted(((c, p) for c, p in found if p < 0.5), key=lambda cp: cp[1])
+
+    def implausible_records(self, hypothesis: Hypothesis) -> list[dict[str, Any]]:
+        """:meth:`implausible_clauses` as ``metrics.json`` records ``{concept, class, plausibility}``."""
+        return [{"concept": c.concept, "class": c.cls, "plausibility": round(p, 4)} for c, p in self.implausible_clauses(hypothesis)]
 
     def predicted_rating(self, concept: str, cls: str) -> float:
         self._check_fitted()

@@ -129,10 +129,10 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
     search = search_from_config(ctx.config.search, prior, device).fit(train, y, vocabulary, classes)
     flat = search_from_config(ctx.config.search, None, device).fit(train, y, vocabulary, classes)
     ctx.ig = IGResult(prior, search, flat, language)
-    implausible = prior.implausible_clauses(search.z_star_)
+    implausible = prior.implausible_records(search.z_star_)
     if implausible:
-        listed = "; ".join(f"“{clause_sentence(vocabulary[c.concept].text, c.cls)}” ({p:.2f})" for c, p in implausible)
-        ctx.note(f"z* uses {len(implausible)} clause(s) a rater would more likely reject than endorse (Prior_M's plausibility "
+        listed = "; ".join(f"“{clause_sentence(vocabulary[c['concept']].text, c['class'])}” ({c['plausibility']:.2f})" for c in implausible)
+        ctx.note(f"z* uses {len(implausible)} clause(s) a rater is less likely than not to endorse (Prior_M's plausibility "
                  f"below 0.5): {listed}. The data outweighed the prior: no plausible concept of z*'s language explains D "
                  "as well; name more discovered concepts (Discover page) or add ratings, then re-solve.")
 
@@ -140,7 +140,7 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
         {
             "hypotheses.z_star": search.z_star_.to_records(vocabulary),
             "hypotheses.z_star_text": search.z_star_.render(vocabulary, classes),
-            "hypotheses.z_star_implausible": [{"concept": c.concept, "class": c.cls, "plausibility": round(p, 4)} for c, p in implausible],
+            "hypotheses.z_star_implausible": implausible,
             "hypotheses.z_star_json": search.z_star_.to_dict(),
             "hypotheses.no_prior": flat.z_star_.to_records(vocabulary),
             "hypotheses.no_prior_text": flat.z_star_.render(vocabulary, classes),

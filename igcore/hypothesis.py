@@ -46,6 +46,19 @@ def clause_sentence(concept_text: str, cls: str) -> str:
     return f"{concept_text} is evidence for {with_article(cls)}"
 
 
+def implausible_sentence(records: Sequence[Mapping[str, Any]], texts: Mapping[str, str]) -> str | None:
+    """The one wording, for the run's note and the dashboard's warnings, of a z* that holds clauses a rater is less
+    likely than not to endorse: ``records`` are ``{concept, class, plausibility}``
+    (:meth:`igcore.prior.PriorModel.implausible_records`), ``texts`` the concepts' current words; None when empty."""
+    if not records:
+        return None
+    listed = "; ".join(f"“{clause_sentence(texts.get(c['concept'], c['concept']), c['class'])}” "
+                       f"(plausibility {float(c['plausibility']):.2f})" for c in records)
+    return (f"z* holds {len(records)} clause(s) a rater is less likely than not to endorse: {listed}. The data "
+            "outweighed the prior, because no plausible concept of z*'s language explains D as well: name more "
+            "discovered concepts (Discover page) or add ratings (Prior page), then re-solve.")
+
+
 def strength_word(weight: float, thresholds: Sequence[tuple[float, str]] = STRENGTH_WORDS) -> str:
     """The strength word for ``weight``: the first ``(threshold, word)`` with ``weight >= threshold``."""
     for threshold, word in thresholds:

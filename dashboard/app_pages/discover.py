@@ -24,11 +24,12 @@ import streamlit as st
 from dashboard import engine, session, url_state
 from dashboard.components import widgets
 from dashboard.components.style import possessive
-from dashboard.components.text import effect_phrase, implausible_sentence, utc_time
+from dashboard.components.text import effect_phrase, utc_time
 from dashboard.page import open_page
 from dashboard.run_view import RunView
 from igcore.discover.names import MAX_NAME_LENGTH, is_named, parse_id
 from igcore.errors import InputError
+from igcore.hypothesis import implausible_sentence
 from igcore.schema import Interval
 
 RATER = "w_discover_rater"

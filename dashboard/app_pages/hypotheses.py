@@ -16,7 +16,7 @@ from dashboard.escape import css_color, html_text
 from dashboard.page import open_page
 from dashboard.run_view import RunView, hypothesis_name
 from igcore.discover.names import KIND as DISCOVERED
-from igcore.hypothesis import summary_sentence
+from igcore.hypothesis import implausible_sentence, summary_sentence
 from igcore.likelihood import SPECIFIC_ALPHA
 
 
@@ -40,7 +40,7 @@ run = page.run
 if note := run.judgments_note():
     st.caption(note)
 page.require("hypotheses.ranked", "ranked list of hypotheses")
-if warning := text.implausible_sentence([c.model_dump(by_alias=True) for c in run.hypotheses.z_star_implausible], run.concept_texts):
+if warning := implausible_sentence([c.model_dump(by_alias=True) for c in run.hypotheses.z_star_implausible], run.concept_texts):
     st.warning(warning)
 ranked = run.ranked
 star = run.z_star_rank
@@ -191,7 +191,7 @@ if run.renamed:
         for c in sorted(solved["z_star"], key=lambda c: (c["class"], -c["weight"])):
             st.markdown(f"- {text.clause_line(c)}")
         st.caption("In the engine's words: " + solved["text"])
-        if warning := text.implausible_sentence(solved["implausible"], run.concept_texts):
+        if warning := implausible_sentence(solved["implausible"], run.concept_texts):
             st.warning(warning)
 
 st.divider()

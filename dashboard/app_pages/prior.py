@@ -20,10 +20,9 @@ from dashboard.components.judgments import (
     sources_table,
     stop_status,
 )
-from dashboard.components.text import implausible_sentence
 from dashboard.page import open_page
 from igcore.errors import InputError
-from igcore.hypothesis import summary_sentence
+from igcore.hypothesis import implausible_sentence, summary_sentence
 from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, stopping_signal
 
 wanted_rater = widgets.wanted_rater()

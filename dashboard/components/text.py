@@ -9,13 +9,13 @@ Every percentage they write is a fraction of something, so it lies in [0, 100].
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from dashboard.components.style import method_label, possessive, subject
 from dashboard.explanations import Explanation
-from igcore.hypothesis import clause_qualifiers, clause_sentence
+from igcore.hypothesis import clause_qualifiers
 from igcore.schema import (
     Effect,
     Interval,
@@ -55,19 +55,6 @@ def clause_line(record: Mapping[str, Any]) -> str:
     strong evidence)", with "not specific" when the clause-deletion test said so."""
     text = str(record.get("text") or record["concept"])
     return f"{text[:1].upper()}{text[1:]} suggests **{record['class']}** (weight {float(record['weight']):+.2f}, {clause_qualifiers(record)})"
-
-
-def implausible_sentence(clauses: Sequence[Mapping[str, Any]], texts: Mapping[str, str]) -> str | None:
-    """The warning that z* holds clauses a rater is less likely than not to endorse: ``clauses`` are records ``{concept, class,
-    plausibility}`` (``hypotheses.z_star_implausible``, or a re-solve's), named in the concepts' current words
-    (``texts``); None when there are none."""
-    if not clauses:
-        return None
-    listed = "; ".join(f"*{clause_sentence(texts.get(c['concept'], c['concept']), c['class'])}* "
-                       f"(plausibility {float(c['plausibility']):.2f})" for c in clauses)
-    return (f"z* holds {len(clauses)} clause(s) a rater is less likely than not to endorse: {listed}. The data "
-            "outweighed the prior, because no plausible concept of z*'s language explains D as well: name more "
-            "discovered concepts (Discover page) or add ratings (Prior page), then re-solve.")
 
 
 def hypothesis_label(index: int, record: RankedRecord, is_z_star: bool) -> str:

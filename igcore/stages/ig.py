@@ -24,7 +24,7 @@ from igcore.config import Config
 from igcore.context import ConceptResult, ConceptScores, IGResult, RunContext
 from igcore.discover.names import hypothesis_language, judgments_left_out
 from igcore.errors import InputError
-from igcore.hypothesis import clause_sentence
+from igcore.hypothesis import implausible_sentence
 from igcore.imitate import imitate, pseudo_label_summary
 from igcore.likelihood import clause_deletion
 from igcore.prior import fit_prior, load_judgments
@@ -130,11 +130,8 @@ def stage_ig(ctx: RunContext) -> dict[str, Any]:
     flat = search_from_config(ctx.config.search, None, device).fit(train, y, vocabulary, classes)
     ctx.ig = IGResult(prior, search, flat, language)
     implausible = prior.implausible_records(search.z_star_)
-    if implausible:
-        listed = "; ".join(f"“{clause_sentence(vocabulary[c['concept']].text, c['class'])}” ({c['plausibility']:.2f})" for c in implausible)
-        ctx.note(f"z* uses {len(implausible)} clause(s) a rater is less likely than not to endorse (Prior_M's plausibility "
-                 f"below 0.5): {listed}. The data outweighed the prior: no plausible concept of z*'s language explains D "
-                 "as well; name more discovered concepts (Discover page) or add ratings, then re-solve.")
+    if warning := implausible_sentence(implausible, {c.id: c.text for c in vocabulary.concepts}):
+        ctx.note(warning)
 
     ctx.write_metrics(
         {

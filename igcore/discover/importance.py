@@ -1,30 +1,36 @@
-"""Causal importance of a discovered component: project it out of a model's layer and watch the answer.
+"""Causal importance of a discovered component: remove it from a model's layer and watch the answer.
 
 ACE (Ghorbani et al., 2019) and CRAFT (Fel et al., 2023) estimate a concept's importance by removing or
-perturbing it inside the network and re-running the rest; here the perturbation is a projection.
+perturbing it inside the network and re-running the rest; here the perturbation subtracts what the
+component adds to the layer.
 
-**A component as each model reads it.** A component is found in one model (the *source*); what is
-shared with every other model is *where* it is: its coefficient maps ``U`` on the same images
+**A component in each model.** A component is found in one model (the *source*); what is shared with
+every other model is *where* it is: its coefficient maps ``U`` on the same images
 (:mod:`igcore.discover.factorize`). For every model M under the microscope — the source included, so
-that every model is treated alike — the component's **reading** is the non-negative linear map
-``r_k(a) = a · g_k + b_k`` from M's activation ``a`` at a position to the component's coefficient
-``u_k`` there, fitted by non-negative least squares (scikit-learn ``LinearRegression(positive=True)``)
-on the positions of the images the source was factorised on (D and D′_train; maps resampled to M's
-grid when the grids differ). Non-negative weights read the component as CRAFT's basis does, as a set of
-channels that fire together, never as evidence against. How well M reads the component is its **fit**,
-the R² of ``r_k`` on D′_eval positions (images only, no labels): a model that carries the component's
-information reads it well; one that does not, reads it badly, and then a small effect means "M cannot
-see it" rather than "M ignores what it sees" — the record keeps both numbers.
+that every model is treated alike — what the components add to M's layer are its **patterns**
+(:func:`fit_patterns`): the least-squares fit ``A ≈ U P + c`` of M's activation at every position on the
+source's coefficients there, all K components jointly (scikit-learn ``LinearRegression``; maps resampled
+to M's grid when the grids differ), so ``p_k``, row k of ``P``, is the change of M's activation per unit
+of component k with the others held fixed. The pipeline fits them on the D′_train images the source was
+factorised on (:func:`igcore.stages.discover.stage_discover_effects`): in the worlds the project ships
+the background does not travel with the class there, so a pattern does not absorb the animal. How much of
+M's activations the components explain is :meth:`Patterns.fit_quality` on D′_eval (images only, no
+labels): ``r2``, the share of the activation variance all of them explain, and per component its
+``share``, the variance of its own term over the total. A model that carries a component's information
+is explained by it; one that does not, is not, and then a small effect means "M cannot see it" rather
+than "M ignores what it sees" — the record keeps both numbers.
 
-**Ablation.** A forward hook on M's layer (:func:`igcore.discover.layers.variants`) moves every
-position's coordinate along the unit direction ``ĝ_k`` to its mean over the fitting positions,
-``a' = a - ((a - μ) · ĝ_k) ĝ_k``: afterwards M's reading of the component is the same at every position
-of every image, so the component carries no information, while everything orthogonal to it — and the
-average activation — is untouched (a mean ablation along one direction; projecting onto zero instead
-would also shift the mean, which every model feels whether it uses the component or not). The **effect**
-is the change in the log-odds of the model's own answer on D′_eval, ``log-odds(ŷ | ablated) -
-log-odds(ŷ | x)``, with a percentile-bootstrap 95% interval overall and per group: the statistic of the
-counterfactual swaps (:func:`igcore.microscope.counterfactuals.effects`), so the two read alike.
+**Ablation.** A forward hook on M's layer (:func:`igcore.discover.layers.variants`) subtracts the
+component's centred term at every position, ``a' = a - (u_k - ū_k) p_k`` (:func:`remove_component`),
+with ``ū_k`` its mean coefficient over the fitting positions: afterwards the component's term is the same
+at every position of every image, so it carries no information, while the other components' terms — and
+the average activation over the fitting positions — are untouched (a mean ablation; subtracting
+``u_k p_k`` instead would also shift the mean, which every model feels whether it uses the component or
+not). The unchanged layer and the K ablations are variants of one forward pass. The **effect** is the
+change in the log-odds of the model's own answer on D′_eval, ``log-odds(ŷ | ablated) - log-odds(ŷ | x)``,
+with a percentile-bootstrap 95% interval overall and per group, and the share of answers that change
+(``flip_rate``): the statistic of the counterfactual swaps
+(:func:`igcore.microscope.counterfactuals.effects`), so the two read alike.
 """
 
 from __future__ import annotations

@@ -27,9 +27,10 @@ discovered concept → a person names it → Prior_M judges its clauses → z* �
    concept, background and group, so a discovered concept that duplicates an annotation says so.
 
 The pipeline runs it as two stages (:mod:`igcore.stages.discover`): ``discover`` after the models it
-explains and before ``concepts`` (so discovered concepts are vocabulary for z*), and
-``discover_effects`` after the student (the effects on every model). :mod:`~igcore.discover.view` reads
-a stored run's discovery for the dashboard; :mod:`~igcore.discover.store` keeps people's names.
+explains and before ``vocabulary`` (which appends the discovered concepts to the run's vocabulary, so
+they are words for z*), and ``discover_effects`` after the student (the effects on every model).
+:mod:`~igcore.discover.view` reads a stored run's discovery for the dashboard;
+:mod:`~igcore.discover.store` keeps people's names.
 
 Public API (imported lazily, so that the config can import :class:`DiscoverParams` without torch)::
 

@@ -1,7 +1,8 @@
 """The ``discover.*`` config keys: which models are explained, how many components, how names are given.
 
-Declared beside the estimators that read them (:class:`~igcore.discover.factorize.ConceptDiscovery`,
-the ``discover`` and ``discover_effects`` stages), so a bound is written once.
+Declared beside the estimators that read them (:func:`~igcore.discover.discovery.discover` and its
+:class:`~igcore.discover.factorize.ConceptFactorization`, the ``discover`` and ``discover_effects`` stages),
+so a bound is written once.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""Re-solving z* for a stored run: its own judgments, or those plus what people added (the dashboard's Prior page).
+"""Re-solving z* for a stored run: its own judgments, or those plus what people added (the dashboard's Prior page),
+in the names people gave its discovered concepts (the Discover and Hypotheses pages).
 
-The ``ig`` stage (:mod:`igcore.stages.ig`) stores the concept scores of every split and the judgments it
-fitted Prior_M on (:class:`igcore.prior.Judgments`), so re-fitting Prior_M and re-solving z* needs neither
-images nor the concept model, and re-solving with the run's own judgments (on the device its search ran on,
-:func:`search_device`) gives back exactly the run's z*, ranked list and D′ answers. :func:`compare` says what a re-solve changed against the stored run.
+The ``vocabulary`` stage stores the concept scores of every split and the ``ig`` stage the judgments it
+fitted Prior_M on (:mod:`igcore.stages.ig`, :class:`igcore.prior.Judgments`), so re-fitting Prior_M and
+re-solving z* needs neither images nor the concept model, and re-solving with the run's own judgments (on the
+device its search ran on, :func:`search_device`) gives back exactly the run's z*, ranked list and D′ answers.
+:func:`compare` says what a re-solve changed against the stored run.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The baseline microscope: what did a trained classifier actually learn?
 
 Pixel attributions with captum (one method per file, registered with :func:`register_attribution`),
-relevance mass inside the animal mask (Arras et al., 2022), TCAV over the concept vocabulary of z*
-(Kim et al., 2018), surrogate hypotheses ``z_baseline`` / ``z_student`` in the language of z*,
-background swaps (counterfactuals) and sanity checks by cascading randomisation (Adebayo et al., 2018).
+relevance mass inside the animal mask (Arras et al., 2022), TCAV over the annotated concepts of the
+concept bank, and the discovered ones with ``discover.tcav`` (Kim et al., 2018), surrogate hypotheses
+``z_baseline`` / ``z_student`` in the language of z*, background swaps, counterfactual effects of
+background and object swaps (:mod:`~igcore.microscope.counterfactuals`) and sanity checks by cascading
+randomisation (Adebayo et al., 2018).
 
 Public API::
 

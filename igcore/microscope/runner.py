@@ -7,13 +7,16 @@ from a live run, :func:`igcore.microscope.recompute.recompute` from a stored run
 Layout of ``microscope/``::
 
     attributions/<model>/<method>-<key>/part-*.safetensors   cached maps (see attribution.py)
-    tables/relevance.parquet           per image: model, method, index, group, relevance_mass, mask_area
+    tables/relevance.parquet           per image: model, method, index, group, target, relevance_mass, mask_area
     tables/relevance_summary.parquet   mean per (model, method, group) and over all groups
     tables/tcav.parquet                TCAV records (all TCAV models)
     tables/swaps.parquet               flip rate / accuracy per (model, from, to background)
+    tables/effects.parquet             counterfactual effects per (model, swap kind, group): mean, ci_low, ci_high, n
+    tables/surrogate_disagreements.parquet  D′_eval images where a surrogate and its model disagree
     tables/sanity.parquet              Spearman per (model, method, cascade stage)
     tensors/sample.safetensors         test_eval indices that have maps
     tensors/swaps.safetensors          a few swapped images + predictions
+    tensors/counterfactuals.safetensors  a few examples: original, background, object and double swap
     tensors/sanity_<model>.safetensors maps through the randomisation cascade (float16)
     info.json                          settings, timings (per part; part_timings per model, method and step), what was skipped and why
 """
@@ -396,8 +399,9 @@ def tcav(
     inputs: MicroscopeInputs, settings: MicroscopeConfig, models: list[str], out_dir: Path, per_model: dict[str, dict[str, Any]],
     deadline: float | None = None, clock: _Clock | None = None,
 ) -> None:
-    """TCAV (Kim et al., 2018) of every concept of the vocabulary, per class and layer, with significance (models
-    left when ``deadline`` has passed are skipped)."""
+    """TCAV (Kim et al., 2018) of every concept of the concept bank (``inputs.tcav_concepts``: the annotated ones,
+    and the discovered ones with ``discover.tcav``), per class and layer, with significance (models left when
+    ``deadline`` has passed are skipped)."""
     from igcore.microscope.tcav import tcav_repeated
 
     t, classes, clock = settings.tcav, list(inputs.world.classes), clock or _Clock()

@@ -27,7 +27,8 @@ def occlusion_note(side: int, window: int, stride: int) -> str | None:
 
 
 def stage_microscope(ctx: RunContext) -> dict[str, Any]:
-    """Attributions, relevance mass, TCAV, surrogates, background swaps and sanity checks of ``microscope.models``."""
+    """Attributions, relevance mass, TCAV, surrogates, background swaps, counterfactual effects and sanity checks of
+    ``microscope.models``."""
     from igcore.discover.names import hypothesis_language
 
     settings = ctx.config.microscope

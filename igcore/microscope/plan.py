@@ -31,13 +31,15 @@ The rule, in order:
    :data:`EFFECTS_RESERVE_PER_GROUP` images per group cost.
 5. **Deadlines.** When the configured work fits, a part is cut only once the whole budget is spent.
    Otherwise each part gets the budget still left in proportion to its estimate among the parts still to
-   run (:meth:`Budget.deadline`), so time a part saves or overruns moves to the later parts. A part past
-   its deadline stops adding work: the effects stop adding rounds (and do not start one that the last
-   round's seconds per image say would end past it), attributions and sanity checks skip the remaining
-   (model, method) pairs and TCAV the remaining models, each saying so in the model's ``unavailable``.
-   The parts that cannot stop half-way (background swaps, TCAV, surrogates) run first, so the ones that
-   can absorb what the estimates got wrong. Costs measured on a loaded machine are higher, so what a run
-   that does not fit computes depends on the machine; the run records what it chose.
+   run in its lane (:meth:`Budget.deadline`; the two :data:`LANES` run side by side unless ``runtime.stages``
+   allows one thing at a time, and then all parts are one lane), so time a part saves or overruns moves to
+   the later parts. A part past its deadline stops adding work: the effects stop adding rounds (and do not
+   start one that the last round's seconds per image say would end past it), attributions and sanity
+   checks skip the remaining (model, method) pairs and TCAV the remaining models, each saying so in the
+   model's ``unavailable``. The parts that cannot stop half-way (background swaps, TCAV, surrogates) run
+   first in their lanes, so the ones that can absorb what the estimates got wrong. Costs measured on a
+   loaded machine are higher, so what a run that does not fit computes depends on the machine; the run
+   records what it chose.
 
 The run reports the plan (the estimate, what was lowered, the seconds each part took) in
 ``microscope/info.json`` ``budget`` and the stage's manifest record, and the precision it reached per

@@ -4,8 +4,9 @@ Attribution: Quantitative Testing with Concept Activation Vectors (TCAV)", ICML)
 For a concept C, a layer l and a class k: a linear classifier separates the layer-l activations of
 images showing C (concept-bank images annotated with C) from those of a random set of concept-bank
 images; its normal is the concept activation vector (CAV). The TCAV score is the fraction of class-k
-inputs whose class-k logit increases along the CAV (positive directional derivative), over the SAME
-concept vocabulary that z* is written in.
+inputs whose class-k logit increases along the CAV (positive directional derivative), for every concept
+of the concept bank: the annotated concepts z* is written in and, with ``discover.tcav``, the discovered
+ones (their presence on the bank's images as annotations; :mod:`igcore.stages.microscope`).
 
 Computed once per layer and model (:func:`layer_kernels`): every concept-bank image that any set of any
 repeat uses goes through the model once (captum's ``LayerActivation``, all layers in one pass), and each

@@ -1,8 +1,9 @@
 """Surrogate hypotheses: what a trained model does, written in the language of z*.
 
-The IG search (:class:`igcore.search.HypothesisSearch`, flat prior, the same structure search as for
-z*) is fitted to a model's OWN predictions on D′_train (``test_train``) from the concept scores of the
-concept model. The result, e.g. ``z_baseline``, reads "the baseline behaves as if: snowy ground ⇒ wolf
+The IG search (:class:`igcore.search.HypothesisSearch`, a flat prior with the same sparsity cost on every
+clause, ``microscope.surrogate_l1``, and the same structure search as for z*) is fitted to a model's OWN predictions on D′_train (``test_train``) from the run's concept scores in
+z*'s language (the concept model's scores of the annotated concepts, the calibrated presence of the named
+discovered ones). The result, e.g. ``z_baseline``, reads "the baseline behaves as if: snowy ground ⇒ wolf
 (strong evidence) …" and sits next to z* in the dashboard. Its fidelity is the agreement of
 L_M(z_surrogate) with the model's predictions on D′_eval (held out from the fit); a low fidelity means
 the model does something the concept vocabulary cannot express, and the surrogate should be read

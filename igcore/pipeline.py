@@ -1,4 +1,5 @@
-"""The end-to-end run: the selected stages of :data:`igcore.stages.STAGES`, in order, into a new run directory.
+"""The end-to-end run: the selected stages of :data:`igcore.stages.STAGES` into a new run directory, in pipeline
+order or, up to ``runtime.stages`` at once, each as soon as the stages it waits for have finished (:func:`run_stages`).
 
 Before any work: the stage selection is checked (every requirement has an earlier provider), the
 device is resolved, the world is built and every stage's preflight check runs, so bad input fails

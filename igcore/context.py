@@ -177,8 +177,8 @@ class RunContext:
 
     @property
     def vocabulary(self) -> Vocabulary:
-        """The run's concepts: the world's annotated ones, then the discovered ones once the ``concepts`` stage
-        has merged them (the columns of the concept scores)."""
+        """The run's concepts: the world's annotated ones, then the discovered ones once the ``vocabulary`` stage
+        has merged them (its ``concepts`` result: the columns of the concept scores)."""
         if self.concepts is not None and self.concepts.vocabulary is not None:
             return self.concepts.vocabulary
         return self.world.vocabulary

@@ -20,10 +20,11 @@ Significance (Kim et al., §3.2): the CAV is learned against ``n_random`` differ
 concept's scores are compared with a two-sided t-test (scipy) to the scores of random-vs-random CAVs
 (random set i against random set i+1, cyclically), and the p-values of all (concept, class, layer)
 tests are corrected for multiple comparisons (Benjamini–Hochberg false-discovery rate by default; also
-Holm, Bonferroni or none). With 2 classes × 2 layers × 19 concepts = 76 tests and 10 random sets, a
-family-wise correction (Holm) left nothing significant on the default run even for the shortcut
-concept (raw p ≈ 0.002–0.01), so the default controls the false-discovery rate instead. A score is ``significant`` when its corrected p-value is below ``alpha``; a non-significant score
-says nothing about the model and the dashboard greys it out.
+Holm, Bonferroni or none). When this default was chosen (2 classes × 2 layers × 19 concepts = 76 tests,
+then with 10 random sets), a family-wise correction (Holm) left nothing significant on the default run
+even for the shortcut concept (raw p ≈ 0.002–0.01), so the default controls the false-discovery rate
+instead. A score is ``significant`` when its corrected p-value is below ``alpha``; a non-significant
+score says nothing about the model and the dashboard greys it out.
 
 Controls (:func:`tcav_repeated`): the concept and random images are drawn anew in several repeats, and
 a concept counts as significant only when it is in every repeat (with 40 instead of 80 concept images a

@@ -148,7 +148,7 @@ GENERATORS: tuple[Generator, ...] = (
     ),
     Generator(
         "discover", "bench.bench_discover",
-        "concept discovery: background withheld, labels-only data with a simulated namer and raters, an error-slice baseline, its seconds",
+        "concept discovery: background withheld, labels-only data with a simulated namer and raters, other factorisations of erm, an error-slice baseline, its seconds",
         # five seeds: the labels-only results swing by tens of points from seed to seed, three cannot tell a mean apart
         full=("--seeds", "0,1,2,3,4", "--timing", "--out", "{runs}/discover", "--byod-data", "{runs}/byod-data-discover"),
         quick=("--seeds", "0", "--timing", "--out", "{runs}/discover", "--byod-data", "{runs}/byod-data-discover", "--byod-n", "400",

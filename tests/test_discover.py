@@ -409,3 +409,25 @@ def test_the_discovery_bench_says_less_when_the_run_with_discovery_was_faster() 
     assert whole_run_sentence(99.4, 94.0) == "the whole run took 5 s more with discovery than without."
     assert whole_run_sentence(71.0, 74.0).startswith("the whole run took 3 s less with discovery than without:")
     assert "-" not in whole_run_sentence(71.0, 74.0)
+
+
+def test_the_discovery_bench_tabulates_each_factorisation_over_seeds() -> None:
+    """One row per variant in VARIANTS' order: K and named counts as mean ± sd, seeds with any, what they were named after
+    with the seeds that named it, and the worst group over the seeds that have any (a seed without any is not a zero)."""
+    from bench.bench_discover import VARIANTS, variants_table
+
+    first, second = list(VARIANTS)[:2]
+
+    def result(v1: dict, v2: dict) -> dict:
+        rest = {label: {"k": 4, "named_other": 0, "concepts": [], "bound_d": None} for label in VARIANTS}
+        return {"hidden_texts": {"coat": "a coat", "light": "bright light"}, "variants": {**rest, first: v1, second: v2}}
+
+    res = [(0, result({"k": 8, "named_other": 0, "concepts": [], "bound_d": None},
+                      {"k": 32, "named_other": 2, "concepts": ["coat", "light"], "bound_d": 0.5})),
+           (1, result({"k": 12, "named_other": 1, "concepts": ["coat"], "bound_d": 0.3},
+                      {"k": 32, "named_other": 1, "concepts": ["coat"], "bound_d": 0.7}))]
+    lines = variants_table(res)
+    assert len(lines) == 2 + len(VARIANTS)
+    assert lines[2] == f"| {first} | 10.0 ± 2.8 | 0.5 ± 0.7 | 1 of 2 | a coat (1) | 30.0 ± 0.0 |"
+    assert lines[3] == f"| {second} | 32.0 ± 0.0 | 1.5 ± 0.7 | 2 of 2 | a coat (2), bright light (1) | 60.0 ± 14.1 |"
+    assert lines[4].endswith("| 0 of 2 | – | – |")

@@ -118,7 +118,7 @@ def run_stages(
     A stage starts once the stages it waits for have finished (:func:`igcore.stages.predecessors`: the providers
     of what it requires or reads), so it reads what it would read one stage after the other, and the run's files
     are the same (:meth:`RunWriter.in_stage_order` restores the pipeline's order in them). Of the stages ready, those
-    more stages wait for start first (a training stage before a reference model no one waits for), then pipeline
+    more stages wait for start first (erm and the concept model before the oracle, which fewer stages wait for), then pipeline
     order; one at a time, it is the pipeline order. ``on_stage(name, i, total)`` is called as the i-th stage starts,
     ``on_finish(name, seconds)`` as a stage finishes (after its record is in the manifest).
     The first stage to fail stops the run: no further stage starts, the running ones finish, its error is raised.

@@ -21,7 +21,7 @@ class DiscoverParams(Settings):
     """Concept discovery (igcore/discover/): NMF of a model's layer activations (ACE, CRAFT)."""
 
     models: list[str] = Field(["erm"], description="models whose concepts are discovered (erm: the baseline or a user's checkpoint); [] = off")
-    k: int | None = Field(None, ge=2, le=64, description="components per model; null = the smallest of discover.k_candidates explaining discover.energy")
+    k: int | None = Field(None, ge=2, le=64, description="components per model; null = the smallest of discover.k_candidates explaining discover.energy (the largest when none does)")
     k_candidates: list[int] = Field(
         [4, 6, 8, 10, 12, 16, 20, 24, 32], min_length=1, description="K tried in increasing order when discover.k is null (each 2-64)"
     )

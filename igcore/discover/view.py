@@ -141,7 +141,8 @@ class DiscoveryView:
 
     # -- images --------------------------------------------------------------------------------------
     def scores(self, source: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(presence scores, P(present))``, each (N, K), of ``split`` (train, val, test_train, test_eval)."""
+        """``(presence scores, P(present))``, each (N, K), of ``split`` (train, val, test_train, test_eval; concept_bank too
+        when the run tested discovered concepts with TCAV, ``discover.tcav``)."""
         t = self.run.tensors("scores", f"{FOLDER}/{source}")
         if f"score_{split}" not in t:
             raise InputError(f"run {self.run.run_id!r} has no discovered-concept scores of split {split!r}")

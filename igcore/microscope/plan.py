@@ -36,10 +36,10 @@ The rule, in order:
    the later parts. A part past its deadline stops adding work: the effects stop adding rounds (and do not
    start one that the last round's seconds per image say would end past it), attributions and sanity
    checks skip the remaining (model, method) pairs and TCAV the remaining models, each saying so in the
-   model's ``unavailable``. The parts that cannot stop half-way (background swaps, TCAV, surrogates) run
-   first in their lanes, so the ones that can absorb what the estimates got wrong. Costs measured on a
-   loaded machine are higher, so what a run that does not fit computes depends on the machine; the run
-   records what it chose.
+   model's ``unavailable``. The parts that cannot stop half-way (background swaps, surrogates, TCAV within
+   a model) run first in their lanes, so the ones that can absorb what the estimates got wrong. Costs
+   measured on a loaded machine are higher, so what a run that does not fit computes depends on the
+   machine; the run records what it chose.
 
 The run reports the plan (the estimate, what was lowered, the seconds each part took) in
 ``microscope/info.json`` ``budget`` and the stage's manifest record, and the precision it reached per

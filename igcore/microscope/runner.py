@@ -80,7 +80,7 @@ class MicroscopeInputs:
     concept_bank_concepts: np.ndarray
     models: dict[str, Any]  # name -> ImageClassifier
     test_train_images: np.ndarray | None = None
-    concept_scores: dict[str, np.ndarray] | None = None  # {"test_train", "test_eval"} (N, K)
+    concept_scores: dict[str, np.ndarray] | None = None  # split -> (N, K); test_train and test_eval are read
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # model -> test_eval predictions
     seed: int = 0
     search: SearchConfig | None = None  # the run's search settings (surrogates use the same search)

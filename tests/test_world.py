@@ -58,20 +58,6 @@ def test_every_world_without_files_meets_the_split_contract(name: str) -> None:
         assert other.images.shape == test.images.shape and np.array_equal(other.labels, test.labels)
 
 
-def test_chunks_drawn_side_by_side_give_the_serial_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rendering draws chunks of 64 images in a thread pool; one thread and four give the same splits, bit for bit
-    (train's 96 images are two chunks, the last one short), and re-rendering on another background too."""
-    from igcore.worlds.snowwolf import world as world_module
-
-    rendered = {}
-    for threads in (1, 4):
-        monkeypatch.setattr(world_module, "_RENDER_THREADS", threads)
-        w = make_world("snowwolf", seed=5, **SMALL)
-        train = w.split("train")
-        rendered[threads] = (train.images, train.masks, w.render_on_background(train, np.zeros(len(train), dtype=np.int64)).images)
-    assert all(np.array_equal(a, b) for a, b in zip(rendered[1], rendered[4], strict=True))
-
-
 def test_registered() -> None:
     assert "snowwolf" in WORLDS
     w = make_world("snowwolf", **SMALL)

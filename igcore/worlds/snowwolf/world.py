@@ -3,8 +3,6 @@ registered as ``snowwolf``: it samples a split's latents and renders them (see t
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -26,7 +24,6 @@ from igcore.worlds.snowwolf.sampling import (
 )
 
 _CHUNK = 64  # images rendered at once: small enough for the work arrays to stay in cache
-_RENDER_THREADS = max(1, min(4, os.cpu_count() or 1))  # chunks drawn at once (each thread mostly runs numpy loops)
 
 
 class SnowWolfParams(WorldParams):
@@ -131,16 +128,9 @@ class SnowWolfWorld:
         size = self.image_size
         images = np.empty((n, size, size, 3), dtype=np.uint8)
         masks = np.empty((n, size, size), dtype=bool)
-        self.renderer.textures()  # made once, before the threads share the renderer
-
-        def draw(start: int) -> None:
+        for start in range(0, n, _CHUNK):
             chunk = slice(start, start + _CHUNK)
             self.renderer.draw({k: v[chunk] for k, v in latents.items()}, images[chunk], masks[chunk])
-
-        # A chunk is a pure function of its latents and writes only its own rows, so chunks can be drawn side by side:
-        # most of the drawing is numpy loops over whole chunks, which release the GIL.
-        with ThreadPoolExecutor(_RENDER_THREADS) as pool:
-            list(pool.map(draw, range(0, n, _CHUNK)))
         groups = np.where(labels >= 0, labels * len(self.backgrounds) + background, -1)
         # The left/right annotation says where the animal's body actually is (mask centroid), which at
         # large animal scales can differ from the half its canvas was placed in.

@@ -244,8 +244,12 @@ class MAPProblem:
         g_bias = 2 * d_bias * bias
         g_w = d_l1.unsqueeze(0) + 2 * d_l2 * w - self.mu.view(1, self.k, 1) * g_bias.unsqueeze(1)
         grad = state.grad + torch.cat([g_w.reshape(b_n, self.kc), g_bias], 1)
-        hessian = state.hessian + self._quadratic_penalty_hessian(d_l2, d_bias)
-        return SolverState(state.x, f, state.nll, grad, hessian, state.has_hessian)
+        # the penalties' Hessian change depends on (d_l2, d_bias) only: built once per re-solve, not per batch (keyed by
+        # the values, not by ``other``, so no chain of earlier problems is kept alive)
+        cached = getattr(self, "_reprice_hessian", None)
+        if cached is None or cached[0] != (d_l2, d_bias):
+            cached = self._reprice_hessian = ((d_l2, d_bias), self._quadratic_penalty_hessian(d_l2, d_bias))
+        return SolverState(state.x, f, state.nll, grad, state.hessian + cached[1], state.has_hessian)
 
     def hessian(self, curvature: torch.Tensor, single: bool = False) -> torch.Tensor:
         """The exact Hessian of F (B, P, P) from the per-example quantities of :meth:`fg_curvature` at the same point:
@@ -533,11 +537,15 @@ def _solve_newton(
         x_new, f_new, nll_new, g_new, curv_new = xa, fa, nll if everyone else nll[idx], ga, None
         pos = torch.arange(len(idx), device=dev)
         xs, ds, gs, fs, ms, step_len = xa, d, ga, fa, ma, 1.0
+        f_scale = fa.abs().clamp(min=1.0)  # the scale of F's rounding noise, for the break below and ``small``
+        fs_scale = f_scale
         for _ in range(40):
-            xt = xs + step_len * ds
-            xt = torch.where(bounded, xt.clamp(min=0), xt) * ms
+            # x + 1.0 * d is x + d exactly (the usual full step: one op less); the projection in place on the new tensor
+            xt = xs + ds if step_len == 1.0 else xs + step_len * ds
+            xt[:, :kc].clamp_(min=0)  # the bounded variables are the weights, the first kc
+            xt.mul_(ms)
             step = (gs * (xt - xs)).sum(1)
-            if bool((-step <= noise * fs.abs().clamp(min=1.0)).all()):
+            if bool((-step <= noise * fs_scale).all()):
                 break  # the possible decrease is below rounding noise: numerically at the optimum
             ft, nllt, gt, ct = problem.fg_curvature(xt)
             n_evals += 1
@@ -560,8 +568,9 @@ def _solve_newton(
                 break
             rest = ~ok
             pos, xs, ds, gs, fs, ms, step_len = pos[rest], xs[rest], ds[rest], gs[rest], fs[rest], ms[rest], step_len / 2
+            fs_scale = fs_scale[rest]
         stalled = ~accepted
-        small = (fa - f_new) <= ftol * fa.abs().clamp(min=1.0)
+        small = (fa - f_new) <= ftol * f_scale
         if everyone:
             x, f, nll, g = x_new, f_new, nll_new, g_new
             active = ~(stalled | (small & accepted & (it > 1)))

@@ -344,24 +344,25 @@ def bound(r: Run, components: list[str]) -> dict[str, Any]:
     """What the named non-background components can support at best: worst-group accuracy on D′_eval of a logistic
     regression on their calibrated presence, fitted on D (what a likelihood on D can find) and on D′_eval itself
     (a ceiling that uses evaluation labels; a diagnostic of this benchmark, never anything the engine sees)."""
-    from sklearn.linear_model import LogisticRegression
-
-    from igcore.evaluate import group_metrics
-
     if not components:
         return {"bound_d": None, "bound_ceiling": None}
     cols = [int(c.split("/")[1]) for c in components]
     p = r.tensors("scores", "discover/erm")
     train, test = r.table("split_train"), r.table("split_test_eval")
-    groups = r.metrics["world"]["groups"]
+    evaluation = (p["p_test_eval"][:, cols], test["label"].to_numpy(), test["group"].to_numpy(), r.metrics["world"]["groups"])
+    return {"bound_d": regression_worst_group(p["p_train"][:, cols], train["label"].to_numpy(), *evaluation),
+            "bound_ceiling": regression_worst_group(p["p_test_eval"][:, cols], test["label"].to_numpy(), *evaluation)}
 
-    def wga(x: np.ndarray, y: np.ndarray) -> float:
-        clf = LogisticRegression(max_iter=1000).fit(x, y)
-        pred = clf.predict(p["p_test_eval"][:, cols])
-        return group_metrics(test["label"].to_numpy(), pred, test["group"].to_numpy(), groups)["worst_group_acc"]
 
-    return {"bound_d": wga(p["p_train"][:, cols], train["label"].to_numpy()),
-            "bound_ceiling": wga(p["p_test_eval"][:, cols], test["label"].to_numpy())}
+def regression_worst_group(x_fit: np.ndarray, y_fit: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray, groups: np.ndarray,
+                           group_names: list[str]) -> float:
+    """Worst-group accuracy on (``x_eval``, ``y_eval``) of a logistic regression fitted on (``x_fit``, ``y_fit``)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from igcore.evaluate import group_metrics
+
+    pred = LogisticRegression(max_iter=1000).fit(x_fit, y_fit).predict(x_eval)
+    return group_metrics(y_eval, pred, groups, group_names)["worst_group_acc"]
 
 
 #: Other factorisations of erm's activations than the engine's (a diagnostic of what bounds labels-only data):
@@ -379,13 +380,10 @@ def factorisation_variants(stage: LastStage, r: Run, truth: dict[str, np.ndarray
     """Each of :data:`VARIANTS` on erm of run ``r``, everything else as the engine does it (the same fitted positions,
     K candidates, calibration): K, the components the simulated namer names after a concept that is not background, and
     :func:`bound`'s worst group fitted on D for them (None when there are none)."""
-    from sklearn.linear_model import LogisticRegression
-
     from igcore.discover.calibrate import PresenceCalibration
     from igcore.discover.discovery import fit_sample
     from igcore.discover.factorize import ConceptFactorization, presence_scores
     from igcore.discover.layers import capture, resolve_site
-    from igcore.evaluate import group_metrics
 
     world, erm, _ = stage
     config = r.config_model()
@@ -393,10 +391,13 @@ def factorisation_variants(stage: LastStage, r: Run, truth: dict[str, np.ndarray
     splits = {s: world.split(s) for s in ("train", "test_train", "test_eval")}
     rows = fit_sample(splits, params.images, seed)
     fit_answers = np.concatenate([erm.predict(splits[s].images[rows[s]]) for s in ("train", "test_train")])
+    captured: dict[str, dict[str, np.ndarray]] = {}
     out = {}
     for label, (layer, energy, change, per_class) in VARIANTS.items():
-        site = resolve_site(erm.module_, layer)
-        grids = {s: capture(erm.module_, site, split.images, device=erm.device_) for s, split in splits.items()}
+        if layer not in captured:
+            site = resolve_site(erm.module_, layer)
+            captured[layer] = {s: capture(erm.module_, site, split.images, device=erm.device_) for s, split in splits.items()}
+        grids = captured[layer]
         if change == "image mean removed":
             grids = {s: np.maximum(g - g.mean(axis=(1, 2), keepdims=True), 0) for s, g in grids.items()}
         fit = np.concatenate([grids["train"][rows["train"]], grids["test_train"][rows["test_train"]]])
@@ -413,13 +414,11 @@ def factorisation_variants(stage: LastStage, r: Run, truth: dict[str, np.ndarray
             f = factorise(fit)
         calibration = PresenceCalibration(seed).fit(presence_scores(f.transform(fit)))
         p = {s: calibration.predict_proba(presence_scores(f.transform(g))) for s, g in grids.items()}
-        names, after = simulated_names(p["test_train"], truth["test_train"], t)
+        _, after = simulated_names(p["test_train"], truth["test_train"], t)
         cols = [int(c.split("/")[1]) for c in after if after[c] not in t.background]
-        worst = None
-        if cols:
-            clf = LogisticRegression(max_iter=1000).fit(p["train"][:, cols], splits["train"].labels)
-            test = splits["test_eval"]
-            worst = group_metrics(test.labels, clf.predict(p["test_eval"][:, cols]), test.groups, r.metrics["world"]["groups"])["worst_group_acc"]
+        test = splits["test_eval"]
+        worst = regression_worst_group(p["train"][:, cols], splits["train"].labels, p["test_eval"][:, cols], test.labels,
+                                       test.groups, r.metrics["world"]["groups"]) if cols else None
         out[label] = {"k": f.k_, "named_other": len(cols), "concepts": sorted({after[f"discovered::erm/{k}"] for k in cols}),
                       "bound_d": worst}
     return out

@@ -542,7 +542,7 @@ def _solve_newton(
         for _ in range(40):
             # x + 1.0 * d is x + d exactly (the usual full step: one op less); the projection in place on the new tensor
             xt = xs + ds if step_len == 1.0 else xs + step_len * ds
-            xt[:, :kc].clamp_(min=0)  # the bounded variables are the weights, the first kc
+            xt[:, :kc].clamp_(min=0)  # bounded = the weights, the first kc (_packed_start); in place, unlike where()
             xt.mul_(ms)
             step = (gs * (xt - xs)).sum(1)
             if bool((-step <= noise * fs_scale).all()):

@@ -9,10 +9,12 @@ measures captum's overhead (scaling the inputs along the path, batching, summing
 1.0 = no overhead; the target is >= 0.7. The forward+backward reference computes what IG needs, the
 gradient of the target logits with respect to the input (``torch.autograd.grad``); the full
 ``loss.backward()`` with weight gradients is reported as well. Best of ``--repeats``, wall-clock and
-process-CPU time (the machine may be shared). Writes ``docs/bench_attribution.md``.
+process-CPU time (the machine may be shared). ``--batch`` defaults to the engine's pass size for the image
+(``igcore.microscope.integrated_gradients.PATH_BATCH``); a second table times IG at each of ``--passes``, the
+measurement behind that default. Writes ``docs/bench_attribution.md``.
 
-    python -m bench.bench_attribution [--arch resnet-tiny] [--n-steps 32] [--batch 512] [--images 64]
-                                      [--repeats 3] [--threads 2]
+    python -m bench.bench_attribution [--arch resnet-tiny] [--n-steps 32] [--batch N] [--images 64]
+                                      [--repeats 3] [--threads 2] [--passes 32,64,128,256,512]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from bench.common import Report
 from igcore.baseline import PixelClassifier, build_model
 from igcore.microscope import get_method
+from igcore.microscope.integrated_gradients import PATH_BATCH
 
 
 def best_of(fn: Callable[[], None], repeats: int) -> tuple[float, float]:
@@ -42,11 +45,27 @@ def best_of(fn: Callable[[], None], repeats: int) -> tuple[float, float]:
     return min(wall), min(cpu)
 
 
-def measure(arch: str, n_steps: int, batch: int, images: int, repeats: int, image_size: int = 64) -> dict[str, float]:
+def test_inputs(arch: str, images: int, image_size: int) -> tuple[PixelClassifier, torch.Tensor, torch.Tensor]:
+    """The model (untrained, seeded) and the images and targets every measurement attributes."""
     torch.manual_seed(0)
     module = PixelClassifier(build_model(arch, 2, image_size)).eval()
-    x = torch.rand(images, 3, image_size, image_size)
-    target = torch.randint(0, 2, (images,))
+    return module, torch.rand(images, 3, image_size, image_size), torch.randint(0, 2, (images,))
+
+
+def pass_sizes(arch: str, n_steps: int, passes: list[int], images: int, repeats: int, image_size: int = 64) -> dict[int, float]:
+    """IG images/s (wall-clock, best of ``repeats``) with ``internal_batch_size`` = each of ``passes``."""
+    module, x, target = test_inputs(arch, images, image_size)
+    method = get_method("integrated_gradients")
+    out = {}
+    for size in passes:
+        params = method.resolve({"n_steps": n_steps, "internal_batch_size": size})
+        wall, _ = best_of(lambda params=params: method.fn(module, x, target, **params), repeats)
+        out[size] = images / wall
+    return out
+
+
+def measure(arch: str, n_steps: int, batch: int, images: int, repeats: int, image_size: int = 64) -> dict[str, float]:
+    module, x, target = test_inputs(arch, images, image_size)
     # forward+backward at the same batch size IG uses internally (``batch`` path points per pass)
     xb = torch.rand(batch, 3, image_size, image_size)
     tb = torch.randint(0, 2, (batch,))
@@ -85,14 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnet-tiny")
     parser.add_argument("--n-steps", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=512, help="path points per forward/backward (IG internal_batch_size)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="path points per forward/backward (IG internal_batch_size; default: the engine's for the image size)")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--passes", default="32,64,128,256,512", help="pass sizes (IG internal_batch_size) timed against each other")
     args = parser.parse_args(argv)
     report = Report("attribution", argv)
     torch.set_num_threads(args.threads)
+    engine_batch = PATH_BATCH(args.image_size)["internal_batch_size"]
+    args.batch = args.batch or engine_batch
+    passes = sorted({int(v) for v in args.passes.split(",") if v.strip()})
 
     r = measure(args.arch, args.n_steps, args.batch, args.images, args.repeats, args.image_size)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -122,6 +146,19 @@ def main(argv: list[str] | None = None) -> int:
         f"| cores available / torch threads | {cores} / {args.threads} |",
         f"| load average at the end | {load:.1f} (the machine is shared; CPU-time figures are less sensitive to it) |",
     ]
+    if passes:
+        speeds = pass_sizes(args.arch, args.n_steps, passes, args.images, args.repeats, args.image_size)
+        fastest = max(speeds.values())
+        lines += [
+            "",
+            f"### Pass size: images × path points per forward/backward pass ({args.images} images, n_steps={args.n_steps}, "
+            f"best of {args.repeats}; the engine's default at {args.image_size} px is {engine_batch}: "
+            "`igcore.microscope.integrated_gradients.PATH_BATCH`)",
+            "",
+            "| pass size | IG images/s | relative to the fastest |",
+            "|---|---|---|",
+            *(f"| {size}{' (default)' if size == engine_batch else ''} | {v:,.1f} | {v / fastest:.2f} |" for size, v in speeds.items()),
+        ]
     report.block("docs/bench_attribution.md", "attribution", "\n".join(lines),
                  title="Attribution benchmark: Integrated Gradients vs forward+backward")
     report.publish()

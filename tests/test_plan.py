@@ -72,14 +72,14 @@ def test_default_run_keeps_its_settings_when_it_fits():
     plan = make_plan(settings, work(64), costs(1e-4, 3e-4))
     assert plan.fits and plan.all_effects and plan.reduced == {} and 0 < sum(plan.configured_s.values()) <= 240
     before = {  # the parameters every default run used before they followed the image size (occlusion's passes since
-        # they take igcore.baseline.LOGITS_BATCH images)
-        "integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black"},
+        # they take igcore.baseline.LOGITS_BATCH images, the path methods' since they take as many images × steps)
+        "integrated_gradients": {"n_steps": 32, "internal_batch_size": 128, "baseline": "black"},
         "occlusion": {"window": 16, "stride": 8, "baseline": "gray", "forward_batch": LOGITS_BATCH},
-        "layer_integrated_gradients": {"n_steps": 32, "internal_batch_size": 512, "baseline": "black", "interpolate_mode": "nearest"},
+        "layer_integrated_gradients": {"n_steps": 32, "internal_batch_size": 128, "baseline": "black", "interpolate_mode": "nearest"},
     }
     assert {m: plan.settings.params[m] for m in before} == before
     assert {m: p for m, p in plan.settings.params.items() if m not in before} == {m: p for m, p in settings.params.items() if m not in before}
-    assert make_plan(settings, work(224), costs(1e-4, 3e-4)).settings.params["integrated_gradients"]["internal_batch_size"] == 42
+    assert make_plan(settings, work(224), costs(1e-4, 3e-4)).settings.params["integrated_gradients"]["internal_batch_size"] == 10  # 128 × (64 / 224)²
     assert (plan.settings.per_group, plan.settings.sanity.n_images) == (settings.per_group, settings.sanity.n_images)
     unbudgeted = make_plan(MicroscopeConfig(), work(64), {})
     assert MicroscopeConfig().budget_s is None and unbudgeted.fits and unbudgeted.settings.params == plan.settings.params

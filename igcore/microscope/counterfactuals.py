@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from igcore.baseline import to_pixels
+from igcore.microscope.integrated_gradients import PATH_BATCH
 from igcore.worlds.base import Split, World
 
 KINDS = ("background", "object")
@@ -273,7 +274,8 @@ class SwapIntegratedGradients:
             x = to_pixels(pairs[sl, 0], self.model.device_)
             x0 = to_pixels(pairs[sl, 1], self.model.device_)
             target = torch.as_tensor(answer[sl], device=self.model.device_)
-            attr, delta = ig.attribute(x, baselines=x0, target=target, n_steps=self.n_steps, return_convergence_delta=True)
+            attr, delta = ig.attribute(x, baselines=x0, target=target, n_steps=self.n_steps, return_convergence_delta=True,
+                                       internal_batch_size=PATH_BATCH(int(x.shape[-1]))["internal_batch_size"])
             a = attr.sum(1).detach().float().cpu().numpy()
             out.append(np.concatenate([a.reshape(len(a), -1), delta.abs().detach().float().cpu().numpy()[:, None]], 1))
         side = pairs.shape[2] * pairs.shape[3]

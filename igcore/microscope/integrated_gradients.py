@@ -21,14 +21,18 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-#: Images × steps per pass: 512 at the reference side, the same pixels on larger images.
-PATH_BATCH = same_pixels(internal_batch_size=512)
+#: Images × steps per pass: 128 at the reference side, the same pixels on larger images. As for
+#: :data:`igcore.baseline.LOGITS_BATCH`, a pass whose activations stay in the core's cache runs faster than a larger
+#: one (docs/bench_attribution.md times IG at each pass size; vit-tiny behaved alike, and on a ResNet-18 shape at
+#: 224 px the 10-image passes this gives were no slower than 42), and a pass's size moves a map only by float rounding
+#: (captum sums the passes' gradients).
+PATH_BATCH = same_pixels(internal_batch_size=128)
 
 
 class IntegratedGradientsParams(Settings):
     n_steps: int = Field(32, ge=1, description="points of the path integral (one forward and backward pass each)")
     internal_batch_size: int | None = Field(
-        None, ge=1, description="images × steps evaluated per forward/backward pass; null = 512 at 64 px, the same pixels on larger images"
+        None, ge=1, description="images × steps evaluated per forward/backward pass; null = 128 at 64 px, the same pixels on larger images"
     )
     baseline: BaselineName = Field("black", description="reference image: black | gray | white")
 

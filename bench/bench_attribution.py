@@ -14,13 +14,15 @@ process-CPU time (the machine may be shared). ``--batch`` defaults to the engine
 measurement behind that default. Writes ``docs/bench_attribution.md``.
 
     python -m bench.bench_attribution [--arch resnet-tiny] [--n-steps 32] [--batch N] [--images 64]
-                                      [--repeats 3] [--threads 2] [--passes 32,64,128,256,512]
+                                      [--repeats 3] [--threads 2] [--passes 32,64,...] [--pass-images 32] [--pass-rounds 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import statistics
 import time
 from collections.abc import Callable
 
@@ -29,6 +31,7 @@ import torch
 
 from bench.common import Report
 from igcore.baseline import PixelClassifier, build_model
+from igcore.config import MicroscopeConfig
 from igcore.microscope import get_method
 from igcore.microscope.integrated_gradients import PATH_BATCH
 
@@ -52,16 +55,24 @@ def test_inputs(arch: str, images: int, image_size: int) -> tuple[PixelClassifie
     return module, torch.rand(images, 3, image_size, image_size), torch.randint(0, 2, (images,))
 
 
-def pass_sizes(arch: str, n_steps: int, passes: list[int], images: int, repeats: int, image_size: int = 64) -> dict[int, float]:
-    """IG images/s (wall-clock, best of ``repeats``) with ``internal_batch_size`` = each of ``passes``."""
+def pass_sizes(arch: str, n_steps: int, passes: list[int], images: int, rounds: int, image_size: int = 64) -> dict[int, float]:
+    """IG images/s (wall-clock, median of ``rounds``) with ``internal_batch_size`` = each of ``passes``.
+
+    Each round times every pass size once, in an order that rotates from round to round, after one warm-up call
+    of each, so a slow minute of a shared machine falls on every size alike."""
     module, x, target = test_inputs(arch, images, image_size)
     method = get_method("integrated_gradients")
-    out = {}
-    for size in passes:
-        params = method.resolve({"n_steps": n_steps, "internal_batch_size": size})
-        wall, _ = best_of(lambda params=params: method.fn(module, x, target, **params), repeats)
-        out[size] = images / wall
-    return out
+    calls = {size: functools.partial(method.fn, module, x, target, **method.resolve({"n_steps": n_steps, "internal_batch_size": size}))
+             for size in passes}
+    for call in calls.values():
+        call()
+    walls: dict[int, list[float]] = {size: [] for size in passes}
+    for r in range(rounds):
+        for size in passes[r % len(passes):] + passes[: r % len(passes)]:
+            start = time.perf_counter()
+            calls[size]()
+            walls[size].append(time.perf_counter() - start)
+    return {size: images / statistics.median(w) for size, w in walls.items()}
 
 
 def measure(arch: str, n_steps: int, batch: int, images: int, repeats: int, image_size: int = 64) -> dict[str, float]:
@@ -110,13 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--passes", default="32,64,128,256,512", help="pass sizes (IG internal_batch_size) timed against each other")
+    parser.add_argument("--passes", default="32,64,128,256,512,1024",
+                        help="pass sizes (IG internal_batch_size) timed against each other; captum takes no fewer than the images")
+    parser.add_argument("--pass-images", type=int, default=MicroscopeConfig().batch_size,
+                        help="images per IG call when timing pass sizes (default: the microscope's, microscope.batch_size)")
+    parser.add_argument("--pass-rounds", type=int, default=7, help="rounds of the pass-size timing (median reported)")
     args = parser.parse_args(argv)
     report = Report("attribution", argv)
     torch.set_num_threads(args.threads)
     engine_batch = PATH_BATCH(args.image_size)["internal_batch_size"]
     args.batch = args.batch or engine_batch
-    passes = sorted({int(v) for v in args.passes.split(",") if v.strip()})
+    # captum's passes hold whole path points (every image at once), so a pass smaller than the images is not one
+    passes = sorted({max(int(v), args.pass_images) for v in args.passes.split(",") if v.strip()})
 
     r = measure(args.arch, args.n_steps, args.batch, args.images, args.repeats, args.image_size)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -147,13 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         f"| load average at the end | {load:.1f} (the machine is shared; CPU-time figures are less sensitive to it) |",
     ]
     if passes:
-        speeds = pass_sizes(args.arch, args.n_steps, passes, args.images, args.repeats, args.image_size)
+        speeds = pass_sizes(args.arch, args.n_steps, passes, args.pass_images, args.pass_rounds, args.image_size)
         fastest = max(speeds.values())
         lines += [
             "",
-            f"### Pass size: images × path points per forward/backward pass ({args.images} images, n_steps={args.n_steps}, "
-            f"best of {args.repeats}; the engine's default at {args.image_size} px is {engine_batch}: "
-            "`igcore.microscope.integrated_gradients.PATH_BATCH`)",
+            f"### Pass size: images × path points per forward/backward pass ({args.pass_images} images per call as the "
+            f"microscope makes them, n_steps={args.n_steps}, median of {args.pass_rounds} interleaved rounds; the engine's "
+            f"default at {args.image_size} px is {engine_batch}: `igcore.microscope.integrated_gradients.PATH_BATCH`)",
             "",
             "| pass size | IG images/s | relative to the fastest |",
             "|---|---|---|",

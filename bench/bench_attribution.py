@@ -48,7 +48,7 @@ def best_of(fn: Callable[[], None], repeats: int) -> tuple[float, float]:
     return min(wall), min(cpu)
 
 
-def test_inputs(arch: str, images: int, image_size: int) -> tuple[PixelClassifier, torch.Tensor, torch.Tensor]:
+def attributed_inputs(arch: str, images: int, image_size: int) -> tuple[PixelClassifier, torch.Tensor, torch.Tensor]:
     """The model (untrained, seeded) and the images and targets every measurement attributes."""
     torch.manual_seed(0)
     module = PixelClassifier(build_model(arch, 2, image_size)).eval()
@@ -60,7 +60,7 @@ def pass_sizes(arch: str, n_steps: int, passes: list[int], images: int, rounds: 
 
     Each round times every pass size once, in an order that rotates from round to round, after one warm-up call
     of each, so a slow minute of a shared machine falls on every size alike."""
-    module, x, target = test_inputs(arch, images, image_size)
+    module, x, target = attributed_inputs(arch, images, image_size)
     method = get_method("integrated_gradients")
     calls = {size: functools.partial(method.fn, module, x, target, **method.resolve({"n_steps": n_steps, "internal_batch_size": size}))
              for size in passes}
@@ -76,7 +76,7 @@ def pass_sizes(arch: str, n_steps: int, passes: list[int], images: int, rounds: 
 
 
 def measure(arch: str, n_steps: int, batch: int, images: int, repeats: int, image_size: int = 64) -> dict[str, float]:
-    module, x, target = test_inputs(arch, images, image_size)
+    module, x, target = attributed_inputs(arch, images, image_size)
     # forward+backward at the same batch size IG uses internally (``batch`` path points per pass)
     xb = torch.rand(batch, 3, image_size, image_size)
     tb = torch.randint(0, 2, (batch,))

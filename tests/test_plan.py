@@ -71,8 +71,8 @@ def test_default_run_keeps_its_settings_when_it_fits():
     settings = MicroscopeConfig(budget_s=240.0)
     plan = make_plan(settings, work(64), costs(1e-4, 3e-4))
     assert plan.fits and plan.all_effects and plan.reduced == {} and 0 < sum(plan.configured_s.values()) <= 240
-    before = {  # the parameters every default run used before they followed the image size (occlusion's passes since
-        # they take igcore.baseline.LOGITS_BATCH images, the path methods' since they take as many images × steps)
+    before = {  # the parameters of every default run at 64 px: the windows and steps they had before they followed the
+        # image size; occlusion's passes of igcore.baseline.LOGITS_BATCH images, the path methods' of as many images × steps
         "integrated_gradients": {"n_steps": 32, "internal_batch_size": 128, "baseline": "black"},
         "occlusion": {"window": 16, "stride": 8, "baseline": "gray", "forward_batch": LOGITS_BATCH},
         "layer_integrated_gradients": {"n_steps": 32, "internal_batch_size": 128, "baseline": "black", "interpolate_mode": "nearest"},

@@ -13,6 +13,7 @@ from igcore.microscope.counterfactuals import (
     log_odds,
     make_counterfactuals,
     mean_ci,
+    mean_cis,
     paste,
     remove_objects,
     swap_attribution,
@@ -83,6 +84,25 @@ def test_mean_ci_covers_the_mean_and_narrows_with_more_data():
     assert (large["ci_high"] - large["ci_low"]) < (small["ci_high"] - small["ci_low"]) / 5
     assert 0.9 < large["ci_low"] and large["ci_high"] < 1.1
     assert mean_ci(np.array([2.0]))["ci_low"] == 2.0
+
+
+@pytest.mark.parametrize("n", [1, 2, 40])
+@pytest.mark.parametrize("batch_bytes", [64 * 2**20, 8 * 40 * 3 * 7])  # one batch; batches of 7 resamples
+def test_mean_cis_is_mean_ci_of_every_row(monkeypatch, n, batch_bytes):
+    import igcore.microscope.counterfactuals as cf
+
+    monkeypatch.setattr(cf, "BOOTSTRAP_BYTES", batch_bytes)
+    rows = np.random.default_rng(3).normal(0.5, 2.0, (4, n))
+    rows[1] = 1.25  # a constant row: no interval to draw
+    together = mean_cis(rows, seed=5, n_resamples=300)
+    alone = [mean_ci(r, seed=5, n_resamples=300) for r in rows]
+    assert [t["n"] for t in together] == [a["n"] for a in alone] == [n] * 4
+    for t, a in zip(together, alone, strict=True):
+        for key in ("mean", "ci_low", "ci_high"):
+            assert t[key] == pytest.approx(a[key], rel=1e-12, abs=1e-12)
+    if n > 2:  # the rows differ, so their intervals do: the rows were not mixed up
+        assert len({t["ci_low"] for t in together}) == 4
+    assert mean_cis(np.zeros((0, n))) == []
 
 
 def test_inpainting_changes_only_the_object_region():

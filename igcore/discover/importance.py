@@ -30,7 +30,8 @@ not). The unchanged layer and the K ablations are variants of one forward pass. 
 change in the log-odds of the model's own answer on D′_eval, ``log-odds(ŷ | ablated) - log-odds(ŷ | x)``,
 with a percentile-bootstrap 95% interval overall and per group, and the share of answers that change
 (``flip_rate``): the statistic of the counterfactual swaps
-(:func:`igcore.microscope.counterfactuals.effects`), so the two read alike.
+(:func:`igcore.microscope.counterfactuals.effects`), so the two read alike. The components share one
+bootstrap of the images (:func:`~igcore.microscope.counterfactuals.mean_cis`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import torch
 
 from igcore.baseline import LOGITS_BATCH, to_pixels
 from igcore.discover.layers import Site, variants
-from igcore.microscope.counterfactuals import log_odds, mean_ci
+from igcore.microscope.counterfactuals import log_odds, mean_cis
 
 
 def resample_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -154,12 +155,12 @@ def ablation_effects(
     answer = logits[0].argmax(1)
     rows = np.arange(len(answer))
     before = log_odds(logits[0])[rows, answer]
-    out = []
-    for k in range(k_n):
-        change = log_odds(logits[k + 1])[rows, answer] - before
-        out.append({
-            "overall": mean_ci(change, seed, n_resamples),
-            "by_group": {group_names[g]: mean_ci(change[groups == g], seed, n_resamples) for g in np.unique(groups)},
-            "flip_rate": float((logits[k + 1].argmax(1) != answer).mean()),
-        })
-    return out
+    change = np.array([log_odds(logits[k + 1])[rows, answer] - before for k in range(k_n)]).reshape(k_n, len(answer))
+    # every component's statistic from one bootstrap of the images (the same draws mean_ci takes for each)
+    overall = mean_cis(change, seed, n_resamples)
+    by_group = {group_names[g]: mean_cis(change[:, groups == g], seed, n_resamples) for g in np.unique(groups)}
+    return [{
+        "overall": overall[k],
+        "by_group": {name: cis[k] for name, cis in by_group.items()},
+        "flip_rate": float((logits[k + 1].argmax(1) != answer).mean()),
+    } for k in range(k_n)]

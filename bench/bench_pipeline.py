@@ -6,6 +6,7 @@ default split sizes, written to ``docs/PERFORMANCE.md``.
     python -m bench.bench_pipeline --scales 1 --compare HEAD~1   # and the default run of another commit beside this one
     python -m bench.bench_pipeline --compare published           # ... of the commit that last published the page
     python -m bench.bench_pipeline --compare published --variant runtime.keep_freed_memory=false  # ... and this code with it off
+    python -m bench.bench_pipeline --compare published --repeats 3   # each column the median of 3 runs, taken in turns
 
 ``--compare REV`` answers "did this change make the default run slower?": the default run (1×, the same
 ``--set``) with the code of git revision REV (checked out into a temporary worktree) and with this code, one
@@ -14,7 +15,10 @@ per-stage seconds side by side. ``--compare published`` names the commit that th
 last published it (``HEAD~1`` when there is none, or it is not in this clone's history): after a run of
 documentation-only commits, ``HEAD~1`` has the same code as this one and the comparison says nothing.
 ``--variant KEY=VALUE`` (repeatable) adds this code's default run with that setting, after the other two, as one more
-column: what a runtime setting (the malloc policy, the threads) is worth, measured the same way.
+column: what a runtime setting (the malloc policy, the threads) is worth, measured the same way. ``--repeats N`` runs
+every column N times, in turns (REV, this code, each variant, then again), so that a slow spell of a shared machine
+falls on every column alike; each cell is the median, and the page gives the process's wall time as median and
+range, and its CPU seconds (user + system), which say how much work a run did whatever else the machine was doing.
 
 Scale multiplies every split size of the config (the default's, or the one ``--set`` makes). Peak memory is the
 process's maximum resident set size after each stage (``ru_maxrss``), so it shows which stage raised the
@@ -55,11 +59,14 @@ def main(argv: list[str] | None = None) -> None:
                     f"('{PUBLISHED}': the commit that last published the page)")
     ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
                     help="with --compare: also this code's default run with KEY=VALUE, as one more column")
+    ap.add_argument("--repeats", type=int, default=1, help="with --compare: runs per column, taken in turns (medians)")
     args = ap.parse_args(argv)
     if args.variant and not args.compare:
         ap.error("--variant needs --compare (it adds a column to the comparison)")
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
     report = Report("pipeline", argv)  # its clock (the provenance's wall time) includes the comparison's runs
-    compared = compare(args.compare, args.set, args.device, Path(args.out), args.variant) if args.compare else None
+    compared = compare(args.compare, args.set, args.device, Path(args.out), args.variant, args.repeats) if args.compare else None
     results = []
     base = load_config(None, args.set)
     for scale in [int(s) for s in args.scales.split(",")]:
@@ -77,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         peaks = {name: marks[name] for name in names}  # the peak reached by the time the stage finished
         results.append((scale, total, stages, peaks, run.manifest.get("device", "cpu"), run.manifest.get("precision") or "float32"))
         print(f"scale {scale}: {total:.1f}s", {k: v["seconds"] for k, v in stages.items()}, flush=True)
-    lines = render(results, base.world, args.set) + (render_comparison(*compared) if compared else [])
+    lines = render(results, base.world, args.set) + (render_comparison(*compared, default_config=not args.set) if compared else [])
     report.block("docs/PERFORMANCE.md", "pipeline", "\n".join(lines), title="Performance")
     report.publish()
 
@@ -122,17 +129,27 @@ def render(results: list, world: object, sets: list[str]) -> list[str]:
     return lines
 
 
-def timed_run(code: Path, sets: list[str], out: Path) -> tuple[float, dict[str, float]]:
-    """Wall seconds of ``python -m igcore run`` with the code in folder ``code``, and its manifest's per-stage seconds."""
+#: One run: the process's wall seconds, the manifest's seconds per stage, the process's CPU seconds.
+Timed = tuple[float, dict[str, float], float]
+#: The wall time of the default run, this code, that the page holds it to (2 CPU cores).
+TARGET_S = 60.0
+
+
+def timed_run(code: Path, sets: list[str], out: Path) -> Timed:
+    """``python -m igcore run`` with the code in folder ``code``: its wall seconds, its manifest's per-stage seconds and
+    its CPU seconds (user + system of the process and its children)."""
     out.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=out))  # runs are never overwritten
     env = {**os.environ, "PYTHONPATH": str(code)}
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "igcore", "run", "--out", str(out), "--quiet", *(a for s in sets for a in ("--set", s))],
                    cwd=code, env=env, check=True)
     wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
-    return wall, {name: float(stage.get("seconds") or 0.0) for name, stage in manifest["stages"].items()}
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    return wall, {name: float(stage.get("seconds") or 0.0) for name, stage in manifest["stages"].items()}, cpu
 
 
 #: ``--compare`` value naming the commit of the page's provenance record
@@ -148,56 +165,103 @@ def published_commit(record: dict | None) -> str:
     return commit if known else "HEAD~1"
 
 
-Timed = tuple[float, dict[str, float]]  # (the process's wall seconds, the manifest's seconds per stage)
 
 
-def compare(rev: str, sets: list[str], device: str, out: Path, variants: list[str] = ()) -> tuple[str, Timed, Timed, list[tuple[str, Timed]]]:
+def compare(rev: str, sets: list[str], device: str, out: Path, variants: list[str] = (), repeats: int = 1,
+            ) -> tuple[str, list[Timed], list[Timed], list[tuple[str, list[Timed]]], tuple[str, str]]:
     """The default run with the code of ``rev``, with this code, then with this code and each ``variant`` (one
-    ``KEY=VALUE`` setting), back to back: ``(short rev, before, after, [(variant, timed), ...])``."""
+    ``KEY=VALUE`` setting), back to back, ``repeats`` times in turns: ``(short rev, before runs, after runs,
+    [(variant, runs), ...], (load average at the start, at the end))``."""
     git = ["git", "-C", str(ROOT)]
     rev = published_commit(read_record("pipeline")) if rev == PUBLISHED else rev
     short = subprocess.run([*git, "rev-parse", "--short=12", rev], capture_output=True, text=True, check=True).stdout.strip()
     sets = [*sets, f"device={device}"]
+    before: list[Timed] = []
+    after: list[Timed] = []
+    varied: dict[str, list[Timed]] = {v: [] for v in variants}
+    load_start = load_average()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         tree = Path(tmp) / "code"
         subprocess.run([*git, "worktree", "add", "--detach", "--quiet", str(tree), short], check=True)
         try:
-            before = timed_run(tree, sets, out / "compare" / f"rev-{short}")
+            for round_ in range(repeats):
+                before.append(timed_run(tree, sets, out / "compare" / f"rev-{short}"))
+                after.append(timed_run(ROOT, sets, out / "compare" / "this"))
+                print(f"round {round_ + 1}/{repeats}: {short} {before[-1][0]:.1f}s, this code {after[-1][0]:.1f}s", flush=True)
+                for variant in variants:
+                    varied[variant].append(timed_run(ROOT, [*sets, variant], out / "compare" / "variant"))
+                    print(f"  this code with {variant}: {varied[variant][-1][0]:.1f}s", flush=True)
         finally:
             subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=False)
-    after = timed_run(ROOT, sets, out / "compare" / "this")
-    print(f"compare {short}: {before[0]:.1f}s, this code: {after[0]:.1f}s", flush=True)
-    varied = []
-    for variant in variants:
-        varied.append((variant, timed_run(ROOT, [*sets, variant], out / "compare" / "variant")))
-        print(f"this code with {variant}: {varied[-1][1][0]:.1f}s", flush=True)
-    return short, before, after, varied
+    return short, before, after, list(varied.items()), (load_start, load_average())
 
 
-def render_comparison(rev: str, before: Timed, after: Timed, variants: list[tuple[str, Timed]] = ()) -> list[str]:
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages, as text."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return float(statistics.median(values))
+
+
+def render_comparison(rev: str, before: list[Timed], after: list[Timed], variants: list[tuple[str, list[Timed]]] = (),
+                      load: tuple[str, str] | None = None, default_config: bool = True) -> list[str]:
     """Per stage: the default run's seconds with the code of ``rev``, with this code (and with this code under each
-    variant), and the ratio of this code to ``rev``."""
-    columns = [before, after, *(timed for _, timed in variants)]
-    stages = list(dict.fromkeys(s for _, seconds in columns for s in seconds))
+    variant), medians over the runs of each column, the ratio of this code to ``rev``; then the process's wall time
+    (median, range) and CPU seconds, and, for the default config, the wall time against :data:`TARGET_S`."""
+    columns = [before, after, *(runs for _, runs in variants)]
+    stages = list(dict.fromkeys(s for runs in columns for run in runs for s in run[1]))
+    n = min(len(runs) for runs in columns)
 
-    def cell(seconds: dict[str, float], stage: str) -> str:
-        return f"{seconds[stage]:.2f}" if stage in seconds else "–"
+    def stage_median(runs: list[Timed], stage: str) -> float | None:
+        values = [run[1][stage] for run in runs if stage in run[1]]
+        return _median(values) if values else None
+
+    def cell(value: float | None) -> str:
+        return "–" if value is None else f"{value:.2f}"
 
     def ratio(a: float | None, b: float | None) -> str:
         return f"{b / a:.2f}" if a and b is not None and a > 0.01 else "–"
 
+    def wall(runs: list[Timed]) -> float:
+        return _median([run[0] for run in runs])
+
+    def spread(runs: list[Timed]) -> str:
+        walls = [run[0] for run in runs]
+        return f"{min(walls):.1f}–{max(walls):.1f}" if len(walls) > 1 else f"{walls[0]:.1f}"
+
     also = "".join(f" | this code, `{v}` s" for v, _ in variants)
     variant_text = (" The last column" + ("s" if len(variants) > 1 else "") + " ran this code again with one setting changed, "
                     "after the other two." if variants else "")
+    runs_text = (f" Each column is the median of {n} runs, taken in turns (that commit, this code"
+                 + (", each variant" if variants else "") + ", then again), so that a slow spell of the machine falls on every "
+                 "column alike." if n > 1 else "")
+    load_text = (f" Load average (1/5/15 min) when the comparison began: {load[0]}; when it ended: {load[1]}; the machine is "
+                 "shared with other jobs, so the CPU seconds, which count only the run's own work, compare code more "
+                 "steadily than the wall time." if load else "")
     return ["", f"## This code against commit `{rev}`", "",
             f"The default run (1×) with the code of commit `{rev}` and then with this code, one after the other on this "
             "machine, each in its own process (`--compare`); ratio = this code / that commit. A stage's seconds are its "
-            "wall time, stretched where stages run at once; the last row is what a user waits." + variant_text, "",
+            "wall time, stretched where stages run at once; the wall row is what a user waits." + variant_text + runs_text
+            + load_text, "",
             f"| stage | `{rev}` s | this code s | ratio{also} |", "|---|---|---|---|" + "---|" * len(variants),
-            *[f"| {s} | {cell(before[1], s)} | {cell(after[1], s)} | {ratio(before[1].get(s), after[1].get(s))}"
-              + "".join(f" | {cell(t[1], s)}" for _, t in variants) + " |" for s in stages],
-            f"| **wall (process)** | **{before[0]:.1f}** | **{after[0]:.1f}** | {ratio(before[0], after[0])}"
-            + "".join(f" | **{t[0]:.1f}**" for _, t in variants) + " |"]
+            *[f"| {s} | {cell(stage_median(before, s))} | {cell(stage_median(after, s))} | "
+              f"{ratio(stage_median(before, s), stage_median(after, s))}"
+              + "".join(f" | {cell(stage_median(runs, s))}" for _, runs in variants) + " |" for s in stages],
+            f"| **wall (process)** | **{wall(before):.1f}** | **{wall(after):.1f}** | {ratio(wall(before), wall(after))}"
+            + "".join(f" | **{wall(runs):.1f}**" for _, runs in variants) + " |",
+            f"| wall (process), range over the runs | {spread(before)} | {spread(after)} | –"
+            + "".join(f" | {spread(runs)}" for _, runs in variants) + " |",
+            f"| CPU seconds (process) | {_median([r[2] for r in before]):.1f} | {_median([r[2] for r in after]):.1f} | "
+            f"{ratio(_median([r[2] for r in before]), _median([r[2] for r in after]))}"
+            + "".join(f" | {_median([r[2] for r in runs]):.1f}" for _, runs in variants) + " |",
+            "", (f"**The default run with this code:** {wall(after):.1f} s" + (f" (median of {n} runs, {spread(after)} s)" if n > 1 else "")
+                 + f" against a target of {TARGET_S:.0f} s on {os.cpu_count()} CPUs: {'met' if wall(after) <= TARGET_S else 'not met'}."
+                 if default_config else
+                 f"**This code's run:** {wall(after):.1f} s; not the default config, so the default run's target of {TARGET_S:.0f} s does not apply.")]
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ rater name. Counted:
   than submitted is duplicated;
 - page time: from the click on a sidebar link to the end of the script run (Streamlit's
   ``data-test-script-state`` back to ``notRunning``, no spinner or skeleton), p50 / p95 / max;
+- at each pace of ``--think``: 0 is the stress test, every session clicking again as soon as a page is drawn;
+  a pace of S seconds has each session read every page for a time drawn uniformly from [S/2, 3S/2] before the
+  next click, as people do (the reading is not page time). Each pace has its own window of ``--seconds``
+  and its own sessions, on the same server;
 - where the machine's CPU went while every session ran: the browsers (chromium, every context), the dashboard
   server, the bench's own drivers (this process, Playwright's), the rest, idle. The browsers share the machine
   with the server here, where ten people would each bring their own: a page's time is the server's work and its
@@ -20,6 +24,7 @@ Usage (from the repository root; heavy, so niced)::
 
     nice -n 10 .venv/bin/python -m bench.bench_load                    # tiny run in a temporary RUNS_DIR
     nice -n 10 .venv/bin/python -m bench.bench_load --runs-dir runs    # a copy of the newest complete run there
+    nice -n 10 .venv/bin/python -m bench.bench_load --think 0,5        # without pauses, then reading each page ~5 s
 
 Writes the "Concurrent users" section of docs/RELIABILITY.md (``--no-report``: print only).
 """
@@ -71,6 +76,7 @@ class Session:
     unconfirmed: int = 0  # submissions whose confirmation did not show in time
     errors: list[str] = field(default_factory=list)
     loops: int = 0
+    think: float = 0.0  # seconds a person reads a page before the next click (mean; uniform on [think/2, 3 think/2])
 
 
 async def wait_idle(page, timeout_s: float, previous: str = "") -> None:  # noqa: ANN001  (a Playwright page)
@@ -134,6 +140,8 @@ async def drive(browser, base: str, run_id: str, session: Session, until: float,
                 if name == "prior" and rate:
                     await add_rating(page, session, rng, timeout_s)
                     await check_page(page, session, "prior (after adding a rating)")
+                if session.think > 0:  # reading the page: not page time
+                    await asyncio.sleep(rng.uniform(session.think / 2, 3 * session.think / 2))
             session.loops += 1
             if time.monotonic() >= until:
                 break
@@ -202,30 +210,36 @@ def cpu_split(before: tuple[dict[int, tuple[str, float]], float, float], after: 
     return split
 
 
-async def load(base: str, run_id: str, sessions: list[Session], seconds: float, timeout_s: float, server_pid: int) -> dict[str, float]:
-    """Warm the server, then run ``sessions`` at once for ``seconds``; returns the CPU seconds by role
-    (:func:`cpu_split`) over the window in which every session was running, with ``window`` its length."""
+async def load(base: str, run_id: str, paces: list[list[Session]], seconds: float, timeout_s: float,
+               server_pid: int) -> list[dict[str, float]]:
+    """Warm the server, then for each pace run its ``sessions`` at once for ``seconds``; returns per pace the CPU
+    seconds by role (:func:`cpu_split`) over the window in which every session was running, with ``window`` its
+    length."""
     from playwright.async_api import async_playwright
 
+    splits: list[dict[str, float]] = []
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         # warm-up, not counted: one visit of every page (imports, the run's caches), as a server that has
         # been up for a while; its errors count all the same
         warm = Session(rater="warm-up")
         await drive(browser, base, run_id, warm, time.monotonic(), -1, timeout_s, rate=False)
-        sessions[0].errors += warm.errors
-        started = time.monotonic()
-        until = started + seconds
-        before = cpu_snapshot(server_pid)
-        split: dict[str, float] = {}
+        paces[0][0].errors += warm.errors
+        for sessions in paces:
+            started = time.monotonic()
+            until = started + seconds
+            before = cpu_snapshot(server_pid)
+            split: dict[str, float] = {}
 
-        async def sample() -> None:  # at the end of the window: every session is still running until then
-            await asyncio.sleep(max(0.0, until - time.monotonic()))
-            split.update(cpu_split(before, cpu_snapshot(server_pid)), window=time.monotonic() - started)
+            async def sample(split: dict[str, float] = split, before: tuple = before, started: float = started,
+                             until: float = until) -> None:  # at the end of the window: every session still runs
+                await asyncio.sleep(max(0.0, until - time.monotonic()))
+                split.update(cpu_split(before, cpu_snapshot(server_pid)), window=time.monotonic() - started)
 
-        await asyncio.gather(sample(), *(drive(browser, base, run_id, s, until, i, timeout_s) for i, s in enumerate(sessions)))
+            await asyncio.gather(sample(), *(drive(browser, base, run_id, s, until, i, timeout_s) for i, s in enumerate(sessions)))
+            splits.append(split)
         await browser.close()
-    return split
+    return splits
 
 
 def stored_ratings(db: Path) -> dict[str, list[int]]:
@@ -271,19 +285,51 @@ def cpu_table(split: dict[str, float]) -> list[str]:
     return lines
 
 
-def report(args: argparse.Namespace, sessions: list[Session], stored: dict[str, list[int]], run_id: str, seconds: float,
-           split: dict[str, float]) -> tuple[str, int]:
+#: The p95 page time the load benchmark holds the dashboard to (seconds).
+TARGET_P95_S = 5.0
+
+
+def pace_title(think: float) -> str:
+    return ("Clicking on as soon as a page is drawn (no pause: the stress test)" if think <= 0 else
+            f"Reading each page for about {think:g} s before the next click (uniform on {think / 2:g}–{3 * think / 2:g} s)")
+
+
+def page_times(sessions: list[Session]) -> list[float]:
+    return [t for s in sessions for ts in s.times.values() for t in ts]
+
+
+def report(args: argparse.Namespace, paces: list[list[Session]], stored: dict[str, list[int]], run_id: str, seconds: float,
+           splits: list[dict[str, float]]) -> tuple[str, int]:
+    """The section: what every pace's sessions did, then the p95 page time of each pace against the target."""
+    sessions = [s for pace in paces for s in pace]
+    lines = [
+        f"{len(paces[0])} browser sessions (one headless Debian chromium, one context each) on one loopback server "
+        f"for {seconds:.0f} s at each pace, run `{run_id if args.runs_dir else 'tiny (testkit.runs.TINY)'}`; each clicks through the {len(PAGES)} pages "
+        "in the sidebar and adds a rating on the Prior page under its own rater name. Before the clock starts, one "
+        "uncounted visit of every page warms the server (imports, the run's caches). Each pace has its own sessions "
+        "and window, one after the other on the same server.",
+    ]
+    bad = 0
+    for pace, split in zip(paces, splits, strict=True):
+        text, pace_bad = pace_report(pace, stored, split)
+        lines += ["", f"### {pace_title(pace[0].think)}", "", text]
+        bad += pace_bad
+    lines += ["", "**p95 page time:** " + "; ".join(
+        f"{percentile(page_times(pace), 95):.2f} s " + ("without a pause" if pace[0].think <= 0 else f"reading each page about {pace[0].think:g} s")
+        for pace in paces) + f", against a target of {TARGET_P95_S:g} s."]
+    errors = [e for s in sessions for e in s.errors]
+    if errors:
+        lines += ["", "Errors (first 20):", "", *[f"- {e}" for e in errors[:20]]]
+    return "\n".join(lines), bad
+
+
+def pace_report(sessions: list[Session], stored: dict[str, list[int]], split: dict[str, float]) -> tuple[str, int]:
     lost, duplicated, late = compare_ratings(sessions, stored)
     errors = [e for s in sessions for e in s.errors]
-    every = [t for s in sessions for ts in s.times.values() for t in ts]
+    every = page_times(sessions)
     lines = [
-        f"{len(sessions)} browser sessions (one headless Debian chromium, one context each) on one loopback server "
-        f"for {seconds:.0f} s, run `{run_id if args.runs_dir else 'tiny (testkit.runs.TINY)'}`; each clicks through the {len(PAGES)} pages "
-        "in the sidebar and adds a rating on the Prior page under its own rater name. Before the clock starts, one "
-        "uncounted visit of every page warms the server (imports, the run's caches).",
-        "",
         f"- errors (exceptions, error boxes, sections that could not be drawn, JavaScript errors, HTTP >= 400, failed requests): **{len(errors)}**",
-        f"- ratings submitted and confirmed: {sum(len(s.submitted) for s in sessions)}; in the store: {sum(len(v) for v in stored.values())}; "
+        f"- ratings submitted and confirmed: {sum(len(s.submitted) for s in sessions)}; in the store: {sum(len(stored.get(s.rater, [])) for s in sessions)}; "
         f"**lost: {lost}, duplicated: {duplicated}**" + (f" (stored but not confirmed in time: {late})" if late else ""),
         f"- page loops completed: {sum(s.loops for s in sessions)} ({min(s.loops for s in sessions)}–{max(s.loops for s in sessions)} per session)",
         "",
@@ -297,8 +343,6 @@ def report(args: argparse.Namespace, sessions: list[Session], stored: dict[str, 
         if ts:
             lines.append(f"| {'**all**' if name == 'all' else name} | {len(ts)} | {percentile(ts, 50):.2f} | {percentile(ts, 95):.2f} | {max(ts):.2f} |")
     lines += ["", *cpu_table(split)]
-    if errors:
-        lines += ["", "Errors (first 20):", "", *[f"- {e}" for e in errors[:20]]]
     return "\n".join(lines), len(errors) + lost + duplicated
 
 
@@ -326,21 +370,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--runs-dir", help="use a copy of the newest complete run there (default: build a tiny run)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one page may take before it counts as an error")
+    parser.add_argument("--think", default="0", help="paces: comma-separated mean seconds a session reads each page "
+                        "before the next click (0: none, the stress test), each with its own sessions and window")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        thinks = [float(x) for x in args.think.split(",")]
+    except ValueError:
+        parser.error(f"--think takes comma-separated seconds, got {args.think!r}")
+    if any(t < 0 for t in thinks):
+        parser.error("--think seconds must be 0 or more")
     report_to = Report("load", argv)
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         runs, run_id = prepare_runs(args, Path(tmp))
         server = start_streamlit(runs, Path(tmp) / "streamlit.log", timeout_s=120)
         try:
-            sessions = [Session(rater=f"load-{i:02d}") for i in range(args.sessions)]
-            started = time.monotonic()
-            split = asyncio.run(load(server.url, run_id, sessions, args.seconds, args.timeout, server.process.pid))
-            seconds = time.monotonic() - started
+            paces = [[Session(rater=f"load-{p}-{i:02d}", think=think) for i in range(args.sessions)] for p, think in enumerate(thinks)]
+            splits = asyncio.run(load(server.url, run_id, paces, args.seconds, args.timeout, server.process.pid))
+            seconds = min(split["window"] for split in splits)
         finally:
             stop(server.process, timeout_s=20)
         stored = stored_ratings(runs / "judgments.sqlite")
-        text, bad = report(args, sessions, stored, run_id, seconds, split)
+        text, bad = report(args, paces, stored, run_id, seconds, splits)
     print(text)
     if not args.no_report:
         report_to.block("docs/RELIABILITY.md", "load", text, title="Reliability")

@@ -197,9 +197,10 @@ GENERATORS: tuple[Generator, ...] = (
         blocks=("docs/RELIABILITY.md#crash",), minutes=20, env=ONE_THREAD,
     ),
     Generator(
-        "load", "bench.bench_load", "ten browser sessions at once on one dashboard server, rating at the same time",
-        full=("--sessions", "10", "--seconds", "120"), quick=("--sessions", "2", "--seconds", "5"),
-        blocks=("docs/RELIABILITY.md#load",), minutes=8,
+        "load", "bench.bench_load", "ten browser sessions at once on one dashboard server, rating at the same time, "
+        "without a pause and reading each page for about five seconds",
+        full=("--sessions", "10", "--seconds", "120", "--think", "0,5"), quick=("--sessions", "2", "--seconds", "5", "--think", "0,1"),
+        blocks=("docs/RELIABILITY.md#load",), minutes=12,
     ),
 )
 

@@ -43,3 +43,26 @@ def test_a_process_that_exits_in_the_window_does_not_take_its_earlier_cpu_with_i
     before = ({1: ("browsers", 10.0), 2: ("server", 5.0), 4: ("browsers", 30.0)}, 100.0, 0.0)
     after = ({1: ("browsers", 12.0), 2: ("server", 6.0), 3: ("browsers", 1.0)}, 110.0, 10.0)
     assert cpu_split(before, after) == {"browsers": 3.0, "server": 1.0, "drivers": 0.0, "rest": 6.0, "idle": 10.0}
+
+
+def test_the_report_gives_each_pace_its_own_sessions_ratings_and_p95() -> None:
+    """``--think 0,5``: a section per pace (its page times, its raters' ratings) and both p95s against the target."""
+    from argparse import Namespace
+
+    from bench.bench_load import TARGET_P95_S, Session, report
+
+    def pace(index: int, think: float, seconds: float) -> list[Session]:
+        return [Session(rater=f"load-{index}-{i:02d}", think=think, times={"overview": [seconds] * 20},
+                        submitted=[3, 4], loops=1) for i in range(2)]
+
+    paces = [pace(0, 0.0, 8.0), pace(1, 5.0, 2.0)]
+    stored = {"load-0-00": [3, 4], "load-0-01": [3, 4], "load-1-00": [3, 4], "load-1-01": [3]}  # one rating lost at pace 5
+    split = {"browsers": 10.0, "server": 1.0, "drivers": 1.0, "rest": 0.0, "idle": 0.0, "window": 6.0}
+    text, bad = report(Namespace(runs_dir=None), paces, stored, "tiny", 120.0, [split, split])
+    assert bad == 1  # the lost rating
+    no_pause, reading = text.split("### ")[1:]
+    assert no_pause.startswith("Clicking on as soon as a page is drawn") and "in the store: 4; **lost: 0" in no_pause
+    assert reading.startswith("Reading each page for about 5 s") and "in the store: 3; **lost: 1" in reading
+    assert "| overview | 40 | 8.00 | 8.00 | 8.00 |" in no_pause and "| overview | 40 | 2.00 | 2.00 | 2.00 |" in reading
+    assert text.splitlines()[-1] == (f"**p95 page time:** 8.00 s without a pause; 2.00 s reading each page about 5 s, "
+                                     f"against a target of {TARGET_P95_S:g} s.")

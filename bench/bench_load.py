@@ -315,7 +315,8 @@ def report(args: argparse.Namespace, paces: list[list[Session]], stored: dict[st
         lines += ["", f"### {pace_title(pace[0].think)}", "", text]
         bad += pace_bad
     lines += ["", "**p95 page time:** " + "; ".join(
-        f"{percentile(page_times(pace), 95):.2f} s " + ("without a pause" if pace[0].think <= 0 else f"reading each page about {pace[0].think:g} s")
+        (f"{percentile(page_times(pace), 95):.2f} s " if page_times(pace) else "no page drawn ")
+        + ("without a pause" if pace[0].think <= 0 else f"reading each page about {pace[0].think:g} s")
         for pace in paces) + f", against a target of {TARGET_P95_S:g} s."]
     errors = [e for s in sessions for e in s.errors]
     if errors:

@@ -66,3 +66,9 @@ def test_the_report_gives_each_pace_its_own_sessions_ratings_and_p95() -> None:
     assert "| overview | 40 | 8.00 | 8.00 | 8.00 |" in no_pause and "| overview | 40 | 2.00 | 2.00 | 2.00 |" in reading
     assert text.splitlines()[-1] == (f"**p95 page time:** 8.00 s without a pause; 2.00 s reading each page about 5 s, "
                                      f"against a target of {TARGET_P95_S:g} s.")
+
+    # a pace whose sessions drew no page says so (and its errors count), rather than failing the report
+    stopped = [Session(rater="load-2-00", think=1.0, errors=["session stopped: TimeoutError"])]
+    text, bad = report(Namespace(runs_dir=None), [paces[0], stopped], stored, "tiny", 120.0, [split, split])
+    assert "; no page drawn reading each page about 1 s, against a target of 5 s." in text and bad == 1
+    assert text.endswith("- session stopped: TimeoutError")

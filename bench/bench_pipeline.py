@@ -31,13 +31,14 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, Report, lanes_sentence, read_record
+from bench.common import ROOT, Report, lanes_sentence, load_average, read_record
 from igcore.config import load_config
 from igcore.pipeline import run_pipeline
 from igcore.store import load_run_dir
@@ -196,17 +197,6 @@ def compare(rev: str, sets: list[str], device: str, out: Path, variants: list[st
     return short, before, after, list(varied.items()), (load_start, load_average())
 
 
-def load_average() -> str:
-    """The machine's 1, 5 and 15 minute load averages, as text."""
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
-def _median(values: list[float]) -> float:
-    import statistics
-
-    return float(statistics.median(values))
-
-
 def render_comparison(rev: str, before: list[Timed], after: list[Timed], variants: list[tuple[str, list[Timed]]] = (),
                       load: tuple[str, str] | None = None, default_config: bool = True) -> list[str]:
     """Per stage: the default run's seconds with the code of ``rev``, with this code (and with this code under each
@@ -218,7 +208,7 @@ def render_comparison(rev: str, before: list[Timed], after: list[Timed], variant
 
     def stage_median(runs: list[Timed], stage: str) -> float | None:
         values = [run[1][stage] for run in runs if stage in run[1]]
-        return _median(values) if values else None
+        return statistics.median(values) if values else None
 
     def cell(value: float | None) -> str:
         return "–" if value is None else f"{value:.2f}"
@@ -227,7 +217,7 @@ def render_comparison(rev: str, before: list[Timed], after: list[Timed], variant
         return f"{b / a:.2f}" if a and b is not None and a > 0.01 else "–"
 
     def wall(runs: list[Timed]) -> float:
-        return _median([run[0] for run in runs])
+        return statistics.median([run[0] for run in runs])
 
     def spread(runs: list[Timed]) -> str:
         walls = [run[0] for run in runs]
@@ -255,9 +245,9 @@ def render_comparison(rev: str, before: list[Timed], after: list[Timed], variant
             + "".join(f" | **{wall(runs):.1f}**" for _, runs in variants) + " |",
             f"| wall (process), range over the runs | {spread(before)} | {spread(after)} | –"
             + "".join(f" | {spread(runs)}" for _, runs in variants) + " |",
-            f"| CPU seconds (process) | {_median([r[2] for r in before]):.1f} | {_median([r[2] for r in after]):.1f} | "
-            f"{ratio(_median([r[2] for r in before]), _median([r[2] for r in after]))}"
-            + "".join(f" | {_median([r[2] for r in runs]):.1f}" for _, runs in variants) + " |",
+            f"| CPU seconds (process) | {statistics.median([r[2] for r in before]):.1f} | {statistics.median([r[2] for r in after]):.1f} | "
+            f"{ratio(statistics.median([r[2] for r in before]), statistics.median([r[2] for r in after]))}"
+            + "".join(f" | {statistics.median([r[2] for r in runs]):.1f}" for _, runs in variants) + " |",
             "", (f"**The default run with this code:** {wall(after):.1f} s" + (f" (median of {n} runs, {spread(after)} s)" if n > 1 else "")
                  + f" against a target of {TARGET_S:.0f} s on {os.cpu_count()} CPUs: {'met' if wall(after) <= TARGET_S else 'not met'}."
                  if default_config else

@@ -44,20 +44,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.common import ROOT
+from bench.common import ROOT, load_average
 from igcore import prior as P
 from igcore.search import HypothesisSearch
 from igcore.worlds.base import Concept, Vocabulary
 from testkit.scores import CLASSES, world_scores
 
 TITLE = "Benchmark: z* search (`igcore/search/`)"
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -282,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", action="store_true", help="print the re-solve results as one JSON line, write nothing")
     args = ap.parse_args(argv)
     if args.json:  # the "before" of --baseline: bench.common is that revision's, which may predate Report
-        print(json.dumps(bench_resolve(args.encoder, args.repeats) | {"load": load().split()[0]}, default=float))
+        print(json.dumps(bench_resolve(args.encoder, args.repeats) | {"load": load_average().split()[0]}, default=float))
         return
     from bench.common import Report
 
@@ -294,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     ns = [int(float(v)) for v in args.ns.split(",")]
     ks = [int(v) for v in args.ks.split(",")]
     skip = {tuple(int(float(p)) for p in item.split("x")) for item in args.skip.split(",") if item}
-    load_start = load()
+    load_start = load_average()
 
     if args.resolve_only:
         results: dict[str, dict[str, Any]] = {}
@@ -302,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"re-solve benchmark, engine of {args.baseline} ...", flush=True)
             results[f"engine of {args.baseline}"] = baseline_resolve(args.baseline, args.encoder, args.repeats)
         print("re-solve benchmark ...", flush=True)
-        results["this commit"] = bench_resolve(args.encoder, args.repeats) | {"load": load().split()[0]}
+        results["this commit"] = bench_resolve(args.encoder, args.repeats) | {"load": load_average().split()[0]}
         for name, r in results.items():
             print(f"  {name}: cold {r['cold_fit_s']:.3f}s, re-solves {[round(x, 3) for x in r['resolve_s']]}", flush=True)
         report.block("docs/bench_search.md", "bench-search-resolve", "\n".join(resolve_section(results, args.repeats)),
@@ -317,14 +310,14 @@ def main(argv: list[str] | None = None) -> None:
             r = bench_scaling(n, k, args.dtype, big_beam)
             rows.append(r)
             print(f"  N={n:>8} K={k:>3}: map {r['map_s']:.2f}s ({r['map_evals']}+{r['map_presolve_evals']} evals), "
-                  f"fit {r['fit_s']:.2f}s ({r['fit_solved']} solves, {r['beam']} beam)  load {load()}", flush=True)
+                  f"fit {r['fit_s']:.2f}s ({r['fit_solved']} solves, {r['beam']} beam)  load {load_average()}", flush=True)
 
     big_n, big_k = max(ns), max(ks)
     precision = bench_precision(min(big_n, 100_000), big_k)
     threads = {k: bench_threads(big_n, k) for k in dict.fromkeys((min(ks), big_k))} if not args.threads else None
     lines = [
         f"Search threads: {str(args.threads) if args.threads else 'the search default (1 if N*K < 4e6, else min(torch default, CPUs - 1))'}. "
-        f"Load average (1/5/15 min) at start: {load_start}; at end: {load()} - the machine is shared with other "
+        f"Load average (1/5/15 min) at start: {load_start}; at end: {load_average()} - the machine is shared with other "
         "jobs, so times are upper bounds and vary run to run.",
         "",
         f"## Scaling (C = 2, scores {args.dtype})",

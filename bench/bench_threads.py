@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Report
+from bench.common import ROOT, Report, load_average
 from igcore.runtime import BLAS_ENV, RuntimeConfig
 from testkit.runs import tiny_sets
 
@@ -46,10 +46,6 @@ POLICIES = {
 TOTAL = "**run (wall)**"
 #: The pure-Python loop that keeps one core busy (pinned, so it competes with one of the run's threads).
 BUSY_LOOP = "import os\nos.sched_setaffinity(0, {%d})\nwhile True:\n    pass\n"
-
-
-def load() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 @contextmanager
@@ -86,7 +82,7 @@ def measure(sets: Sequence[str], repeats: int = 1, out: Path | None = None) -> l
                     for policy, policy_sets in POLICIES.items():  # interleaved: drift hits both alike
                         for stage, seconds in stage_seconds([*sets, *policy_sets], root).items():
                             times[policy].setdefault(stage, []).append(seconds)
-                        print(f"  {'busy core' if competing else 'idle'} / {policy}: done (load {load()})", flush=True)
+                        print(f"  {'busy core' if competing else 'idle'} / {policy}: done (load {load_average()})", flush=True)
             for policy, stages in times.items():
                 for stage, values in stages.items():
                     rows.append({"stage": stage, "policy": policy, "competing": competing, "seconds": statistics.median(values)})
@@ -125,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = ap.parse_args(argv)
     report = Report("threads", argv)
     sets = [*tiny_sets(), *args.set]
-    load_start = load()
+    load_start = load_average()
     rows = measure(sets, args.repeats)
     lines = [
         "## Thread policy: one thread vs the libraries' default, with and without a busy core",
@@ -135,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "(`runtime.stages=1`), so that a stage's seconds are its own; the third is the engine's default on two cores, "
         "two stages at once, where a stage's seconds include sharing the CPU with the other stage. The last row is "
         "the run's own wall time (`total_seconds`). Busy core: a pure-Python loop pinned to core 0. Load average "
-        f"(1/5/15 min) at start: {load_start}; at end: {load()}. The machine is shared with other jobs, so the "
+        f"(1/5/15 min) at start: {load_start}; at end: {load_average()}. The machine is shared with other jobs, so the "
         "columns of this table are comparable with each other only.",
         "",
         *markdown(rows),

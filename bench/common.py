@@ -60,6 +60,15 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages as text ("n/a" where the OS has none): benches on a shared
+    machine print it beside their timings."""
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def portable_path(text: str) -> str:
     """``text`` with an absolute path made relative to the repository, or cut to ``…/<name>`` outside it."""
     if not os.path.isabs(text):

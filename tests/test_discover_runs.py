@@ -145,3 +145,19 @@ def test_a_discovery_run_records_judgments_of_its_own_world(runs_dir: Path, tmp_
     assert len(joined.ratings) == len(judgments.ratings) + 1 and joined.n_added() == 1
     solved = resolve(run, joined)  # a rating of an unnamed concept is left out of the re-solve
     assert not any(c["concept"].startswith("discovered::") for c in solved.records)
+
+
+def test_a_run_stopped_after_discovery_speaks_of_its_discovered_concepts(runs_dir: Path, tmp_path: Path):
+    """A run of only world, erm and discover (no vocabulary stage) reads its discovered concepts as the vocabulary stage
+    would have merged them, so the Discover page's table can be built from it."""
+    sets = [*TINY, "world.n_train=60", "world.n_val=20", "world.n_test_train=40", "world.n_test_eval=40",
+            "world.n_concept_bank=20", "run_id=found"]
+    run = load_run_dir(run_pipeline(load_config(None, sets), tmp_path / "runs", stages=["world", "erm", "discover"], progress=False))
+    vocabulary, _ = run.vocabulary()
+    full, _ = RunStore(runs_dir).load("tiny").vocabulary()
+    view = DiscoveryView(run)
+    discovered = [c.id for c in vocabulary.concepts if c.kind == "discovered"]
+    assert discovered == view.component_ids() and discovered
+    assert [c.id for c in vocabulary.concepts if c.kind != "discovered"] == [c.id for c in full.concepts if c.kind != "discovered"]
+    table = view.components("erm")
+    assert list(table["id"]) == discovered and set(table["text"]) == {f"unnamed concept {k}" for k in range(len(discovered))}

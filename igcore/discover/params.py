@@ -13,6 +13,8 @@ from igcore.settings import PathText, Settings, stored, unique, unknown
 
 #: Models discovery can explain: trained (or loaded) before the ``ig`` stage, never on D′ labels.
 DISCOVER_MODELS = ("erm",)
+#: A run's folder of discovered concepts, one subfolder per model they were found in (``discover/<model>/``).
+FOLDER = "discover"
 #: Layers of a model discovery can factorise (aliases; igcore/discover/layers.py).
 LAYER_ALIASES = ("last", "penultimate")
 

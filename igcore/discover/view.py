@@ -33,11 +33,10 @@ import numpy as np
 import pandas as pd
 
 from igcore.discover.names import apply_names, is_discovered, parse_id
+from igcore.discover.params import FOLDER
 from igcore.errors import InputError
 from igcore.store import Run
 from igcore.worlds.base import Vocabulary
-
-FOLDER = "discover"
 
 
 def stored_present(run: Run, split: str) -> np.ndarray:

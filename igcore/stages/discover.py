@@ -24,7 +24,7 @@ import pandas as pd
 
 from igcore.config import Config
 from igcore.discover.names import is_named, parse_id, read_names_csv
-from igcore.discover.params import DISCOVER_MODELS
+from igcore.discover.params import DISCOVER_MODELS, FOLDER
 from igcore.errors import InputError
 from igcore.store import write_tensors
 from igcore.worlds.base import World
@@ -32,8 +32,6 @@ from igcore.worlds.base import World
 if TYPE_CHECKING:  # the stage functions import the torch-side modules when they run
     from igcore.context import RunContext
     from igcore.discover.discovery import SourceDiscovery
-
-FOLDER = "discover"
 
 
 def check_names(config: Config, world: World) -> None:

@@ -104,9 +104,20 @@ class Run:
         world = results.world
         if world is None:
             raise InputError(f"run {self.run_id!r} has no world section; its world stage did not finish")
-        records = (results.concepts or {}).get("vocabulary") or [c.model_dump() for c in world.vocabulary]
+        records = (results.concepts or {}).get("vocabulary") or [c.model_dump() for c in world.vocabulary] + self._discovered()
         vocab = Vocabulary(tuple(Concept(c["id"], c["text"], c["kind"]) for c in records))
         return vocab, list(world.classes)
+
+    def _discovered(self) -> list[dict[str, Any]]:
+        """The discovered concepts of a run whose vocabulary stage did not run (``discover/<model>/info.json``, in
+        ``discover.models`` order), so that they read as the vocabulary stage would have merged them."""
+        from igcore.discover.params import FOLDER
+
+        found = []
+        for model in (self.config.get("discover") or {}).get("models") or []:
+            raw = self.file_bytes(f"{FOLDER}/{model}/info.json")
+            found += json.loads(raw)["concepts"] if raw is not None else []
+        return found
 
     def judgments(self) -> Any:
         """The judgments the run's Prior_M was fitted on (:class:`igcore.prior.Judgments`, recorded by its ``ig``

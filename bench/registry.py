@@ -148,12 +148,12 @@ GENERATORS: tuple[Generator, ...] = (
     ),
     Generator(
         "discover", "bench.bench_discover",
-        "concept discovery: background withheld, labels-only data with a simulated namer and raters, other factorisations of erm, an error-slice baseline, its seconds",
+        "concept discovery: background withheld, labels-only data with a simulated namer and raters, other factorisations of erm, an error-slice baseline, a tag nobody annotated on handwritten digits, its seconds",
         # five seeds: the labels-only results swing by tens of points from seed to seed, three cannot tell a mean apart
         full=("--seeds", "0,1,2,3,4", "--timing", "--out", "{runs}/discover", "--byod-data", "{runs}/byod-data-discover"),
         quick=("--seeds", "0", "--timing", "--out", "{runs}/discover", "--byod-data", "{runs}/byod-data-discover", "--byod-n", "400",
-               "--snowwolf", TINY_WORLD_JSON, *TINY_MODEL_SETS),
-        blocks=("docs/DISCOVER.md#bench-discover",), minutes=35, env=ONE_THREAD,
+               "--tag-copies", "1", "--snowwolf", TINY_WORLD_JSON, *TINY_MODEL_SETS),
+        blocks=("docs/DISCOVER.md#bench-discover",), files=("docs/discover_tag_exemplars.png",), minutes=35, env=ONE_THREAD,
     ),
     Generator(
         "microscope-scale", "bench.bench_microscope_scale",

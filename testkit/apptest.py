@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from streamlit.testing.v1 import AppTest
 
 
@@ -15,7 +18,37 @@ def all_text(at: AppTest) -> str:
 
 def assert_clean(at: AppTest) -> None:
     """No exception and no error box (a 'could not be drawn' warning also counts as a failure)."""
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    drawn = [w.value for w in at.warning if "could not be drawn" in str(w.value)]
-    assert not drawn, drawn
+    assert not problems(at), problems(at)
+
+
+#: The headings of the Discover page's sections (dashboard/app_pages/discover.py), each drawn in its own guard.
+DISCOVER_SECTIONS = ("Every discovered concept", "What it resembles", "Its causal effect", "Name it", "z* in the named words")
+
+
+def problems(at: AppTest) -> list[str]:
+    """What went wrong in a script run: exceptions, error boxes and 'could not be drawn' warnings (empty: it ran cleanly)."""
+    return ([str(e.value) for e in at.exception] + [str(e.value) for e in at.error]
+            + [str(w.value) for w in at.warning if "could not be drawn" in str(w.value)])
+
+
+def discover_page(runs_dir: Path, run_id: str, timeout: float = 120) -> tuple[dict[str, bool], list[str]]:
+    """Open the Discover page of run ``run_id`` in RUNS_DIR ``runs_dir`` as a new session would: which of
+    :data:`DISCOVER_SECTIONS` it drew, and its :func:`problems`."""
+    from dashboard import url_state
+    from dashboard.runs import RUNS_ENV
+
+    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    before = os.environ.get(RUNS_ENV)
+    os.environ[RUNS_ENV] = str(runs_dir)
+    try:
+        at = AppTest.from_file(str(app), default_timeout=timeout)
+        at.query_params.update({"v": str(url_state.CODEC_VERSION), "run": run_id})
+        at.switch_page("app_pages/discover.py")
+        at.run()
+    finally:
+        if before is None:
+            os.environ.pop(RUNS_ENV, None)
+        else:
+            os.environ[RUNS_ENV] = before
+    text = all_text(at)
+    return {heading: heading in text for heading in DISCOVER_SECTIONS}, problems(at)

@@ -21,7 +21,7 @@ from dashboard.run_view import RunView, clause_records, rendered_text
 from igcore.discover import DiscoveryView
 from igcore.resolve import resolve
 from igcore.store import RunStore
-from testkit.apptest import all_text, assert_clean
+from testkit.apptest import DISCOVER_SECTIONS, all_text, assert_clean
 from testkit.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_idle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_every_section_renders(runs_dir: Path) -> None:
     assert_clean(at)
     text = all_text(at)
     top, record = top_component(runs_dir)
-    for heading in ("Every discovered concept", "Name it", "z* in the named words", "What it resembles", "Its causal effect"):
+    for heading in DISCOVER_SECTIONS:
         assert heading in text, heading
     view = DiscoveryView(RunStore(runs_dir).load("tiny"))
     assert len(at.dataframe[0].value) == len(view.component_ids("erm"))  # one row per component

@@ -431,3 +431,52 @@ def test_the_discovery_bench_tabulates_each_factorisation_over_seeds() -> None:
     assert lines[2] == f"| {first} | 10.0 ± 2.8 | 0.5 ± 0.7 | 1 of 2 | a coat (1) | 30.0 ± 0.0 |"
     assert lines[3] == f"| {second} | 32.0 ± 0.0 | 1.5 ± 0.7 | 2 of 2 | a coat (2), bright light (1) | 60.0 ± 14.1 |"
     assert lines[4].endswith("| 0 of 2 | – | – |")
+
+
+def test_the_tagged_digits_put_the_tag_with_the_class_in_d_only(tmp_path) -> None:
+    """bench/tagged_digits.py: in D the tag goes with "odd" at rate rho, in D′ it is on half of each class; no scan is
+    on both sides; the manifest is labels-only with the tag in the group column; the tag's pixels are the tag's colour."""
+    from PIL import Image
+
+    from bench.tagged_digits import CLASSES, TAG, TAG_RGB, export_tagged_digits
+
+    data = export_tagged_digits(tmp_path / "d", seed=3, rho=0.9, copies=1)
+    rows = list(csv.DictReader(data.manifest.open()))
+    assert list(rows[0]) == ["path", "label", "split", "group"] and len(rows) == len(data.tag) == len(data.labels)
+    split = np.array([r["split"] for r in rows])
+    assert [r["label"] for r in rows] == [CLASSES[y] for y in data.labels]
+    assert [r["group"] for r in rows] == ["tag" if t else "no_tag" for t in data.tag]
+    d, test = np.isin(split, ["train", "val"]), split == "test"
+    agree = (data.tag == data.labels)[d].mean()  # odd with the tag, even without
+    assert 0.85 < agree < 0.95
+    for y in (0, 1):
+        assert 0.4 < data.tag[test & (data.labels == y)].mean() < 0.6
+    scans = {s: {r["path"].split("/")[1].split("-")[0] for r in rows if r["split"] == s} for s in ("train", "val", "test")}
+    assert not (scans["train"] & scans["test"]) and not (scans["val"] & scans["test"]) and not (scans["train"] & scans["val"])
+    for r, tagged in list(zip(rows, data.tag, strict=True))[:40]:
+        corner = np.asarray(Image.open(data.manifest.parent / r["path"]))[TAG]
+        assert (corner == TAG_RGB).all() == bool(tagged)
+    again = export_tagged_digits(tmp_path / "again", seed=3, rho=0.9, copies=1)
+    assert np.array_equal(again.tag, data.tag)  # deterministic in the seed
+
+
+def test_the_discovery_bench_counts_the_tag_only_when_erm_relies_on_it_more_than_the_oracle() -> None:
+    """Part (d): met when erm's top component is the tag (AUC >= 0.9), its interval excludes 0 and it is >= 3x the
+    oracle's effect; the report gives one row per seed and rho and one acceptance count per rho."""
+    from bench.bench_discover import tag_met, tag_report
+
+    def result(top_auc: float, erm: tuple[float, float, float], oracle: float, aligned: int = 2) -> dict:
+        return {"k": 8, "aligned": aligned, "best": 1, "best_auc": 0.99, "best_rank": 1, "top": 1, "top_auc": top_auc,
+                "top_erm": dict(zip(("mean", "ci_low", "ci_high"), erm, strict=True)),
+                "top_oracle": {"mean": oracle, "ci_low": oracle - 0.01, "ci_high": oracle + 0.01}, "slice_auc": 0.7,
+                "erm_wga": 0.0, "oracle_wga": 0.9, "sections": {"a": True, "b": True}, "page_problems": [], "seconds": 20.0}
+
+    good = result(0.99, (-0.6, -0.7, -0.5), -0.1)
+    assert tag_met(good)
+    assert not tag_met(result(0.85, (-0.6, -0.7, -0.5), -0.1))  # the top component is not the tag
+    assert not tag_met(result(0.99, (-0.6, -0.7, 0.1), -0.1))  # its interval holds 0
+    assert not tag_met(result(0.99, (-0.6, -0.7, -0.5), -0.25))  # the oracle relies on it almost as much
+    text = "\n".join(tag_report([(0, 0.99, good), (1, 0.99, good), (0, 0.95, result(0.5, (-0.3, -0.4, -0.2), -0.2, aligned=0))]))
+    assert text.count("\n| 0 | 0.99 | 8 | 2 | 1 | 0.990 |") == 1 and "| 0 | 0.95 | 8 | 0 | – | best 0.990 |" in text
+    assert "**2 of 2 seeds**" in text and "**0 of 1 seeds**" in text
+    assert "drew every section with no error on every run" in text

@@ -22,6 +22,7 @@ top of it:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -344,13 +345,24 @@ class RunView:
     @property
     def attribution_methods(self) -> list[str]:
         """Attribution methods the microscope computed for any model (relevance or sanity checks); without
-        that stage, every registered method (maps are then computed on demand)."""
+        that stage, every registered method that applies to all of the run's stored models (maps are then computed
+        on demand, and a method for another architecture could not be)."""
         computed = list(dict.fromkeys(k for m in self.microscope.values() for k in (*m.relevance_on_animal, *m.sanity)))
         if computed:
             return computed
         from igcore.microscope import ATTRIBUTIONS  # torch: only for a run without the microscope stage
 
-        return list(ATTRIBUTIONS)
+        families = self.model_families()
+        return [name for name, method in ATTRIBUTIONS.items() if all(method.applies_to(f) for f in families)]
+
+    def model_families(self) -> set[str]:
+        """The architecture families (transformers ``model_type``) of the run's stored classifiers."""
+        found = set()
+        for name in self.run.model_names():
+            raw = self.run.file_bytes(f"models/{name}/config.json")
+            if raw is not None:
+                found.add(json.loads(raw).get("model_type"))
+        return found - {None}
 
     def tcav(self, model: str = "erm") -> list[TCAVRecord]:
         """TCAV records of ``model`` (``microscope.<model>.tcav``), aggregated over the engine's repeats."""

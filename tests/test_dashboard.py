@@ -529,6 +529,23 @@ def test_run_view_reads_every_section(runs_dir: Path) -> None:
     assert run.missing("methods.nonsense", "nonsense") == "This run has no nonsense: no stage of this engine writes `methods.nonsense`."
 
 
+def test_a_run_without_the_microscope_offers_only_the_maps_its_models_can_give(fresh_runs_dir: Path) -> None:
+    """A finished run of world and erm only: the Microscope page computes maps on demand, so it offers the registered
+    methods that apply to the run's ResNet, not the ViT-only ones, and draws its sections without an error."""
+    from igcore.config import load_config
+    from igcore.microscope import ATTRIBUTIONS
+    from igcore.pipeline import run_pipeline
+
+    run_pipeline(load_config(None, [*tiny_sets(), "world.image_size=32", "baseline.epochs=1", "run_id=no-microscope"]),
+                 fresh_runs_dir, stages=["world", "erm"], progress=False)
+    run = RunView.open(str(fresh_runs_dir), "no-microscope")
+    assert run.model_families() == {"resnet"}
+    assert run.attribution_methods == [m for m, spec in ATTRIBUTIONS.items() if spec.applies_to("resnet")]
+    assert len(run.attribution_methods) < len(ATTRIBUTIONS)  # the registry has a ViT-only method
+    at = open_app("microscope", {"v": V, "run": "no-microscope"})
+    assert_clean(at)
+
+
 def test_run_view_explains_missing_files(runs_dir: Path) -> None:
     run = RunView.open(str(runs_dir), "tiny-incomplete")
     with pytest.raises(NotComputed, match=r"its `vocabulary` stage has not finished yet \(the run is running\)"):

@@ -414,9 +414,7 @@ def tag_figure(r: Run, k: int, path: Path, n: int = 8) -> None:
 
 def tag_met(res: dict[str, Any]) -> bool:
     """erm's most relied-on component is the tag (AUC >= 0.9), clearly, and at least 3x more than the oracle."""
-    e = res["top_erm"]
-    clear = e["ci_high"] < 0 or e["ci_low"] > 0
-    return bool(res["top_auc"] >= TAG_ALIGNED and clear and abs(e["mean"]) >= 3 * abs(res["top_oracle"]["mean"]))
+    return bool(res["top_auc"] >= TAG_ALIGNED and excludes_zero(res["top_erm"]) and ratio(res, "top_oracle") >= 3)
 
 
 def tag_report(res: list[tuple[int, float, dict[str, Any]]]) -> list[str]:
@@ -442,10 +440,9 @@ def tag_report(res: list[tuple[int, float, dict[str, Any]]]) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for seed, rho, r in res:
         slice_auc = "–" if r["slice_auc"] is None else f"{r['slice_auc']:.3f}"
-        ratio_ = abs(r["top_erm"]["mean"]) / max(abs(r["top_oracle"]["mean"]), 1e-9)
         first = (r["best_rank"], f"{r['best_auc']:.3f}") if r["aligned"] else ("–", f"best {r['best_auc']:.3f}")
         lines.append(f"| {seed} | {rho} | {r['k']} | {r['aligned']} | {first[0]} | {first[1]} | {slice_auc} | {r['top_auc']:.3f} | "
-                     f"{effect_text(r['top_erm'])} | {effect_text(r['top_oracle'])} | {ratio_:.1f} | {100 * r['erm_wga']:.1f} | "
+                     f"{effect_text(r['top_erm'])} | {effect_text(r['top_oracle'])} | {ratio(r, 'top_oracle'):.1f} | {100 * r['erm_wga']:.1f} | "
                      f"{100 * r['oracle_wga']:.1f} | {sum(r['sections'].values())} of {len(r['sections'])}, {len(r['page_problems'])} | "
                      f"{r['seconds']:.0f} |")
     lines.append("")
@@ -673,14 +670,19 @@ def effect_text(e: dict[str, float]) -> str:
     return f"{e['mean']:+.2f} [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]"
 
 
-def ratio(res: dict[str, Any]) -> float:
-    return abs(res["top_erm"]["mean"]) / max(abs(res["top_student"]["mean"]), 1e-9)
+def ratio(res: dict[str, Any], reference: str = "top_student") -> float:
+    """|effect on erm| / |effect on the reference model| of erm's top component."""
+    return abs(res["top_erm"]["mean"]) / max(abs(res[reference]["mean"]), 1e-9)
+
+
+def excludes_zero(e: dict[str, float]) -> bool:
+    """The effect's 95% interval excludes 0."""
+    return e["ci_high"] < 0 or e["ci_low"] > 0
 
 
 def a_met(res: dict[str, Any]) -> bool:
-    e = res["top_erm"]
-    clear = e["ci_high"] < 0 or e["ci_low"] > 0
-    return bool(res["top_auc"] >= 0.9 and res["top_concept"] in ("snowy_ground", "grassy_ground") and clear and ratio(res) >= 3)
+    return bool(res["top_auc"] >= 0.9 and res["top_concept"] in ("snowy_ground", "grassy_ground") and excludes_zero(res["top_erm"])
+                and ratio(res) >= 3)
 
 
 def table_rows(results: list[tuple[int, dict[str, Any]]]) -> list[str]:

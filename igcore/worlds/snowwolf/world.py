@@ -3,6 +3,8 @@ registered as ``snowwolf``: it samples a split's latents and renders them (see t
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -128,9 +130,17 @@ class SnowWolfWorld:
         size = self.image_size
         images = np.empty((n, size, size, 3), dtype=np.uint8)
         masks = np.empty((n, size, size), dtype=bool)
-        for start in range(0, n, _CHUNK):
-            chunk = slice(start, start + _CHUNK)
+        chunks = [slice(start, start + _CHUNK) for start in range(0, n, _CHUNK)]
+
+        def draw(chunk: slice) -> None:
             self.renderer.draw({k: v[chunk] for k, v in latents.items()}, images[chunk], masks[chunk])
+
+        # The chunks are independent and numpy releases the GIL in its array loops, so threads that take the next
+        # chunk as they finish one fill the free cores (a work queue: a busy core only slows the thread on it, and
+        # the pixels are the same in any order).
+        self.renderer.textures()  # made once, before the threads share them
+        with ThreadPoolExecutor(min(len(chunks), os.cpu_count() or 1) or 1, thread_name_prefix="render") as pool:
+            list(pool.map(draw, chunks))
         groups = np.where(labels >= 0, labels * len(self.backgrounds) + background, -1)
         # The left/right annotation says where the animal's body actually is (mask centroid), which at
         # large animal scales can differ from the half its canvas was placed in.

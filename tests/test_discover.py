@@ -186,7 +186,8 @@ def test_importance_ranks_first_the_component_the_model_reads():
         head.bias.zero_()
         head.bias[1] = -float(50 * (direction @ torch.as_tensor(grids.mean(axis=(0, 1, 2)))) / direction.norm() ** 2)
     groups = np.arange(len(images)) % 2
-    effects = ablation_effects(model, site, patterns, maps, images, groups, ["a", "b"], n_resamples=200)
+    effects, read = ablation_effects(model, site, patterns, maps, images, groups, ["a", "b"], n_resamples=200)
+    np.testing.assert_allclose(read, grids, rtol=1e-5, atol=1e-6)  # the unchanged activations, read on the way
     means = [e["overall"]["mean"] for e in effects]
     assert int(np.argmin(means)) == planted
     e = effects[planted]

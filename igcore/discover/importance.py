@@ -118,8 +118,9 @@ def ablation_effects(
     batch_size: int = LOGITS_BATCH,
     seed: int = 0,
     n_resamples: int = 2000,
-) -> list[dict[str, Any]]:
-    """The effect of removing each component from ``model``'s site (see the module docstring).
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The effect of removing each component from ``model``'s site (see the module docstring), and the site's
+    unchanged grid of every image, read on the way (the same forward pass: a caller needs no second one).
 
     Args:
         model: an :class:`~igcore.baseline.ImageClassifier` (``module_``, ``device_``).
@@ -132,14 +133,15 @@ def ablation_effects(
 
     Returns:
         Per component: ``overall`` and ``by_group`` ({mean, ci_low, ci_high, n} of the change in the
-        log-odds of the model's answer) and ``flip_rate`` (share of answers that change).
+        log-odds of the model's answer) and ``flip_rate`` (share of answers that change); and the grids
+        (N, h, w, C) float32, as :func:`igcore.discover.layers.capture` reads them.
     """
     module, device = model.module_, model.device_
     module.eval()
     basis = torch.as_tensor(patterns.patterns).to(device)
     mean = torch.as_tensor(patterns.map_mean)
     k_n = len(basis)
-    outs = []
+    outs, grids = [], []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             x = to_pixels(images[start : start + batch_size], device)
@@ -147,6 +149,7 @@ def ablation_effects(
 
             def ablate(grid: torch.Tensor, u: torch.Tensor = centred) -> torch.Tensor:
                 # variant 0: the activations as they are; variant k + 1: component k removed
+                grids.append(grid.float().cpu())
                 return torch.stack([grid, *(remove_component(grid, u[..., k], basis[k]) for k in range(k_n))])
 
             with variants(module, site, ablate):
@@ -163,4 +166,4 @@ def ablation_effects(
         "overall": overall[k],
         "by_group": {name: cis[k] for name, cis in by_group.items()},
         "flip_rate": float((logits[k + 1].argmax(1) != answer).mean()),
-    } for k in range(k_n)]
+    } for k in range(k_n)], torch.cat(grids).numpy()

@@ -137,18 +137,17 @@ def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
             clf = ctx.classifier(model)
             site = resolve_site(clf.module_, ctx.config.discover.layer)
             if model == source:  # its activations were read by discovery
-                fit_grids, grids = d.grids["fit"][len(d.fit_images["train"]):], d.grids["test_eval"]
-            else:
+                fit_grids = d.grids["fit"][len(d.fit_images["train"]):]
+            else:  # its D′_eval activations are read by the ablation's own forward pass
                 fit_grids = activations(ctx, model, ctx.data.test_train.images, f"{model} test_train", d.fit_images["test_train"])
-                grids = activations(ctx, model, test.images, f"{model} test_eval")
             read = time.perf_counter()
             patterns = fit_patterns(fit_grids, fit_maps)
-            quality = patterns.fit_quality(grids, d.maps)
             fitted = time.perf_counter()
-            found_effects = ablation_effects(
-                clf, site, patterns, resample_maps(d.maps, grids.shape[1:3]), test.images, test.groups, names,
+            found_effects, grids = ablation_effects(
+                clf, site, patterns, resample_maps(d.maps, fit_grids.shape[1:3]), test.images, test.groups, names,
                 seed=ctx.config.seed, n_resamples=n_resamples,
             )
+            quality = patterns.fit_quality(grids, d.maps)
             seconds[model] = {"activations": round(read - started, 3), "patterns": round(fitted - read, 3),
                               "ablation": round(time.perf_counter() - fitted, 3)}
             per_model[model] = {"layer": site.path, "r2": quality["r2"], "share": quality["share"], "effects": found_effects}

@@ -20,6 +20,7 @@ import torch
 from igcore.config import Config
 from igcore.evaluate import group_metrics
 from igcore.executors import Executor, LocalExecutor
+from igcore.runtime import Concurrency
 from igcore.store import RunWriter
 from igcore.worlds.base import Split, Vocabulary, World
 
@@ -144,6 +145,7 @@ class RunContext:
     pseudo_labels: np.ndarray | None = None
     microscope: MicroscopeResult | None = None
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    concurrency: Concurrency | None = None  # how many stages run at once now: set by igcore.pipeline.run_stages
     # the stage each thread runs (stages may run at once, one per thread: igcore.pipeline)
     _running: threading.local = field(default_factory=threading.local, repr=False)
 
@@ -189,6 +191,12 @@ class RunContext:
         own = getattr(self.data, split).concepts
         found = [d.present(split) for d in (self.discovered or {}).values()] if len(self.vocabulary) > own.shape[1] else []
         return np.concatenate([own, *found], axis=1) if found else own
+
+    def at_once(self) -> int:
+        """How many threads of work (stages, the microscope's lanes) the CPUs hold now (:class:`~igcore.runtime.Concurrency`)."""
+        if self.concurrency is None:
+            self.concurrency = Concurrency(self.config.runtime)
+        return self.concurrency.at_once()
 
     def classifier(self, name: str) -> ImageClassifier:
         """The trained model ``name``, as the running stage's own copy: the hooks, train/eval mode and captum state a

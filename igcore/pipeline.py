@@ -29,7 +29,14 @@ from igcore.baseline import resolve_device
 from igcore.config import Config
 from igcore.context import ProgressFn, RunContext
 from igcore.executors import count_images, make_executor
-from igcore.runtime import RuntimeConfig, heap_in_effect, keep_freed_memory, thread_policy, training_precision
+from igcore.runtime import (
+    Concurrency,
+    RuntimeConfig,
+    heap_in_effect,
+    keep_freed_memory,
+    thread_policy,
+    training_precision,
+)
 from igcore.schema import pred_column, proba_column
 from igcore.stages import Stage, predecessors, select_stages
 from igcore.store import RunStore
@@ -38,6 +45,8 @@ from igcore.worlds.images import ProgressFn as LoadProgressFn
 from igcore.worlds.imageset import decoding
 
 FinishFn = Callable[[str, float], None]  # (stage name, seconds)
+#: Seconds between two looks at the CPUs while a ready stage is held back for them (igcore.runtime.Concurrency).
+POLL_S = 1.0
 
 
 def default_run_id(config: Config) -> str:
@@ -119,12 +128,16 @@ def run_stages(
     of what it requires or reads), so it reads what it would read one stage after the other, and the run's files
     are the same (:meth:`RunWriter.in_stage_order` restores the pipeline's order in them). Of the stages ready, those
     more stages wait for start first (erm and the concept model before the oracle, which fewer stages wait for), then pipeline
-    order; one at a time, it is the pipeline order. ``on_stage(name, i, total)`` is called as the i-th stage starts,
+    order; one at a time, it is the pipeline order. With ``runtime.stages`` null, a stage starts beside a running one
+    only while other processes leave the CPUs for it (:class:`igcore.runtime.Concurrency`, looked at again every
+    :data:`POLL_S` while a stage waits); each stage's record says when it started, how many stages ran then and how
+    busy other processes kept the CPUs (``schedule``). ``on_stage(name, i, total)`` is called as the i-th stage starts,
     ``on_finish(name, seconds)`` as a stage finishes (after its record is in the manifest).
     The first stage to fail stops the run: no further stage starts, the running ones finish, its error is raised.
     """
     config, writer = ctx.config, ctx.writer
-    workers, threads = runtime.concurrent_stages(), runtime.stage_threads()
+    ctx.concurrency = concurrency = Concurrency(runtime)
+    workers, threads = concurrency.limit, runtime.stage_threads()
     after = predecessors(selected, config)
     order = {s.name: i for i, s in enumerate(selected)}
     below = _descendants(after)
@@ -134,29 +147,37 @@ def run_stages(
     pending, done, running = list(selected), set[str](), 0
     finished: queue.Queue[_Finished] = queue.Queue()
     failure: BaseException | None = None
-    started = 0
+    started, held = 0, False
+    began, launched = time.perf_counter(), dict[str, dict[str, Any]]()
     while pending or running:
         if failure is None:
             ready = sorted((s for s in pending if all(p in done for p in after[s.name])), key=first)
-            for stage in ready[: workers - running]:
+            room = (concurrency.at_once() if ready and running + len(ready) > 1 else workers) - running
+            held = len(ready) > max(0, room)  # a stage is ready, but the CPUs are taken
+            for stage in ready[: max(0, room)]:
                 pending.remove(stage)
                 if on_stage:
                     on_stage(stage.name, started, len(selected))
                 started += 1
                 running += 1
+                launched[stage.name] = {"started_s": round(time.perf_counter() - began, 2), "stages_at_once": running,
+                                        **({"others_busy_cpus": round(concurrency.others, 2)} if concurrency.adaptive else {})}
                 context = contextvars.copy_context()  # the caller's context variables (how images are decoded)
                 threading.Thread(target=context.run, args=(_run_one, stage, ctx, threads, finished),
                                  name=f"stage-{stage.name}", daemon=True).start()
         if not running:
             break
-        result = finished.get()
+        try:  # a stage held back for the CPUs looks again after POLL_S: the other process may have finished
+            result = finished.get(timeout=POLL_S if held else None)
+        except queue.Empty:
+            continue
         running -= 1
         if result.error is not None:
             failure = failure or result.error
             continue
         done.add(result.stage.name)
         writer.record_stage(result.stage.name, result.seconds, requires=list(result.stage.requirements(config)),
-                            provides=list(result.stage.provides), **result.info)
+                            provides=list(result.stage.provides), schedule=launched[result.stage.name], **result.info)
         if on_finish:
             on_finish(result.stage.name, result.seconds)
     if failure is not None:
@@ -198,7 +219,9 @@ def run_pipeline(
             precision = "float32" if config.features.backbone else training_precision(config.runtime.precision, device)
             writer.manifest["precision"] = precision  # of the training steps (igcore.runtime.training_precision)
             ctx = RunContext(config, world, writer, device, progress=progress, precision=precision, executor=executor)
-            writer.manifest["stages_at_once"] = config.runtime.concurrent_stages()  # igcore.pipeline.run_stages
+            writer.manifest["stages_at_once"] = config.runtime.concurrent_stages()  # at most: igcore.pipeline.run_stages
+            # fewer while other processes keep the CPUs busy (igcore.runtime.Concurrency; each stage's ``schedule``)
+            writer.manifest["stages_adaptive"] = config.runtime.stages is None and config.runtime.concurrent_stages() > 1
             for text in world.notes:
                 writer.note("world", text)
             names = [s.name for s in selected]

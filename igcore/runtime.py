@@ -5,7 +5,8 @@ region waits at its barrier for the thread that shares that core, and a stage ru
 than with one thread (the measurements, stage by stage, are in docs/PERFORMANCE.md, written by
 ``bench/bench_threads.py``). A run therefore applies ``runtime.*`` (:class:`RuntimeConfig`) when it starts
 (:func:`thread_policy`, restored when it ends; by default one thread fewer than the machine has cores) and records what is in effect in its manifest
-(``manifest["threads"]``); Ray workers apply the same policy with ``ray.threads_per_worker`` threads
+(``manifest["threads"]``). By default two stages run at once on two cores, one thread each, and a second stage
+starts only while other processes leave its core free (:class:`Concurrency`); Ray workers apply the same policy with ``ray.threads_per_worker`` threads
 (:mod:`igcore.executors`). The run's per-image work has no DataLoader worker processes: batches are cut in
 the run's process (``executor=local``) or by the Ray workers (``executor=ray``).
 
@@ -23,7 +24,8 @@ import ctypes.util
 import os
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -60,7 +62,8 @@ class RuntimeConfig(Settings):
     stages: int | None = Field(
         None, ge=1, le=64,
         description="stages that run at once, each in its own thread, a stage starting once the results it reads exist; "
-                    "null = 2 on a machine with 2 or more CPUs, else 1; 1 = one stage after the other",
+                    "null = up to 2 on a machine with 2 or more CPUs, as many as the CPUs other processes leave free "
+                    "hold (igcore.runtime.Concurrency), else 1; 1 = one stage after the other",
     )
 
     keep_freed_memory: bool = Field(
@@ -76,8 +79,9 @@ class RuntimeConfig(Settings):
     )
 
     def concurrent_stages(self) -> int:
-        """How many stages run at once: ``stages``, or two where the machine has two cores (the default run's
-        stages use one thread each, so a second stage fills the second core; docs/PERFORMANCE.md)."""
+        """How many stages run at once at most: ``stages``, or two where the machine has two cores (the default run's
+        stages use one thread each, so a second stage fills the second core; docs/PERFORMANCE.md). With ``stages``
+        null, fewer while other processes keep the CPUs busy (:class:`Concurrency`)."""
         return self.stages if self.stages is not None else min(2, os.cpu_count() or 1)
 
     def stage_threads(self) -> int:
@@ -85,6 +89,75 @@ class RuntimeConfig(Settings):
         stages that run at once, at least one each."""
         threads = self.intra_op()
         return max(1, threads // self.concurrent_stages()) if threads else 0
+
+
+def _cpu_clock() -> tuple[float, float, float]:
+    """(wall seconds, CPU-seconds the machine has been busy, CPU-seconds of this process), from psutil."""
+    import psutil
+
+    machine = psutil.cpu_times()
+    # busy = everything but idle and I/O wait; guest time is already inside user time on Linux (steal is busy: the
+    # hypervisor gave the CPU to someone else)
+    busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0) - getattr(machine, "guest", 0.0) - getattr(machine, "guest_nice", 0.0)
+    own = psutil.Process().cpu_times()
+    return time.monotonic(), busy, own.user + own.system
+
+
+class CpuGauge:
+    """How many CPUs other processes keep busy: the machine's busy CPU-seconds minus this process's own, over the
+    wall time since the previous reading (psutil). The kernel counts CPU time in ticks of 10 ms, so a reading spans at
+    least ``min_window`` seconds: one sooner repeats the previous reading (the first waits for the rest).
+
+    Args:
+        min_window: the shortest span a reading averages over.
+        clock: ``() -> (wall s, machine busy CPU-s, own CPU-s)`` (:func:`_cpu_clock`; tests give their own).
+    """
+
+    def __init__(self, min_window: float = 0.25, clock: Callable[[], tuple[float, float, float]] = _cpu_clock) -> None:
+        self.min_window, self._clock = min_window, clock
+        self._last = clock()
+        self._reading: float | None = None
+
+    def others_busy(self) -> float:
+        """CPUs other processes kept busy since the previous reading (0 when idle, 1.0 for one busy core)."""
+        now = self._clock()
+        if now[0] - self._last[0] < self.min_window:
+            if self._reading is not None:
+                return self._reading
+            time.sleep(self.min_window - (now[0] - self._last[0]))
+            now = self._clock()
+        wall = now[0] - self._last[0]
+        self._reading = max(0.0, ((now[1] - self._last[1]) - (now[2] - self._last[2])) / wall)
+        self._last = now
+        return self._reading
+
+
+class Concurrency:
+    """How many of a run's stages (and the microscope's lanes) run at once now.
+
+    ``runtime.stages`` set: always that many. ``runtime.stages`` null (the default): up to
+    :meth:`RuntimeConfig.concurrent_stages`, as many as the CPUs that other processes leave free hold, each stage
+    taking :meth:`RuntimeConfig.stage_threads` threads (the nearest whole number, at least one). On an idle machine
+    with two CPUs that is two stages at once; with another process busy on one core, one stage after the other, so
+    no stage shares its core with both another stage and the other process (the busy-core measurements are in
+    docs/PERFORMANCE.md). Like ``make --load-average``, it is decided when a stage is about to start: a
+    stage already running keeps running.
+    """
+
+    def __init__(self, runtime: RuntimeConfig, gauge: CpuGauge | None = None, cpus: int | None = None) -> None:
+        self.limit = runtime.concurrent_stages()
+        self.cpus = cpus or os.cpu_count() or 1
+        self.threads = runtime.stage_threads() or self.cpus  # 0: the libraries' default, one thread per core
+        self.adaptive = runtime.stages is None and self.limit > 1
+        self.gauge = (gauge or CpuGauge()) if self.adaptive else None
+        self.others = 0.0  # CPUs other processes kept busy at the last decision
+
+    def at_once(self) -> int:
+        """How many stages (or lanes) may run at once now."""
+        if self.gauge is None:
+            return self.limit
+        self.others = self.gauge.others_busy()
+        return max(1, min(self.limit, int((self.cpus - self.others) / self.threads + 0.5)))
 
 
 def native_bfloat16(device: torch.device) -> bool:

@@ -230,6 +230,19 @@ def test_thread_bench_reports_every_policy_and_the_runs_own_wall_time() -> None:
     rows = [{"stage": stage, "policy": policy, "competing": busy, "seconds": seconds * (1.5 if busy else 1.0)}
             for policy in POLICIES for busy in (False, True) for stage, seconds in (("erm", 2.0), ("oracle", 2.0), (TOTAL, 2.5))]
     lines = markdown(rows)
-    assert lines[0].count("busy / idle") == len(POLICIES) == 3 and "2 stages at once" in lines[0]
-    assert lines[-1].startswith(f"| {TOTAL} | **2.50** |") and lines[-1].endswith("| 1.50× | 1.50× | 1.50× |")
+    assert lines[0].count("busy / idle") == len(POLICIES) == 4 and "2 stages at once" in lines[0] and "the engine's default" in lines[0]
+    assert lines[-1].startswith(f"| {TOTAL} | **2.50** |") and lines[-1].endswith("| 1.50× | 1.50× | 1.50× | 1.50× |")
     assert [line.split("|")[1].strip() for line in lines[2:]] == ["erm", "oracle", TOTAL]
+
+
+def test_thread_bench_verdict_reads_the_slowest_stage_of_the_default_policy() -> None:
+    from bench.bench_threads import DEFAULT, TOTAL, verdict
+
+    seconds = {("erm", False): 2.0, ("erm", True): 2.4, ("oracle", False): 1.0, ("oracle", True): 1.6,
+               ("vocabulary", False): 0.01, ("vocabulary", True): 0.05, (TOTAL, False): 3.0, (TOTAL, True): 9.0}
+    rows = [{"stage": stage, "policy": policy, "competing": busy, "seconds": value * (3 if policy != DEFAULT else 1)}
+            for (stage, busy), value in seconds.items() for policy in (DEFAULT, "1 thread")]
+    text = verdict(rows)  # the run's wall time and stages too short to time are not stages' slowdowns
+    assert "1.60× its idle seconds (oracle)" in text and text.endswith(": not met.")
+    rows = [r if (r["stage"], r["competing"]) != ("oracle", True) else {**r, "seconds": 1.4} for r in rows if r["policy"] == DEFAULT]
+    assert "1.40× its idle seconds (oracle)" in verdict(rows) and verdict(rows).endswith(": met.")

@@ -3,6 +3,7 @@ starts first, a failure, and the files of a run that do not depend on which thre
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import torch
 from igcore.config import load_config
 from igcore.context import RunContext
 from igcore.pipeline import run_stages
-from igcore.runtime import RuntimeConfig
+from igcore.runtime import Concurrency, CpuGauge, RuntimeConfig
 from igcore.stages import Stage, predecessors, select_stages
 from igcore.store.writer import RunWriter
 
@@ -135,3 +136,83 @@ def test_a_stage_reads_its_own_copy_of_a_model(tmp_path: Path) -> None:
     assert copies["x"] is not copies["y"] and model not in copies.values()
     assert torch.equal(copies["x"].weight, model.weight)
     assert ctx.classifier("m") is model  # outside a stage: the model itself
+
+
+class _Load:
+    """A :class:`~igcore.runtime.CpuGauge` whose readings are given: other processes' busy CPUs, one per reading
+    (the last repeats)."""
+
+    def __init__(self, *readings: float) -> None:
+        self.readings = list(readings)
+
+    def others_busy(self) -> float:
+        return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+
+
+def _adaptive(monkeypatch: pytest.MonkeyPatch, *readings: float) -> None:
+    """run_stages with the default ``runtime.stages`` (null) on two CPUs, one thread per stage, under the given load."""
+    import igcore.pipeline
+
+    monkeypatch.setattr(igcore.pipeline, "Concurrency", lambda runtime: Concurrency(runtime, gauge=_Load(*readings), cpus=2))  # type: ignore[arg-type]
+    monkeypatch.setattr(igcore.pipeline, "POLL_S", 0.05)
+
+
+def _spans(seconds: float, spans: dict[str, tuple[float, float]]) -> Callable[[RunContext], None]:
+    def body(ctx: RunContext) -> None:
+        start = time.perf_counter()
+        time.sleep(seconds)
+        spans[ctx.stage] = (start, time.perf_counter())
+    return body
+
+
+def test_the_gauge_counts_the_cpu_time_of_other_processes_only() -> None:
+    # (wall s, machine busy CPU-s, this process's CPU-s)
+    readings = iter([(0.0, 100.0, 10.0), (2.0, 103.0, 11.0), (2.1, 103.1, 11.1), (3.0, 103.5, 11.5)])
+    gauge = CpuGauge(min_window=0.5, clock=lambda: next(readings))
+    assert gauge.others_busy() == pytest.approx(1.0)  # 3 CPU-s in 2 s, of which 1 this process's own
+    assert gauge.others_busy() == pytest.approx(1.0)  # 0.1 s later: too short a span, the previous reading
+    assert gauge.others_busy() == pytest.approx(0.0)  # over the last second all of it this process's own
+
+
+def test_the_gauge_sees_a_busy_process() -> None:
+    import subprocess
+    import sys
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"])
+    try:
+        gauge = CpuGauge()
+        time.sleep(1.0)
+        assert gauge.others_busy() >= 0.4  # one busy loop: about a CPU, less where the machine is shared
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+@pytest.mark.parametrize(("others", "at_once"), [(0.0, 2), (0.3, 2), (0.8, 1), (1.0, 1), (2.0, 1)])
+def test_stages_at_once_are_what_the_free_cpus_hold(others: float, at_once: int) -> None:
+    assert Concurrency(RuntimeConfig(threads=1), gauge=_Load(others), cpus=2).at_once() == at_once  # type: ignore[arg-type]
+    assert Concurrency(RuntimeConfig(threads=1, stages=2), gauge=_Load(others), cpus=2).at_once() == 2  # set: fixed
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the default runs stages at once only on two CPUs or more")
+def test_a_busy_cpu_holds_the_second_stage_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _adaptive(monkeypatch, 1.0)
+    spans: dict[str, tuple[float, float]] = {}
+    ctx = _context(tmp_path)
+    run_stages([_step("a", body=_spans(0.3, spans)), _step("b", body=_spans(0.3, spans))], ctx, RuntimeConfig(threads=1))
+    first, second = sorted(spans.values())
+    assert second[0] >= first[1]  # one after the other
+    schedule = {name: record["schedule"] for name, record in ctx.writer.manifest["stages"].items()}
+    assert schedule["a"]["stages_at_once"] == schedule["b"]["stages_at_once"] == 1
+    assert schedule["b"]["others_busy_cpus"] == 1.0
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the default runs stages at once only on two CPUs or more")
+def test_a_held_stage_starts_once_the_cpu_is_free_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _adaptive(monkeypatch, 1.0, 1.0, 0.0)  # busy at the start, free from the third look on
+    spans: dict[str, tuple[float, float]] = {}
+    ctx = _context(tmp_path)
+    run_stages([_step("long", body=_spans(1.5, spans)), _step("short", body=_spans(0.1, spans))], ctx, RuntimeConfig(threads=1))
+    schedule = {name: record["schedule"] for name, record in ctx.writer.manifest["stages"].items()}
+    assert schedule["short"]["started_s"] >= schedule["long"]["started_s"] + 0.1  # held back for two looks of POLL_S
+    assert spans["short"][0] < spans["long"][1] and schedule["short"]["stages_at_once"] == 2  # beside the long one

@@ -22,6 +22,7 @@ from igcore.config.sets import deep_merge, parse_sets
 from igcore.errors import InputError
 from igcore.microscope.params import MicroscopeConfig
 from igcore.microscope.runner import MicroscopeInputs, run_microscope
+from igcore.runtime import Concurrency
 from igcore.schema import pred_column
 from igcore.settings import validated
 
@@ -103,7 +104,7 @@ def recompute(run_dir: str | Path, overrides: Sequence[str] | Mapping[str, Any] 
         vocabulary=language.vocabulary,
         test_eval_concepts=language.of(present),
         tcav_concepts=tcav_concepts,
-        parallel=config.runtime.concurrent_stages(),
+        parallel=Concurrency(config.runtime).at_once(),  # lanes side by side where the CPUs hold them
     )
     with recompute_output(run, "microscope", stage_named("microscope").writes) as output:
         old = run.path / "microscope" / "attributions"

@@ -57,7 +57,7 @@ def stage_microscope(ctx: RunContext) -> dict[str, Any]:
         test_eval_concepts=language.of(ctx.annotations("test_eval")),
         tcav_concepts=tcav_concepts,
         executor=ctx.executor,
-        parallel=ctx.config.runtime.concurrent_stages(),  # models side by side, as stages run side by side
+        parallel=ctx.at_once(),  # its lanes side by side where the CPUs hold them, as stages run side by side
     )
     if "occlusion" in settings.methods:
         side = int(data.test_eval.images.shape[1])

@@ -66,10 +66,20 @@ class _Open(BaseModel):
 # ------------------------------------------------------------------------------------------- manifest
 
 
+class StageSchedule(_Open):
+    """When a stage started (seconds since the run's first stage did), how many stages ran then, itself included,
+    and how many CPUs other processes kept busy (with ``runtime.stages`` null): igcore.pipeline.run_stages."""
+
+    started_s: float
+    stages_at_once: int = 1
+    others_busy_cpus: float | None = None
+
+
 class StageRecord(_Open):
     seconds: float
     requires: list[str] = []
     provides: list[str] = []
+    schedule: StageSchedule | None = None  # None: runs written before stages recorded when they started
 
 
 class RunNote(_Open):

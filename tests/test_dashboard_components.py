@@ -127,6 +127,20 @@ def method(avg: float, worst: float, group_acc: dict[str, float]) -> MethodMetri
     return MethodMetrics(avg_acc=avg, worst_group_acc=worst, worst_group=min(group_acc, key=group_acc.get), group_acc=group_acc, group_n=dict.fromkeys(group_acc, 10))
 
 
+def test_stage_times_draw_a_timeline_where_the_stages_recorded_when_they_started() -> None:
+    from igcore.schema import StageRecord
+
+    timed = {"world": StageRecord(seconds=2.0, schedule={"started_s": 0.0}),
+             "erm": StageRecord(seconds=5.0, schedule={"started_s": 2.0, "stages_at_once": 2, "others_busy_cpus": 0.1}),
+             "concepts": StageRecord(seconds=4.0, schedule={"started_s": 2.0, "stages_at_once": 2, "others_busy_cpus": 0.1})}
+    bar = charts.stage_times(timed).data[0]
+    assert list(bar.base) == [0.0, 2.0, 2.0] and list(bar.x) == [2.0, 5.0, 4.0]  # erm and concepts overlap
+    assert "2 stage(s) running" in bar.hovertext[1] and "0.1 CPU(s) busy" in bar.hovertext[1]
+    assert "7 s in all" in charts.stage_times(timed).layout.title.text
+    older = {"world": StageRecord(seconds=2.0), "erm": StageRecord(seconds=5.0)}  # a run from before the schedule
+    assert charts.stage_times(older).data[0].base is None and list(charts.stage_times(older).data[0].x) == [2.0, 5.0]
+
+
 def test_charts_build_from_metrics() -> None:
     methods = {
         "erm": method(0.5, 0.1, {"wolf/grass": 0.1, "wolf/snow": 0.9}),

@@ -136,5 +136,5 @@ with session.guard("Contact sheet"):
 
 with st.expander("Run details"):
     info = run.info
-    widgets.chart(figures.run_figure(run, "stage_times"), "overview_stages", "Where the pipeline spent its time.", run_id=run.run_id)
+    widgets.chart(figures.run_figure(run, "stage_times"), "overview_stages", "Where the pipeline spent its time; stages whose bars overlap ran at once.", run_id=run.run_id)
     st.json(info.model_dump(include={"run_id", "created", "status", "device", "total_seconds", "config"}), expanded=False)

@@ -117,8 +117,27 @@ def rho_sweep(results: pd.DataFrame, methods: Sequence[str], run_rho: float | No
 
 
 def stage_times(stages: Mapping[str, StageRecord]) -> go.Figure:
-    """Wall time of each pipeline stage, in run order."""
+    """Wall time of each pipeline stage, in run order: when every stage recorded when it started, a timeline (each
+    bar from its start to its end, so the stages that ran at once overlap), else one bar per stage."""
     names = list(stages)
-    fig = go.Figure(go.Bar(x=[stages[n].seconds for n in names], y=names, orientation="h", marker={"color": "#8d99ae"}))
-    fig.update_layout(**base_layout(height=80 + 22 * len(names), title={"text": "Wall time per pipeline stage (s)", "font": {"size": 14}}, yaxis={"autorange": "reversed"}))
+    seconds = [stages[n].seconds for n in names]
+    schedules = [stages[n].schedule for n in names]
+    height = 80 + 22 * len(names)
+    if not names or any(s is None for s in schedules):
+        fig = go.Figure(go.Bar(x=seconds, y=names, orientation="h", marker={"color": "#8d99ae"}))
+        fig.update_layout(**base_layout(height=height, title={"text": "Wall time per pipeline stage (s)", "font": {"size": 14}}, yaxis={"autorange": "reversed"}))
+        return fig
+    started = [s.started_s for s in schedules if s is not None]
+    hover = [
+        f"{n}: {t:.1f} s, from {s.started_s:.1f} s to {s.started_s + t:.1f} s; {s.stages_at_once} stage(s) running"
+        + ("" if s.others_busy_cpus is None else f"; other processes kept {s.others_busy_cpus:.1f} CPU(s) busy")
+        for n, t, s in zip(names, seconds, schedules, strict=True) if s is not None
+    ]
+    fig = go.Figure(go.Bar(x=seconds, base=started, y=names, orientation="h", marker={"color": "#8d99ae"},
+                           hovertext=hover, hoverinfo="text"))
+    end = max(b + t for b, t in zip(started, seconds, strict=True))
+    fig.update_layout(**base_layout(
+        height=height, title={"text": f"When each pipeline stage ran (s since the first started; {end:.0f} s in all)", "font": {"size": 14}},
+        yaxis={"autorange": "reversed"}, xaxis={"title": "seconds since the first stage started"},
+    ))
     return fig

@@ -20,12 +20,14 @@ docs/PERFORMANCE.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import ROOT, Report
 from testkit.browser import CHROMIUM, CHROMIUM_ARGS, answers, free_port, server_env
@@ -46,11 +48,27 @@ def wait_for(predicate, timeout_s: float, every_s: float = 0.2) -> bool:  # noqa
     return False
 
 
-def first_launch(work: Path, warm_cache: bool, timeout_s: float) -> dict[str, float | None]:
-    """Seconds from the start of the clone to each milestone (None: not reached within ``timeout_s``)."""
+def demo_schedule(runs: Path) -> dict[str, float] | None:
+    """How the published demo run's stages shared the CPUs with the server and the browser (each stage's ``schedule``
+    in its manifest: igcore.pipeline.run_stages): the most stages at once, the most CPUs other processes kept busy
+    when a stage was about to start, and how many stages started while they kept at least half a CPU busy."""
+    manifests = sorted(runs.glob("[!.]*/manifest.json"))
+    if not manifests:
+        return None
+    schedules = [r["schedule"] for r in json.loads(manifests[0].read_text())["stages"].values() if r.get("schedule")]
+    if not schedules:
+        return None
+    busy = [s.get("others_busy_cpus") or 0.0 for s in schedules]
+    return {"at_once": max(s["stages_at_once"] for s in schedules), "others_max": max(busy),
+            "busy_starts": sum(b >= 0.5 for b in busy), "stages": len(schedules)}
+
+
+def first_launch(work: Path, warm_cache: bool, timeout_s: float) -> dict[str, Any]:
+    """Seconds from the start of the clone to each milestone (None: not reached within ``timeout_s``), and under
+    ``schedule`` the demo run's :func:`demo_schedule`."""
     from playwright.sync_api import sync_playwright
 
-    marks: dict[str, float | None] = dict.fromkeys(("clone", "install", "server", "heading", "chart", "complete"))
+    marks: dict[str, Any] = dict.fromkeys(("clone", "install", "server", "heading", "chart", "complete"))
     clone, runs, log = work / "clone", work / "runs", work / "start.log"
     port = free_port()
     env = {k: v for k, v in server_env().items() if not k.startswith("VIRTUAL_ENV")}  # start.sh makes and uses its own .venv
@@ -93,6 +111,7 @@ def first_launch(work: Path, warm_cache: bool, timeout_s: float) -> dict[str, fl
         published = lambda: any(p.is_dir() and (p / "manifest.json").is_file() for p in runs.glob("[!.]*"))  # noqa: E731
         if wait_for(published, max(1.0, timeout_s - (time.perf_counter() - t0)), every_s=1.0):
             marks["complete"] = since()
+            marks["schedule"] = demo_schedule(runs)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -102,7 +121,7 @@ def first_launch(work: Path, warm_cache: bool, timeout_s: float) -> dict[str, fl
     return marks
 
 
-def render(marks: dict[str, float | None], warm_cache: bool) -> str:
+def render(marks: dict[str, Any], warm_cache: bool) -> str:
     rows = [
         ("clone", "`git clone` of this commit (from this repository's folder)"),
         ("install", "`bash start.sh`: the install into `.venv` done (it prints the address)"),
@@ -122,6 +141,13 @@ def render(marks: dict[str, float | None], warm_cache: bool) -> str:
              "| milestone | seconds since the clone began |", "|---|---|",
              *[f"| {text} | {'not reached' if marks[key] is None else f'{marks[key]:.1f}'} |" for key, text in rows],
              "", f"**Fresh clone → first chart:** {verdict}."]
+    schedule = marks.get("schedule")
+    if isinstance(schedule, dict):  # the browser and the server share the machine with the demo run
+        lines += ["", f"The demo run ran up to {schedule['at_once']:.0f} stages at once; when a stage was about to "
+                  f"start, the other processes (the dashboard's server, the browser, the rest of the machine) kept at "
+                  f"most {schedule['others_max']:.2f} CPUs busy, and {schedule['busy_starts']:.0f} of its "
+                  f"{schedule['stages']:.0f} stages started while they kept half a CPU or more busy "
+                  "(`runtime.stages` null: a second stage starts only on a free core)."]
     return "\n".join(lines)
 
 

@@ -246,3 +246,22 @@ def test_thread_bench_verdict_reads_the_slowest_stage_of_the_default_policy() ->
     assert "1.60× its idle seconds (oracle)" in text and text.endswith(": not met.")
     rows = [r if (r["stage"], r["competing"]) != ("oracle", True) else {**r, "seconds": 1.4} for r in rows if r["policy"] == DEFAULT]
     assert "1.40× its idle seconds (oracle)" in verdict(rows) and verdict(rows).endswith(": met.")
+
+
+def test_first_launch_says_how_the_demo_run_shared_the_cpus(tmp_path: Path) -> None:
+    import json
+
+    from bench.bench_first_launch import demo_schedule, render
+
+    run = tmp_path / "20261207-demo"
+    run.mkdir()
+    stages = {"world": {"seconds": 2.0, "schedule": {"started_s": 0.0, "stages_at_once": 1, "others_busy_cpus": 0.0}},
+              "erm": {"seconds": 9.0, "schedule": {"started_s": 2.0, "stages_at_once": 1, "others_busy_cpus": 0.7}},
+              "concepts": {"seconds": 9.0, "schedule": {"started_s": 11.0, "stages_at_once": 2, "others_busy_cpus": 0.2}}}
+    (run / "manifest.json").write_text(json.dumps({"stages": stages}))
+    schedule = demo_schedule(tmp_path)
+    assert schedule == {"at_once": 2, "others_max": 0.7, "busy_starts": 1, "stages": 3}
+    marks = {"clone": 0.1, "install": 40.0, "server": 41.0, "heading": 44.0, "chart": 120.0, "complete": 130.0, "schedule": schedule}
+    text = render(marks, warm_cache=False)
+    assert "ran up to 2 stages at once" in text and "at most 0.70 CPUs busy" in text and "1 of its 3 stages" in text
+    assert demo_schedule(tmp_path / "none") is None

@@ -249,8 +249,6 @@ def test_thread_bench_verdict_reads_the_slowest_stage_of_the_default_policy() ->
 
 
 def test_first_launch_says_how_the_demo_run_shared_the_cpus(tmp_path: Path) -> None:
-    import json
-
     from bench.bench_first_launch import demo_schedule, render
 
     run = tmp_path / "20261207-demo"

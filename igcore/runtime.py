@@ -113,9 +113,9 @@ class CpuGauge:
         clock: ``() -> (wall s, machine busy CPU-s, own CPU-s)`` (:func:`_cpu_clock`; tests give their own).
     """
 
-    def __init__(self, min_window: float = 0.25, clock: Callable[[], tuple[float, float, float]] = _cpu_clock) -> None:
-        self.min_window, self._clock = min_window, clock
-        self._last = clock()
+    def __init__(self, min_window: float = 0.25, clock: Callable[[], tuple[float, float, float]] | None = None) -> None:
+        self.min_window, self._clock = min_window, clock or _cpu_clock
+        self._last = self._clock()
         self._reading: float | None = None
 
     def others_busy(self) -> float:
@@ -141,7 +141,7 @@ class Concurrency:
     with two CPUs that is two stages at once; with another process busy on one core, one stage after the other, so
     no stage shares its core with both another stage and the other process (the busy-core measurements are in
     docs/PERFORMANCE.md). Like ``make --load-average``, it is decided when a stage is about to start: a
-    stage already running keeps running.
+    stage already running keeps running. Where the CPU times cannot be read (psutil fails), up to the limit at once.
     """
 
     def __init__(self, runtime: RuntimeConfig, gauge: CpuGauge | None = None, cpus: int | None = None) -> None:
@@ -149,7 +149,12 @@ class Concurrency:
         self.cpus = cpus or os.cpu_count() or 1
         self.threads = runtime.stage_threads() or self.cpus  # 0: the libraries' default, one thread per core
         self.adaptive = runtime.stages is None and self.limit > 1
-        self.gauge = (gauge or CpuGauge()) if self.adaptive else None
+        self.gauge: CpuGauge | None = None
+        if self.adaptive:
+            try:
+                self.gauge = gauge or CpuGauge()
+            except Exception:  # noqa: BLE001  (no readable CPU times here, e.g. a sandbox without /proc/stat)
+                self.adaptive = False  # then the fixed default: up to `limit` at once, as before the gauge
         self.others = 0.0  # CPUs other processes kept busy at the last decision
 
     def at_once(self) -> int:

@@ -216,3 +216,14 @@ def test_a_held_stage_starts_once_the_cpu_is_free_again(tmp_path: Path, monkeypa
     schedule = {name: record["schedule"] for name, record in ctx.writer.manifest["stages"].items()}
     assert schedule["short"]["started_s"] >= schedule["long"]["started_s"] + 0.1  # held back for two looks of POLL_S
     assert spans["short"][0] < spans["long"][1] and schedule["short"]["stages_at_once"] == 2  # beside the long one
+
+
+def test_without_readable_cpu_times_the_default_runs_up_to_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import igcore.runtime
+
+    def unreadable() -> tuple[float, float, float]:
+        raise PermissionError("/proc/stat")
+
+    monkeypatch.setattr(igcore.runtime, "_cpu_clock", unreadable)
+    concurrency = Concurrency(RuntimeConfig(threads=1), cpus=2)
+    assert not concurrency.adaptive and concurrency.at_once() == concurrency.limit

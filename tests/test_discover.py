@@ -16,9 +16,16 @@ from igcore.baseline import PixelClassifier, build_model
 from igcore.cli import main
 from igcore.discover.calibrate import PresenceCalibration
 from igcore.discover.factorize import ConceptFactorization, presence_scores, select_k
-from igcore.discover.importance import ablation_effects, fit_patterns, remove_component, resample_maps
+from igcore.discover.importance import (
+    ablation_effects,
+    fit_patterns,
+    remove_component,
+    remove_components,
+    resample_maps,
+)
 from igcore.discover.layers import capture, resolve_site, variants
 from igcore.discover.names import (
+    alike,
     apply_names,
     concept_id,
     discovered_concepts,
@@ -186,12 +193,34 @@ def test_importance_ranks_first_the_component_the_model_reads():
         head.bias.zero_()
         head.bias[1] = -float(50 * (direction @ torch.as_tensor(grids.mean(axis=(0, 1, 2)))) / direction.norm() ** 2)
     groups = np.arange(len(images)) % 2
-    effects, read = ablation_effects(model, site, patterns, maps, images, groups, ["a", "b"], n_resamples=200)
-    np.testing.assert_allclose(read, grids, rtol=1e-5, atol=1e-6)  # the unchanged activations, read on the way
+    other = (planted + 1) % 4
+    ablations = ablation_effects(model, site, patterns, maps, images, groups, ["a", "b"], n_resamples=200,
+                                 together=[[planted], [planted, other]])
+    np.testing.assert_allclose(ablations.grids, grids, rtol=1e-5, atol=1e-6)  # the unchanged activations, read on the way
+    effects = ablations.components
     means = [e["overall"]["mean"] for e in effects]
     assert int(np.argmin(means)) == planted
     e = effects[planted]
     assert e["overall"]["ci_high"] < 0 and set(e["by_group"]) == {"a", "b"} and 0 <= e["flip_rate"] <= 1
+    alone, pair = ablations.together  # a group of one is the component itself; a pair removes both at once
+    assert alone["overall"]["mean"] == pytest.approx(e["overall"]["mean"], abs=1e-5)
+    assert pair["overall"]["mean"] != pytest.approx(e["overall"]["mean"], abs=1e-5) and pair["overall"]["ci_high"] < 0
+    no_groups = ablation_effects(model, site, patterns, maps, images, groups, ["a", "b"], n_resamples=200)
+    assert no_groups.together == [] and [x["overall"] for x in no_groups.components] == [x["overall"] for x in effects]
+
+
+def test_removing_components_together_subtracts_each_ones_term():
+    grid, maps, patterns = torch.rand(2, 3, 3, 5), torch.rand(2, 3, 3, 4), torch.rand(4, 5)
+    both = remove_components(grid, maps[..., [0, 2]], patterns[[0, 2]])
+    one_then_other = remove_component(remove_component(grid, maps[..., 0], patterns[0]), maps[..., 2], patterns[2])
+    assert torch.allclose(both, one_then_other, atol=1e-6)
+
+
+def test_components_given_one_name_are_alike_and_unnamed_ones_are_not():
+    concepts = discovered_concepts("erm", 6, {concept_id("erm", 1): "Snowy  ground", concept_id("erm", 4): "snowy ground",
+                                              concept_id("erm", 2): "a coat", concept_id("erm", 5): "snowy ground"})
+    assert alike(concepts) == {"Snowy  ground": [1, 4, 5]}  # one name however spaced or cased; a name of one is no group
+    assert alike(discovered_concepts("erm", 3)) == {}  # unnamed components share the word "unnamed", not a name
 
 
 # ----------------------------------------------------------------------------- names

@@ -161,3 +161,44 @@ def test_a_run_stopped_after_discovery_speaks_of_its_discovered_concepts(runs_di
     assert [c.id for c in vocabulary.concepts if c.kind != "discovered"] == [c.id for c in full.concepts if c.kind != "discovered"]
     table = view.components("erm")
     assert list(table["id"]) == discovered and set(table["text"]) == {f"unnamed concept {k}" for k in range(len(discovered))}
+
+
+def test_components_named_alike_are_removed_together_and_the_page_shows_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """discover.names gives two components one name: discover_effects removes them at once too, per model; the
+    Discover page lists the name with its effect, and names given alike on the page only are said to be unmeasured."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard import url_state
+    from testkit.apptest import all_text, assert_clean
+
+    names = tmp_path / "names.csv"
+    names.write_text("component,text\ndiscovered::erm/0,snowy ground\ndiscovered::erm/1,Snowy  ground\n"
+                     "discovered::erm/2,a coat\n")
+    sets = [*TINY, "world.n_train=60", "world.n_val=20", "world.n_test_train=40", "world.n_test_eval=40",
+            "world.n_concept_bank=20", 'microscope.models=["erm"]', "discover.k=4", f"discover.names={names}", "run_id=alike"]
+    run = load_run_dir(run_pipeline(load_config(None, sets), tmp_path / "runs",
+                                    stages=["world", "erm", "discover", "discover_effects"], progress=False))
+    section = run.metrics["discover"]["erm"]
+    assert [(g["text"], g["components"]) for g in section["named_alike"]] == [("snowy ground", ["discovered::erm/0", "discovered::erm/1"])]
+    together = section["named_alike"][0]["effects"]["erm"]
+    assert set(together) == {"overall", "by_group", "flip_rate"} and together["overall"]["n"] == 40
+    table = DiscoveryView(run).alike("erm")
+    assert list(table["text"]) == ["snowy ground"] and table.loc[0, "effect_erm"] == together["overall"]["mean"]
+
+    monkeypatch.setenv("IG_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=120)
+    at.query_params.update({"v": str(url_state.CODEC_VERSION), "run": "alike"})
+    at.switch_page("app_pages/discover.py")
+    at.run()
+    assert_clean(at)
+    text = all_text(at)
+    assert "Named alike, removed together" in text and "Named alike here but not measured" not in text
+    shown = next(df.value for df in at.dataframe if "name" in df.value.columns and "components" in df.value.columns)
+    assert list(shown["name"]) == ["snowy ground"] and shown.loc[0, "components"] == "discovered::erm/0, discovered::erm/1"
+    at.text_input(key="w_discover_rater").input("ana").run()
+    for component in ("discovered::erm/2", "discovered::erm/3"):  # two more given one name on the page
+        at.selectbox(key="w_discover_comp").set_value(component).run()
+        at.text_input(key="w_discover_text").input("a Coat")
+        next(b for b in at.get("form_submit_button") if "Save the name" in b.label).click()
+        at.run()
+    assert "Named alike here but not measured together yet: “a Coat”" in all_text(at)

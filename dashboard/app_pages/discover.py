@@ -27,7 +27,7 @@ from dashboard.components.style import possessive
 from dashboard.components.text import effect_phrase, utc_time
 from dashboard.page import open_page
 from dashboard.run_view import RunView
-from igcore.discover.names import MAX_NAME_LENGTH, is_named, parse_id
+from igcore.discover.names import MAX_NAME_LENGTH, alike, is_named, name_key, parse_id
 from igcore.errors import InputError
 from igcore.hypothesis import implausible_sentence
 from igcore.schema import Interval
@@ -127,6 +127,22 @@ with session.guard("Discovered concepts"):
         effects = {m: Interval(mean=top[f"effect_{m}"], ci_low=top[f"ci_low_{m}"], ci_high=top[f"ci_high_{m}"]) for m in models}
         label = f"component {top['k']}" + (f" (“{top['text']}”)" if top["named"] else "")
         st.markdown(f"Most relied on by {models[0]}: " + reliance_sentence(top["id"], label, effects))
+    together = view.alike(source)
+    if not together.empty:
+        st.markdown("**Named alike, removed together**: the components the run's names (`discover.names`) gave one name, "
+                    "removed from each model's layer at once — the model's reliance on the concept, not on one of its parts.")
+        st.dataframe(pd.DataFrame({
+            "name": together["text"], "components": [", ".join(c) for c in together["components"]],
+            **{f"effect on {m}": [f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for e, lo, hi in
+                                  zip(together[f"effect_{m}"], together[f"ci_low_{m}"], together[f"ci_high_{m}"], strict=True)]
+               for m in models if f"effect_{m}" in together},
+        }), hide_index=True, width="stretch")
+    measured = {name_key(t) for t in together.get("text", [])}
+    if unmeasured := [t for t in alike([c for c in view.vocabulary(names).concepts if c.id in set(table["id"])])
+                      if name_key(t) not in measured]:
+        st.caption(f"Named alike here but not measured together yet: {', '.join(f'“{t}”' for t in unmeasured)}. The page "
+                   "does not run the models: run again with these names (`discover.names`, a CSV of component,text) to "
+                   "measure the effect of removing each name's components at once.")
 
     texts = run.concept_texts
     session.bind(COMPONENT, component)

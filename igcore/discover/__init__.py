@@ -38,8 +38,8 @@ Public API (imported lazily, so that the config can import :class:`DiscoverParam
     discover(model, name, splits, params, ...)      -> SourceDiscovery
     ConceptFactorization, select_k, KSelection      NMF and the choice of K
     PresenceCalibration                             score -> P(present)
-    fit_patterns, ablation_effects                  importance
-    concept_id, parse_id, apply_names, hypothesis_language, read_names_csv
+    fit_patterns, ablation_effects, Ablations       importance (components alone, and those named alike together)
+    concept_id, parse_id, apply_names, alike, hypothesis_language, read_names_csv
     NameStore                                       names with rater, time and history (SQLite)
     DiscoveryView                                   a stored run's components, exemplars, maps, effects, names
 """
@@ -55,9 +55,9 @@ _LAZY = {
     "discover": "discovery", "SourceDiscovery": "discovery", "resemblance": "discovery",
     "ConceptFactorization": "factorize", "KSelection": "factorize", "select_k": "factorize", "presence_scores": "factorize",
     "PresenceCalibration": "calibrate",
-    "Patterns": "importance", "fit_patterns": "importance", "ablation_effects": "importance",
+    "Patterns": "importance", "fit_patterns": "importance", "ablation_effects": "importance", "Ablations": "importance",
     "Site": "layers", "resolve_site": "layers", "capture": "layers", "variants": "layers",
-    "concept_id": "names", "parse_id": "names", "apply_names": "names", "hypothesis_language": "names",
+    "concept_id": "names", "parse_id": "names", "apply_names": "names", "alike": "names", "hypothesis_language": "names",
     "read_names_csv": "names", "Language": "names", "is_named": "names", "unnamed_text": "names",
     "NameStore": "store",
     "DiscoveryView": "view",

@@ -32,6 +32,11 @@ with a percentile-bootstrap 95% interval overall and per group, and the share of
 (``flip_rate``): the statistic of the counterfactual swaps
 (:func:`igcore.microscope.counterfactuals.effects`), so the two read alike. The components share one
 bootstrap of the images (:func:`~igcore.microscope.counterfactuals.mean_cis`).
+
+**Named alike, removed together.** A model may spread one concept over several components, and a person who
+gives several components one name says they are one concept (:func:`igcore.discover.names.alike`). Each such
+group is one more variant of the same forward pass, ``a' = a - Σ_k (u_k - ū_k) p_k`` over its members
+(:func:`remove_components`), with the same statistic: the model's reliance on the concept, not on one part of it.
 """
 
 from __future__ import annotations
@@ -106,6 +111,27 @@ def remove_component(grid: torch.Tensor, centred_map: torch.Tensor, pattern: tor
     return grid - centred_map[..., None] * pattern
 
 
+def remove_components(grid: torch.Tensor, centred_maps: torch.Tensor, patterns: torch.Tensor) -> torch.Tensor:
+    """``grid - Σ_k (u_k - ū_k) p_k`` over several components at once: centred_maps (B, h, w, M), patterns (M, C)."""
+    return grid - centred_maps @ patterns
+
+
+@dataclass(frozen=True)
+class Ablations:
+    """What :func:`ablation_effects` measured.
+
+    Attributes:
+        components: per component, its effect (``overall``, ``by_group``, ``flip_rate``).
+        together: per group of components removed at once (``together`` of :func:`ablation_effects`), the same.
+        grids: (N, h, w, C) float32, the site's unchanged grid of every image, as
+            :func:`igcore.discover.layers.capture` reads it (the same forward pass: a caller needs no second one).
+    """
+
+    components: list[dict[str, Any]]
+    together: list[dict[str, Any]]
+    grids: np.ndarray
+
+
 def ablation_effects(
     model: Any,
     site: Site,
@@ -118,9 +144,10 @@ def ablation_effects(
     batch_size: int = LOGITS_BATCH,
     seed: int = 0,
     n_resamples: int = 2000,
-) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """The effect of removing each component from ``model``'s site (see the module docstring), and the site's
-    unchanged grid of every image, read on the way (the same forward pass: a caller needs no second one).
+    together: Sequence[Sequence[int]] = (),
+) -> Ablations:
+    """The effect of removing each component from ``model``'s site (see the module docstring), and of removing each
+    group of components in ``together`` at once (components a person gave one name: :func:`igcore.discover.names.alike`).
 
     Args:
         model: an :class:`~igcore.baseline.ImageClassifier` (``module_``, ``device_``).
@@ -131,16 +158,19 @@ def ablation_effects(
         images: uint8 (N, H, W, 3), the D′_eval images.
         groups, group_names: each image's group, for the per-group effects.
 
+        together: groups of component indices, each removed at once (variants after the K single ones).
+
     Returns:
-        Per component: ``overall`` and ``by_group`` ({mean, ci_low, ci_high, n} of the change in the
-        log-odds of the model's answer) and ``flip_rate`` (share of answers that change); and the grids
-        (N, h, w, C) float32, as :func:`igcore.discover.layers.capture` reads them.
+        :class:`Ablations`: per component and per group, ``overall`` and ``by_group`` ({mean, ci_low, ci_high, n} of
+        the change in the log-odds of the model's answer) and ``flip_rate`` (share of answers that change).
     """
     module, device = model.module_, model.device_
     module.eval()
     basis = torch.as_tensor(patterns.patterns).to(device)
     mean = torch.as_tensor(patterns.map_mean)
     k_n = len(basis)
+    members = [torch.as_tensor(list(g), dtype=torch.long) for g in together]
+    v_n = k_n + len(members)  # the changed variants: each component, then each group
     outs, grids = [], []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
@@ -148,22 +178,24 @@ def ablation_effects(
             centred = (torch.as_tensor(maps[start : start + batch_size]) - mean).to(device)
 
             def ablate(grid: torch.Tensor, u: torch.Tensor = centred) -> torch.Tensor:
-                # variant 0: the activations as they are; variant k + 1: component k removed
+                # variant 0: the activations as they are; variant k + 1: component k removed; then each group removed
                 grids.append(grid.float().cpu())
-                return torch.stack([grid, *(remove_component(grid, u[..., k], basis[k]) for k in range(k_n))])
+                return torch.stack([grid, *(remove_component(grid, u[..., k], basis[k]) for k in range(k_n)),
+                                    *(remove_components(grid, u[..., m], basis[m]) for m in members)])
 
             with variants(module, site, ablate):
-                outs.append(module(x).float().cpu().reshape(k_n + 1, len(x), -1))
+                outs.append(module(x).float().cpu().reshape(v_n + 1, len(x), -1))
     logits = torch.cat(outs, dim=1).numpy()
     answer = logits[0].argmax(1)
     rows = np.arange(len(answer))
     before = log_odds(logits[0])[rows, answer]
-    change = np.array([log_odds(logits[k + 1])[rows, answer] - before for k in range(k_n)]).reshape(k_n, len(answer))
-    # every component's statistic from one bootstrap of the images (the same draws mean_ci takes for each)
+    change = np.array([log_odds(logits[v + 1])[rows, answer] - before for v in range(v_n)]).reshape(v_n, len(answer))
+    # every variant's statistic from one bootstrap of the images (the same draws mean_ci takes for each)
     overall = mean_cis(change, seed, n_resamples)
     by_group = {group_names[g]: mean_cis(change[:, groups == g], seed, n_resamples) for g in np.unique(groups)}
-    return [{
-        "overall": overall[k],
-        "by_group": {name: cis[k] for name, cis in by_group.items()},
-        "flip_rate": float((logits[k + 1].argmax(1) != answer).mean()),
-    } for k in range(k_n)], torch.cat(grids).numpy()
+    found = [{
+        "overall": overall[v],
+        "by_group": {name: cis[v] for name, cis in by_group.items()},
+        "flip_rate": float((logits[v + 1].argmax(1) != answer).mean()),
+    } for v in range(v_n)]
+    return Ablations(found[:k_n], found[k_n:], torch.cat(grids).numpy())

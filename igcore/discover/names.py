@@ -19,7 +19,7 @@ is a column of the run's concept scores; those are what people look at to decide
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +63,25 @@ def is_named(concept: Concept) -> bool:
     """A discovered concept whose text is a person's name for it (not ``unnamed concept k``)."""
     parsed = parse_id(concept.id)
     return parsed is not None and concept.text != unnamed_text(parsed[1])
+
+
+def name_key(text: str) -> str:
+    """What two names must share to be one name: the words, without case."""
+    return " ".join(text.split()).casefold()
+
+
+def alike(concepts: Sequence[Concept]) -> dict[str, list[int]]:
+    """Named discovered concepts that share a name (compared without case and extra spaces), two or more each:
+    ``{the first one's text: [their positions in concepts]}``. A person who gives several components one name says
+    they are one concept to them; :mod:`igcore.discover.importance` then removes them together as well."""
+    groups: dict[str, list[int]] = {}
+    texts: dict[str, str] = {}
+    for i, concept in enumerate(concepts):
+        if is_named(concept):
+            key = name_key(concept.text)
+            texts.setdefault(key, concept.text)
+            groups.setdefault(key, []).append(i)
+    return {texts[key]: members for key, members in groups.items() if len(members) > 1}
 
 
 def check_name(text: object, where: str) -> str:

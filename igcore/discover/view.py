@@ -122,6 +122,19 @@ class DiscoveryView:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def alike(self, source: str) -> pd.DataFrame:
+        """The components of ``source`` the run named alike (``discover.names``), removed together: one row per name,
+        ``text``, ``components`` (their ids) and per model ``effect_<m>``, ``ci_low_<m>``, ``ci_high_<m>``,
+        ``flip_rate_<m>``; empty where no name is shared (:func:`igcore.discover.names.alike`)."""
+        rows = []
+        for group in (self.metrics(source) or {}).get("named_alike", []):
+            row: dict[str, Any] = {"text": group["text"], "components": list(group["components"])}
+            for model, e in group["effects"].items():
+                row.update({f"effect_{model}": e["overall"]["mean"], f"ci_low_{model}": e["overall"]["ci_low"],
+                            f"ci_high_{model}": e["overall"]["ci_high"], f"flip_rate_{model}": e["flip_rate"]})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
     def effects(self, source: str | None = None) -> pd.DataFrame:
         """``tables/discover_effects.parquet``: ``source, component, model, group`` (``all`` overall), ``mean,
         ci_low, ci_high, n`` — the change in the log-odds of each model's answer when a component is removed."""

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from igcore.config import Config
-from igcore.discover.names import is_named, parse_id, read_names_csv
+from igcore.discover.names import alike, is_named, parse_id, read_names_csv
 from igcore.discover.params import DISCOVER_MODELS, FOLDER
 from igcore.errors import InputError
 from igcore.store import write_tensors
@@ -130,6 +130,7 @@ def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
     info: dict[str, Any] = {}
     for source, d in found.items():
         fit_maps = d.fit_maps[len(d.fit_images["train"]):]  # D′_train's part (see importance: patterns)
+        named_alike = alike(d.concepts)  # components given one name are also removed together
         per_model: dict[str, Any] = {}
         seconds: dict[str, dict[str, float]] = {}
         for model in effects_models(ctx.config):
@@ -143,20 +144,22 @@ def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
             read = time.perf_counter()
             patterns = fit_patterns(fit_grids, fit_maps)
             fitted = time.perf_counter()
-            found_effects, grids = ablation_effects(
+            ablations = ablation_effects(
                 clf, site, patterns, resample_maps(d.maps, fit_grids.shape[1:3]), test.images, test.groups, names,
-                seed=ctx.config.seed, n_resamples=n_resamples,
+                seed=ctx.config.seed, n_resamples=n_resamples, together=list(named_alike.values()),
             )
-            quality = patterns.fit_quality(grids, d.maps)
+            found_effects = ablations.components
+            quality = patterns.fit_quality(ablations.grids, d.maps)
             seconds[model] = {"activations": round(read - started, 3), "patterns": round(fitted - read, 3),
                               "ablation": round(time.perf_counter() - fitted, 3)}
-            per_model[model] = {"layer": site.path, "r2": quality["r2"], "share": quality["share"], "effects": found_effects}
+            per_model[model] = {"layer": site.path, "r2": quality["r2"], "share": quality["share"], "effects": found_effects,
+                                "together": ablations.together}
             write_tensors(ctx.writer.subdir(f"{FOLDER}/{source}"), f"patterns_{model}",
                           {"patterns": patterns.patterns, "intercept": patterns.intercept, "map_mean": patterns.map_mean})
             for k, e in enumerate(found_effects):
                 for group, stat in [("all", e["overall"]), *e["by_group"].items()]:
                     rows.append({"source": source, "component": d.concepts[k].id, "model": model, "group": group, **stat})
-        section[source] = components_record(d, per_model)
+        section[source] = components_record(d, per_model, named_alike)
         info[source] = {m: {"r2": round(v["r2"], 3), "top": section[source]["ranking"][m][0], "seconds": seconds[m]}
                         for m, v in per_model.items()}
     columns = ["source", "component", "model", "group", "mean", "ci_low", "ci_high", "n"]
@@ -165,9 +168,11 @@ def stage_discover_effects(ctx: RunContext) -> dict[str, Any]:
     return {**info, "cpu_seconds": round(time.thread_time() - cpu, 3)}  # CPU time of the stage's thread
 
 
-def components_record(d: SourceDiscovery, per_model: dict[str, Any]) -> dict[str, Any]:
+def components_record(d: SourceDiscovery, per_model: dict[str, Any], named_alike: dict[str, list[int]]) -> dict[str, Any]:
     """``metrics.json`` ``discover.<source>``: the layer, K, and per component its text, what it resembles,
-    its calibration and, for every model, its ablation effect, flip rate, rank and how well the model reads it."""
+    its calibration and, for every model, its ablation effect, flip rate, rank and how well the model reads it;
+    ``named_alike``: per name that several components share, their ids and, for every model, the effect of removing
+    them together."""
     ranking = {m: [d.concepts[k].id for k in np.argsort([e["overall"]["mean"] for e in v["effects"]], kind="stable")]
                for m, v in per_model.items()}
     calibration = d.calibration.to_dict()
@@ -192,6 +197,9 @@ def components_record(d: SourceDiscovery, per_model: dict[str, Any]) -> dict[str
         "effect": "mean change in the log-odds of the model's answer on D′_eval when the component is removed from its layer",
         "ranking": ranking,
         "components": components,
+        "named_alike": [{"text": text, "components": [d.concepts[k].id for k in members],
+                         "effects": {m: v["together"][i] for m, v in per_model.items()}}
+                        for i, (text, members) in enumerate(named_alike.items())],
     }
 
 

@@ -341,7 +341,21 @@ def experiment_b(name: str, seed: int, manifest: Path, t: Truth, ratings: Path, 
     facts.update(probe=probe_aucs(stage, truth, t), hidden_texts=t.texts, hidden_background=t.background,
                  val_student_wga=val_selected_student(stage, r), variants=factorisation_variants(stage, r, truth, t))
     return {"run": r, "seconds": wall1 + wall2, "names": names, "after": after, "same_components": same,
-            "z_background": z_background, **facts, **outcome(r)}
+            "z_background": z_background, "alike": r.metrics["discover"]["erm"].get("named_alike", []), **facts, **outcome(r)}
+
+
+def alike_rows(res: list[tuple[int, dict[str, Any]]], models: tuple[str, ...] = ("erm", "ig_student")) -> list[str]:
+    """Per seed and simulated name that several components share: the effect on each model of removing them all at
+    once (``discover.<source>.named_alike``), and the ratio |erm| / |ig_student|."""
+    lines = ["| seed | simulated name | components | " + " | ".join(f"removed together: effect on {m} [95% CI]" for m in models)
+             + " | ratio |", "|---" * (4 + len(models)) + "|"]
+    for seed, r in res:
+        for group in r["alike"]:
+            e = group["effects"]
+            lines.append(f"| {seed} | {group['text']} | {len(group['components'])} | "
+                         + " | ".join(effect_text(e[m]["overall"]) for m in models)
+                         + f" | {abs(e[models[0]]['overall']['mean']) / max(abs(e[models[1]]['overall']['mean']), 1e-9):.1f} |")
+    return lines
 
 
 #: The tagged digits (bench/tagged_digits.py): the shares of D whose tag agrees with the class, the models whose
@@ -756,6 +770,9 @@ def report(args: argparse.Namespace, a: list, b_sw: list, b_byod: list, times: d
         lines += ["", "Whether another factorisation of erm's activations would name more (the same diagnostic, per way of "
                   "factorising; the same fitted positions, K candidates and presence calibration as the engine, names from the "
                   "**simulated namer**; the first row is the engine's own):", "", *variants_table(res)]
+        lines += ["", "Components the **simulated namer** gave one name, removed from each model's layer at once "
+                  "(`discover.<source>.named_alike`: the model's reliance on the named concept rather than on one of its "
+                  "components):", "", *alike_rows(res)]
         lines += ["", student_rule_sentence(res)]
         lines += ["", f"**{what}:** z* without a background clause in {sum(no_bg)} of {len(no_bg)} seeds; ig_student's worst group "
                   f"is {mean_sd(gaps, 100)} points above erm's (per seed {', '.join(f'{100 * g:+.1f}' for g in gaps)}); "

@@ -510,3 +510,15 @@ def test_the_discovery_bench_counts_the_tag_only_when_erm_relies_on_it_more_than
     assert text.count("\n| 0 | 0.99 | 8 | 2 | 1 | 0.990 |") == 1 and "| 0 | 0.95 | 8 | 0 | – | best 0.990 |" in text
     assert "**2 of 2 seeds**" in text and "**0 of 1 seeds**" in text
     assert "drew every section with no error on every run" in text
+
+
+def test_the_discovery_bench_lists_each_shared_simulated_name_with_its_effect_removed_together() -> None:
+    from bench.bench_discover import alike_rows
+
+    def stat(mean: float) -> dict:
+        return {"overall": {"mean": mean, "ci_low": mean - 0.1, "ci_high": mean + 0.1}}
+
+    groups = [{"text": "snowy ground", "components": ["discovered::erm/1", "discovered::erm/4"],
+               "effects": {"erm": stat(-1.2), "ig_student": stat(-0.3)}}]
+    lines = alike_rows([(0, {"alike": groups}), (1, {"alike": []})])
+    assert lines[2:] == ["| 0 | snowy ground | 2 | -1.20 [-1.30, -1.10] | -0.30 [-0.40, -0.20] | 4.0 |"]  # seed 1: no shared name

@@ -190,7 +190,8 @@ STAGES: tuple[Stage, ...] = (
           files=("tensors/pseudo_labels.",)),
     *(peer_stage(peer) for peer in PEERS.values()),
     Stage("discover_effects", "igcore.stages.discover:stage_discover_effects", _discover_effects_requires, ("discover_effects",),
-          frozenset({"discover"}), "remove each discovered concept from every examined model's layer: effect on its answers, ranked",
+          frozenset({"discover"}), "remove each discovered concept from every examined model's layer: effect on its answers, ranked; "
+          "the components named alike also together",
           enabled=discovers, files=("tables/discover_effects.",), labels={"discover": "discovered concepts"}),
     Stage("microscope", "igcore.stages.microscope:stage_microscope", _microscope_requires, ("microscope",),
           frozenset({"microscope", "surrogates", "clause_deletion.z_baseline", "clause_deletion.z_student",

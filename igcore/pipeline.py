@@ -220,8 +220,6 @@ def run_pipeline(
             writer.manifest["precision"] = precision  # of the training steps (igcore.runtime.training_precision)
             ctx = RunContext(config, world, writer, device, progress=progress, precision=precision, executor=executor)
             writer.manifest["stages_at_once"] = config.runtime.concurrent_stages()  # at most: igcore.pipeline.run_stages
-            # fewer while other processes keep the CPUs busy (igcore.runtime.Concurrency; each stage's ``schedule``)
-            writer.manifest["stages_adaptive"] = config.runtime.stages is None and config.runtime.concurrent_stages() > 1
             for text in world.notes:
                 writer.note("world", text)
             names = [s.name for s in selected]
@@ -231,6 +229,9 @@ def run_pipeline(
             finally:
                 executor.close()
                 writer.in_stage_order(names)
+                # whether fewer ran at once while other processes kept the CPUs busy (igcore.runtime.Concurrency; each
+                # stage's ``schedule`` says how many did)
+                writer.manifest["stages_adaptive"] = bool(ctx.concurrency and ctx.concurrency.adaptive)
             if ctx.splits is not None:  # the methods in the order of the stages that evaluated them
                 ctx.evaluations = dict(sorted(ctx.evaluations.items(), key=lambda kv: names.index(writer.owner(f"methods.{kv[0]}"))))
                 writer.table("predictions", predictions_table(ctx))

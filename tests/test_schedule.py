@@ -227,3 +227,13 @@ def test_without_readable_cpu_times_the_default_runs_up_to_its_limit(monkeypatch
     monkeypatch.setattr(igcore.runtime, "_cpu_clock", unreadable)
     concurrency = Concurrency(RuntimeConfig(threads=1), cpus=2)
     assert not concurrency.adaptive and concurrency.at_once() == concurrency.limit
+
+
+def test_a_run_records_when_each_stage_started_and_whether_it_chose_how_many_ran(runs_dir: Path) -> None:
+    from igcore.store import RunStore
+
+    manifest = RunStore(runs_dir).load("tiny").manifest
+    schedules = [record["schedule"] for record in manifest["stages"].values()]
+    assert schedules[0]["started_s"] == 0.0 and all(0 <= s["started_s"] < manifest["total_seconds"] for s in schedules)
+    assert all(1 <= s["stages_at_once"] <= manifest["stages_at_once"] for s in schedules)
+    assert manifest["stages_adaptive"] is (manifest["config"]["runtime"]["stages"] is None and manifest["stages_at_once"] > 1)

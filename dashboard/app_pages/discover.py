@@ -64,6 +64,12 @@ run = page.run
 page.require("discover", "discovered concepts and their effects")
 
 
+def interval_cells(table: pd.DataFrame, model: str) -> list[str]:
+    """``effect [ci_low, ci_high]`` of each row of a :class:`~igcore.discover.DiscoveryView` table, for ``model``."""
+    return [f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for e, lo, hi in
+            zip(table[f"effect_{model}"], table[f"ci_low_{model}"], table[f"ci_high_{model}"], strict=True)]
+
+
 def relies(stat: Interval) -> bool:
     """Removing the component clearly lowers the model's confidence in its own answers (interval below 0)."""
     return stat.ci_high is not None and stat.ci_high < 0
@@ -117,8 +123,7 @@ with session.guard("Discovered concepts"):
         "present in D′ (share)": table["present_share"].round(3),
         "best annotated concept": table["best_concept"], "AUC": table["best_concept_auc"],
         "best background": table["best_background"], "background AUC": table["best_background_auc"],
-        **{f"effect on {m}": [f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for e, lo, hi in
-                              zip(table[f"effect_{m}"], table[f"ci_low_{m}"], table[f"ci_high_{m}"], strict=True)] for m in models},
+        **{f"effect on {m}": interval_cells(table, m) for m in models},
         **{f"rank for {m}": table[f"rank_{m}"] for m in models},
     })
     st.dataframe(shown, hide_index=True, width="stretch")
@@ -133,9 +138,7 @@ with session.guard("Discovered concepts"):
                     "removed from each model's layer at once — the model's reliance on the concept, not on one of its parts.")
         st.dataframe(pd.DataFrame({
             "name": together["text"], "components": [", ".join(c) for c in together["components"]],
-            **{f"effect on {m}": [f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for e, lo, hi in
-                                  zip(together[f"effect_{m}"], together[f"ci_low_{m}"], together[f"ci_high_{m}"], strict=True)]
-               for m in models if f"effect_{m}" in together},
+            **{f"effect on {m}": interval_cells(together, m) for m in models if f"effect_{m}" in together},
         }), hide_index=True, width="stretch")
     measured = {name_key(t) for t in together.get("text", [])}
     if unmeasured := [t for t in alike([c for c in view.vocabulary(names).concepts if c.id in set(table["id"])])

@@ -157,7 +157,6 @@ def ablation_effects(
             (:func:`resample_maps`).
         images: uint8 (N, H, W, 3), the D′_eval images.
         groups, group_names: each image's group, for the per-group effects.
-
         together: groups of component indices, each removed at once (variants after the K single ones).
 
     Returns:

@@ -89,7 +89,7 @@ GENERATORS: tuple[Generator, ...] = (
     ),
     Generator(
         "attribution", "bench.bench_attribution", "captum Integrated Gradients against the model's own forward+backward",
-        full=("--repeats", "5", "--threads", "1"), quick=("--repeats", "1", "--images", "4", "--batch", "64", "--threads", "1"),
+        full=("--repeats", "5", "--threads", "1"), quick=("--repeats", "1", "--images", "4", "--batch", "64", "--threads", "1", "--pass-images", "4", "--pass-rounds", "1"),
         blocks=("docs/bench_attribution.md#attribution",), minutes=1, ci=True,
     ),
     Generator(

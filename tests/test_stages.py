@@ -81,6 +81,7 @@ print(json.dumps({name: in_child(first(name)) for name in sys.argv[1:]}))
 """
 
 
+@pytest.mark.slow  # one fresh import per module of the project: tens of seconds
 def test_stage_order_is_the_same_whichever_module_is_imported_first():
     """For every igcore and dashboard module: a fresh interpreter state that imports it first sees the same order."""
     modules = _modules()

@@ -230,6 +230,20 @@ def name_store(run: RunView) -> Any:
     return run_view.name_store(judgments_path(run.root), run.run)
 
 
+def named_together(run: RunView, groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """Each name's components removed together from every model the run measured them on
+    (:func:`igcore.discover.measure_together`: names given alike on the page after the run), computed once per run and
+    names for every session: ``{name: {"components", "effects": {model: {overall, by_group, flip_rate}}}}``."""
+    return _named_together(run, tuple((text, tuple(ids)) for text, ids in groups.items()))
+
+
+@st.cache_data(show_spinner="Removing each name's components from every model's layer…", max_entries=16)
+def _named_together(run: RunView, groups: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
+    from igcore.discover import measure_together
+
+    return measure_together(run.run, {text: list(ids) for text, ids in groups})
+
+
 def resolve_named(run: RunView) -> dict[str, Any]:
     """z* re-solved on the run's own judgments in the language its names give (:func:`igcore.resolve.resolve` with
     ``names``: the annotated concepts and the named discovered ones), cached per run view (its names included)."""

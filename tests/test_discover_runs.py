@@ -12,7 +12,8 @@ import pytest
 
 from igcore.cli import main
 from igcore.config import load_config
-from igcore.discover import DiscoveryView
+from igcore.discover import DiscoveryView, measure_together
+from igcore.errors import InputError
 from igcore.pipeline import run_pipeline
 from igcore.resolve import resolve
 from igcore.store import RunStore, load_run_dir
@@ -184,6 +185,13 @@ def test_components_named_alike_are_removed_together_and_the_page_shows_it(tmp_p
     assert set(together) == {"overall", "by_group", "flip_rate"} and together["overall"]["n"] == 40
     table = DiscoveryView(run).alike("erm")
     assert list(table["text"]) == ["snowy ground"] and table.loc[0, "effect_erm"] == together["overall"]["mean"]
+    # measured again on the finished run (what the Discover page does for names given there): the run's numbers
+    again = measure_together(run, {"snowy ground": ["discovered::erm/0", "discovered::erm/1"]})
+    assert again == {"snowy ground": {"components": ["discovered::erm/0", "discovered::erm/1"], "effects": {"erm": together}}}
+    with pytest.raises(InputError, match="two or more discovered components of one model"):
+        measure_together(run, {"a coat": ["discovered::erm/2"]})
+    with pytest.raises(InputError, match="no measured component discovered::erm/9"):
+        measure_together(run, {"a coat": ["discovered::erm/2", "discovered::erm/9"]})
 
     monkeypatch.setenv("IG_RUNS_DIR", str(tmp_path / "runs"))
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=120)
@@ -202,3 +210,12 @@ def test_components_named_alike_are_removed_together_and_the_page_shows_it(tmp_p
         next(b for b in at.get("form_submit_button") if "Save the name" in b.label).click()
         at.run()
     assert "Named alike here but not measured together yet: “a Coat”" in all_text(at)
+    at.button(key="w_discover_measure").click().run()  # measured on the run's models, shown beside the run's own
+    assert_clean(at)
+    text = all_text(at)
+    assert "Named alike here, removed together" in text and "Named alike here but not measured" not in text
+    tables = [df.value for df in at.dataframe if "name" in df.value.columns and "components" in df.value.columns]
+    assert [list(t["name"]) for t in tables] == [["snowy ground"], ["a Coat"]]
+    coat = measure_together(run, {"a Coat": ["discovered::erm/2", "discovered::erm/3"]})["a Coat"]["effects"]["erm"]["overall"]
+    assert tables[1].loc[0, "components"] == "discovered::erm/2, discovered::erm/3"
+    assert tables[1].loc[0, "effect on erm"] == f"{coat['mean']:+.2f} [{coat['ci_low']:+.2f}, {coat['ci_high']:+.2f}]"

@@ -28,6 +28,7 @@ from dashboard.components.text import effect_phrase, utc_time
 from dashboard.page import open_page
 from dashboard.run_view import RunView
 from igcore.discover.names import MAX_NAME_LENGTH, alike, is_named, name_key, parse_id
+from igcore.discover.view import together_table
 from igcore.errors import InputError
 from igcore.hypothesis import implausible_sentence
 from igcore.schema import Interval
@@ -35,6 +36,7 @@ from igcore.schema import Interval
 RATER = "w_discover_rater"
 COMPONENT = "w_discover_comp"
 FLASH = "_discover_flash"
+MEASURE = "_discover_measure"  # (run id, names) whose components a person asked to measure together
 
 
 def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_state.ViewState:
@@ -70,6 +72,14 @@ def interval_cells(table: pd.DataFrame, model: str) -> list[str]:
             zip(table[f"effect_{model}"], table[f"ci_low_{model}"], table[f"ci_high_{model}"], strict=True)]
 
 
+def show_together(together: pd.DataFrame, models: list[str]) -> None:
+    """A table of components removed together (:func:`igcore.discover.view.together_table`): name, components, effects."""
+    st.dataframe(pd.DataFrame({
+        "name": together["text"], "components": [", ".join(c) for c in together["components"]],
+        **{f"effect on {m}": interval_cells(together, m) for m in models if f"effect_{m}" in together},
+    }), hide_index=True, width="stretch")
+
+
 def relies(stat: Interval) -> bool:
     """Removing the component clearly lowers the model's confidence in its own answers (interval below 0)."""
     return stat.ci_high is not None and stat.ci_high < 0
@@ -90,6 +100,11 @@ def _name(store: object, rater: str, component: str, text: str) -> None:
         st.session_state[FLASH] = ("error", f"That name could not be saved: {e}")
         return
     st.session_state[FLASH] = ("success", f"{component} is now named “{text.strip()}”.")
+
+
+def _measure(run_id: str, texts: tuple[str, ...]) -> None:
+    """Button callback: this session asks for these names of this run to be measured together."""
+    st.session_state[MEASURE] = (run_id, texts)
 
 
 def _unname(store: object, rater: str, component: str) -> None:
@@ -136,16 +151,20 @@ with session.guard("Discovered concepts"):
     if not together.empty:
         st.markdown("**Named alike, removed together**: the components the run's names (`discover.names`) gave one name, "
                     "removed from each model's layer at once — the model's reliance on the concept, not on one of its parts.")
-        st.dataframe(pd.DataFrame({
-            "name": together["text"], "components": [", ".join(c) for c in together["components"]],
-            **{f"effect on {m}": interval_cells(together, m) for m in models if f"effect_{m}" in together},
-        }), hide_index=True, width="stretch")
+        show_together(together, models)
     measured = {name_key(t) for t in together.get("text", [])}
-    if unmeasured := [t for t in alike([c for c in view.vocabulary(names).concepts if c.id in set(table["id"])])
-                      if name_key(t) not in measured]:
-        st.caption(f"Named alike here but not measured together yet: {', '.join(f'“{t}”' for t in unmeasured)}. The page "
-                   "does not run the models: run again with these names (`discover.names`, a CSV of component,text) to "
-                   "measure the effect of removing each name's components at once.")
+    mine = [c for c in view.vocabulary(names).concepts if c.id in set(table["id"])]
+    if unmeasured := {t: [mine[i].id for i in members] for t, members in alike(mine).items() if name_key(t) not in measured}:
+        if st.session_state.get(MEASURE) == (run.run_id, tuple(unmeasured)):
+            found = engine.named_together(run, unmeasured)
+            st.markdown("**Named alike here, removed together**: the components people gave one name on this page, removed "
+                        "from each model's layer at once on the run's D′_eval, as the run removes those its names share.")
+            show_together(together_table({"text": t, **found[t]} for t in unmeasured), models)
+        else:
+            st.caption(f"Named alike here but not measured together yet: {', '.join(f'“{t}”' for t in unmeasured)}. "
+                       "Measuring removes each name's components from every model's layer on D′_eval (the run's models, "
+                       "seconds per model); the answer is kept for every session until the names change.")
+            st.button("Measure them together", key="w_discover_measure", on_click=_measure, args=(run.run_id, tuple(unmeasured)))
 
     texts = run.concept_texts
     session.bind(COMPONENT, component)

@@ -30,7 +30,8 @@ The pipeline runs it as two stages (:mod:`igcore.stages.discover`): ``discover``
 explains and before ``vocabulary`` (which appends the discovered concepts to the run's vocabulary, so
 they are words for z*), and ``discover_effects`` after the student (the effects on every model).
 :mod:`~igcore.discover.view` reads a stored run's discovery for the dashboard;
-:mod:`~igcore.discover.store` keeps people's names.
+:mod:`~igcore.discover.store` keeps people's names, and :mod:`~igcore.discover.remeasure` removes the components
+people name alike after the run together on its models.
 
 Public API (imported lazily, so that the config can import :class:`DiscoverParams` without torch)::
 
@@ -39,6 +40,7 @@ Public API (imported lazily, so that the config can import :class:`DiscoverParam
     ConceptFactorization, select_k, KSelection      NMF and the choice of K
     PresenceCalibration                             score -> P(present)
     fit_patterns, ablation_effects, Ablations       importance (components alone, and those named alike together)
+    measure_together(run, groups)                   names given alike after the run, removed together on its models
     concept_id, parse_id, apply_names, alike, hypothesis_language, read_names_csv
     NameStore                                       names with rater, time and history (SQLite)
     DiscoveryView                                   a stored run's components, exemplars, maps, effects, names
@@ -56,6 +58,7 @@ _LAZY = {
     "ConceptFactorization": "factorize", "KSelection": "factorize", "select_k": "factorize", "presence_scores": "factorize",
     "PresenceCalibration": "calibrate",
     "Patterns": "importance", "fit_patterns": "importance", "ablation_effects": "importance", "Ablations": "importance",
+    "measure_together": "remeasure",
     "Site": "layers", "resolve_site": "layers", "capture": "layers", "variants": "layers",
     "concept_id": "names", "parse_id": "names", "apply_names": "names", "alike": "names", "hypothesis_language": "names",
     "read_names_csv": "names", "Language": "names", "is_named": "names", "unnamed_text": "names",

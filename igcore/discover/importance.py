@@ -144,6 +144,7 @@ def ablation_effects(
     batch_size: int = LOGITS_BATCH,
     seed: int = 0,
     n_resamples: int = 2000,
+    components: Sequence[int] | None = None,
     together: Sequence[Sequence[int]] = (),
 ) -> Ablations:
     """The effect of removing each component from ``model``'s site (see the module docstring), and of removing each
@@ -157,17 +158,20 @@ def ablation_effects(
             (:func:`resample_maps`).
         images: uint8 (N, H, W, 3), the D′_eval images.
         groups, group_names: each image's group, for the per-group effects.
-        together: groups of component indices, each removed at once (variants after the K single ones).
+        components: the components removed one at a time (default: all K); ``[]`` measures only ``together``
+            (names given after the run: :func:`igcore.discover.remeasure.measure_together`).
+        together: groups of component indices, each removed at once (variants after the single ones).
 
     Returns:
-        :class:`Ablations`: per component and per group, ``overall`` and ``by_group`` ({mean, ci_low, ci_high, n} of
+        :class:`Ablations`: per component removed alone (in the order of ``components``) and per group, ``overall`` and ``by_group`` ({mean, ci_low, ci_high, n} of
         the change in the log-odds of the model's answer) and ``flip_rate`` (share of answers that change).
     """
     module, device = model.module_, model.device_
     module.eval()
     basis = torch.as_tensor(patterns.patterns).to(device)
     mean = torch.as_tensor(patterns.map_mean)
-    k_n = len(basis)
+    singles = list(range(len(basis))) if components is None else [int(k) for k in components]
+    k_n = len(singles)
     members = [torch.as_tensor(list(g), dtype=torch.long) for g in together]
     v_n = k_n + len(members)  # the changed variants: each component, then each group
     outs, grids = [], []
@@ -179,7 +183,7 @@ def ablation_effects(
             def ablate(grid: torch.Tensor, u: torch.Tensor = centred) -> torch.Tensor:
                 # variant 0: the activations as they are; variant k + 1: component k removed; then each group removed
                 grids.append(grid.float().cpu())
-                return torch.stack([grid, *(remove_component(grid, u[..., k], basis[k]) for k in range(k_n)),
+                return torch.stack([grid, *(remove_component(grid, u[..., k], basis[k]) for k in singles),
                                     *(remove_components(grid, u[..., m], basis[m]) for m in members)])
 
             with variants(module, site, ablate):

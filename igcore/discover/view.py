@@ -24,7 +24,7 @@ store (:class:`igcore.discover.store.NameStore`), whose current names win.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,20 @@ def stored_present(run: Run, split: str) -> np.ndarray:
     sources = list(dict.fromkeys(parse_id(c.id)[0] for c in vocabulary.concepts if is_discovered(c)))  # type: ignore[index]
     blocks = [run.tensors("scores", f"{FOLDER}/{s}")[f"p_{split}"] >= 0.5 for s in sources]
     return np.concatenate(blocks, axis=1).astype(np.uint8)
+
+
+def together_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Records of components removed together (``metrics.json`` ``discover.<source>.named_alike``, or
+    :func:`igcore.discover.measure_together`'s values with their ``text``) as one row per name: ``text``, ``components``
+    and per model ``effect_<m>``, ``ci_low_<m>``, ``ci_high_<m>``, ``flip_rate_<m>``."""
+    rows = []
+    for group in records:
+        row: dict[str, Any] = {"text": group["text"], "components": list(group["components"])}
+        for model, e in group["effects"].items():
+            row.update({f"effect_{model}": e["overall"]["mean"], f"ci_low_{model}": e["overall"]["ci_low"],
+                        f"ci_high_{model}": e["overall"]["ci_high"], f"flip_rate_{model}": e["flip_rate"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 class DiscoveryView:
@@ -126,14 +140,7 @@ class DiscoveryView:
         """The components of ``source`` the run named alike (``discover.names``), removed together: one row per name,
         ``text``, ``components`` (their ids) and per model ``effect_<m>``, ``ci_low_<m>``, ``ci_high_<m>``,
         ``flip_rate_<m>``; empty where no name is shared (:func:`igcore.discover.names.alike`)."""
-        rows = []
-        for group in (self.metrics(source) or {}).get("named_alike", []):
-            row: dict[str, Any] = {"text": group["text"], "components": list(group["components"])}
-            for model, e in group["effects"].items():
-                row.update({f"effect_{model}": e["overall"]["mean"], f"ci_low_{model}": e["overall"]["ci_low"],
-                            f"ci_high_{model}": e["overall"]["ci_high"], f"flip_rate_{model}": e["flip_rate"]})
-            rows.append(row)
-        return pd.DataFrame(rows)
+        return together_table((self.metrics(source) or {}).get("named_alike", []))
 
     def effects(self, source: str | None = None) -> pd.DataFrame:
         """``tables/discover_effects.parquet``: ``source, component, model, group`` (``all`` overall), ``mean,

@@ -46,6 +46,7 @@ import numpy as np
 
 from bench.common import ROOT, Report
 from igcore.config import load_config
+from igcore.discover import measure_together
 from igcore.pipeline import run_pipeline
 from igcore.stages import select_stages
 from igcore.store import Run, load_run_dir
@@ -366,6 +367,7 @@ TAG_MODELS = '["erm","oracle"]'
 TAG_STAGES = ["world", "erm", "oracle", "discover", "discover_effects"]
 TAG_ALIGNED = 0.9  # a component "is the tag" from this AUC on
 TAG_VALUES = ("tag", "no tag")  # the withheld group column's values: a component aligns with the tag or with its absence
+TAG_ABSENT_TEXT = "a plain top-left corner"  # the simulated namer's name for a component of the tag's absence
 
 
 def experiment_tag(seed: int, rho: float, out: Path, copies: int) -> dict[str, Any]:
@@ -390,10 +392,18 @@ def experiment_tag(seed: int, rho: float, out: Path, copies: int) -> dict[str, A
     def effect(k: int, model: str) -> dict[str, float]:
         return section["components"][k]["effects"][model]["overall"]
 
-    t = Truth(list(TAG_VALUES), {"tag": TAG_TEXT, "no tag": "no tag"}, list(TAG_VALUES), {})
+    t = Truth(list(TAG_VALUES), {"tag": TAG_TEXT, "no tag": TAG_ABSENT_TEXT}, list(TAG_VALUES), {})
     sections, problems = discover_page(out, r.run_id)
+    # the simulated namer of (b) names the components after the tag or its absence (on D′_train); the components given one
+    # name are then removed together on the finished run, as the Discover page's "Measure them together" does
+    names, _ = simulated_names(discovered_scores(r, "test_train"), truth["test_train"], t)
+    groups = {text: [c for c in names if names[c] == text] for text in dict.fromkeys(names.values())}
+    started = time.perf_counter()
+    together = measure_together(r, {text: ids for text, ids in groups.items() if len(ids) > 1})
     m = r.results().methods
     return {"run": r, "seconds": wall, "k": section["k"], "aligned": len(aligned), "best": best, "best_auc": tag_auc[best],
+            "named": {text: len(ids) for text, ids in groups.items()}, "together": together,
+            "together_seconds": time.perf_counter() - started,
             "best_rank": ranking.index(best) + 1,
             "top": top, "top_auc": tag_auc[top], "top_erm": effect(top, "erm"), "top_oracle": effect(top, "oracle"),
             "slice_auc": None if (a := slice_baseline(erm_last_stage(r), truth, "tag", t, seed)) is None else max(a, 1 - a),
@@ -441,7 +451,7 @@ def tag_report(res: list[tuple[int, float, dict[str, Any]]]) -> list[str]:
              f"project's generator) puts {TAG_TEXT} on the odd digits of D with probability rho and on the even ones with "
              "probability 1 − rho, and on half of every class of D′. The manifest is `path,label,split,group` with the tag only in "
              "the `group` column, whose `place::` concepts are withheld: nothing in the run's vocabulary describes the tag or the "
-             "digits. The runs stop after the discovery stages (no z*: nothing is named); the ablation effects are measured on erm "
+             "digits. The runs stop after the discovery stages (no z*: nothing is named in the run); the ablation effects are measured on erm "
              "and on the oracle (trained on D′_train with its labels, where the tag says nothing of the class). Tag AUC: ROC AUC of "
              "a component's presence on D′_eval against the hidden tag or against its absence, whichever is higher (the withheld "
              "column's two values are two hidden concepts, as the places of (b) are), computed by this script; the slice "
@@ -469,6 +479,33 @@ def tag_report(res: list[tuple[int, float, dict[str, Any]]]) -> list[str]:
                      f"{mean_sd([r['erm_wga'] for r in rs], 100)} %, oracle {mean_sd([r['oracle_wga'] for r in rs], 100)} %. erm's most "
                      f"relied-on component is the tag (AUC ≥ {TAG_ALIGNED}), its effect on erm has an interval excluding 0 and is ≥ 3× its effect "
                      f"on the oracle: **{sum(met)} of {len(met)} seeds**.")
+    lines += ["", "Named by the **simulated namer** of (b) (a component is named after the hidden concept it aligns with best on "
+              f"D′_train, the tag or the plain corner, when that AUC ≥ {NAMER_AUC}; a simulation of a person, not a person), the "
+              "components given one name are removed together on the finished run, as the Discover page's \"Measure them "
+              "together\" does for names given there (`igcore.discover.measure_together`): the model's reliance on the named "
+              "concept, not on one of its components.", "",
+              "| seed | rho | simulated names (components) | simulated name | removed together: effect on erm [95% CI] "
+              "| on the oracle [95% CI] | ratio | seconds to measure the run's names |", "|---|---|---|---|---|---|---|---|"]
+    for seed, rho, r in res:
+        named = ", ".join(f"{text} ({n})" for text, n in r["named"].items()) or "none"
+        for text, group in r["together"].items() or [("–", None)]:
+            if group is None:
+                lines.append(f"| {seed} | {rho} | {named} | – | – | – | – | – |")
+                continue
+            e, o = group["effects"]["erm"]["overall"], group["effects"]["oracle"]["overall"]
+            lines.append(f"| {seed} | {rho} | {named} | {text} | {effect_text(e)} | {effect_text(o)} | "
+                         f"{abs(e['mean']) / max(abs(o['mean']), 1e-9):.1f} | {r['together_seconds']:.1f} |")
+    lines.append("")
+    for rho in dict.fromkeys(rho for _, rho, _ in res):
+        rs = [r for _, x, r in res if x == rho]
+        tags = [r["together"].get(TAG_TEXT) for r in rs]
+        met = [g is not None and excludes_zero(g["effects"]["erm"]["overall"])
+               and abs(g["effects"]["erm"]["overall"]["mean"]) >= 3 * abs(g["effects"]["oracle"]["overall"]["mean"]) for g in tags]
+        lines.append(f"- **rho {rho}**: “{TAG_TEXT}” given to two or more components in {sum(g is not None for g in tags)} of "
+                     f"{len(rs)} seeds; removed together, its effect on erm "
+                     f"{mean_sd([g['effects']['erm']['overall']['mean'] for g in tags if g], digits=2)}, on the oracle "
+                     f"{mean_sd([g['effects']['oracle']['overall']['mean'] for g in tags if g], digits=2)}; an interval on erm "
+                     f"excluding 0 and ≥ 3× the oracle's: **{sum(met)} of {len(met)} seeds**.")
     figure = next((r["figure"] for _, _, r in res if "figure" in r), None)
     if figure:
         lines += ["", f"![erm's most relied-on component on the tagged digits]({Path(TAG_FIGURE).name})", "",

@@ -441,6 +441,15 @@ def tag_met(res: dict[str, Any]) -> bool:
     return bool(res["top_auc"] >= TAG_ALIGNED and excludes_zero(res["top_erm"]) and ratio(res, "top_oracle") >= 3)
 
 
+def tag_together_met(group: dict[str, Any] | None) -> bool:
+    """The components the simulated namer named the tag, removed together: an effect on erm whose interval excludes 0
+    and that is at least 3x the oracle's (False where the namer gave the tag's name to fewer than two components)."""
+    if group is None:
+        return False
+    erm, oracle = group["effects"]["erm"]["overall"], group["effects"]["oracle"]["overall"]
+    return bool(excludes_zero(erm) and abs(erm["mean"]) >= 3 * abs(oracle["mean"]))
+
+
 def tag_report(res: list[tuple[int, float, dict[str, Any]]]) -> list[str]:
     """Section (d) of the report: one row per seed and rho, then per rho the mean ± sd and the acceptance count."""
     from bench.tagged_digits import TAG_TEXT
@@ -499,8 +508,7 @@ def tag_report(res: list[tuple[int, float, dict[str, Any]]]) -> list[str]:
     for rho in dict.fromkeys(rho for _, rho, _ in res):
         rs = [r for _, x, r in res if x == rho]
         tags = [r["together"].get(TAG_TEXT) for r in rs]
-        met = [g is not None and excludes_zero(g["effects"]["erm"]["overall"])
-               and abs(g["effects"]["erm"]["overall"]["mean"]) >= 3 * abs(g["effects"]["oracle"]["overall"]["mean"]) for g in tags]
+        met = [tag_together_met(g) for g in tags]
         lines.append(f"- **rho {rho}**: “{TAG_TEXT}” given to two or more components in {sum(g is not None for g in tags)} of "
                      f"{len(rs)} seeds; removed together, its effect on erm "
                      f"{mean_sd([g['effects']['erm']['overall']['mean'] for g in tags if g], digits=2)}, on the oracle "

@@ -493,22 +493,42 @@ def test_the_tagged_digits_put_the_tag_with_the_class_in_d_only(tmp_path) -> Non
 def test_the_discovery_bench_counts_the_tag_only_when_erm_relies_on_it_more_than_the_oracle() -> None:
     """Part (d): met when erm's top component is the tag (AUC >= 0.9), its interval excludes 0 and it is >= 3x the
     oracle's effect; the report gives one row per seed and rho and one acceptance count per rho."""
-    from bench.bench_discover import tag_met, tag_report
+    from bench.bench_discover import tag_met, tag_report, tag_together_met
+    from bench.tagged_digits import TAG_TEXT
 
-    def result(top_auc: float, erm: tuple[float, float, float], oracle: float, aligned: int = 2) -> dict:
+    def stat(mean: float, half: float = 0.01) -> dict:
+        return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half}
+
+    def named(erm: float, oracle: float, half: float = 0.01) -> dict:
+        """The tag's components removed together (the simulated namer's name given to two of them)."""
+        return {TAG_TEXT: {"components": ["discovered::erm/1", "discovered::erm/3"],
+                           "effects": {"erm": {"overall": stat(erm, half)}, "oracle": {"overall": stat(oracle)}}}}
+
+    def result(top_auc: float, erm: tuple[float, float, float], oracle: float, aligned: int = 2,
+               together: dict | None = None) -> dict:
         return {"k": 8, "aligned": aligned, "best": 1, "best_auc": 0.99, "best_rank": 1, "top": 1, "top_auc": top_auc,
                 "top_erm": dict(zip(("mean", "ci_low", "ci_high"), erm, strict=True)),
                 "top_oracle": {"mean": oracle, "ci_low": oracle - 0.01, "ci_high": oracle + 0.01}, "slice_auc": 0.7,
-                "erm_wga": 0.0, "oracle_wga": 0.9, "sections": {"a": True, "b": True}, "page_problems": [], "seconds": 20.0}
+                "erm_wga": 0.0, "oracle_wga": 0.9, "sections": {"a": True, "b": True}, "page_problems": [], "seconds": 20.0,
+                "named": {TAG_TEXT: 2} if together else {}, "together": together or {}, "together_seconds": 1.0}
 
     good = result(0.99, (-0.6, -0.7, -0.5), -0.1)
     assert tag_met(good)
     assert not tag_met(result(0.85, (-0.6, -0.7, -0.5), -0.1))  # the top component is not the tag
     assert not tag_met(result(0.99, (-0.6, -0.7, 0.1), -0.1))  # its interval holds 0
     assert not tag_met(result(0.99, (-0.6, -0.7, -0.5), -0.25))  # the oracle relies on it almost as much
-    text = "\n".join(tag_report([(0, 0.99, good), (1, 0.99, good), (0, 0.95, result(0.5, (-0.3, -0.4, -0.2), -0.2, aligned=0))]))
+    # the tag's components removed together: met when erm's interval excludes 0 and its effect is >= 3x the oracle's
+    assert tag_together_met(named(-2.0, -0.1)[TAG_TEXT])
+    assert not tag_together_met(named(-2.0, -0.8)[TAG_TEXT]) and not tag_together_met(named(-0.2, 0.0, half=0.5)[TAG_TEXT])
+    assert not tag_together_met(None)  # fewer than two components got the tag's name
+    text = "\n".join(tag_report([(0, 0.99, result(0.99, (-0.6, -0.7, -0.5), -0.1, together=named(-2.0, -0.1))),
+                                 (1, 0.99, result(0.99, (-0.6, -0.7, -0.5), -0.1, together=named(-2.0, -0.8))),
+                                 (0, 0.95, result(0.5, (-0.3, -0.4, -0.2), -0.2, aligned=0))]))
     assert text.count("\n| 0 | 0.99 | 8 | 2 | 1 | 0.990 |") == 1 and "| 0 | 0.95 | 8 | 0 | – | best 0.990 |" in text
-    assert "**2 of 2 seeds**" in text and "**0 of 1 seeds**" in text
+    assert "**2 of 2 seeds**" in text and text.count("**0 of 1 seeds**") == 2  # the top component; the tag named together
+    assert f"| 0 | 0.99 | {TAG_TEXT} (2) | {TAG_TEXT} | -2.00 [-2.01, -1.99] | -0.10 [-0.11, -0.09] | 20.0 | 1.0 |" in text
+    assert "given to two or more components in 2 of 2 seeds" in text and "**1 of 2 seeds**" in text
+    assert "| 0 | 0.95 | none | – | – | – | – | – |" in text and "in 0 of 1 seeds" in text
     assert "drew every section with no error on every run" in text
 
 

@@ -153,8 +153,8 @@ with session.guard("Discovered concepts"):
                     "removed from each model's layer at once — the model's reliance on the concept, not on one of its parts.")
         show_together(together, models)
     measured = {name_key(t) for t in together.get("text", [])}
-    mine = [c for c in view.vocabulary(names).concepts if c.id in set(table["id"])]
-    if unmeasured := {t: [mine[i].id for i in members] for t, members in alike(mine).items() if name_key(t) not in measured}:
+    of_source = [c for c in view.vocabulary(names).concepts if c.id in set(table["id"])]
+    if unmeasured := {t: [of_source[i].id for i in members] for t, members in alike(of_source).items() if name_key(t) not in measured}:
         if st.session_state.get(MEASURE) == (run.run_id, tuple(unmeasured)):
             found = engine.named_together(run, unmeasured)
             st.markdown("**Named alike here, removed together**: the components people gave one name on this page, removed "

@@ -163,8 +163,9 @@ def ablation_effects(
         together: groups of component indices, each removed at once (variants after the single ones).
 
     Returns:
-        :class:`Ablations`: per component removed alone (in the order of ``components``) and per group, ``overall`` and ``by_group`` ({mean, ci_low, ci_high, n} of
-        the change in the log-odds of the model's answer) and ``flip_rate`` (share of answers that change).
+        :class:`Ablations`: per component removed alone (in the order of ``components``) and per group, ``overall``
+        and ``by_group`` ({mean, ci_low, ci_high, n} of the change in the log-odds of the model's answer) and
+        ``flip_rate`` (share of answers that change).
     """
     module, device = model.module_, model.device_
     module.eval()
@@ -181,7 +182,7 @@ def ablation_effects(
             centred = (torch.as_tensor(maps[start : start + batch_size]) - mean).to(device)
 
             def ablate(grid: torch.Tensor, u: torch.Tensor = centred) -> torch.Tensor:
-                # variant 0: the activations as they are; variant k + 1: component k removed; then each group removed
+                # variant 0: the activations as they are; then each single component removed; then each group
                 grids.append(grid.float().cpu())
                 return torch.stack([grid, *(remove_component(grid, u[..., k], basis[k]) for k in singles),
                                     *(remove_components(grid, u[..., m], basis[m]) for m in members)])

@@ -230,15 +230,27 @@ def name_store(run: RunView) -> Any:
     return run_view.name_store(judgments_path(run.root), run.run)
 
 
-def named_together(run: RunView, groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """Each name's components removed together from every model the run measured them on
-    (:func:`igcore.discover.measure_together`: names given alike on the page after the run), computed once per run and
-    names for every session: ``{name: {"components", "effects": {model: {overall, by_group, flip_rate}}}}``."""
-    return _named_together(run, tuple((text, tuple(ids)) for text, ids in groups.items()))
+def named_together(run: RunView, groups: Mapping[str, Sequence[str]], measure: bool = False) -> dict[str, Any]:
+    """Each name's components removed together from every model the run measured them on (names given alike on the
+    page after the run): the measurements the run's database keeps (:meth:`igcore.discover.NameStore.removed_together`)
+    and, with ``measure``, the missing ones measured (:func:`igcore.discover.measure_together`) and kept there for every
+    session and the next server. ``{name: {"components", "effects": {model: {overall, by_group, flip_rate}}}}`` of the
+    names measured so far."""
+    store = name_store(run)
+    kept = store.removed_together()
+    found = {text: {"components": list(ids), "effects": kept[tuple(sorted(ids))]}
+             for text, ids in groups.items() if tuple(sorted(ids)) in kept}
+    missing = tuple((text, tuple(ids)) for text, ids in groups.items() if text not in found)
+    if missing and measure:
+        measured = _measure_together(run, missing)
+        for record in measured.values():
+            store.record_together(record["components"], record["effects"])
+        found.update(measured)
+    return found
 
 
 @st.cache_data(show_spinner="Removing each name's components from every model's layer…", max_entries=16)
-def _named_together(run: RunView, groups: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
+def _measure_together(run: RunView, groups: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
     from igcore.discover import measure_together
 
     return measure_together(run.run, {text: list(ids) for text, ids in groups})

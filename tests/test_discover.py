@@ -315,6 +315,25 @@ def test_name_store_keeps_history_and_survives_reopening(tmp_path):
         assert conn.execute("SELECT COUNT(*) FROM concept_names").fetchone()[0] == 4
 
 
+def test_name_store_keeps_components_removed_together_per_set_of_components(tmp_path):
+    """What removing components together did is kept per run and set of components (their order and the words do not
+    matter), the latest measurement of a set wins, and it survives reopening the file."""
+    path = tmp_path / "judgments.sqlite"
+    components = [concept_id("erm", k) for k in range(3)]
+    store = NameStore(path, "run-a", components)
+    assert store.removed_together() == {}
+    first = {"erm": {"overall": {"mean": -1.0}, "flip_rate": 0.1}}
+    store.record_together(["discovered::erm/2", "discovered::erm/0"], first)
+    store.record_together(["discovered::erm/0", "discovered::erm/2"], {"erm": {"overall": {"mean": -1.5}, "flip_rate": 0.2}})
+    store.record_together(["discovered::erm/0", "discovered::erm/1"], first)
+    again = NameStore(path, "run-a", components)
+    assert again.removed_together() == {("discovered::erm/0", "discovered::erm/1"): first,
+                                        ("discovered::erm/0", "discovered::erm/2"): {"erm": {"overall": {"mean": -1.5}, "flip_rate": 0.2}}}
+    assert NameStore(path, "run-b", components).removed_together() == {}
+    with pytest.raises(InputError, match="not a discovered concept of run"):
+        store.record_together(["discovered::erm/0", "discovered::erm/9"], first)
+
+
 # ----------------------------------------------------------------------------- hidden concepts
 
 

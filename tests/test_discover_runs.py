@@ -167,6 +167,7 @@ def test_a_run_stopped_after_discovery_speaks_of_its_discovered_concepts(runs_di
 def test_components_named_alike_are_removed_together_and_the_page_shows_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """discover.names gives two components one name: discover_effects removes them at once too, per model; the
     Discover page lists the name with its effect, and names given alike on the page only are said to be unmeasured."""
+    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from dashboard import url_state
@@ -216,6 +217,21 @@ def test_components_named_alike_are_removed_together_and_the_page_shows_it(tmp_p
     assert "Named alike here, removed together" in text and "Named alike here but not measured" not in text
     tables = [df.value for df in at.dataframe if "name" in df.value.columns and "components" in df.value.columns]
     assert [list(t["name"]) for t in tables] == [["snowy ground"], ["a Coat"]]
-    coat = measure_together(run, {"a Coat": ["discovered::erm/2", "discovered::erm/3"]})["a Coat"]["effects"]["erm"]["overall"]
+    coat = measure_together(run, {"a Coat": ["discovered::erm/2", "discovered::erm/3"]})["a Coat"]["effects"]["erm"]
     assert tables[1].loc[0, "components"] == "discovered::erm/2, discovered::erm/3"
-    assert tables[1].loc[0, "effect on erm"] == f"{coat['mean']:+.2f} [{coat['ci_low']:+.2f}, {coat['ci_high']:+.2f}]"
+    assert tables[1].loc[0, "effect on erm"] == f"{coat['overall']['mean']:+.2f} [{coat['overall']['ci_low']:+.2f}, {coat['overall']['ci_high']:+.2f}]"
+    # kept in the dashboard's database: a new session of a restarted server shows it without measuring again
+    kept = DiscoveryView(run).name_store(tmp_path / "runs" / "judgments.sqlite").removed_together()
+    assert kept == {("discovered::erm/2", "discovered::erm/3"): {"erm": coat}}
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    fresh = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=120)
+    fresh.query_params.update({"v": str(url_state.CODEC_VERSION), "run": "alike"})
+    fresh.switch_page("app_pages/discover.py")
+    fresh.run()
+    assert_clean(fresh)
+    text = all_text(fresh)
+    assert "Named alike here, removed together" in text and "Named alike here but not measured" not in text
+    assert [b for b in fresh.button if b.key == "w_discover_measure"] == []  # nothing left to measure
+    shown = [df.value for df in fresh.dataframe if "name" in df.value.columns and "components" in df.value.columns]
+    assert list(shown[1]["name"]) == ["a Coat"] and shown[1].loc[0, "effect on erm"] == tables[1].loc[0, "effect on erm"]

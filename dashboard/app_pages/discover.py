@@ -155,15 +155,15 @@ with session.guard("Discovered concepts"):
     measured = {name_key(t) for t in together.get("text", [])}
     of_source = [c for c in view.vocabulary(names).concepts if c.id in set(table["id"])]
     if unmeasured := {t: [of_source[i].id for i in members] for t, members in alike(of_source).items() if name_key(t) not in measured}:
-        if st.session_state.get(MEASURE) == (run.run_id, tuple(unmeasured)):
-            found = engine.named_together(run, unmeasured)
+        found = engine.named_together(run, unmeasured, measure=st.session_state.get(MEASURE) == (run.run_id, tuple(unmeasured)))
+        if found:
             st.markdown("**Named alike here, removed together**: the components people gave one name on this page, removed "
                         "from each model's layer at once on the run's D′_eval, as the run removes those its names share.")
-            show_together(together_table({"text": t, **found[t]} for t in unmeasured), models)
-        else:
-            st.caption(f"Named alike here but not measured together yet: {', '.join(f'“{t}”' for t in unmeasured)}. "
+            show_together(together_table({"text": t, **found[t]} for t in unmeasured if t in found), models)
+        if rest := [t for t in unmeasured if t not in found]:
+            st.caption(f"Named alike here but not measured together yet: {', '.join(f'“{t}”' for t in rest)}. "
                        "Measuring removes each name's components from every model's layer on D′_eval (the run's models, "
-                       "seconds per model); the answer is kept for every session until the names change.")
+                       "seconds per model); the dashboard's database keeps the answer for every session.")
             st.button("Measure them together", key="w_discover_measure", on_click=_measure, args=(run.run_id, tuple(unmeasured)))
 
     texts = run.concept_texts

@@ -42,7 +42,8 @@ Public API (imported lazily, so that the config can import :class:`DiscoverParam
     fit_patterns, ablation_effects, Ablations       importance (components alone, and those named alike together)
     measure_together(run, groups)                   names given alike after the run, removed together on its models
     concept_id, parse_id, apply_names, alike, hypothesis_language, read_names_csv
-    NameStore                                       names with rater, time and history (SQLite)
+    NameStore                                       names with rater, time and history (SQLite), and what removing
+                                                    components named alike together did (per set of components)
     DiscoveryView                                   a stored run's components, exemplars, maps, effects, names
 """
 

@@ -16,8 +16,9 @@ and with the same statistic:
   and per group, seeded as in the run.
 
 So a name shared in ``discover.names`` measured here gives the run's numbers (``tests/test_discover_runs.py``).
-Nothing is written into the run: a run is never changed after it is published; the dashboard caches the answer
-per run and names (:func:`dashboard.engine.named_together`).
+Nothing is written into the run: a run is never changed after it is published; the dashboard keeps the answer in
+its database beside the names (:meth:`igcore.discover.store.NameStore.record_together`;
+:func:`dashboard.engine.named_together`).
 """
 
 from __future__ import annotations

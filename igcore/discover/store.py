@@ -7,14 +7,18 @@ write one ``BEGIN IMMEDIATE`` transaction, a busy timeout), so several sessions 
 once and a killed writer leaves all of a name or none. Nothing is overwritten: every naming is a new row
 with its rater and time, the current name of a component is its latest row, and "unnamed again" is a row
 with an empty text — so the history is the table. A component belongs to one run (another run's
-``discovered::erm/3`` is another component), so rows carry the run id.
+``discovered::erm/3`` is another component), so rows carry the run id. Table ``removed_together`` keeps what
+removing components named alike after the run did to the run's models, per set of components, so a measurement
+made from one session (the Discover page's button) serves every session and outlives the server.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -30,6 +34,12 @@ _SCHEMA = (
         id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, component TEXT NOT NULL, text TEXT NOT NULL,
         rater TEXT NOT NULL, created TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS concept_names_run ON concept_names (run_id, component, id)",
+    # components named alike after the run, removed together on its models (igcore.discover.measure_together): the
+    # effect depends on which components, not on the words, so a measurement is kept per set of components
+    """CREATE TABLE IF NOT EXISTS removed_together (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, components TEXT NOT NULL, effects TEXT NOT NULL,
+        created TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS removed_together_run ON removed_together (run_id, components)",
 )
 
 
@@ -88,6 +98,24 @@ class NameStore(SQLiteFile):
                 (self.run_id,),
             ).fetchall()
         return {component: text for component, text in rows if component in self.components}
+
+    def record_together(self, components: Sequence[str], effects: dict[str, Any]) -> None:
+        """Keep what removing ``components`` together did to each model (``{model: {overall, by_group, flip_rate}}``,
+        :func:`igcore.discover.measure_together`), so that no session measures the same components again."""
+        key = json.dumps(sorted(self._check(c, "record_together") for c in components))
+        with self._write() as conn:
+            conn.execute("INSERT INTO removed_together (run_id, components, effects, created) VALUES (?, ?, ?, ?)",
+                         (self.run_id, key, json.dumps(effects), datetime.now(UTC).isoformat(timespec="seconds")))
+
+    def removed_together(self) -> dict[tuple[str, ...], dict[str, Any]]:
+        """``{sorted component ids: effects}`` of every set of this run's components measured together (the latest
+        measurement of each; the same components give the same numbers)."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT components, effects FROM removed_together WHERE id IN "
+                "(SELECT MAX(id) FROM removed_together WHERE run_id = ? GROUP BY components)", (self.run_id,),
+            ).fetchall()
+        return {tuple(json.loads(components)): json.loads(effects) for components, effects in rows}
 
     def history(self, component: str | None = None) -> pd.DataFrame:
         """Every naming of this run's components (or of one), oldest first (:data:`HISTORY_COLUMNS`; an empty

@@ -31,20 +31,26 @@ def problems(at: AppTest) -> list[str]:
             + [str(w.value) for w in at.warning if "could not be drawn" in str(w.value)])
 
 
+def open_run_page(run_id: str, page: str, timeout: float = 120) -> AppTest:
+    """A new session of the dashboard (RUNS_DIR from the environment) on ``dashboard/app_pages/<page>.py`` of run
+    ``run_id``, run once."""
+    from dashboard import url_state
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=timeout)
+    at.query_params.update({"v": str(url_state.CODEC_VERSION), "run": run_id})
+    at.switch_page(f"app_pages/{page}.py")
+    return at.run()
+
+
 def discover_page(runs_dir: Path, run_id: str, timeout: float = 120) -> tuple[dict[str, bool], list[str]]:
     """Open the Discover page of run ``run_id`` in RUNS_DIR ``runs_dir`` as a new session would: which of
     :data:`DISCOVER_SECTIONS` it drew, and its :func:`problems`."""
-    from dashboard import url_state
     from dashboard.runs import RUNS_ENV
 
-    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
     before = os.environ.get(RUNS_ENV)
     os.environ[RUNS_ENV] = str(runs_dir)
     try:
-        at = AppTest.from_file(str(app), default_timeout=timeout)
-        at.query_params.update({"v": str(url_state.CODEC_VERSION), "run": run_id})
-        at.switch_page("app_pages/discover.py")
-        at.run()
+        at = open_run_page(run_id, "discover", timeout)
     finally:
         if before is None:
             os.environ.pop(RUNS_ENV, None)

@@ -168,10 +168,8 @@ def test_components_named_alike_are_removed_together_and_the_page_shows_it(tmp_p
     """discover.names gives two components one name: discover_effects removes them at once too, per model; the
     Discover page lists the name with its effect, and names given alike on the page only are said to be unmeasured."""
     import streamlit as st
-    from streamlit.testing.v1 import AppTest
 
-    from dashboard import url_state
-    from testkit.apptest import all_text, assert_clean
+    from testkit.apptest import all_text, assert_clean, open_run_page
 
     names = tmp_path / "names.csv"
     names.write_text("component,text\ndiscovered::erm/0,snowy ground\ndiscovered::erm/1,Snowy  ground\n"
@@ -195,10 +193,7 @@ def test_components_named_alike_are_removed_together_and_the_page_shows_it(tmp_p
         measure_together(run, {"a coat": ["discovered::erm/2", "discovered::erm/9"]})
 
     monkeypatch.setenv("IG_RUNS_DIR", str(tmp_path / "runs"))
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=120)
-    at.query_params.update({"v": str(url_state.CODEC_VERSION), "run": "alike"})
-    at.switch_page("app_pages/discover.py")
-    at.run()
+    at = open_run_page("alike", "discover")
     assert_clean(at)
     text = all_text(at)
     assert "Named alike, removed together" in text and "Named alike here but not measured" not in text
@@ -225,10 +220,7 @@ def test_components_named_alike_are_removed_together_and_the_page_shows_it(tmp_p
     assert kept == {("discovered::erm/2", "discovered::erm/3"): {"erm": coat}}
     st.cache_data.clear()
     st.cache_resource.clear()
-    fresh = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"), default_timeout=120)
-    fresh.query_params.update({"v": str(url_state.CODEC_VERSION), "run": "alike"})
-    fresh.switch_page("app_pages/discover.py")
-    fresh.run()
+    fresh = open_run_page("alike", "discover")
     assert_clean(fresh)
     text = all_text(fresh)
     assert "Named alike here, removed together" in text and "Named alike here but not measured" not in text

@@ -10,14 +10,16 @@ import contextlib
 import io
 import zipfile
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import engine
-from dashboard.components import charts, images, report, tables, text
+from dashboard.components import charts, images, report, tables, text, widgets
 from dashboard.components.figures import key_figures
 from dashboard.components.style import method_label
 from dashboard.components.widgets import figure_png
 from dashboard.run_view import NotComputed, RunView
+from igcore.discover.view import together_table
 from igcore.errors import InputError
 from igcore.hypothesis import summary_sentence
 from igcore.prior.sources import ADDED
@@ -25,6 +27,8 @@ from igcore.schema import pred_column
 
 #: How many images on which the baseline and the IG student disagree the report shows.
 REPORT_DISAGREEMENTS = 6
+#: How many of the discovered components each model relies on most the report shows with their exemplars.
+REPORT_COMPONENTS = 3
 
 
 def report_html(run: RunView, link: str | None = None) -> str:
@@ -53,12 +57,80 @@ def report_html(run: RunView, link: str | None = None) -> str:
         inp.images += disagreements(run)
     except NotComputed as e:
         inp.notes.append(str(e))
+    inp.discovered_missing = run.missing("discover", "discovered concepts")
+    if inp.discovered_missing is None:
+        inp.discovered, inp.namings = discovered_sections(run), namings(run)
+        try:
+            inp.named_z_star = named_z_star(run)
+        except (InputError, NotComputed) as e:
+            inp.notes.append(f"z* could not be re-solved in the names people gave: {e}")
     if run.results.prior is not None:  # what people added for this world after the run (never another world's)
         with contextlib.suppress(InputError):  # an older run whose judgment files are gone: the note above says so
             ratings = engine.page_judgments(run).ratings
             added = ratings[ratings["source"] == ADDED]
             inp.user_ratings = added.assign(concept=added["concept"].map(run.concept_texts)).to_dict("records")
     return report.build_report(inp)
+
+
+def discovered_sections(run: RunView) -> list[report.DiscoveredSection]:
+    """Each model's discovered concepts as the Discover page shows them: every component with its name, best annotated
+    match and effect per model; the components named alike removed together (by the run's names, and by people's where
+    the dashboard's database keeps the measurement); the exemplars of the components the model relies on most."""
+    view = engine.discovery_view(run)
+    names = run.name_map
+    out = []
+    for source in view.sources:
+        table = view.components(source, names)
+        models = tables.effect_models(table)
+        if models:  # the components the model relies on most first
+            table = table.sort_values(f"rank_{models[0]}", kind="stable")
+        section = report.DiscoveredSection(
+            source=source,
+            lead=f"{len(table)} components of {source}'s layer {view.info(source).get('layer', '?')}, found by factorising its "
+                 "activations (not annotated by anyone). Effect: the mean change in the log-odds of the model's own answer on "
+                 "D′_eval when the component is removed from that model's layer (negative = the model relies on it), with "
+                 "bootstrap 95% intervals; rank 1 = the component it relies on most"
+                 + (f"; listed from the one {models[0]} relies on most." if models else "."),
+            table_html=_html(tables.discovered_table(table)),
+            most_relied=text.most_relied_sentence(table, models, bold=False),
+        )
+        if not (together := view.alike(source)).empty:
+            section.together.append(("Named alike by the run's names (discover.names), removed together:",
+                                     _html(tables.together_table(together, models))))
+        unmeasured = view.alike_unmeasured(source, names)
+        found = engine.named_together(run, unmeasured) if unmeasured else {}
+        if found:
+            kept = together_table({"text": t, **found[t]} for t in unmeasured if t in found)
+            section.together.append(("Named alike by people on the dashboard, removed together:", _html(tables.together_table(kept, models))))
+        if rest := [t for t in unmeasured if t not in found]:
+            section.notes.append(f"Named alike on the dashboard but not measured together yet: {', '.join(f'“{t}”' for t in rest)} "
+                                 "(the Discover page measures them).")
+        if models:
+            for _, row in table.head(REPORT_COMPONENTS).iterrows():
+                label = f"{row['id']} · {row['text']} · rank {row['rank_' + models[0]]} for {models[0]}"
+                pictures = [(png, f"#{i}: {what}") for i, overlay_png, crop_png in widgets.exemplar_pngs(run, row["id"])
+                            for png, what in ((overlay_png, "its map"), (crop_png, "its strongest place"))]
+                section.exemplars.append((label, pictures))
+        out.append(section)
+    return out
+
+
+def namings(run: RunView) -> list[dict]:
+    """The names people gave the run's discovered concepts on the dashboard that are in effect: component, name,
+    who gave it and when (the latest naming of each component that is not taken back)."""
+    history = engine.name_store(run).history()
+    latest = history.groupby("component", sort=False).tail(1)
+    return [{"component": r["component"], "text": r["text"], "rater": r["rater"], "when": text.utc_time(r["created"])}
+            for _, r in latest.iterrows() if r["text"]]
+
+
+def named_z_star(run: RunView) -> str | None:
+    """z* re-solved in the words people gave the discovered concepts after the run (None when no name changed)."""
+    return engine.resolve_named(run)["text"] if run.renamed else None
+
+
+def _html(table: pd.DataFrame) -> str:
+    return table.to_html(index=False, na_rep="–", escape=True)
 
 
 def findings(run: RunView) -> list[str]:

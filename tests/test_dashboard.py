@@ -21,12 +21,13 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import export, url_state
 from dashboard.benchmark import benchmark
-from dashboard.components import charts, text
+from dashboard.components import charts, tables, text, widgets
 from dashboard.components.figures import key_figures
 from dashboard.components.style import possessive
 from dashboard.first_launch import DemoJob, describe
 from dashboard.pages import PAGES as PAGE_SPECS
 from dashboard.run_view import NotComputed, RunView, writer_of
+from igcore.discover import DiscoveryView
 from igcore.hypothesis import summary_sentence
 from igcore.schema import MethodMetrics, SanityCheck
 from igcore.stages import STAGES, Stage
@@ -576,6 +577,16 @@ def test_report_of_a_complete_run(runs_dir: Path) -> None:
         assert escape(text.effects_sentence(effects_of(runs_dir), kind)) in html
     assert "<figure class='sheet'>" in html  # the contact sheet at full width
     assert escape("written by the project's developers as a worked example") in html
+    # the concepts discovered in erm, as the Discover page shows them: the one erm relies on most, its exemplars
+    table = DiscoveryView(run.run).components("erm", run.name_map)
+    models = tables.effect_models(table)
+    assert models == ["erm", "ig_student", "oracle"]
+    assert "<h2>Concepts found in the models, not annotated</h2>" in html
+    assert escape(text.most_relied_sentence(table, models, bold=False)) in html
+    most = table.sort_values("rank_erm")["id"].head(export.REPORT_COMPONENTS)
+    assert re.findall(r"<h4>(discovered::erm/\d+) · ", html) == list(most)
+    assert html.count("its strongest place</figcaption>") == export.REPORT_COMPONENTS * min(
+        widgets.EXEMPLARS, int(run.run.config_model().discover.exemplars))
 
 
 # ------------------------------------------------------------------------------------------ first launch

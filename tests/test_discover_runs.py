@@ -184,6 +184,12 @@ def test_components_named_alike_are_removed_together_and_the_page_shows_it(tmp_p
     assert set(together) == {"overall", "by_group", "flip_rate"} and together["overall"]["n"] == 40
     table = DiscoveryView(run).alike("erm")
     assert list(table["text"]) == ["snowy ground"] and table.loc[0, "effect_erm"] == together["overall"]["mean"]
+    # what is left to measure: groups of the current names that the run did not remove together, exactly
+    view = DiscoveryView(run)
+    assert view.alike_unmeasured("erm") == {}
+    assert view.alike_unmeasured("erm", {"discovered::erm/3": "A coat"}) == {"a coat": ["discovered::erm/2", "discovered::erm/3"]}
+    assert view.alike_unmeasured("erm", {"discovered::erm/2": "snowy ground"}) == {
+        "snowy ground": ["discovered::erm/0", "discovered::erm/1", "discovered::erm/2"]}  # a larger group than the run's
     # measured again on the finished run (what the Discover page does for names given there): the run's numbers
     again = measure_together(run, {"snowy ground": ["discovered::erm/0", "discovered::erm/1"]})
     assert again == {"snowy ground": {"components": ["discovered::erm/0", "discovered::erm/1"], "effects": {"erm": together}}}
@@ -227,3 +233,19 @@ def test_components_named_alike_are_removed_together_and_the_page_shows_it(tmp_p
     assert [b for b in fresh.button if b.key == "w_discover_measure"] == []  # nothing left to measure
     shown = [df.value for df in fresh.dataframe if "name" in df.value.columns and "components" in df.value.columns]
     assert list(shown[1]["name"]) == ["a Coat"] and shown[1].loc[0, "effect on erm"] == tables[1].loc[0, "effect on erm"]
+    # the Share page's report says what the page says: both tables, who named what, and why z* is not re-solved here
+    from html import escape
+
+    from dashboard import export
+    from dashboard.run_view import RunView
+
+    html = export.report_html(RunView.open(str(tmp_path / "runs"), "alike"))
+    assert "<h2>Concepts found in the models, not annotated</h2>" in html
+    run_names, people_names = (html.split(escape(heading))[1].split("</table>")[0] for heading in
+                               ("Named alike by the run's names (discover.names), removed together:",
+                                "Named alike by people on the dashboard, removed together:"))
+    assert "<td>snowy ground</td>" in run_names and "a Coat" not in run_names
+    assert f"<td>a Coat</td>\n      <td>discovered::erm/2, discovered::erm/3</td>\n      <td>{tables[1].loc[0, 'effect on erm']}</td>" in people_names
+    named = html.split("Names people gave on the dashboard")[1].split("</table>")[0]
+    assert named.count("<td>ana</td>") == 2 and named.count("<td>a Coat</td>") == 2
+    assert "z* could not be re-solved in the names people gave" in html  # the run stopped before the concept model

@@ -22,12 +22,11 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import engine, session, url_state
-from dashboard.components import widgets
-from dashboard.components.style import possessive
-from dashboard.components.text import effect_phrase, utc_time
+from dashboard.components import tables, widgets
+from dashboard.components.text import most_relied_sentence, reliance_sentence, utc_time
 from dashboard.page import open_page
 from dashboard.run_view import RunView
-from igcore.discover.names import MAX_NAME_LENGTH, alike, is_named, name_key, parse_id
+from igcore.discover.names import MAX_NAME_LENGTH, is_named, parse_id
 from igcore.discover.view import together_table
 from igcore.errors import InputError
 from igcore.hypothesis import implausible_sentence
@@ -66,30 +65,9 @@ run = page.run
 page.require("discover", "discovered concepts and their effects")
 
 
-def interval_cells(table: pd.DataFrame, model: str) -> list[str]:
-    """``effect [ci_low, ci_high]`` of each row of a :class:`~igcore.discover.DiscoveryView` table, for ``model``."""
-    return [f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for e, lo, hi in
-            zip(table[f"effect_{model}"], table[f"ci_low_{model}"], table[f"ci_high_{model}"], strict=True)]
-
-
 def show_together(together: pd.DataFrame, models: list[str]) -> None:
     """A table of components removed together (:func:`igcore.discover.view.together_table`): name, components, effects."""
-    st.dataframe(pd.DataFrame({
-        "name": together["text"], "components": [", ".join(c) for c in together["components"]],
-        **{f"effect on {m}": interval_cells(together, m) for m in models if f"effect_{m}" in together},
-    }), hide_index=True, width="stretch")
-
-
-def relies(stat: Interval) -> bool:
-    """Removing the component clearly lowers the model's confidence in its own answers (interval below 0)."""
-    return stat.ci_high is not None and stat.ci_high < 0
-
-
-def reliance_sentence(component: str, label: str, effects: dict[str, Interval]) -> str:
-    """"erm relies on component 3 (…); ig_student does not (…)" over every examined model."""
-    parts = [f"**{m}** {'relies' if relies(s) else 'does not rely'} on {label}: removing it {effect_phrase(s, possessive(m))}"
-             for m, s in effects.items()]
-    return "; ".join(parts) + "."
+    st.dataframe(tables.together_table(together, models), hide_index=True, width="stretch")
 
 
 def _name(store: object, rater: str, component: str, text: str) -> None:
@@ -124,7 +102,7 @@ with session.guard("Discovered concepts"):
     component = page.view.comp or ids[0]
     source, k = parse_id(component)  # type: ignore[misc]
     table = view.components(source, names)
-    models = [c.removeprefix("effect_") for c in table.columns if c.startswith("effect_")]
+    models = tables.effect_models(table)
 
     st.subheader("Every discovered concept")
     info = view.info(source)
@@ -133,28 +111,15 @@ with session.guard("Discovered concepts"):
         "the model's own answer on D′_eval when the component is removed from that model's layer (negative = the model "
         "relies on it), with bootstrap 95% intervals; rank 1 = the component it relies on most."
     )
-    shown = pd.DataFrame({
-        "component": table["id"], "name": [t if n else "unnamed" for t, n in zip(table["text"], table["named"], strict=True)],
-        "present in D′ (share)": table["present_share"].round(3),
-        "best annotated concept": table["best_concept"], "AUC": table["best_concept_auc"],
-        "best background": table["best_background"], "background AUC": table["best_background_auc"],
-        **{f"effect on {m}": interval_cells(table, m) for m in models},
-        **{f"rank for {m}": table[f"rank_{m}"] for m in models},
-    })
-    st.dataframe(shown, hide_index=True, width="stretch")
-    if models:
-        top = table.sort_values(f"rank_{models[0]}").iloc[0]
-        effects = {m: Interval(mean=top[f"effect_{m}"], ci_low=top[f"ci_low_{m}"], ci_high=top[f"ci_high_{m}"]) for m in models}
-        label = f"component {top['k']}" + (f" (“{top['text']}”)" if top["named"] else "")
-        st.markdown(f"Most relied on by {models[0]}: " + reliance_sentence(top["id"], label, effects))
+    st.dataframe(tables.discovered_table(table), hide_index=True, width="stretch")
+    if sentence := most_relied_sentence(table, models):
+        st.markdown(sentence)
     together = view.alike(source)
     if not together.empty:
         st.markdown("**Named alike, removed together**: the components the run's names (`discover.names`) gave one name, "
                     "removed from each model's layer at once — the model's reliance on the concept, not on one of its parts.")
         show_together(together, models)
-    measured = {name_key(t) for t in together.get("text", [])}
-    of_source = [c for c in view.vocabulary(names).concepts if c.id in set(table["id"])]
-    if unmeasured := {t: [of_source[i].id for i in members] for t, members in alike(of_source).items() if name_key(t) not in measured}:
+    if unmeasured := view.alike_unmeasured(source, names):
         found = engine.named_together(run, unmeasured, measure=st.session_state.get(MEASURE) == (run.run_id, tuple(unmeasured)))
         if found:
             st.markdown("**Named alike here, removed together**: the components people gave one name on this page, removed "
@@ -195,7 +160,7 @@ with session.guard("Its effect on each model"):
     overall = mine[mine["group"] == "all"]
     st.markdown("**Its causal effect**: removing it from each model's layer changes the log-odds of the model's own answer by")
     effects = {r["model"]: Interval(mean=r["mean"], ci_low=r["ci_low"], ci_high=r["ci_high"], n=int(r["n"])) for _, r in overall.iterrows()}
-    st.markdown(reliance_sentence(component, f"component {k}", effects))
+    st.markdown(reliance_sentence(f"component {k}", effects))
     st.dataframe(mine.pivot_table(index="group", columns="model", values="mean").round(3), width="stretch")
 
 st.subheader("Name it")

@@ -17,6 +17,19 @@ from igcore.hypothesis import clause_qualifiers
 
 
 @dataclass
+class DiscoveredSection:
+    """One model's discovered concepts as the report shows them (:func:`dashboard.export.discovered_sections`)."""
+
+    source: str  # the model whose layer was factorised
+    lead: str  # how many components, of which layer, and what the effects mean
+    table_html: str  # already-escaped HTML table of every component
+    most_relied: str | None = None  # computed sentence (dashboard.components.text.most_relied_sentence)
+    together: list[tuple[str, str]] = field(default_factory=list)  # (what it is, already-escaped HTML table)
+    notes: list[str] = field(default_factory=list)
+    exemplars: list[tuple[str, list[tuple[bytes, str]]]] = field(default_factory=list)  # (component, [(png, caption)])
+
+
+@dataclass
 class ReportInput:
     run_id: str
     title: str = "IG Microscope report"
@@ -35,6 +48,10 @@ class ReportInput:
     table_html: str | None = None  # already-escaped HTML table (pandas to_html escapes by default)
     notes: list[str] = field(default_factory=list)
     user_ratings: list[dict] = field(default_factory=list)  # added for the run's world after it (rater names!)
+    discovered: list[DiscoveredSection] = field(default_factory=list)
+    discovered_missing: str | None = None  # why the run has no discovered concepts
+    namings: list[dict] = field(default_factory=list)  # names people gave on the Discover page (rater names!)
+    named_z_star: str | None = None  # z* re-solved in the names people gave after the run
 
 
 def _e(text: object) -> str:
@@ -49,6 +66,7 @@ h1{margin-bottom:.2rem} .meta{color:#666;font-size:.9rem}
 .ig{border-top:5px solid #2e7d5b} .base{border-top:5px solid #d1495b}
 figure{margin:1.2rem 0} figcaption{color:#555;font-size:.9rem}
 .gallery{display:flex;flex-wrap:wrap;gap:.8rem} .gallery figure{width:200px;margin:0} .gallery img{width:200px;image-rendering:pixelated}
+.gallery.small figure{width:120px} .gallery.small img{width:120px}
 .sheet img{width:100%;image-rendering:pixelated}
 table{border-collapse:collapse;font-size:.9rem} td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left}
 .note{background:#f5f7fa;border-left:4px solid #8d99ae;padding:.5rem .8rem}
@@ -104,14 +122,12 @@ def build_report(data: ReportInput) -> str:
             continue
         body = pio.to_html(fig.figure, full_html=False, include_plotlyjs=False, div_id=f"fig{i}", config={"displaylogo": False})
         parts.append(f"<figure><h2>{_e(fig.title)}</h2>{body}<figcaption>{_e(fig.caption)}</figcaption></figure>")
+    parts += _discovered(data)
     if data.contact_sheet:
         parts.append(f"<h2>The world</h2><figure class='sheet'><img alt='contact sheet' src='{data_uri(data.contact_sheet)}'>"
                      "<figcaption>Example images of every split and group of this run's world.</figcaption></figure>")
     if data.images:
-        parts.append("<h2>Images where the baseline and the IG student disagree</h2><div class='gallery'>")
-        for png, caption in data.images:
-            parts.append(f"<figure><img alt='{_e(caption)}' src='{data_uri(png)}'><figcaption>{_e(caption)}</figcaption></figure>")
-        parts.append("</div>")
+        parts.append(f"<h2>Images where the baseline and the IG student disagree</h2>{_gallery(data.images)}")
     if data.user_ratings:
         parts.append("<h2>Ratings added for this world after the run</h2><p>People added these on the dashboard's Prior page; "
                      "this run's z* was solved without them.</p>"
@@ -121,4 +137,37 @@ def build_report(data: ReportInput) -> str:
         parts.append("</table>")
     parts.append("<p class='meta'>Every number and figure here was computed by igcore for this run; nothing was typed in.</p></body></html>")
     return "".join(parts)
+
+
+def _gallery(pictures: list[tuple[bytes, str]], small: bool = False) -> str:
+    return f"<div class='gallery{' small' if small else ''}'>" + "".join(
+        f"<figure><img alt='{_e(caption)}' src='{data_uri(png)}'><figcaption>{_e(caption)}</figcaption></figure>"
+        for png, caption in pictures) + "</div>"
+
+
+def _discovered(data: ReportInput) -> list[str]:
+    """The section on concepts found in the models (none when the run neither has them nor says why)."""
+    if not data.discovered and data.discovered_missing is None:
+        return []
+    parts = ["<h2>Concepts found in the models, not annotated</h2>"]
+    if data.discovered_missing is not None:
+        parts.append(f"<p class='note'>{_e(data.discovered_missing)}</p>")
+    for section in data.discovered:
+        parts.append(f"<h3>In {_e(section.source)}</h3><p>{_e(section.lead)}</p>{section.table_html}")
+        if section.most_relied:
+            parts.append(f"<p><strong>{_e(section.most_relied)}</strong></p>")
+        for heading, table_html in section.together:
+            parts.append(f"<p>{_e(heading)}</p>{table_html}")
+        parts += [f"<p class='note'>{_e(note)}</p>" for note in section.notes]
+        for component, pictures in section.exemplars:
+            parts.append(f"<h4>{_e(component)}</h4>{_gallery(pictures, small=True)}")
+    if data.namings:
+        parts.append("<h3>Names people gave on the dashboard</h3><table><tr><th>component</th><th>name</th><th>named by</th><th>when</th></tr>")
+        parts += [f"<tr><td>{_e(n.get('component'))}</td><td>{_e(n.get('text'))}</td><td>{_e(n.get('rater'))}</td><td>{_e(n.get('when'))}</td></tr>"
+                  for n in data.namings]
+        parts.append("</table>")
+    if data.named_z_star:
+        parts.append("<h3>z* re-solved in the named words</h3><p>This run's z* was solved before people named these "
+                     f"concepts; solved again on the run's own judgments in the words they gave, it reads:</p><p><strong>{_e(data.named_z_star)}</strong></p>")
+    return parts
 

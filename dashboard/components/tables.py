@@ -69,3 +69,38 @@ def clause_deletion_table(records: Sequence[ClauseDeletion]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def interval_cells(table: pd.DataFrame, model: str) -> list[str]:
+    """``effect [ci_low, ci_high]`` of each row of a table of discovered components (``effect_<model>``,
+    ``ci_low_<model>``, ``ci_high_<model>``: :class:`igcore.discover.DiscoveryView`), for ``model``."""
+    return [f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for e, lo, hi in
+            zip(table[f"effect_{model}"], table[f"ci_low_{model}"], table[f"ci_high_{model}"], strict=True)]
+
+
+def effect_models(table: pd.DataFrame) -> list[str]:
+    """The models whose effects a table of discovered components holds (its ``effect_<model>`` columns), in order."""
+    return [c.removeprefix("effect_") for c in table.columns if c.startswith("effect_")]
+
+
+def discovered_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The components of one model (:meth:`igcore.discover.DiscoveryView.components`) as the Discover page and the
+    report show them: name, share of D′ where present, best annotated match, effect per model with its interval, rank."""
+    models = effect_models(table)
+    return pd.DataFrame({
+        "component": table["id"], "name": [t if n else "unnamed" for t, n in zip(table["text"], table["named"], strict=True)],
+        "present in D′ (share)": table["present_share"].round(3),
+        "best annotated concept": table["best_concept"], "AUC": table["best_concept_auc"].astype(float).round(3),
+        "best background": table["best_background"], "background AUC": table["best_background_auc"].astype(float).round(3),
+        **{f"effect on {m}": interval_cells(table, m) for m in models},
+        **{f"rank for {m}": table[f"rank_{m}"] for m in models},
+    })
+
+
+def together_table(together: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+    """Components removed together (:func:`igcore.discover.view.together_table`) as shown: name, components, the
+    effect on each of ``models`` that was measured, with its interval."""
+    return pd.DataFrame({
+        "name": together["text"], "components": [", ".join(c) for c in together["components"]],
+        **{f"effect on {m}": interval_cells(together, m) for m in models if f"effect_{m}" in together},
+    })

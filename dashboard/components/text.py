@@ -9,7 +9,7 @@ Every percentage they write is a fraction of something, so it lies in [0, 100].
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,6 +79,31 @@ def effect_phrase(stat: Interval, whose: str, full: bool = True) -> str:
         return f"does not clearly change {what} (mean {_num(mean)} log-odds, 95% CI {_num(lo)} to {_num(hi)})"
     a, b = sorted((abs(lo), abs(hi)))
     return f"{'lowers' if mean < 0 else 'raises'} {what} by {_num(abs(mean))} log-odds (95% CI {_num(a)}–{_num(b)})"
+
+
+def relies(stat: Interval) -> bool:
+    """Removing a discovered component clearly lowers the model's confidence in its own answers (interval below 0)."""
+    return stat.ci_high is not None and stat.ci_high < 0
+
+
+def reliance_sentence(label: str, effects: Mapping[str, Interval], bold: bool = True) -> str:
+    """"**erm** relies on component 3: removing it lowers …; **ig_student** does not rely on component 3: …" over
+    every examined model (``bold``: the models' names in markdown bold, for a page; plain for the report)."""
+    mark = "**" if bold else ""
+    return "; ".join(f"{mark}{m}{mark} {'relies' if relies(s) else 'does not rely'} on {label}: removing it "
+                     f"{effect_phrase(s, possessive(m))}" for m, s in effects.items()) + "."
+
+
+def most_relied_sentence(table: Any, models: Sequence[str], bold: bool = True) -> str | None:
+    """"Most relied on by erm: **erm** relies on component 3 (“a ruler”): …" for the component the first of
+    ``models`` relies on most, from a table of discovered components (:meth:`igcore.discover.DiscoveryView.components`,
+    its effects on ``models``: :func:`dashboard.components.tables.effect_models`); None when no effect was measured."""
+    if not models:
+        return None
+    top = table.sort_values(f"rank_{models[0]}").iloc[0]
+    effects = {m: Interval(mean=top[f"effect_{m}"], ci_low=top[f"ci_low_{m}"], ci_high=top[f"ci_high_{m}"]) for m in models}
+    label = f"component {top['k']}" + (f" (“{top['text']}”)" if top["named"] else "")
+    return f"Most relied on by {models[0]}: " + reliance_sentence(label, effects, bold)
 
 
 def effects_sentence(effects: Mapping[str, Mapping[str, Effect]], kind: str) -> str | None:

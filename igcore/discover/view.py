@@ -12,6 +12,8 @@ store (:class:`igcore.discover.store.NameStore`), whose current names win.
     view.sources                          # ["erm"]
     view.components("erm", names)         # one row per component: text, named, best matches, effects per model
     view.effects("erm")                   # component x model x group: mean, ci_low, ci_high, n
+    view.alike("erm")                     # the names the run gave several components, removed together
+    view.alike_unmeasured("erm", names)   # names people gave several components after the run: {name: [ids]}
     view.resemblance("discovered::erm/3") # what it resembles, best first (AUC on D′_eval)
     view.exemplars("discovered::erm/3")   # D′_eval indices, highest presence first
     view.images(indices)                  # their pixels (uint8)
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from igcore.discover.names import apply_names, is_discovered, parse_id
+from igcore.discover.names import alike, apply_names, is_discovered, parse_id
 from igcore.discover.params import FOLDER
 from igcore.errors import InputError
 from igcore.store import Run
@@ -141,6 +143,17 @@ class DiscoveryView:
         ``text``, ``components`` (their ids) and per model ``effect_<m>``, ``ci_low_<m>``, ``ci_high_<m>``,
         ``flip_rate_<m>``; empty where no name is shared (:func:`igcore.discover.names.alike`)."""
         return together_table((self.metrics(source) or {}).get("named_alike", []))
+
+    def alike_unmeasured(self, source: str, names: Mapping[str, str | None] | None = None) -> dict[str, list[str]]:
+        """Components of ``source`` that the current names (the run's, with ``names`` on top) give one name but that the
+        run did not remove together, because people named them alike after it: ``{name: [component ids]}``, what
+        :func:`igcore.discover.measure_together` measures. A group counts as measured when the run removed exactly
+        its components together, so a component named like a measured group later makes the group unmeasured."""
+        ids = set(self.component_ids(source))
+        concepts = [c for c in self.vocabulary(names).concepts if c.id in ids]
+        measured = {frozenset(g["components"]) for g in (self.metrics(source) or {}).get("named_alike", [])}
+        groups = {text: [concepts[i].id for i in members] for text, members in alike(concepts).items()}
+        return {text: members for text, members in groups.items() if frozenset(members) not in measured}
 
     def effects(self, source: str | None = None) -> pd.DataFrame:
         """``tables/discover_effects.parquet``: ``source, component, model, group`` (``all`` overall), ``mean,

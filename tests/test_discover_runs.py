@@ -105,6 +105,13 @@ def test_a_labels_only_manifest_runs_end_to_end_and_names_make_words_for_z_star(
     assert "unnamed" in notes and "true-concepts" in notes and "withheld" in notes
     tested = {r["concept"] for r in metrics["microscope"]["erm"]["tcav"]}  # discover.tcav: TCAV tests them like any concept
     assert tested and tested <= set(vocabulary.ids)
+    # the Share page's report of it: what the models use comes from the discovered concepts, exemplars included
+    from dashboard import export
+    from dashboard.run_view import RunView
+
+    html = export.report_html(RunView.open(str(tmp_path / "runs"), "lo"))
+    assert "<h2>Concepts found in the models, not annotated</h2>" in html
+    assert html.count("<h4>discovered::erm/") == export.REPORT_COMPONENTS and "its strongest place" in html
 
     # naming from the CLI: the name is the concept's text, and z* may use it
     names = tmp_path / "names.csv"

@@ -135,6 +135,12 @@ GENERATORS: tuple[Generator, ...] = (
         blocks=("docs/PERFORMANCE.md#first-launch",), minutes=5,
     ),
     Generator(
+        "thread-race", "bench.thread_race", "two networks trained in two threads at once against one after the other, in "
+        "plain PyTorch, and after the engine's warm-up step (igcore.runtime.warm_kernels)",
+        full=("--processes", "80"), quick=("--processes", "2", "--seq-processes", "2", "--size", "128"),
+        blocks=("docs/PERFORMANCE.md#thread-race",), minutes=20, env=ONE_THREAD,
+    ),
+    Generator(
         "threads", "bench.bench_threads", "the thread policy (runtime.threads): every default stage, one thread vs the "
         "libraries' default, with and without a busy core",
         full=("--repeats", "3"),  # the median of three: one run per case sits within the machine's noise

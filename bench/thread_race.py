@@ -1,15 +1,21 @@
-"""Do two threads that train at once give the numbers each gives alone? A diagnostic in plain PyTorch.
+"""Do two threads that train at once give the numbers each gives alone? A race below the engine, and its remedy.
 
-The engine trains two stages at once in two threads (``runtime.stages``; ``igcore.pipeline.run_stages``), each
+The engine trains two stages at once in two threads (``runtime.stages``; :func:`igcore.pipeline.run_stages`), each
 with one intra-op thread and its own seeded randomness, so a run is meant to write what a one-stage-at-a-time run
 writes. This script checks the layer below the engine: two small convolutional networks of the shapes the default
-run trains (64 px, batch 64, BatchNorm, AdamW), each from the same seed, trained in two threads at once in a fresh
-process, against the same two trained one after the other. It uses no code of this project, so what it finds is
-PyTorch's (its CPU kernels and oneDNN), not the engine's. Each process prints a digest of both networks' weights;
-the table counts the distinct outcomes.
+run trains (64 px, batch 64, BatchNorm, AdamW), each from the same seed, trained in fresh processes (the three ways take turns)
 
-    python -m bench.thread_race --processes 30      # a fresh process per try: several seconds each, sixty tries
-    ONEDNN_PRIMITIVE_CACHE_CAPACITY=0 python -m bench.thread_race   # the same with oneDNN's primitive cache off
+- one after the other;
+- in two threads at once (plain PyTorch, no code of this project: what differs is PyTorch's, its CPU kernels and
+  oneDNN);
+- in two threads at once after :func:`igcore.runtime.warm_kernels` ran in the process's main thread, as the engine
+  runs it before its stage threads start (one training step of a small network of other shapes).
+
+Each process prints a digest of both networks' weights; the table counts, per way of training, the processes whose
+weights are those of the networks trained one after the other. Writes the "Two trainings at once" section of
+docs/PERFORMANCE.md.
+
+    OMP_NUM_THREADS=1 python -m bench.thread_race --processes 80   # a fresh process per try, several seconds each
 """
 
 from __future__ import annotations
@@ -24,8 +30,15 @@ import threading
 import torch
 from torch import nn
 
-SIZES = {"a": 1600, "b": 1600}  # the same size: the two threads stay in step, as erm and the oracle start
-EPOCHS = 3
+from bench.common import Report
+
+#: How the two networks are trained, as the table says it.
+MODES = {
+    "seq": "one after the other",
+    "par": "two threads at once",
+    "warm": "two threads at once, after `igcore.runtime.warm_kernels` in the main thread",
+}
+BATCH = 64
 
 
 def network() -> nn.Module:
@@ -38,11 +51,16 @@ def network() -> nn.Module:
     )
 
 
-def child(mode: str) -> str:
-    """Train both networks (``par``: in two threads at once, ``seq``: one after the other); their weights' digests."""
+def child(mode: str, size: int, epochs: int) -> str:
+    """Train both networks as ``mode`` says; their weights' digests."""
     torch.set_num_threads(1)
+    if mode == "warm":
+        from igcore.runtime import warm_kernels
+
+        warm_kernels(torch.device("cpu"))
     g = torch.Generator().manual_seed(1)
-    data = {k: (torch.rand(n, 3, 64, 64, generator=g), torch.randint(0, 2, (n,), generator=g)) for k, n in SIZES.items()}
+    # the same size: the two threads stay in step, as erm and the oracle start
+    data = {k: (torch.rand(size, 3, 64, 64, generator=g), torch.randint(0, 2, (size,), generator=g)) for k in "ab"}
     models = {k: network() for k in data}
     out: dict[str, str] = {}
 
@@ -50,44 +68,84 @@ def child(mode: str) -> str:
         torch.set_num_threads(1)  # a per-thread setting, as each stage thread sets it
         m, (x, y) = models[k], data[k]
         opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-        for _ in range(EPOCHS):
-            for s in range(0, len(x), 64):
-                loss = nn.functional.cross_entropy(m(x[s : s + 64]), y[s : s + 64])
+        for _ in range(epochs):
+            for s in range(0, len(x), BATCH):
+                loss = nn.functional.cross_entropy(m(x[s : s + BATCH]), y[s : s + BATCH])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
         out[k] = hashlib.md5(b"".join(p.detach().numpy().tobytes() for p in m.parameters())).hexdigest()[:8]
 
-    if mode == "par":
+    if mode == "seq":
+        for k in data:
+            train(k)
+    else:
         threads = [threading.Thread(target=train, args=(k,)) for k in data]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-    else:
-        for k in data:
-            train(k)
     return " ".join(f"{k}={out[k]}" for k in sorted(out))
+
+
+def outcomes(processes: dict[str, int], size: int, epochs: int) -> dict[str, collections.Counter[str]]:
+    """The digests of fresh processes training as each mode says (``{mode: how many}``), counted; the modes take
+    turns, so that a slow or busy spell of the machine falls on each alike."""
+    seen: dict[str, collections.Counter[str]] = {mode: collections.Counter() for mode in processes}
+    for i in range(max(processes.values())):
+        for mode, n in processes.items():
+            if i < n:
+                command = [sys.executable, "-m", "bench.thread_race", "--child", mode, "--size", str(size), "--epochs", str(epochs)]
+                seen[mode][subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()] += 1
+        print(f"round {i + 1}/{max(processes.values())}", file=sys.stderr, flush=True)
+    return seen
+
+
+def render(counts: dict[str, collections.Counter[str]], size: int, epochs: int) -> str:
+    """The section: a row per way of training, then what it means."""
+    alone, _ = counts["seq"].most_common(1)[0]
+    lines = [
+        "## Two trainings at once: a race below the engine",
+        "",
+        f"Two small convolutional networks ({size} images of 64 px each, batch {BATCH}, BatchNorm, AdamW, {epochs} "
+        "epoch(s), the same seed), trained in a fresh process per try, one intra-op thread per thread; a process's "
+        "outcome is the digest of both networks' weights. Reference: the outcome of the networks trained one after "
+        "the other. The rows with threads use no code of this project but the last row's warm-up step.",
+        "",
+        "| how the two networks trained | processes | weights as trained one after the other | other weights | distinct outcomes |",
+        "|---|---|---|---|---|",
+    ]
+    for mode, seen in counts.items():
+        total, same = sum(seen.values()), seen[alone]
+        lines.append(f"| {MODES[mode]} | {total} | {same} | {total - same} | {len(seen)} |")
+    par, warm = counts["par"], counts["warm"]
+    differ = {m: sum(counts[m].values()) - counts[m][alone] for m in counts}
+    lines += ["", f"**Two threads at once:** {differ['par']} of {sum(par.values())} processes ended with other weights; "
+              f"after the warm-up step, {differ['warm']} of {sum(warm.values())}; one after the other, {differ['seq']} "
+              f"of {sum(counts['seq'].values())}."]
+    if differ["seq"]:
+        lines.append("\nOne after the other gave more than one outcome: the race is not the only source of difference here.")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--processes", type=int, default=30, help="fresh processes per mode")
-    ap.add_argument("--child", choices=("par", "seq"), help=argparse.SUPPRESS)
+    ap.add_argument("--processes", type=int, default=80, help="fresh processes for each way of training with threads")
+    ap.add_argument("--seq-processes", type=int, default=None, help="fresh processes one after the other (default: a quarter)")
+    ap.add_argument("--size", type=int, default=1600, help="images per network")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs per network (the race shows at the second step)")
+    ap.add_argument("--child", choices=tuple(MODES), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(child(args.child))
+        print(child(args.child, args.size, args.epochs))
         return 0
-    alone = subprocess.run([sys.executable, "-m", "bench.thread_race", "--child", "seq"], capture_output=True, text=True, check=True).stdout.strip()
-    print("| mode | processes | outcome (weight digests) | processes with it |\n|---|---|---|---|", flush=True)
-    for mode in ("seq", "par"):
-        seen = collections.Counter(
-            subprocess.run([sys.executable, "-m", "bench.thread_race", "--child", mode], capture_output=True, text=True, check=True).stdout.strip()
-            for _ in range(args.processes)
-        )
-        for outcome, n in seen.most_common():
-            label = "as trained one after the other" if outcome == alone else "DIFFERENT"
-            print(f"| {'two threads at once' if mode == 'par' else 'one after the other'} | {args.processes} | {outcome} ({label}) | {n} |", flush=True)
+    report = Report("thread-race", argv)
+    seq = args.seq_processes if args.seq_processes is not None else max(2, args.processes // 4)
+    counts = outcomes({mode: seq if mode == "seq" else args.processes for mode in MODES}, args.size, args.epochs)
+    body = render(counts, args.size, args.epochs)
+    print(body)
+    report.block("docs/PERFORMANCE.md", "thread-race", body)
+    report.publish()
     return 0
 
 

@@ -36,6 +36,7 @@ from igcore.runtime import (
     keep_freed_memory,
     thread_policy,
     training_precision,
+    warm_kernels,
 )
 from igcore.schema import pred_column, proba_column
 from igcore.stages import Stage, predecessors, select_stages
@@ -136,6 +137,8 @@ def run_stages(
     The first stage to fail stops the run: no further stage starts, the running ones finish, its error is raised.
     """
     config, writer = ctx.config, ctx.writer
+    # torch's one-time kernel initialisation done in this thread, before stage threads race on it
+    writer.manifest["warm_seconds"] = round(warm_kernels(ctx.device), 3)
     ctx.concurrency = concurrency = Concurrency(runtime)
     workers, threads = concurrency.limit, runtime.stage_threads()
     after = predecessors(selected, config)

@@ -300,6 +300,52 @@ def global_rng(seed: int | None = None) -> Iterator[None]:
         yield
 
 
+def warm_kernels(device: torch.device) -> float:
+    """One training step, and one evaluation, of a small throwaway network in this thread; returns its seconds.
+
+    Run before stages train side by side in threads (:func:`igcore.pipeline.run_stages`). Two threads that each train
+    a network at once in a fresh process sometimes end with other weights than the same two trained one after the
+    other, diverging at the second optimisation step: a race below this project, reproduced in plain PyTorch by
+    ``python -m bench.thread_race``, where one training step in one thread before the threads start made every try
+    agree, also with other shapes than the training's (docs/ARCHITECTURE.md has the counts). So what the threads race
+    on is a one-time initialisation in torch's CPU kernels or oneDNN, not one shape's kernel; this step does it
+    alone. The network holds the kinds of layer the project's models use (convolutions with and without stride,
+    batch and layer normalisation, pooling, attention, GELU and ReLU, a linear head, both losses, AdamW), and the
+    step draws from torch's random generators only inside :func:`torch.random.fork_rng`, so the run's numbers
+    do not move."""
+    import torch
+    from torch import nn
+
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        convolutional = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        ).to(device)
+        attention = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, activation="gelu", batch_first=True).to(device)
+        head = nn.Linear(8, 2).to(device)
+        parameters = [*convolutional.parameters(), *attention.parameters(), *head.parameters()]
+        optimizer = torch.optim.AdamW(parameters, lr=1e-3)
+        images = torch.rand(4, 3, 16, 16, device=device)
+
+        def logits() -> torch.Tensor:
+            features = convolutional(images)
+            return head(attention(features[:, None, :].expand(-1, 3, -1)).mean(1))
+
+        out = logits()
+        loss = nn.functional.cross_entropy(out, torch.tensor([0, 1, 0, 1], device=device))
+        loss = loss + nn.functional.binary_cross_entropy_with_logits(out, torch.ones_like(out))
+        loss.backward()
+        optimizer.step()
+        for module in (convolutional, attention, head):
+            module.eval()
+        with torch.no_grad():
+            logits()
+    return time.perf_counter() - start
+
+
 @lru_cache(maxsize=1)
 def _blas_pools() -> Any:
     from threadpoolctl import ThreadpoolController

@@ -100,6 +100,7 @@ class Manifest(_Open):
     stages: dict[str, StageRecord] = {}
     stages_selected: list[str] = []
     prepare_seconds: float | None = None
+    warm_seconds: float | None = None  # torch's kernels initialised before stages run side by side (igcore.runtime.warm_kernels)
     threads: dict[str, Any] = {}  # the thread policy in effect (igcore.runtime.thread_policy)
     precision: str | None = None  # arithmetic of the training steps (igcore.runtime.training_precision); None = runs before it was recorded: float32
     heap: dict[str, int] = {}  # glibc malloc settings applied (igcore.runtime.keep_freed_memory); {} = the library's defaults

@@ -21,7 +21,7 @@ from igcore.config import load_config
 from igcore.context import RunContext
 from igcore.errors import InputError
 from igcore.pipeline import run_pipeline
-from igcore.runtime import HEAP_SETTINGS, RuntimeConfig, blas_env, thread_policy, training_precision
+from igcore.runtime import HEAP_SETTINGS, RuntimeConfig, blas_env, thread_policy, training_precision, warm_kernels
 from testkit.runs import tiny_sets
 
 
@@ -68,6 +68,18 @@ def test_a_run_keeps_freed_memory_and_records_what_is_in_effect(tmp_path: Path) 
     assert without == {}
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert with_ == ({name: value for name, (_, value) in HEAP_SETTINGS.items()} if glibc else {})
+
+
+def test_warming_the_kernels_draws_nothing_from_the_runs_generators_and_a_run_records_it(tmp_path: Path) -> None:
+    """The warm-up step before stages train side by side (a race below torch: bench/thread_race.py) leaves torch's
+    process-wide generator where it was, so no number of the run moves; the manifest says what it cost."""
+    torch.manual_seed(5)
+    expected = torch.rand(4)
+    torch.manual_seed(5)
+    assert warm_kernels(torch.device("cpu")) > 0
+    assert torch.equal(torch.rand(4), expected)
+    run = run_pipeline(load_config(None, [*tiny_sets(), "run_id=warm"]), tmp_path, stages=["world"], progress=False)
+    assert json.loads((run / "manifest.json").read_text())["warm_seconds"] > 0
 
 
 def test_the_default_leaves_one_core_free(two_threads: None) -> None:

@@ -10,6 +10,9 @@ starts only while other processes leave its core free (:class:`Concurrency`); Ra
 (:mod:`igcore.executors`). The run's per-image work has no DataLoader worker processes: batches are cut in
 the run's process (``executor=local``) or by the Ray workers (``executor=ray``).
 
+Before stages train side by side, :func:`warm_kernels` initialises torch's kernels in one thread: two threads that
+do it at once sometimes give other weights (``bench/thread_race.py``, docs/PERFORMANCE.md).
+
 The run's process also keeps the memory it frees for reuse (:func:`keep_freed_memory`, ``runtime.keep_freed_memory``):
 glibc's malloc returns a freed block of more than a few megabytes to the kernel at once, so a training loop that
 allocates tensors of the same shapes at every step pays for fresh zero-filled pages every time (system time, measured

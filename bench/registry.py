@@ -136,8 +136,10 @@ GENERATORS: tuple[Generator, ...] = (
     ),
     Generator(
         "thread-race", "bench.thread_race", "two networks trained in two threads at once against one after the other, in "
-        "plain PyTorch, and after the engine's warm-up step (igcore.runtime.warm_kernels)",
-        full=("--processes", "80"), quick=("--processes", "2", "--seq-processes", "2", "--size", "128"),
+        "plain PyTorch and after the engine's warm-up step (igcore.runtime.warm_kernels); the engine's two trainings at once "
+        "with and without it",
+        full=("--processes", "60", "--engine-processes", "40"),
+        quick=("--processes", "2", "--seq-processes", "2", "--size", "128", "--engine-processes", "2"),
         blocks=("docs/PERFORMANCE.md#thread-race",), minutes=20, env=ONE_THREAD,
     ),
     Generator(

@@ -9,13 +9,16 @@ run trains (64 px, batch 64, BatchNorm, AdamW), each from the same seed, trained
 - in two threads at once (plain PyTorch, no code of this project: what differs is PyTorch's, its CPU kernels and
   oneDNN);
 - in two threads at once after :func:`igcore.runtime.warm_kernels` ran in the process's main thread, as the engine
-  runs it before its stage threads start (one training step of a small network of other shapes).
+  runs it before its stage threads start (one training step of a small network of other shapes);
+
+and the engine itself: a tiny run of the world, erm and the oracle (whose trainings start together) one stage at a
+time, two at once without the warm-up step (this diagnostic replaces it), and two at once as the engine runs.
 
 Each process prints a digest of both networks' weights; the table counts, per way of training, the processes whose
 weights are those of the networks trained one after the other. Writes the "Two trainings at once" section of
 docs/PERFORMANCE.md.
 
-    OMP_NUM_THREADS=1 python -m bench.thread_race --processes 80   # a fresh process per try, several seconds each
+    OMP_NUM_THREADS=1 python -m bench.thread_race --processes 60 --engine-processes 40   # a fresh process per try
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ MODES = {
     "seq": "one after the other",
     "par": "two threads at once",
     "warm": "two threads at once, after `igcore.runtime.warm_kernels` in the main thread",
+}
+#: The engine itself: a tiny run whose erm and oracle stages start at the same moment (testkit.runs.TINY).
+ENGINE_MODES = {
+    "engine-seq": "the engine, one stage at a time (`runtime.stages=1`)",
+    "engine-cold": "the engine, two stages at once, its warm-up step left out",
+    "engine": "the engine, two stages at once, as it runs",
 }
 BATCH = 64
 
@@ -88,6 +97,26 @@ def child(mode: str, size: int, epochs: int) -> str:
     return " ".join(f"{k}={out[k]}" for k in sorted(out))
 
 
+def engine_child(mode: str) -> str:
+    """A tiny run of the world, erm and the oracle (which start together) in a temporary folder; its models' digest.
+    ``engine-cold`` leaves the warm-up step out (this diagnostic replaces it; nothing else can)."""
+    import tempfile
+    from pathlib import Path
+
+    import igcore.pipeline as pipeline
+    from igcore.config import load_config
+    from testkit.runs import tiny_sets
+
+    if mode == "engine-cold":
+        pipeline.warm_kernels = lambda device: 0.0
+    stages = 1 if mode == "engine-seq" else 2
+    with tempfile.TemporaryDirectory() as folder:
+        config = load_config(None, [*tiny_sets(), f"runtime.stages={stages}", "run_id=race"])
+        run = pipeline.run_pipeline(config, folder, stages=["world", "erm", "oracle"], progress=False)
+        digest = hashlib.md5(b"".join(p.read_bytes() for p in sorted(Path(run).glob("models/**/*.safetensors"))))
+    return digest.hexdigest()[:8]
+
+
 def outcomes(processes: dict[str, int], size: int, epochs: int) -> dict[str, collections.Counter[str]]:
     """The digests of fresh processes training as each mode says (``{mode: how many}``), counted; the modes take
     turns, so that a slow or busy spell of the machine falls on each alike."""
@@ -95,15 +124,27 @@ def outcomes(processes: dict[str, int], size: int, epochs: int) -> dict[str, col
     for i in range(max(processes.values())):
         for mode, n in processes.items():
             if i < n:
-                command = [sys.executable, "-m", "bench.thread_race", "--child", mode, "--size", str(size), "--epochs", str(epochs)]
+                command = [sys.executable, "-m", "bench.thread_race", "--child", mode]
+                command += [] if mode in ENGINE_MODES else ["--size", str(size), "--epochs", str(epochs)]
                 seen[mode][subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()] += 1
         print(f"round {i + 1}/{max(processes.values())}", file=sys.stderr, flush=True)
     return seen
 
 
+def rows(counts: dict[str, collections.Counter[str]], labels: dict[str, str]) -> tuple[list[str], dict[str, int]]:
+    """A table row per way of training of ``labels`` (its first the reference); how many processes differed."""
+    alone, _ = counts[next(iter(labels))].most_common(1)[0]
+    lines, differ = [], {}
+    for mode, label in labels.items():
+        seen = counts[mode]
+        total, same = sum(seen.values()), seen[alone]
+        differ[mode] = total - same
+        lines.append(f"| {label} | {total} | {same} | {total - same} | {len(seen)} |")
+    return lines, differ
+
+
 def render(counts: dict[str, collections.Counter[str]], size: int, epochs: int) -> str:
     """The section: a row per way of training, then what it means."""
-    alone, _ = counts["seq"].most_common(1)[0]
     lines = [
         "## Two trainings at once: a race below the engine",
         "",
@@ -115,16 +156,21 @@ def render(counts: dict[str, collections.Counter[str]], size: int, epochs: int) 
         "| how the two networks trained | processes | weights as trained one after the other | other weights | distinct outcomes |",
         "|---|---|---|---|---|",
     ]
-    for mode, seen in counts.items():
-        total, same = sum(seen.values()), seen[alone]
-        lines.append(f"| {MODES[mode]} | {total} | {same} | {total - same} | {len(seen)} |")
-    par, warm = counts["par"], counts["warm"]
-    differ = {m: sum(counts[m].values()) - counts[m][alone] for m in counts}
-    lines += ["", f"**Two threads at once:** {differ['par']} of {sum(par.values())} processes ended with other weights; "
-              f"after the warm-up step, {differ['warm']} of {sum(warm.values())}; one after the other, {differ['seq']} "
-              f"of {sum(counts['seq'].values())}."]
-    if differ["seq"]:
-        lines.append("\nOne after the other gave more than one outcome: the race is not the only source of difference here.")
+    plain, differ = rows(counts, MODES)
+    lines += plain
+    lines += ["", f"**Two threads at once:** {differ['par']} of {sum(counts['par'].values())} processes ended with other "
+              f"weights; after the warm-up step, {differ['warm']} of {sum(counts['warm'].values())}; one after the other, "
+              f"{differ['seq']} of {sum(counts['seq'].values())}."]
+    if "engine" in counts:
+        engine, differ = rows(counts, ENGINE_MODES)
+        lines += ["", "The engine itself: a run of `testkit.runs.TINY` with the stages world, erm and the oracle, whose "
+                  "two trainings start at the same moment when two stages run at once; a process's outcome is the digest "
+                  "of both models' files. Reference: the outcome one stage at a time.", "",
+                  "| how the engine ran | processes | models as one stage at a time | other models | distinct outcomes |",
+                  "|---|---|---|---|---|", *engine, "",
+                  f"**The engine, two stages at once:** {differ['engine-cold']} of {sum(counts['engine-cold'].values())} "
+                  f"runs ended with other models without the warm-up step; {differ['engine']} of "
+                  f"{sum(counts['engine'].values())} with it."]
     return "\n".join(lines)
 
 
@@ -134,14 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seq-processes", type=int, default=None, help="fresh processes one after the other (default: a quarter)")
     ap.add_argument("--size", type=int, default=1600, help="images per network")
     ap.add_argument("--epochs", type=int, default=1, help="epochs per network (the race shows at the second step)")
-    ap.add_argument("--child", choices=tuple(MODES), help=argparse.SUPPRESS)
+    ap.add_argument("--engine-processes", type=int, default=40, help="fresh processes for each way the engine runs (0: none)")
+    ap.add_argument("--child", choices=(*MODES, *ENGINE_MODES), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(child(args.child, args.size, args.epochs))
+        print(engine_child(args.child) if args.child in ENGINE_MODES else child(args.child, args.size, args.epochs))
         return 0
     report = Report("thread-race", argv)
     seq = args.seq_processes if args.seq_processes is not None else max(2, args.processes // 4)
-    counts = outcomes({mode: seq if mode == "seq" else args.processes for mode in MODES}, args.size, args.epochs)
+    processes = {mode: seq if mode == "seq" else args.processes for mode in MODES}
+    if args.engine_processes:
+        processes |= {mode: max(2, args.engine_processes // 4) if mode == "engine-seq" else args.engine_processes for mode in ENGINE_MODES}
+    counts = outcomes(processes, args.size, args.epochs)
     body = render(counts, args.size, args.epochs)
     print(body)
     report.block("docs/PERFORMANCE.md", "thread-race", body)

@@ -62,10 +62,22 @@ def attribution_maps(run: RunView, model: str, method: str, indices: Sequence[in
     return _attribution_maps(run, model, method, tuple(int(i) for i in indices))
 
 
+@st.cache_resource(show_spinner=False)
+def warm_kernels() -> float:
+    """torch's kernels initialised once per server, in one thread, before sessions compute with models at once
+    (:func:`igcore.runtime.warm_kernels`: threads that initialise them together sometimes compute other numbers);
+    its seconds."""
+    from igcore.baseline import resolve_device
+    from igcore.runtime import warm_kernels as warm
+
+    return warm(resolve_device("auto"))
+
+
 @st.cache_data(show_spinner="Computing attribution maps…", max_entries=128)
 def _attribution_maps(run: RunView, model: str, method: str, indices: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     from igcore.microscope import attribution_maps as engine_maps
 
+    warm_kernels()
     out = engine_maps(run.run, model, method, list(indices))
     return np.asarray(out.maps, dtype=np.float32), np.asarray(out.targets)
 
@@ -253,6 +265,7 @@ def named_together(run: RunView, groups: Mapping[str, Sequence[str]], measure: b
 def _measure_together(run: RunView, groups: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
     from igcore.discover import measure_together
 
+    warm_kernels()
     return measure_together(run.run, {text: list(ids) for text, ids in groups})
 
 

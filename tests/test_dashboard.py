@@ -699,3 +699,19 @@ def test_hypotheses_warn_when_z_star_goes_against_the_prior(fresh_runs_dir: Path
     assert not at.exception
     warned = [str(w.value) for w in at.warning if "less likely than not to endorse" in str(w.value)]
     assert len(warned) == 1 and "snowy ground is evidence for a wolf" in warned[0] and "0.01" in warned[0]
+
+
+def test_the_server_warms_torchs_kernels_once_before_it_computes_with_models(runs_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions compute attribution maps (and effects) in their own threads; the server initialises torch's kernels
+    once, in one thread, before the first of them (igcore.runtime.warm_kernels), and not again."""
+    from dashboard import engine
+
+    calls: list[object] = []
+    monkeypatch.setattr("igcore.runtime.warm_kernels", lambda device: calls.append(device) or 0.0)
+    engine.warm_kernels.clear()
+    engine._attribution_maps.clear()
+    run = view(runs_dir)
+    maps, _ = engine.attribution_maps(run, "erm", "saliency", [0, 1])
+    engine.attribution_maps(run, "erm", "saliency", [2])
+    assert len(maps) == 2 and len(calls) == 1
+    engine.warm_kernels.clear()

@@ -320,7 +320,7 @@ def warm_kernels(device: torch.device) -> float:
     from torch import nn
 
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[]):  # everything random is drawn on the CPU, then moved
         torch.manual_seed(0)
         convolutional = nn.Sequential(
             nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
@@ -331,7 +331,7 @@ def warm_kernels(device: torch.device) -> float:
         head = nn.Linear(8, 2).to(device)
         parameters = [*convolutional.parameters(), *attention.parameters(), *head.parameters()]
         optimizer = torch.optim.AdamW(parameters, lr=1e-3)
-        images = torch.rand(4, 3, 16, 16, device=device)
+        images = torch.rand(4, 3, 16, 16).to(device)
 
         def logits() -> torch.Tensor:
             features = convolutional(images)

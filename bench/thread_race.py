@@ -3,7 +3,8 @@
 The engine trains two stages at once in two threads (``runtime.stages``; :func:`igcore.pipeline.run_stages`), each
 with one intra-op thread and its own seeded randomness, so a run is meant to write what a one-stage-at-a-time run
 writes. This script checks the layer below the engine: two small convolutional networks of the shapes the default
-run trains (64 px, batch 64, BatchNorm, AdamW), each from the same seed, trained in fresh processes (the three ways take turns)
+run trains (64 px, batch 64, BatchNorm, AdamW), each from the same seed, trained in fresh processes (every way
+takes its turn in each round)
 
 - one after the other;
 - in two threads at once (plain PyTorch, no code of this project: what differs is PyTorch's, its CPU kernels and
@@ -14,8 +15,8 @@ run trains (64 px, batch 64, BatchNorm, AdamW), each from the same seed, trained
 and the engine itself: a tiny run of the world, erm and the oracle (whose trainings start together) one stage at a
 time, two at once without the warm-up step (this diagnostic replaces it), and two at once as the engine runs.
 
-Each process prints a digest of both networks' weights; the table counts, per way of training, the processes whose
-weights are those of the networks trained one after the other. Writes the "Two trainings at once" section of
+Each process prints a digest of both networks' weights (or of the run's two models); the tables count, per way of
+training, the processes whose weights are those trained one after the other (one stage at a time). Writes the "Two trainings at once" section of
 docs/PERFORMANCE.md.
 
     OMP_NUM_THREADS=1 python -m bench.thread_race --processes 60 --engine-processes 40   # a fresh process per try

@@ -91,7 +91,7 @@ def discovered_sections(run: RunView) -> list[report.DiscoveredSection]:
                  "D′_eval when the component is removed from that model's layer (negative = the model relies on it), with "
                  "bootstrap 95% intervals; rank 1 = the component it relies on most"
                  + (f"; listed from the one {models[0]} relies on most." if models else "."),
-            table_html=_html(tables.discovered_table(table)),
+            table_html=_html(tables.discovered_table(table, run.concept_texts)),
             most_relied=text.most_relied_sentence(table, models, bold=False),
         )
         if not (together := view.alike(source)).empty:

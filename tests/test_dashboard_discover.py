@@ -58,6 +58,11 @@ def test_every_section_renders(runs_dir: Path) -> None:
         assert heading in text, heading
     view = DiscoveryView(RunStore(runs_dir).load("tiny"))
     assert len(at.dataframe[0].value) == len(view.component_ids("erm"))  # one row per component
+    # annotated concepts in their words, as every other page says them (not their ids)
+    texts = {c.id: c.text for c in view.vocabulary().concepts}
+    assert list(at.dataframe[0].value["best annotated concept"]) == [texts[c] for c in view.components("erm")["best_concept"]]
+    resembles = at.dataframe[1].value
+    assert set(resembles.loc[resembles["kind"] == "concept", "name"]) <= {c.text for c in view.vocabulary().concepts}
     assert at.query_params.get("comp") == view.component_ids()[0]  # the selected component is in the URL
     # the reliance sentence names every examined model and reads the stored interval of the top component
     effect = record["effects"]["erm"]["overall"]

@@ -111,7 +111,7 @@ with session.guard("Discovered concepts"):
         "the model's own answer on D′_eval when the component is removed from that model's layer (negative = the model "
         "relies on it), with bootstrap 95% intervals; rank 1 = the component it relies on most."
     )
-    st.dataframe(tables.discovered_table(table), hide_index=True, width="stretch")
+    st.dataframe(tables.discovered_table(table, run.concept_texts), hide_index=True, width="stretch")
     if sentence := most_relied_sentence(table, models):
         st.markdown(sentence)
     together = view.alike(source)
@@ -152,7 +152,11 @@ with session.guard("What it resembles"):
     if resemblance.empty:
         st.caption("Nothing annotated to compare it with.")
     else:
-        st.dataframe(resemblance.head(12).assign(auc=lambda d: d["auc"].round(3)), hide_index=True, width="stretch")
+        concept_texts = run.concept_texts  # annotated concepts in their words, backgrounds and groups by name
+        st.dataframe(resemblance.head(12).assign(
+            auc=lambda d: d["auc"].round(3),
+            name=lambda d: [concept_texts.get(n, n) if kind == "concept" else n for kind, n in zip(d["kind"], d["name"], strict=True)],
+        ), hide_index=True, width="stretch")
 
 with session.guard("Its effect on each model"):
     effects_table = view.effects(source)

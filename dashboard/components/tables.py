@@ -83,14 +83,16 @@ def effect_models(table: pd.DataFrame) -> list[str]:
     return [c.removeprefix("effect_") for c in table.columns if c.startswith("effect_")]
 
 
-def discovered_table(table: pd.DataFrame) -> pd.DataFrame:
+def discovered_table(table: pd.DataFrame, texts: Mapping[str, str]) -> pd.DataFrame:
     """The components of one model (:meth:`igcore.discover.DiscoveryView.components`) as the Discover page and the
-    report show them: name, share of D′ where present, best annotated match, effect per model with its interval, rank."""
+    report show them: name, share of D′ where present, best annotated match (in its words, ``texts``: the run's concept
+    texts), effect per model with its interval, rank."""
     models = effect_models(table)
     return pd.DataFrame({
         "component": table["id"], "name": [t if n else "unnamed" for t, n in zip(table["text"], table["named"], strict=True)],
         "present in D′ (share)": table["present_share"].round(3),
-        "best annotated concept": table["best_concept"], "AUC": table["best_concept_auc"].astype(float).round(3),
+        "best annotated concept": [texts.get(c, c) if isinstance(c, str) else c for c in table["best_concept"]],
+        "AUC": table["best_concept_auc"].astype(float).round(3),
         "best background": table["best_background"], "background AUC": table["best_background_auc"].astype(float).round(3),
         **{f"effect on {m}": interval_cells(table, m) for m in models},
         **{f"rank for {m}": table[f"rank_{m}"] for m in models},

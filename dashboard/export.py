@@ -96,12 +96,12 @@ def discovered_sections(run: RunView) -> list[report.DiscoveredSection]:
         )
         if not (together := view.alike(source)).empty:
             section.together.append(("Named alike by the run's names (discover.names), removed together:",
-                                     _html(tables.together_table(together, models))))
+                                     _html(tables.removed_together_table(together, models))))
         unmeasured = view.alike_unmeasured(source, names)
         found = engine.named_together(run, unmeasured) if unmeasured else {}
         if found:
             kept = together_table({"text": t, **found[t]} for t in unmeasured if t in found)
-            section.together.append(("Named alike by people on the dashboard, removed together:", _html(tables.together_table(kept, models))))
+            section.together.append(("Named alike by people on the dashboard, removed together:", _html(tables.removed_together_table(kept, models))))
         if rest := [t for t in unmeasured if t not in found]:
             section.notes.append(f"Named alike on the dashboard but not measured together yet: {', '.join(f'“{t}”' for t in rest)} "
                                  "(the Discover page measures them).")

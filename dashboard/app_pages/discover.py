@@ -67,7 +67,7 @@ page.require("discover", "discovered concepts and their effects")
 
 def show_together(together: pd.DataFrame, models: list[str]) -> None:
     """A table of components removed together (:func:`igcore.discover.view.together_table`): name, components, effects."""
-    st.dataframe(tables.together_table(together, models), hide_index=True, width="stretch")
+    st.dataframe(tables.removed_together_table(together, models), hide_index=True, width="stretch")
 
 
 def _name(store: object, rater: str, component: str, text: str) -> None:

@@ -99,7 +99,7 @@ def discovered_table(table: pd.DataFrame, texts: Mapping[str, str]) -> pd.DataFr
     })
 
 
-def together_table(together: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
+def removed_together_table(together: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
     """Components removed together (:func:`igcore.discover.view.together_table`) as shown: name, components, the
     effect on each of ``models`` that was measured, with its interval."""
     return pd.DataFrame({

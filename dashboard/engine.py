@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import streamlit as st
 
 from dashboard import run_view
 from dashboard.run_view import RunView
+from igcore.discover.view import together_table
 from igcore.hypothesis import Hypothesis
 from igcore.likelihood import predict_proba as likelihood_proba
 
@@ -242,12 +244,20 @@ def name_store(run: RunView) -> Any:
     return run_view.name_store(judgments_path(run.root), run.run)
 
 
-def named_together(run: RunView, groups: Mapping[str, Sequence[str]], measure: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True)
+class NamedTogether:
+    """Names people gave alike on the page after the run, removed together: ``table`` holds the names measured so far
+    (:func:`igcore.discover.view.together_table`'s rows, in the order asked), ``unmeasured`` the names not yet."""
+
+    table: pd.DataFrame
+    unmeasured: list[str]
+
+
+def named_together(run: RunView, groups: Mapping[str, Sequence[str]], measure: bool = False) -> NamedTogether:
     """Each name's components removed together from every model the run measured them on (names given alike on the
     page after the run): the measurements the run's database keeps (:meth:`igcore.discover.NameStore.removed_together`)
     and, with ``measure``, the missing ones measured (:func:`igcore.discover.measure_together`) and kept there for every
-    session and the next server. ``{name: {"components", "effects": {model: {overall, by_group, flip_rate}}}}`` of the
-    names measured so far."""
+    session and the next server. The Discover page and the report show the same :class:`NamedTogether`."""
     store = name_store(run)
     kept = store.removed_together()
     found = {text: {"components": list(ids), "effects": kept[tuple(sorted(ids))]}
@@ -258,7 +268,7 @@ def named_together(run: RunView, groups: Mapping[str, Sequence[str]], measure: b
         for record in measured.values():
             store.record_together(record["components"], record["effects"])
         found.update(measured)
-    return found
+    return NamedTogether(together_table({"text": t, **found[t]} for t in groups if t in found), [t for t in groups if t not in found])
 
 
 @st.cache_data(show_spinner="Removing each name's components from every model's layer…", max_entries=16)

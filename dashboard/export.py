@@ -19,7 +19,6 @@ from dashboard.components.figures import key_figures
 from dashboard.components.style import method_label
 from dashboard.components.widgets import figure_png
 from dashboard.run_view import NotComputed, RunView
-from igcore.discover.view import together_table
 from igcore.errors import InputError
 from igcore.hypothesis import summary_sentence
 from igcore.prior.sources import ADDED
@@ -97,14 +96,14 @@ def discovered_sections(run: RunView) -> list[report.DiscoveredSection]:
         if not (together := view.alike(source)).empty:
             section.together.append(("Named alike by the run's names (discover.names), removed together:",
                                      _html(tables.removed_together_table(together, models))))
-        unmeasured = view.alike_unmeasured(source, names)
-        found = engine.named_together(run, unmeasured) if unmeasured else {}
-        if found:
-            kept = together_table({"text": t, **found[t]} for t in unmeasured if t in found)
-            section.together.append(("Named alike by people on the dashboard, removed together:", _html(tables.removed_together_table(kept, models))))
-        if rest := [t for t in unmeasured if t not in found]:
-            section.notes.append(f"Named alike on the dashboard but not measured together yet: {', '.join(f'“{t}”' for t in rest)} "
-                                 "(the Discover page measures them).")
+        if unmeasured := view.alike_unmeasured(source, names):
+            people = engine.named_together(run, unmeasured)
+            if not people.table.empty:
+                section.together.append(("Named alike by people on the dashboard, removed together:",
+                                         _html(tables.removed_together_table(people.table, models))))
+            if people.unmeasured:
+                section.notes.append(f"Named alike on the dashboard but not measured together yet: "
+                                     f"{', '.join(f'“{t}”' for t in people.unmeasured)} (the Discover page measures them).")
         if models:
             for _, row in table.head(REPORT_COMPONENTS).iterrows():
                 label = f"{row['id']} · {row['text']} · rank {row['rank_' + models[0]]} for {models[0]}"

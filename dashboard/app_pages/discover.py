@@ -27,7 +27,6 @@ from dashboard.components.text import most_relied_sentence, reliance_sentence, u
 from dashboard.page import open_page
 from dashboard.run_view import RunView
 from igcore.discover.names import MAX_NAME_LENGTH, is_named, parse_id
-from igcore.discover.view import together_table
 from igcore.errors import InputError
 from igcore.hypothesis import implausible_sentence
 from igcore.schema import Interval
@@ -120,13 +119,13 @@ with session.guard("Discovered concepts"):
                     "removed from each model's layer at once — the model's reliance on the concept, not on one of its parts.")
         show_together(together, models)
     if unmeasured := view.alike_unmeasured(source, names):
-        found = engine.named_together(run, unmeasured, measure=st.session_state.get(MEASURE) == (run.run_id, tuple(unmeasured)))
-        if found:
+        people = engine.named_together(run, unmeasured, measure=st.session_state.get(MEASURE) == (run.run_id, tuple(unmeasured)))
+        if not people.table.empty:
             st.markdown("**Named alike here, removed together**: the components people gave one name on this page, removed "
                         "from each model's layer at once on the run's D′_eval, as the run removes those its names share.")
-            show_together(together_table({"text": t, **found[t]} for t in unmeasured if t in found), models)
-        if rest := [t for t in unmeasured if t not in found]:
-            st.caption(f"Named alike here but not measured together yet: {', '.join(f'“{t}”' for t in rest)}. "
+            show_together(people.table, models)
+        if people.unmeasured:
+            st.caption(f"Named alike here but not measured together yet: {', '.join(f'“{t}”' for t in people.unmeasured)}. "
                        "Measuring removes each name's components from every model's layer on D′_eval (the run's models, "
                        "seconds per model); the dashboard's database keeps the answer for every session.")
             st.button("Measure them together", key="w_discover_measure", on_click=_measure, args=(run.run_id, tuple(unmeasured)))

@@ -18,7 +18,12 @@ rater name. Counted:
 - where the machine's CPU went while every session ran: the browsers (chromium, every context), the dashboard
   server, the bench's own drivers (this process, Playwright's), the rest, idle. The browsers share the machine
   with the server here, where ten people would each bring their own: a page's time is the server's work and its
-  browser's, both slowed by the other nine sessions'.
+  browser's, both slowed by the other nine sessions';
+- what each page costs with one session alone, before the load: its page time, the CPU seconds its visit took in
+  the browser and in the server (to one second after its script run ended: plotly draws after it), the messages
+  the server sent it (Streamlit sends every element as one) and its plotly charts with the times plotly drew them.
+  Where the browser's seconds outweigh the server's, ten browsers on the server's machine make the load, not the
+  dashboard's work.
 
 Usage (from the repository root; heavy, so niced)::
 
@@ -59,6 +64,17 @@ READY_JS = """(previous) => {
     && !document.querySelector('[data-testid=stSkeleton], [data-testid=stSpinner]')
     && !!title && title.innerText !== previous;
 }"""
+#: Counts every time plotly draws a chart on the page (its ``plotly_afterplot`` event), hooking charts as they appear.
+COUNT_DRAWS_JS = """
+window.__igDraws = 0;
+new MutationObserver(() => {
+  document.querySelectorAll('.js-plotly-plot').forEach((chart) => {
+    if (chart.on && !chart.__igCounted) { chart.__igCounted = true; chart.on('plotly_afterplot', () => { window.__igDraws += 1; }); }
+  });
+}).observe(document, {subtree: true, childList: true});
+"""
+#: Seconds a visit of :func:`alone` goes on after the script run ended: plotly draws the charts after it.
+SETTLE_S = 1.0
 PROBLEMS = {
     "exception": "[data-testid=stException]",
     "error box": "[data-testid=stAlertContentError]",
@@ -151,6 +167,76 @@ async def drive(browser, base: str, run_id: str, session: Session, until: float,
         await ctx.close()
 
 
+@dataclass
+class PageCost:
+    """What one page's visits cost with one session alone (:func:`alone`), one entry per visit."""
+
+    times: list[float] = field(default_factory=list)  # click to the end of the script run, seconds
+    browser: list[float] = field(default_factory=list)  # CPU seconds of every chromium process
+    server: list[float] = field(default_factory=list)  # CPU seconds of the dashboard server
+    messages: list[int] = field(default_factory=list)  # websocket messages the server sent
+    charts: list[int] = field(default_factory=list)  # plotly charts on the page
+    draws: list[int] = field(default_factory=list)  # times plotly drew a chart
+
+
+async def alone(browser, base: str, run_id: str, rounds: int, timeout_s: float, server_pid: int) -> dict[str, PageCost]:  # noqa: ANN001
+    """One session clicking through the pages ``rounds`` times with nothing else running: per visit, its page time,
+    the CPU seconds of the browser and of the server to :data:`SETTLE_S` after the script run, the server's messages
+    and plotly's charts and draws."""
+    costs = {name: PageCost() for name in PAGES.values()}
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 900})
+    page = await ctx.new_page()
+    await page.add_init_script(COUNT_DRAWS_JS)
+    received = Counter()
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda _frame: received.update(("messages",))))
+    try:
+        await page.goto(f"{base}/?v=1&run={run_id}", timeout=timeout_s * 1000)
+        await wait_idle(page, timeout_s)
+        for _ in range(rounds):
+            for label, name in PAGES.items():
+                previous = await page.locator("h1").first.inner_text()
+                await page.evaluate("window.__igDraws = 0")
+                messages, before, started = received["messages"], cpu_snapshot(server_pid), time.perf_counter()
+                await page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=label, exact=True).click()
+                await wait_idle(page, timeout_s, previous)
+                cost = costs[name]
+                cost.times.append(time.perf_counter() - started)
+                await asyncio.sleep(SETTLE_S)
+                split = cpu_split(before, cpu_snapshot(server_pid))
+                cost.browser.append(split["browsers"])
+                cost.server.append(split["server"])
+                cost.messages.append(received["messages"] - messages)
+                cost.charts.append(await page.locator(".js-plotly-plot").count())
+                cost.draws.append(await page.evaluate("window.__igDraws"))
+    finally:
+        await ctx.close()
+    return costs
+
+
+def alone_table(costs: dict[str, PageCost]) -> list[str]:
+    """:func:`alone`'s measurements as a table of medians per page, with a loop of every page summed up."""
+    visited = {name: c for name, c in costs.items() if c.times}
+    if not visited:
+        return ["One session alone: no page was drawn."]
+    rounds = min(len(c.times) for c in visited.values())
+    lines = [
+        f"What each page costs with one session alone, before the load (median of {rounds} visit{'s' if rounds > 1 else ''}; "
+        f"CPU seconds to {SETTLE_S:g} s after the script run ended, when plotly has drawn):",
+        "",
+        "| page | page time s | browser CPU s | server CPU s | messages from the server | plotly charts | plotly draws |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    median = statistics.median
+    for name, c in visited.items():
+        lines.append(f"| {name} | {median(c.times):.2f} | {median(c.browser):.2f} | {median(c.server):.2f} | {median(c.messages):.0f} "
+                     f"| {median(c.charts):.0f} | {median(c.draws):.0f} |")
+    browser, server = (sum(median(getattr(c, key)) for c in visited.values()) for key in ("browser", "server"))
+    lines += ["", f"One loop of the {len(visited)} pages: {browser:.1f} CPU seconds in the browser, {server:.1f} in the server "
+                  f"({browser / server:.1f} to one)." if server > 0 else
+                  f"One loop of the {len(visited)} pages: {browser:.1f} CPU seconds in the browser, none measured in the server."]
+    return lines
+
+
 #: The roles :func:`cpu_split` splits the machine's CPU into, in the order reported.
 ROLES = {
     "browsers": "browsers (headless chromium, every context)",
@@ -211,10 +297,10 @@ def cpu_split(before: tuple[dict[int, tuple[str, float]], float, float], after: 
 
 
 async def load(base: str, run_id: str, paces: list[list[Session]], seconds: float, timeout_s: float,
-               server_pid: int) -> list[dict[str, float]]:
-    """Warm the server, then for each pace run its ``sessions`` at once for ``seconds``; returns per pace the CPU
-    seconds by role (:func:`cpu_split`) over the window in which every session was running, with ``window`` its
-    length."""
+               server_pid: int, alone_rounds: int) -> tuple[dict[str, PageCost], list[dict[str, float]]]:
+    """Warm the server, measure each page with one session alone (:func:`alone`, ``alone_rounds`` loops), then for
+    each pace run its ``sessions`` at once for ``seconds``; returns the pages' costs and per pace the CPU seconds by
+    role (:func:`cpu_split`) over the window in which every session was running, with ``window`` its length."""
     from playwright.async_api import async_playwright
 
     splits: list[dict[str, float]] = []
@@ -225,6 +311,7 @@ async def load(base: str, run_id: str, paces: list[list[Session]], seconds: floa
         warm = Session(rater="warm-up")
         await drive(browser, base, run_id, warm, time.monotonic(), -1, timeout_s, rate=False)
         paces[0][0].errors += warm.errors
+        costs = await alone(browser, base, run_id, alone_rounds, timeout_s, server_pid)
         for sessions in paces:
             started = time.monotonic()
             until = started + seconds
@@ -239,7 +326,7 @@ async def load(base: str, run_id: str, paces: list[list[Session]], seconds: floa
             await asyncio.gather(sample(), *(drive(browser, base, run_id, s, until, i, timeout_s) for i, s in enumerate(sessions)))
             splits.append(split)
         await browser.close()
-    return splits
+    return costs, splits
 
 
 def stored_ratings(db: Path) -> dict[str, list[int]]:
@@ -299,8 +386,9 @@ def page_times(sessions: list[Session]) -> list[float]:
 
 
 def report(args: argparse.Namespace, paces: list[list[Session]], stored: dict[str, list[int]], run_id: str, seconds: float,
-           splits: list[dict[str, float]]) -> tuple[str, int]:
-    """The section: what every pace's sessions did, then the p95 page time of each pace against the target."""
+           splits: list[dict[str, float]], costs: dict[str, PageCost]) -> tuple[str, int]:
+    """The section: each page's cost with one session alone, what every pace's sessions did, then the p95 page time
+    of each pace against the target."""
     sessions = [s for pace in paces for s in pace]
     lines = [
         f"{len(paces[0])} browser sessions (one headless Debian chromium, one context each) on one loopback server "
@@ -308,6 +396,8 @@ def report(args: argparse.Namespace, paces: list[list[Session]], stored: dict[st
         "in the sidebar and adds a rating on the Prior page under its own rater name. Before the clock starts, one "
         "uncounted visit of every page warms the server (imports, the run's caches). Each pace has its own sessions "
         "and window, one after the other on the same server.",
+        "",
+        *alone_table(costs),
     ]
     bad = 0
     for pace, split in zip(paces, splits, strict=True):
@@ -373,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one page may take before it counts as an error")
     parser.add_argument("--think", default="0", help="paces: comma-separated mean seconds a session reads each page "
                         "before the next click (0: none, the stress test), each with its own sessions and window")
+    parser.add_argument("--alone-rounds", type=int, default=3, help="loops through the pages with one session alone before the load")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -381,18 +472,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--think takes comma-separated seconds, got {args.think!r}")
     if any(t < 0 for t in thinks):
         parser.error("--think seconds must be 0 or more")
+    if args.alone_rounds < 1:
+        parser.error(f"--alone-rounds must be 1 or more, got {args.alone_rounds}")
     report_to = Report("load", argv)
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         runs, run_id = prepare_runs(args, Path(tmp))
         server = start_streamlit(runs, Path(tmp) / "streamlit.log", timeout_s=120)
         try:
             paces = [[Session(rater=f"load-{p}-{i:02d}", think=think) for i in range(args.sessions)] for p, think in enumerate(thinks)]
-            splits = asyncio.run(load(server.url, run_id, paces, args.seconds, args.timeout, server.process.pid))
+            costs, splits = asyncio.run(load(server.url, run_id, paces, args.seconds, args.timeout, server.process.pid, args.alone_rounds))
             seconds = min(split["window"] for split in splits)
         finally:
             stop(server.process, timeout_s=20)
         stored = stored_ratings(runs / "judgments.sqlite")
-        text, bad = report(args, paces, stored, run_id, seconds, splits)
+        text, bad = report(args, paces, stored, run_id, seconds, splits, costs)
     print(text)
     if not args.no_report:
         report_to.block("docs/RELIABILITY.md", "load", text, title="Reliability")

@@ -207,7 +207,7 @@ GENERATORS: tuple[Generator, ...] = (
     Generator(
         "load", "bench.bench_load", "ten browser sessions at once on one dashboard server, rating at the same time, "
         "without a pause and reading each page for about five seconds",
-        full=("--sessions", "10", "--seconds", "120", "--think", "0,5"), quick=("--sessions", "2", "--seconds", "5", "--think", "0,1"),
+        full=("--sessions", "10", "--seconds", "120", "--think", "0,5"), quick=("--sessions", "2", "--seconds", "5", "--think", "0,1", "--alone-rounds", "1"),
         blocks=("docs/RELIABILITY.md#load",), minutes=12,
     ),
 )

@@ -58,7 +58,7 @@ def test_the_report_gives_each_pace_its_own_sessions_ratings_and_p95() -> None:
     paces = [pace(0, 0.0, 8.0), pace(1, 5.0, 2.0)]
     stored = {"load-0-00": [3, 4], "load-0-01": [3, 4], "load-1-00": [3, 4], "load-1-01": [3]}  # one rating lost at pace 5
     split = {"browsers": 10.0, "server": 1.0, "drivers": 1.0, "rest": 0.0, "idle": 0.0, "window": 6.0}
-    text, bad = report(Namespace(runs_dir=None), paces, stored, "tiny", 120.0, [split, split])
+    text, bad = report(Namespace(runs_dir=None), paces, stored, "tiny", 120.0, [split, split], {})
     assert bad == 1  # the lost rating
     no_pause, reading = text.split("### ")[1:]
     assert no_pause.startswith("Clicking on as soon as a page is drawn") and "in the store: 4; **lost: 0" in no_pause
@@ -69,6 +69,41 @@ def test_the_report_gives_each_pace_its_own_sessions_ratings_and_p95() -> None:
 
     # a pace whose sessions drew no page says so (and its errors count), rather than failing the report
     stopped = [Session(rater="load-2-00", think=1.0, errors=["session stopped: TimeoutError"])]
-    text, bad = report(Namespace(runs_dir=None), [paces[0], stopped], stored, "tiny", 120.0, [split, split])
+    text, bad = report(Namespace(runs_dir=None), [paces[0], stopped], stored, "tiny", 120.0, [split, split], {})
     assert "; no page drawn reading each page about 1 s, against a target of 5 s." in text and bad == 1
     assert text.endswith("- session stopped: TimeoutError")
+
+
+def test_each_page_alone_is_a_row_of_medians_and_a_loop_sums_them() -> None:
+    """The table of one session alone: per page the median of its visits; the loop's sentence adds the pages' medians
+    and compares the browser's seconds with the server's; a page never drawn is left out."""
+    from bench.bench_load import PageCost, alone_table
+
+    costs = {
+        "overview": PageCost(times=[1.0, 3.0, 2.0], browser=[0.9, 0.5, 0.7], server=[0.1, 0.3, 0.2], messages=[80, 84, 82],
+                             charts=[5, 5, 5], draws=[10, 10, 11]),
+        "label": PageCost(times=[0.2, 0.4, 0.3], browser=[0.3, 0.3, 0.1], server=[0.1, 0.1, 0.0], messages=[17, 17, 17],
+                          charts=[0, 0, 0], draws=[0, 0, 0]),
+        "share": PageCost(),
+    }
+    lines = alone_table(costs)
+    assert lines[0].startswith("What each page costs with one session alone, before the load (median of 3 visits;")
+    assert "| overview | 2.00 | 0.70 | 0.20 | 82 | 5 | 10 |" in lines
+    assert "| label | 0.30 | 0.30 | 0.10 | 17 | 0 | 0 |" in lines
+    assert not any(line.startswith("| share") for line in lines)
+    assert lines[-1] == "One loop of the 2 pages: 1.0 CPU seconds in the browser, 0.3 in the server (3.3 to one)."
+    assert alone_table({"share": PageCost()}) == ["One session alone: no page was drawn."]
+
+
+def test_the_report_opens_with_the_pages_alone() -> None:
+    from argparse import Namespace
+
+    from bench.bench_load import PageCost, Session, report
+
+    sessions = [Session(rater="load-0-00", times={"overview": [1.0]}, loops=1)]
+    split = {"browsers": 1.0, "server": 1.0, "drivers": 0.0, "rest": 0.0, "idle": 0.0, "window": 1.0}
+    costs = {"overview": PageCost(times=[1.0], browser=[0.5], server=[0.25], messages=[9], charts=[1], draws=[2])}
+    text, _ = report(Namespace(runs_dir=None), [sessions], {}, "tiny", 1.0, [split], costs)
+    head, pace = text.split("### ")
+    assert "| overview | 1.00 | 0.50 | 0.25 | 9 | 1 | 2 |" in head and "(median of 1 visit;" in head
+    assert pace.startswith("Clicking on as soon as a page is drawn")

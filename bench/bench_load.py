@@ -179,13 +179,14 @@ class PageCost:
     draws: list[int] = field(default_factory=list)  # times plotly drew a chart
 
 
-async def alone(browser, base: str, run_id: str, rounds: int, timeout_s: float, server_pid: int) -> dict[str, PageCost]:  # noqa: ANN001
+async def alone(browser, base: str, run_id: str, rounds: int, timeout_s: float, server_pid: int, session: Session) -> dict[str, PageCost]:  # noqa: ANN001
     """One session clicking through the pages ``rounds`` times with nothing else running: per visit, its page time,
     the CPU seconds of the browser and of the server to :data:`SETTLE_S` after the script run, the server's messages
-    and plotly's charts and draws."""
+    and plotly's charts and draws. What goes wrong is counted in ``session.errors``, as :func:`drive` counts it."""
     costs = {name: PageCost() for name in PAGES.values()}
     ctx = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await ctx.new_page()
+    page.on("pageerror", lambda e: session.errors.append(f"javascript: {str(e)[:200]}"))
     await page.add_init_script(COUNT_DRAWS_JS)
     received = Counter()
     page.on("websocket", lambda ws: ws.on("framereceived", lambda _frame: received.update(("messages",))))
@@ -208,6 +209,9 @@ async def alone(browser, base: str, run_id: str, rounds: int, timeout_s: float, 
                 cost.messages.append(received["messages"] - messages)
                 cost.charts.append(await page.locator(".js-plotly-plot").count())
                 cost.draws.append(await page.evaluate("window.__igDraws"))
+                await check_page(page, session, name)
+    except Exception as e:  # noqa: BLE001  (a page that never finished: an error, and the pages measured so far)
+        session.errors.append(f"session stopped: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
     finally:
         await ctx.close()
     return costs
@@ -307,11 +311,11 @@ async def load(base: str, run_id: str, paces: list[list[Session]], seconds: floa
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         # warm-up, not counted: one visit of every page (imports, the run's caches), as a server that has
-        # been up for a while; its errors count all the same
+        # been up for a while, then each page alone; their errors count all the same
         warm = Session(rater="warm-up")
         await drive(browser, base, run_id, warm, time.monotonic(), -1, timeout_s, rate=False)
+        costs = await alone(browser, base, run_id, alone_rounds, timeout_s, server_pid, warm)
         paces[0][0].errors += warm.errors
-        costs = await alone(browser, base, run_id, alone_rounds, timeout_s, server_pid)
         for sessions in paces:
             started = time.monotonic()
             until = started + seconds

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.common import ROOT, Report, lanes_sentence, load_average, read_record
 from igcore.config import load_config
@@ -130,15 +131,22 @@ def render(results: list, world: object, sets: list[str]) -> list[str]:
     return lines
 
 
-#: One run: the process's wall seconds, the manifest's seconds per stage, the process's CPU seconds.
-Timed = tuple[float, dict[str, float], float]
+class Timed(NamedTuple):
+    """One run of ``python -m igcore run`` in its own process."""
+
+    wall: float  #: the process's wall seconds, start to end
+    stages: dict[str, float]  #: the manifest's seconds per stage
+    cpu: float  #: user + system seconds of the process and its children
+    exit: float | None = None  #: seconds from the run folder's rename into place (its files final) to the process's end
+
 #: The wall time of the default run, this code, that the page holds it to (2 CPU cores).
 TARGET_S = 60.0
 
 
 def timed_run(code: Path, sets: list[str], out: Path) -> Timed:
-    """``python -m igcore run`` with the code in folder ``code``: its wall seconds, its manifest's per-stage seconds and
-    its CPU seconds (user + system of the process and its children)."""
+    """``python -m igcore run`` with the code in folder ``code``, timed (:class:`Timed`). The exit is read off the
+    clock of the file system: ``out`` is a new folder, and its modification time is the moment the run's folder was
+    renamed into it, the run's last step."""
     out.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=out))  # runs are never overwritten
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -146,11 +154,12 @@ def timed_run(code: Path, sets: list[str], out: Path) -> Timed:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "igcore", "run", "--out", str(out), "--quiet", *(a for s in sets for a in ("--set", s))],
                    cwd=code, env=env, check=True)
-    wall = time.perf_counter() - t0
+    wall, ended = time.perf_counter() - t0, time.time()
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    return wall, {name: float(stage.get("seconds") or 0.0) for name, stage in manifest["stages"].items()}, cpu
+    stages = {name: float(stage.get("seconds") or 0.0) for name, stage in manifest["stages"].items()}
+    return Timed(wall, stages, cpu, max(0.0, ended - out.stat().st_mtime))
 
 
 #: ``--compare`` value naming the commit of the page's provenance record
@@ -202,6 +211,8 @@ def render_comparison(rev: str, before: list[Timed], after: list[Timed], variant
     """Per stage: the default run's seconds with the code of ``rev``, with this code (and with this code under each
     variant), medians over the runs of each column, the ratio of this code to ``rev``; then the process's wall time
     (median, range) and CPU seconds, and, for the default config, the wall time against :data:`TARGET_S`."""
+    before, after = [Timed(*run) for run in before], [Timed(*run) for run in after]
+    variants = [(v, [Timed(*run) for run in runs]) for v, runs in variants]
     columns = [before, after, *(runs for _, runs in variants)]
     stages = list(dict.fromkeys(s for runs in columns for run in runs for s in run[1]))
     n = min(len(runs) for runs in columns)
@@ -218,6 +229,10 @@ def render_comparison(rev: str, before: list[Timed], after: list[Timed], variant
 
     def wall(runs: list[Timed]) -> float:
         return statistics.median([run[0] for run in runs])
+
+    def exit_seconds(runs: list[Timed]) -> str:
+        values = [run.exit for run in runs if run.exit is not None]
+        return f"{statistics.median(values):.2f}" if values else "–"
 
     def spread(runs: list[Timed]) -> str:
         walls = [run[0] for run in runs]
@@ -236,7 +251,8 @@ def render_comparison(rev: str, before: list[Timed], after: list[Timed], variant
             f"The default run (1×) with the code of commit `{rev}` and then with this code, one after the other on this "
             "machine, each in its own process (`--compare`); ratio = this code / that commit. A stage's seconds are its "
             "wall time, stretched where stages run at once; the wall row is what a user waits." + variant_text + runs_text
-            + load_text, "",
+            + load_text + " The exit row is the time from the run's folder being renamed into place, its last "
+            "step, to the end of the process: the interpreter's teardown (`igcore/__main__.py`).", "",
             f"| stage | `{rev}` s | this code s | ratio{also} |", "|---|---|---|---|" + "---|" * len(variants),
             *[f"| {s} | {cell(stage_median(before, s))} | {cell(stage_median(after, s))} | "
               f"{ratio(stage_median(before, s), stage_median(after, s))}"
@@ -248,6 +264,8 @@ def render_comparison(rev: str, before: list[Timed], after: list[Timed], variant
             f"| CPU seconds (process) | {statistics.median([r[2] for r in before]):.1f} | {statistics.median([r[2] for r in after]):.1f} | "
             f"{ratio(statistics.median([r[2] for r in before]), statistics.median([r[2] for r in after]))}"
             + "".join(f" | {statistics.median([r[2] for r in runs]):.1f}" for _, runs in variants) + " |",
+            f"| process exit after the run's files were final, s | {exit_seconds(before)} | {exit_seconds(after)} | –"
+            + "".join(f" | {exit_seconds(runs)}" for _, runs in variants) + " |",
             "", (f"**The default run with this code:** {wall(after):.1f} s" + (f" (median of {n} runs, {spread(after)} s)" if n > 1 else "")
                  + f" against a target of {TARGET_S:.0f} s on {os.cpu_count()} CPUs: {'met' if wall(after) <= TARGET_S else 'not met'}."
                  if default_config else

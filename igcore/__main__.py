@@ -1,5 +1,15 @@
+"""``python -m igcore``: the command line (:func:`igcore.cli.main`)."""
+
+import atexit
+import gc
 import sys
 
-from igcore.cli import main
+# Registered before anything else, so it runs after every other exit handler (atexit runs them last in, first out):
+# the interpreter's teardown then skips its cyclic collection over the objects torch, transformers and a run leave
+# behind, which took longer than any other part of the exit (docs/ARCHITECTURE.md, "Process exit"). Every handler
+# (Ray's shutdown, weakref finalizers, logging) has run by then; the memory goes back with the process either way.
+atexit.register(gc.freeze)
+
+from igcore.cli import main  # noqa: E402  (after the exit hook: a handler the import registers runs before it)
 
 sys.exit(main())

@@ -146,3 +146,24 @@ def test_readme_lists_every_command_of_the_cli():
     assert "clean" in commands
     missing = [name for name in commands if f"python -m igcore {name}" not in section]
     assert missing == [], f"README's CLI section does not show: {missing}"
+
+
+def test_python_m_igcore_freezes_the_collector_after_every_other_exit_handler():
+    """``python -m igcore`` spares the interpreter's teardown its cyclic collection (igcore/__main__.py), and only
+    once every exit handler has run: one registered during the command (Ray's shutdown, a weakref finalizer) runs
+    before the freeze, and only a handler registered before the command even began sees the collector frozen."""
+    code = (
+        "import atexit, gc, runpy, sys\n"
+        "import igcore.cli\n"
+        "command = igcore.cli.main\n"
+        "def main(argv=None):\n"
+        "    atexit.register(lambda: print('during the command:', gc.get_freeze_count(), flush=True))\n"
+        "    return command(argv)\n"
+        "igcore.cli.main = main\n"
+        "atexit.register(lambda: print('before it:', gc.get_freeze_count() > 0, flush=True))\n"
+        "sys.argv = ['igcore', 'stages']\n"
+        "runpy.run_module('igcore', run_name='__main__', alter_sys=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == ["during the command: 0", "before it: True"]

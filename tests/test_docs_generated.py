@@ -188,16 +188,17 @@ def test_pipeline_comparison_adds_a_column_per_variant() -> None:
     """``--variant``: this code's run under one more setting, its seconds per stage and its wall beside the other two."""
     from bench.bench_pipeline import render_comparison
 
-    before, after = [(70.0, {"erm": 12.0, "microscope": 24.0}, 130.0)], [(66.0, {"erm": 11.0, "microscope": 24.0}, 120.0)]
-    variant = [(69.5, {"erm": 12.5, "microscope": 25.0}, 128.0)]
+    before, after = [(70.0, {"erm": 12.0, "microscope": 24.0}, 130.0)], [(66.0, {"erm": 11.0, "microscope": 24.0}, 120.0, 0.3)]
+    variant = [(69.5, {"erm": 12.5, "microscope": 25.0}, 128.0, 0.25)]
     lines = render_comparison("abc", before, after, [("runtime.keep_freed_memory=false", variant)])
     table = [line for line in lines if line.startswith("|")]
     assert table[0] == "| stage | `abc` s | this code s | ratio | this code, `runtime.keep_freed_memory=false` s |"
     assert all(line.count("|") == 6 for line in table)
     assert table[2] == "| erm | 12.00 | 11.00 | 0.92 | 12.50 |"
-    assert table[-3] == "| **wall (process)** | **70.0** | **66.0** | 0.94 | **69.5** |"
-    assert table[-2] == "| wall (process), range over the runs | 70.0 | 66.0 | – | 69.5 |"  # one run each
-    assert table[-1] == "| CPU seconds (process) | 130.0 | 120.0 | 0.92 | 128.0 |"
+    assert table[-4] == "| **wall (process)** | **70.0** | **66.0** | 0.94 | **69.5** |"
+    assert table[-3] == "| wall (process), range over the runs | 70.0 | 66.0 | – | 69.5 |"  # one run each
+    assert table[-2] == "| CPU seconds (process) | 130.0 | 120.0 | 0.92 | 128.0 |"
+    assert table[-1] == "| process exit after the run's files were final, s | – | 0.30 | – | 0.25 |"  # not timed: –
     assert "one setting changed" in " ".join(lines)
     assert "one setting changed" not in " ".join(render_comparison("abc", before, after))
     assert "median of" not in " ".join(lines) and lines[-1].endswith("not met.")
@@ -209,14 +210,15 @@ def test_pipeline_comparison_takes_the_median_of_repeated_runs() -> None:
     """``--repeats``: every cell is the median of its column's runs; the wall time also has its range."""
     from bench.bench_pipeline import TARGET_S, render_comparison
 
-    before = [(70.0, {"erm": 12.0}, 130.0), (90.0, {"erm": 20.0}, 131.0), (72.0, {"erm": 13.0}, 129.0)]
-    after = [(58.0, {"erm": 11.0}, 110.0), (80.0, {"erm": 18.0}, 112.0), (59.0, {"erm": 10.0}, 111.0)]
+    before = [(70.0, {"erm": 12.0}, 130.0, 1.5), (90.0, {"erm": 20.0}, 131.0, 1.9), (72.0, {"erm": 13.0}, 129.0, 1.4)]
+    after = [(58.0, {"erm": 11.0}, 110.0, 0.3), (80.0, {"erm": 18.0}, 112.0, 0.5), (59.0, {"erm": 10.0}, 111.0, 0.2)]
     lines = render_comparison("abc", before, after, load=("0.5 0.6 0.7", "1.0 0.9 0.8"))
     table = [line for line in lines if line.startswith("|")]
     assert table[2] == "| erm | 13.00 | 11.00 | 0.85 |"
     assert table[3] == "| **wall (process)** | **72.0** | **59.0** | 0.82 |"
     assert table[4] == "| wall (process), range over the runs | 70.0–90.0 | 58.0–80.0 | – |"
     assert table[5] == "| CPU seconds (process) | 130.0 | 111.0 | 0.85 |"
+    assert table[6] == "| process exit after the run's files were final, s | 1.50 | 0.30 | – |"
     text = " ".join(lines)
     assert "median of 3 runs, taken in turns" in text and "0.5 0.6 0.7" in text and "1.0 0.9 0.8" in text
     assert lines[-1].startswith("**The default run with this code:** 59.0 s (median of 3 runs, 58.0–80.0 s)")

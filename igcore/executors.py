@@ -77,6 +77,11 @@ class Executor(Protocol):
         images); the later stages' per-image work does not report there."""
         ...
 
+    def connect(self) -> None:
+        """Start what the work runs on (a local Ray cluster, or join one), in the calling thread: the thread that
+        stays for the whole run (the pipeline's), not a stage's thread that ends before later stages map."""
+        ...
+
     def close(self) -> None:
         """Release what the executor started (a local Ray cluster)."""
         ...
@@ -145,6 +150,9 @@ class LocalExecutor:
         self.stats["images"] += n
         self.stats["seconds"] += seconds
         self.stats["workers"] = {os.getpid(): round(_peak_rss_mb(), 1)}
+
+    def connect(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -275,7 +283,10 @@ class RayExecutor:
 
     # -- the cluster ---------------------------------------------------------------------------------
     def connect(self) -> None:
-        """Join the configured cluster, or start a bounded local one (once)."""
+        """Join the configured cluster, or start a bounded local one (once). Call it from a thread that outlives the
+        work (:func:`igcore.pipeline.run_pipeline` does, before the stages): a driver that Ray initialised in a thread
+        which then ended was terminated by Ray at its next map ("the connection to the plasma store is failed"),
+        exit status 1 and no message, when a stage thread that started the cluster had finished."""
         with self._connecting:
             self._connect()
 

@@ -228,6 +228,7 @@ def run_pipeline(
             names = [s.name for s in selected]
             total_start = time.perf_counter()
             try:
+                executor.connect()  # here: Ray must not be initialised in a stage's thread (RayExecutor.connect)
                 run_stages(selected, ctx, config.runtime, on_stage, on_finish)
             finally:
                 executor.close()

@@ -237,3 +237,29 @@ def test_a_run_records_when_each_stage_started_and_whether_it_chose_how_many_ran
     assert schedules[0]["started_s"] == 0.0 and all(0 <= s["started_s"] < manifest["total_seconds"] for s in schedules)
     assert all(1 <= s["stages_at_once"] <= manifest["stages_at_once"] for s in schedules)
     assert manifest["stages_adaptive"] is (manifest["config"]["runtime"]["stages"] is None and manifest["stages_at_once"] > 1)
+
+
+def test_the_executor_is_started_in_the_callers_thread_before_any_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local Ray cluster must be initialised by a thread that outlives the work: one initialised in a stage's thread
+    (the features stage, the first to map) terminated the process, exit status 1 and no message, at the first map of a
+    later stage, once that thread had ended (igcore.executors.RayExecutor.connect). So run_pipeline connects the
+    executor itself, in its caller's thread, before the first stage starts, and closes it after the last."""
+    import igcore.pipeline
+    from igcore.executors import LocalExecutor
+    from igcore.pipeline import run_pipeline
+    from testkit.runs import tiny_sets
+
+    events: list[tuple[str, str]] = []
+
+    class Recording(LocalExecutor):
+        def connect(self) -> None:
+            events.append(("connect", threading.current_thread().name))
+
+        def close(self) -> None:
+            events.append(("close", threading.current_thread().name))
+
+    monkeypatch.setattr(igcore.pipeline, "make_executor", lambda config, progress=True, on_progress=None: Recording(progress, on_progress))
+    started = lambda name, i, total: events.append(("stage " + name, threading.current_thread().name))  # noqa: E731
+    run_pipeline(load_config(None, [*tiny_sets(), "run_id=connect"]), tmp_path, stages=["world"], progress=False, on_stage=started)
+    caller = threading.current_thread().name
+    assert events == [("connect", caller), ("stage world", caller), ("close", caller), ("stage done", caller)]

@@ -256,3 +256,17 @@ def test_components_named_alike_are_removed_together_and_the_page_shows_it(tmp_p
     named = html.split("Names people gave on the dashboard")[1].split("</table>")[0]
     assert named.count("<td>ana</td>") == 2 and named.count("<td>a Coat</td>") == 2
     assert "z* could not be re-solved in the names people gave" in html  # the run stopped before the concept model
+
+
+def test_a_concept_model_whose_aucs_are_all_undefined_still_reports(tmp_path: Path):
+    """A labels-only manifest keeps its ``place::`` concepts (from the group column); on a data set this small no
+    held-out AUC of the concept model is defined. The stage reports None for their summary instead of failing the
+    run with a traceback (numpy's minimum of nothing)."""
+    manifest = _labels_only(tmp_path / "data")
+    sets = [*TINY, "world.name=folder", f"world.manifest={manifest}", f"world.cache_dir={tmp_path / 'cache'}", "run_id=places"]
+    run = load_run_dir(run_pipeline(load_config(None, sets), tmp_path / "runs", progress=False, stages=["world", "concepts"]))
+    heldout = run.metrics["concepts"]["heldout_auc"]
+    assert heldout and set(heldout) == {c.id for c in run.vocabulary()[0].concepts}
+    info = run.manifest["stages"]["concepts"]
+    assert all(v is None for v in heldout.values())  # the case this test is about
+    assert info["mean_heldout_auc"] is None and info["min_heldout_auc"] is None

@@ -71,11 +71,13 @@ def stage_concepts(ctx: RunContext) -> dict[str, Any]:
         annotated = {name: model.scores(ctx.inputs(name)) for name in SCORED_SPLITS}
         test_auc = model.auc(data.test_eval, annotated["test_eval"])
         ctx.write_metrics({"concepts.heldout_auc": model.heldout_auc_, "concepts.test_eval_auc": test_auc})
-        valid = [v for v in model.heldout_auc_.values() if v is not None]
+        heldout = [v for v in model.heldout_auc_.values() if v is not None]
+        tested = [v for v in test_auc.values() if v is not None]
+        # None where no concept's AUC is defined (a small data set whose held-out or D′_eval images show one value)
         info = {
-            "mean_heldout_auc": round(float(np.mean(valid)), 4),
-            "min_heldout_auc": round(float(np.min(valid)), 4),
-            "mean_test_eval_auc": round(float(np.mean([v for v in test_auc.values() if v is not None])), 4),
+            "mean_heldout_auc": round(float(np.mean(heldout)), 4) if heldout else None,
+            "min_heldout_auc": round(float(np.min(heldout)), 4) if heldout else None,
+            "mean_test_eval_auc": round(float(np.mean(tested)), 4) if tested else None,
         }
     else:
         annotated = {name: np.zeros((len(getattr(data, name)), 0), dtype=np.float32) for name in SCORED_SPLITS}

@@ -29,6 +29,7 @@ import logging
 import os
 import resource
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -260,6 +261,30 @@ def _igcore_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
 
 
+#: Seconds a Ray address's host gets to accept a connection before the run says it cannot reach it.
+REACH_TIMEOUT_S = 10.0
+#: The port of a Ray address given without one (Ray's GCS default).
+RAY_DEFAULT_PORT = 6379
+
+
+def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """InputError unless the host and port of a Ray ``address`` (``host:port`` or ``ray://host:port``) accept a TCP
+    connection within ``timeout_s``. ``auto`` and ``local`` are Ray's to resolve. Without this, ``ray.init`` retries an
+    address where nothing answers for minutes, printing only its own warnings."""
+    target = address.removeprefix("ray://")
+    if target in ("auto", "local"):
+        return
+    host, _, port = target.rpartition(":") if ":" in target else (target, "", str(RAY_DEFAULT_PORT))
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except ValueError:
+        raise InputError(f"ray.address={address!r} is not host:port (e.g. 10.0.0.5:6379, ray://head:10001 or auto)") from None
+    except OSError as e:
+        reason = f"no answer within {timeout_s:.0f} s" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise InputError(f"cannot reach the Ray cluster at ray.address={address!r} ({reason}); "
+                         "start it, fix ray.address or RAY_ADDRESS, or leave both unset for a local cluster") from None
+
+
 class RayExecutor:
     """Ray Data: ``map_batches`` as tasks, ``settings.workers`` at a time, on worker processes that hold the model.
 
@@ -299,9 +324,14 @@ class RayExecutor:
         address = s.address or os.environ.get("RAY_ADDRESS")
         quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
         if address:
+            check_reachable(address)  # Ray itself retries an address that does not answer for minutes, silently
             # Another machine's workers import igcore from the package this driver ships them; the
             # cluster's own settings (CPUs, object store, dashboard) are its operator's.
-            ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]}, **quiet)
+            try:
+                ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]}, **quiet)
+            except ConnectionError as e:  # "auto" with no cluster running here
+                raise InputError(f"no Ray cluster at ray.address={address!r} ({str(e).splitlines()[0]}); start one, fix "
+                                 "ray.address or RAY_ADDRESS, or leave both unset for a local cluster") from None
         else:
             self._loopback = _loopback_only(True)
             self._temp_dir = tempfile.mkdtemp(prefix="ig-ray-")

@@ -263,3 +263,27 @@ def test_the_executor_is_started_in_the_callers_thread_before_any_stage(tmp_path
     run_pipeline(load_config(None, [*tiny_sets(), "run_id=connect"]), tmp_path, stages=["world"], progress=False, on_stage=started)
     caller = threading.current_thread().name
     assert events == [("connect", caller), ("stage world", caller), ("close", caller), ("stage done", caller)]
+
+
+def test_a_ray_address_where_nothing_answers_is_one_line_not_minutes_of_retries() -> None:
+    """``ray.init`` retries an address where nothing listens for minutes, printing only its own warnings; the executor
+    checks the host and port first (igcore.executors.check_reachable) and says what to fix in one line."""
+    import socket
+
+    from igcore.errors import InputError
+    from igcore.executors import check_reachable
+
+    with socket.socket() as listening:  # a port where something answers
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        check_reachable(f"127.0.0.1:{port}")
+        check_reachable(f"ray://127.0.0.1:{port}")
+    with socket.socket() as closed:  # a free port, now closed: nothing answers there
+        closed.bind(("127.0.0.1", 0))
+        free = closed.getsockname()[1]
+    with pytest.raises(InputError, match=f"cannot reach the Ray cluster at ray.address='127.0.0.1:{free}'.*leave both unset"):
+        check_reachable(f"127.0.0.1:{free}")
+    with pytest.raises(InputError, match="is not host:port"):
+        check_reachable("head:sixtythree")
+    check_reachable("auto")  # Ray's to resolve: nothing is checked here

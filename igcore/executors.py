@@ -263,8 +263,8 @@ def _igcore_root() -> str:
 
 #: Seconds a Ray address's host gets to accept a connection before the run says it cannot reach it.
 REACH_TIMEOUT_S = 10.0
-#: The port of a Ray address given without one (Ray's GCS default).
-RAY_DEFAULT_PORT = 6379
+#: The port of a Ray address given without one: Ray's GCS default, and the Ray Client's for a ``ray://`` address.
+RAY_DEFAULT_PORT, RAY_CLIENT_PORT = 6379, 10001
 
 
 def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
@@ -274,9 +274,10 @@ def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
     target = address.removeprefix("ray://")
     if target in ("auto", "local"):
         return
-    host, _, port = target.rpartition(":") if ":" in target else (target, "", str(RAY_DEFAULT_PORT))
+    default = RAY_CLIENT_PORT if address.startswith("ray://") else RAY_DEFAULT_PORT
+    host, _, port = target.rpartition(":") if target.rsplit("]", 1)[-1].count(":") == 1 else (target, "", str(default))
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except ValueError:
         raise InputError(f"ray.address={address!r} is not host:port (e.g. 10.0.0.5:6379, ray://head:10001 or auto)") from None
     except OSError as e:
@@ -324,7 +325,7 @@ class RayExecutor:
         address = s.address or os.environ.get("RAY_ADDRESS")
         quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
         if address:
-            check_reachable(address)  # Ray itself retries an address that does not answer for minutes, silently
+            check_reachable(address)  # Ray retries an address where nothing answers for minutes
             # Another machine's workers import igcore from the package this driver ships them; the
             # cluster's own settings (CPUs, object store, dashboard) are its operator's.
             try:

@@ -287,3 +287,5 @@ def test_a_ray_address_where_nothing_answers_is_one_line_not_minutes_of_retries(
     with pytest.raises(InputError, match="is not host:port"):
         check_reachable("head:sixtythree")
     check_reachable("auto")  # Ray's to resolve: nothing is checked here
+    with pytest.raises(InputError, match="ray.address='ray://127.0.0.1'"):  # the Ray Client's port, where nothing answers
+        check_reachable("ray://127.0.0.1")

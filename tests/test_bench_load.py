@@ -18,16 +18,19 @@ def test_a_busy_server_process_counts_as_the_server_and_the_split_covers_the_mac
         before, started = cpu_snapshot(server.pid), time.monotonic()
         assert server.stdout is not None and helper.stdout is not None
         assert server.stdout.readline().strip() == "done" and helper.stdout.readline().strip() == "done"
-        split = cpu_split(before, cpu_snapshot(server.pid))
+        after = cpu_snapshot(server.pid)
+        split = cpu_split(before, after)
         window = time.monotonic() - started
     finally:
         for p in (server, helper):
             p.kill()
             p.wait()
-    # the server's spin is the server's; this test's own child (not chromium) is one of the bench's drivers
+    # the server's spin is the server's; this test's own child (not chromium) is one of the bench's drivers, never a
+    # browser (chromium of other tests running beside this one is the machine's, so the browsers' total is not asserted)
     assert 0.45 <= split["server"] <= 0.9
     assert split["drivers"] >= 0.3
-    assert split["browsers"] == 0.0
+    roles = {pid: role for pid, (role, _) in after[0].items()}
+    assert roles[server.pid] == "server" and roles[helper.pid] == "drivers"
     # every role together is the machine's CPU over the window (rounding of the clock ticks aside)
     import psutil
 

@@ -197,10 +197,10 @@ def compare(rev: str, sets: list[str], device: str, out: Path, variants: list[st
             for round_ in range(repeats):
                 before.append(timed_run(tree, sets, out / "compare" / f"rev-{short}"))
                 after.append(timed_run(ROOT, sets, out / "compare" / "this"))
-                print(f"round {round_ + 1}/{repeats}: {short} {before[-1][0]:.1f}s, this code {after[-1][0]:.1f}s", flush=True)
+                print(f"round {round_ + 1}/{repeats}: {short} {before[-1].wall:.1f}s, this code {after[-1].wall:.1f}s", flush=True)
                 for variant in variants:
                     varied[variant].append(timed_run(ROOT, [*sets, variant], out / "compare" / "variant"))
-                    print(f"  this code with {variant}: {varied[variant][-1][0]:.1f}s", flush=True)
+                    print(f"  this code with {variant}: {varied[variant][-1].wall:.1f}s", flush=True)
         finally:
             subprocess.run([*git, "worktree", "remove", "--force", str(tree)], check=False)
     return short, before, after, list(varied.items()), (load_start, load_average())
@@ -214,11 +214,11 @@ def render_comparison(rev: str, before: list[Timed], after: list[Timed], variant
     before, after = [Timed(*run) for run in before], [Timed(*run) for run in after]
     variants = [(v, [Timed(*run) for run in runs]) for v, runs in variants]
     columns = [before, after, *(runs for _, runs in variants)]
-    stages = list(dict.fromkeys(s for runs in columns for run in runs for s in run[1]))
+    stages = list(dict.fromkeys(s for runs in columns for run in runs for s in run.stages))
     n = min(len(runs) for runs in columns)
 
     def stage_median(runs: list[Timed], stage: str) -> float | None:
-        values = [run[1][stage] for run in runs if stage in run[1]]
+        values = [run.stages[stage] for run in runs if stage in run.stages]
         return statistics.median(values) if values else None
 
     def cell(value: float | None) -> str:
@@ -228,14 +228,17 @@ def render_comparison(rev: str, before: list[Timed], after: list[Timed], variant
         return f"{b / a:.2f}" if a and b is not None and a > 0.01 else "–"
 
     def wall(runs: list[Timed]) -> float:
-        return statistics.median([run[0] for run in runs])
+        return statistics.median([run.wall for run in runs])
+
+    def cpu(runs: list[Timed]) -> float:
+        return statistics.median([run.cpu for run in runs])
 
     def exit_seconds(runs: list[Timed]) -> str:
         values = [run.exit for run in runs if run.exit is not None]
         return f"{statistics.median(values):.2f}" if values else "–"
 
     def spread(runs: list[Timed]) -> str:
-        walls = [run[0] for run in runs]
+        walls = [run.wall for run in runs]
         return f"{min(walls):.1f}–{max(walls):.1f}" if len(walls) > 1 else f"{walls[0]:.1f}"
 
     also = "".join(f" | this code, `{v}` s" for v, _ in variants)
@@ -261,9 +264,8 @@ def render_comparison(rev: str, before: list[Timed], after: list[Timed], variant
             + "".join(f" | **{wall(runs):.1f}**" for _, runs in variants) + " |",
             f"| wall (process), range over the runs | {spread(before)} | {spread(after)} | –"
             + "".join(f" | {spread(runs)}" for _, runs in variants) + " |",
-            f"| CPU seconds (process) | {statistics.median([r[2] for r in before]):.1f} | {statistics.median([r[2] for r in after]):.1f} | "
-            f"{ratio(statistics.median([r[2] for r in before]), statistics.median([r[2] for r in after]))}"
-            + "".join(f" | {statistics.median([r[2] for r in runs]):.1f}" for _, runs in variants) + " |",
+            f"| CPU seconds (process) | {cpu(before):.1f} | {cpu(after):.1f} | {ratio(cpu(before), cpu(after))}"
+            + "".join(f" | {cpu(runs):.1f}" for _, runs in variants) + " |",
             f"| process exit after the run's files were final, s | {exit_seconds(before)} | {exit_seconds(after)} | –"
             + "".join(f" | {exit_seconds(runs)}" for _, runs in variants) + " |",
             "", (f"**The default run with this code:** {wall(after):.1f} s" + (f" (median of {n} runs, {spread(after)} s)" if n > 1 else "")

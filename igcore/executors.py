@@ -263,6 +263,8 @@ def _igcore_root() -> str:
 
 #: Seconds a Ray address's host gets to accept a connection before the run says it cannot reach it.
 REACH_TIMEOUT_S = 10.0
+#: What to do about a Ray address the run cannot use (the end of both of its one-line errors).
+RAY_ADDRESS_FIX = "fix ray.address or RAY_ADDRESS, or leave both unset for a local cluster"
 #: The port of a Ray address given without one: Ray's GCS default, and the Ray Client's for a ``ray://`` address.
 RAY_DEFAULT_PORT, RAY_CLIENT_PORT = 6379, 10001
 
@@ -282,8 +284,7 @@ def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
         raise InputError(f"ray.address={address!r} is not host:port (e.g. 10.0.0.5:6379, ray://head:10001 or auto)") from None
     except OSError as e:
         reason = f"no answer within {timeout_s:.0f} s" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-        raise InputError(f"cannot reach the Ray cluster at ray.address={address!r} ({reason}); "
-                         "start it, fix ray.address or RAY_ADDRESS, or leave both unset for a local cluster") from None
+        raise InputError(f"cannot reach the Ray cluster at ray.address={address!r} ({reason}); start it, {RAY_ADDRESS_FIX}") from None
 
 
 class RayExecutor:
@@ -331,8 +332,8 @@ class RayExecutor:
             try:
                 ray.init(address=address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]}, **quiet)
             except ConnectionError as e:  # "auto" with no cluster running here
-                raise InputError(f"no Ray cluster at ray.address={address!r} ({str(e).splitlines()[0]}); start one, fix "
-                                 "ray.address or RAY_ADDRESS, or leave both unset for a local cluster") from None
+                raise InputError(f"no Ray cluster at ray.address={address!r} ({str(e).splitlines()[0]}); start one, "
+                                 f"{RAY_ADDRESS_FIX}") from None
         else:
             self._loopback = _loopback_only(True)
             self._temp_dir = tempfile.mkdtemp(prefix="ig-ray-")

@@ -228,7 +228,8 @@ def run_pipeline(
             names = [s.name for s in selected]
             total_start = time.perf_counter()
             try:
-                executor.connect()  # here: Ray must not be initialised in a stage's thread (RayExecutor.connect)
+                if any(s.per_image for s in selected):  # e.g. not for --stages world: no Ray cluster started for nothing
+                    executor.connect()  # here: Ray must not be initialised in a stage's thread (RayExecutor.connect)
                 run_stages(selected, ctx, config.runtime, on_stage, on_finish)
             finally:
                 executor.close()

@@ -38,6 +38,7 @@ from igcore.executors import LocalExecutor, RayExecutor
 from igcore.features import FeatureExtractor
 from igcore.microscope.attribution import AttributionCache, PredictAndAttribute, compute_maps, unpack_maps
 from igcore.pipeline import run_pipeline
+from igcore.stages import stage_named
 from igcore.store import Run, load_run_dir
 from igcore.worlds import make_world
 from igcore.worlds.images import LazyImages
@@ -163,6 +164,8 @@ def test_a_users_checkpoint_runs_on_ray_with_the_local_runs_maps_effects_and_met
     for stage in ("features", "erm", "microscope"):
         assert used[stage]["executor"] == "ray" and mine[stage]["executor"] == "local", stage
         assert used[stage]["images"] == mine[stage]["images"] > 0, stage
+    # and declares it, so the cluster is started in the pipeline's thread before it (igcore.pipeline.run_pipeline)
+    assert all(stage_named(name).per_image for name, work in used.items() if work), used
 
     # attribution maps: every (model, method) the microscope cached, the same images, targets and maps
     a, b = (AttributionCache(r.path / "microscope" / "attributions") for r in (local, remote))

@@ -3,6 +3,8 @@ starts first, a failure, and the files of a run that do not depend on which thre
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import threading
 import time
@@ -18,7 +20,7 @@ from igcore.config import load_config
 from igcore.context import RunContext
 from igcore.pipeline import run_stages
 from igcore.runtime import Concurrency, CpuGauge, RuntimeConfig
-from igcore.stages import Stage, predecessors, select_stages
+from igcore.stages import Stage, predecessors, select_stages, stage_named
 from igcore.store.writer import RunWriter
 
 
@@ -260,9 +262,26 @@ def test_the_executor_is_started_in_the_callers_thread_before_any_stage(tmp_path
 
     monkeypatch.setattr(igcore.pipeline, "make_executor", lambda config, progress=True, on_progress=None: Recording(progress, on_progress))
     started = lambda name, i, total: events.append(("stage " + name, threading.current_thread().name))  # noqa: E731
-    run_pipeline(load_config(None, [*tiny_sets(), "run_id=connect"]), tmp_path, stages=["world"], progress=False, on_stage=started)
+    config = load_config(None, [*tiny_sets(), "run_id=connect"])
+    run_pipeline(config, tmp_path, stages=["world"], progress=False, on_stage=started)
     caller = threading.current_thread().name
+    # the world works on no image through the executor: no cluster is started for it
+    assert events == [("stage world", caller), ("close", caller), ("stage done", caller)]
+    events.clear()
+    world = stage_named("world")
+    monkeypatch.setattr(igcore.pipeline, "select_stages", lambda config, stages: [dataclasses.replace(world, per_image=True)])
+    run_pipeline(config.model_copy(update={"run_id": "connect-per-image"}), tmp_path, stages=["world"], progress=False, on_stage=started)
     assert events == [("connect", caller), ("stage world", caller), ("close", caller), ("stage done", caller)]
+
+
+def test_every_stage_that_worked_on_images_through_the_executor_says_it_may(runs_dir: Path) -> None:
+    """A stage's per-image work on the executor (the manifest's ``per_image``, counted as it runs) is declared
+    (``Stage.per_image``): run_pipeline starts a Ray cluster in its own thread only for selections with such a stage,
+    and one started by a stage's thread would end the process (the test above)."""
+    manifest = json.loads((runs_dir / "tiny" / "manifest.json").read_text())
+    mapped = {name for name, record in manifest["stages"].items() if record.get("per_image")}
+    assert {"microscope", "discover", "discover_effects"} <= mapped  # the tiny run's per-image work
+    assert all(stage_named(name).per_image for name in mapped), mapped
 
 
 def test_a_ray_address_where_nothing_answers_is_one_line_not_minutes_of_retries() -> None:

@@ -98,6 +98,8 @@ class Stage:
         labels: names for people of the ``metrics.json`` keys it writes (``hypotheses.z_star`` -> ``z*``).
         reads: results it reads when a selected stage provides them, without requiring them (the microscope
             speaks z*'s language when ``ig`` ran): when stages run at once it starts after their providers.
+        per_image: it may run per-image work on the run's executor (``ctx.executor``): the pipeline starts the
+            executor (a Ray cluster on ``executor=ray``) only for a selection that holds such a stage.
     """
 
     name: str
@@ -112,6 +114,7 @@ class Stage:
     files: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     reads: tuple[str, ...] = ()
+    per_image: bool = False
 
     def run(self, ctx: RunContext) -> dict[str, Any]:
         """Run the stage on ``ctx`` (its function is imported now)."""
@@ -160,17 +163,17 @@ STAGES: tuple[Stage, ...] = (
     Stage("features", "igcore.stages.features:stage_features", ("splits",), ("features",), frozenset({"features"}),
           "extract frozen-backbone features of every image once (when features.backbone is set)", enabled=_uses_backbone,
           when="when `features.backbone` is set",
-          files=("tensors/features.",)),
+          files=("tensors/features.",), per_image=True),
     Stage("erm", "igcore.stages.train:stage_erm", _erm_requires, ("model:erm",), frozenset({"methods.erm", "baseline"}),
           "train the baseline classifier on D (empirical risk minimisation), or load a user's checkpoint",
-          preflight="igcore.stages.train:check_checkpoint"),
+          preflight="igcore.stages.train:check_checkpoint", per_image=True),
     Stage("oracle", "igcore.stages.train:stage_oracle", _with_features("splits"), ("model:oracle",), frozenset({"methods.oracle"}),
           "train the oracle reference on the labels of D′ (evaluation only)"),
     Stage("true_concepts", "igcore.stages.train:stage_true_concepts", ("splits",), ("true_concepts",),
           frozenset({"methods.true_concepts"}), "fit the true-concepts reference (logistic regression on annotated concepts)"),
     Stage("discover", "igcore.stages.discover:stage_discover", _discover_requires, ("discovered",), frozenset(),
           "discover the concepts of discover.models by NMF of a layer (ACE, CRAFT); they become vocabulary",
-          enabled=discovers, preflight="igcore.stages.discover:check_names", files=("discover/",)),
+          enabled=discovers, preflight="igcore.stages.discover:check_names", files=("discover/",), per_image=True),
     Stage("concepts", "igcore.stages.ig:stage_concepts", _with_features("splits"), ("annotated_concepts",),
           frozenset({"concepts.heldout_auc", "concepts.test_eval_auc"}),
           "train the concept model on the concept bank (annotated concepts); score every split",
@@ -192,13 +195,13 @@ STAGES: tuple[Stage, ...] = (
     Stage("discover_effects", "igcore.stages.discover:stage_discover_effects", _discover_effects_requires, ("discover_effects",),
           frozenset({"discover"}), "remove each discovered concept from every examined model's layer: effect on its answers, ranked; "
           "the components named alike also together",
-          enabled=discovers, files=("tables/discover_effects.",), labels={"discover": "discovered concepts"}),
+          enabled=discovers, files=("tables/discover_effects.",), labels={"discover": "discovered concepts"}, per_image=True),
     Stage("microscope", "igcore.stages.microscope:stage_microscope", _microscope_requires, ("microscope",),
           frozenset({"microscope", "surrogates", "clause_deletion.z_baseline", "clause_deletion.z_student",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_MICROSCOPE)}),
           "put the models under the microscope (attributions, TCAV, swaps, surrogates, sanity)",
           files=("microscope/",), labels={"hypotheses.z_baseline": "z_baseline", "hypotheses.z_student": "z_student"},
-          reads=("ig", "discovered", "concepts")),
+          reads=("ig", "discovered", "concepts"), per_image=True),
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)

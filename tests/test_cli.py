@@ -98,7 +98,7 @@ def test_run_end_to_end_reproducible_and_never_overwritten(capsys, tmp_path):
 
     before = (tmp_path / "a" / "metrics.json").read_text()
     code, _, err = run_cli(["run", "--out", str(tmp_path), "--set", "run_id=a", *TINY], capsys)
-    assert code == 2 and "already exists" in err
+    assert code == 2 and "already exists" in err and "give another run_id" in err
     assert (tmp_path / "a" / "metrics.json").read_text() == before
 
     code, out, _ = run_cli(["list", "--out", str(tmp_path)], capsys)

@@ -65,7 +65,8 @@ class RunStore:
         self._ensure_root()
         final = self.root / run_id
         if final.exists():
-            raise InputError(f"run {run_id!r} already exists in {str(self.root)!r}; runs are never overwritten")
+            raise InputError(f"run {run_id!r} already exists in {str(self.root)!r}; runs are never overwritten: give another run_id, "
+                             "or leave run_id unset for a new name")
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".tmp-{run_id}-"))
         write_writer_pid(tmp)
         writer = RunWriter(tmp, run_id, config)

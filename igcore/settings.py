@@ -81,8 +81,9 @@ def one_line(error: ValidationError, prefix: str = "", model: type[BaseModel] | 
             line = f"unknown config key {loc!r}; valid keys here: {', '.join(model.model_fields)}"
     elif kind == "model_type" or (kind == "dict_type" and isinstance(first.get("input"), (str, int, float, bool))):
         line = f"config key {loc!r} is a section; set one of its keys, e.g. {loc}.<key>=..."
-    elif kind == "missing":
-        line = f"{loc} is required"
+    elif kind == "missing":  # what to give, in the key's own description (world.manifest: "the CSV manifest; ...")
+        field = model.model_fields.get(str(first["loc"][0])) if model is not None and len(first["loc"]) == 1 else None
+        line = f"{loc} is required: set it" + (f" to {field.description}" if field is not None and field.description else "")
     elif kind.startswith("value_error") or kind == "assertion_error":
         text = _phrase(first["msg"])
         line = text if not loc or loc in text else f"{loc}: {text}"

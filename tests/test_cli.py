@@ -36,6 +36,9 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
         (["run", "--config", "/nonexistent.toml"], "does not exist"),
         (["world", "--set", "world.name=mars"], "unknown world"),
         (["run", "--set", "baseline.arch=resnet-9000"], "unknown architecture"),
+        # a key nobody set says what to give (its description)
+        (["run", "--set", "world.name=folder"], "world.manifest is required: set it to the CSV manifest"),
+        (["run", "--set", "world.name=waterbirds"], "world.root is required: set it to the folder holding metadata.csv"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message, capsys, tmp_path):

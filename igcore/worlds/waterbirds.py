@@ -67,7 +67,7 @@ class WaterbirdsParams(ImageSetParams):
     """The ``world.*`` keys of the Waterbirds loader."""
 
     name: Literal["waterbirds"] = Field("waterbirds", description="Waterbirds layout: metadata.csv + images (docs/BYOD.md)")
-    root: PathText = Field(description="folder holding metadata.csv and the images")
+    root: PathText = Field(description="the folder holding metadata.csv and the images")
     cub_root: PathText | None = Field(None, description="CUB_200_2011 folder (images.txt, attributes/, segmentations/) for bird concepts and masks")
     class_names: NameList = Field(["landbird", "waterbird"], min_length=2, description="one name per value of y, in order")
     place_names: NameList = Field(["land", "water"], min_length=1, description="one name per value of place, in order: the backgrounds")

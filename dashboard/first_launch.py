@@ -22,9 +22,11 @@ itself when it is done; a link to any other page meanwhile says which evidence t
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -191,8 +193,25 @@ def _job(root: str, restart: bool = False) -> DemoJob:
             job = DemoJob(root)
             job.thread = threading.Thread(target=job.work, name="ig-demo-run", daemon=True)
             jobs[root] = job
+            atexit.register(_exit_before_the_run_is_torn_down, job)
             job.thread.start()
         return job
+
+
+def _exit_before_the_run_is_torn_down(job: DemoJob) -> None:
+    """At the server's exit (Ctrl+C, SIGTERM) with the demo run still computing, end the process here. Python's
+    finalisation would stop the run's threads inside torch's C++ code, where their forced unwinding aborts the
+    process ("terminate called without an active exception", SIGABRT) after Streamlit's "Stopping...". The run's
+    folder stays an interrupted leftover, as after a kill: ``python -m igcore clean`` removes it, and the next
+    launch computes the demo run again."""
+    if job.thread is None or not job.thread.is_alive():
+        return
+    print(f"The demo run was still computing; {job.folder or 'its folder'} in {job.root} is left as an interrupted "
+          "leftover (`python -m igcore clean` removes it).", file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _stage_text(name: str) -> str:

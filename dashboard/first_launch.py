@@ -199,19 +199,17 @@ def _job(root: str, restart: bool = False) -> DemoJob:
 
 
 def _exit_before_the_run_is_torn_down(job: DemoJob) -> None:
-    """At the server's exit (Ctrl+C, SIGTERM) with the demo run still computing, end the process here. Python's
-    finalisation would stop the run's threads inside torch's C++ code, where their forced unwinding aborts the
-    process ("terminate called without an active exception", SIGABRT) after Streamlit's "Stopping...". The run's
-    folder stays an interrupted leftover, as after a kill: ``python -m igcore clean`` removes it, and the next
-    launch computes the demo run again."""
+    """At the server's exit (Ctrl+C, SIGTERM) with the demo run still computing, end the process here
+    (:func:`igcore.runtime.exit_now`): the teardown would abort it in the run's threads after Streamlit's
+    "Stopping...". The run's folder stays an interrupted leftover, as after a kill: ``python -m igcore clean`` removes
+    it, and the next launch computes the demo run again."""
     if job.thread is None or not job.thread.is_alive():
         return
+    from igcore.runtime import exit_now
+
     print(f"The demo run was still computing; {job.folder or 'its folder'} in {job.root} is left as an interrupted "
           "leftover (`python -m igcore clean` removes it).", file=sys.stderr)
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_now(0)
 
 
 def _stage_text(name: str) -> str:

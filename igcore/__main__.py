@@ -10,6 +10,10 @@ import sys
 # (Ray's shutdown, weakref finalizers, logging) has run by then; the memory goes back with the process either way.
 atexit.register(gc.freeze)
 
-from igcore.cli import main  # noqa: E402  (after the exit hook: a handler the import registers runs before it)
+from igcore.cli import INTERRUPTED, main  # noqa: E402  (after the exit hook: a handler the import registers runs before it)
+from igcore.runtime import exit_now  # noqa: E402
 
-sys.exit(main())
+code = main()
+if code == INTERRUPTED:  # Ctrl+C: the run's folder is marked failed, but its stage threads may still be inside torch
+    exit_now(code)
+sys.exit(code)

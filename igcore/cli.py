@@ -14,6 +14,9 @@ from typing import NoReturn
 
 from igcore.errors import EXIT_STATUS, InputError
 
+#: The CLI's exit status when Ctrl+C interrupted it (128 + SIGINT, the shell's convention).
+INTERRUPTED = 130
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage otherwise)
@@ -235,4 +238,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STATUS
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import sys
 import threading
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from pydantic import Field
 
@@ -249,6 +250,18 @@ def keep_freed_memory() -> dict[str, int]:
     if _HEAP_APPLIED is None:
         _HEAP_APPLIED = _mallopt(HEAP_SETTINGS)
     return _HEAP_APPLIED
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process with ``code`` at once, without the interpreter's teardown. For an exit while a run's threads
+    are still inside torch's C++ kernels (a run interrupted by Ctrl+C, a server stopped during its first launch):
+    the teardown stops such a thread when it next takes the GIL, and its forced unwinding through those frames aborts
+    the process ("terminate called without an active exception", SIGABRT) after the run's folder was already left
+    as it should be. Logging and the standard streams are flushed first; exit handlers do not run."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def heap_in_effect() -> dict[str, int]:

@@ -307,6 +307,7 @@ class RayExecutor:
         self._temp_dir: str | None = None
         self._loopback: bool | None = None  # Ray's single-machine setting before a local cluster changed it
         self._connecting = threading.Lock()  # stages running at once may ask for the cluster at the same time
+        self._closed = False
 
     # -- the cluster ---------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -320,6 +321,8 @@ class RayExecutor:
     def _connect(self) -> None:
         import ray
 
+        if self._closed:  # a stage thread still mapping after the run ended (Ctrl+C) must not start a cluster again
+            raise RuntimeError("the Ray executor was closed: the run is over")
         if ray.is_initialized():
             return
         s = self.settings
@@ -349,11 +352,21 @@ class RayExecutor:
         self._started = True
 
     def close(self) -> None:
-        """Stop the local cluster this executor started (a cluster it joined, or found running, stays)."""
+        """Stop the local cluster this executor started (a cluster it joined, or found running, stays). The executor
+        does not connect again: after Ctrl+C, stage threads may still be mapping while the run ends."""
+        with self._connecting:
+            self._closed = True
         if not self._started:
             return
         import ray
+        from ray._private import auto_init_hook
 
+        # Stage threads still mapping (an interrupted run) meet a cluster that is gone. Ray Data would start a new
+        # default cluster for them by itself (Ray's auto-init), whose processes outlived the run, and log its errors
+        # with tracebacks that say nothing to the person who pressed Ctrl+C. The engine always starts Ray itself.
+        auto_init_hook.enable_auto_connect = False
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         ray.shutdown()
         self._started = False
         if self._loopback is not None:

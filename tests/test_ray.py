@@ -73,6 +73,13 @@ def cluster() -> Iterator[RayExecutor]:
     yield executor
     executor.close()
     assert not ray.is_initialized()
+    # closed for good: a stage thread still mapping after Ctrl+C starts no cluster, neither through the executor nor
+    # through Ray's auto-init (whose processes outlived an interrupted run before)
+    with pytest.raises(RuntimeError, match="closed"):
+        executor.connect()
+    with pytest.raises(ray.exceptions.RaySystemError):
+        ray.put(1)
+    assert not ray.is_initialized()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ Bad input (config, paths, ids) ends with exit code 2 and one line ``error: ...``
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from igcore.errors import EXIT_STATUS, InputError
 
 #: The CLI's exit status when Ctrl+C interrupted it (128 + SIGINT, the shell's convention).
 INTERRUPTED = 130
+#: The CLI's exit status when whatever read its output stopped reading (``igcore list | head``; 128 + SIGPIPE).
+OUTPUT_CLOSED = 141
 
 
 class _Parser(argparse.ArgumentParser):
@@ -231,7 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:  # reported by the command's own parser, so the hint names its --help
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()  # here, where a reader that stopped reading is handled below, not at the interpreter's exit
+        return code
     except InputError as e:
         message = one_line(str(e))
         print(f"error: {message}", file=sys.stderr)
@@ -239,3 +244,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:  # the reader has what it wanted; what is left unprinted goes nowhere, without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes stdout again at exit
+        return OUTPUT_CLOSED

@@ -200,3 +200,16 @@ def test_ctrl_c_during_a_run_exits_130_in_one_line_and_leaves_a_failed_folder(tm
     assert "terminate called" not in err and "Traceback" not in err
     assert err.strip().splitlines()[-1] == "error: interrupted"
     assert [left.state for left in RunStore(tmp_path).leftovers()] == ["failed"] and RunStore(tmp_path).list() == []
+
+
+def test_a_reader_that_stops_reading_ends_the_cli_without_a_traceback(tmp_path):
+    """``python -m igcore list | head -1``: what is left to print has nowhere to go. The CLI used to end in a
+    BrokenPipeError traceback; it now stops quietly with the shell's status for that (igcore.cli.OUTPUT_CLOSED)."""
+    from igcore.cli import OUTPUT_CLOSED
+
+    proc = subprocess.Popen([sys.executable, "-m", "igcore", "list", "--out", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the CLI writes a line
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == OUTPUT_CLOSED and err == "", err

@@ -185,7 +185,10 @@ def test_ctrl_c_during_a_run_exits_130_in_one_line_and_leaves_a_failed_folder(tm
 
     args = [sys.executable, "-m", "igcore", "run", "--quiet", "--out", str(tmp_path), *(a for s in tiny_sets() for a in ("--set", s)),
             "--set", "run_id=stopped"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal delivers it: a pytest-xdist worker ignores SIGINT, and a child inherits that (Python then
+    # installs no KeyboardInterrupt handler), so the child gets the default disposition back before it starts
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr is not None
     lines = []
     for line in proc.stderr:  # the stages print as they start; erm trains beside oracle and the concept model

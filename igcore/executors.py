@@ -385,6 +385,8 @@ class RayExecutor:
 
         self.connect()
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # importing ray.data set its own level
+        # its progress module only says that the bars are off, which the executor chose (it draws its own bar)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the executor draws one bar of its own
         context.print_on_execution_start = False

@@ -5,6 +5,9 @@ published before it is complete; the pages read its temporary folder, which is n
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -157,10 +160,6 @@ def test_stopping_the_server_while_the_demo_run_computes_is_a_clean_exit(tmp_pat
     server). The first launch ends the process before that (dashboard.first_launch._exit_before_the_run_is_torn_down):
     exit status 0, one line that says what was left, and the run's folder an interrupted leftover that
     ``igcore clean`` removes."""
-    import os
-    import subprocess
-    import sys
-
     root = tmp_path / "runs"
     env = {**os.environ, "IG_DEMO_SET": ";".join(tiny_sets()), "PYTHONPATH": str(ROOT)}
     env.pop("IG_DEMO_STAGES", None)

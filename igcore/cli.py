@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from igcore.errors import EXIT_STATUS, InputError
+
+if TYPE_CHECKING:
+    from igcore.config import Config
 
 #: The CLI's exit status when Ctrl+C interrupted it (128 + SIGINT, the shell's convention).
 INTERRUPTED = 130
@@ -63,13 +66,14 @@ def cmd_world(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, stages: list[str] | None) -> int:
+def _run(args: argparse.Namespace, stages: Callable[[Config], list[str] | None]) -> int:
+    """Run the pipeline on ``args``' settings with ``stages(config)`` (None: the default selection)."""
     from igcore.config import load_config
     from igcore.pipeline import run_pipeline
     from igcore.store import load_run_dir
 
     config = load_config(args.config, args.set)
-    run_dir = run_pipeline(config, args.out, on_stage=_stage_printer, stages=stages, progress=not args.quiet)
+    run_dir = run_pipeline(config, args.out, on_stage=_stage_printer, stages=stages(config), progress=not args.quiet)
     run = load_run_dir(run_dir)
     for method, m in run.results().methods.items():
         print(f"{method:14s} avg={m.avg_acc:.3f}  worst-group={m.worst_group_acc:.3f}", file=sys.stderr)
@@ -89,11 +93,14 @@ def _stage_list(text: str | None) -> list[str] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(args, _stage_list(args.stages))
+    names = _stage_list(args.stages)
+    return _run(args, lambda config: names)
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    return _run(args, ["world", "erm"])
+    from igcore.stages import with_prerequisites
+
+    return _run(args, lambda config: with_prerequisites(config, ["erm"]))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -179,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, fn, text in (
         ("run", cmd_run, "run the whole pipeline into a new run directory"),
-        ("baseline", cmd_baseline, "generate the world and train the ERM baseline only"),
+        ("baseline", cmd_baseline, "train the ERM baseline and only what it needs (the world; the frozen features when a backbone is set)"),
     ):
         p = sub.add_parser(name, help=text)
         _config_args(p)

@@ -14,7 +14,7 @@ from igcore.cli import main
 from igcore.config import load_config
 from igcore.errors import InputError
 from igcore.peers import PEERS
-from igcore.stages import MODEL_NAMES, STAGE_NAMES, STAGES, select_stages
+from igcore.stages import MODEL_NAMES, STAGE_NAMES, STAGES, select_stages, with_prerequisites
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The pipeline's order: its own stages, every registered peer method (after the student), the microscope last.
@@ -149,6 +149,25 @@ def test_subset_requirements(stages, sets, message):
     else:
         with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
             select_stages(config, stages)
+
+
+@pytest.mark.parametrize(
+    "backbone, checkpoint, expected",
+    [
+        (None, None, ["world", "erm"]),
+        ("a-backbone", None, ["world", "features", "erm"]),  # ERM then trains on the frozen features
+        ("a-backbone", "a-checkpoint", ["world", "erm"]),  # a user's model is scored on pixels
+    ],
+)
+def test_the_baseline_command_selects_erm_with_what_it_needs(backbone, checkpoint, expected):
+    """`python -m igcore baseline` runs ERM and the stages it requires under the settings, and the selection passes
+    :func:`select_stages` (it used to be world and erm only, refused when a backbone was set)."""
+    config = load_config()  # the folders are not read here: set past their validation, as a loaded config holds them
+    config = config.model_copy(update={"features": config.features.model_copy(update={"backbone": backbone}),
+                                       "baseline": config.baseline.model_copy(update={"checkpoint": checkpoint})})
+    names = with_prerequisites(config, ["erm"])
+    assert names == expected
+    assert [s.name for s in select_stages(config, names)] == expected
 
 
 def test_cli_subset_with_a_missing_requirement_exits_2_before_any_work(tmp_path, capsys):

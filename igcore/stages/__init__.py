@@ -227,6 +227,19 @@ def provider_of(result: str) -> str | None:
     return next((s.name for s in STAGES if result in s.provides), None)
 
 
+def with_prerequisites(config: Config, names: Sequence[str]) -> list[str]:
+    """``names`` and, transitively, the stages that provide what they require under ``config``, in pipeline order
+    (``python -m igcore baseline``: ERM and the world, and the frozen features when the run uses a backbone)."""
+    wanted: set[str] = set()
+    todo = list(names)
+    while todo:
+        stage = stage_named(todo.pop())
+        if stage.name not in wanted:
+            wanted.add(stage.name)
+            todo.extend(p for r in stage.requirements(config) if (p := provider_of(r)) is not None)
+    return [s.name for s in STAGES if s.name in wanted]
+
+
 def writer_of(key: str) -> Stage | None:
     """The stage that writes ``metrics.json`` key ``key`` (dotted; the longest declared prefix wins).
 
@@ -333,5 +346,6 @@ __all__ = [
     "select_stages",
     "stage_named",
     "stages_markdown",
+    "with_prerequisites",
     "writer_of",
 ]

@@ -9,7 +9,7 @@ Layout of ``RUNS_DIR/<run_id>/``::
     tables/<name>.parquet  :data:`TABLES` (per-example tables and their columns)
     tensors/<name>.safetensors  :data:`TENSORS`
     models/<name>/         ``save_pretrained`` weights (safetensors) + ``estimator.json``
-    microscope/            the microscope's own tables, tensors and attribution cache (igcore/microscope/stage.py)
+    microscope/            the microscope's own tables, tensors and attribution cache (igcore/microscope/runner.py)
 
 The metrics models are *open* (extra keys allowed) so that a newer engine can add keys without
 breaking older readers; the keys below are the ones every reader may rely on. The schema version is

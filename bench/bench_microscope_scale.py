@@ -1,6 +1,6 @@
 """Benchmark: the microscope at 224 px on a ResNet-18-shaped baseline, under ``microscope.budget_s``.
 
-Uses the BYOD bench's Waterbirds-layout data set at 224 px (``bench/byod_data.py``, written when absent) and a
+Uses the BYOD bench's Waterbirds-layout data set at 224 px (``testkit/byod_data.py``, written when absent) and a
 ResNet-18-shaped transformers model with **random weights** (no pretrained vision weights are reachable here;
 the cost of a pass does not depend on the weights) as ``features.backbone``, so erm, ig_student and oracle
 are heads on that backbone and the microscope opens the whole ResNet-18. The pipeline runs without the

@@ -179,9 +179,9 @@ def _inputs(world, models):
                             concept_bank_concepts=np.zeros((0, 1)), models=models)
 
 
-def _effects(world, models, target, all_images=False):
+def _effects(world, models, target, all_images=False, n_resamples=2000):
     settings = MicroscopeConfig(models=list(models), counterfactuals={"attribution_per_group": 0, "examples_per_group": 0,
-                                                                         "half_width": target})
+                                                                         "half_width": target, "n_resamples": n_resamples})
     per_model = {m: {} for m in models}
     with tempfile.TemporaryDirectory() as tmp:
         counterfactual_effects(_inputs(world, models), settings, list(models), Path(tmp), per_model, all_images)
@@ -200,6 +200,16 @@ def test_effects_stop_adding_images_once_precise_enough(world):
     everything = _effects(world, {"erm": _Reader(40.0)}, target=1e-6, all_images=True)["erm"]
     assert everything["precision"]["rounds"] == 1 and everything["precision"]["target_half_width"] is None
     assert everything["effects"]["background"]["overall"]["n"] == len(world.split("test_eval"))
+
+
+def test_the_effects_intervals_take_the_configured_resamples(world):
+    """`counterfactuals.n_resamples` is the bootstrap of every effect's interval (it used to be ignored: always 2000)."""
+    few, many = (_effects(world, {"erm": _Reader(40.0)}, target=1e-6, all_images=True, n_resamples=n)["erm"]["effects"] for n in (100, 2000))
+    for kind in few:
+        a, b = few[kind]["overall"], many[kind]["overall"]
+        assert a["mean"] == b["mean"] and a["n"] == b["n"]  # the same changes
+        assert (a["ci_low"], a["ci_high"]) != (b["ci_low"], b["ci_high"])  # read through another bootstrap
+        assert a["ci_low"] <= a["mean"] <= a["ci_high"]
 
 
 def test_a_tiny_budget_is_respected_and_reported(world, tmp_path):

@@ -27,6 +27,7 @@ differ, so they get all the attribution); the double swap puts background and ob
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -245,14 +246,16 @@ def log_odds_changes(
     return out
 
 
-def summarise_changes(changes: Mapping[str, Changes], split: Split, group_names: list[str], seed: int = 0) -> dict[str, Any]:
-    """``{kind: {"overall": {mean, ci_low, ci_high, n}, "by_group": {group: {...}}, "flip_rate", "how"}}``."""
+def summarise_changes(changes: Mapping[str, Changes], split: Split, group_names: list[str], seed: int = 0,
+                      n_resamples: int = 2000) -> dict[str, Any]:
+    """``{kind: {"overall": {mean, ci_low, ci_high, n}, "by_group": {group: {...}}, "flip_rate", "how"}}``, each
+    interval from ``n_resamples`` bootstrap resamples (:func:`mean_ci`)."""
     out: dict[str, Any] = {}
     for kind, c in changes.items():
         groups = split.groups[c.rows]
         out[kind] = {
-            "overall": mean_ci(c.change, seed),
-            "by_group": {group_names[g]: mean_ci(c.change[groups == g], seed) for g in np.unique(groups)},
+            "overall": mean_ci(c.change, seed, n_resamples),
+            "by_group": {group_names[g]: mean_ci(c.change[groups == g], seed, n_resamples) for g in np.unique(groups)},
             "flip_rate": float(c.flips.mean()),
             "how": c.how,
         }
@@ -322,6 +325,7 @@ def swap_pairs(split: Split, double: Counterfactuals, positions: np.ndarray) -> 
 def swap_attribution(
     model: Any, split: Split, double: Counterfactuals, positions: np.ndarray, n_steps: int = 32,
     batch_size: int = 16, seed: int = 0, group_names: list[str] | None = None, attributed: np.ndarray | None = None,
+    n_resamples: int = 2000,
 ) -> dict[str, Any]:
     """Integrated gradients of the log-odds of the model's answer from the double swap to the original.
 
@@ -334,7 +338,8 @@ def swap_attribution(
     kept for older readers and the dashboard shows the parts.
 
     ``attributed`` is :class:`SwapIntegratedGradients`' output for ``swap_pairs(split, double, positions)``
-    (the microscope computes it on its executor); None computes it here.
+    (the microscope computes it on its executor); None computes it here. Every interval takes ``n_resamples``
+    bootstrap resamples (:func:`mean_ci`).
     """
     rows, donors = double.index[positions], double.source[positions]
     if attributed is None:
@@ -347,17 +352,18 @@ def swap_attribution(
                    a.sum((1, 2)).astype(np.float64))
     keep = np.abs(tot) > 1e-6
     share = bg[keep] / tot[keep]
+    ci = functools.partial(mean_ci, seed=seed, n_resamples=n_resamples)
     out = {
-        "background_share": mean_ci(share, seed),
-        "background_log_odds": mean_ci(bg, seed),
-        "object_log_odds": mean_ci(ob, seed),
-        "total_log_odds": mean_ci(tot, seed),
+        "background_share": ci(share),
+        "background_log_odds": ci(bg),
+        "object_log_odds": ci(ob),
+        "total_log_odds": ci(tot),
         "completeness_gap": float(np.mean(gap)) if len(gap) else None,
         "n_steps": n_steps,
     }
     if group_names is not None and len(rows):
         groups = split.groups[rows]
-        out["background_share_by_group"] = {group_names[g]: mean_ci(share[groups[keep] == g], seed) for g in np.unique(groups[keep])}
-        out["background_log_odds_by_group"] = {group_names[g]: mean_ci(bg[groups == g], seed) for g in np.unique(groups)}
-        out["object_log_odds_by_group"] = {group_names[g]: mean_ci(ob[groups == g], seed) for g in np.unique(groups)}
+        out["background_share_by_group"] = {group_names[g]: ci(share[groups[keep] == g]) for g in np.unique(groups[keep])}
+        out["background_log_odds_by_group"] = {group_names[g]: ci(bg[groups == g]) for g in np.unique(groups)}
+        out["object_log_odds_by_group"] = {group_names[g]: ci(ob[groups == g]) for g in np.unique(groups)}
     return out

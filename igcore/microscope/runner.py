@@ -487,7 +487,7 @@ def counterfactual_effects(
         per_row = (time.perf_counter() - started) / max(1, len(chunk))
         if all_images or expired(deadline):
             break
-        widths = [half_width(mean_ci(Changes.concat(parts).change, inputs.seed)) for m in models for parts in found[m].values()]
+        widths = [half_width(mean_ci(Changes.concat(parts).change, inputs.seed, c.n_resamples)) for m in models for parts in found[m].values()]
         if max(widths, default=0.0) < c.half_width:
             break
     attributed = np.zeros(0, dtype=np.int64)
@@ -498,7 +498,8 @@ def counterfactual_effects(
         records = []
         clf = inputs.models[m]
         with clock.part("effects", m, "bootstrap"):
-            summary = summarise_changes({kind: Changes.concat(parts) for kind, parts in found[m].items()}, test, names, seed=inputs.seed)
+            summary = summarise_changes({kind: Changes.concat(parts) for kind, parts in found[m].items()}, test, names, seed=inputs.seed,
+                                        n_resamples=c.n_resamples)
         per_model[m]["effects"] = summary
         for kind, e in summary.items():
             for group, stat in [("all", e["overall"]), *e["by_group"].items()]:
@@ -510,6 +511,7 @@ def counterfactual_effects(
                                                    desc="swap attribution", loading=False)
                 per_model[m]["swap_attribution"] = swap_attribution(
                     clf, test, first["double"], attributed, n_steps=c.n_steps, seed=inputs.seed, group_names=names, attributed=maps,
+                    n_resamples=c.n_resamples,
                 )
         parts = {k: v for k, v in (per_model[m].get("swap_attribution") or {}).items() if k in ("background_log_odds", "object_log_odds")}
         per_model[m]["precision"] = {

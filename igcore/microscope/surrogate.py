@@ -74,8 +74,9 @@ def behaves_as_if(
 ) -> str:
     """``"The baseline behaves as if: snowy ground ⇒ wolf (strong evidence), …"``.
 
-    The ``max_clauses`` heaviest clauses are spelled out (a flat-prior fit keeps many small ones; the
-    clause records hold them all), then the core (animal) concepts the hypothesis does not use.
+    The ``max_clauses`` heaviest clauses are spelled out (a flat-prior fit may keep many small ones, the more the
+    smaller ``microscope.surrogate_l1``; the clause records hold them all), then the core (animal) concepts the
+    hypothesis does not use.
     """
     from igcore.hypothesis import strength_word
 

@@ -319,11 +319,13 @@ def global_rng(seed: int | None = None) -> Iterator[None]:
 def warm_kernels(device: torch.device) -> float:
     """One training step, and one evaluation, of a small throwaway network in this thread; returns its seconds.
 
-    Run before stages train side by side in threads (:func:`igcore.pipeline.run_stages`). Two threads that each train
-    a network at once in a fresh process sometimes end with other weights than the same two trained one after the
-    other, diverging at the second optimisation step: a race below this project, reproduced in plain PyTorch and in
-    the engine by ``python -m bench.thread_race``, where this step in one thread before the threads start made every
-    try agree, although its network has other shapes than the training's (docs/PERFORMANCE.md has the counts). So what the threads race
+    Run before stages train side by side in threads (:func:`igcore.pipeline.run_stages`). On some CPUs (an Intel
+    Xeon; not the AMD EPYC that wrote the current page) two threads that each train a network at once in a fresh
+    process sometimes end with other weights than the same two trained one after the other, diverging at the second
+    optimisation step: a race below this project, reproduced in plain PyTorch and in the engine by
+    ``python -m bench.thread_race``, where this step in one thread before the threads start made every try agree,
+    although its network has other shapes than the training's (docs/PERFORMANCE.md has the counts of the machine that
+    last ran it; docs/ARCHITECTURE.md both machines'). So what the threads race
     on is a one-time initialisation in torch's CPU kernels or oneDNN, not one shape's kernel; this step does it
     alone. The network holds the kinds of layer the project's models use (convolutions with and without stride,
     batch and layer normalisation, pooling, attention, GELU and ReLU, a linear head, both losses, AdamW), and the

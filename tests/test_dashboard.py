@@ -492,9 +492,11 @@ def test_first_launch_computes_demo_run(tmp_path: Path, runs_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ run view
-@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name)
+@pytest.mark.parametrize("stage", [s for s in STAGES if s.writes], ids=lambda s: s.name)
 def test_every_written_key_names_its_stage(stage: Stage) -> None:
-    """The run view finds the writer of each metrics key from igcore.stages (a new stage is covered at once)."""
+    """The run view finds the writer of each metrics key from igcore.stages (a new stage that writes keys is covered
+    at once; one that writes none, as discover, whose results reach metrics through the vocabulary stage, has nothing
+    to check)."""
     for key in stage.writes:
         assert writer_of(key) is stage
         assert writer_of(f"{key}.some.sub.key") is stage

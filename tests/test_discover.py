@@ -407,6 +407,7 @@ def test_resemblance_aucs_are_scikit_learns_one_column_at_a_time():
     scores = np.round(rng.random((n, 3)), 1)  # ties
     vocabulary = Vocabulary(tuple(Concept(f"c{j}", f"concept {j}", "core") for j in range(4)))
     found = resemblance(scores, split, vocabulary, ["snow", "grass"], ["a", "b", "c", "d"])
+    assert len(found) == scores.shape[1]  # one record per component
     for k, record in enumerate(found):
         expected = {f"c{j}": roc_auc_score(concepts[:, j], scores[:, k]) for j in (0, 1, 3)}
         assert record["concepts"] == expected and list(record["concepts"]) == list(expected)

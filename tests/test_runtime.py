@@ -213,7 +213,7 @@ def test_a_run_records_the_precision_of_its_training_steps(tmp_path: Path) -> No
     run = run_pipeline(config, tmp_path, stages=["world", "erm"], progress=False)
     assert json.loads((run / "manifest.json").read_text())["precision"] == "bfloat16"
     assert json.loads((run / "models" / "erm" / "estimator.json").read_text())["params"]["precision"] == "bfloat16"
-    assert not any("trained in float32" in note["text"] for note in json.loads((run / "manifest.json").read_text()).get("notes", []))
+    assert not any("trained in float32" in note["note"] for note in json.loads((run / "manifest.json").read_text()).get("notes", []))
     # worlds are 32 px and more; a model that fell back (16 px, above) gets a note in the run that trained it
     notes: list[str] = []
     _, _, refused = _dtypes_seen("bfloat16", side=16)

@@ -126,7 +126,7 @@ def test_a_folder_removed_while_listing_does_not_break_the_list(tmp_path, monkey
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "..", "", "x" * 200])
 def test_bad_run_ids(tmp_path, bad):
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="invalid run id"):  # refused for its name, not because no such run exists
         RunStore(tmp_path).load(bad)
 
 

@@ -20,7 +20,6 @@ set_log_level("error")  # before the run view's caches are made: outside a serve
 
 from bench.common import Report, default_run  # noqa: E402  (after the log level)
 from dashboard.run_view import RunView  # noqa: E402  (after the log level)
-from igcore.hypothesis import summary_sentence  # noqa: E402  (after the log level)
 from igcore.likelihood import SPECIFIC_ALPHA  # noqa: E402  (after the log level)
 from igcore.schema import Interval, Surrogate  # noqa: E402  (after the log level)
 from igcore.store import load_run_dir  # noqa: E402  (after the log level)
@@ -117,7 +116,7 @@ def run_line(run: RunView, command: str) -> str:
 
 def report_body(run: RunView, command: str) -> list[str]:
     """The Markdown lines of the report."""
-    info, world, classes = run.info, run.world, run.classes
+    info, world = run.info, run.world
     groups = world.groups
     lines = [
         run_line(run, command),
@@ -139,12 +138,12 @@ def report_body(run: RunView, command: str) -> list[str]:
         )
     if run.missing("hypotheses.z_star", "z*") is None:
         lines += ["", "## Hypotheses", "",
-                  f"- **z\\*** (IG): {summary_sentence(run.clauses('z_star'), 'IG', classes)} {run.hypothesis_text('z_star')}",
+                  f"- **z\\*** (IG): {run.summary(run.clauses('z_star'), 'IG')} {run.hypothesis_text('z_star')}",
                   f"- **no_prior** (flat prior): {run.hypothesis_text('no_prior')}"]
         if run.missing("hypotheses.z_baseline", "z_baseline") is None:
             fid = (run.surrogate("z_baseline") or Surrogate()).fidelity
             lines.append(f"- **z_baseline** (surrogate of `erm`, fidelity {pct(fid)} %): "
-                         f"{summary_sentence(run.clauses('z_baseline'), 'The baseline', classes)} {run.hypothesis_text('z_baseline')}")
+                         f"{run.summary(run.clauses('z_baseline'), 'The baseline')} {run.hypothesis_text('z_baseline')}")
         lines += ["", f"Ranked alternatives: {len(run.ranked)}; top 5:", "",
                   "| # | clauses | log prior | log likelihood | posterior |", "|---|---|---|---|---|"]
         for i, r in enumerate(run.ranked[:5], 1):

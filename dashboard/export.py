@@ -1,7 +1,8 @@
 """A run's exports: the self-contained HTML report and the zip of key-figure PNGs (Share page, tests, bench).
 
 Both are built from :func:`dashboard.components.figures.key_figures`, the same figures the Overview
-page shows, and the sentences come from the engine (:func:`igcore.hypothesis.summary_sentence`).
+page shows, and the sentences come from the engine (:func:`igcore.hypothesis.summary_sentence`, through
+:meth:`dashboard.run_view.RunView.summary`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dashboard.components.style import method_label
 from dashboard.components.widgets import figure_png
 from dashboard.run_view import NotComputed, RunView
 from igcore.errors import InputError
-from igcore.hypothesis import summary_sentence
 from igcore.prior.sources import ADDED
 from igcore.schema import pred_column
 
@@ -35,14 +35,13 @@ def report_html(run: RunView, link: str | None = None) -> str:
     where its judgments came from and the ratings people added for its world after it was made. Its sentences are
     the pages' own (the same clause records, strengths and clause-deletion marks)."""
     inp = report.ReportInput(run_id=run.run_id, link=link, figures=key_figures(run))
-    classes = run.classes
     for key, subject in (("z_star", "IG"), ("z_baseline", "The baseline")):
         try:
             clauses = run.clauses(key)
         except NotComputed as e:
             setattr(inp, f"{key}_missing", str(e))
             continue
-        setattr(inp, f"{key}_sentence", summary_sentence(clauses, subject, classes))
+        setattr(inp, f"{key}_sentence", run.summary(clauses, subject))
         setattr(inp, f"{key}_text", run.hypothesis_text(key))
         if key == "z_star":
             inp.z_star_clauses = clauses

@@ -23,6 +23,7 @@ top of it:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,7 +35,7 @@ import streamlit as st
 
 from igcore.discover.names import apply_names
 from igcore.errors import InputError
-from igcore.hypothesis import Hypothesis
+from igcore.hypothesis import Hypothesis, summary_sentence
 from igcore.methods import order_methods
 from igcore.prior.sources import Judgments
 from igcore.schema import (
@@ -281,6 +282,11 @@ class RunView:
         if clauses is None:
             raise NotComputed(self.explain(f"hypotheses.{key}", hypothesis_name(key)))
         return clause_records(clauses, self.results.clause_deletion.get(key), self.concept_texts)
+
+    def summary(self, records: Sequence[Mapping[str, Any]], subject: str, verb: str = "learned that") -> str:
+        """The headline of a hypothesis's clause records (:func:`igcore.hypothesis.summary_sentence`) in this run's
+        classes, saying that the background does not matter only where its vocabulary names backgrounds."""
+        return summary_sentence(records, subject, self.classes, verb, names_background="context" in self.vocabulary.kinds())
 
     def hypothesis_text(self, key: str) -> str | None:
         """The engine's field guide of ``hypotheses.<key>`` (``<key>_text``), rendered again

@@ -332,7 +332,8 @@ def clause_qualifiers(record: Mapping[str, Any]) -> str:
 
 
 def summary_sentence(
-    records: Sequence[Mapping[str, Any]], subject: str, classes: Sequence[str], verb: str = "learned that", top: int = 3
+    records: Sequence[Mapping[str, Any]], subject: str, classes: Sequence[str], verb: str = "learned that", top: int = 3,
+    names_background: bool = True,
 ) -> str:
     """One plain-English sentence saying what a hypothesis claims, led by whatever carries most of its weight.
 
@@ -344,7 +345,11 @@ def summary_sentence(
     Every clause keeps the field guide's strength word, and a record with ``specific: False`` (the
     clause-deletion test found that deleting it changes answers no more where its concept is present than
     where it is absent) says so. When background clauses carry at least half of the total weight they lead
-    the sentence. At most ``top`` items per part are named, strongest first; the rest are counted.
+    the sentence. Concepts discovered in a model (kind ``discovered``) are listed as signs too, in a part of their own:
+    nothing says whether one is a thing on the object or around it (a name is free text). So the sentence says "the
+    background does not matter" only when the vocabulary names backgrounds (``names_background``: a world without
+    background concepts cannot tell) and no discovered concept is used; with discovered ones it says that no annotated
+    background counts. At most ``top`` items per part are named, strongest first; the rest are counted.
 
     Args:
         records: clause records; an empty list is the hypothesis that only uses the class biases.
@@ -352,6 +357,7 @@ def summary_sentence(
         classes: class names, in the order their parts are written.
         verb: what the subject does with it ("learned that", "says that").
         top: how many items each part names.
+        names_background: whether the vocabulary has background (``context``) concepts.
 
     Returns:
         One sentence ending with a full stop.
@@ -372,15 +378,19 @@ def summary_sentence(
     def sign(record: Mapping[str, Any]) -> str:
         return f"{record.get('text') or record['concept']} ⇒ {record['class']} ({clause_qualifiers(record)})"
 
-    core = [r for r in records if r.get("kind") not in CONTEXT_KINDS]
+    core = [r for r in records if r.get("kind") not in (*CONTEXT_KINDS, "discovered")]
     background = [r for r in records if r.get("kind") == "context"]
     distractors = [r for r in records if r.get("kind") == "distractor"]
+    found = [r for r in records if r.get("kind") == "discovered"]
     order = list(classes) + sorted({str(r["class"]) for r in core} - set(classes))
     per_class = [(cls, strongest([r for r in core if str(r["class"]) == cls])) for cls in order]
     features = "; ".join(f"{with_article(cls)} has {join_words([phrase(r) for r in own])}" for cls, own in per_class if own)
+    if found:
+        discovered = f"discovered concepts count: {join_words([sign(r) for r in strongest(found)])}"
+        features = f"{features}; {discovered}" if features else discovered
     signs = join_words([sign(r) for r in strongest(background)])
     swayed = join_words([sign(r) for r in strongest(distractors)])
-    shown = sum(len(own) for _, own in per_class) + min(top, len(background)) + min(top, len(distractors))
+    shown = sum(len(own) for _, own in per_class) + sum(min(top, len(part)) for part in (background, distractors, found))
     more = len(records) - shown
     extra = f" (plus {more} weaker clause{'s' if more != 1 else ''})" if more > 0 else ""
     tail = f"; distractors also sway it ({swayed})" if distractors else ""
@@ -391,4 +401,7 @@ def summary_sentence(
     body = features or "the object itself plays no part"
     if background:
         return f"{subject} {verb} {body}; the background also counts ({signs}){tail}{extra}."
-    return f"{subject} {verb} {body}; the background does not matter{tail}{extra}."
+    if not names_background:
+        return f"{subject} {verb} {body}{tail}{extra}."
+    unused = "no annotated background counts" if found else "the background does not matter"
+    return f"{subject} {verb} {body}; {unused}{tail}{extra}."

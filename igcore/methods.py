@@ -73,7 +73,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("no_prior", "No prior (likelihood only)", "No prior", "#edae49", "ablation",
                    "the same search without the human prior: the ablation"),
         MethodSpec("ig_direct", "IG direct (z* read by L_M)", "IG direct", "#66a182", "ig",
-                   "the learned human-likelihood model applying z* to each image"),
+                   "L_M, the human-likelihood model, applying z* to the concept scores of each image"),
         MethodSpec("ig_posterior", "IG posterior predictive", "IG posterior", "#8cc084", "ig",
                    "L_M averaged over the ranked hypotheses, weighted by their posterior"),
         MethodSpec("ig_student", "IG student", "IG student", "#2e7d5b", "ig",

@@ -105,6 +105,21 @@ def test_summary_sentences_keep_strength_and_specificity() -> None:
     assert "animal" not in summary_sentence([Z_BASE[0]], "The baseline", ["husky", "wolf"])  # no world's words
 
 
+def test_summary_sentences_claim_about_the_background_only_what_the_vocabulary_can_tell() -> None:
+    """A discovered concept may be a background (its name is free text): it is a sign of its own, never an object
+    feature, and beside it the sentence only says that no annotated background counts; a world whose vocabulary names
+    no background says nothing of the background at all."""
+    snow = {"concept": "discovered::erm/4", "kind": "discovered", "class": "wolf", "weight": 2.5, "text": "snowy ground"}
+    assert summary_sentence([snow], "IG", ["husky", "wolf"]) == (
+        "IG learned that discovered concepts count: snowy ground ⇒ wolf (strong evidence); no annotated background counts.")
+    assert summary_sentence([*Z_STAR, snow], "IG", ["husky", "wolf"]) == (
+        "IG learned that a husky has ice-blue eyes (moderate); a wolf has amber eyes (strong evidence); discovered concepts "
+        "count: snowy ground ⇒ wolf (strong evidence); no annotated background counts.")
+    assert summary_sentence(Z_STAR, "IG", ["husky", "wolf"], names_background=False) == (
+        "IG learned that a husky has ice-blue eyes (moderate); a wolf has amber eyes (strong evidence).")
+    assert "the object itself plays no part" not in summary_sentence([snow], "IG", ["husky", "wolf"], names_background=False)
+
+
 def test_clause_line_and_label() -> None:
     assert text.clause_line(Z_STAR[0]) == "Amber eyes suggests **wolf** (weight +2.00, strong evidence)"
     assert text.clause_line({**Z_BASE[1], "specific": False}) == "Amber eyes suggests **wolf** (weight +0.50, weak, not specific)"

@@ -112,6 +112,12 @@ def test_a_labels_only_manifest_runs_end_to_end_and_names_make_words_for_z_star(
     html = export.report_html(RunView.open(str(tmp_path / "runs"), "lo"))
     assert "<h2>Concepts found in the models, not annotated</h2>" in html
     assert html.count("<h4>discovered::erm/") == export.REPORT_COMPONENTS and "its strongest place" in html
+    # nothing in this vocabulary names a background, so the pages' headlines claim nothing about it
+    from igcore.hypothesis import with_article
+
+    view = RunView.open(str(tmp_path / "runs"), "lo")
+    feature = {"concept": vocabulary.ids[0], "kind": "core", "class": classes[0], "weight": 2.0, "text": "a white bird"}
+    assert view.summary([feature], "IG") == f"IG learned that {with_article(classes[0])} has a white bird (strong evidence)."
 
     # naming from the CLI: the name is the concept's text, and z* may use it
     names = tmp_path / "names.csv"

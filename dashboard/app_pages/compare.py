@@ -10,11 +10,11 @@ import streamlit as st
 from dashboard import engine, session, url_state
 from dashboard.components import evidence, figures, text, widgets
 from dashboard.components.figures import CLAUSES_CAPTION
-from dashboard.components.style import attribution_label, method_color, method_label, possessive
+from dashboard.components.style import KIND_LABELS, attribution_label, method_color, method_label, possessive
 from dashboard.explanations import explain
 from dashboard.page import open_page
 from dashboard.run_view import RunView
-from igcore.hypothesis import summary_sentence, with_article
+from igcore.hypothesis import CONTEXT_KINDS, with_article
 from igcore.schema import pred_column
 
 #: Disagreements between the baseline and the IG student shown with their maps.
@@ -48,15 +48,18 @@ for col, key, title, color, who in (
         st.markdown(f"<h4 style='color:{color};margin-bottom:0'>{title}</h4>", unsafe_allow_html=True)
         with session.guard(title):
             clauses = run.clauses(key)
-            st.markdown(f"**{summary_sentence(clauses, who, classes)}**")
+            st.markdown(f"**{run.summary(clauses, who)}**")
             st.caption("Field guide: " + (run.hypothesis_text(key) or engine.render_text(clauses, run)))
             widgets.chart(figures.run_figure(run, "clauses", key), f"compare_{key}", CLAUSES_CAPTION, run_id=run.run_id)
 
 with st.expander("The ablation: the same search without the human prior (likelihood only)"), session.guard("No-prior ablation"):
     no_prior = run.clauses("no_prior")
-    st.markdown(f"**{summary_sentence(no_prior, 'Without the prior, IG', classes)}**")
+    st.markdown(f"**{run.summary(no_prior, 'Without the prior, IG')}**")
     st.caption("Field guide: " + (run.hypothesis_text("no_prior") or engine.render_text(no_prior, run)))
-    widgets.chart(figures.run_figure(run, "clauses", "no_prior"), "compare_no_prior", "What the data alone supports: background and distractor clauses creep in without the prior.", run_id=run.run_id)
+    crept = sorted({KIND_LABELS[r["kind"]] for r in no_prior if r.get("kind") in CONTEXT_KINDS} - {KIND_LABELS[r["kind"]] for r in run.clauses("z_star") if r.get("kind") in CONTEXT_KINDS})
+    widgets.chart(figures.run_figure(run, "clauses", "no_prior"), "compare_no_prior",
+                  "What the data alone supports" + (f": {' and '.join(k + ' clauses' for k in crept)} creep in without the prior." if crept else "."),
+                  run_id=run.run_id)
 
 fidelity = text.fidelity_sentence(run.surrogate("z_baseline"), "z_baseline", "the baseline's")
 if fidelity:

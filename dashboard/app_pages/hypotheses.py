@@ -16,7 +16,7 @@ from dashboard.escape import css_color, html_text
 from dashboard.page import open_page
 from dashboard.run_view import RunView, hypothesis_name
 from igcore.discover.names import KIND as DISCOVERED
-from igcore.hypothesis import implausible_sentence, summary_sentence
+from igcore.hypothesis import implausible_sentence
 from igcore.likelihood import SPECIFIC_ALPHA
 
 
@@ -141,7 +141,7 @@ clauses = run.ranked_clauses(selected)
 st.divider()
 badge = " — this is **z\\***" if selected == star else ""
 st.subheader(f"Hypothesis #{selected + 1} as a field guide")
-st.markdown(f"{summary_sentence(clauses, 'This hypothesis', run.classes, verb='says that')}{badge}")
+st.markdown(f"{run.summary(clauses, 'This hypothesis', verb='says that')}{badge}")
 if selected == star and any(c.get("specific") is False for c in clauses):
     st.caption("“not specific”: the clause-deletion test below found that deleting the clause does not change L_M's answers more "
                "often where its concept is present than where it is absent, beyond chance.")
@@ -176,7 +176,8 @@ with session.guard("Field guide"):
                     continue
                 pick = np.sort(np.random.default_rng(k).choice(has, size=min(5, len(has)), replace=False))  # varied, stable
                 widgets.image_strip([bank_png(run, int(i)) for i in pick], [f"bank #{i}" for i in pick], columns=5, width=110)
-    st.caption("Examples come from the concept bank: images annotated with each concept, collected independently of the task labels.")
+    st.caption("Examples of an annotated concept come from the concept bank, the images annotated with the concepts that the "
+               "concept model learned them from; those of a discovered concept are the D′ images where it is most present.")
 
 if run.renamed:
     st.divider()
@@ -187,7 +188,7 @@ if run.renamed:
         st.markdown(f"People named {len(run.renamed)} discovered concept(s) on the Discover page since this run was solved ({given}). "
                     "The hypotheses above are the run's, with their concepts in today's names. Re-solved on the run's own judgments "
                     "in the named words (Prior_M reading the names), z* becomes:")
-        st.markdown(f"**{summary_sentence(solved['z_star'], 'This hypothesis', run.classes, verb='says that')}**")
+        st.markdown(f"**{run.summary(solved['z_star'], 'This hypothesis', verb='says that')}**")
         for c in sorted(solved["z_star"], key=lambda c: (c["class"], -c["weight"])):
             st.markdown(f"- {text.clause_line(c)}")
         st.caption("In the engine's words: " + solved["text"])

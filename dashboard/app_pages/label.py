@@ -118,7 +118,7 @@ with session.guard("Agreement with L_M"):
                 shown = differ.head(GALLERY)
                 widgets.image_strip(
                     [images.upscale(test["images"][i], 2) for i in shown["image"]],
-                    [f"#{i}: {r} said {lab}; L_M {lm} ({100 * (1 - p):.0f}%)" for i, r, lab, lm, p in
+                    [f"#{i}: {r} said {lab} (L_M gives it {100 * p:.0f}%); L_M says {lm}" for i, r, lab, lm, p in
                      zip(shown["image"], shown["rater"], shown["label"], shown["lm_label"], shown["lm_p_label"], strict=True)],
                     columns=6, width=140,
                 )

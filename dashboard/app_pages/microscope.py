@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard import engine, session, url_state
 from dashboard.components import evidence, figures, tables, text, widgets
-from dashboard.components.style import attribution_label, method_label, possessive
+from dashboard.components.style import KIND_LEGEND, attribution_label, method_label, possessive
 from dashboard.page import open_page
 from dashboard.run_view import RunView
 from igcore.methods import order_methods
@@ -211,15 +211,17 @@ with session.guard("TCAV"):
     widgets.chart(
         figures.run_figure(run, "tcav", tcav_model, layer),
         "micro_tcav",
-        f"{method_label(tcav_model)}, layer {layer}. Green = object features, red = backgrounds. Bars are the mean over repeats, whiskers the "
+        f"{method_label(tcav_model)}, layer {layer}. Colours: {KIND_LEGEND}. Bars are the mean over repeats, whiskers the "
         "lowest to highest score; ★ solid = significant in every repeat, ◐ hatched = in some repeats only (unstable), faded = in none.",
         run_id=run.run_id,
     )
     status = [t.status for t in shown]
     repeats = max((t.repeats for t in shown), default=1)
+    corrected = run.run.config_model().microscope.tcav.correction != "none"
     st.markdown(
         f"**{status.count('significant')}** of {len(shown)} concept/class scores are significant in every one of {repeats} repeats, "
-        f"**{status.count('unstable')}** only in some (unstable), {status.count('not significant')} in none (after multiple-testing correction)."
+        f"**{status.count('unstable')}** only in some (unstable), {status.count('not significant')} in none"
+        f"{' (after multiple-testing correction)' if corrected else ' (p-values not corrected for multiple tests: microscope.tcav.correction is none)'}."
     )
     controls = run.tcav_controls(tcav_model)
     st.markdown(text.tcav_controls_sentence(controls))

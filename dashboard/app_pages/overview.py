@@ -11,7 +11,6 @@ from dashboard.components import figures, tables, text, widgets
 from dashboard.components.style import method_color, method_help, method_short
 from dashboard.page import open_page
 from dashboard.run_view import NotComputed
-from igcore.hypothesis import summary_sentence
 
 #: Methods whose worst-group accuracy heads the page.
 HEADLINE = ("erm", "ig_student", "ig_direct", "no_prior")
@@ -52,7 +51,7 @@ left, right = st.columns(2)
 with left, st.container(border=True):
     st.markdown(f"#### <span style='color:{method_color('ig_student')}'>■</span> What IG learned (z*)", unsafe_allow_html=True)
     with session.guard("What IG learned"):
-        st.markdown(f"**{summary_sentence(run.clauses('z_star'), 'IG', run.classes)}**")
+        st.markdown(f"**{run.summary(run.clauses('z_star'), 'IG')}**")
         st.caption("The most probable hypothesis given the learned human prior and the labelled data (z*). " + (run.hypothesis_text("z_star") or ""))
         if run.renamed:
             st.caption(f"People named {len(run.renamed)} discovered concept(s) since this run was solved; the Hypotheses page shows "
@@ -60,7 +59,7 @@ with left, st.container(border=True):
 with right, st.container(border=True):
     st.markdown(f"#### <span style='color:{method_color('erm')}'>■</span> What the baseline learned", unsafe_allow_html=True)
     with session.guard("What the baseline learned"):
-        st.markdown(f"**{summary_sentence(run.clauses('z_baseline'), 'The baseline', run.classes)}**")
+        st.markdown(f"**{run.summary(run.clauses('z_baseline'), 'The baseline')}**")
         fidelity = text.fidelity_sentence(run.surrogate("z_baseline"), "It", "the baseline's")
         st.caption("A hypothesis in the same language fitted to the baseline's own predictions (z_baseline)." + (f" {fidelity}" if fidelity else ""))
 

@@ -20,9 +20,10 @@ from dashboard.components.judgments import (
     sources_table,
     stop_status,
 )
+from dashboard.components.style import KIND_LEGEND
 from dashboard.page import open_page
 from igcore.errors import InputError
-from igcore.hypothesis import implausible_sentence, summary_sentence
+from igcore.hypothesis import implausible_sentence
 from igcore.prior.elicit import DEFAULT_BATCH, STOP_WINDOW, stopping_signal
 
 wanted_rater = widgets.wanted_rater()
@@ -237,8 +238,8 @@ if result:
         st.markdown(f"**Re-solved in {result['seconds']:.2f} s** (prior fit + search: {result['engine_seconds']:.2f} s) with "
                     f"{count(result['n_ratings'], 'rating')}: {change_summary(comparison)}")
         col_before, col_after = st.columns(2)
-        col_before.markdown(f"**Before** (as stored in the run): {summary_sentence(run.clauses('z_star'), 'IG', classes)}")
-        col_after.markdown(f"**After** (the current ratings): {summary_sentence(result['z_star'], 'IG', classes)}")
+        col_before.markdown(f"**Before** (as stored in the run): {run.summary(run.clauses('z_star'), 'IG')}")
+        col_after.markdown(f"**After** (the current ratings): {run.summary(result['z_star'], 'IG')}")
         col_before.caption("Field guide: " + (run.hypothesis_text("z_star") or ""))
         col_after.caption("Field guide: " + result["text"])
         if warning := implausible_sentence(result.get("implausible", []), texts):
@@ -246,7 +247,7 @@ if result:
         st.dataframe(changes_table(comparison, texts), hide_index=True, width="stretch",
                      column_config={"weight before": st.column_config.NumberColumn(format="%.2f"), "weight after": st.column_config.NumberColumn(format="%.2f")})
         widgets.chart(charts.clause_weights(result["z_star"], "The re-solved z*"), "prior_new_zstar",
-                      "Green = object features, red = background; compare with the Compare page's z*.", run_id=run.run_id)
+                      f"Colours: {KIND_LEGEND}; compare with the Compare page's z*.", run_id=run.run_id)
         m1, m2, m3 = st.columns(3)
         m1.metric("D′ answers that changed", f"{comparison.answers_changed} of {comparison.n_images}")
         m2.metric("z* accuracy on D′ before", f"{100 * comparison.accuracy_before:.1f}%")

@@ -57,4 +57,5 @@ st.download_button(
     on_click="ignore",
     key="dl_pngs",
 )
-st.caption("The same figures as the Overview page and the HTML report. Every chart in the dashboard also has its own PNG button under it; images are rendered by kaleido with the local chromium.")
+st.caption("The key figures of the HTML report: the Overview page's charts, the two hypotheses' clause weights, TCAV, weights against TCAV "
+           "and relevance. Every chart in the dashboard also has its own PNG button under it; images are rendered by kaleido with the local chromium.")

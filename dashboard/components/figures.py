@@ -16,6 +16,7 @@ import streamlit as st
 
 from dashboard.benchmark import Benchmark
 from dashboard.components import charts
+from dashboard.components.style import KIND_LEGEND
 from dashboard.run_view import NotComputed, RunView, hypothesis_name
 
 
@@ -97,7 +98,7 @@ def _key_figures(run: RunView, keys: tuple[str, ...] | None) -> list[KeyFigure]:
 
 
 #: How the clause-weight charts are read (the Compare page and the key figures).
-CLAUSES_CAPTION = ("Bar length = how much evidence a clause gives its class; green = object feature, red = background; "
+CLAUSES_CAPTION = (f"Bar length = how much evidence a clause gives its class; {KIND_LEGEND}; "
                    "✗ = the clause-deletion test found the clause not specific (deleting it does not change answers more often where its "
                    "concept is present than where it is absent, beyond chance).")
 #: How the weights-vs-TCAV scatter names the hypotheses.

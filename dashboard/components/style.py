@@ -10,6 +10,9 @@ from igcore.methods import method_spec, order_methods
 
 KIND_COLORS = {"core": "#2e7d5b", "context": "#d1495b", "distractor": "#8d99ae", DISCOVERED: "#7b5ea7"}
 KIND_LABELS = {"core": "object feature", "context": "background", "distractor": "distractor", DISCOVERED: "discovered in a model"}
+#: How a chart coloured by concept kind is read (its caption), from the same two tables.
+KIND_COLOR_WORDS = {"core": "green", "context": "red", "distractor": "grey", DISCOVERED: "purple"}
+KIND_LEGEND = ", ".join(f"{KIND_COLOR_WORDS[k]} = {KIND_LABELS[k]}" for k in KIND_COLORS)
 
 #: Each stored hypothesis drawn in the colour of the model it stands for.
 HYPOTHESIS_COLORS = {"z_star": method_spec("ig_student").color, "z_baseline": method_spec("erm").color, "no_prior": method_spec("no_prior").color}

@@ -23,6 +23,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard.run_view import RunView, hypothesis_name
+from igcore.discover.names import KIND as DISCOVERED
 from igcore.hypothesis import Hypothesis, clause_qualifiers
 from igcore.likelihood import clause_contributions
 from igcore.schema import pred_column
@@ -43,10 +44,11 @@ class Reason:
     """A clause of the describing hypothesis that carried the answer on one image."""
 
     text: str  # the concept's text
-    reading: float  # the concept model's probability of the concept on the image
+    reading: float  # the concept model's probability of the concept on the image (a discovered one's: its calibrated presence)
     weight: float
     contribution: float  # weight × reading, added to the class's logit
     qualifiers: str  # "moderate, not specific"
+    discovered: bool = False  # a concept discovered in a model: read from its presence, not by the concept model
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def explain(run: RunView, model: str, image: int) -> Explanation:
         ids = run.concept_ids
         by_clause = {(c["concept"], c["class"]): float(v) for c, v in zip(run.clauses(key), contributions, strict=True)}
         fired = sorted(((by_clause[(r["concept"], r["class"])], r) for r in records), key=lambda t: -t[0])
-        reasons = [Reason(str(r["text"]), float(scores[ids.index(r["concept"])]), float(r["weight"]), v, clause_qualifiers(r))
+        reasons = [Reason(str(r["text"]), float(scores[ids.index(r["concept"])]), float(r["weight"]), v, clause_qualifiers(r),
+                          r.get("kind") == DISCOVERED)
                    for v, r in fired[:MAX_REASONS] if v >= MIN_CONTRIBUTION]
     return Explanation(model, image, answer, key, relation, said, tuple(reasons), tuple(c for c in classes if c != answer))
 

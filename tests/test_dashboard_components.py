@@ -378,6 +378,9 @@ def test_one_explanation_per_model() -> None:
     assert text.explanation_sentence(explanation("cow", "cow", (spotted,))) == (
         "**Baseline (ERM)** says *cow*. z_baseline (fitted to its answers) gives the same answer, from: “coat pattern: spotted”, "
         "which the concept model reads at p = 0.71 (weight 1.20, moderate, not specific).")
+    found = Reason("unnamed concept 3", 0.64, 2.1, 1.34, "strong evidence", discovered=True)  # no concept model reads it
+    assert text.explanation_sentence(explanation("cow", "cow", (found,))).endswith(
+        "from: “unnamed concept 3”, a discovered concept whose calibrated presence here is p = 0.64 (weight 2.10, strong evidence).")
     assert text.explanation_sentence(explanation("horse", "cow"), Surrogate(fidelity=0.983)) == (
         "**Baseline (ERM)** says *horse*. z_baseline (fitted to its answers) says *cow* here, so it does not explain this answer "
         "(z_baseline reproduces 98.3% of the baseline's answers on D′; this image is among the rest).")

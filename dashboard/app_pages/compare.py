@@ -121,7 +121,7 @@ with session.guard("Disagreements"):
     st.caption(f"They disagree on {len(differ)} of {len(preds)} D′ images. Each row: the image, then each model's map ({attribution_label(method)}) "
                "for its own answer with that model's own sanity verdict, and each answer read through the hypothesis that describes "
                "that model: z_baseline for the baseline, z* (which the IG student was trained to imitate) for the IG student. The "
-               "concept model's readings are probabilities, not facts about the image.")
+               "readings of the concepts (the concept model's, or a discovered concept's calibrated presence) are probabilities, not facts about the image.")
     fidelity_of = {"erm": run.surrogate("z_baseline"), "ig_student": None}
 
     for i in differ["index"].to_numpy()[:DISAGREEMENTS]:

@@ -221,7 +221,7 @@ st.divider()
 st.subheader("Does each clause do what it says? (clause deletion)")
 st.markdown(
     "Delete one clause and let L_M answer again on D′. A clause that reads its concept should change answers **where the concept is "
-    "present** (by the data's own annotations) and leave the rest alone. The engine calls a clause *specific* when the share of "
+    "present** (by the data's own annotations; for a discovered concept, where its estimated presence is at least one half) and leave the rest alone. The engine calls a clause *specific* when the share of "
     "answers that change is larger where its concept is present than where it is absent beyond chance (a one-sided Fisher exact "
     f"test at level {SPECIFIC_ALPHA:g}), and the mean drop in its class's probability is larger there too."
 )

@@ -217,5 +217,6 @@ def explanation_sentence(e: Explanation, fidelity: Surrogate | None = None) -> s
         others = " or ".join(f"*{c}*" for c in e.other_classes)
         return (f"{head} {name} ({e.relation}) gives the same answer, but none of its clauses for *{e.answer}* fires on this image: "
                 f"it answers *{e.answer}* because its evidence for {others} is weaker here.")
-    reasons = "; ".join(f"“{r.text}”, which the concept model reads at p = {r.reading:.2f} (weight {r.weight:.2f}, {r.qualifiers})" for r in e.reasons)
+    reader = {False: "which the concept model reads at", True: "a discovered concept whose calibrated presence here is"}
+    reasons = "; ".join(f"“{r.text}”, {reader[r.discovered]} p = {r.reading:.2f} (weight {r.weight:.2f}, {r.qualifiers})" for r in e.reasons)
     return f"{head} {name} ({e.relation}) gives the same answer, from: {reasons}."

@@ -72,11 +72,13 @@ def _key_figures(run: RunView, keys: tuple[str, ...] | None) -> list[KeyFigure]:
     tcav_missing = run.missing("microscope.erm.tcav", "TCAV scores for the baseline")
     layer = "" if tcav_missing else run.tcav_layers()[0]
 
+    backgrounds = len(run.backgrounds) > 1  # a data set with one background ("any"): its groups are its classes
     add("accuracy", "Accuracy per method",
-        "Each method's accuracy on the test distribution D′: the worst group shows who relies on the background.",
+        "Each method's accuracy on the test distribution D′: the worst group shows who relies on the background." if backgrounds else
+        "Each method's accuracy on the test distribution D′ and on its worst group (here a class: the data names no backgrounds).",
         lambda: charts.accuracy_bars(methods()))
     add("groups", "Accuracy per group",
-        "Rows are methods, columns are class/background groups; red cells are where a method fails.",
+        f"Rows are methods, columns are {'class/background groups' if backgrounds else 'the groups (here the classes)'}; red cells are where a method fails.",
         lambda: charts.group_heatmap(methods(), run.groups, run.place_categories()))
     add("effects", "Does it use the background?", effects_caption(run),
         lambda: charts.effects_chart(run.evidence("effects", "counterfactual effects"), run.groups))

@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import export, url_state
 from dashboard.benchmark import benchmark
 from dashboard.components import charts, tables, text, widgets
-from dashboard.components.figures import key_figures
+from dashboard.components.figures import effects_caption, key_figures
 from dashboard.components.style import possessive
 from dashboard.first_launch import DemoJob, describe
 from dashboard.pages import PAGES as PAGE_SPECS
@@ -558,6 +558,15 @@ def test_run_view_explains_missing_files(runs_dir: Path) -> None:
     with pytest.raises(NotComputed, match=r"its `microscope` stage has not finished yet"):
         run.microscope_table("relevance")
     assert run.test_eval()["images"].shape[0] == run.world.sizes["test_eval"]
+
+
+def test_the_effects_caption_names_the_images_the_effects_were_measured_on(runs_dir: Path) -> None:
+    """The caption states how many D′ images were swapped, and says they were sampled only when they were."""
+    run = view(runs_dir)
+    precision = [s.precision for s in run.microscope.values() if s.precision is not None]
+    assert precision and all(p.effects_all_images for p in precision)  # the tiny run swaps every image
+    caption = effects_caption(run)
+    assert f"over {max(p.effects_images for p in precision)} D′ images and per group" in caption and "rounds" not in caption
 
 
 def test_key_figures_of_a_complete_run(runs_dir: Path) -> None:

@@ -166,9 +166,14 @@ def swap_hows(run: RunView) -> str:
 def effects_caption(run: RunView) -> str:
     """How to read the effects chart, and how the swaps were made."""
     made = swap_hows(run)
+    precision = [s.precision for s in run.microscope.values() if s.precision is not None and s.precision.effects_images]
+    n = max((p.effects_images for p in precision), default=0)
+    over = f"over {n} D′ images" if n else "over the D′ images swapped"
+    if any(not p.effects_all_images for p in precision):
+        over += " (added in rounds stratified by group until every interval was narrow enough or the time budget was spent)"
     return (
         "Mean change in the log-odds of each model's own answer when only the background or only the object of a D′ image "
-        "is swapped, with 95% bootstrap confidence intervals, over all images and per group. A model that reads the "
+        f"is swapped, with 95% bootstrap confidence intervals, {over} and per group. A model that reads the "
         "background loses confidence when the background changes; one that reads the object, when the object changes."
         + (f" How the swaps were made: {made}." if made else "")
     )

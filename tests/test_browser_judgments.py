@@ -80,7 +80,7 @@ def test_each_run_keeps_its_own_judgments(browser: object, worlds_dir: Path, tmp
             ratings = own[run_id].ratings
             assert metric(page, "Ratings") == str(len(ratings)), run_id
             assert metric(page, "Raters") == str(ratings["rater"].nunique()), run_id
-            assert metric(page, "Added since the run") == "0", run_id
+            assert metric(page, "Added on the Prior page") == "0", run_id
             text = page.locator("[data-testid=stMain]").inner_text()
             # "Prior_M learned from 18 ratings by 1 rater", as rendered (code spans lose their backticks)
             sentence = own[run_id].provenance.describe().split(" (")[0].replace("`", "")
@@ -104,7 +104,7 @@ def test_each_run_keeps_its_own_judgments(browser: object, worlds_dir: Path, tmp
         page.get_by_text(f"Saved: {RATER} rates “{concept_text} ⇒ {clause['class']}” as 5").wait_for(timeout=120_000)
         wait_idle(page, timeout=180)
         assert_page_ok(page, "prior of waterbirds (rating added)")
-        assert metric(page, "Added since the run") == "1"
+        assert metric(page, "Added on the Prior page") == "1"
         assert metric(page, "Ratings") == str(len(own["waterbirds"].ratings) + 1)
 
         page.get_by_role("button", name=re.compile("Re-solve z\\* with the current ratings")).click()
@@ -117,9 +117,9 @@ def test_each_run_keeps_its_own_judgments(browser: object, worlds_dir: Path, tmp
         assert concept_text in after, after  # the re-solved z*'s field guide still cites the clause's concept
 
         open_prior(page, base, "tiny")
-        assert metric(page, "Added since the run") == "0"
+        assert metric(page, "Added on the Prior page") == "0"
         assert RATER not in page.locator("[data-testid=stMain]").inner_text()
         assert RATER not in download_report(page, base, "tiny", tmp_path / "tiny.html")
         birds = download_report(page, base, "waterbirds", tmp_path / "waterbirds.html")
-        assert "Ratings added for this world after the run" in birds and f"<td>{RATER}</td>" in birds
+        assert "Ratings added for this world on the Prior page" in birds and f"<td>{RATER}</td>" in birds
         ctx.close()

@@ -73,7 +73,7 @@ def test_unrated_clauses_section(fresh_runs_dir: Path) -> None:
     assert "keeps a timestamped backup" in text
     ratings = own(fresh_runs_dir).ratings
     assert judgments(fresh_runs_dir).ratings().empty  # nobody added any: the page shows the run's own
-    assert metrics(at)["Ratings"] == str(len(ratings)) and metrics(at)["Added since the run"] == "0"
+    assert metrics(at)["Ratings"] == str(len(ratings)) and metrics(at)["Added on the Prior page"] == "0"
     vocabulary, classes = RunStore(fresh_runs_dir).load("tiny").vocabulary()
     n_total = sum(c.kind != "discovered" for c in vocabulary.concepts) * len(classes)  # nobody is asked about unnamed ones
     n_rated = ratings[["concept", "class"]].drop_duplicates().shape[0]
@@ -101,7 +101,7 @@ def test_rate_a_batch_in_one_form(fresh_runs_dir: Path) -> None:
     added = store.ratings()
     assert added[["rater", "concept", "class", "rating"]].values.tolist() == [["ana", *asked[0], 5], ["ana", *asked[1], 1]]
     assert any("Saved 2 ratings by ana" in str(s.value) for s in at.success)
-    assert metrics(at)["Ratings"] == str(n_own + 2) and metrics(at)["Added since the run"] == "2"
+    assert metrics(at)["Ratings"] == str(n_own + 2) and metrics(at)["Added on the Prior page"] == "2"
     # z* re-solved on the run's own judgments plus the two, and logged after the batch
     log = store.z_star_log("tiny")
     assert [n for n, _ in log] == [n_own, n_own + 2]
@@ -129,7 +129,7 @@ def test_reset_returns_to_the_runs_own_judgments_and_keeps_a_backup(fresh_runs_d
     assert int(at.metric[0].value) == n + 1
     at.button(key="w_reset").click().run()
     assert_clean(at)
-    assert int(at.metric[0].value) == n and metrics(at)["Added since the run"] == "0"
+    assert int(at.metric[0].value) == n and metrics(at)["Added on the Prior page"] == "0"
     assert any("back to the run's own" in str(s.value) for s in at.success)
     assert "Backup #1" in all_text(at)
     at.button(key="w_restore_1").click().run()
@@ -160,8 +160,8 @@ S, T = frozenset({("a", "x")}), frozenset({("b", "y")})
     ("history", "kind", "says", "never"),
     [
         ([(10, S)], "caption", "z* is logged after each set of ratings", "changed"),
-        ([(10, S), (11, S)], "info", "The 1 rating added since the run left z*'s clauses as they were", "changed"),
-        ([(10, S), (16, S)], "success", "the 6 ratings added since the run left z*'s clauses as they were", "changed"),
+        ([(10, S), (11, S)], "info", "The 1 rating added on the Prior page left z*'s clauses as they were", "changed"),
+        ([(10, S), (16, S)], "success", "the 6 ratings added on the Prior page left z*'s clauses as they were", "changed"),
         ([(10, S), (11, T)], "info", "The latest ratings changed z*'s clauses (z*'s clauses changed 1 time since", "ago"),
         ([(10, S), (11, T), (13, T)], "info", "The last 2 ratings left z*'s clauses as they were (z*'s clauses changed 1 time", "ago"),
         ([(10, S), (11, T), (17, T)], "success", "the last 6 ratings left its clauses as they were (z*'s clauses changed 1 time", "ago"),
@@ -220,7 +220,7 @@ def test_each_run_opens_on_its_own_judgments_in_either_order(two_worlds: Path, o
         recorded = own(two_worlds, run_id)
         shown = metrics(at)
         assert shown["Ratings"] == str(len(recorded.ratings)) and shown["Raters"] == str(recorded.ratings["rater"].nunique())
-        assert shown["Added since the run"] == "0"
+        assert shown["Added on the Prior page"] == "0"
         text = all_text(at)
         assert recorded.provenance.describe() in text and "people rated" not in text
         if run_id == "waterbirds":
@@ -268,7 +268,7 @@ def test_a_rating_added_for_one_world_stays_in_that_world(two_worlds: Path) -> N
     at.number_input(key="w_rating").set_value(5)
     [b for b in at.button if b.label == "Add rating"][0].click().run()
     assert_clean(at)
-    assert metrics(at)["Added since the run"] == "1" and metrics(at)["Ratings"] == str(len(own(two_worlds, "waterbirds").ratings) + 1)
+    assert metrics(at)["Added on the Prior page"] == "1" and metrics(at)["Ratings"] == str(len(own(two_worlds, "waterbirds").ratings) + 1)
     # re-solving on the run's own ratings plus the agreeing one keeps the clause
     [b for b in at.button if "Re-solve" in b.label][0].click().run()
     assert_clean(at)
@@ -278,10 +278,10 @@ def test_a_rating_added_for_one_world_stays_in_that_world(two_worlds: Path) -> N
     assert len(kept) == 1 and kept["change"].iloc[0] in ("same", "stronger", "weaker") and kept["weight after"].iloc[0] > 0
     # never on the other world's page or in its report; in this run's report
     other = prior_page("tiny")
-    assert metrics(other)["Added since the run"] == "0" and RATER not in all_text(other)
+    assert metrics(other)["Added on the Prior page"] == "0" and RATER not in all_text(other)
     assert RATER not in export.report_html(RunView.open(str(two_worlds), "tiny"))
     report = export.report_html(RunView.open(str(two_worlds), "waterbirds"))
-    assert "Ratings added for this world after the run" in report and f"<td>{RATER}</td><td>{escape(text)}</td>" in report
+    assert "Ratings added for this world on the Prior page" in report and f"<td>{RATER}</td><td>{escape(text)}</td>" in report
 
 
 def test_re_solving_without_an_edit_changes_nothing_and_says_so(two_worlds: Path) -> None:

@@ -67,7 +67,7 @@ st.subheader("The judgments")
 c1, c2, c3 = st.columns(3)
 c1.metric("Ratings", len(ratings))
 c2.metric("Raters", ratings["rater"].nunique(), help="Distinct rater names in the ratings; who wrote them is said below.")
-c3.metric("Added since the run", n_added, help="Ratings people added on this page for this world after the run was made; every run of this world shares them.")
+c3.metric("Added on the Prior page", n_added, help="Ratings people added on this page for this world that the run's own judgments do not hold, whenever they were added (a run reads the page's ratings only with prior.database); every run of this world shares them.")
 st.markdown(judgments.provenance.describe())
 with st.expander("Where the judgments came from", expanded=False):
     st.dataframe(sources_table(judgments.provenance), hide_index=True, width="stretch")
@@ -258,9 +258,9 @@ if result:
 st.subheader("Start over")
 st.caption("A reset keeps a timestamped backup of every rating and preference it removes; any backup can be restored below.")
 with st.popover("Reset to the run's own judgments", icon=":material/restart_alt:"):
-    added = (f"This sets aside the {count(n_added, 'rating')} people added for this world since the run (every run of this world "
+    added = (f"This sets aside the {count(n_added, 'rating')} people added for this world on this page (every run of this world "
              "shares them) and goes back to the judgments this run was solved with." if n_added else
-             "Nobody has added ratings for this world since the run: the page already shows the judgments it was solved with.")
+             "Nobody has added ratings for this world on this page: the page already shows the judgments it was solved with.")
     st.markdown(f"{added} **It keeps a backup** (timestamped, in the judgments database) of whatever it removes, which you can restore afterwards.")
     if st.button("Yes, reset", key="w_reset", type="primary"):
         backup = store.reset()

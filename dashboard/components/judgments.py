@@ -27,7 +27,7 @@ SOURCE_LABELS = {
     RATINGS_FILE: "the run's ratings file",
     PAIRWISE_FILE: "the run's pairwise file",
     DATABASE: "added before the run",
-    ADDED: "added since the run",
+    ADDED: "added on the Prior page",
 }
 
 
@@ -111,7 +111,7 @@ def stop_status(signal: StopSignal, n_logged: int) -> tuple[str, str]:
         return "caption", f"z* is logged after each set of ratings; {settled}."
     since = count(signal.answers_since_change, "rating")
     if signal.changes == 0:
-        what = f"The {since} added since the run left z*'s clauses as they were"
+        what = f"The {since} added on the Prior page left z*'s clauses as they were"
         if signal.stable:
             return "success", f"**Further ratings have stopped changing z*:** {what[0].lower() + what[1:]}. More ratings can still sharpen the weights."
         return "info", f"{what}; {settled}."

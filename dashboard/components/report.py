@@ -129,7 +129,7 @@ def build_report(data: ReportInput) -> str:
     if data.images:
         parts.append(f"<h2>Images where the baseline and the IG student disagree</h2>{_gallery(data.images)}")
     if data.user_ratings:
-        parts.append("<h2>Ratings added for this world after the run</h2><p>People added these on the dashboard's Prior page; "
+        parts.append("<h2>Ratings added for this world on the Prior page</h2><p>People added these on the dashboard's Prior page; "
                      "this run's z* was solved without them.</p>"
                      "<table><tr><th>rater</th><th>concept</th><th>class</th><th>rating</th></tr>")
         for r in data.user_ratings:

@@ -217,6 +217,12 @@ class RunView:
         return list(self.world.backgrounds)
 
     @property
+    def has_backgrounds(self) -> bool:
+        """Whether the data names backgrounds (more than one): a folder manifest without a group column has one,
+        ``any``, and its groups are its classes."""
+        return len(self.backgrounds) > 1
+
+    @property
     def recorded_vocabulary(self) -> Vocabulary:
         """The concept vocabulary as the run recorded it (discovered concepts named as they were when it ran)."""
         return _vocabulary(self.root, self.directory, self.stamp)

@@ -21,7 +21,7 @@ page = open_page(
     "What should it have learned, and what did it learn?",
     lambda run: f"Run `{run.run_id}` · {run.world.name} · classes: {', '.join(run.classes)}. "
     + ("D is the labelled training set (each class mostly on its *usual* background); "
-       "D′ is where we need the model to work (backgrounds reversed or mixed)." if len(run.backgrounds) > 1 else
+       "D′ is where we need the model to work (backgrounds reversed or mixed)." if run.has_backgrounds else
        "D is the labelled training set; D′ is where we need the model to work (the data names no backgrounds: its groups "
        "are its classes)."),
 )

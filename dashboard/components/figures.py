@@ -72,7 +72,7 @@ def _key_figures(run: RunView, keys: tuple[str, ...] | None) -> list[KeyFigure]:
     tcav_missing = run.missing("microscope.erm.tcav", "TCAV scores for the baseline")
     layer = "" if tcav_missing else run.tcav_layers()[0]
 
-    backgrounds = len(run.backgrounds) > 1  # a data set with one background ("any"): its groups are its classes
+    backgrounds = run.has_backgrounds
     add("accuracy", "Accuracy per method",
         "Each method's accuracy on the test distribution D′: the worst group shows who relies on the background." if backgrounds else
         "Each method's accuracy on the test distribution D′ and on its worst group (here a class: the data names no backgrounds).",

@@ -312,6 +312,8 @@ def _clause_from_obj(item: Any, i: int, vocabulary: Vocabulary, classes: Sequenc
 
 #: Concept kinds about the picture around the object rather than the object (see :func:`summary_sentence`).
 CONTEXT_KINDS: tuple[str, ...] = ("context", "distractor")
+#: The kind of a concept discovered in a model (:mod:`igcore.discover`): on the object or around it, nobody says.
+DISCOVERED_KIND = "discovered"
 
 
 def join_words(items: Sequence[str]) -> str:
@@ -378,10 +380,10 @@ def summary_sentence(
     def sign(record: Mapping[str, Any]) -> str:
         return f"{record.get('text') or record['concept']} ⇒ {record['class']} ({clause_qualifiers(record)})"
 
-    core = [r for r in records if r.get("kind") not in (*CONTEXT_KINDS, "discovered")]
+    core = [r for r in records if r.get("kind") not in (*CONTEXT_KINDS, DISCOVERED_KIND)]
     background = [r for r in records if r.get("kind") == "context"]
     distractors = [r for r in records if r.get("kind") == "distractor"]
-    found = [r for r in records if r.get("kind") == "discovered"]
+    found = [r for r in records if r.get("kind") == DISCOVERED_KIND]
     order = list(classes) + sorted({str(r["class"]) for r in core} - set(classes))
     per_class = [(cls, strongest([r for r in core if str(r["class"]) == cls])) for cls in order]
     features = "; ".join(f"{with_article(cls)} has {join_words([phrase(r) for r in own])}" for cls, own in per_class if own)

@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from igcore.errors import InputError
+from igcore.hypothesis import DISCOVERED_KIND
 from igcore.worlds.base import Concept, Vocabulary
 
 if TYPE_CHECKING:
     from igcore.config import Config
 
 PREFIX = "discovered::"
-KIND = "discovered"
+KIND = DISCOVERED_KIND
 #: Longest name a person may give a concept.
 MAX_NAME_LENGTH = 80
 _ID = re.compile(r"discovered::([A-Za-z0-9_]+)/(\d+)")

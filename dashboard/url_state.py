@@ -16,7 +16,9 @@ Version history:
     v=1  run, hyp, img, model, method, group, correct (``hyp`` counted the ranked hypotheses from 0)
     v=2  the same keys; ``hyp`` counts from 1, as the pages do ("Hypothesis #1"). A v=1 link is read with
          its ``hyp`` moved up by one, so old links keep showing what they showed. Later, ``comp`` (the
-         Discover page's component), optional, so every earlier v=2 link reads as before.
+         Discover page's component), optional, so every earlier v=2 link reads as before; later still, ``tcav``
+         and ``layer`` (the microscope's TCAV model and layer) and ``cls`` (the Compare page's class), optional
+         in the same way.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class ViewState:
     group: str = "all"  # gallery filter: a group name ("class/background"), or "all"
     correct: str = "all"  # gallery filter: all | correct | wrong
     comp: str | None = None  # discovered concept shown on the Discover page (``discovered::<model>/<k>``; None = the first)
+    tcav: str | None = None  # model of the microscope's TCAV section (None = the model under the microscope)
+    layer: str | None = None  # layer of the microscope's TCAV section (None = the first, the penultimate layer)
+    cls: str | None = None  # class of the Compare page's weights against TCAV (None = the last class)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +135,13 @@ def _parse_correct(text: str) -> str:
     return text
 
 
+def _parse_class(text: str) -> str:
+    # A class is a folder's name, so it may hold any printable character; the page uses it only when the run has it.
+    if not check_text(text).strip():
+        raise ValueError("it is empty")
+    return text
+
+
 def _parse_component(text: str) -> str:
     if parse_id(check_text(text)) is None:
         raise ValueError("a discovered concept is written discovered::<model>/<k>, e.g. discovered::erm/3")
@@ -145,6 +157,9 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "group": (_parse_group, "group filter"),
     "correct": (_parse_correct, "correctness filter"),
     "comp": (_parse_component, "discovered concept"),
+    "tcav": (_parse_name, "TCAV model"),
+    "layer": (_parse_name, "TCAV layer"),
+    "cls": (_parse_class, "class"),
 }
 KEYS = tuple(_PARSERS)
 

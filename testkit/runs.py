@@ -32,9 +32,12 @@ TINY = {
 
 #: The test session's run (tests/conftest.py, ``runs_dir``): :data:`TINY` with the counterfactual effects' bootstrap
 #: and the integrated gradients of the double swaps cut to the least that still fills every section the dashboard
-#: reads, which is most of the microscope's time at TINY. The benches keep :data:`TINY`.
+#: reads, which is most of the microscope's time at TINY; and TCAV of two models at two layers, so that the
+#: microscope's choices between them are drawn (and travel in links). The benches keep :data:`TINY`.
 TEST_RUN = {
     **TINY,
+    "microscope.tcav.models": ["erm", "ig_student"],
+    "microscope.tcav.layers": ["penultimate", "middle"],
     "microscope.counterfactuals.n_resamples": 200,
     "microscope.counterfactuals.attribution_per_group": 2,
     "microscope.counterfactuals.n_steps": 8,

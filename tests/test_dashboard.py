@@ -418,6 +418,9 @@ def test_bad_query_values(runs_dir: Path, params: dict[str, str], expected: str)
         {"v": V, "correct": "maybe"},
         {"v": V, "model": "<script>"},
         {"v": V, "method": "no_such_method"},
+        {"v": V, "tcav": "no_such_model"},
+        {"v": V, "layer": "layer9"},
+        {"v": V, "layer": "../x"},
     ],
 )
 def test_bad_microscope_values(runs_dir: Path, params: dict[str, str]) -> None:
@@ -427,6 +430,48 @@ def test_bad_microscope_values(runs_dir: Path, params: dict[str, str]) -> None:
     assert any("could not be read" in n or "does not exist" in n or "out of range" in n for n in notes), notes
     assert at.query_params.get("correct", "all") in ("all", "correct", "wrong")
     assert at.query_params.get("group", "all") != "zebra/moon"
+    assert "tcav" not in at.query_params and "layer" not in at.query_params  # a refused choice leaves the link
+
+
+def test_tcav_model_and_layer_travel_in_the_link(runs_dir: Path) -> None:
+    """The microscope's TCAV model is a view key: a link opens on it, choosing another changes the URL, and the
+    Share page's link to the microscope carries the choice."""
+    run = view(runs_dir)
+    with_tcav = [m for m in run.examined if run.section(m).tcav]
+    assert len(with_tcav) > 1, "the tiny run has TCAV scores of more than one model"
+    other = with_tcav[1]
+    layer = run.tcav_layers(other)[0]
+    at = open_app("microscope", {"v": V, "run": "tiny", "tcav": other, "layer": layer})
+    assert_complete(at)
+    assert at.radio(key="w_tcav_model").value == other
+    assert at.query_params["tcav"] == other and at.query_params["layer"] == layer
+    shown = [t for t in run.tcav(other) if t.layer == layer]
+    assert f"of {len(shown)} concept/class scores are significant" in all_text(at)
+    at.radio(key="w_tcav_model").set_value(with_tcav[0]).run()
+    assert_clean(at)
+    assert at.query_params["tcav"] == with_tcav[0] and at.query_params["layer"] == layer  # the layer stays: the model has it
+    at.switch_page("app_pages/share.py").run()
+    link = next(c.value for c in at.code if "/microscope?" in c.value)
+    assert f"tcav={with_tcav[0]}" in link and f"layer={layer}" in link, link
+
+
+def test_compare_class_travels_in_the_link(runs_dir: Path) -> None:
+    """The Compare page's class is a view key: a link opens on it, choosing another changes the URL, the Share page's
+    link carries it, and a class the run does not have is refused with a note."""
+    classes = view(runs_dir).classes
+    at = open_app("compare", {"v": V, "run": "tiny", "cls": classes[0]})
+    assert_complete(at)
+    assert at.selectbox(key="w_cmp_class").value == classes[0] and at.query_params["cls"] == classes[0]
+    assert f"weight towards “{classes[0]}”" in all_text(at)
+    at.selectbox(key="w_cmp_class").set_value(classes[-1]).run()
+    assert_clean(at)
+    assert at.query_params["cls"] == classes[-1] and f"weight towards “{classes[-1]}”" in all_text(at)
+    at.switch_page("app_pages/share.py").run()
+    assert any("/compare?" in c.value and f"cls={classes[-1]}" in c.value for c in at.code)
+    at = open_app("compare", {"v": V, "run": "tiny", "cls": "zebra"})
+    assert_complete(at)
+    assert "The class `zebra` does not exist in this run" in all_text(at)
+    assert "cls" not in at.query_params
 
 
 def test_rating_outside_range_is_refused(fresh_runs_dir: Path) -> None:

@@ -25,14 +25,18 @@ SURROGATE_MISSES = 6
 
 def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_state.ViewState:
     methods = run.attribution_methods
-    return replace(view, method=url_state.choose(view.method, methods, methods[0], "attribution method", notes))
+    return replace(
+        view,
+        method=url_state.choose(view.method, methods, methods[0], "attribution method", notes),
+        cls=url_state.choose(view.cls, run.classes, None, "class", notes),
+    )
 
 
 page = open_page(
     "Compare: what it should have learned vs what it did learn",
     "Both hypotheses are written in the same language of concepts: **z\\*** is what IG learned from the human prior and D; "
     "**z_baseline** is a readable stand-in fitted to the baseline's own answers.",
-    keys=["method"],
+    keys=["method", "cls"],
     choose=_choose,
 )
 run = page.run
@@ -70,9 +74,10 @@ evidence.background_evidence(run, "compare")
 
 st.subheader("Concept weights vs the baseline's TCAV sensitivity")
 with session.guard("Weights vs TCAV"):
-    target = classes[-1]
-    if len(classes) > 2:
-        target = st.selectbox("Class", classes, index=len(classes) - 1, key="w_cmp_class")
+    target = page.view.cls or classes[-1]
+    session.bind("w_cmp_class", target)
+    st.selectbox("Class", classes, key="w_cmp_class", on_change=lambda: session.set_view(cls=st.session_state["w_cmp_class"]),
+                 help="The class the weights count towards. With two classes, the weights towards the other are the same with their signs turned.")
     layer = run.tcav_layers("erm")[0]
     widgets.chart(
         figures.run_figure(run, "weights_tcav", target, layer),

@@ -25,15 +25,31 @@ def models_of(run: RunView) -> list[str]:
     return run.examined or order_methods([m for m in ("erm", "ig_student") if m in run.methods]) or ["erm"]
 
 
+def tcav_models(run: RunView) -> list[str]:
+    """Models with TCAV scores, in the order the microscope examined them."""
+    return [m for m in run.examined if run.section(m).tcav]
+
+
+def tcav_model_of(view: url_state.ViewState, with_tcav: list[str]) -> str:
+    """The TCAV section's model: the link's, else the model under the microscope when it has scores, else the first."""
+    return view.tcav or (view.model if view.model in with_tcav else with_tcav[0])
+
+
 def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_state.ViewState:
     models, methods = models_of(run), run.attribution_methods
-    return replace(
+    view = replace(
         view,
         model=url_state.choose(view.model, models, models[0], "model", notes),
         method=url_state.choose(view.method, methods, methods[0], "attribution method", notes),
         group=url_state.choose(view.group, ["all", *run.groups], "all", "group filter", notes),
         img=url_state.choose_index(view.img, run.world.sizes["test_eval"], None, "image number", notes, shown="the first image of the gallery"),
     )
+    with_tcav = tcav_models(run)
+    if not with_tcav:  # the TCAV section says why; a link's choices there have nothing to select
+        return replace(view, tcav=None, layer=None)
+    view = replace(view, tcav=url_state.choose(view.tcav, with_tcav, None, "TCAV model", notes))
+    layers = run.tcav_layers(tcav_model_of(view, with_tcav))
+    return replace(view, layer=url_state.choose(view.layer, layers, None, "TCAV layer", notes))
 
 
 def _lead(run: RunView) -> str:
@@ -49,7 +65,7 @@ def _lead(run: RunView) -> str:
 page = open_page(
     "Microscope: does the model use the background?",
     _lead,
-    keys=["model", "method", "group", "correct", "img"],
+    keys=["model", "method", "group", "correct", "img", "tcav", "layer"],
     choose=_choose,
 )
 run = page.run
@@ -74,6 +90,12 @@ def _set(field: str, widget: str) -> None:
 
 def _inspect(i: int) -> None:
     session.set_view(img=int(i))
+
+
+def _set_tcav_model() -> None:
+    """The TCAV model changes; its layer stays selected when the new model has it."""
+    chosen = st.session_state["w_tcav_model"]
+    session.set_view(tcav=chosen, layer=view.layer if view.layer in run.tcav_layers(chosen) else None)
 
 
 c1, c2, c3, c4 = st.columns(4)
@@ -201,12 +223,16 @@ st.divider()
 st.subheader("Which concepts does it respond to? (TCAV)")
 with session.guard("TCAV"):
     with_tcav = list(run.evidence("tcav", "TCAV scores"))
-    tcav_model = model if model in with_tcav else with_tcav[0]
+    tcav_model = tcav_model_of(view, with_tcav)
     if len(with_tcav) > 1:
-        tcav_model = st.radio("Model", with_tcav, index=with_tcav.index(tcav_model), horizontal=True, format_func=method_label, key="w_tcav_model")
+        session.bind("w_tcav_model", tcav_model)
+        st.radio("Model", with_tcav, horizontal=True, format_func=method_label, key="w_tcav_model", on_change=_set_tcav_model)
     tcav = run.tcav(tcav_model)
     layers = run.tcav_layers(tcav_model)
-    layer = st.radio("Layer", layers, horizontal=True, key="w_tcav_layer") if len(layers) > 1 else layers[0]
+    layer = view.layer or layers[0]
+    if len(layers) > 1:
+        session.bind("w_tcav_layer", layer)
+        st.radio("Layer", layers, horizontal=True, key="w_tcav_layer", on_change=_set, args=("layer", "w_tcav_layer"))
     shown = [t for t in tcav if t.layer == layer]
     widgets.chart(
         figures.run_figure(run, "tcav", tcav_model, layer),

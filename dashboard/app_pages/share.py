@@ -18,7 +18,8 @@ def link(base: str, page: PageSpec) -> str:
 
 page = open_page(
     "Share & export",
-    "Every view of this dashboard is a link: the page, the run, the selected hypothesis, image, method and filters are all in the address bar. "
+    "Every view of this dashboard is a link: the page, the run, the selected hypothesis, image, attribution method, filters, TCAV model "
+    "and layer, class and discovered concept are all in the address bar. "
     "Copy a link below, or export a report that opens offline.",
 )
 run, view = page.run, page.view

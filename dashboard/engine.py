@@ -192,7 +192,7 @@ def z_star_history(run: RunView, judgments: Any, support: Sequence[tuple[str, st
     logging ``support`` (z* re-solved on ``judgments``) if it is new.
 
     The history starts from the run's own z* (as stored, on its own ratings), so the stopping signal counts the
-    changes that ratings added since the run made, and never one that did not happen.
+    changes that ratings added on the Prior page (those the run did not read) made, and never one that did not happen.
     """
     store = judgments_store(run)
     history = store.z_star_log(run.run_id)

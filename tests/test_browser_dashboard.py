@@ -109,9 +109,11 @@ def test_visit_every_page(browser: object, server: str, shots: Path | None) -> N
 
 
 def test_images_outlive_the_script_run_that_drew_them(browser: object, server: str) -> None:
-    """Every image a page shows can still be loaded after the session's next script run, as bench_load's sessions
-    need: a busy browser is still loading a page's last images when the click on the next page has started that
-    page's run. (Images kept in Streamlit's media store lived only until the session's next run ended: 404.)"""
+    """Every image a page shows is decoded, and can still be loaded after the session's next script run, as
+    bench_load's sessions need: a busy browser is still loading a page's last images when the click on the next page
+    has started that page's run. (Images kept in Streamlit's media store lived only until the session's next run
+    ended: 404. The pages now inline their images as data URIs, which load with their element; an image served from
+    the media store again would be fetched here after the next run.)"""
     ctx = browser.new_context(viewport={"width": 1400, "height": 900})
     page = ctx.new_page()
     page.goto(server)
@@ -119,6 +121,9 @@ def test_images_outlive_the_script_run_that_drew_them(browser: object, server: s
     checked = 0
     for spec in sorted(PAGE_SPECS, key=lambda p: p.default):  # the default page last: every click changes the page
         shown = page.eval_on_selector_all("[data-testid=stMain] img", "images => images.map(i => i.src)")
+        # every image the page shows has been decoded (a data URI as much as a served file)
+        page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMain] img')].every(i => i.complete && i.naturalWidth > 0)",
+                               timeout=30_000)
         title = page.locator("h1").first.inner_text()
         page.locator("[data-testid=stSidebarNav]").get_by_role("link", name=spec.title, exact=True).click()
         page.wait_for_function("t => { const h = document.querySelector('h1'); return !!h && h.innerText !== t; }", arg=title, timeout=90_000)

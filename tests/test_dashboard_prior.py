@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import export
-from dashboard.components.judgments import accuracy_delta, change_summary, stop_status
+from dashboard.components.judgments import accuracy_delta, change_summary, reset_sentence, stop_status
 from dashboard.run_view import RunView
 from igcore.labels import LabelStore, agreement, image_order, lm_proba
 from igcore.prior import Judgments, JudgmentsStore
@@ -26,6 +26,7 @@ from igcore.resolve import CHANGE_COLUMNS, Comparison, resolve
 from igcore.store import RunStore
 from testkit.apptest import all_text, assert_clean
 from testkit.byod_fixtures import SIMULATED_RATER
+from testkit.hypotheses import from_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
@@ -125,8 +126,11 @@ def test_reset_returns_to_the_runs_own_judgments_and_keeps_a_backup(fresh_runs_d
     store = judgments(fresh_runs_dir)
     n = len(own(fresh_runs_dir).ratings)
     store.add_rating("ana", "amber_eyes", "wolf", 5)
+    store.add_pairwise("ana", from_pairs([("amber_eyes", "wolf", 1.0)]), "[]", "a")
     at = open_app("prior")
     assert int(at.metric[0].value) == n + 1
+    # the popover says what the reset removes: the preference too, which the ratings' count leaves out
+    assert "This sets aside the 1 rating and 1 pairwise preference stored for this world" in all_text(at)
     at.button(key="w_reset").click().run()
     assert_clean(at)
     assert int(at.metric[0].value) == n and metrics(at)["Added on the Prior page"] == "0"
@@ -136,6 +140,23 @@ def test_reset_returns_to_the_runs_own_judgments_and_keeps_a_backup(fresh_runs_d
     assert_clean(at)
     assert int(at.metric[0].value) == n + 1
     assert any("Backup #1 is restored" in str(s.value) for s in at.success)
+
+
+@pytest.mark.parametrize(
+    ("stored", "says", "never"),
+    [
+        ((0, 0, 0), "Nobody has added ratings", "sets aside"),
+        ((3, 0, 3), "sets aside the 3 ratings stored", "This run read"),
+        ((3, 2, 1), "sets aside the 3 ratings and 2 pairwise preferences stored", "This run read 1 rating"),
+        ((5, 0, 2), "This run read 3 ratings of them", "Nobody"),
+        ((0, 1, 0), "sets aside the 1 pairwise preference stored", "rating"),
+    ],
+)
+def test_reset_says_what_it_removes(stored: tuple[int, int, int], says: str, never: str) -> None:
+    """A reset removes every rating and preference stored for the world, including those a run read through
+    prior.database (which the page does not count as added, since the run holds them)."""
+    sentence = reset_sentence(*stored)
+    assert says in sentence and never not in sentence, sentence
 
 
 def test_stopping_signal_is_shown(fresh_runs_dir: Path) -> None:

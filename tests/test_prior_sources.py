@@ -79,7 +79,7 @@ def test_the_store_joins_without_counting_a_row_twice(tmp_path: Path, vocab: Voc
     later = run_made.joined(store)
     assert later.ratings.iloc[-1][["rater", "source"]].tolist() == ["bo", "added"] and later.n_added() == 1
     assert [s.key for s in later.provenance.sources] == ["shipped", "shipped", "prior.database", "added"]
-    assert "1 rating by 1 rater (bo) added on the Prior page since the run was made" in later.provenance.describe()
+    assert "1 rating by 1 rater (bo) added on the Prior page that the run did not read" in later.provenance.describe()
     assert "added on the Prior page" not in later.provenance.describe(added=False)
     other = P.JudgmentsStore(store.path, Vocabulary((Concept("fins", "fins", "core"),)), ["fish", "crab"])
     with pytest.raises(InputError, match="another world"):

@@ -234,6 +234,9 @@ def test_every_stage_says_which_files_and_keys_it_writes_and_how_people_call_the
     assert file_writer("tensors/pseudo_labels.safetensors").name == "student"
     assert file_writer("microscope/tables/tcav.parquet").name == "microscope"
     assert file_writer("models/jtt/estimator.json").name == "jtt"  # a model's folder: the stage that provides it
+    # the discover stage writes discover/<source>/; what each model's activations make of the components, discover_effects
+    assert file_writer("discover/erm/tensors/components.safetensors").name == "discover"
+    assert file_writer("discover/erm/tensors/patterns_ig_student.safetensors").name == "discover_effects"
     assert file_writer(PIPELINE_FILES[0]) is None and file_writer("notes.txt") is None
     assert writer_of("hypotheses.z_star").name == "ig" and writer_of("microscope.erm.tcav").name == "microscope"
     assert HYPOTHESIS_NAMES == {"z_star": "z*", "no_prior": "no-prior hypothesis", "z_baseline": "z_baseline", "z_student": "z_student"}

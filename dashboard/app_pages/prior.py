@@ -17,6 +17,7 @@ from dashboard.components.judgments import (
     count,
     plausibility_figure,
     ratings_table,
+    reset_sentence,
     sources_table,
     stop_status,
 )
@@ -258,10 +259,8 @@ if result:
 st.subheader("Start over")
 st.caption("A reset keeps a timestamped backup of every rating and preference it removes; any backup can be restored below.")
 with st.popover("Reset to the run's own judgments", icon=":material/restart_alt:"):
-    added = (f"This sets aside the {count(n_added, 'rating')} people added for this world on this page (every run of this world "
-             "shares them) and goes back to the judgments this run was solved with." if n_added else
-             "Nobody has added ratings for this world on this page: the page already shows the judgments it was solved with.")
-    st.markdown(f"{added} **It keeps a backup** (timestamped, in the judgments database) of whatever it removes, which you can restore afterwards.")
+    st.markdown(f"{reset_sentence(len(store.ratings()), len(store.pairwise()), n_added)} **It keeps a backup** (timestamped, in the "
+                "judgments database) of whatever it removes, which you can restore afterwards.")
     if st.button("Yes, reset", key="w_reset", type="primary"):
         backup = store.reset()
         _forget_results()

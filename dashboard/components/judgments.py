@@ -36,6 +36,20 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
+def reset_sentence(n_ratings: int, n_pairwise: int, n_added: int) -> str:
+    """What a reset of the Prior page removes: every rating and preference stored for the world (``n_ratings``,
+    ``n_pairwise``), of which the page counts as added only those the run did not read when it was made (``n_added``,
+    :meth:`igcore.prior.sources.Judgments.n_added`); the run keeps what it read in its own judgments."""
+    if not n_ratings and not n_pairwise:
+        return "Nobody has added ratings for this world on this page: the page already shows the judgments this run was solved with."
+    stored = " and ".join(count(n, noun) for n, noun in ((n_ratings, "rating"), (n_pairwise, "pairwise preference")) if n)
+    read = n_ratings - n_added
+    kept = (f" This run read {count(read, 'rating')} of them when it was made (`prior.database`) and keeps those in its own judgments; "
+            "runs of this world that did not read them lose them." if read > 0 else "")
+    return (f"This sets aside the {stored} stored for this world on this page (every run of this world shares them) and goes back "
+            f"to the judgments this run was solved with.{kept}")
+
+
 def sources_table(provenance: Provenance) -> pd.DataFrame:
     """One row per file or store the judgments came from: what, where, how many rows, raters, who wrote them."""
     rows = [
@@ -104,7 +118,7 @@ def stop_status(signal: StopSignal, n_logged: int) -> tuple[str, str]:
     """``(kind, sentence)`` of the stopping signal, ``kind`` one of ``caption | info | success``.
 
     The history starts from the run's own z* (``n_logged`` entries), so ``changes`` counts changes of z*'s
-    clauses that ratings added since the run made; a history without a change never reads as if it had one.
+    clauses that ratings added on the Prior page (those the run did not read) made; a history without a change never reads as if it had one.
     """
     settled = f"the page calls z* settled after {count(signal.window, 'rating')} in a row that leave its clauses as they are"
     if n_logged <= 1:

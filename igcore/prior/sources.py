@@ -166,7 +166,7 @@ class Judgments:
         return list(self.provenance.notes)
 
     def n_added(self) -> int:
-        """Ratings people added for this world after the run (``source == "added"``)."""
+        """Ratings people added for this world on the Prior page that the run did not read (``source == "added"``)."""
         return int((self.ratings["source"] == ADDED).sum())
 
     def key(self) -> str:
@@ -403,4 +403,4 @@ def _group_phrase(key: str, sources: Sequence[Source]) -> str:
         return f"{counts} {by} in `{Path(sources[0].where).name}` (given as {key})"
     if key == DATABASE:
         return f"{counts} {by} that had been added on the dashboard's Prior page (read through prior.database)"
-    return f"{counts} {by} added on the Prior page since the run was made"
+    return f"{counts} {by} added on the Prior page that the run did not read"

@@ -19,6 +19,7 @@ one :class:`Stage` entry (docs/ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,8 +94,10 @@ class Stage:
         when: for a stage that does not always run, when it does, for people (the stage table).
         preflight: where its cheap check of the inputs it will read is (``module:function(config, world)``),
             run before any stage does work.
-        files: run files it writes, as path prefixes (``tables/split_``, ``microscope/``); the folders of
-            the models it provides are added (:meth:`writes_file`).
+        files: run files it writes, as path prefixes (``tables/split_``, ``microscope/``), which may hold ``*`` for
+            one folder whose name varies (``discover/*/tensors/patterns_``); the folders of the models it
+            provides are added (:meth:`writes_file`). Where two stages' prefixes match a file, the longer one
+            names its writer (:func:`file_writer`).
         labels: names for people of the ``metrics.json`` keys it writes (``hypotheses.z_star`` -> ``z*``).
         reads: results it reads when a selected stage provides them, without requiring them (the microscope
             speaks z*'s language when ``ig`` ran): when stages run at once it starts after their providers.
@@ -138,9 +141,15 @@ class Stage:
         """Names of the classifiers this stage trains."""
         return tuple(p.split(":", 1)[1] for p in self.provides if p.startswith("model:"))
 
+    def file_prefix(self, relative: str) -> str | None:
+        """The longest of this stage's file prefixes that run file ``relative`` (a path in the run directory) starts
+        with, or None when the stage does not write it."""
+        prefixes = (*self.files, *(f"models/{m}/" for m in self.models))
+        return max((p for p in prefixes if fnmatch.fnmatchcase(relative, f"{p}*")), key=len, default=None)
+
     def writes_file(self, relative: str) -> bool:
         """Whether run file ``relative`` (a path in the run directory) is one this stage writes."""
-        return relative.startswith((*self.files, *(f"models/{m}/" for m in self.models)))
+        return self.file_prefix(relative) is not None
 
 
 def peer_stage(peer: Peer) -> Stage:
@@ -195,7 +204,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("discover_effects", "igcore.stages.discover:stage_discover_effects", _discover_effects_requires, ("discover_effects",),
           frozenset({"discover"}), "remove each discovered concept from every examined model's layer: effect on its answers, ranked; "
           "the components named alike also together",
-          enabled=discovers, files=("tables/discover_effects.",), labels={"discover": "discovered concepts"}, per_image=True),
+          enabled=discovers, files=("tables/discover_effects.", "discover/*/tensors/patterns_"), labels={"discover": "discovered concepts"},
+          per_image=True),
     Stage("microscope", "igcore.stages.microscope:stage_microscope", _microscope_requires, ("microscope",),
           frozenset({"microscope", "surrogates", "clause_deletion.z_baseline", "clause_deletion.z_student",
                      *(f"hypotheses.{k}" for k in _HYPOTHESES_MICROSCOPE)}),
@@ -255,8 +265,11 @@ def writer_of(key: str) -> Stage | None:
 
 
 def file_writer(relative: str) -> Stage | None:
-    """The stage that writes run file ``relative`` (see :attr:`Stage.files`); None for files no stage writes."""
-    return next((s for s in STAGES if s.writes_file(relative)), None)
+    """The stage that writes run file ``relative`` (see :attr:`Stage.files`: the most specific prefix wins, so the
+    discover stage's ``discover/`` does not claim the patterns ``discover_effects`` writes there); None for files
+    no stage writes."""
+    matches = [(len(prefix), stage) for stage in STAGES if (prefix := stage.file_prefix(relative)) is not None]
+    return max(matches, key=lambda m: m[0], default=(0, None))[1]
 
 
 def check_models(microscope: MicroscopeConfig) -> None:

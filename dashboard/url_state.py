@@ -46,6 +46,8 @@ MAX_VALUE = 200  # characters; no view value comes near it (run ids stop at 128)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}")
 #: A gallery group: ``class/background``.
 GROUP = re.compile(rf"{NAME.pattern}/{NAME.pattern}")
+#: A TCAV layer: an alias (``penultimate``) or a dotted module path (``backbone.layer4.1``), as long as any value.
+LAYER = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.]{{0,{MAX_VALUE - 1}}}")
 RUN_ID = re.compile(RUN_ID_PATTERN)
 
 
@@ -123,6 +125,12 @@ def _parse_name(text: str) -> str:
     return text
 
 
+def _parse_layer(text: str) -> str:
+    if not LAYER.fullmatch(check_text(text)) or ".." in text:
+        raise ValueError("a layer is a name or a dotted module path of letters, digits and '_' (e.g. layer4.1)")
+    return text
+
+
 def _parse_group(text: str) -> str:
     if text != "all" and (not GROUP.fullmatch(check_text(text)) or ".." in text):
         raise ValueError("a group is 'all' or class/background")
@@ -158,7 +166,7 @@ _PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "correct": (_parse_correct, "correctness filter"),
     "comp": (_parse_component, "discovered concept"),
     "tcav": (_parse_name, "TCAV model"),
-    "layer": (_parse_name, "TCAV layer"),
+    "layer": (_parse_layer, "TCAV layer"),
     "cls": (_parse_class, "class"),
 }
 KEYS = tuple(_PARSERS)
@@ -215,12 +223,14 @@ def encode(state: ViewState, keys: Sequence[str] = KEYS) -> dict[str, str]:
     return out
 
 
-def choose(value: Any, options: Sequence[Any], default: Any, label: str, notes: list[str]) -> Any:
-    """``value`` if it is one of ``options``, else ``default`` (with a note when a value was given)."""
+def choose(value: Any, options: Sequence[Any], default: Any, label: str, notes: list[str], *, shown: str | None = None,
+           why: str = "does not exist in this run") -> Any:
+    """``value`` if it is one of ``options``, else ``default`` (with a note when a value was given, saying ``why`` it
+    was not used and what is shown instead: ``shown``, or ``default`` itself)."""
     if value in options:
         return value
     if value is not None and value != default:
-        notes.append(f"The {label} {shorten_code(value)} does not exist in this run; showing {shorten_code(default)} instead.")
+        notes.append(f"The {label} {shorten_code(value)} {why}; showing {shown or shorten_code(default)} instead.")
     return default
 
 

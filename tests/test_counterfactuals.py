@@ -87,7 +87,7 @@ def test_mean_ci_covers_the_mean_and_narrows_with_more_data():
 
 
 @pytest.mark.parametrize("n", [1, 2, 40])
-@pytest.mark.parametrize("batch_bytes", [64 * 2**20, 8 * 40 * 3 * 7])  # one batch; batches of 7 resamples
+@pytest.mark.parametrize("batch_bytes", [64 * 2**20, 8 * 40 * 3 * 7])  # one batch; several (of 7 resamples at n = 40)
 def test_mean_cis_is_mean_ci_of_every_row(monkeypatch, n, batch_bytes):
     import igcore.microscope.counterfactuals as cf
 
@@ -102,6 +102,8 @@ def test_mean_cis_is_mean_ci_of_every_row(monkeypatch, n, batch_bytes):
             assert t[key] == pytest.approx(a[key], rel=1e-12, abs=1e-12)
     if n > 2:  # the rows differ, so their intervals do: the rows were not mixed up
         assert len({t["ci_low"] for t in together}) == 4
+    if n == 1:  # one image per row: no interval to draw, the value itself (mean_cis leaves such rows to mean_ci)
+        assert all(t["ci_low"] == t["mean"] == t["ci_high"] == r[0] for t, r in zip(together, rows, strict=True))
     assert mean_cis(np.zeros((0, n))) == []
 
 
@@ -160,6 +162,8 @@ def test_swap_attribution_is_complete(world):
     clf.fit(train.images, train.labels)
     cfs = make_counterfactuals(world, test, np.arange(12), seed=0)
     out = swap_attribution(clf, test, cfs["double"], np.arange(6), n_steps=24, group_names=world.group_names())
+    # the background and object masks split every image: the two parts are the whole map (the test of the parts
+    # against the model's own change is the completeness check below)
     parts = out["background_log_odds"]["mean"] + out["object_log_odds"]["mean"]
     assert parts == pytest.approx(out["total_log_odds"]["mean"], abs=1e-6)
     # the parts per group, in log-odds: their image-weighted means give the overall parts

@@ -143,19 +143,20 @@ def test_reset_returns_to_the_runs_own_judgments_and_keeps_a_backup(fresh_runs_d
 
 
 @pytest.mark.parametrize(
-    ("stored", "says", "never"),
+    ("stored", "added", "says", "never"),
     [
-        ((0, 0, 0), "Nobody has added ratings", "sets aside"),
-        ((3, 0, 3), "sets aside the 3 ratings stored", "This run read"),
-        ((3, 2, 1), "sets aside the 3 ratings and 2 pairwise preferences stored", "This run read 1 rating"),
-        ((5, 0, 2), "This run read 3 ratings of them", "Nobody"),
-        ((0, 1, 0), "sets aside the 1 pairwise preference stored", "rating"),
+        ((0, 0), (0, 0), "Nobody has added ratings", "sets aside"),
+        ((3, 0), (3, 0), "sets aside the 3 ratings stored", "This run read"),
+        ((3, 2), (1, 2), "sets aside the 3 ratings and 2 pairwise preferences stored", "preference of them"),
+        ((5, 0), (2, 0), "This run read 3 ratings of them", "Nobody"),
+        ((0, 1), (0, 1), "sets aside the 1 pairwise preference stored", "rating"),
+        ((2, 3), (2, 1), "This run read 2 pairwise preferences of them", "This run read 2 ratings"),
     ],
 )
-def test_reset_says_what_it_removes(stored: tuple[int, int, int], says: str, never: str) -> None:
+def test_reset_says_what_it_removes(stored: tuple[int, int], added: tuple[int, int], says: str, never: str) -> None:
     """A reset removes every rating and preference stored for the world, including those a run read through
     prior.database (which the page does not count as added, since the run holds them)."""
-    sentence = reset_sentence(*stored)
+    sentence = reset_sentence(stored, added)
     assert says in sentence and never not in sentence, sentence
 
 

@@ -124,7 +124,9 @@ def test_calibration_says_present_for_the_upper_population_and_is_monotone():
     assert abs(cal.upper_share_[0] - 0.4) < 0.05
     grid = np.sort(np.concatenate([absent, present]))
     assert np.all(np.diff(cal.predict_proba(np.stack([grid, grid], 1))[:, 0]) >= 0)  # monotone in the score
-    assert absent.max() < cal.threshold()[0] < present.min() or abs(cal.threshold()[0] - np.exp(-1.5)) < 0.3
+    threshold = cal.threshold()[0]
+    assert absent.max() < threshold < present.min()  # between the two populations
+    assert cal.predict_proba(np.array([[threshold, 0.0]]))[0, 0] == pytest.approx(0.5, abs=1e-6)  # "present" starts there
     assert (p[:, 1] < 0.5).all()  # a component that never fires is never present
 
 

@@ -55,10 +55,11 @@ def _label_after_barrier(path: str, barrier: Any, rater: str, n: int) -> None:
         store.add(rater, i, CLASSES[i % 2])
 
 
-def _same_answer_after_barrier(path: str, barrier: Any, label: str) -> None:
+def _same_answer_after_barrier(path: str, barrier: Any, label: str, answer: str) -> None:
+    """One person's answer for image 7, at the same moment as the others; whether it was kept goes to file ``answer``."""
     store = _open(path)
     barrier.wait(timeout=60)
-    store.add("ana", 7, label)
+    Path(answer).write_text(str(store.add("ana", 7, label)))
 
 
 # ---------------------------------------------------------------------------------- concurrency
@@ -77,9 +78,12 @@ def test_concurrent_raters_lose_and_duplicate_nothing(tmp_path: Path, runner: Ca
 @pytest.mark.parametrize("runner", [run_threads, run_processes], ids=["threads", "processes"])
 def test_two_answers_for_one_image_at_once_keep_the_first(tmp_path: Path, runner: Callable) -> None:
     path = str(tmp_path / "judgments.sqlite")
-    runner(_same_answer_after_barrier, [(path, "husky"), (path, "wolf"), (path, "wolf")])
+    answers = [("husky", tmp_path / "a0"), ("wolf", tmp_path / "a1"), ("wolf", tmp_path / "a2")]
+    runner(_same_answer_after_barrier, [(path, label, str(out)) for label, out in answers])
+    kept = [label for label, out in answers if out.read_text() == "True"]
+    assert len(kept) == 1 and all(out.read_text() in ("True", "False") for _, out in answers)  # one add() was told it stood
     labels = _open(path).labels()
-    assert len(labels) == 1 and labels.loc[0, "label"] in CLASSES
+    assert len(labels) == 1 and labels.loc[0, "label"] == kept[0]  # and its answer is the one stored
 
 
 def test_labels_and_judgments_share_one_file(tmp_path: Path) -> None:

@@ -108,12 +108,12 @@ def test_unknown_versions_give_the_default_view(params: dict[str, str], fragment
 def test_good_values_round_trip() -> None:
     state = url_state.ViewState(run="20260101-snowwolf_rho0.99-s0.a1", hyp=3, img=1499, model="ig_student",
                             method="integrated_gradients", group="red fox/forest floor", correct="wrong", comp="discovered::erm/3",
-                            tcav="ig_student", layer="layer3.1", cls="Black-footed Albatross (juvenile)")
+                            tcav="ig_student", layer="backbone.encoder.layer." + "3" * 150 + ".1", cls="Black-footed Albatross (juvenile)")
     decoded = url_state.decode(url_state.encode(state))
     assert decoded.state == state and decoded.notes == []
 
 
-@pytest.mark.parametrize(("key", "value"), [("cls", "wolf\n"), ("cls", " "), ("cls", "x" * 201), ("layer", "../layer4"), ("tcav", "erm/x")])
+@pytest.mark.parametrize(("key", "value"), [("cls", "wolf\n"), ("cls", " "), ("cls", "x" * 201), ("layer", "../layer4"), ("layer", "layer4..1"), ("layer", "layer 4"), ("tcav", "erm/x")])
 def test_bad_view_choices_fall_back_with_a_note(key: str, value: str) -> None:
     """A class is a folder's name (any printable text, checked against the run's classes by the page); a TCAV model
     or layer is a plain name."""

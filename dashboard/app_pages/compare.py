@@ -28,7 +28,7 @@ def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_st
     return replace(
         view,
         method=url_state.choose(view.method, methods, methods[0], "attribution method", notes),
-        cls=url_state.choose(view.cls, run.classes, None, "class", notes),
+        cls=url_state.choose(view.cls, run.classes, None, "class", notes, shown=f"the last class ({url_state.shorten_code(run.classes[-1])})"),
     )
 
 
@@ -74,11 +74,12 @@ evidence.background_evidence(run, "compare")
 
 st.subheader("Concept weights vs the baseline's TCAV sensitivity")
 with session.guard("Weights vs TCAV"):
+    layer = run.tcav_layers("erm")[0]  # first: without the baseline's TCAV the section says so, with no class to choose
     target = page.view.cls or classes[-1]
     session.bind("w_cmp_class", target)
     st.selectbox("Class", classes, key="w_cmp_class", on_change=lambda: session.set_view(cls=st.session_state["w_cmp_class"]),
-                 help="The class the weights count towards. With two classes, the weights towards the other are the same with their signs turned.")
-    layer = run.tcav_layers("erm")[0]
+                 help="The class the weights count towards and whose TCAV scores are drawn. With two classes, the weights towards "
+                 "the other are the same with their signs turned; its TCAV scores are its own.")
     widgets.chart(
         figures.run_figure(run, "weights_tcav", target, layer),
         "compare_tcav",

@@ -47,9 +47,12 @@ def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_st
     with_tcav = tcav_models(run)
     if not with_tcav:  # the TCAV section says why; a link's choices there have nothing to select
         return replace(view, tcav=None, layer=None)
-    view = replace(view, tcav=url_state.choose(view.tcav, with_tcav, None, "TCAV model", notes))
-    layers = run.tcav_layers(tcav_model_of(view, with_tcav))
-    return replace(view, layer=url_state.choose(view.layer, layers, None, "TCAV layer", notes))
+    view = replace(view, tcav=url_state.choose(view.tcav, with_tcav, None, "TCAV model", notes, why="has no TCAV scores in this run",
+                                               shown="the TCAV scores of the model under the microscope"))
+    shown = tcav_model_of(view, with_tcav)
+    layers = run.tcav_layers(shown)
+    return replace(view, layer=url_state.choose(view.layer, layers, None, "TCAV layer", notes, why=f"is not a TCAV layer of {shown}",
+                                                shown=f"its first ({url_state.shorten_code(layers[0])})"))
 
 
 def _lead(run: RunView) -> str:
@@ -92,15 +95,28 @@ def _inspect(i: int) -> None:
     session.set_view(img=int(i))
 
 
+def _keep_layer(changed: url_state.ViewState) -> str | None:
+    """The selected TCAV layer when the TCAV section's model in view ``changed`` has it, else None (its first)."""
+    ctx = session.context()
+    with_tcav = tcav_models(ctx.run)
+    return changed.layer if with_tcav and changed.layer in ctx.run.tcav_layers(tcav_model_of(changed, with_tcav)) else None
+
+
+def _set_model() -> None:
+    """The model under the microscope changes, and with it the TCAV section's model unless a link or a click chose one."""
+    changed = replace(session.context().view, model=st.session_state["w_model"])
+    session.set_view(model=changed.model, layer=_keep_layer(changed))
+
+
 def _set_tcav_model() -> None:
-    """The TCAV model changes; its layer stays selected when the new model has it."""
-    chosen = st.session_state["w_tcav_model"]
-    session.set_view(tcav=chosen, layer=view.layer if view.layer in run.tcav_layers(chosen) else None)
+    """The TCAV section's model changes; its layer stays selected when the new model has it."""
+    changed = replace(session.context().view, tcav=st.session_state["w_tcav_model"])
+    session.set_view(tcav=changed.tcav, layer=_keep_layer(changed))
 
 
 c1, c2, c3, c4 = st.columns(4)
 session.bind("w_model", model)
-c1.selectbox("Model", models, key="w_model", format_func=method_label, on_change=_set, args=("model", "w_model"))
+c1.selectbox("Model", models, key="w_model", format_func=method_label, on_change=_set_model)
 session.bind("w_method", method)
 c2.selectbox(
     "Attribution method (gallery)",

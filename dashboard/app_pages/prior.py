@@ -259,7 +259,8 @@ if result:
 st.subheader("Start over")
 st.caption("A reset keeps a timestamped backup of every rating and preference it removes; any backup can be restored below.")
 with st.popover("Reset to the run's own judgments", icon=":material/restart_alt:"):
-    st.markdown(f"{reset_sentence(len(store.ratings()), len(store.pairwise()), n_added)} **It keeps a backup** (timestamped, in the "
+    stored = (len(store.ratings()), len(store.pairwise()))
+    st.markdown(f"{reset_sentence(stored, (n_added, judgments.n_added('pairwise')))} **It keeps a backup** (timestamped, in the "
                 "judgments database) of whatever it removes, which you can restore afterwards.")
     if st.button("Yes, reset", key="w_reset", type="primary"):
         backup = store.reset()

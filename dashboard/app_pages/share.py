@@ -19,7 +19,7 @@ def link(base: str, page: PageSpec) -> str:
 page = open_page(
     "Share & export",
     "Every view of this dashboard is a link: the page, the run, the selected hypothesis, image, attribution method, filters, TCAV model "
-    "and layer, class and discovered concept are all in the address bar. "
+    "and layer, class and discovered concept are all in the links below, and each page's address bar carries what that page shows. "
     "Copy a link below, or export a report that opens offline.",
 )
 run, view = page.run, page.view

@@ -36,18 +36,20 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
-def reset_sentence(n_ratings: int, n_pairwise: int, n_added: int) -> str:
-    """What a reset of the Prior page removes: every rating and preference stored for the world (``n_ratings``,
-    ``n_pairwise``), of which the page counts as added only those the run did not read when it was made (``n_added``,
+def reset_sentence(stored: tuple[int, int], added: tuple[int, int]) -> str:
+    """What a reset of the Prior page removes: every rating and pairwise preference stored for the world (``stored``),
+    of which the page counts as added only those the run did not read when it was made (``added``, from
     :meth:`igcore.prior.sources.Judgments.n_added`); the run keeps what it read in its own judgments."""
-    if not n_ratings and not n_pairwise:
+    if not any(stored):
         return "Nobody has added ratings for this world on this page: the page already shows the judgments this run was solved with."
-    stored = " and ".join(count(n, noun) for n, noun in ((n_ratings, "rating"), (n_pairwise, "pairwise preference")) if n)
-    read = n_ratings - n_added
-    kept = (f" This run read {count(read, 'rating')} of them when it was made (`prior.database`) and keeps those in its own judgments; "
-            "runs of this world that did not read them lose them." if read > 0 else "")
-    return (f"This sets aside the {stored} stored for this world on this page (every run of this world shares them) and goes back "
-            f"to the judgments this run was solved with.{kept}")
+    nouns = ("rating", "pairwise preference")
+    stored_text = " and ".join(count(n, noun) for n, noun in zip(stored, nouns, strict=True) if n)
+    read = [s - a for s, a in zip(stored, added, strict=True)]
+    read_text = " and ".join(count(n, noun) for n, noun in zip(read, nouns, strict=True) if n > 0)
+    kept = (f" This run read {read_text} of them when it was made (`prior.database`) and keeps those in its own judgments; "
+            "runs of this world that did not read them lose them." if read_text else "")
+    return (f"This sets aside the {stored_text} stored for this world on this page (every run of this world shares them) and goes "
+            f"back to the judgments this run was solved with.{kept}")
 
 
 def sources_table(provenance: Provenance) -> pd.DataFrame:

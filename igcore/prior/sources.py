@@ -165,9 +165,11 @@ class Judgments:
     def notes(self) -> list[str]:
         return list(self.provenance.notes)
 
-    def n_added(self) -> int:
-        """Ratings people added for this world on the Prior page that the run did not read (``source == "added"``)."""
-        return int((self.ratings["source"] == ADDED).sum())
+    def n_added(self, kind: str = "ratings") -> int:
+        """Ratings (``kind="pairwise"``: pairwise preferences) people added for this world on the Prior page that the run
+        did not read (``source == "added"``)."""
+        table = self.ratings if kind == "ratings" else self.pairwise
+        return 0 if table is None else int((table["source"] == ADDED).sum())
 
     def key(self) -> str:
         """A digest of everything a fit reads (for caches)."""

@@ -279,6 +279,7 @@ def kill_judgments(work: Path, kills: int, rng: random.Random, log: list[str]) -
         assert proc.stdout is not None
         moment = rng.uniform(0.05, 1.5)
         time.sleep(moment)
+        alive = proc.poll() is None  # the writer adds ratings until it is killed: it is still writing unless it failed
         os.kill(proc.pid, signal.SIGKILL)
         # read through the same text wrapper as "ready": communicate() would read the pipe directly and skip
         # the lines readline() had already buffered
@@ -287,7 +288,7 @@ def kill_judgments(work: Path, kills: int, rng: random.Random, log: list[str]) -
         if proc.stderr is not None:
             proc.stderr.close()
         reported = {f"k{n}-{int(line)}" for line in rest.splitlines() if line.strip().isdigit()}
-        trial = Trial(n, moment, True, "")
+        trial = Trial(n, moment, alive, "")
         with sqlite3.connect(db) as conn:
             if conn.execute("PRAGMA integrity_check").fetchall() != [("ok",)]:
                 trial.problems.append("integrity_check failed")

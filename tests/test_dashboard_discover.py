@@ -164,10 +164,12 @@ def test_the_text_lookup_applies_names(fresh_runs_dir: Path) -> None:
     assert named.name_map == store.names()
     # stored records about the concept take its name (the ranked list, clause records, field guides read them)
     z = named.hypotheses.z_star or []
-    relabelled = z[0].model_copy(update={"concept": ids[1]}) if z else None
-    if relabelled is not None:
-        assert clause_records([relabelled], texts=named.concept_texts)[0]["text"] == "a ruler at the edge"
-    # the engine's rendering in the names is the stored field guide when no clause's concept was renamed
+    assert z, "the tiny run's z* has clauses"
+    relabelled = z[0].model_copy(update={"concept": ids[1]})
+    assert clause_records([relabelled], texts=named.concept_texts)[0]["text"] == "a ruler at the edge"
+    # no clause of z* is about the renamed concept (z* speaks only annotated and named concepts, and none was named at the
+    # run), so its field guide is the stored one
+    assert ids[1] not in {c.concept for c in z}
     assert named.hypothesis_text("z_star") == before.hypothesis_text("z_star")
     store.unname("bo", ids[1])
     again = RunView.open(root, "tiny")

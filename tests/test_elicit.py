@@ -95,7 +95,10 @@ def test_one_more_rating_is_prior_m_refitted(n_rated: int) -> None:
     ratings = RATED.iloc[:n_rated]
     prior = PriorModel(encoder="hashing", fit_pairwise=False).fit(ratings, VOCAB, CLASSES)
     unrated, deltas, _ = answer_cost_changes(prior, ratings)
-    assert list(unrated) == list(np.nonzero(~prior.rated_.reshape(-1))[0])
+    rated = {(VOCAB.index(c), CLASSES.index(k)) for c, k in zip(ratings["concept"], ratings["class"], strict=True)}
+    # clause j = concept * C + class, in the order of Prior_M's (K, C) tables
+    assert list(unrated) == [k * len(CLASSES) + c for k in range(len(VOCAB)) for c in range(len(CLASSES)) if (k, c) not in rated]
+    assert len(unrated) == {0: 12, 2: 10, len(RATED): 8}[n_rated]
     cost = prior.strength * -np.log(prior.plausibility_.reshape(-1))
     for u, j in enumerate(unrated):
         for a in (1, 3, 5):
@@ -251,7 +254,8 @@ def test_z_star_log_limits(tmp_path: Path, args: tuple, match: str) -> None:
     store = _store(tmp_path / "j.sqlite")
     with pytest.raises(InputError, match=match):
         store.log_z_star(*args)
-    assert store.z_star_log("run-1") == []
+    with sqlite3.connect(tmp_path / "j.sqlite") as conn:  # nothing was logged, under any run id
+        assert conn.execute("SELECT COUNT(*) FROM zstar_log").fetchone() == (0,)
 
 
 def test_concurrent_logs_lose_nothing(tmp_path: Path) -> None:

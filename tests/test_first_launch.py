@@ -148,6 +148,8 @@ job = _job(sys.argv[1])
 deadline = time.time() + 300
 while not any(name == "erm" for name, *_ in job.events) and time.time() < deadline:
     time.sleep(0.05)
+if not any(name == "erm" for name, *_ in job.events):
+    sys.exit(3)  # the demo run never reached erm: nothing to stop
 time.sleep(1.5)  # inside the training steps of erm, oracle and the concept model (torch's C++ kernels)
 print("erm started", flush=True)
 sys.exit(0)

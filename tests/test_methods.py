@@ -28,6 +28,12 @@ def test_every_method_says_who_it_is(spec: MethodSpec) -> None:
         assert re.fullmatch(r"z_[a-z]+", spec.surrogate)
 
 
+def test_a_few_methods_say_who_they_are_in_words() -> None:
+    """The registry's words as people read them (the parametrised test above checks every entry's shape)."""
+    assert method_spec("erm").possessive == "the baseline's" and style.subject("erm") == "the baseline"
+    assert style.method_short("groupdro") == "GroupDRO" and style.method_label("erm") == "Baseline (ERM)"
+
+
 def test_colours_and_names_tell_methods_apart() -> None:
     for field in ("color", "label", "short"):
         values = [getattr(s, field) for s in METHODS.values()]
@@ -44,4 +50,5 @@ def test_the_registry_is_the_one_source() -> None:
 def test_an_unregistered_method_still_has_a_name_and_a_colour() -> None:
     spec = method_spec("my_peer")
     assert spec.label == "my peer" and spec.subject == "my peer" and re.fullmatch(r"#[0-9a-f]{6}", spec.color)
-    assert method_spec("my_peer") == spec  # the same colour every time
+    # the same colour in every process (a sum of the name's code points, not Python's per-process hash()): the fourth
+    assert spec.color == "#e56b6f" and method_spec("my_peer") == spec

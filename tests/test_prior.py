@@ -173,19 +173,21 @@ def test_prior_predicts_every_clause(fitted: P.PriorModel, vocab: Vocabulary) ->
     assert logp[vocab.index("blue_eyes"), 0] > logp[vocab.index("snowy_ground"), 1] + 2
 
 
-def test_loco_error_is_reported(fitted: P.PriorModel) -> None:
+def test_loco_error_is_reported(fitted: P.PriorModel, ratings: pd.DataFrame) -> None:
     loco = fitted.loco_error_
     assert loco["n_concepts"] == 16
     for key in ("mae", "rmse", "baseline_mae", "baseline_rmse"):
         assert math.isfinite(loco[key]) and loco[key] > 0
-    assert set(loco["per_concept"]) <= set(fitted.vocabulary_.ids)
+    assert set(loco["per_concept"]) == set(ratings["concept"]) and len(loco["per_concept"]) == 16  # one per rated concept
     assert fitted.summary()["loco_error"]["mae"] == loco["mae"]
 
 
-def test_pairwise_fit_and_log_prior(fitted: P.PriorModel, vocab: Vocabulary) -> None:
+def test_pairwise_fit_and_log_prior(fitted: P.PriorModel, vocab: Vocabulary, ratings: pd.DataFrame, pairwise: pd.DataFrame) -> None:
     assert fitted.pairwise_fit_["used"] and fitted.pairwise_fit_["n"] >= 30
-    for coef in (fitted.coef_length_, fitted.coef_weight_, fitted.coef_class_length_, fitted.coef_empty_class_):
-        assert coef >= 0
+    coefs = (fitted.coef_length_, fitted.coef_weight_, fitted.coef_class_length_, fitted.coef_empty_class_)
+    assert all(coef >= 0 for coef in coefs)
+    unfitted = P.PriorModel(encoder="hashing", fit_pairwise=False).fit(ratings, vocab, CLASSES, pairwise)
+    assert coefs != (unfitted.coef_length_, unfitted.coef_weight_, unfitted.coef_class_length_, unfitted.coef_empty_class_)  # fitted
     animal = from_pairs([("amber_eyes", "wolf", 2.0), ("blue_eyes", "husky", 2.0)])
     snow = from_pairs([("snowy_ground", "wolf", 2.0), ("grassy_ground", "husky", 2.0)])
     assert fitted.log_prior(animal) > fitted.log_prior(snow) + 100

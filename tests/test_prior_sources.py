@@ -94,8 +94,9 @@ def test_recorded_carried_coefficients_are_used_as_they_are(monkeypatch: pytest.
     assert recorded.provenance.carried is not None
     monkeypatch.setattr(sources, "_carried_structure", lambda prior: pytest.fail("refitted the shipped judgments"))
     again = P.fit_prior(HASHING, recorded, other, ["fish", "crab"])
-    coefs = [(getattr(m, f"{name}_") for name in sources.STRUCTURE_COEFS) for m in (again, first)]
-    assert list(coefs[0]) == list(coefs[1]) and np.array_equal(again.plausibility_, first.plausibility_)
+    again_coefs, first_coefs = ([getattr(m, f"{name}_") for name in sources.STRUCTURE_COEFS] for m in (again, first))
+    assert again_coefs == first_coefs == [getattr(recorded.provenance.carried, name) for name in sources.STRUCTURE_COEFS]
+    assert np.array_equal(again.plausibility_, first.plausibility_)
 
 
 # ---------------------------------------------------------------------------------- recorded in the run

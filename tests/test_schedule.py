@@ -220,14 +220,19 @@ def test_a_held_stage_starts_once_the_cpu_is_free_again(tmp_path: Path, monkeypa
     assert spans["short"][0] < spans["long"][1] and schedule["short"]["stages_at_once"] == 2  # beside the long one
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the default runs stages at once only on two CPUs or more")
 def test_without_readable_cpu_times_the_default_runs_up_to_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     import igcore.runtime
 
+    tried: list[bool] = []
+
     def unreadable() -> tuple[float, float, float]:
+        tried.append(True)
         raise PermissionError("/proc/stat")
 
     monkeypatch.setattr(igcore.runtime, "_cpu_clock", unreadable)
     concurrency = Concurrency(RuntimeConfig(threads=1), cpus=2)
+    assert tried and concurrency.limit > 1  # the gauge was tried, where more than one stage may run at once
     assert not concurrency.adaptive and concurrency.at_once() == concurrency.limit
 
 
@@ -239,6 +244,8 @@ def test_a_run_records_when_each_stage_started_and_whether_it_chose_how_many_ran
     assert schedules[0]["started_s"] == 0.0 and all(0 <= s["started_s"] < manifest["total_seconds"] for s in schedules)
     assert all(1 <= s["stages_at_once"] <= manifest["stages_at_once"] for s in schedules)
     assert manifest["stages_adaptive"] is (manifest["config"]["runtime"]["stages"] is None and manifest["stages_at_once"] > 1)
+    # an adaptive run records, for every stage, how busy other processes kept the CPUs when it started; a fixed one does not
+    assert all(("others_busy_cpus" in s) is manifest["stages_adaptive"] for s in schedules)
 
 
 def test_the_executor_is_started_in_the_callers_thread_before_any_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -206,12 +206,16 @@ def test_an_interrupted_publication_is_finished_on_the_next_opening(tmp_path, cr
             out.metrics["microscope"] = {"v": "new"}
     monkeypatch.setattr(store_module.os, "rename", real_rename)
     assert (run.path / JOURNAL).is_file()
+    journal = (run.path / JOURNAL).read_text()
     reopened = store.load("r")  # replays the journal
     assert (reopened.path / "microscope" / "v.txt").read_text() == "new"
     assert (reopened.path / "microscope.v1" / "v.txt").read_text() == "old"
     assert reopened.metrics["microscope"] == {"v": "new"} and not (run.path / JOURNAL).exists()
-    recover(run.path)  # replaying again changes nothing
-    assert reopened.metrics["microscope"] == {"v": "new"}
+    (run.path / JOURNAL).write_text(journal)  # a second process that crashed at the same point replays it again
+    recover(run.path)
+    assert not (run.path / JOURNAL).exists() and sorted(p.name for p in run.path.glob("microscope*")) == ["microscope", "microscope.v1"]
+    assert (run.path / "microscope" / "v.txt").read_text() == "new" and (run.path / "microscope.v1" / "v.txt").read_text() == "old"
+    assert store.load("r").metrics["microscope"] == {"v": "new"}  # replaying again changes nothing
 
 
 def test_two_recomputes_at_once_lose_no_key(tmp_path):

@@ -35,8 +35,9 @@ BLOCK = re.compile(r"^<!-- (?P<name>[\w.-]+):start -->\n(?:(?P<body>.*?)\n)?<!--
 MARKER = re.compile(r"^<!-- ([\w.-]+):(start|end) -->$", re.M)
 #: A figure: digits with optional thousands separators and decimals. Digits glued to a letter or an underscore on
 #: the left (``float32``, ``CUB_200_2011``), joined by a hyphen to a word (``ResNet-18``) or followed by a letter
-#: (``L6v2``, ``2nd``) are part of a name, not a figure.
-NUMBER = re.compile(r"(?<![\w.,])(?<![A-Za-z]-)\d(?:[\d,]*\d)?(?:\.\d+)?(?![\w])")
+#: (``L6v2``, ``2nd``) are part of a name, not a figure; a unit glued to the digits (``45s``, ``3x``, ``64px``, ``512MB``)
+#: does not make one.
+NUMBER = re.compile(r"(?<![\w.,])(?<![A-Za-z]-)\d(?:[\d,]*\d)?(?:\.\d+)?(?!(?!(?:s|ms|x|px|min|[KMGT]i?B)\b)\w)")
 _MASK = re.compile(r"[-+−]?\d(?:[\d,.]*\d)?")
 #: A list of masked figures (``{#, #, #}``: the ρ values or seeds a setting runs) is one figure: settings differ in
 #: how many they run, not in what the text says.
@@ -278,7 +279,9 @@ def _inlines(text: str) -> Iterator[_Inline]:
 
 _SENTENCE_END = re.compile(r"(?<=[.;!?])\s+(?=[A-Z(*`\"“])")
 _KEY = re.compile(r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)+")
-_CITATION = re.compile(r"(?:[A-Z][\w'’-]+(?: et al\.)?,? |\()(?:19|20)\d\d\b")
+#: A paper's year: after its authors ("Fel et al., 2023", "Ghorbani et al. 2019") or alone in parentheses ("(2019)"); a
+#: year followed by a word in lower case is a count ("The 2000 images").
+_CITATION = re.compile(r"(?:[A-Z][\w'’-]+(?: et al\.)?,? (?:19|20)\d\d\b(?! [a-z])|\((?:19|20)\d\d\))")
 _DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 _ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b|\b[\w.-]+:\d{2,5}\b")
 _CONFIDENCE = re.compile(r"\d+(?:\.\d+)?\s?% (?:\w+ )?(?:CI|interval|confidence)")

@@ -111,8 +111,9 @@ def test_each_run_keeps_its_own_judgments(browser: object, worlds_dir: Path, tmp
         page.get_by_text("Re-solved in").first.wait_for(timeout=180_000)
         wait_idle(page, timeout=180)
         assert_page_ok(page, "prior of waterbirds (re-solved)")
-        summary = page.get_by_text("Re-solved in").first.inner_text()
-        assert "lost" not in summary, summary  # no clause of the run's z* was dropped
+        # the whole sentence ("Re-solved in ... s ... with N ratings: z* gained ... and lost ..."), not only its bold start
+        summary = page.locator("[data-testid=stMarkdownContainer] p").filter(has_text="Re-solved in").first.inner_text()
+        assert "L_M reading it" in summary and "lost" not in summary, summary  # no clause of the run's z* was dropped
         after = page.locator("[data-testid=stColumn]").filter(has_text="After (the current ratings)").first.inner_text()
         assert concept_text in after, after  # the re-solved z*'s field guide still cites the clause's concept
 

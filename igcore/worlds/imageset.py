@@ -122,6 +122,8 @@ def read_csv(path: Path, required: Sequence[str], what: str, fix: str) -> pd.Dat
     """
     import pandas as pd
 
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a folder, not a CSV file; {fix}")
     if not path.is_file():
         raise InputError(f"{what} {path} does not exist; {fix}")
     with path.open("rb") as f:

@@ -254,8 +254,17 @@ class _Inline:
     prose: list[tuple[int, int]] = field(default_factory=list)
 
 
+_TAG = re.compile(r"<[^>]*>")
+
+
 def _inlines(text: str) -> Iterator[_Inline]:
+    """Runs of text with their prose parts: inline tokens (links' and images' words included, autolinks and code spans
+    kept as text that is not prose), and raw HTML blocks read without their tags (block markers aside)."""
     for tok in markdown().parse(text):
+        if tok.type == "html_block" and not MARKER.fullmatch(tok.content.strip()):
+            plain = _TAG.sub(" ", tok.content)
+            yield _Inline(line=(tok.map[0] + 1) if tok.map else 0, text=plain, prose=[(0, len(plain))])
+            continue
         if tok.type != "inline":
             continue
         run = _Inline(line=(tok.map[0] + 1) if tok.map else 0)
@@ -272,7 +281,8 @@ def _inlines(text: str) -> Iterator[_Inline]:
                 run.text += child.content
             elif child.type in ("softbreak", "hardbreak"):
                 run.text += " "
-            elif child.type == "image":
+            elif child.type == "image":  # its alt text is read as prose too
+                run.prose.append((len(run.text), len(run.text) + len(child.content)))
                 run.text += child.content
         yield run
 

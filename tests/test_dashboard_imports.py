@@ -62,6 +62,8 @@ for page in {pages!r}:
         at.switch_page(f"app_pages/{{page}}.py")
     at.run()
     assert not at.exception, (page, [e.value for e in at.exception])
+    assert not at.error, (page, [e.value for e in at.error])  # drawn whole, not stopped on an error box before its imports
+    assert not [i.value for i in at.info if "This run has no" in str(i.value)], page  # every section of the complete run
     print(page, sorted(m for m in {HEAVY!r} if m in sys.modules), flush=True)
 """
     out = _fresh(code, {"IG_RUNS_DIR": str(runs_dir)})

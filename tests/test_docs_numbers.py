@@ -67,6 +67,8 @@ def test_numbers_that_are_no_result_pass_and_the_rules_are_narrow() -> None:
         "The run took 4 min 12 s on 2026 images.": ["4", "12", "2026"],
         "It takes 45s, 3x faster, at 64px in 512MB.": ["45", "3", "64", "512"],  # a unit glued to the figure
         "The 2000 images (2048 of them) were drawn.": ["2000", "2048"],  # counts that look like years
+        "<p>It reaches 97.3 %.</p>\n": ["97.3"],  # a raw HTML block is read without its tags
+        "![accuracy 97.3 %](chart.png)": ["97.3"],  # an image's alt text is prose
     }
     for text, numbers in wrong.items():
         assert [s.number for s in stray_numbers(text)] == numbers, text

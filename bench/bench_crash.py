@@ -280,7 +280,7 @@ def kill_judgments(work: Path, kills: int, rng: random.Random, log: list[str]) -
         moment = rng.uniform(0.05, 1.5)
         time.sleep(moment)
         alive = proc.poll() is None  # the writer adds ratings until it is killed: it is still writing unless it failed
-        os.kill(proc.pid, signal.SIGKILL)
+        proc.kill()  # SIGKILL; nothing once a writer that failed has been reaped
         # read through the same text wrapper as "ready": communicate() would read the pipe directly and skip
         # the lines readline() had already buffered
         rest = proc.stdout.read()

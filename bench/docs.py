@@ -259,9 +259,9 @@ _TAG = re.compile(r"<[^>]*>")
 
 def _inlines(text: str) -> Iterator[_Inline]:
     """Runs of text with their prose parts: inline tokens (links' and images' words included, autolinks and code spans
-    kept as text that is not prose), and raw HTML blocks read without their tags (block markers aside)."""
+    kept as text that is not prose), and raw HTML blocks read without their tags."""
     for tok in markdown().parse(text):
-        if tok.type == "html_block" and not MARKER.fullmatch(tok.content.strip()):
+        if tok.type == "html_block":
             plain = _TAG.sub(" ", tok.content)
             yield _Inline(line=(tok.map[0] + 1) if tok.map else 0, text=plain, prose=[(0, len(plain))])
             continue

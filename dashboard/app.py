@@ -75,9 +75,10 @@ def _pick_run(root: str, runs: list[RunInfo], wanted: str | None, notes: list[st
 
 
 def _on_run_change() -> None:
-    # A new run resets the selections that only make sense within one run.
-    session.set_view(run=st.session_state["w_run"], hyp=None, img=None, method=None, group="all", correct="all", comp=None,
-                     tcav=None, layer=None, cls=None)
+    # A new run resets the selections that only make sense within one run: every view key but the model under the
+    # microscope goes back to its default.
+    model = session.context().view.model
+    session.set_view(**{**url_state.ViewState().to_dict(), "run": st.session_state["w_run"], "model": model})
 
 
 def sidebar(ctx: session.PageContext) -> None:

@@ -399,13 +399,18 @@ class RunView:
                 return str(reason)
         return None
 
+    def with_evidence(self, field: str) -> list[str]:
+        """The examined models whose ``microscope.<model>.<field>`` is there, in :attr:`examined` order (none: empty)."""
+        return [m for m, s in self.microscope.items() if getattr(s, field) not in (None, {}, [])]
+
     def evidence(self, field: str, what: str, part: str | None = None) -> dict[str, Any]:
-        """``microscope.<model>.<field>`` of every examined model that has it, in :attr:`examined` order.
+        """``microscope.<model>.<field>`` of every examined model that has it (:meth:`with_evidence`), in :attr:`examined`
+        order.
 
         Raises :class:`Unavailable` with the engine's reason when the data cannot support the part
         (``part``, default ``field``), else :class:`NotComputed` naming the stage that writes it.
         """
-        found = {m: getattr(s, field) for m, s in self.microscope.items() if getattr(s, field) not in (None, {}, [])}
+        found = {m: getattr(self.microscope[m], field) for m in self.with_evidence(field)}
         if found:
             return found
         reason = self.unavailable(part or field)

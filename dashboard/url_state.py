@@ -47,7 +47,7 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,63}")
 #: A gallery group: ``class/background``.
 GROUP = re.compile(rf"{NAME.pattern}/{NAME.pattern}")
 #: A TCAV layer: an alias (``penultimate``) or a dotted module path (``backbone.layer4.1``), as long as any value.
-LAYER = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.]{{0,{MAX_VALUE - 1}}}")
+LAYER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.]*")
 RUN_ID = re.compile(RUN_ID_PATTERN)
 
 

@@ -63,6 +63,7 @@ for page in {pages!r}:
     at.run()
     assert not at.exception, (page, [e.value for e in at.exception])
     assert not at.error, (page, [e.value for e in at.error])  # drawn whole, not stopped on an error box before its imports
+    assert not [w.value for w in at.warning if "could not be drawn" in str(w.value)], page  # no section failed in its guard
     assert not [i.value for i in at.info if "This run has no" in str(i.value)], page  # every section of the complete run
     print(page, sorted(m for m in {HEAVY!r} if m in sys.modules), flush=True)
 """

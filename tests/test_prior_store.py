@@ -315,9 +315,9 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     backup_id = store.reset()
-    assert store.ratings().empty and store.backups()["n_ratings"].tolist() == [1]
+    assert store.ratings().empty and store.counts() == (0, 0) and store.backups()["n_ratings"].tolist() == [1]
     store.restore(backup_id)
-    assert store.ratings()[["rater", "source"]].values.tolist() == [["old", "user"]]
+    assert store.ratings()[["rater", "source"]].values.tolist() == [["old", "user"]] and store.counts() == (1, 0)
 
 
 #: What a version-3 store wrote: one shared set of rows, seeded with the shipped files, a global reset epoch.

@@ -25,11 +25,6 @@ def models_of(run: RunView) -> list[str]:
     return run.examined or order_methods([m for m in ("erm", "ig_student") if m in run.methods]) or ["erm"]
 
 
-def tcav_models(run: RunView) -> list[str]:
-    """Models with TCAV scores, in the order the microscope examined them."""
-    return [m for m in run.examined if run.section(m).tcav]
-
-
 def tcav_model_of(view: url_state.ViewState, with_tcav: list[str]) -> str:
     """The TCAV section's model: the link's, else the model under the microscope when it has scores, else the first."""
     return view.tcav or (view.model if view.model in with_tcav else with_tcav[0])
@@ -44,7 +39,7 @@ def _choose(run: RunView, view: url_state.ViewState, notes: list[str]) -> url_st
         group=url_state.choose(view.group, ["all", *run.groups], "all", "group filter", notes),
         img=url_state.choose_index(view.img, run.world.sizes["test_eval"], None, "image number", notes, shown="the first image of the gallery"),
     )
-    with_tcav = tcav_models(run)
+    with_tcav = run.with_evidence("tcav")
     if not with_tcav:  # the TCAV section says why; a link's choices there have nothing to select
         return replace(view, tcav=None, layer=None)
     view = replace(view, tcav=url_state.choose(view.tcav, with_tcav, None, "TCAV model", notes, why="has no TCAV scores in this run",
@@ -96,10 +91,9 @@ def _inspect(i: int) -> None:
 
 
 def _keep_layer(changed: url_state.ViewState) -> str | None:
-    """The selected TCAV layer when the TCAV section's model in view ``changed`` has it, else None (its first)."""
-    ctx = session.context()
-    with_tcav = tcav_models(ctx.run)
-    return changed.layer if with_tcav and changed.layer in ctx.run.tcav_layers(tcav_model_of(changed, with_tcav)) else None
+    """The selected TCAV layer when the TCAV section's model in view ``changed`` has it, else None (its first): the
+    page's own choice (:func:`_choose`), without a note, since the user's click, not a link, changed the model."""
+    return _choose(session.context().run, changed, []).layer
 
 
 def _set_model() -> None:

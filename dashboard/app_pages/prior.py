@@ -259,8 +259,7 @@ if result:
 st.subheader("Start over")
 st.caption("A reset keeps a timestamped backup of every rating and preference it removes; any backup can be restored below.")
 with st.popover("Reset to the run's own judgments", icon=":material/restart_alt:"):
-    stored = (len(store.ratings()), len(store.pairwise()))
-    st.markdown(f"{reset_sentence(stored, (n_added, judgments.n_added('pairwise')))} **It keeps a backup** (timestamped, in the "
+    st.markdown(f"{reset_sentence(store.counts(), (n_added, judgments.n_added('pairwise')))} **It keeps a backup** (timestamped, in the "
                 "judgments database) of whatever it removes, which you can restore afterwards.")
     if st.button("Yes, reset", key="w_reset", type="primary"):
         backup = store.reset()

@@ -382,6 +382,13 @@ class JudgmentsStore(SQLiteFile):
             ).fetchall()
         return pd.DataFrame(rows, columns=[*PAIRWISE_COLUMNS, *ROW_COLUMNS]).astype({"id": np.int64})
 
+    def counts(self) -> tuple[int, int]:
+        """How many ratings and pairwise preferences this world holds (what :meth:`reset` would remove)."""
+        with self._connection() as conn:
+            n_ratings, n_pairwise = (int(conn.execute(f"SELECT COUNT(*) FROM {table} WHERE world = ?", (self.world,)).fetchone()[0])
+                                     for table in ("ratings", "pairwise"))
+        return n_ratings, n_pairwise
+
     def backups(self) -> pd.DataFrame:
         """The backups :meth:`reset` made of this world's rows, oldest first: columns ``id, created, n_ratings,
         n_pairwise``."""

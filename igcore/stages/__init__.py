@@ -19,8 +19,8 @@ one :class:`Stage` entry (docs/ARCHITECTURE.md).
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -145,7 +145,7 @@ class Stage:
         """The longest of this stage's file prefixes that run file ``relative`` (a path in the run directory) starts
         with, or None when the stage does not write it."""
         prefixes = (*self.files, *(f"models/{m}/" for m in self.models))
-        return max((p for p in prefixes if fnmatch.fnmatchcase(relative, f"{p}*")), key=len, default=None)
+        return max((p for p in prefixes if re.match(re.escape(p).replace(r"\*", "[^/]*"), relative)), key=len, default=None)
 
     def writes_file(self, relative: str) -> bool:
         """Whether run file ``relative`` (a path in the run directory) is one this stage writes."""
